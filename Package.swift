@@ -1,0 +1,70 @@
+// swift-tools-version:6.0
+//
+// Flex: application co-design servers over a software FlexNIC steering layer.
+//
+// Module layering (arrows point one way):
+//   apps (flexkvs, flexbench) -> FlexNIC (steering) -> FlexIO (ports) -> FlexWire (headers)
+//   C shims (CDPDK, CPcap, CPCRE2, CFlexSys) sit under FlexIO and the apps that need them.
+import PackageDescription
+
+/// DPDK 22.11 from Debian: headers are parsed only by the shim's .c file (see DESIGN.md,
+/// "Engineering facts"); SwiftPM's pkgConfig cannot read Debian's libdpdk.pc.
+let dpdkCFlags: [String] = [
+    "-I/usr/include/dpdk", "-I/usr/include/x86_64-linux-gnu/dpdk",
+    "-include", "rte_config.h", "-march=corei7", "-O3",
+]
+
+let package = Package(
+    name: "Flex",
+    products: [
+        .executable(name: "flexkvs", targets: ["flexkvs"]),
+        .executable(name: "flexbench", targets: ["flexbench"]),
+        .library(name: "FlexWire", targets: ["FlexWire"]),
+        .library(name: "FlexIO", targets: ["FlexIO"]),
+        .library(name: "FlexNIC", targets: ["FlexNIC"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+    ],
+    targets: [
+        // MARK: C shims
+        .target(
+            name: "CDPDK",
+            cSettings: [.unsafeFlags(dpdkCFlags)],
+            linkerSettings: [
+                .linkedLibrary("rte_ethdev"), .linkedLibrary("rte_mbuf"),
+                .linkedLibrary("rte_mempool"), .linkedLibrary("rte_ring"),
+                .linkedLibrary("rte_eal"), .linkedLibrary("rte_net"),
+                .linkedLibrary("rte_kvargs"),
+            ]
+        ),
+        .systemLibrary(name: "CPcap", pkgConfig: "libpcap", providers: [.apt(["libpcap-dev"])]),
+        .systemLibrary(name: "CPCRE2", pkgConfig: "libpcre2-8", providers: [.apt(["libpcre2-dev"])]),
+        .target(name: "CFlexSys"),
+
+        // MARK: Libraries
+        .target(name: "FlexWire"),
+        .target(name: "FlexIO", dependencies: ["FlexWire", "CDPDK", "CPcap", "CFlexSys"]),
+        .target(
+            name: "FlexNIC",
+            dependencies: ["FlexWire", "FlexIO", "CFlexSys", .product(name: "TOMLKit", package: "TOMLKit")]
+        ),
+
+        // MARK: Executables
+        .executableTarget(
+            name: "flexkvs",
+            dependencies: ["FlexNIC", "FlexIO", "FlexWire", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .executableTarget(
+            name: "flexbench",
+            dependencies: ["FlexNIC", "FlexIO", "FlexWire", "CFlexSys", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+
+        // MARK: Tests
+        .testTarget(name: "FlexWireTests", dependencies: ["FlexWire"]),
+        .testTarget(name: "FlexNICTests", dependencies: ["FlexNIC", "FlexIO", "FlexWire"]),
+        .testTarget(name: "FlexIOTests", dependencies: ["FlexIO", "FlexNIC", "FlexWire", "CDPDK", "CPCRE2"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,88 @@
+#define _GNU_SOURCE
+#include "CFlexSys.h"
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/uio.h>
+
+enum { CFLEX_MAX_BATCH = 256 };
+
+int cflex_recv_batch(int fd, struct cflex_datagram *batch, unsigned count) {
+    struct mmsghdr msgs[CFLEX_MAX_BATCH];
+    struct iovec iov[CFLEX_MAX_BATCH];
+    if (count > CFLEX_MAX_BATCH) count = CFLEX_MAX_BATCH;
+    for (unsigned i = 0; i < count; i++) {
+        iov[i].iov_base = batch[i].data;
+        iov[i].iov_len = batch[i].capacity;
+        memset(&msgs[i].msg_hdr, 0, sizeof(msgs[i].msg_hdr));
+        msgs[i].msg_hdr.msg_iov = &iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+        msgs[i].msg_hdr.msg_name = &batch[i].peer;
+        msgs[i].msg_hdr.msg_namelen = sizeof(batch[i].peer);
+    }
+    int n = recvmmsg(fd, msgs, count, MSG_DONTWAIT, NULL);
+    if (n < 0) return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -errno;
+    for (int i = 0; i < n; i++) {
+        /* A datagram longer than the buffer is cut by the kernel: report the
+           buffer-sized prefix and flag the truncation by capacity + 1. */
+        batch[i].length = (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) ? batch[i].capacity + 1
+                                                                  : msgs[i].msg_len;
+    }
+    return n;
+}
+
+int cflex_send_batch(int fd, struct cflex_datagram *batch, unsigned count) {
+    struct mmsghdr msgs[CFLEX_MAX_BATCH];
+    struct iovec iov[CFLEX_MAX_BATCH];
+    if (count > CFLEX_MAX_BATCH) count = CFLEX_MAX_BATCH;
+    for (unsigned i = 0; i < count; i++) {
+        iov[i].iov_base = batch[i].data;
+        iov[i].iov_len = batch[i].length;
+        memset(&msgs[i].msg_hdr, 0, sizeof(msgs[i].msg_hdr));
+        msgs[i].msg_hdr.msg_iov = &iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+        msgs[i].msg_hdr.msg_name = &batch[i].peer;
+        msgs[i].msg_hdr.msg_namelen = sizeof(batch[i].peer);
+    }
+    int n = sendmmsg(fd, msgs, count, MSG_DONTWAIT);
+    if (n < 0) return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -errno;
+    return n;
+}
+
+int cflex_epoll_create(void) {
+    int fd = epoll_create1(EPOLL_CLOEXEC);
+    return fd < 0 ? -errno : fd;
+}
+
+int cflex_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t token) {
+    struct epoll_event ev = { .events = events, .data.u64 = token };
+    int kop = op == CFLEX_EPOLL_ADD ? EPOLL_CTL_ADD : op == CFLEX_EPOLL_DEL ? EPOLL_CTL_DEL : EPOLL_CTL_MOD;
+    return epoll_ctl(epfd, kop, fd, &ev) < 0 ? -errno : 0;
+}
+
+int cflex_epoll_wait(int epfd, uint64_t *tokens, uint32_t *masks, int max, int timeout_ms) {
+    struct epoll_event evs[64];
+    if (max > 64) max = 64;
+    int n = epoll_wait(epfd, evs, max, timeout_ms);
+    if (n < 0) return errno == EINTR ? 0 : -errno;
+    for (int i = 0; i < n; i++) { tokens[i] = evs[i].data.u64; masks[i] = evs[i].events; }
+    return n;
+}
+
+int cflex_pin_thread(int cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    int rc = pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+    return -rc;
+}
+
+int cflex_accept(int fd, struct sockaddr *addr, socklen_t *len) {
+    return accept4(fd, addr, len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+}
+
+int cflex_socket(int type) {
+    return socket(AF_INET, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+}

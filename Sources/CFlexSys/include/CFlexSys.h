@@ -1,0 +1,59 @@
+/// Thin wrappers over Linux calls that Swift's Glibc module does not expose
+/// (they need _GNU_SOURCE) and over the x86 time-stamp counter.
+#ifndef CFLEXSYS_H
+#define CFLEXSYS_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+
+/// Reads the time-stamp counter (cycles) without serialising.
+static inline uint64_t cflex_rdtsc(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    uint32_t lo, hi;
+    __asm__ __volatile__("rdtsc" : "=a"(lo), "=d"(hi));
+    return ((uint64_t)hi << 32) | lo;
+#else
+    return 0;
+#endif
+}
+
+/// One datagram of a batch: a buffer to fill (or send) and the IPv4 peer.
+struct cflex_datagram {
+    void *data;
+    uint32_t capacity;   ///< receive: buffer size; send: unused
+    uint32_t length;     ///< receive: bytes received; send: bytes to send
+    struct sockaddr_in peer;
+};
+
+/// recvmmsg over `count` datagrams without blocking; returns how many arrived, 0 if
+/// none, or -errno.
+int cflex_recv_batch(int fd, struct cflex_datagram *batch, unsigned count);
+
+/// sendmmsg of `count` datagrams; returns how many were sent or -errno.
+int cflex_send_batch(int fd, struct cflex_datagram *batch, unsigned count);
+
+/// epoll helpers: create, add/modify/delete for `fd` with `events`, and wait; the
+/// event's 64-bit data word is returned in `tokens`, its event mask in `masks`.
+int cflex_epoll_create(void);
+int cflex_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t token);
+int cflex_epoll_wait(int epfd, uint64_t *tokens, uint32_t *masks, int max, int timeout_ms);
+
+enum {
+    CFLEX_EPOLL_ADD = 1, CFLEX_EPOLL_DEL = 2, CFLEX_EPOLL_MOD = 3,
+    CFLEX_EPOLLIN = 0x001, CFLEX_EPOLLOUT = 0x004, CFLEX_EPOLLERR = 0x008,
+    CFLEX_EPOLLHUP = 0x010, CFLEX_EPOLLRDHUP = 0x2000,
+};
+
+/// An AF_INET socket of `type` with SOCK_NONBLOCK | SOCK_CLOEXEC, or -1 with errno.
+int cflex_socket(int type);
+
+/// accept4 with SOCK_NONBLOCK | SOCK_CLOEXEC; returns the fd or -1 with errno set.
+int cflex_accept(int fd, struct sockaddr *addr, socklen_t *len);
+
+/// Pins the calling thread to `cpu`; returns 0 or -errno.
+int cflex_pin_thread(int cpu);
+
+#endif

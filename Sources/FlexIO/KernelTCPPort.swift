@@ -1,0 +1,283 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CFlexSys
+import FlexWire
+import Synchronization
+
+/// A kernel TCP listener presented as an Ethernet port. Each read from a connection
+/// becomes a frame with synthesized Ethernet/IPv4/TCP headers (peer as source, the
+/// listening address as destination, the byte offset of the data as sequence number)
+/// and `Packet.flow` naming the connection; a closed connection arrives as a frame with
+/// FIN and no payload. Transmitting a frame writes its TCP payload to the connection
+/// named by `flow`; FIN in the frame closes the connection once its output is flushed.
+///
+/// Queue i has its own `SO_REUSEPORT` listener and epoll set. Output the peer does not
+/// read is buffered up to `maxPendingOutput` bytes per connection; past that the
+/// connection is closed and counted, so a client that never reads cannot hold memory.
+public final class KernelTCPPort: PacketPort, @unchecked Sendable {
+    public let name: String
+    public var rxQueueCount: Int { queues.count }
+    public var txQueueCount: Int { queues.count }
+    public var hasHardwareSteering: Bool { queues.count > 1 }
+    public let address: IPv4Address
+    public let port: UInt16
+    public let maxConnectionsPerQueue: Int
+    public let maxPendingOutput: Int
+    let queues: [ConnectionQueue]
+    let pool: BufferPool
+    let counters = PortCounters()
+    /// Connections refused because a queue's table was full, or closed for not reading.
+    let refused = Atomic<UInt64>(0)
+    let overrun = Atomic<UInt64>(0)
+
+    static let listenToken = UInt64.max
+    static let headroom = FrameBuilder.tcpHeadersLength
+
+    public init(address: IPv4Address = .loopback, port: UInt16, queues: Int = 1, maxConnections: Int = 1024,
+                maxPendingOutput: Int = 1 << 20, bufferCount: Int = 4096, bufferSize: Int = 2048) throws {
+        precondition(queues > 0 && maxConnections > 0)
+        var made: [ConnectionQueue] = []
+        var chosen = port
+        do {
+            for _ in 0..<queues {
+                let fd = try Socket.bound(type: Int32(SOCK_STREAM.rawValue), ip: address, port: chosen)
+                chosen = Socket.localEndpoint(fd).1
+                let q = try ConnectionQueue(listener: fd, capacity: max(1, (maxConnections + queues - 1) / queues))
+                made.append(q)
+                guard listen(fd, 1024) == 0 else { throw Socket.errorText("listen") }
+            }
+        } catch {
+            made.forEach { $0.closeAll() }
+            throw error
+        }
+        self.queues = made
+        self.address = address
+        self.port = chosen
+        self.maxConnectionsPerQueue = max(1, (maxConnections + queues - 1) / queues)
+        self.maxPendingOutput = maxPendingOutput
+        name = "tcp:\(address):\(chosen)"
+        pool = BufferPool(bufferCount: bufferCount, bufferSize: bufferSize)
+    }
+
+    deinit { queues.forEach { $0.closeAll() } }
+
+    /// Connections refused (table full) and closed for unread output, so far.
+    public var refusedConnections: UInt64 { refused.load(ordering: .relaxed) }
+    public var overrunConnections: UInt64 { overrun.load(ordering: .relaxed) }
+    /// Open connections over all queues.
+    public var openConnections: Int { queues.reduce(0) { $0 + $1.table.withLock { $0.open } } }
+
+    public func wait(queue: Int, timeoutMilliseconds: Int) {
+        Socket.waitReadable(queues[queue].epoll, timeoutMilliseconds: timeoutMilliseconds)
+    }
+
+    public func receive(queue: Int, into batch: PacketBatch) -> Int {
+        let q = queues[queue]
+        let n = Int(max(0, cflex_epoll_wait(q.epoll, q.tokens, q.masks, 64, 0)))
+        guard n > 0 else { return 0 }
+        let start = batch.count
+        var bytes = 0
+        q.table.withLock { table in
+            for e in 0..<n {
+                let token = q.tokens[e], mask = q.masks[e]
+                if token == Self.listenToken {
+                    acceptAll(queue: queue, q, &table)
+                    continue
+                }
+                let index = Int(token)
+                guard index < table.slots.count, table.slots[index].fd >= 0 else { continue }
+                if mask & UInt32(CFLEX_EPOLLOUT) != 0 { flush(q, &table, index) }
+                guard table.slots[index].fd >= 0, mask & UInt32(CFLEX_EPOLLIN | CFLEX_EPOLLHUP | CFLEX_EPOLLERR) != 0,
+                      !batch.isFull, pool.allocate(count: 1, into: batch) == 1 else { continue }
+                let p = batch.packets + (batch.count - 1)
+                let room = Int(p.pointee.capacity) - Self.headroom
+                let got = read(table.slots[index].fd, p.pointee.data + Self.headroom, room)
+                if got < 0 && (errno == EAGAIN || errno == EINTR) {
+                    pool.release(p, count: 1); batch.count -= 1
+                    continue
+                }
+                let payload = max(got, 0)
+                let fin = got <= 0
+                let conn = table.slots[index]
+                let endpoints = FrameBuilder.Endpoints(source: conn.peer.0, destination: address,
+                                                       sourcePort: conn.peer.1, destinationPort: port)
+                writeHeaders(p, endpoints, payload: payload, sequence: UInt32(truncatingIfNeeded: conn.received),
+                             fin: fin)
+                p.pointee.flow = q.flowID(queue: queue, index: index, generation: conn.generation)
+                table.slots[index].received &+= UInt64(payload)
+                bytes += payload
+                if fin { q.close(&table, index) }
+            }
+        }
+        let got = batch.count - start
+        counters.countReceived(packets: got, bytes: bytes)
+        return got
+    }
+
+    func writeHeaders(_ p: UnsafeMutablePointer<Packet>, _ e: FrameBuilder.Endpoints, payload: Int, sequence: UInt32, fin: Bool) {
+        let base = p.pointee.data
+        let eth = try! EthernetHeader(UnsafeMutableRawBufferPointer(start: base, count: 14))
+        eth.etherType = EthernetHeader.EtherType.ipv4.rawValue
+        base.initializeMemory(as: UInt8.self, repeating: 0, count: 12)
+        IPv4Header.write(at: base + 14, totalLength: 40 + payload, protocolNumber: 6, source: e.source, destination: e.destination)
+        TCPHeader.write(at: base + 34, sourcePort: e.sourcePort, destinationPort: e.destinationPort, sequence: sequence,
+                        flags: fin ? [.fin, .ack] : [.psh, .ack])
+        p.pointee.length = UInt32(Self.headroom + payload)
+    }
+
+    func acceptAll(queue: Int, _ q: ConnectionQueue, _ table: inout ConnectionTable) {
+        while true {
+            var peer = sockaddr_in()
+            var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+            let fd = withUnsafeMutablePointer(to: &peer) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    cflex_accept(q.listener, $0, &len)
+                }
+            }
+            guard fd >= 0 else { return }
+            guard let index = table.freeSlot() else {
+                close(fd)
+                refused.wrappingAdd(1, ordering: .relaxed)
+                continue
+            }
+            var one: Int32 = 1
+            setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+            table.slots[index].fd = fd
+            table.slots[index].peer = Socket.endpoint(peer)
+            table.slots[index].received = 0
+            table.slots[index].pending = []
+            table.slots[index].closing = false
+            table.open += 1
+            _ = cflex_epoll_ctl(q.epoll, Int32(CFLEX_EPOLL_ADD), fd, UInt32(CFLEX_EPOLLIN | CFLEX_EPOLLRDHUP), UInt64(index))
+        }
+    }
+
+    /// Writes what a connection has pending; stops watching for writability when done.
+    func flush(_ q: ConnectionQueue, _ table: inout ConnectionTable, _ index: Int) {
+        let fd = table.slots[index].fd
+        let n = table.slots[index].pending.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        if n > 0 { table.slots[index].pending.removeFirst(n) }
+        if n < 0 && errno != EAGAIN && errno != EINTR { q.close(&table, index); return }
+        if table.slots[index].pending.isEmpty {
+            if table.slots[index].closing { q.close(&table, index); return }
+            _ = cflex_epoll_ctl(q.epoll, Int32(CFLEX_EPOLL_MOD), fd, UInt32(CFLEX_EPOLLIN | CFLEX_EPOLLRDHUP), UInt64(index))
+        }
+    }
+
+    public func transmit(queue: Int, _ batch: PacketBatch) -> Int {
+        let n = batch.count
+        var bytes = 0
+        var errors = 0
+        queues[queue].table.withLock { table in
+            let q = queues[queue]
+            for i in 0..<n {
+                let p = batch[i]
+                guard let parsed = try? ParsedFrame(parsing: p.bytes), parsed.layers.contains(.tcp),
+                      let index = q.slotIndex(flow: p.flow, table: table) else { errors += 1; continue }
+                let payload = UnsafeRawBufferPointer(start: p.data + Int(parsed.payloadOffset), count: Int(parsed.payloadLength))
+                let fin = parsed.tcpFlags & TCPHeader.Flags.fin.rawValue != 0
+                var written = 0
+                if table.slots[index].pending.isEmpty && payload.count > 0 {
+                    written = max(0, write(table.slots[index].fd, payload.baseAddress, payload.count))
+                }
+                bytes += payload.count
+                if written < payload.count {
+                    if table.slots[index].pending.count + payload.count - written > maxPendingOutput {
+                        overrun.wrappingAdd(1, ordering: .relaxed)
+                        q.close(&table, index)
+                        continue
+                    }
+                    if table.slots[index].pending.isEmpty {
+                        _ = cflex_epoll_ctl(q.epoll, Int32(CFLEX_EPOLL_MOD), table.slots[index].fd,
+                                            UInt32(CFLEX_EPOLLIN | CFLEX_EPOLLOUT | CFLEX_EPOLLRDHUP), UInt64(index))
+                    }
+                    table.slots[index].pending.append(contentsOf: payload[written...])
+                }
+                if fin {
+                    table.slots[index].closing = true
+                    if table.slots[index].pending.isEmpty { q.close(&table, index) }
+                }
+            }
+        }
+        counters.countTransmitted(packets: n - errors, bytes: bytes)
+        counters.countTransmitErrors(errors)
+        pool.release(batch)
+        return n
+    }
+
+    public func allocate(count: Int, into batch: PacketBatch) -> Int { pool.allocate(count: count, into: batch) }
+    public func release(_ batch: PacketBatch) { pool.release(batch) }
+    public var statistics: PortStatistics { counters.snapshot }
+}
+
+/// One open connection of a queue's table.
+struct Connection {
+    var fd: Int32 = -1
+    var generation: UInt16 = 0
+    var peer: (IPv4Address, UInt16) = (.any, 0)
+    var received: UInt64 = 0
+    /// Output the peer has not taken yet (empty on the fast path).
+    var pending: [UInt8] = []
+    var closing = false
+}
+
+struct ConnectionTable: ~Copyable {
+    var slots: [Connection]
+    var open = 0
+
+    func freeSlot() -> Int? { slots.firstIndex { $0.fd < 0 } }
+}
+
+/// A queue's listener, epoll set and connection table (guarded by a lock taken once
+/// per receive or transmit burst).
+final class ConnectionQueue: @unchecked Sendable {
+    let listener: Int32
+    let epoll: Int32
+    let table: Mutex<ConnectionTable>
+    let tokens = UnsafeMutablePointer<UInt64>.allocate(capacity: 64)
+    let masks = UnsafeMutablePointer<UInt32>.allocate(capacity: 64)
+
+    init(listener: Int32, capacity: Int) throws {
+        self.listener = listener
+        let ep = cflex_epoll_create()
+        guard ep >= 0 else { Glibc.close(listener); throw Socket.errorText("epoll_create", -ep) }
+        epoll = ep
+        table = Mutex(ConnectionTable(slots: Array(repeating: Connection(), count: capacity)))
+        _ = cflex_epoll_ctl(ep, Int32(CFLEX_EPOLL_ADD), listener, UInt32(CFLEX_EPOLLIN), KernelTCPPort.listenToken)
+    }
+
+    deinit {
+        tokens.deallocate()
+        masks.deallocate()
+    }
+
+    /// The flow id of slot `index`: queue (4 bits), generation (12), slot (16).
+    func flowID(queue: Int, index: Int, generation: UInt16) -> UInt32 {
+        UInt32(queue & 0xF) << 28 | UInt32(generation & 0xFFF) << 16 | UInt32(index)
+    }
+
+    /// The slot a flow id names, if that connection is still the one open there.
+    func slotIndex(flow: UInt32, table: borrowing ConnectionTable) -> Int? {
+        let index = Int(flow & 0xFFFF)
+        guard index < table.slots.count, table.slots[index].fd >= 0,
+              table.slots[index].generation & 0xFFF == UInt16((flow >> 16) & 0xFFF) else { return nil }
+        return index
+    }
+
+    func close(_ table: inout ConnectionTable, _ index: Int) {
+        guard table.slots[index].fd >= 0 else { return }
+        _ = cflex_epoll_ctl(epoll, Int32(CFLEX_EPOLL_DEL), table.slots[index].fd, 0, 0)
+        Glibc.close(table.slots[index].fd)
+        table.slots[index].fd = -1
+        table.slots[index].pending = []
+        table.slots[index].generation &+= 1
+        table.open -= 1
+    }
+
+    func closeAll() {
+        table.withLock { t in for i in t.slots.indices { close(&t, i) } }
+        Glibc.close(epoll)
+        Glibc.close(listener)
+    }
+}

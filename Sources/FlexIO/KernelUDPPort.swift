@@ -1,0 +1,152 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CFlexSys
+import FlexWire
+
+/// Kernel UDP sockets presented as an Ethernet port, so the same steering program runs
+/// over them: each received datagram gets synthesized Ethernet/IPv4/UDP headers (zero
+/// MACs, the peer as source, the bound address as destination) in front of its payload;
+/// a transmitted frame's IPv4 destination and UDP port say where its payload goes.
+///
+/// Queue i is its own `SO_REUSEPORT` socket, so the kernel spreads flows over queues
+/// (the software counterpart of RSS). Datagrams move in `recvmmsg`/`sendmmsg` batches.
+public final class KernelUDPPort: PacketPort, @unchecked Sendable {
+    public let name: String
+    public var rxQueueCount: Int { sockets.count }
+    public var txQueueCount: Int { sockets.count }
+    /// The kernel spreads flows over the sockets by its own hash.
+    public var hasHardwareSteering: Bool { sockets.count > 1 }
+    public let address: IPv4Address
+    public let port: UInt16
+    let sockets: [Int32]
+    let pool: BufferPool
+    let counters = PortCounters()
+    /// Per-queue datagram arrays for the shim, rx and tx apart (they may run on
+    /// different threads).
+    let rxDatagrams: [UnsafeMutablePointer<cflex_datagram>]
+    let txDatagrams: [UnsafeMutablePointer<cflex_datagram>]
+    static let burst = 64
+
+    /// Binds `queues` sockets to `address:port` (port 0 picks one for all queues).
+    public init(address: IPv4Address = .loopback, port: UInt16, queues: Int = 1,
+                bufferCount: Int = 4096, bufferSize: Int = 2048) throws {
+        precondition(queues > 0)
+        var fds: [Int32] = []
+        var chosen = port
+        do {
+            for _ in 0..<queues {
+                let fd = try Socket.bound(type: Int32(SOCK_DGRAM.rawValue), ip: address, port: chosen)
+                fds.append(fd)
+                chosen = Socket.localEndpoint(fd).1
+            }
+        } catch {
+            fds.forEach { close($0) }
+            throw error
+        }
+        sockets = fds
+        self.address = address
+        self.port = chosen
+        name = "udp:\(address):\(chosen)"
+        pool = BufferPool(bufferCount: bufferCount, bufferSize: bufferSize)
+        rxDatagrams = (0..<queues).map { _ in .allocate(capacity: Self.burst) }
+        txDatagrams = (0..<queues).map { _ in .allocate(capacity: Self.burst) }
+    }
+
+    deinit {
+        sockets.forEach { close($0) }
+        rxDatagrams.forEach { $0.deallocate() }
+        txDatagrams.forEach { $0.deallocate() }
+    }
+
+    public func receive(queue: Int, into batch: PacketBatch) -> Int {
+        let want = min(batch.freeSpace, Self.burst)
+        let start = batch.count
+        let headers = FrameBuilder.udpHeadersLength
+        let got = pool.allocate(count: want, into: batch)
+        guard got > 0 else { return 0 }  // no buffer: datagrams wait in the kernel
+        let d = rxDatagrams[queue]
+        for i in 0..<got {
+            let p = batch[start + i]
+            d[i].data = p.data + headers
+            d[i].capacity = p.capacity - UInt32(headers)
+        }
+        let n = Int(max(0, cflex_recv_batch(sockets[queue], d, UInt32(got))))
+        var kept = 0
+        var bytes = 0
+        var truncated = 0
+        for i in 0..<n {
+            let length = Int(d[i].length)
+            guard length <= Int(d[i].capacity) else { truncated += 1; continue }
+            let (peerIP, peerPort) = Socket.endpoint(d[i].peer)
+            var p = batch[start + i]
+            let frame = UnsafeMutableRawBufferPointer(start: p.data, count: Int(p.capacity))
+            let endpoints = FrameBuilder.Endpoints(source: peerIP, destination: address,
+                                                   sourcePort: peerPort, destinationPort: port)
+            _ = try? FrameBuilder.writeUDPHeaders(into: frame, endpoints: endpoints, payloadLength: length, checksum: false)
+            p.length = UInt32(headers + length)
+            batch[start + kept] = p
+            kept += 1
+            bytes += length
+        }
+        // Return the buffers of truncated datagrams and of slots nothing arrived in.
+        let unused = batch.count - (start + kept)
+        pool.release(batch.packets + start + kept, count: unused)
+        batch.count = start + kept
+        counters.countReceived(packets: kept, bytes: bytes)
+        counters.countReceiveDrops(truncated)
+        return kept
+    }
+
+    public func transmit(queue: Int, _ batch: PacketBatch) -> Int {
+        let d = txDatagrams[queue]
+        let n = min(batch.count, Self.burst)
+        var valid = 0
+        var bytes = 0
+        var invalid = 0
+        // Compact the valid frames to the front; free what cannot be sent.
+        for i in 0..<n {
+            let p = batch[i]
+            guard let parsed = try? ParsedFrame(parsing: p.bytes), parsed.layers.contains(.udp) else {
+                invalid += 1
+                pool.release(batch.packets + i, count: 1)
+                continue
+            }
+            d[valid].data = p.data + Int(parsed.payloadOffset)
+            d[valid].length = UInt32(parsed.payloadLength)
+            d[valid].peer = Socket.address(IPv4Address(parsed.destinationAddress), parsed.destinationPort)
+            bytes += Int(parsed.payloadLength)
+            batch[valid] = p
+            valid += 1
+        }
+        if n > valid {
+            let rest = batch.count - n
+            if rest > 0 { (batch.packets + valid).update(from: batch.packets + n, count: rest) }
+            batch.count = valid + rest
+        }
+        counters.countTransmitErrors(invalid)
+        let rc = cflex_send_batch(sockets[queue], d, UInt32(valid))
+        let sent: Int
+        if rc < 0 {
+            // A hard error (e.g. unreachable destination) fails the first datagram:
+            // count it and drop it so one bad peer cannot stall the queue.
+            counters.countTransmitErrors(1)
+            sent = min(1, valid)
+        } else {
+            sent = Int(rc)
+        }
+        if sent < valid { bytes = 0; for i in 0..<sent { bytes += Int(d[i].length) } }
+        counters.countTransmitted(packets: rc < 0 ? 0 : sent, bytes: rc < 0 ? 0 : bytes)
+        pool.release(batch.packets, count: sent)
+        batch.removeFirst(sent)
+        return invalid + sent
+    }
+
+    public func wait(queue: Int, timeoutMilliseconds: Int) {
+        Socket.waitReadable(sockets[queue], timeoutMilliseconds: timeoutMilliseconds)
+    }
+
+    public func allocate(count: Int, into batch: PacketBatch) -> Int { pool.allocate(count: count, into: batch) }
+    public func release(_ batch: PacketBatch) { pool.release(batch) }
+    public var statistics: PortStatistics { counters.snapshot }
+}

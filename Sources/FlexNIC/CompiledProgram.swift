@@ -1,0 +1,165 @@
+import FlexWire
+
+/// A `SteeringProgram` flattened into plain records in unsafe buffers, so that running
+/// it touches no reference counts and no enum payload arrays. Read-only once built;
+/// shared by every pipeline instance that runs the program.
+final class CompiledProgram: @unchecked Sendable {
+    struct Stage {
+        var fieldStart: Int32, fieldCount: Int32
+        var payloadStart: Int32, payloadCount: Int32
+        var actionStart: Int32, actionCount: Int32
+    }
+
+    /// Field sources: header fields by number, or a payload word.
+    enum Source: UInt8 {
+        case etherType, vlanID, ipProtocol, sourceAddress, destinationAddress
+        case sourcePort, destinationPort, tcpFlags, dccpType, payloadLength, payloadWord
+    }
+
+    struct Field {
+        var source: Source
+        var width: UInt8       // payload word width in bytes
+        var offset: Int32      // payload word offset
+        var lo: UInt64         // exact/range low; masked value
+        var hi: UInt64         // range high; mask
+        var isRange: Bool      // else masked compare (exact is mask all-ones)
+    }
+
+    struct Payload {
+        var offset: Int32, length: Int32, pool: Int32  // pattern at pool, mask at pool+length
+    }
+
+    enum Op: UInt8 {
+        case drop, toQueue, hashFourTuple, hashSymmetric, hashAddresses, hashPayload, hashToken
+        case redirect, writeHash, strip, appendToLog, slowPath
+        case reply  // a = first edit, b = edit count
+    }
+
+    struct Instruction {
+        var op: Op
+        var a: Int32
+        var b: Int32
+    }
+
+    enum EditOp: UInt8 { case swapEthernet, swapIPv4, swapPorts, set, dccpAck, truncate }
+    struct Edit {
+        var op: EditOp
+        var field: Source
+        var value: UInt64
+    }
+
+    let stages: UnsafeMutableBufferPointer<Stage>
+    let fields: UnsafeMutableBufferPointer<Field>
+    let payloads: UnsafeMutableBufferPointer<Payload>
+    let pool: UnsafeMutableBufferPointer<UInt8>
+    let instructions: UnsafeMutableBufferPointer<Instruction>
+    let edits: UnsafeMutableBufferPointer<Edit>
+
+    init(_ program: SteeringProgram) throws {
+        try program.validate()
+        var st: [Stage] = [], fs: [Field] = [], ps: [Payload] = [], bytes: [UInt8] = []
+        var ins: [Instruction] = [], es: [Edit] = []
+        for (i, s) in program.stages.enumerated() {
+            let stage = Stage(fieldStart: Int32(fs.count), fieldCount: 0, payloadStart: Int32(ps.count),
+                              payloadCount: Int32(s.payload.count), actionStart: Int32(ins.count),
+                              actionCount: Int32(s.actions.count))
+            var fieldCount: Int32 = 0
+            for f in s.fields {
+                guard let field = Self.compile(f) else { continue }  // wildcard: nothing to test
+                fs.append(field)
+                fieldCount += 1
+            }
+            for p in s.payload {
+                ps.append(Payload(offset: Int32(p.offset), length: Int32(p.bytes.count), pool: Int32(bytes.count)))
+                bytes += p.bytes
+                bytes += p.mask
+            }
+            var queueChosen = false
+            for a in s.actions {
+                switch a {
+                case .drop: ins.append(Instruction(op: .drop, a: 0, b: 0))
+                case .toQueue(let q): ins.append(Instruction(op: .toQueue, a: Int32(q), b: 0)); queueChosen = true
+                case .hash(.fourTuple): ins.append(Instruction(op: .hashFourTuple, a: 0, b: 0))
+                case .hash(.symmetricFourTuple): ins.append(Instruction(op: .hashSymmetric, a: 0, b: 0))
+                case .hash(.addresses): ins.append(Instruction(op: .hashAddresses, a: 0, b: 0))
+                case .hash(.payload(let o, let l)): ins.append(Instruction(op: .hashPayload, a: Int32(o), b: Int32(l ?? -1)))
+                case .hash(.payloadToken(let o, let m)): ins.append(Instruction(op: .hashToken, a: Int32(o), b: Int32(m)))
+                case .redirect: ins.append(Instruction(op: .redirect, a: 0, b: 0)); queueChosen = true
+                case .writeHash: ins.append(Instruction(op: .writeHash, a: 0, b: 0))
+                case .strip(let l): ins.append(Instruction(op: .strip, a: l == .l2 ? 2 : l == .l3 ? 3 : 4, b: 0))
+                case .appendToLog(let o, let l):
+                    guard queueChosen else {
+                        throw ProgramError("\(program.name): stage \(i + 1) (\(s.name)): append-to-log needs a queue chosen first in the same stage")
+                    }
+                    ins.append(Instruction(op: .appendToLog, a: Int32(o), b: Int32(l ?? -1)))
+                case .slowPath: ins.append(Instruction(op: .slowPath, a: 0, b: 0))
+                case .reply(let list):
+                    ins.append(Instruction(op: .reply, a: Int32(es.count), b: Int32(list.count)))
+                    for e in list { es.append(Self.compile(e)) }
+                }
+            }
+            var s2 = stage
+            s2.fieldCount = fieldCount
+            st.append(s2)
+        }
+        stages = Self.buffer(st)
+        fields = Self.buffer(fs)
+        payloads = Self.buffer(ps)
+        pool = Self.buffer(bytes)
+        instructions = Self.buffer(ins)
+        edits = Self.buffer(es)
+    }
+
+    deinit {
+        stages.deallocate(); fields.deallocate(); payloads.deallocate()
+        pool.deallocate(); instructions.deallocate(); edits.deallocate()
+    }
+
+    static func buffer<T>(_ a: [T]) -> UnsafeMutableBufferPointer<T> {
+        let b = UnsafeMutableBufferPointer<T>.allocate(capacity: max(a.count, 1))
+        _ = b.initialize(from: a)
+        return UnsafeMutableBufferPointer(rebasing: b[0..<a.count])
+    }
+
+    static func source(_ f: MatchField) -> (Source, UInt8, Int32) {
+        switch f {
+        case .etherType: return (.etherType, 0, 0)
+        case .vlanID: return (.vlanID, 0, 0)
+        case .ipProtocol: return (.ipProtocol, 0, 0)
+        case .sourceAddress: return (.sourceAddress, 0, 0)
+        case .destinationAddress: return (.destinationAddress, 0, 0)
+        case .sourcePort: return (.sourcePort, 0, 0)
+        case .destinationPort: return (.destinationPort, 0, 0)
+        case .tcpFlags: return (.tcpFlags, 0, 0)
+        case .dccpType: return (.dccpType, 0, 0)
+        case .payloadLength: return (.payloadLength, 0, 0)
+        case .payloadWord(let o, let w): return (.payloadWord, UInt8(w), Int32(o))
+        }
+    }
+
+    static func compile(_ m: FieldMatch) -> Field? {
+        let (src, width, offset) = source(m.field)
+        let bits = m.field.bitWidth
+        let all: UInt64 = bits == 64 ? ~0 : (1 << UInt64(bits)) - 1
+        switch m.pattern {
+        case .any: return nil
+        case .exact(let v): return Field(source: src, width: width, offset: offset, lo: v & all, hi: all, isRange: false)
+        case .range(let lo, let hi): return Field(source: src, width: width, offset: offset, lo: lo, hi: hi, isRange: true)
+        case .masked(let v, let mask): return Field(source: src, width: width, offset: offset, lo: v & mask, hi: mask, isRange: false)
+        case .prefix(let v, let n):
+            let mask: UInt64 = n == 0 ? 0 : (all >> UInt64(bits - n)) << UInt64(bits - n)
+            return Field(source: src, width: width, offset: offset, lo: v & mask, hi: mask, isRange: false)
+        }
+    }
+
+    static func compile(_ e: ReplyEdit) -> Edit {
+        switch e {
+        case .swapEthernet: return Edit(op: .swapEthernet, field: .etherType, value: 0)
+        case .swapIPv4: return Edit(op: .swapIPv4, field: .etherType, value: 0)
+        case .swapPorts: return Edit(op: .swapPorts, field: .etherType, value: 0)
+        case .set(let f, let v): return Edit(op: .set, field: source(f).0, value: v)
+        case .dccpAck: return Edit(op: .dccpAck, field: .etherType, value: 0)
+        case .truncatePayload(let n): return Edit(op: .truncate, field: .etherType, value: UInt64(n))
+        }
+    }
+}

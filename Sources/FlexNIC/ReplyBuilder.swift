@@ -1,0 +1,102 @@
+import FlexIO
+import FlexWire
+
+extension SteeringPipeline {
+    /// Applies a stage's reply edits to the packet in place (the received packet is the
+    /// reply's template), then fixes lengths and the IPv4 and L4 checksums. False if an
+    /// edit does not fit the packet (the caller sends it to the slow path).
+    func buildReply(_ p: inout Packet, _ f: ParsedFrame, edits start: Int, count: Int) -> Bool {
+        let base = p.data
+        let l3 = Int(f.l3Offset), l4 = Int(f.l4Offset)
+        let isIPv4 = f.layers.contains(.ipv4)
+        var frameLength = Int(f.frameLength)
+        for k in start..<(start + count) {
+            let e = code.edits[k]
+            switch e.op {
+            case .swapEthernet:
+                guard let eth = try? EthernetHeader(p.bytes) else { return false }
+                eth.swapAddresses()
+            case .swapIPv4:
+                guard isIPv4 else { return false }
+                IPv4Header(unchecked: base + l3, headerLength: l4 - l3).swapAddresses()
+            case .swapPorts:
+                guard f.hasPorts else { return false }
+                UDPHeader(unchecked: base + l4).swapPorts()  // ports lead UDP, TCP and DCCP alike
+            case .set:
+                guard set(e.field, e.value, base: base, f) else { return false }
+            case .dccpAck:
+                guard f.layers.contains(.dccp), let length = dccpAck(base: base, f, capacity: Int(p.capacity)) else { return false }
+                frameLength = length
+            case .truncate:
+                let payloadEnd = Int(f.payloadOffset) + Int(e.value)
+                if payloadEnd < frameLength { frameLength = payloadEnd }
+            }
+        }
+        p.length = UInt32(frameLength)
+        guard isIPv4 else { return true }
+        let ip = IPv4Header(unchecked: base + l3, headerLength: l4 - l3)
+        base.storeBE16(UInt16(frameLength - l3), at: l3 + 2)
+        ip.updateChecksum()
+        let l4Length = frameLength - l4
+        if f.layers.contains(.udp) {
+            let udp = UDPHeader(unchecked: base + l4)
+            let hadChecksum = udp.checksum != 0
+            udp.length = l4Length
+            if hadChecksum { udp.updateChecksum(ip: ip) }
+        } else if f.layers.contains(.tcp) {
+            TCPHeader(unchecked: base + l4, headerLength: Int(f.payloadOffset) - l4).updateChecksum(ip: ip, segmentLength: l4Length)
+        } else if f.layers.contains(.dccp) {
+            guard let d = try? DCCPHeader(UnsafeMutableRawBufferPointer(start: base + l4, count: l4Length)),
+                  (try? d.updateChecksum(ip: ip, packetLength: l4Length)) != nil else { return false }
+        }
+        return true
+    }
+
+    func set(_ field: CompiledProgram.Source, _ v: UInt64, base: UnsafeMutableRawPointer, _ f: ParsedFrame) -> Bool {
+        let l3 = Int(f.l3Offset), l4 = Int(f.l4Offset)
+        switch field {
+        case .etherType: base.storeBE16(UInt16(truncatingIfNeeded: v), at: l3 - 2)
+        case .vlanID:
+            guard f.layers.contains(.vlan) else { return false }
+            let tci = UnsafeRawPointer(base).loadBE16(at: 14)
+            base.storeBE16(tci & 0xF000 | UInt16(truncatingIfNeeded: v) & 0x0FFF, at: 14)
+        case .sourceAddress, .destinationAddress:
+            guard f.layers.contains(.ipv4) else { return false }
+            base.storeBE32(UInt32(truncatingIfNeeded: v), at: l3 + (field == .sourceAddress ? 12 : 16))
+        case .sourcePort, .destinationPort:
+            guard f.hasPorts else { return false }
+            base.storeBE16(UInt16(truncatingIfNeeded: v), at: l4 + (field == .sourcePort ? 0 : 2))
+        case .tcpFlags:
+            guard f.layers.contains(.tcp) else { return false }
+            base.storeByte(UInt8(truncatingIfNeeded: v) & 0x3F, at: l4 + 13)
+        case .dccpType:
+            guard f.layers.contains(.dccp) else { return false }
+            let b = UnsafeRawPointer(base).loadByte(at: l4 + 8)
+            base.storeByte(b & 0xE1 | (UInt8(truncatingIfNeeded: v) & 0x0F) << 1, at: l4 + 8)
+        case .ipProtocol, .payloadLength, .payloadWord:
+            return false  // rejected when the program is validated
+        }
+        return true
+    }
+
+    /// Rewrites a DCCP Data/DataAck (X=1) packet into its Ack: acknowledgement number =
+    /// the packet's sequence number, no options, no payload, full checksum coverage.
+    /// Returns the new frame length, or nil if the packet cannot be turned into an Ack.
+    func dccpAck(base: UnsafeMutableRawPointer, _ f: ParsedFrame, capacity: Int) -> Int? {
+        let l4 = Int(f.l4Offset)
+        let r = UnsafeRawPointer(base)
+        let typeByte = r.loadByte(at: l4 + 8)
+        let type = (typeByte >> 1) & 0x0F
+        guard typeByte & 1 == 1,
+              type == DCCPHeader.PacketType.data.rawValue || type == DCCPHeader.PacketType.dataAck.rawValue else { return nil }
+        let headerLength = 16 + 8
+        guard l4 + headerLength <= capacity else { return nil }
+        let sequence = (base + l4 + 10)
+        base.storeByte(UInt8(headerLength / 4), at: l4 + 4)
+        base.storeByte(0, at: l4 + 5)  // CCVal 0, CsCov 0
+        base.storeByte(typeByte & 0xE1 | DCCPHeader.PacketType.ack.rawValue << 1, at: l4 + 8)
+        base.storeBE16(0, at: l4 + 16)  // ack subheader: reserved
+        (base + l4 + 18).copyMemory(from: sequence, byteCount: 6)
+        return l4 + headerLength
+    }
+}

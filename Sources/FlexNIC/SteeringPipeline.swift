@@ -1,0 +1,334 @@
+import FlexIO
+import FlexWire
+
+/// One instance of the software FlexNIC: runs a compiled `SteeringProgram` over bursts
+/// from a port and delivers each packet to a core's descriptor ring, the slow-path
+/// ring, back out of the port as a reply, or drops it, counting everything.
+///
+/// Threading: an instance belongs to the one thread that calls `process` (an emulator
+/// thread, or a core steering its own rx burst inline). Its rings have that thread as
+/// their only producer. The redirection table may be shared and re-programmed by any
+/// thread while packets flow.
+///
+/// The per-packet path allocates nothing and takes no lock.
+public final class SteeringPipeline: @unchecked Sendable {
+    public let program: SteeringProgram
+    public let redirection: RedirectionTable
+    public let toeplitz: ToeplitzHash
+    /// One ring per core queue; `rings[queues]` is the slow-path ring.
+    public let rings: [DescriptorRing]
+    /// Per-queue log segments for `appendToLog`, if the application registered any.
+    public let logs: [LogSegments]?
+    public let counters: SteeringCounters
+    let code: CompiledProgram
+    let verifyL4: Bool
+    /// Descriptors gathered per ring during a burst, then enqueued in one call each.
+    let staged: UnsafeMutablePointer<Descriptor>
+    let stagedCount: UnsafeMutablePointer<Int>
+    let stageCapacity: Int
+    /// Packets to free at the end of a burst (dropped, copied into a log, ring full).
+    let toRelease: PacketBatch
+
+    /// - Parameters:
+    ///   - ringCapacity: slots of each descriptor ring (a power of two): the queue-depth
+    ///     limit. A full ring drops (and counts) the packet.
+    ///   - redirection: a table to share between instances; nil makes one that spreads
+    ///     the program's queues round-robin.
+    ///   - logs: one `LogSegments` per queue, required if the program appends to logs.
+    ///   - burst: the largest burst `process` is given.
+    public init(program: SteeringProgram, ringCapacity: Int = 1024, redirection: RedirectionTable? = nil,
+                logs: [LogSegments]? = nil, burst: Int = 64) throws {
+        code = try CompiledProgram(program)
+        if program.stages.contains(where: { $0.actions.contains { if case .appendToLog = $0 { return true }; return false } }),
+           logs?.count != program.queues {
+            throw ProgramError("\(program.name): appends to logs but \(logs?.count ?? 0) log segment sets were given for \(program.queues) queues")
+        }
+        if let redirection, redirection.count != program.redirectionEntries {
+            throw ProgramError("\(program.name): redirection table has \(redirection.count) entries, program wants \(program.redirectionEntries)")
+        }
+        self.program = program
+        self.redirection = redirection ?? RedirectionTable(entries: program.redirectionEntries, queues: program.queues)
+        toeplitz = ToeplitzHash(key: program.toeplitzKey)
+        rings = (0...program.queues).map { _ in DescriptorRing(capacity: ringCapacity) }
+        self.logs = logs
+        counters = SteeringCounters(stages: program.stages.count, queues: program.queues)
+        verifyL4 = program.verifyL4Checksums
+        // A burst of n packets can stage up to 2n descriptors for one ring (a log
+        // record plus a segment-full notice per packet).
+        stageCapacity = 2 * burst
+        staged = .allocate(capacity: stageCapacity * (program.queues + 1))
+        stagedCount = .allocate(capacity: program.queues + 1)
+        stagedCount.initialize(repeating: 0, count: program.queues + 1)
+        toRelease = PacketBatch(capacity: 3 * burst)
+    }
+
+    deinit {
+        staged.deallocate()
+        stagedCount.deallocate()
+    }
+
+    public var slowPathRing: DescriptorRing { rings[program.queues] }
+
+    // MARK: Burst processing
+
+    /// Steers every packet of `batch` (which is emptied). Replies are appended to
+    /// `replies` for the caller to transmit; if `replies` is full a reply is dropped and
+    /// counted. Freed packets go back to `port`.
+    public func process(_ batch: PacketBatch, port: some PacketPort, replies: PacketBatch) {
+        let n = batch.count
+        counters.count(.packets, UInt64(n))
+        for i in 0..<n {
+            var p = batch.packets[i]
+            let v = steer(&p)
+            switch v.kind {
+            case .queue:
+                stage(Descriptor(packet: p, kind: .packet, hash: v.hash, payloadOffset: v.payloadOffset, detail: v.detail),
+                      ring: Int(v.queue))
+            case .slowPath:
+                counters.countSlowPath(SlowPathReason(rawValue: v.detail) ?? .rule)
+                stage(Descriptor(packet: p, kind: .slowPath, hash: v.hash, payloadOffset: v.payloadOffset, detail: v.detail),
+                      ring: program.queues)
+            case .drop:
+                counters.count(.dropped)
+                toRelease.append(p)
+            case .reply:
+                if replies.isFull {
+                    counters.count(.dropped)
+                    toRelease.append(p)
+                } else {
+                    counters.count(.replied)
+                    replies.append(p)
+                }
+            case .logged:
+                appendToLog(p, v)
+            }
+        }
+        batch.removeAll()
+        flushStaged(port: port)
+    }
+
+    @inline(__always)
+    func stage(_ d: Descriptor, ring: Int) {
+        let c = stagedCount[ring]
+        staged[ring &* stageCapacity &+ c] = d
+        stagedCount[ring] = c &+ 1
+    }
+
+    func appendToLog(_ p: Packet, _ v: Verdict) {
+        let q = Int(v.queue)
+        let log = logs![q]
+        switch log.append(p.data + Int(v.logStart), count: Int(v.logLength)) {
+        case let .stored(segment, data, filled):
+            if let filled { announceFull(filled, log: log, queue: q) }
+            counters.count(.logged)
+            let record = Packet(owner: nil, data: data, length: UInt32(v.logLength), capacity: UInt32(v.logLength),
+                                flow: UInt32(segment))
+            stage(Descriptor(packet: record, kind: .logRecord, hash: v.hash, detail: v.detail), ring: q)
+            toRelease.append(p)
+        case let .unavailable(filled):
+            if let filled { announceFull(filled, log: log, queue: q) }
+            // Nothing is lost: the frame itself goes to the slow path.
+            counters.countSlowPath(.logUnavailable)
+            stage(Descriptor(packet: p, kind: .slowPath, hash: v.hash, payloadOffset: v.payloadOffset,
+                             detail: SlowPathReason.logUnavailable.rawValue), ring: program.queues)
+        }
+    }
+
+    func announceFull(_ filled: (segment: Int, used: Int), log: LogSegments, queue: Int) {
+        counters.count(.segmentsFilled)
+        let notice = Packet(owner: nil, data: log.segment(filled.segment), length: UInt32(filled.used),
+                            capacity: UInt32(log.segmentSize), flow: UInt32(filled.segment))
+        stage(Descriptor(packet: notice, kind: .segmentFull), ring: queue)
+    }
+
+    func flushStaged(port: some PacketPort) {
+        for r in 0...program.queues {
+            let c = stagedCount[r]
+            guard c > 0 else { continue }
+            let base = staged + r &* stageCapacity
+            let sent = rings[r].enqueue(base, count: c)
+            counters.countSteered(queue: r, sent)
+            if sent < c {
+                counters.countFull(queue: r, c &- sent)
+                for i in sent..<c {
+                    // A full ring drops the frame; log records and notices have no frame.
+                    // TODO(flow control): DCCP withholds the ack instead (FlexStorm).
+                    if base[i].packet.owner != nil {
+                        if toRelease.isFull { port.release(toRelease) }
+                        toRelease.append(base[i].packet)
+                    }
+                }
+            }
+            stagedCount[r] = 0
+        }
+        if !toRelease.isEmpty { port.release(toRelease) }
+    }
+
+    // MARK: The program
+
+    /// What the program decided for one packet.
+    public struct Verdict: Sendable {
+        public enum Kind: UInt8, Sendable { case queue, drop, reply, slowPath, logged }
+        public var kind: Kind
+        public var queue: Int32 = -1
+        public var hash: UInt32 = 0
+        public var payloadOffset: UInt16 = 0
+        /// Slow-path reason, or the deciding stage's index.
+        public var detail: UInt8 = 0
+        var logStart: UInt16 = 0
+        var logLength: UInt16 = 0
+
+        @inline(__always) static func slow(_ r: SlowPathReason, hash: UInt32 = 0) -> Verdict {
+            Verdict(kind: .slowPath, hash: hash, detail: r.rawValue)
+        }
+    }
+
+    /// Runs the program on one packet. A reply is built in place in the packet's buffer
+    /// (whose length may change). Counts stage matches; other counting is `process`'s.
+    @inline(__always)
+    public func steer(_ p: inout Packet) -> Verdict {
+        let frame: ParsedFrame
+        do { frame = try ParsedFrame(parsing: p.bytes) } catch { return .slow(.malformed) }
+        if verifyL4 && !l4ChecksumOK(p, frame) { return .slow(.badChecksum) }
+
+        var hash: UInt32 = 0
+        var hashOut: UInt32 = 0
+        var payloadOffset: UInt16 = 0
+        var queue: Int32 = -1
+        let payload = UnsafeRawPointer(p.data) + Int(frame.payloadOffset)
+        let payloadLength = Int(frame.payloadLength)
+
+        for s in 0..<code.stages.count {
+            let st = code.stages[s]
+            guard matches(st, frame, payload, payloadLength) else { continue }
+            counters.countMatch(stage: s)
+            let end = Int(st.actionStart &+ st.actionCount)
+            for i in Int(st.actionStart)..<end {
+                let ins = code.instructions[i]
+                switch ins.op {
+                case .hashFourTuple:
+                    hash = toeplitz.hash(source: frame.sourceAddress, destination: frame.destinationAddress,
+                                         sourcePort: frame.sourcePort, destinationPort: frame.destinationPort)
+                case .hashSymmetric:
+                    hash = toeplitz.symmetricHash(source: frame.sourceAddress, destination: frame.destinationAddress,
+                                                  sourcePort: frame.sourcePort, destinationPort: frame.destinationPort)
+                case .hashAddresses:
+                    hash = toeplitz.hash(source: frame.sourceAddress, destination: frame.destinationAddress)
+                case .hashPayload:
+                    let o = Int(ins.a)
+                    let n = ins.b < 0 ? payloadLength &- o : Int(ins.b)
+                    guard o <= payloadLength, n >= 0, o &+ n <= payloadLength else { return .slow(.payloadOutOfRange) }
+                    hash = KeyHash.hash(payload + o, count: n)
+                case .hashToken:
+                    let o = Int(ins.a)
+                    guard o < payloadLength else { return .slow(.payloadOutOfRange) }
+                    let limit = min(payloadLength &- o, Int(ins.b) &+ 1)
+                    var n = 0
+                    while n < limit {
+                        let c = payload.load(fromByteOffset: o &+ n, as: UInt8.self)
+                        if c == 0x20 || c == 0x0D || c == 0x0A { break }
+                        n &+= 1
+                    }
+                    guard n > 0, n <= Int(ins.b) else { return .slow(.payloadOutOfRange) }
+                    hash = KeyHash.hash(payload + o, count: n)
+                case .writeHash:
+                    hashOut = hash
+                case .strip:
+                    payloadOffset = ins.a == 2 ? frame.l3Offset : ins.a == 3 ? frame.l4Offset : frame.payloadOffset
+                case .toQueue:
+                    queue = ins.a
+                case .redirect:
+                    queue = Int32(truncatingIfNeeded: redirection.queue(for: hash))
+                case .drop:
+                    return Verdict(kind: .drop, detail: UInt8(truncatingIfNeeded: s))
+                case .slowPath:
+                    return Verdict(kind: .slowPath, hash: hashOut, payloadOffset: payloadOffset, detail: SlowPathReason.rule.rawValue)
+                case .appendToLog:
+                    let o = Int(ins.a)
+                    let n = ins.b < 0 ? payloadLength &- o : Int(ins.b)
+                    guard o <= payloadLength, n >= 0, o &+ n <= payloadLength else { return .slow(.payloadOutOfRange) }
+                    return Verdict(kind: .logged, queue: queue, hash: hashOut, payloadOffset: payloadOffset,
+                                   detail: UInt8(truncatingIfNeeded: s),
+                                   logStart: frame.payloadOffset &+ UInt16(o), logLength: UInt16(n))
+                case .reply:
+                    guard buildReply(&p, frame, edits: Int(ins.a), count: Int(ins.b)) else {
+                        counters.count(.replyErrors)
+                        return .slow(.rule)
+                    }
+                    return Verdict(kind: .reply, detail: UInt8(truncatingIfNeeded: s))
+                }
+            }
+            if queue >= 0 {
+                return Verdict(kind: .queue, queue: queue, hash: hashOut, payloadOffset: payloadOffset,
+                               detail: UInt8(truncatingIfNeeded: s))
+            }
+        }
+        switch program.defaultDisposition {
+        case .drop: return Verdict(kind: .drop, detail: 0xFF)
+        case .slowPath: return Verdict(kind: .slowPath, hash: hashOut, payloadOffset: payloadOffset, detail: SlowPathReason.rule.rawValue)
+        case .queue(let q): return Verdict(kind: .queue, queue: Int32(q), hash: hashOut, payloadOffset: payloadOffset, detail: 0xFF)
+        }
+    }
+
+    @inline(__always)
+    func matches(_ st: CompiledProgram.Stage, _ f: ParsedFrame, _ payload: UnsafeRawPointer, _ payloadLength: Int) -> Bool {
+        var i = Int(st.fieldStart)
+        let fieldEnd = i &+ Int(st.fieldCount)
+        while i < fieldEnd {
+            let m = code.fields[i]
+            let v: UInt64
+            switch m.source {
+            case .etherType: v = UInt64(f.etherType)
+            case .vlanID: guard f.layers.contains(.vlan) else { return false }; v = UInt64(f.vlanID)
+            case .ipProtocol: guard f.layers.contains(.ipv4) else { return false }; v = UInt64(f.ipProtocol)
+            case .sourceAddress: guard f.layers.contains(.ipv4) else { return false }; v = UInt64(f.sourceAddress)
+            case .destinationAddress: guard f.layers.contains(.ipv4) else { return false }; v = UInt64(f.destinationAddress)
+            case .sourcePort: guard f.hasPorts else { return false }; v = UInt64(f.sourcePort)
+            case .destinationPort: guard f.hasPorts else { return false }; v = UInt64(f.destinationPort)
+            case .tcpFlags: guard f.layers.contains(.tcp) else { return false }; v = UInt64(f.tcpFlags)
+            case .dccpType: guard f.layers.contains(.dccp) else { return false }; v = UInt64(f.dccpType)
+            case .payloadLength: v = UInt64(f.payloadLength)
+            case .payloadWord:
+                let o = Int(m.offset), w = Int(m.width)
+                guard o &+ w <= payloadLength else { return false }
+                var x: UInt64 = 0
+                for k in 0..<w { x = x << 8 | UInt64(payload.load(fromByteOffset: o &+ k, as: UInt8.self)) }
+                v = x
+            }
+            if m.isRange {
+                if v < m.lo || v > m.hi { return false }
+            } else if v & m.hi != m.lo {
+                return false
+            }
+            i &+= 1
+        }
+        var j = Int(st.payloadStart)
+        let payloadEnd = j &+ Int(st.payloadCount)
+        while j < payloadEnd {
+            let m = code.payloads[j]
+            let o = Int(m.offset), n = Int(m.length)
+            guard o &+ n <= payloadLength else { return false }
+            let pattern = code.pool.baseAddress! + Int(m.pool)
+            let mask = pattern + n
+            for k in 0..<n where payload.load(fromByteOffset: o &+ k, as: UInt8.self) & mask[k] != pattern[k] {
+                return false
+            }
+            j &+= 1
+        }
+        return true
+    }
+
+    func l4ChecksumOK(_ p: Packet, _ f: ParsedFrame) -> Bool {
+        guard f.layers.contains(.ipv4), !f.layers.contains(.fragment) else { return true }
+        let ip = IPv4Header(unchecked: p.data + Int(f.l3Offset), headerLength: Int(f.l4Offset - f.l3Offset))
+        let l4 = p.data + Int(f.l4Offset)
+        let length = Int(f.payloadOffset - f.l4Offset) + Int(f.payloadLength)
+        if f.layers.contains(.udp) { return UDPHeader(unchecked: l4).verifyChecksum(ip: ip) }
+        if f.layers.contains(.tcp) { return TCPHeader(unchecked: l4, headerLength: 20).verifyChecksum(ip: ip, segmentLength: length) }
+        if f.layers.contains(.dccp) {
+            guard let d = try? DCCPHeader(UnsafeMutableRawBufferPointer(start: l4, count: length)) else { return false }
+            return (try? d.verifyChecksum(ip: ip, packetLength: length)) != nil
+        }
+        return true
+    }
+}

@@ -1,0 +1,256 @@
+/// A FlexNIC match+action program (thesis chapter 3): an ordered list of stages, each a
+/// match on parsed header fields and payload bytes and a fixed list of actions.
+///
+/// Semantics, per packet:
+/// 1. The frame is parsed once. A frame whose headers are truncated or inconsistent (or
+///    whose IPv4 header checksum fails, or L4 checksum when `verifyL4Checksums`) goes to
+///    the slow-path queue; no stage sees it.
+/// 2. Stages are tried in order. A stage matches when all its field and payload matches
+///    hold (a stage with none matches everything). Its actions then run in order.
+/// 3. Actions that only annotate (`hash`, `writeHash`, `strip`) let processing go on to
+///    the next stage. Once a matching stage has decided the packet's fate (`drop`,
+///    `toQueue`, `redirect`, `appendToLog`, `reply`, `slowPath`), no later stage runs.
+/// 4. If no stage decides, `defaultDisposition` does.
+///
+/// Work per packet is bounded: no loops, payload reads limited to the frame.
+public struct SteeringProgram: Sendable, Equatable {
+    public var name: String
+    public var stages: [Stage]
+    /// Number of core queues the program steers to (queue numbers are 0..<queues).
+    public var queues: Int
+    /// Entries of the redirection table (`redirect`); a power of two.
+    public var redirectionEntries: Int
+    public var defaultDisposition: Disposition
+    /// Also verify UDP/TCP/DCCP checksums (costs a pass over the payload).
+    public var verifyL4Checksums: Bool
+    /// RSS key for Toeplitz hashing.
+    public var toeplitzKey: [UInt8]
+
+    public init(name: String, queues: Int, stages: [Stage], defaultDisposition: Disposition = .slowPath,
+                redirectionEntries: Int = RedirectionTable.defaultEntries, verifyL4Checksums: Bool = false,
+                toeplitzKey: [UInt8] = ToeplitzHash.microsoftKey) {
+        self.name = name
+        self.queues = queues
+        self.stages = stages
+        self.defaultDisposition = defaultDisposition
+        self.redirectionEntries = redirectionEntries
+        self.verifyL4Checksums = verifyL4Checksums
+        self.toeplitzKey = toeplitzKey
+    }
+
+    /// What happens to a packet no stage decided on.
+    public enum Disposition: Sendable, Equatable {
+        case drop
+        case slowPath
+        case queue(Int)
+    }
+
+    public struct Stage: Sendable, Equatable {
+        public var name: String
+        public var fields: [FieldMatch]
+        public var payload: [PayloadMatch]
+        public var actions: [Action]
+
+        public init(_ name: String, fields: [FieldMatch] = [], payload: [PayloadMatch] = [], actions: [Action]) {
+            self.name = name
+            self.fields = fields
+            self.payload = payload
+            self.actions = actions
+        }
+    }
+}
+
+/// A value a stage can match on.
+public enum MatchField: Sendable, Equatable {
+    case etherType, vlanID, ipProtocol, sourceAddress, destinationAddress
+    case sourcePort, destinationPort, tcpFlags, dccpType, payloadLength
+    /// `width` (1, 2, 4 or 8) payload bytes at `offset`, read big-endian. A frame whose
+    /// payload is too short does not match.
+    case payloadWord(offset: Int, width: Int)
+
+    /// Bits in the field, for prefix matches.
+    public var bitWidth: Int {
+        switch self {
+        case .etherType, .vlanID, .sourcePort, .destinationPort, .payloadLength: return 16
+        case .ipProtocol, .tcpFlags, .dccpType: return 8
+        case .sourceAddress, .destinationAddress: return 32
+        case .payloadWord(_, let w): return w * 8
+        }
+    }
+}
+
+/// How a field is compared.
+public enum FieldPattern: Sendable, Equatable {
+    case exact(UInt64)
+    /// Inclusive bounds.
+    case range(UInt64, UInt64)
+    /// The top `bits` bits equal those of `value` (10.0.0.0/8 is `.prefix(0x0A000000, 8)`).
+    case prefix(UInt64, bits: Int)
+    /// Bits set in `mask` equal those of `value` (e.g. TCP flags).
+    case masked(UInt64, mask: UInt64)
+    case any
+}
+
+public struct FieldMatch: Sendable, Equatable {
+    public var field: MatchField
+    public var pattern: FieldPattern
+    public init(_ field: MatchField, _ pattern: FieldPattern) {
+        self.field = field
+        self.pattern = pattern
+    }
+}
+
+/// Payload bytes at an offset, compared under a mask (mask 0xFF: must equal; 0x00:
+/// wildcard; 0xDF on letters: case-insensitive ASCII).
+public struct PayloadMatch: Sendable, Equatable {
+    public var offset: Int
+    public var bytes: [UInt8]
+    public var mask: [UInt8]
+
+    public init(offset: Int, bytes: [UInt8], mask: [UInt8]? = nil) {
+        precondition(mask == nil || mask!.count == bytes.count, "payload mask must be as long as the bytes")
+        self.offset = offset
+        self.mask = mask ?? [UInt8](repeating: 0xFF, count: bytes.count)
+        self.bytes = zip(bytes, self.mask).map { $0 & $1 }
+    }
+
+    /// Exact ASCII text at `offset`.
+    public init(offset: Int, text: String) { self.init(offset: offset, bytes: Array(text.utf8)) }
+}
+
+/// What a hash action hashes.
+public enum HashInput: Sendable, Equatable {
+    /// Toeplitz over IPv4 source, destination, source port, destination port.
+    case fourTuple
+    /// Toeplitz over the 4-tuple with addresses and ports each put in order, so both
+    /// directions of a flow hash alike.
+    case symmetricFourTuple
+    /// Toeplitz over IPv4 source and destination.
+    case addresses
+    /// `KeyHash` over `length` payload bytes at `offset` (nil: to the end).
+    case payload(offset: Int, length: Int?)
+    /// `KeyHash` over the payload bytes from `offset` up to (not including) the first
+    /// space, CR or LF, at most `maxLength` bytes: a text protocol's key (memcached
+    /// `get <key>`). A token longer than `maxLength` sends the packet to the slow path.
+    case payloadToken(offset: Int, maxLength: Int)
+}
+
+/// Which headers `strip` removes: the application's data then starts after them.
+public enum StripLayer: String, Sendable, Equatable {
+    case l2, l3, l4
+}
+
+/// One edit of a reply built from the received packet as a template. After the edits
+/// the pipeline recomputes the IPv4 header checksum and the L4 checksum.
+public enum ReplyEdit: Sendable, Equatable {
+    case swapEthernet
+    case swapIPv4
+    case swapPorts
+    /// Sets a header field: `.tcpFlags`, `.dccpType` or `.ipProtocol` is not allowed
+    /// (use `.dccpType` only with care: `dccpAck` builds a valid Ack).
+    case set(MatchField, UInt64)
+    /// Turns a DCCP Data or DataAck packet into the Ack of it (RFC 4340, thesis fig.
+    /// 5.4): type Ack, acknowledgement number = the packet's sequence number, payload
+    /// removed. Requires long (X=1) sequence numbers.
+    case dccpAck
+    /// Cuts the payload to at most `n` bytes.
+    case truncatePayload(Int)
+}
+
+/// A stage action.
+public enum Action: Sendable, Equatable {
+    case drop
+    case toQueue(Int)
+    case hash(HashInput)
+    /// Picks the queue from the redirection table by the last computed hash.
+    case redirect
+    /// Hands the last computed hash to the core in the descriptor.
+    case writeHash
+    case strip(StripLayer)
+    /// Copies payload bytes (`offset`, `length`; nil: to the end) into the chosen queue's
+    /// log segments; the core gets a `logRecord` descriptor. A queue must be chosen by an
+    /// earlier action.
+    case appendToLog(offset: Int, length: Int?)
+    case reply([ReplyEdit])
+    case slowPath
+
+    /// Whether this action decides the packet's fate.
+    public var decides: Bool {
+        switch self {
+        case .hash, .writeHash, .strip: return false
+        default: return true
+        }
+    }
+}
+
+/// A program that cannot be compiled: what is wrong and where.
+public struct ProgramError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+extension SteeringProgram {
+    /// Checks everything that can be checked before packets flow.
+    public func validate() throws {
+        guard queues >= 1 else { throw ProgramError("\(name): queues must be at least 1") }
+        guard redirectionEntries > 0, redirectionEntries & (redirectionEntries - 1) == 0 else {
+            throw ProgramError("\(name): redirection table size \(redirectionEntries) is not a power of two")
+        }
+        guard stages.count <= 250 else { throw ProgramError("\(name): more than 250 stages") }
+        guard toeplitzKey.count >= 16 else { throw ProgramError("\(name): Toeplitz key shorter than 16 bytes") }
+        if case .queue(let q) = defaultDisposition, !(0..<queues).contains(q) {
+            throw ProgramError("\(name): default queue \(q) out of range 0..<\(queues)")
+        }
+        for (i, s) in stages.enumerated() {
+            let at = "\(name): stage \(i + 1) (\(s.name))"
+            for f in s.fields {
+                if case .payloadWord(let o, let w) = f.field, o < 0 || ![1, 2, 4, 8].contains(w) {
+                    throw ProgramError("\(at): payload word at \(o) of width \(w) (widths 1, 2, 4, 8)")
+                }
+                if case .prefix(_, let bits) = f.pattern, bits < 0 || bits > f.field.bitWidth {
+                    throw ProgramError("\(at): prefix length \(bits) on a \(f.field.bitWidth)-bit field")
+                }
+                if case .range(let lo, let hi) = f.pattern, lo > hi {
+                    throw ProgramError("\(at): empty range \(lo)-\(hi)")
+                }
+            }
+            for p in s.payload where p.offset < 0 || p.bytes.isEmpty {
+                throw ProgramError("\(at): payload match needs a non-negative offset and at least one byte")
+            }
+            var decided = false
+            for a in s.actions {
+                if decided { throw ProgramError("\(at): action \(a) after the packet's fate was decided") }
+                switch a {
+                case .toQueue(let q) where !(0..<queues).contains(q):
+                    throw ProgramError("\(at): queue \(q) out of range 0..<\(queues)")
+                case .hash(.payload(let o, let l)) where o < 0 || (l ?? 1) < 1:
+                    throw ProgramError("\(at): bad payload hash range")
+                case .hash(.payloadToken(let o, let m)) where o < 0 || m < 1:
+                    throw ProgramError("\(at): bad payload token")
+                case .appendToLog(let o, let l) where o < 0 || (l ?? 1) < 1:
+                    throw ProgramError("\(at): bad log range")
+                case .reply(let edits):
+                    for e in edits {
+                        if case .set(let f, _) = e {
+                            switch f {
+                            case .ipProtocol, .payloadLength, .payloadWord: throw ProgramError("\(at): a reply cannot set \(f)")
+                            default: break
+                            }
+                        }
+                    }
+                default: break
+                }
+                // appendToLog needs a queue: toQueue/redirect come first in the same stage.
+                if case .appendToLog = a {
+                    decided = true
+                    continue
+                }
+                if a.decides {
+                    if case .toQueue = a { continue }
+                    if case .redirect = a { continue }
+                    decided = true
+                }
+            }
+        }
+    }
+}

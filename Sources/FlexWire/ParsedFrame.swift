@@ -1,0 +1,118 @@
+/// The header fields of one frame, parsed once so that steering stages can match on them
+/// without re-reading the packet. Offsets are from the start of the frame.
+///
+/// Invariant: every offset and length lies within the frame that was parsed, and a
+/// layer's fields are meaningful only when `layers` contains that layer.
+public struct ParsedFrame: Sendable {
+    public struct Layers: OptionSet, Sendable {
+        public let rawValue: UInt8
+        public init(rawValue: UInt8) { self.rawValue = rawValue }
+        public static let vlan = Layers(rawValue: 1 << 0)
+        public static let ipv4 = Layers(rawValue: 1 << 1)
+        public static let udp = Layers(rawValue: 1 << 2)
+        public static let tcp = Layers(rawValue: 1 << 3)
+        public static let dccp = Layers(rawValue: 1 << 4)
+        public static let fragment = Layers(rawValue: 1 << 5)
+        /// Any L4 header with ports.
+        public static let ports: Layers = [.udp, .tcp, .dccp]
+    }
+
+    public var layers: Layers = []
+    public var etherType: UInt16 = 0
+    public var vlanID: UInt16 = 0
+    public var l3Offset: UInt16 = 0
+    public var l4Offset: UInt16 = 0
+    public var payloadOffset: UInt16 = 0
+    public var payloadLength: UInt16 = 0
+    /// Length of the frame up to the end of the IP datagram (Ethernet padding excluded).
+    public var frameLength: UInt16 = 0
+    public var ipProtocol: UInt8 = 0
+    public var tcpFlags: UInt8 = 0
+    public var dccpType: UInt8 = 0
+    public var sourceAddress: UInt32 = 0
+    public var destinationAddress: UInt32 = 0
+    public var sourcePort: UInt16 = 0
+    public var destinationPort: UInt16 = 0
+
+    @inlinable public init() {}
+
+    /// Parses Ethernet (one optional 802.1Q tag), IPv4 (options allowed, header checksum
+    /// verified) and UDP, TCP or DCCP. A non-IPv4 frame parses at L2 only; a fragment
+    /// other than the first stops at L3. Truncated or inconsistent headers throw.
+    @inlinable
+    public init(parsing frame: UnsafeMutableRawBufferPointer) throws(WireError) {
+        let eth = try EthernetHeader(frame)
+        var offset = EthernetHeader.length
+        var type = eth.etherType
+        if type == EthernetHeader.EtherType.vlan.rawValue {
+            guard frame.count >= offset &+ 4 else {
+                throw .truncated(.vlan, needed: offset &+ 4, available: frame.count)
+            }
+            let r = UnsafeRawPointer(eth.base)
+            vlanID = r.loadBE16(at: offset) & 0x0FFF
+            type = r.loadBE16(at: offset &+ 2)
+            offset &+= 4
+            layers.insert(.vlan)
+        }
+        etherType = type
+        l3Offset = UInt16(truncatingIfNeeded: offset)
+        frameLength = UInt16(truncatingIfNeeded: frame.count)
+        guard type == EthernetHeader.EtherType.ipv4.rawValue else {
+            l4Offset = l3Offset
+            payloadOffset = l3Offset
+            payloadLength = UInt16(truncatingIfNeeded: frame.count &- offset)
+            return
+        }
+        let ipBytes = UnsafeMutableRawBufferPointer(rebasing: frame[offset...])
+        let ip = try IPv4Header(ipBytes, verifyChecksum: true)
+        layers.insert(.ipv4)
+        ipProtocol = ip.protocolNumber
+        sourceAddress = ip.source.value
+        destinationAddress = ip.destination.value
+        let l4 = offset &+ ip.headerLength
+        let end = offset &+ ip.totalLength
+        frameLength = UInt16(truncatingIfNeeded: end)
+        l4Offset = UInt16(truncatingIfNeeded: l4)
+        payloadOffset = l4Offset
+        payloadLength = UInt16(truncatingIfNeeded: end &- l4)
+        if ip.isFragment {
+            layers.insert(.fragment)
+            // Only a first fragment has the L4 header; leave later ones at L3.
+            if UnsafeRawPointer(ip.base).loadBE16(at: 6) & 0x1FFF != 0 { return }
+        }
+        let l4Bytes = UnsafeMutableRawBufferPointer(start: frame.baseAddress! + l4, count: end &- l4)
+        let headerLength: Int
+        switch ip.protocolNumber {
+        case IPv4Header.Proto.udp.rawValue:
+            let udp = try UDPHeader(l4Bytes)
+            layers.insert(.udp)
+            sourcePort = udp.sourcePort
+            destinationPort = udp.destinationPort
+            headerLength = UDPHeader.length
+            payloadLength = UInt16(truncatingIfNeeded: udp.length &- UDPHeader.length)
+            frameLength = UInt16(truncatingIfNeeded: l4 &+ udp.length)
+        case IPv4Header.Proto.tcp.rawValue:
+            let tcp = try TCPHeader(l4Bytes)
+            layers.insert(.tcp)
+            sourcePort = tcp.sourcePort
+            destinationPort = tcp.destinationPort
+            tcpFlags = tcp.flags.rawValue
+            headerLength = tcp.headerLength
+            payloadLength = UInt16(truncatingIfNeeded: l4Bytes.count &- headerLength)
+        case IPv4Header.Proto.dccp.rawValue:
+            let dccp = try DCCPHeader(l4Bytes)
+            layers.insert(.dccp)
+            sourcePort = dccp.sourcePort
+            destinationPort = dccp.destinationPort
+            dccpType = dccp.type.rawValue
+            headerLength = dccp.headerLength
+            payloadLength = UInt16(truncatingIfNeeded: l4Bytes.count &- headerLength)
+        default:
+            return
+        }
+        payloadOffset = UInt16(truncatingIfNeeded: l4 &+ headerLength)
+    }
+
+    /// True if the frame carries an L4 header with ports.
+    @inlinable public var hasPorts: Bool { !layers.isDisjoint(with: .ports) }
+}

@@ -1,0 +1,58 @@
+/// UDP header view (RFC 768), 8 bytes; its length field must fit the datagram.
+public struct UDPHeader {
+    public static let length = 8
+    public let base: UnsafeMutableRawPointer
+
+    /// Views a UDP header at the start of `bytes` (the IP payload); the UDP length must
+    /// cover the header and lie within `bytes`.
+    @inlinable
+    public init(_ bytes: UnsafeMutableRawBufferPointer) throws(WireError) {
+        guard bytes.count >= Self.length, let b = bytes.baseAddress else {
+            throw .truncated(.udp, needed: Self.length, available: bytes.count)
+        }
+        let len = Int(UnsafeRawPointer(b).loadBE16(at: 4))
+        guard len >= Self.length else { throw .inconsistent(.udp, "length \(len) below 8") }
+        guard len <= bytes.count else { throw .truncated(.udp, needed: len, available: bytes.count) }
+        base = b
+    }
+
+    @inlinable public init(unchecked base: UnsafeMutableRawPointer) { self.base = base }
+
+    @inlinable public var sourcePort: UInt16 {
+        get { UnsafeRawPointer(base).loadBE16(at: 0) }
+        nonmutating set { base.storeBE16(newValue, at: 0) }
+    }
+    @inlinable public var destinationPort: UInt16 {
+        get { UnsafeRawPointer(base).loadBE16(at: 2) }
+        nonmutating set { base.storeBE16(newValue, at: 2) }
+    }
+    /// Header plus payload, in bytes.
+    @inlinable public var length: Int {
+        get { Int(UnsafeRawPointer(base).loadBE16(at: 4)) }
+        nonmutating set { base.storeBE16(UInt16(truncatingIfNeeded: newValue), at: 4) }
+    }
+    public var checksum: UInt16 { UnsafeRawPointer(base).loadBE16(at: 6) }
+
+    /// Computes the checksum over header and payload with `ip`'s pseudo-header.
+    @inlinable public func updateChecksum(ip: IPv4Header) {
+        base.storeBE16(0, at: 6)
+        var sum = ip.pseudoHeaderChecksum(l4Length: length)
+        sum.add(bytes: base, count: length)
+        let v = sum.value
+        base.storeBE16(v == 0 ? 0xFFFF : v, at: 6)  // 0 means "no checksum" in UDP
+    }
+
+    /// True if the checksum is absent (0) or verifies.
+    @inlinable public func verifyChecksum(ip: IPv4Header) -> Bool {
+        if checksum == 0 { return true }
+        var sum = ip.pseudoHeaderChecksum(l4Length: length)
+        sum.add(bytes: base, count: length)
+        return sum.verifies
+    }
+
+    @inlinable public func swapPorts() {
+        let s = base.loadUnaligned(fromByteOffset: 0, as: UInt16.self)
+        base.storeBytes(of: base.loadUnaligned(fromByteOffset: 2, as: UInt16.self), toByteOffset: 0, as: UInt16.self)
+        base.storeBytes(of: s, toByteOffset: 2, as: UInt16.self)
+    }
+}

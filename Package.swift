@@ -62,9 +62,13 @@ let package = Package(
         ),
 
         // MARK: Tests
-        .testTarget(name: "FlexWireTests", dependencies: ["FlexWire"]),
-        .testTarget(name: "FlexNICTests", dependencies: ["FlexNIC", "FlexIO", "FlexWire"]),
-        .testTarget(name: "FlexIOTests", dependencies: ["FlexIO", "FlexNIC", "FlexWire", "CDPDK", "CPCRE2"]),
+        .target(name: "FlexTestSupport", dependencies: ["FlexWire"], path: "Tests/FlexTestSupport"),
+        .testTarget(name: "FlexWireTests", dependencies: ["FlexWire", "FlexTestSupport"]),
+        .testTarget(name: "FlexNICTests", dependencies: ["FlexNIC", "FlexIO", "FlexWire", "FlexTestSupport"]),
+        .testTarget(
+            name: "FlexIOTests",
+            dependencies: ["FlexIO", "FlexNIC", "FlexWire", "CDPDK", "CPCRE2", "FlexTestSupport"]
+        ),
     ],
     swiftLanguageModes: [.v5]
 )

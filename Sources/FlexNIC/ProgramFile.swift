@@ -67,7 +67,7 @@ public enum ProgramFile {
             defaultDisposition: try disposition(file.default ?? "slow-path", source: source),
             redirectionEntries: file.redirection_entries ?? RedirectionTable.defaultEntries,
             verifyL4Checksums: file.verify_l4_checksums ?? false)
-        try program.validate()
+        try program.validate(label: source)
         return program
     }
 

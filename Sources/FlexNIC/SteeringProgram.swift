@@ -190,8 +190,10 @@ public struct ProgramError: Error, CustomStringConvertible, Sendable {
 }
 
 extension SteeringProgram {
-    /// Checks everything that can be checked before packets flow.
-    public func validate() throws {
+    /// Checks everything that can be checked before packets flow. Errors start with
+    /// `label` (default: the program's name).
+    public func validate(label: String? = nil) throws {
+        let name = label ?? self.name
         guard queues >= 1 else { throw ProgramError("\(name): queues must be at least 1") }
         guard redirectionEntries > 0, redirectionEntries & (redirectionEntries - 1) == 0 else {
             throw ProgramError("\(name): redirection table size \(redirectionEntries) is not a power of two")

@@ -1,3 +1,4 @@
+import FlexTestSupport
 import FlexWire
 import Testing
 

@@ -137,8 +137,8 @@ public final class KernelTCPPort: PacketPort, @unchecked Sendable {
             }
             guard fd >= 0 else { return }
             guard let index = table.freeSlot() else {
-                close(fd)
                 refused.wrappingAdd(1, ordering: .relaxed)
+                close(fd)
                 continue
             }
             var one: Int32 = 1
@@ -184,7 +184,7 @@ public final class KernelTCPPort: PacketPort, @unchecked Sendable {
                 bytes += payload.count
                 if written < payload.count {
                     if table.slots[index].pending.count + payload.count - written > maxPendingOutput {
-                        overrun.wrappingAdd(1, ordering: .relaxed)
+                        overrun.wrappingAdd(1, ordering: .relaxed)  // before the peer can see the close
                         q.close(&table, index)
                         continue
                     }

@@ -1,0 +1,236 @@
+import FlexIO
+import FlexNIC
+import FlexTestSupport
+import FlexWire
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A blocking TCP client on loopback, for driving the server side under test.
+final class TCPClient {
+    let fd: Int32
+
+    init(port: UInt16) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var a = sockaddr_in()
+        a.sin_family = sa_family_t(AF_INET)
+        a.sin_port = port.bigEndian
+        a.sin_addr.s_addr = IPv4Address.loopback.value.bigEndian
+        let rc = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        guard rc == 0 else { throw PortError("connect: \(errno)") }
+        var tv = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    deinit { close(fd) }
+
+    func send(_ s: String) { _ = Array(s.utf8).withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, 0) } }
+
+    /// Reads until `count` bytes arrived, EOF or the timeout; returns what came.
+    func receive(_ count: Int) -> [UInt8] {
+        var out: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 4096)
+        while out.count < count {
+            let n = recv(fd, &buf, buf.count, 0)
+            if n <= 0 { break }
+            out += buf[..<n]
+        }
+        return out
+    }
+}
+
+@Suite(.serialized) struct KernelSocketTests {
+    static let reflect = SteeringProgram(name: "reflect", queues: 1, stages: [
+        .init("reflect", actions: [.reply([.swapEthernet, .swapIPv4, .swapPorts])]),
+    ])
+
+    /// Two SO_REUSEPORT queues, each with an emulator running the reflect program;
+    /// four clients send 100 datagrams each and get every one back, payload intact.
+    @Test func udpRoundTripThroughThePipeline() throws {
+        let server = try KernelUDPPort(address: .loopback, port: 0, queues: 2)
+        let emulators = try (0..<2).map { q in
+            SteeringEmulator(port: server, pipeline: try SteeringPipeline(program: Self.reflect), rxQueue: q, txQueue: q)
+        }
+        emulators.forEach { $0.start() }
+        defer { emulators.forEach { $0.stop() } }
+        var received = 0
+        var mismatched = 0
+        for c in 0..<4 {
+            let client = try KernelUDPPort(address: .loopback, port: 0)
+            let batch = PacketBatch(capacity: 32)
+            for i in 0..<100 {
+                #expect(client.allocate(count: 1, into: batch) == 1)
+                var p = batch[0]
+                let e = FrameBuilder.Endpoints(source: .loopback, destination: .loopback, sourcePort: client.port, destinationPort: server.port)
+                p.length = UInt32(try FrameBuilder.udp(into: UnsafeMutableRawBufferPointer(start: p.data, count: Int(p.capacity)),
+                                                       endpoints: e, payload: Array("client \(c) datagram \(i)".utf8)))
+                batch[0] = p
+                #expect(client.transmit(queue: 0, batch) == 1)
+            }
+            let deadline = Date().addingTimeInterval(5)
+            var got = 0
+            while got < 100 && Date() < deadline {
+                client.wait(queue: 0, timeoutMilliseconds: 10)
+                _ = client.receive(queue: 0, into: batch)
+                for i in 0..<batch.count {
+                    let f = try Frames.parse(batch[i].byteArray)
+                    let text = String(decoding: batch[i].byteArray[Int(f.payloadOffset)...], as: UTF8.self)
+                    if !text.hasPrefix("client \(c) datagram ") || f.sourcePort != server.port { mismatched += 1 }
+                }
+                got += batch.count
+                client.release(batch)
+            }
+            received += got
+        }
+        #expect(received == 400)
+        #expect(mismatched == 0)
+        let replied = emulators.reduce(UInt64(0)) { $0 + $1.pipeline.counters.snapshot.replied }
+        #expect(replied == 400)
+        #expect(server.statistics.receivedPackets == 400 && server.statistics.transmittedPackets == 400)
+    }
+
+    @Test func oversizedDatagramsAreCountedNotDelivered() throws {
+        let server = try KernelUDPPort(address: .loopback, port: 0, bufferSize: 256)
+        let s = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        defer { close(s) }
+        var a = sockaddr_in()
+        a.sin_family = sa_family_t(AF_INET)
+        a.sin_port = server.port.bigEndian
+        a.sin_addr.s_addr = IPv4Address.loopback.value.bigEndian
+        for size in [100, 1000, 100] {
+            let data = [UInt8](repeating: 1, count: size)
+            _ = withUnsafePointer(to: &a) { sa in
+                sa.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(s, data, size, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+        }
+        let batch = PacketBatch(capacity: 8)
+        server.wait(queue: 0, timeoutMilliseconds: 1000)
+        usleep(20_000)
+        _ = server.receive(queue: 0, into: batch)
+        #expect(batch.count == 2)
+        #expect(server.statistics.receiveDrops == 1)
+        server.release(batch)
+    }
+
+    /// Echo server: emulator steers TCP data to queue 0, the test thread answers each
+    /// request on the connection it came from, upper-cased.
+    @Test func tcpRoundTripKeepsConnectionsApart() throws {
+        let server = try KernelTCPPort(address: .loopback, port: 0)
+        let pipeline = try SteeringPipeline(program: SteeringProgram(name: "tcp", queues: 1, stages: [
+            .init("tcp", fields: [FieldMatch(.ipProtocol, .exact(6))], actions: [.strip(.l4), .toQueue(0)]),
+        ]))
+        let emulator = SteeringEmulator(port: server, pipeline: pipeline)
+        emulator.start()
+        defer { emulator.stop() }
+        let app = EchoApp(port: server, ring: pipeline.rings[0])
+        app.start()
+        defer { app.stop() }
+        let clients = try (0..<3).map { _ in try TCPClient(port: server.port) }
+        for (i, c) in clients.enumerated() { c.send("hello from \(i)\n") }
+        for (i, c) in clients.enumerated() {
+            let expected = "HELLO FROM \(i)\n"
+            #expect(String(decoding: c.receive(expected.utf8.count), as: UTF8.self) == expected)
+        }
+        #expect(server.openConnections == 3)
+    }
+
+    @Test func connectionLimitRefusesTheExtraClient() throws {
+        let server = try KernelTCPPort(address: .loopback, port: 0, maxConnections: 1)
+        let pipeline = try SteeringPipeline(program: SteeringProgram(name: "tcp", queues: 1, stages: [.init("all", actions: [.toQueue(0)])]))
+        let emulator = SteeringEmulator(port: server, pipeline: pipeline)
+        emulator.start()
+        defer { emulator.stop() }
+        let first = try TCPClient(port: server.port)
+        usleep(50_000)
+        let second = try TCPClient(port: server.port)
+        #expect(second.receive(1).isEmpty)  // closed by the server
+        #expect(server.refusedConnections == 1)
+        _ = first
+    }
+
+    /// A client that sends a request and never reads: the server's pending output is
+    /// capped; past the cap the connection is closed and counted.
+    @Test func clientThatNeverReadsIsCutOff() throws {
+        let server = try KernelTCPPort(address: .loopback, port: 0, maxPendingOutput: 64 * 1024)
+        let batch = PacketBatch(capacity: 32)
+        let client = try TCPClient(port: server.port)
+        client.send("give me everything\n")
+        var request: Packet?
+        let deadline = Date().addingTimeInterval(5)
+        while request == nil && Date() < deadline {
+            server.wait(queue: 0, timeoutMilliseconds: 10)
+            _ = server.receive(queue: 0, into: batch)
+            if batch.count > 0 { request = batch[0] }
+        }
+        let flow = try #require(request).flow
+        server.release(batch)
+        let chunk = [UInt8](repeating: 0x41, count: 1400)
+        var sent = 0
+        while server.overrunConnections == 0 && sent < 100_000 {
+            _ = server.allocate(count: 1, into: batch)
+            var p = batch[0]
+            p.length = UInt32(try FrameBuilder.tcp(into: UnsafeMutableRawBufferPointer(start: p.data, count: Int(p.capacity)),
+                                                   endpoints: Frames.endpoints, payload: chunk))
+            p.flow = flow
+            batch[0] = p
+            _ = server.transmit(queue: 0, batch)
+            sent += 1
+        }
+        #expect(server.overrunConnections == 1)
+        #expect(server.openConnections == 0)
+        // Later frames for the dead connection are counted as errors, not crashes.
+        _ = server.allocate(count: 1, into: batch)
+        var p = batch[0]
+        p.length = UInt32(try FrameBuilder.tcp(into: UnsafeMutableRawBufferPointer(start: p.data, count: Int(p.capacity)),
+                                               endpoints: Frames.endpoints, payload: chunk))
+        p.flow = flow
+        batch[0] = p
+        let errors = server.statistics.transmitErrors
+        _ = server.transmit(queue: 0, batch)
+        #expect(server.statistics.transmitErrors == errors + 1)
+    }
+}
+
+/// Answers each TCP payload on its connection, upper-cased (a stand-in application).
+final class EchoApp: @unchecked Sendable {
+    let port: KernelTCPPort
+    let ring: DescriptorRing
+    let done = DispatchSemaphore(value: 0)
+    var running = true
+    let lock = NSLock()
+
+    init(port: KernelTCPPort, ring: DescriptorRing) {
+        self.port = port
+        self.ring = ring
+    }
+
+    func start() {
+        Thread { [self] in
+            let out = PacketBatch(capacity: 1)
+            while lock.withLock({ running }) {
+                guard let d = ring.dequeue() else { usleep(200); continue }
+                defer { port.release(d.packet) }
+                let text = String(decoding: UnsafeRawBufferPointer(d.payload), as: UTF8.self)
+                guard !text.isEmpty, port.allocate(count: 1, into: out) == 1,
+                      let f = try? ParsedFrame(parsing: d.packet.bytes) else { continue }
+                var p = out[0]
+                let e = FrameBuilder.Endpoints(source: IPv4Address(f.destinationAddress), destination: IPv4Address(f.sourceAddress),
+                                               sourcePort: f.destinationPort, destinationPort: f.sourcePort)
+                p.length = UInt32((try? FrameBuilder.tcp(into: UnsafeMutableRawBufferPointer(start: p.data, count: Int(p.capacity)),
+                                                          endpoints: e, payload: Array(text.uppercased().utf8))) ?? 0)
+                p.flow = d.packet.flow
+                out[0] = p
+                _ = port.transmit(queue: 0, out)
+            }
+            done.signal()
+        }.start()
+    }
+
+    func stop() {
+        lock.withLock { running = false }
+        done.wait()
+    }
+}

@@ -17,8 +17,8 @@ public enum DPDKEnvironment {
                 }
                 return
             }
+            // EAL keeps (and permutes) argv: the strings live as long as the process.
             var argv = (["flex"] + arguments).map { strdup($0) }
-            defer { argv.forEach { free($0) } }
             let rc = argv.withUnsafeMutableBufferPointer { cdpdk_eal_init(Int32($0.count), $0.baseAddress) }
             guard rc >= 0 else {
                 throw PortError("DPDK EAL init failed (\(String(cString: cdpdk_strerror(cdpdk_errno())))) with: \(arguments.joined(separator: " "))")

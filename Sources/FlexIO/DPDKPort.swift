@@ -16,6 +16,7 @@ public final class DPDKPort: PacketPort, @unchecked Sendable {
     public let hasHardwareSteering: Bool
     let pool: OpaquePointer
     var stopped = false
+    var closed = false
 
     public struct Configuration: Sendable {
         public var rxQueues = 1
@@ -72,14 +73,23 @@ public final class DPDKPort: PacketPort, @unchecked Sendable {
         name = "dpdk:\(device)"
     }
 
-    deinit { stop() }
+    deinit { close() }
 
-    /// Stops and closes the device (flushes net_pcap's output file); idempotent.
+    /// Stops the device (net_pcap flushes its output file); idempotent.
     public func stop() {
         guard !stopped else { return }
         stopped = true
         _ = cdpdk_port_stop(portID)
+    }
+
+    /// Stops and releases the device and its mbuf pool; the port cannot be opened
+    /// again in this process (a vdev is gone once closed).
+    public func close() {
+        guard !closed else { return }
+        stop()
+        closed = true
         _ = cdpdk_port_close(portID)
+        cdpdk_pool_free(pool)
     }
 
     public var driverName: String { withUnsafeBytes(of: info.driver) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) } }

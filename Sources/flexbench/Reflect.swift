@@ -16,7 +16,7 @@ struct Reflect: ParsableCommand {
             --vdev=net_memif0,role=server,socket=/tmp/m.sock,socket-abstract=no" --device net_memif0
             """)
 
-    @Option(help: "DPDK EAL arguments, blank-separated.") var eal: String
+    @Option(parsing: .unconditional, help: "DPDK EAL arguments, blank-separated (quote them).") var eal: String
     @Option(help: "The ethdev to use (name given to --vdev, or a port id).") var device = "0"
     @Option(help: "Stop after reflecting this many frames (0: never).") var count = 0
     @Option(help: "Stop after this many seconds (0: never).") var seconds = 0.0

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Sets up the machine, builds everything (the tests run the built `flexbench`), and runs
+# the whole test suite. Some tests need root (network namespaces) and DPDK vdevs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash Scripts/setup.sh
+swift build
+swift test --disable-xctest

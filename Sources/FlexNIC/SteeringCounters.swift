@@ -9,6 +9,8 @@ public final class SteeringCounters: @unchecked Sendable {
     public let queueCount: Int
     let cells: UnsafeMutablePointer<Atomic<UInt64>>
     let cellCount: Int
+    /// Where each group of cells starts: fixed, reasons, stages, steered, full.
+    let reasonBase: Int, stageBase: Int, steeredBase: Int, fullBase: Int
 
     enum Fixed: Int, CaseIterable {
         case packets = 0, dropped, replied, logged, segmentsFilled, replyErrors
@@ -18,7 +20,11 @@ public final class SteeringCounters: @unchecked Sendable {
     init(stages: Int, queues: Int) {
         stageCount = stages
         queueCount = queues + 1
-        cellCount = Fixed.allCases.count + Self.reasons + stages + 2 * queueCount
+        reasonBase = Fixed.allCases.count
+        stageBase = reasonBase + Self.reasons
+        steeredBase = stageBase + stages
+        fullBase = steeredBase + queueCount
+        cellCount = fullBase + queueCount
         cells = .allocate(capacity: cellCount)
         for i in 0..<cellCount { (cells + i).initialize(to: Atomic(0)) }
     }
@@ -32,11 +38,6 @@ public final class SteeringCounters: @unchecked Sendable {
         cells[i].store(cells[i].load(ordering: .relaxed) &+ n, ordering: .relaxed)
     }
     @inline(__always) func value(_ i: Int) -> UInt64 { cells[i].load(ordering: .relaxed) }
-
-    var reasonBase: Int { Fixed.allCases.count }
-    var stageBase: Int { reasonBase + Self.reasons }
-    var steeredBase: Int { stageBase + stageCount }
-    var fullBase: Int { steeredBase + queueCount }
 
     @inline(__always) func count(_ f: Fixed, _ n: UInt64 = 1) { bump(f.rawValue, by: n) }
     @inline(__always) func countSlowPath(_ r: SlowPathReason) { bump(reasonBase + Int(r.rawValue)) }

@@ -198,13 +198,14 @@ public final class SteeringPipeline: @unchecked Sendable {
         let payload = UnsafeRawPointer(p.data) + Int(frame.payloadOffset)
         let payloadLength = Int(frame.payloadLength)
 
-        for s in 0..<code.stages.count {
-            let st = code.stages[s]
+        let stages = code.stages, instructions = code.instructions
+        for s in 0..<stages.count {
+            let st = stages[s]
             guard matches(st, frame, payload, payloadLength) else { continue }
             counters.countMatch(stage: s)
             let end = Int(st.actionStart &+ st.actionCount)
             for i in Int(st.actionStart)..<end {
-                let ins = code.instructions[i]
+                let ins = instructions[i]
                 switch ins.op {
                 case .hashFourTuple:
                     hash = toeplitz.hash(source: frame.sourceAddress, destination: frame.destinationAddress,
@@ -272,10 +273,11 @@ public final class SteeringPipeline: @unchecked Sendable {
 
     @inline(__always)
     func matches(_ st: CompiledProgram.Stage, _ f: ParsedFrame, _ payload: UnsafeRawPointer, _ payloadLength: Int) -> Bool {
+        let fields = code.fields
         var i = Int(st.fieldStart)
         let fieldEnd = i &+ Int(st.fieldCount)
         while i < fieldEnd {
-            let m = code.fields[i]
+            let m = fields[i]
             let v: UInt64
             switch m.source {
             case .etherType: v = UInt64(f.etherType)
@@ -302,13 +304,14 @@ public final class SteeringPipeline: @unchecked Sendable {
             }
             i &+= 1
         }
+        let payloads = code.payloads
         var j = Int(st.payloadStart)
         let payloadEnd = j &+ Int(st.payloadCount)
         while j < payloadEnd {
-            let m = code.payloads[j]
+            let m = payloads[j]
             let o = Int(m.offset), n = Int(m.length)
             guard o &+ n <= payloadLength else { return false }
-            let pattern = code.pool.baseAddress! + Int(m.pool)
+            let pattern = code.pool.baseAddress.unsafelyUnwrapped + Int(m.pool)
             let mask = pattern + n
             for k in 0..<n where payload.load(fromByteOffset: o &+ k, as: UInt8.self) & mask[k] != pattern[k] {
                 return false

@@ -6,15 +6,15 @@
 public struct ParsedFrame: Sendable {
     public struct Layers: OptionSet, Sendable {
         public let rawValue: UInt8
-        public init(rawValue: UInt8) { self.rawValue = rawValue }
-        public static let vlan = Layers(rawValue: 1 << 0)
-        public static let ipv4 = Layers(rawValue: 1 << 1)
-        public static let udp = Layers(rawValue: 1 << 2)
-        public static let tcp = Layers(rawValue: 1 << 3)
-        public static let dccp = Layers(rawValue: 1 << 4)
-        public static let fragment = Layers(rawValue: 1 << 5)
+        @inlinable public init(rawValue: UInt8) { self.rawValue = rawValue }
+        @inlinable public static var vlan: Layers { Layers(rawValue: 1 << 0) }
+        @inlinable public static var ipv4: Layers { Layers(rawValue: 1 << 1) }
+        @inlinable public static var udp: Layers { Layers(rawValue: 1 << 2) }
+        @inlinable public static var tcp: Layers { Layers(rawValue: 1 << 3) }
+        @inlinable public static var dccp: Layers { Layers(rawValue: 1 << 4) }
+        @inlinable public static var fragment: Layers { Layers(rawValue: 1 << 5) }
         /// Any L4 header with ports.
-        public static let ports: Layers = [.udp, .tcp, .dccp]
+        @inlinable public static var ports: Layers { Layers(rawValue: 1 << 2 | 1 << 3 | 1 << 4) }
     }
 
     public var layers: Layers = []

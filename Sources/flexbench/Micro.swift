@@ -18,6 +18,7 @@ struct Micro: ParsableCommand {
     @Option(help: "Operations per run.") var iterations = 2_000_000
     @Option(help: "Runs per figure; the median is printed.") var runs = 5
     @Flag(help: "Skip the two-thread ring run.") var singleThreadOnly = false
+    @Option(help: "Run only benchmarks whose name contains this text (e.g. program, ring, toeplitz).") var only: String?
 
     func run() throws {
         guard iterations > 0, runs > 0 else { throw ValidationError("--iterations and --runs must be positive") }
@@ -57,7 +58,11 @@ struct Micro: ParsableCommand {
         return samples[samples.count / 2]
     }
 
-    func report(_ name: String, _ r: (Double, Double)) {
+    func selected(_ name: String) -> Bool { only.map { name.contains($0) } ?? true }
+
+    func report(_ name: String, _ r: @autoclosure () -> (Double, Double)) {
+        guard selected(name) else { return }
+        let r = r()
         print(name.padding(toLength: 50, withPad: " ", startingAt: 0)
               + String(format: "%8.2f  %10.1f", r.0, r.1))
     }

@@ -9,19 +9,25 @@
 
 enum { CFLEX_MAX_BATCH = 256 };
 
-int cflex_recv_batch(int fd, struct cflex_datagram *batch, unsigned count) {
-    struct mmsghdr msgs[CFLEX_MAX_BATCH];
-    struct iovec iov[CFLEX_MAX_BATCH];
-    if (count > CFLEX_MAX_BATCH) count = CFLEX_MAX_BATCH;
+/* Points message i at datagram i's buffer (`len` bytes) and peer address. */
+static void fill_messages(struct mmsghdr *msgs, struct iovec *iov, struct cflex_datagram *batch,
+                          unsigned count, int receiving) {
     for (unsigned i = 0; i < count; i++) {
         iov[i].iov_base = batch[i].data;
-        iov[i].iov_len = batch[i].capacity;
+        iov[i].iov_len = receiving ? batch[i].capacity : batch[i].length;
         memset(&msgs[i].msg_hdr, 0, sizeof(msgs[i].msg_hdr));
         msgs[i].msg_hdr.msg_iov = &iov[i];
         msgs[i].msg_hdr.msg_iovlen = 1;
         msgs[i].msg_hdr.msg_name = &batch[i].peer;
         msgs[i].msg_hdr.msg_namelen = sizeof(batch[i].peer);
     }
+}
+
+int cflex_recv_batch(int fd, struct cflex_datagram *batch, unsigned count) {
+    struct mmsghdr msgs[CFLEX_MAX_BATCH];
+    struct iovec iov[CFLEX_MAX_BATCH];
+    if (count > CFLEX_MAX_BATCH) count = CFLEX_MAX_BATCH;
+    fill_messages(msgs, iov, batch, count, 1);
     int n = recvmmsg(fd, msgs, count, MSG_DONTWAIT, NULL);
     if (n < 0) return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -errno;
     for (int i = 0; i < n; i++) {
@@ -37,15 +43,7 @@ int cflex_send_batch(int fd, struct cflex_datagram *batch, unsigned count) {
     struct mmsghdr msgs[CFLEX_MAX_BATCH];
     struct iovec iov[CFLEX_MAX_BATCH];
     if (count > CFLEX_MAX_BATCH) count = CFLEX_MAX_BATCH;
-    for (unsigned i = 0; i < count; i++) {
-        iov[i].iov_base = batch[i].data;
-        iov[i].iov_len = batch[i].length;
-        memset(&msgs[i].msg_hdr, 0, sizeof(msgs[i].msg_hdr));
-        msgs[i].msg_hdr.msg_iov = &iov[i];
-        msgs[i].msg_hdr.msg_iovlen = 1;
-        msgs[i].msg_hdr.msg_name = &batch[i].peer;
-        msgs[i].msg_hdr.msg_namelen = sizeof(batch[i].peer);
-    }
+    fill_messages(msgs, iov, batch, count, 0);
     int n = sendmmsg(fd, msgs, count, MSG_DONTWAIT);
     if (n < 0) return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -errno;
     return n;

@@ -21,7 +21,7 @@ extension SteeringPipeline {
                 IPv4Header(unchecked: base + l3, headerLength: l4 - l3).swapAddresses()
             case .swapPorts:
                 guard f.hasPorts else { return false }
-                UDPHeader(unchecked: base + l4).swapPorts()  // ports lead UDP, TCP and DCCP alike
+                base.swapFields(UInt16.self, at: l4, l4 + 2)  // ports lead UDP, TCP and DCCP alike
             case .set:
                 guard set(e.field, e.value, base: base, f) else { return false }
             case .dccpAck:

@@ -23,3 +23,31 @@ extension UnsafeMutableRawPointer {
         storeBytes(of: value, toByteOffset: offset, as: UInt8.self)
     }
 }
+
+extension UnsafeMutableRawPointer {
+    /// Exchanges two `T`-sized fields at byte offsets `a` and `b` (address swaps).
+    @inline(__always) public func swapFields<T: FixedWidthInteger>(_: T.Type, at a: Int, _ b: Int) {
+        let x = loadUnaligned(fromByteOffset: a, as: T.self)
+        storeBytes(of: loadUnaligned(fromByteOffset: b, as: T.self), toByteOffset: a, as: T.self)
+        storeBytes(of: x, toByteOffset: b, as: T.self)
+    }
+}
+
+/// A transport header that starts with 16-bit source and destination ports (UDP, TCP,
+/// DCCP): the accessors they share.
+public protocol PortHeader {
+    var base: UnsafeMutableRawPointer { get }
+}
+
+extension PortHeader {
+    @inlinable public var sourcePort: UInt16 {
+        get { UnsafeRawPointer(base).loadBE16(at: 0) }
+        nonmutating set { base.storeBE16(newValue, at: 0) }
+    }
+    @inlinable public var destinationPort: UInt16 {
+        get { UnsafeRawPointer(base).loadBE16(at: 2) }
+        nonmutating set { base.storeBE16(newValue, at: 2) }
+    }
+    /// Swaps source and destination ports in place (a reply's L4 step).
+    @inlinable public func swapPorts() { base.swapFields(UInt16.self, at: 0, 2) }
+}

@@ -5,7 +5,7 @@
 ///
 /// Valid once made: the data offset covers the generic header, the ack subheader and
 /// the type's fixed fields and lies within the packet; X=0 only on Data, Ack, DataAck.
-public struct DCCPHeader {
+public struct DCCPHeader: PortHeader {
     public enum PacketType: UInt8, Sendable {
         case request = 0, response = 1, data = 2, ack = 3, dataAck = 4
         case closeRequest = 5, close = 6, reset = 7, sync = 8, syncAck = 9
@@ -60,14 +60,6 @@ public struct DCCPHeader {
 
     @inlinable var raw: UnsafeRawPointer { UnsafeRawPointer(base) }
 
-    @inlinable public var sourcePort: UInt16 {
-        get { raw.loadBE16(at: 0) }
-        nonmutating set { base.storeBE16(newValue, at: 0) }
-    }
-    @inlinable public var destinationPort: UInt16 {
-        get { raw.loadBE16(at: 2) }
-        nonmutating set { base.storeBE16(newValue, at: 2) }
-    }
     public var ccVal: UInt8 { raw.loadByte(at: 5) >> 4 }
     /// Checksum coverage: 0 = whole packet, n = header plus (n-1)*4 payload bytes.
     public var checksumCoverage: UInt8 {
@@ -129,11 +121,6 @@ public struct DCCPHeader {
         guard sum.verifies else { throw .badChecksum(.dccp) }
     }
 
-    @inlinable public func swapPorts() {
-        let s = base.loadUnaligned(fromByteOffset: 0, as: UInt16.self)
-        base.storeBytes(of: base.loadUnaligned(fromByteOffset: 2, as: UInt16.self), toByteOffset: 0, as: UInt16.self)
-        base.storeBytes(of: s, toByteOffset: 2, as: UInt16.self)
-    }
 
     /// Writes a header with no options at `base` and returns it. `acknowledgement` is
     /// written when the type has an ack subheader; `serviceCode` fills Request/Response

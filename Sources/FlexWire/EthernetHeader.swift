@@ -72,10 +72,7 @@ public struct EthernetHeader {
 
     /// Swaps source and destination addresses in place (a reply's first step).
     @inlinable public func swapAddresses() {
-        for i in 0..<6 {
-            let a = base.load(fromByteOffset: i, as: UInt8.self)
-            base.storeBytes(of: base.load(fromByteOffset: 6 + i, as: UInt8.self), toByteOffset: i, as: UInt8.self)
-            base.storeBytes(of: a, toByteOffset: 6 + i, as: UInt8.self)
-        }
+        base.swapFields(UInt32.self, at: 0, 6)
+        base.swapFields(UInt16.self, at: 4, 10)
     }
 }

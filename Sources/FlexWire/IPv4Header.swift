@@ -105,10 +105,7 @@ public struct IPv4Header {
 
     /// Swaps source and destination in place; the header checksum is unchanged by a swap.
     @inlinable public func swapAddresses() {
-        let s = raw.loadUnaligned(fromByteOffset: 12, as: UInt32.self)
-        let d = raw.loadUnaligned(fromByteOffset: 16, as: UInt32.self)
-        base.storeBytes(of: d, toByteOffset: 12, as: UInt32.self)
-        base.storeBytes(of: s, toByteOffset: 16, as: UInt32.self)
+        base.swapFields(UInt32.self, at: 12, 16)
     }
 
     /// Recomputes the header checksum over `headerLength` bytes.

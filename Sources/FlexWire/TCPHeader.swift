@@ -1,5 +1,5 @@
 /// TCP header view (RFC 793), options included: data offset 5...15 within the segment.
-public struct TCPHeader {
+public struct TCPHeader: PortHeader {
     public static let minimumLength = 20
 
     public struct Flags: OptionSet, Sendable {
@@ -31,14 +31,6 @@ public struct TCPHeader {
 
     @inlinable var raw: UnsafeRawPointer { UnsafeRawPointer(base) }
 
-    @inlinable public var sourcePort: UInt16 {
-        get { raw.loadBE16(at: 0) }
-        nonmutating set { base.storeBE16(newValue, at: 0) }
-    }
-    @inlinable public var destinationPort: UInt16 {
-        get { raw.loadBE16(at: 2) }
-        nonmutating set { base.storeBE16(newValue, at: 2) }
-    }
     public var sequenceNumber: UInt32 {
         get { raw.loadBE32(at: 4) }
         nonmutating set { base.storeBE32(newValue, at: 4) }
@@ -74,11 +66,6 @@ public struct TCPHeader {
         return sum.verifies
     }
 
-    @inlinable public func swapPorts() {
-        let s = base.loadUnaligned(fromByteOffset: 0, as: UInt16.self)
-        base.storeBytes(of: base.loadUnaligned(fromByteOffset: 2, as: UInt16.self), toByteOffset: 0, as: UInt16.self)
-        base.storeBytes(of: s, toByteOffset: 2, as: UInt16.self)
-    }
 
     /// Writes a 20-byte header with no options at `base`.
     @discardableResult

@@ -1,5 +1,5 @@
 /// UDP header view (RFC 768), 8 bytes; its length field must fit the datagram.
-public struct UDPHeader {
+public struct UDPHeader: PortHeader {
     public static let length = 8
     public let base: UnsafeMutableRawPointer
 
@@ -18,14 +18,6 @@ public struct UDPHeader {
 
     @inlinable public init(unchecked base: UnsafeMutableRawPointer) { self.base = base }
 
-    @inlinable public var sourcePort: UInt16 {
-        get { UnsafeRawPointer(base).loadBE16(at: 0) }
-        nonmutating set { base.storeBE16(newValue, at: 0) }
-    }
-    @inlinable public var destinationPort: UInt16 {
-        get { UnsafeRawPointer(base).loadBE16(at: 2) }
-        nonmutating set { base.storeBE16(newValue, at: 2) }
-    }
     /// Header plus payload, in bytes.
     @inlinable public var length: Int {
         get { Int(UnsafeRawPointer(base).loadBE16(at: 4)) }
@@ -50,9 +42,4 @@ public struct UDPHeader {
         return sum.verifies
     }
 
-    @inlinable public func swapPorts() {
-        let s = base.loadUnaligned(fromByteOffset: 0, as: UInt16.self)
-        base.storeBytes(of: base.loadUnaligned(fromByteOffset: 2, as: UInt16.self), toByteOffset: 0, as: UInt16.self)
-        base.storeBytes(of: s, toByteOffset: 2, as: UInt16.self)
-    }
 }

@@ -24,8 +24,9 @@ struct Micro: ParsableCommand {
         guard iterations > 0, runs > 0 else { throw ValidationError("--iterations and --runs must be positive") }
         print("flexbench micro: \(iterations) ops x \(runs) runs, median; build \(isDebugBuild ? "DEBUG (numbers meaningless)" : "release")")
         print("benchmark".padding(toLength: 50, withPad: " ", startingAt: 0) + "   ns/op   cycles/op")
-        report("toeplitz 4-tuple hash", measure(hash))
-        report("toeplitz symmetric 4-tuple hash", measure(symmetricHash))
+        let toeplitz = ToeplitzHash()
+        report("toeplitz 4-tuple hash", measure { hashTuples($0, toeplitz.hash) })
+        report("toeplitz symmetric 4-tuple hash", measure { hashTuples($0, toeplitz.symmetricHash) })
         let program = try ProgramBench()
         report("3-stage program, 64 B UDP (steer)", measure(program.steer))
         report("3-stage program, 64 B UDP (burst 32 -> rings)", measure(program.burst))
@@ -67,23 +68,13 @@ struct Micro: ParsableCommand {
               + String(format: "%8.2f  %10.1f", r.0, r.1))
     }
 
-    func hash(_ n: Int) -> UInt64 {
-        let t = ToeplitzHash()
+    /// Hashes `n` distinct 4-tuples with `hash`.
+    @inline(__always)
+    func hashTuples(_ n: Int, _ hash: (UInt32, UInt32, UInt16, UInt16) -> UInt32) -> UInt64 {
         var acc: UInt32 = 0
         var src: UInt32 = 0x0A00_0001, port: UInt16 = 1024
         for _ in 0..<n {
-            acc ^= t.hash(source: src, destination: 0xC0A8_0101, sourcePort: port, destinationPort: 11211)
-            src &+= 0x9E37; port &+= 7
-        }
-        return UInt64(acc)
-    }
-
-    func symmetricHash(_ n: Int) -> UInt64 {
-        let t = ToeplitzHash()
-        var acc: UInt32 = 0
-        var src: UInt32 = 0x0A00_0001, port: UInt16 = 1024
-        for _ in 0..<n {
-            acc ^= t.symmetricHash(source: src, destination: 0xC0A8_0101, sourcePort: port, destinationPort: 11211)
+            acc ^= hash(src, 0xC0A8_0101, port, 11211)
             src &+= 0x9E37; port &+= 7
         }
         return UInt64(acc)

@@ -168,26 +168,25 @@ final class TCPClient {
         let flow = try #require(request).flow
         server.release(batch)
         let chunk = [UInt8](repeating: 0x41, count: 1400)
-        var sent = 0
-        while server.overrunConnections == 0 && sent < 100_000 {
+        /// Puts one TCP frame carrying `chunk` for `flow` into `batch`.
+        func frameForFlow() throws {
             _ = server.allocate(count: 1, into: batch)
             var p = batch[0]
             p.length = UInt32(try FrameBuilder.tcp(into: UnsafeMutableRawBufferPointer(start: p.data, count: Int(p.capacity)),
                                                    endpoints: Frames.endpoints, payload: chunk))
             p.flow = flow
             batch[0] = p
+        }
+        var sent = 0
+        while server.overrunConnections == 0 && sent < 100_000 {
+            try frameForFlow()
             _ = server.transmit(queue: 0, batch)
             sent += 1
         }
         #expect(server.overrunConnections == 1)
         #expect(server.openConnections == 0)
         // Later frames for the dead connection are counted as errors, not crashes.
-        _ = server.allocate(count: 1, into: batch)
-        var p = batch[0]
-        p.length = UInt32(try FrameBuilder.tcp(into: UnsafeMutableRawBufferPointer(start: p.data, count: Int(p.capacity)),
-                                               endpoints: Frames.endpoints, payload: chunk))
-        p.flow = flow
-        batch[0] = p
+        try frameForFlow()
         let errors = server.statistics.transmitErrors
         _ = server.transmit(queue: 0, batch)
         #expect(server.statistics.transmitErrors == errors + 1)

@@ -3,7 +3,7 @@
 // Flex: application co-design servers over a software FlexNIC steering layer.
 //
 // Module layering (arrows point one way):
-//   apps (flexkvs, flexbench) -> FlexNIC (steering) -> FlexIO (ports) -> FlexWire (headers)
+//   apps (flexkvs, flexbench, FlexKVS) -> FlexNIC (steering) -> FlexIO (ports) -> FlexWire (headers)
 //   C shims (CDPDK, CPcap, CPCRE2, CFlexSys) sit under FlexIO and the apps that need them.
 import PackageDescription
 
@@ -22,6 +22,7 @@ let package = Package(
         .library(name: "FlexWire", targets: ["FlexWire"]),
         .library(name: "FlexIO", targets: ["FlexIO"]),
         .library(name: "FlexNIC", targets: ["FlexNIC"]),
+        .library(name: "FlexKVS", targets: ["FlexKVS"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -50,11 +51,12 @@ let package = Package(
             name: "FlexNIC",
             dependencies: ["FlexWire", "FlexIO", "CFlexSys", .product(name: "TOMLKit", package: "TOMLKit")]
         ),
+        .target(name: "FlexKVS", dependencies: ["FlexNIC", "FlexIO", "FlexWire", "CFlexSys"]),
 
         // MARK: Executables
         .executableTarget(
             name: "flexkvs",
-            dependencies: ["FlexNIC", "FlexIO", "FlexWire", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["FlexKVS", "FlexNIC", "FlexIO", "FlexWire", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "flexbench",
@@ -65,6 +67,7 @@ let package = Package(
         .target(name: "FlexTestSupport", dependencies: ["FlexWire"], path: "Tests/FlexTestSupport"),
         .testTarget(name: "FlexWireTests", dependencies: ["FlexWire", "FlexTestSupport"]),
         .testTarget(name: "FlexNICTests", dependencies: ["FlexNIC", "FlexIO", "FlexWire", "FlexTestSupport"]),
+        .testTarget(name: "FlexKVSTests", dependencies: ["FlexKVS", "FlexIO", "FlexWire", "FlexTestSupport"]),
         .testTarget(
             name: "FlexIOTests",
             dependencies: ["FlexIO", "FlexNIC", "FlexWire", "CDPDK", "CPCRE2", "FlexTestSupport"]

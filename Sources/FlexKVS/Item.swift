@@ -1,0 +1,83 @@
+import FlexNIC
+
+/// Where an item lives: segment index + 1 in the high 32 bits (0 means "no item"), byte
+/// offset in the low 32.
+public typealias ItemRef = UInt64
+
+/// An item in a log segment. Layout (40-byte header, then key, then value, padded to 8):
+///
+/// | offset | field |
+/// |---|---|
+/// | 0 | record size (UInt32, header + key + value + padding) |
+/// | 4 | key length (UInt8) |
+/// | 5 | live (UInt8: 1 while the hash table points here) |
+/// | 8 | value length (UInt32) |
+/// | 12 | client flags (UInt32) |
+/// | 16 | expiry (UInt32, server seconds; 0 never) |
+/// | 20 | key hash (UInt32) |
+/// | 24 | CAS unique (UInt64) |
+/// | 32 | time stored (UInt64, server nanoseconds) |
+///
+/// The view does no checking: items are written only by `ItemLog`, which knows sizes.
+public struct ItemView {
+    public static let headerSize = 40
+    public let base: UnsafeMutableRawPointer
+
+    @inlinable public init(_ base: UnsafeMutableRawPointer) { self.base = base }
+
+    @inlinable static func recordSize(keyLength: Int, valueLength: Int) -> Int {
+        (headerSize + keyLength + valueLength + 7) & ~7
+    }
+
+    @inlinable public var recordSize: Int { Int(base.load(fromByteOffset: 0, as: UInt32.self)) }
+    @inlinable public var keyLength: Int { Int(base.load(fromByteOffset: 4, as: UInt8.self)) }
+    @inlinable public var isLive: Bool {
+        get { base.load(fromByteOffset: 5, as: UInt8.self) != 0 }
+        nonmutating set { base.storeBytes(of: newValue ? 1 : 0, toByteOffset: 5, as: UInt8.self) }
+    }
+    @inlinable public var valueLength: Int { Int(base.load(fromByteOffset: 8, as: UInt32.self)) }
+    @inlinable public var flags: UInt32 { base.load(fromByteOffset: 12, as: UInt32.self) }
+    @inlinable public var expiry: UInt32 {
+        get { base.load(fromByteOffset: 16, as: UInt32.self) }
+        nonmutating set { base.storeBytes(of: newValue, toByteOffset: 16, as: UInt32.self) }
+    }
+    @inlinable public var hash: UInt32 { base.load(fromByteOffset: 20, as: UInt32.self) }
+    @inlinable public var cas: UInt64 {
+        get { base.load(fromByteOffset: 24, as: UInt64.self) }
+        nonmutating set { base.storeBytes(of: newValue, toByteOffset: 24, as: UInt64.self) }
+    }
+    @inlinable public var storedAt: UInt64 { base.load(fromByteOffset: 32, as: UInt64.self) }
+
+    @inlinable public var key: UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: base + Self.headerSize, count: keyLength)
+    }
+    @inlinable public var value: UnsafeMutableRawBufferPointer {
+        UnsafeMutableRawBufferPointer(start: base + Self.headerSize + keyLength, count: valueLength)
+    }
+
+    @inlinable func keyEquals(_ k: UnsafeRawBufferPointer) -> Bool {
+        guard k.count == keyLength else { return false }
+        return memcmp(base + Self.headerSize, k.baseAddress!, k.count) == 0
+    }
+
+    /// Writes the header and key; the caller fills the value.
+    func initialize(key: UnsafeRawBufferPointer, hash: UInt32, valueLength: Int, flags: UInt32, expiry: UInt32,
+                    cas: UInt64, storedAt: UInt64) {
+        let size = Self.recordSize(keyLength: key.count, valueLength: valueLength)
+        base.storeBytes(of: UInt32(size), toByteOffset: 0, as: UInt32.self)
+        base.storeBytes(of: UInt8(key.count), toByteOffset: 4, as: UInt8.self)
+        base.storeBytes(of: 1, toByteOffset: 5, as: UInt8.self)
+        base.storeBytes(of: 0, toByteOffset: 6, as: UInt16.self)
+        base.storeBytes(of: UInt32(valueLength), toByteOffset: 8, as: UInt32.self)
+        base.storeBytes(of: flags, toByteOffset: 12, as: UInt32.self)
+        base.storeBytes(of: expiry, toByteOffset: 16, as: UInt32.self)
+        base.storeBytes(of: hash, toByteOffset: 20, as: UInt32.self)
+        base.storeBytes(of: cas, toByteOffset: 24, as: UInt64.self)
+        base.storeBytes(of: storedAt, toByteOffset: 32, as: UInt64.self)
+        (base + Self.headerSize).copyMemory(from: key.baseAddress!, byteCount: key.count)
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

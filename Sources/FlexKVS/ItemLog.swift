@@ -1,0 +1,74 @@
+/// One partition's item log (thesis 5.1): items are appended to an active segment; a
+/// segment that cannot take the next item is closed and joins the partition's list of
+/// full segments, oldest first. The partition holds at most `quota` segments, so one
+/// busy partition cannot starve the others of the shared pool; at the quota it evicts
+/// its oldest segment (memcached's LRU, at segment granularity).
+struct ItemLog {
+    let pool: SegmentPool
+    let quota: Int
+    var active = -1
+    var offset = 0
+    /// Full segments, oldest first.
+    var full: [Int] = []
+
+    init(pool: SegmentPool, quota: Int) {
+        self.pool = pool
+        self.quota = max(2, quota)
+        full.reserveCapacity(self.quota)
+    }
+
+    var segmentsHeld: Int { full.count + (active >= 0 ? 1 : 0) }
+
+    @inline(__always) func pointer(_ ref: ItemRef) -> UnsafeMutableRawPointer {
+        pool.base(of: Int(ref >> 32) - 1) + Int(ref & 0xFFFF_FFFF)
+    }
+
+    @inline(__always) static func segment(of ref: ItemRef) -> Int { Int(ref >> 32) - 1 }
+
+    /// Room for a `size`-byte record, or nil when a segment is needed and the partition
+    /// is at its quota or the pool is empty (the caller evicts and retries).
+    mutating func allocate(_ size: Int) -> ItemRef? {
+        precondition(size <= pool.segmentSize)
+        if active >= 0 && offset + size <= pool.segmentSize {
+            let ref = ItemRef(active + 1) << 32 | ItemRef(offset)
+            offset += size
+            return ref
+        }
+        guard segmentsHeld < quota, let s = pool.take() else { return nil }
+        closeActive()
+        active = s
+        offset = size
+        return ItemRef(s + 1) << 32
+    }
+
+    /// Marks the end of the active segment's records and moves it to the full list.
+    mutating func closeActive() {
+        guard active >= 0 else { return }
+        if offset + 4 <= pool.segmentSize {
+            pool.base(of: active).storeBytes(of: UInt32(0), toByteOffset: offset, as: UInt32.self)
+        }
+        pool.addFreed(pool.segmentSize - offset, segment: active)  // the unused tail
+        full.append(active)
+        active = -1
+    }
+
+    /// Removes and returns the oldest full segment, for eviction.
+    mutating func takeOldest() -> Int? { full.isEmpty ? nil : full.removeFirst() }
+
+    /// Removes full segment `s` from the list (compaction picks any segment).
+    mutating func take(_ s: Int) { full.removeAll { $0 == s } }
+
+    /// Calls `body` with every record of segment `s` (live or dead).
+    func forEachRecord(in s: Int, _ body: (ItemRef, ItemView) -> Void) {
+        let base = pool.base(of: s)
+        var o = 0
+        let end = s == active ? offset : pool.segmentSize
+        while o + ItemView.headerSize <= end {
+            let item = ItemView(base + o)
+            let size = item.recordSize
+            if size == 0 { break }
+            body(ItemRef(s + 1) << 32 | ItemRef(o), item)
+            o += size
+        }
+    }
+}

@@ -1,0 +1,72 @@
+import FlexNIC
+import Synchronization
+
+/// The key-value store: partitions over a shared segment pool. A key's partition is a
+/// fixed function of its hash, `(hash & 127) % partitions`, the same mapping the
+/// steering layer's default redirection table gives, so key steering sends a request
+/// straight to the core that owns its partition.
+public final class KVStore: @unchecked Sendable {
+    public struct Configuration: Sendable {
+        /// Item memory (memcached's -m), bytes.
+        public var memoryLimit = 64 << 20
+        /// Largest value (memcached's -I), bytes.
+        public var maxItemSize = 1 << 20
+        /// Log segment size; raised to fit the largest item.
+        public var segmentSize = 1 << 20
+        public var partitions = 1
+        /// Initial hash buckets per partition (grows on demand).
+        public var initialBuckets = 1 << 12
+        public init() {}
+    }
+
+    public let configuration: Configuration
+    public let pool: SegmentPool
+    public let clock = ServerClock()
+    public private(set) var partitions: [Partition] = []
+    public let maxItemSize: Int
+    /// Server nanoseconds at which items stored earlier become invalid (flush_all).
+    let flushDeadline = Atomic<UInt64>(0)
+
+    public init(_ c: Configuration) {
+        configuration = c
+        maxItemSize = c.maxItemSize
+        var segment = max(4096, c.segmentSize)
+        while segment < c.maxItemSize + ItemView.headerSize + 256 { segment <<= 1 }
+        pool = SegmentPool(memoryLimit: c.memoryLimit, segmentSize: segment)
+        let quota = pool.segmentCount / max(1, c.partitions)
+        partitions = (0..<max(1, c.partitions)).map {
+            Partition(index: $0, store: self, quota: quota, buckets: c.initialBuckets)
+        }
+    }
+
+    /// The hash of a key, as the steering layer computes it.
+    @inline(__always) public static func hash(_ key: UnsafeRawBufferPointer) -> UInt32 {
+        KeyHash.hash(key.baseAddress!, count: key.count)
+    }
+
+    @inline(__always) public func partitionIndex(for hash: UInt32) -> Int { Int(hash & 127) % partitions.count }
+    @inline(__always) public func partition(for hash: UInt32) -> Partition { partitions[partitionIndex(for: hash)] }
+
+    /// Whether partitions are locked around each request: needed when any core may
+    /// reach any partition (flow steering), not when each partition has one owner.
+    public var locksPartitions = true
+
+    /// Runs `body` on the partition owning `hash`, under its lock if partitions are
+    /// shared between cores.
+    @inline(__always)
+    public func withPartition<T>(_ hash: UInt32, _ body: (Partition) throws -> T) rethrows -> T {
+        let p = partition(for: hash)
+        return locksPartitions ? try p.withLock(body) : try body(p)
+    }
+
+    /// flush_all: items stored before now (+ delay seconds) stop being served then.
+    public func flushAll(delaySeconds: UInt32 = 0) {
+        flushDeadline.store(clock.nanos + UInt64(delaySeconds) * 1_000_000_000, ordering: .relaxed)
+    }
+
+    /// Sum of one counter over partitions.
+    public func total(_ c: KVStats.Counter) -> Int64 { partitions.reduce(0) { $0 + $1.stats[c] } }
+
+    /// Bytes of fixed overhead besides items: hash tables.
+    public var indexBytes: Int { partitions.reduce(0) { $0 + $1.indexBytes } }
+}

@@ -1,0 +1,306 @@
+import Synchronization
+
+/// How a store command treats an existing item.
+public enum StoreMode: Sendable, Equatable {
+    case set, add, replace, append, prepend
+    /// Store only if the item's CAS unique is still this one.
+    case cas(UInt64)
+}
+
+public enum StoreResult: Sendable, Equatable {
+    case stored(cas: UInt64)
+    case notStored
+    /// CAS mismatch.
+    case exists
+    /// CAS, append or prepend on a missing key.
+    case notFound
+    case tooLarge
+    case outOfMemory
+}
+
+public enum DeltaResult: Sendable, Equatable {
+    case value(UInt64, cas: UInt64)
+    case notFound
+    case nonNumeric
+    case exists
+}
+
+/// One slice of the key space: its hash table and its item log. In key steering a
+/// partition belongs to one core and is touched by nothing else; in flow steering any
+/// core may reach it and takes `lock` first. All methods assume that serialisation.
+///
+/// Items found by `get` stay valid until the partition is next modified.
+public final class Partition: @unchecked Sendable {
+    public let index: Int
+    let store: KVStore
+    var table: HashTable
+    var log: ItemLog
+    var casCounter: UInt64 = 0
+    public let stats = KVStats()
+    let lockWord = Atomic<Bool>(false)
+
+    init(index: Int, store: KVStore, quota: Int, buckets: Int) {
+        self.index = index
+        self.store = store
+        log = ItemLog(pool: store.pool, quota: quota)
+        table = HashTable(buckets: buckets)
+        let pool = store.pool
+        table.hashOf = { ref in ItemView(pool.base(of: ItemLog.segment(of: ref)) + Int(ref & 0xFFFF_FFFF)).hash }
+    }
+
+    // MARK: Locking (flow steering)
+
+    /// Runs `body` holding the partition's spin lock (held for one request at most).
+    @inline(__always)
+    public func withLock<T>(_ body: (Partition) throws -> T) rethrows -> T {
+        while lockWord.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged == false {
+            while lockWord.load(ordering: .relaxed) { spinLoopHint() }
+        }
+        defer { lockWord.store(false, ordering: .releasing) }
+        return try body(self)
+    }
+
+    @inline(__always) func spinLoopHint() {
+        #if arch(x86_64)
+        _ = 0  // a pause instruction is not reachable from Swift; the loop is short
+        #endif
+    }
+
+    // MARK: Lookup
+
+    @inline(__always) func item(_ ref: ItemRef) -> ItemView { ItemView(log.pointer(ref)) }
+
+    /// The live entry for `key`, dropping it if it expired or was flushed.
+    func lookup(_ key: UnsafeRawBufferPointer, _ hash: UInt32, countMiss: Bool = true) -> (ItemRef, ItemView)? {
+        guard let ref = table.find(hash, { item($0).keyEquals(key) }) else { return nil }
+        let it = item(ref)
+        if let reason = invalidity(it) {
+            stats.add(reason)
+            unlink(ref, hash: hash)
+            return nil
+        }
+        return (ref, it)
+    }
+
+    /// Why an item may no longer be served, if it may not.
+    @inline(__always) func invalidity(_ it: ItemView) -> KVStats.Counter? {
+        let e = it.expiry
+        if e != 0 && e <= store.clock.seconds { return .getExpired }
+        let flush = store.flushDeadline.load(ordering: .relaxed)
+        if flush != 0 && it.storedAt <= flush && store.clock.nanos >= flush { return .getFlushed }
+        return nil
+    }
+
+    /// Removes the table entry for `ref` and accounts its space as freed.
+    func unlink(_ ref: ItemRef, hash: UInt32) {
+        table.remove(hash) { $0 == ref }
+        retire(ref)
+    }
+
+    /// Marks a record dead (no table entry points at it any more).
+    func retire(_ ref: ItemRef) {
+        let it = item(ref)
+        guard it.isLive else { return }
+        it.isLive = false
+        store.pool.addFreed(it.recordSize, segment: ItemLog.segment(of: ref))
+        stats.add(.currItems, -1)
+        stats.add(.bytes, -Int64(it.recordSize))
+    }
+
+    // MARK: Commands
+
+    /// GET: the item, or nil (counted as a hit or a miss).
+    public func get(_ key: UnsafeRawBufferPointer, hash: UInt32) -> ItemView? {
+        stats.add(.cmdGet)
+        guard let (_, it) = lookup(key, hash) else {
+            stats.add(.getMisses)
+            return nil
+        }
+        stats.add(.getHits)
+        return it
+    }
+
+    /// TOUCH / GAT: sets a new expiry; returns the item.
+    public func touch(_ key: UnsafeRawBufferPointer, hash: UInt32, expiry: UInt32) -> ItemView? {
+        stats.add(.cmdTouch)
+        guard let (_, it) = lookup(key, hash) else {
+            stats.add(.touchMisses)
+            return nil
+        }
+        stats.add(.touchHits)
+        it.expiry = expiry
+        return it
+    }
+
+    public func delete(_ key: UnsafeRawBufferPointer, hash: UInt32) -> Bool {
+        guard let (ref, _) = lookup(key, hash) else {
+            stats.add(.deleteMisses)
+            return false
+        }
+        unlink(ref, hash: hash)
+        stats.add(.deleteHits)
+        return true
+    }
+
+    /// SET and friends. `value` may be written by `fill` directly into the new item (the
+    /// DMA path) instead of copied from `value`.
+    public func store(_ mode: StoreMode, key: UnsafeRawBufferPointer, hash: UInt32, flags: UInt32, expiry: UInt32,
+                      value: UnsafeRawBufferPointer) -> StoreResult {
+        stats.add(.cmdSet)
+        let existing = lookup(key, hash, countMiss: false)
+        switch mode {
+        case .add where existing != nil: return .notStored
+        case .replace where existing == nil, .append where existing == nil, .prepend where existing == nil:
+            return .notStored
+        case .cas(let unique):
+            guard let (_, it) = existing else { stats.add(.casMisses); return .notFound }
+            guard it.cas == unique else { stats.add(.casBadval); return .exists }
+            stats.add(.casHits)
+        default: break
+        }
+        var head = UnsafeRawBufferPointer(start: nil, count: 0), tail = head
+        var itemFlags = flags, itemExpiry = expiry
+        if let (_, it) = existing, mode == .append || mode == .prepend {
+            // The old value joins the new one; flags and expiry stay the item's.
+            itemFlags = it.flags
+            itemExpiry = it.expiry
+            if mode == .append { head = UnsafeRawBufferPointer(it.value) } else { tail = UnsafeRawBufferPointer(it.value) }
+        }
+        let total = head.count + value.count + tail.count
+        guard let (ref, it) = allocate(key: key, hash: hash, valueLength: total, flags: itemFlags, expiry: itemExpiry) else {
+            return total > store.maxItemSize ? .tooLarge : .outOfMemory
+        }
+        // Allocation may have evicted the old item; it copies only from live memory.
+        var out = it.value.baseAddress!
+        for part in [head, value, tail] where part.count > 0 {
+            out.copyMemory(from: part.baseAddress!, byteCount: part.count)
+            out += part.count
+        }
+        link(ref, it, key: key, hash: hash)
+        return .stored(cas: it.cas)
+    }
+
+    /// INCR/DECR: the value must be a decimal number (at most 20 digits); DECR stops at
+    /// 0, INCR wraps at 2^64 as memcached does. `initial` (binary protocol) creates a
+    /// missing item with that value.
+    public func delta(_ key: UnsafeRawBufferPointer, hash: UInt32, increment: Bool, by amount: UInt64,
+                      initial: (UInt64, UInt32)? = nil, cas: UInt64 = 0) -> DeltaResult {
+        guard let (_, it) = lookup(key, hash) else {
+            stats.add(increment ? .incrMisses : .decrMisses)
+            guard let (value, expiry) = initial else { return .notFound }
+            let text = Array(String(value).utf8)
+            let r = text.withUnsafeBytes { store(.add, key: key, hash: hash, flags: 0, expiry: expiry, value: $0) }
+            if case .stored(let c) = r { return .value(value, cas: c) }
+            return .notFound
+        }
+        if cas != 0 && it.cas != cas { return .exists }
+        guard let current = Self.parseDecimal(UnsafeRawBufferPointer(it.value)) else { return .nonNumeric }
+        stats.add(increment ? .incrHits : .decrHits)
+        let next = increment ? current &+ amount : (amount > current ? 0 : current - amount)
+        let text = Array(String(next).utf8)
+        let flags = it.flags, expiry = it.expiry
+        let r = text.withUnsafeBytes { store(.set, key: key, hash: hash, flags: flags, expiry: expiry, value: $0) }
+        stats.add(.cmdSet, -1)  // an incr is not a set
+        if case .stored(let c) = r { return .value(next, cas: c) }
+        return .notFound
+    }
+
+    static func parseDecimal(_ b: UnsafeRawBufferPointer) -> UInt64? {
+        guard !b.isEmpty, b.count <= 20 else { return nil }
+        var v: UInt64 = 0
+        for c in b {
+            guard c >= 0x30 && c <= 0x39 else { return nil }
+            let (m, o1) = v.multipliedReportingOverflow(by: 10)
+            let (a, o2) = m.addingReportingOverflow(UInt64(c - 0x30))
+            if o1 || o2 { return nil }
+            v = a
+        }
+        return v
+    }
+
+    // MARK: Allocation, linking, eviction
+
+    /// A new item with header and key written, or nil if it is too large or no memory
+    /// can be freed.
+    func allocate(key: UnsafeRawBufferPointer, hash: UInt32, valueLength: Int, flags: UInt32, expiry: UInt32)
+        -> (ItemRef, ItemView)?
+    {
+        guard valueLength <= store.maxItemSize else { return nil }
+        let size = ItemView.recordSize(keyLength: key.count, valueLength: valueLength)
+        guard size <= store.pool.segmentSize else { return nil }
+        var ref = log.allocate(size)
+        while ref == nil {
+            guard evictOldest() else { return nil }
+            ref = log.allocate(size)
+        }
+        casCounter += 1
+        let it = item(ref!)
+        it.initialize(key: key, hash: hash, valueLength: valueLength, flags: flags, expiry: expiry,
+                      cas: casCounter &* UInt64(store.partitions.count) &+ UInt64(index) &+ 1, storedAt: store.clock.nanos)
+        return (ref!, it)
+    }
+
+    /// Points the table at a new item, retiring the one it replaces.
+    func link(_ ref: ItemRef, _ it: ItemView, key: UnsafeRawBufferPointer, hash: UInt32) {
+        let replaced = table.upsert(hash, ref: ref) { [self] r in r != ref && item(r).keyEquals(key) }
+        if let replaced { retire(replaced) }
+        stats.add(.currItems)
+        stats.add(.totalItems)
+        stats.add(.bytes, Int64(it.recordSize))
+    }
+
+    /// Evicts the oldest full segment: unlinks its live items, returns it to the pool.
+    func evictOldest() -> Bool {
+        guard let s = log.takeOldest() else { return false }
+        log.forEachRecord(in: s) { ref, it in
+            guard it.isLive else { return }
+            if invalidity(it) != nil { stats.add(.reclaimed) } else { stats.add(.evictions) }
+            unlink(ref, hash: it.hash)
+        }
+        store.pool.give(s)
+        return true
+    }
+
+    /// Compacts the full segment with the most dead bytes, if at least half of it is
+    /// dead: live items move to the active segment, the segment returns to the pool.
+    /// Returns whether it compacted one. Called by the owner when idle.
+    @discardableResult
+    public func compactOne() -> Bool {
+        guard let (s, dead) = log.full.map({ ($0, store.pool.freed($0)) }).max(by: { $0.1 < $1.1 }),
+              dead * 2 >= store.pool.segmentSize else { return false }
+        log.take(s)
+        log.forEachRecord(in: s) { ref, it in
+            guard it.isLive else { return }
+            if invalidity(it) != nil {
+                stats.add(.reclaimed)
+                unlink(ref, hash: it.hash)
+                return
+            }
+            guard let newRef = log.allocate(it.recordSize) else {
+                // No room to move it: drop it as an eviction rather than lose the segment.
+                stats.add(.evictions)
+                unlink(ref, hash: it.hash)
+                return
+            }
+            let moved = item(newRef)
+            moved.base.copyMemory(from: it.base, byteCount: it.recordSize)
+            table.upsert(it.hash, ref: newRef) { $0 == ref }
+            it.isLive = false
+            stats.add(.compactedItems)
+        }
+        store.pool.give(s)
+        stats.add(.compactions)
+        return true
+    }
+
+    /// Every live item's key (tests and debugging).
+    public func keys() -> [[UInt8]] {
+        var out: [[UInt8]] = []
+        table.forEach { out.append(Array(item($0).key)) }
+        return out
+    }
+
+    public var itemCount: Int { table.count }
+    public var indexBytes: Int { table.memoryFootprint }
+    public var segmentsHeld: Int { log.segmentsHeld }
+}

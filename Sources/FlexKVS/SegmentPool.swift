@@ -1,0 +1,58 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
+
+/// All item memory: `-m` megabytes cut into fixed-size segments, handed to partitions
+/// one at a time (a lock per segment, not per item) and returned when a partition evicts
+/// or compacts one. The region is reserved up front and touched only as segments fill,
+/// so memory in use never exceeds the limit plus the fixed tables.
+public final class SegmentPool: @unchecked Sendable {
+    public let segmentSize: Int
+    public let segmentCount: Int
+    let memory: UnsafeMutableRawPointer
+    let free: Mutex<[Int32]>
+    /// Bytes of dead items per segment (written by the owning partition).
+    let freedBytes: UnsafeMutablePointer<Atomic<UInt32>>
+
+    public init(memoryLimit: Int, segmentSize: Int) {
+        precondition(segmentSize >= 4096 && segmentSize & (segmentSize - 1) == 0, "segment size: a power of two >= 4 KiB")
+        self.segmentSize = segmentSize
+        segmentCount = max(2, memoryLimit / segmentSize)
+        let bytes = segmentCount * segmentSize
+        guard let m = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0),
+              m != MAP_FAILED else { fatalError("SegmentPool: cannot reserve \(bytes) bytes") }
+        memory = m
+        free = Mutex((0..<Int32(segmentCount)).reversed())
+        freedBytes = .allocate(capacity: segmentCount)
+        for i in 0..<segmentCount { (freedBytes + i).initialize(to: Atomic(0)) }
+    }
+
+    deinit {
+        munmap(memory, segmentCount * segmentSize)
+        freedBytes.deinitialize(count: segmentCount)
+        freedBytes.deallocate()
+    }
+
+    @inline(__always) public func base(of segment: Int) -> UnsafeMutableRawPointer { memory + segment &* segmentSize }
+
+    public var freeSegments: Int { free.withLock { $0.count } }
+
+    func take() -> Int? {
+        guard let s = free.withLock({ $0.popLast() }) else { return nil }
+        freedBytes[Int(s)].store(0, ordering: .relaxed)
+        return Int(s)
+    }
+
+    func give(_ segment: Int) {
+        // Let the kernel reclaim the pages: an evicted segment costs no memory.
+        madvise(base(of: segment), segmentSize, MADV_DONTNEED)
+        free.withLock { $0.append(Int32(segment)) }
+    }
+
+    func addFreed(_ bytes: Int, segment: Int) {
+        freedBytes[segment].store(freedBytes[segment].load(ordering: .relaxed) &+ UInt32(bytes), ordering: .relaxed)
+    }
+
+    func freed(_ segment: Int) -> Int { Int(freedBytes[segment].load(ordering: .relaxed)) }
+}

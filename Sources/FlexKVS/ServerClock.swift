@@ -1,0 +1,48 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Server time as memcached keeps it: seconds since start for expiry (so a wall-clock
+/// jump cannot expire everything), and nanoseconds for ordering stores against
+/// `flush_all`.
+public struct ServerClock: Sendable {
+    /// Expiry times above this are absolute unix times (memcached's 30 days).
+    public static let relativeLimit: Int64 = 60 * 60 * 24 * 30
+    let startUnix: Int64
+    let startMonotonic: UInt64
+
+    public init() {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        startUnix = Int64(ts.tv_sec)
+        startMonotonic = Self.monotonicNanos()
+    }
+
+    static func monotonicNanos() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+
+    /// Nanoseconds since the server started (strictly increasing between calls that are
+    /// a nanosecond apart; used to order stores and flushes).
+    public var nanos: UInt64 { Self.monotonicNanos() - startMonotonic + 1 }
+
+    /// Seconds since the server started, from 1.
+    public var seconds: UInt32 { UInt32(truncatingIfNeeded: nanos / 1_000_000_000) + 1 }
+
+    /// The server-relative expiry for a client's exptime: 0 never; up to 30 days
+    /// relative; larger values absolute unix time; negative or past: already expired.
+    public func expiry(_ exptime: Int64) -> UInt32 {
+        if exptime == 0 { return 0 }
+        if exptime < 0 { return 1 }
+        if exptime > Self.relativeLimit {
+            let relative = exptime - startUnix
+            return relative <= 0 ? 1 : UInt32(clamping: relative + 1)
+        }
+        return UInt32(clamping: Int64(seconds) + exptime)
+    }
+
+    /// Unix time now.
+    public var unixTime: Int64 { startUnix + Int64(seconds) - 1 }
+}

@@ -56,7 +56,11 @@ let package = Package(
         // MARK: Executables
         .executableTarget(
             name: "flexkvs",
-            dependencies: ["FlexKVS", "FlexNIC", "FlexIO", "FlexWire", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: [
+                "FlexKVS", "FlexNIC", "FlexIO", "FlexWire",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
+            ]
         ),
         .executableTarget(
             name: "flexbench",

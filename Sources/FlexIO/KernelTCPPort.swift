@@ -68,6 +68,8 @@ public final class KernelTCPPort: PacketPort, @unchecked Sendable {
     /// Open connections over all queues.
     public var openConnections: Int { queues.reduce(0) { $0 + $1.table.withLock { $0.open } } }
 
+    public func readinessDescriptor(queue: Int) -> Int32? { queues[queue].epoll }
+
     public func wait(queue: Int, timeoutMilliseconds: Int) {
         Socket.waitReadable(queues[queue].epoll, timeoutMilliseconds: timeoutMilliseconds)
     }

@@ -142,6 +142,8 @@ public final class KernelUDPPort: PacketPort, @unchecked Sendable {
         return invalid + sent
     }
 
+    public func readinessDescriptor(queue: Int) -> Int32? { sockets[queue] }
+
     public func wait(queue: Int, timeoutMilliseconds: Int) {
         Socket.waitReadable(sockets[queue], timeoutMilliseconds: timeoutMilliseconds)
     }

@@ -33,6 +33,9 @@ public protocol PacketPort: AnyObject, Sendable {
     func wait(queue: Int, timeoutMilliseconds: Int)
     /// Counters since the port was opened.
     var statistics: PortStatistics { get }
+    /// A file descriptor that polls readable when `queue` may have frames, for waiting
+    /// on several ports at once; nil for ports that are polled (DPDK, memory).
+    func readinessDescriptor(queue: Int) -> Int32?
 }
 
 extension PacketPort {
@@ -42,6 +45,7 @@ extension PacketPort {
         release(one)
     }
     public func wait(queue: Int, timeoutMilliseconds: Int) {}
+    public func readinessDescriptor(queue: Int) -> Int32? { nil }
 }
 
 /// What a port counted: frames and bytes each way and what it had to drop.

@@ -58,3 +58,14 @@ enum Socket {
         _ = poll(&p, 1, Int32(timeoutMilliseconds))
     }
 }
+
+/// Waits until any of the given port queues may have frames, or the timeout passes.
+/// Queues without a readiness descriptor (polled ports) make it return at once.
+public func waitForAny(_ queues: [(port: any PacketPort, queue: Int)], timeoutMilliseconds: Int) {
+    var fds: [pollfd] = []
+    for (port, queue) in queues {
+        guard let fd = port.readinessDescriptor(queue: queue) else { return }
+        fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0))
+    }
+    _ = poll(&fds, nfds_t(fds.count), Int32(timeoutMilliseconds))
+}

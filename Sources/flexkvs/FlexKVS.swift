@@ -1,127 +1,137 @@
 import ArgumentParser
 import FlexIO
-import FlexNIC
+import FlexKVS
 import FlexWire
 import Foundation
+import TOMLKit
 
-/// flexkvs: the memcached-compatible key-value server. This first cut serves the
-/// foundation's smoke test: it binds like memcached, steers requests through the
-/// FlexNIC pipeline over kernel sockets and answers `version` and `quit`; every other
-/// command gets memcached's `ERROR` until the store lands (issue 3).
+/// flexkvs: a memcached-compatible key-value server on the FlexNIC steering layer.
 @main
-struct FlexKVS: ParsableCommand {
-    static let version = "0.1.0"
+struct FlexKVSCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "flexkvs",
         abstract: "A memcached-compatible key-value server on the FlexNIC steering layer.",
-        discussion: "Flags follow memcached's (-p -U -l -t -m -c -I -v).",
-        version: version)
+        discussion: """
+            Speaks memcached's text and binary protocols over TCP and UDP (8-byte frame \
+            header). Flags follow memcached's; --config reads the same settings from TOML \
+            (see Configs/flexkvs.toml) and flags given on the command line win. \
+            Stats: `stats`, `stats items`, `stats slabs`, `stats settings`, `stats steering`.
+            """,
+        version: KVSContext.version)
 
-    @Option(name: .customShort("p"), help: "TCP port to listen on.") var port: UInt16 = 11211
-    @Option(name: .customShort("U"), help: "UDP port (0: off).") var udpPort: UInt16 = 0
-    @Option(name: .customShort("l"), help: "Address to listen on.") var listen = "127.0.0.1"
-    @Option(name: .customShort("t"), help: "Worker threads (cores).") var threads = 1
-    @Option(name: .customShort("m"), help: "Item memory in megabytes.") var memory = 64
-    @Option(name: .customShort("c"), help: "Max simultaneous connections.") var connections = 1024
-    @Flag(name: .customShort("v"), help: "Verbose: log connections and errors.") var verbose = false
+    @Option(name: .customShort("p"), help: "TCP port to listen on (default 11211).") var port: UInt16?
+    @Option(name: .customShort("U"), help: "UDP port (0: off; default 0).") var udpPort: UInt16?
+    @Option(name: .customShort("l"), help: "IPv4 address to listen on (default 127.0.0.1).") var listen: String?
+    @Option(name: .customShort("t"), help: "Worker threads (default 1).") var threads: Int?
+    @Option(name: .customShort("m"), help: "Item memory in megabytes (default 64).") var memory: Int?
+    @Option(name: .customShort("c"), help: "Max simultaneous connections (default 1024).") var connections: Int?
+    @Option(name: .customShort("I"), help: "Max item size, e.g. 1m, 512k (default 1m).") var maxItemSize: String?
+    @Option(help: "Item log segment size, e.g. 1m (raised to fit the largest item).") var segmentSize: String?
+    @Option(help: "I/O: socket (kernel sockets) or dpdk.") var io: String?
+    @Option(parsing: .unconditional, help: "DPDK EAL arguments (with --io dpdk).") var eal: String?
+    @Option(help: "Steering: flow (RSS-style), key (key-based), dma (key + log placement).") var steering: String?
+    @Option(help: "TOML file with these settings (Configs/flexkvs.toml).") var config: String?
+    @Flag(name: .customShort("v"), help: "Verbose: print settings and errors.") var verbose = false
 
-    func validate() throws {
-        guard IPv4Address(listen) != nil else { throw ValidationError("-l \(listen): not an IPv4 address") }
-        guard threads >= 1, threads <= 64 else { throw ValidationError("-t must be 1...64") }
-        guard connections >= 1 else { throw ValidationError("-c must be at least 1") }
+    /// Settings from a --config file; every field optional.
+    struct FileSettings: Decodable {
+        var listen: String?
+        var tcp_port: Int?
+        var udp_port: Int?
+        var threads: Int?
+        var memory_mb: Int?
+        var max_connections: Int?
+        var max_item_size: String?
+        var segment_size: String?
+        var io: String?
+        var steering: String?
+    }
+
+    static func size(_ text: String, _ what: String) throws -> Int {
+        let t = text.lowercased().trimmingCharacters(in: .whitespaces)
+        let units: [(String, Int)] = [("k", 1 << 10), ("m", 1 << 20), ("g", 1 << 30), ("", 1)]
+        for (suffix, scale) in units where t.hasSuffix(suffix) {
+            if let n = Int(t.dropLast(suffix.count)), n > 0 { return n * scale }
+        }
+        throw ValidationError("\(what) \"\(text)\": expected a size such as 1048576, 512k or 1m")
+    }
+
+    func settings() throws -> KVSServer.Configuration {
+        var file = FileSettings()
+        if let config {
+            guard let text = try? String(contentsOfFile: config, encoding: .utf8) else {
+                throw ValidationError("--config \(config): cannot read the file")
+            }
+            do {
+                file = try TOMLDecoder(strictDecoding: true).decode(FileSettings.self, from: text)
+            } catch let e as TOMLParseError {
+                throw ValidationError("\(config): line \(e.source.begin.line): \(e.description)")
+            } catch let e as UnexpectedKeysError {
+                throw ValidationError("\(config): unknown setting(s) \(e.keys.keys.sorted().joined(separator: ", "))")
+            } catch {
+                throw ValidationError("\(config): \(error)")
+            }
+        }
+        var c = KVSServer.Configuration()
+        let address = listen ?? file.listen ?? "127.0.0.1"
+        guard let ip = IPv4Address(address) else { throw ValidationError("-l \(address): not an IPv4 address") }
+        c.address = ip
+        let tcp = port.map(Int.init) ?? file.tcp_port ?? 11211
+        let udp = udpPort.map(Int.init) ?? file.udp_port ?? 0
+        guard (1...65535).contains(tcp), (0...65535).contains(udp) else { throw ValidationError("ports must be 1...65535 (UDP 0 = off)") }
+        c.tcpPort = UInt16(tcp)
+        c.udpPort = UInt16(udp)
+        c.threads = threads ?? file.threads ?? 1
+        guard (1...64).contains(c.threads) else { throw ValidationError("-t must be 1...64") }
+        let megabytes = memory ?? file.memory_mb ?? 64
+        guard megabytes >= 1 else { throw ValidationError("-m must be at least 1") }
+        c.store.memoryLimit = megabytes << 20
+        c.maxConnections = connections ?? file.max_connections ?? 1024
+        guard c.maxConnections >= 1 else { throw ValidationError("-c must be at least 1") }
+        c.store.maxItemSize = try Self.size(maxItemSize ?? file.max_item_size ?? "1m", "-I")
+        guard c.store.maxItemSize <= 128 << 20 else { throw ValidationError("-I is at most 128m") }
+        c.store.segmentSize = try Self.size(segmentSize ?? file.segment_size ?? "1m", "--segment-size")
+        guard c.store.segmentSize & (c.store.segmentSize - 1) == 0 else { throw ValidationError("--segment-size must be a power of two") }
+        switch io ?? file.io ?? "socket" {
+        case "socket": break
+        case "dpdk": throw ValidationError("--io dpdk: the DPDK server path is not built yet; use --io socket")
+        case let other: throw ValidationError("--io \(other): expected socket or dpdk")
+        }
+        switch steering ?? file.steering ?? "flow" {
+        case "flow": break
+        case "key", "dma": throw ValidationError("--steering \(steering ?? file.steering!): not built yet; use --steering flow")
+        case let other: throw ValidationError("--steering \(other): expected flow, key or dma")
+        }
+        c.verbose = verbose
+        return c
     }
 
     func run() throws {
-        let address = IPv4Address(listen)!
-        let tcp: KernelTCPPort
+        let c = try settings()
+        let server: KVSServer
         do {
-            tcp = try KernelTCPPort(address: address, port: port, queues: 1, maxConnections: connections)
+            server = try KVSServer(c)
         } catch {
-            throw ValidationError("cannot listen on \(listen):\(port): \(error)")
+            throw ValidationError("cannot start: \(error)")
         }
-        // Every TCP segment to our port goes to core queue 0; anything else is slow path.
-        let program = SteeringProgram(name: "flexkvs-tcp", queues: 1, stages: [
-            .init("memcached-tcp", fields: [FieldMatch(.ipProtocol, .exact(6)), FieldMatch(.destinationPort, .exact(UInt64(tcp.port)))],
-                  actions: [.strip(.l4), .toQueue(0)]),
-        ])
-        let pipeline = try SteeringPipeline(program: program)
-        let emulator = SteeringEmulator(port: tcp, pipeline: pipeline)
-        print("flexkvs \(Self.version) listening on \(tcp.name) (TCP ASCII: version, quit)")
+        server.start()
+        let udp = server.udp.map { ", udp \($0.port)" } ?? ""
+        print("flexkvs \(KVSContext.version): \(c.address) tcp \(server.tcp.port)\(udp), \(c.threads) thread(s), "
+              + "\(c.store.memoryLimit >> 20) MB, steering flow, io socket")
         fflush(stdout)
-        let server = SmokeServer(port: tcp, verbose: verbose)
-        let inbox = UnsafeMutablePointer<Descriptor>.allocate(capacity: 64)
-        while true {
-            if emulator.poll() == 0 { tcp.wait(queue: 0, timeoutMilliseconds: 100) }
-            for ring in pipeline.rings {
-                let n = ring.dequeue(into: inbox, maximum: 64)
-                for i in 0..<n { server.handle(inbox[i]) }
-            }
-            server.flush()
+        // Serve until SIGINT/SIGTERM.
+        signal(SIGINT, SIG_IGN)
+        signal(SIGTERM, SIG_IGN)
+        let stop = DispatchSemaphore(value: 0)
+        let sources = [SIGINT, SIGTERM].map { sig -> DispatchSourceSignal in
+            let s = DispatchSource.makeSignalSource(signal: sig)
+            s.setEventHandler { stop.signal() }
+            s.resume()
+            return s
         }
-    }
-}
-
-/// Answers `version` and `quit`, line by line, per connection; everything else is an
-/// `ERROR`. Lines longer than 2,048 bytes close the connection, as memcached does for
-/// garbage.
-final class SmokeServer {
-    let port: KernelTCPPort
-    let verbose: Bool
-    var partial: [UInt32: [UInt8]] = [:]
-    let out = PacketBatch(capacity: 64)
-
-    init(port: KernelTCPPort, verbose: Bool) {
-        self.port = port
-        self.verbose = verbose
-    }
-
-    func handle(_ d: Descriptor) {
-        defer { port.release(d.packet) }
-        guard d.kind == .packet, let frame = try? ParsedFrame(parsing: d.packet.bytes) else { return }
-        let flow = d.packet.flow
-        if frame.tcpFlags & TCPHeader.Flags.fin.rawValue != 0 {
-            partial[flow] = nil
-            return
-        }
-        var buffer = partial[flow] ?? []
-        buffer += UnsafeRawBufferPointer(d.payload)
-        var replies: [UInt8] = []
-        var close = false
-        while let nl = buffer.firstIndex(of: 0x0A) {
-            var line = buffer[..<nl]
-            if line.last == 0x0D { line = line.dropLast() }
-            let command = String(decoding: line, as: UTF8.self).split(separator: " ").first ?? ""
-            switch command {
-            case "version": replies += Array("VERSION \(FlexKVS.version)\r\n".utf8)
-            case "quit": close = true
-            default: replies += Array("ERROR\r\n".utf8)
-            }
-            buffer.removeSubrange(...nl)
-            if close { break }
-        }
-        if buffer.count > 2048 {
-            replies += Array("CLIENT_ERROR line too long\r\n".utf8)
-            close = true
-        }
-        partial[flow] = close ? nil : buffer
-        send(replies, to: d, frame: frame, close: close)
-    }
-
-    func send(_ payload: [UInt8], to d: Descriptor, frame: ParsedFrame, close: Bool) {
-        guard !payload.isEmpty || close else { return }
-        if out.isFull { flush() }
-        guard port.allocate(count: 1, into: out) == 1 else { return }
-        var p = out[out.count - 1]
-        let e = FrameBuilder.Endpoints(source: IPv4Address(frame.destinationAddress), destination: IPv4Address(frame.sourceAddress),
-                                       sourcePort: frame.destinationPort, destinationPort: frame.sourcePort)
-        let length = (try? FrameBuilder.tcp(into: UnsafeMutableRawBufferPointer(start: p.data, count: Int(p.capacity)),
-                                            endpoints: e, payload: payload, flags: close ? [.fin, .ack] : [.psh, .ack])) ?? 0
-        p.length = UInt32(length)
-        p.flow = d.packet.flow
-        out[out.count - 1] = p
-    }
-
-    func flush() {
-        while !out.isEmpty { _ = port.transmit(queue: 0, out) }
+        stop.wait()
+        sources.forEach { $0.cancel() }
+        server.stop()
+        print("flexkvs: stopped")
     }
 }

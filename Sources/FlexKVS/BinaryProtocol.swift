@@ -1,0 +1,212 @@
+/// memcached's binary protocol: 24-byte headers, opaque echoed back, quiet variants
+/// that answer only on error (and GetQ/GetKQ only on a hit), NOOP as the batch fence.
+enum BinaryProtocol {
+    static let headerSize = 24
+    static let requestMagic: UInt8 = 0x80
+    static let responseMagic: UInt8 = 0x81
+    /// Bodies above this end the session (a header that claims more is garbage).
+    static let maxBody = 64 << 20
+
+    enum Status: UInt16 {
+        case ok = 0, keyNotFound = 1, keyExists = 2, valueTooLarge = 3, invalidArguments = 4
+        case notStored = 5, nonNumeric = 6, unknownCommand = 0x81, outOfMemory = 0x82
+    }
+
+    /// Opcodes and what they are.
+    enum Op: UInt8 {
+        case get = 0x00, set = 0x01, add = 0x02, replace = 0x03, delete = 0x04, increment = 0x05
+        case decrement = 0x06, quit = 0x07, flush = 0x08, getQ = 0x09, noop = 0x0A, version = 0x0B
+        case getK = 0x0C, getKQ = 0x0D, append = 0x0E, prepend = 0x0F, stat = 0x10, setQ = 0x11
+        case addQ = 0x12, replaceQ = 0x13, deleteQ = 0x14, incrementQ = 0x15, decrementQ = 0x16
+        case quitQ = 0x17, flushQ = 0x18, appendQ = 0x19, prependQ = 0x1A, verbosity = 0x1B
+        case touch = 0x1C, gat = 0x1D, gatQ = 0x1E, gatK = 0x23, gatKQ = 0x24
+
+        var isQuiet: Bool {
+            switch self {
+            case .getQ, .getKQ, .setQ, .addQ, .replaceQ, .deleteQ, .incrementQ, .decrementQ, .quitQ,
+                 .flushQ, .appendQ, .prependQ, .gatQ, .gatKQ: return true
+            default: return false
+            }
+        }
+    }
+
+    struct Header {
+        var opcode: UInt8
+        var keyLength: Int
+        var extrasLength: Int
+        var bodyLength: Int
+        var opaque: UInt32
+        var cas: UInt64
+    }
+
+    static func be16(_ b: UnsafeRawBufferPointer, _ o: Int) -> UInt16 { UInt16(b[o]) << 8 | UInt16(b[o + 1]) }
+    static func be32(_ b: UnsafeRawBufferPointer, _ o: Int) -> UInt32 { UInt32(be16(b, o)) << 16 | UInt32(be16(b, o + 2)) }
+    static func be64(_ b: UnsafeRawBufferPointer, _ o: Int) -> UInt64 { UInt64(be32(b, o)) << 32 | UInt64(be32(b, o + 4)) }
+
+    /// Runs every complete request in the session's input.
+    static func run(_ s: Session, _ ctx: KVSContext) {
+        s.input.withUnsafeBytes { b in
+            while !s.closing && s.unparsed >= headerSize {
+                let o = s.consumed
+                guard b[o] == requestMagic else {
+                    ctx.countError()
+                    s.closing = true  // not a request: the stream cannot be resynchronised
+                    break
+                }
+                let h = Header(opcode: b[o + 1], keyLength: Int(be16(b, o + 2)), extrasLength: Int(b[o + 4]),
+                               bodyLength: Int(be32(b, o + 8)), opaque: be32(b, o + 12), cas: be64(b, o + 16))
+                guard h.bodyLength <= maxBody, h.keyLength + h.extrasLength <= h.bodyLength else {
+                    respond(s, h, .invalidArguments)
+                    ctx.countError()
+                    s.closing = true
+                    break
+                }
+                guard s.unparsed >= headerSize + h.bodyLength else { break }
+                let body = UnsafeRawBufferPointer(rebasing: b[(o + headerSize)..<(o + headerSize + h.bodyLength)])
+                s.consumed = o + headerSize + h.bodyLength
+                s.commands += 1
+                execute(s, ctx, h, body)
+            }
+        }
+        s.compact()
+    }
+
+    /// Writes a response header and body parts.
+    static func respond(_ s: Session, _ h: Header, _ status: Status, cas: UInt64 = 0, extras: [UInt8] = [],
+                        key: UnsafeRawBufferPointer? = nil, value: UnsafeRawBufferPointer? = nil, text: String? = nil) {
+        let keyCount = key?.count ?? 0
+        let textBytes = text.map { Array($0.utf8) } ?? []
+        let valueCount = (value?.count ?? 0) + textBytes.count
+        let total = extras.count + keyCount + valueCount
+        var hdr = [UInt8](repeating: 0, count: headerSize)
+        hdr[0] = responseMagic
+        hdr[1] = h.opcode
+        hdr[2] = UInt8(keyCount >> 8); hdr[3] = UInt8(keyCount & 0xFF)
+        hdr[4] = UInt8(extras.count)
+        hdr[6] = UInt8(status.rawValue >> 8); hdr[7] = UInt8(status.rawValue & 0xFF)
+        for i in 0..<4 { hdr[8 + i] = UInt8(truncatingIfNeeded: total >> (24 - 8 * i)) }
+        for i in 0..<4 { hdr[12 + i] = UInt8(truncatingIfNeeded: h.opaque >> UInt32(24 - 8 * i)) }
+        for i in 0..<8 { hdr[16 + i] = UInt8(truncatingIfNeeded: cas >> UInt64(56 - 8 * i)) }
+        s.output.append(contentsOf: hdr)
+        s.output.append(contentsOf: extras)
+        if let key { s.write(key) }
+        if let value { s.write(value) }
+        s.output.append(contentsOf: textBytes)
+    }
+
+    static func bytes32(_ v: UInt32) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: v >> UInt32(24 - 8 * $0)) } }
+    static func bytes64(_ v: UInt64) -> [UInt8] { (0..<8).map { UInt8(truncatingIfNeeded: v >> UInt64(56 - 8 * $0)) } }
+
+    static func execute(_ s: Session, _ ctx: KVSContext, _ h: Header, _ body: UnsafeRawBufferPointer) {
+        let store = ctx.store
+        guard let op = Op(rawValue: h.opcode) else {
+            respond(s, h, .unknownCommand, text: "Unknown command")
+            return
+        }
+        let extras = UnsafeRawBufferPointer(rebasing: body[0..<h.extrasLength])
+        let key = UnsafeRawBufferPointer(rebasing: body[h.extrasLength..<(h.extrasLength + h.keyLength)])
+        let value = UnsafeRawBufferPointer(rebasing: body[(h.extrasLength + h.keyLength)...])
+        func invalid() { respond(s, h, .invalidArguments, text: "Invalid arguments"); ctx.countError() }
+        let needsKey: Bool
+        switch op {
+        case .noop, .version, .quit, .quitQ, .flush, .flushQ, .stat, .verbosity: needsKey = false
+        default: needsKey = true
+        }
+        if needsKey && (key.isEmpty || key.count > TextProtocol.maxKeyLength) { invalid(); return }
+        let hash = needsKey ? KVStore.hash(key) : 0
+
+        switch op {
+        case .get, .getQ, .getK, .getKQ, .gat, .gatQ, .gatK, .gatKQ:
+            let touching = op == .gat || op == .gatQ || op == .gatK || op == .gatKQ
+            guard extras.count == (touching ? 4 : 0), touching || value.isEmpty else { invalid(); return }
+            let withKey = op == .getK || op == .getKQ || op == .gatK || op == .gatKQ
+            let found: Bool = store.withPartition(hash) { p in
+                let item = touching ? p.touch(key, hash: hash, expiry: store.clock.expiry(Int64(be32(extras, 0))))
+                                    : p.get(key, hash: hash)
+                guard let it = item else { return false }
+                respond(s, h, .ok, cas: it.cas, extras: bytes32(it.flags), key: withKey ? key : nil,
+                        value: UnsafeRawBufferPointer(it.value))
+                return true
+            }
+            if !found && !op.isQuiet { respond(s, h, .keyNotFound, key: withKey ? key : nil, text: withKey ? nil : "Not found") }
+
+        case .set, .setQ, .add, .addQ, .replace, .replaceQ, .append, .appendQ, .prepend, .prependQ:
+            let isConcat = op == .append || op == .appendQ || op == .prepend || op == .prependQ
+            guard extras.count == (isConcat ? 0 : 8) else { invalid(); return }
+            var mode: StoreMode
+            switch op {
+            case .set, .setQ: mode = h.cas != 0 ? .cas(h.cas) : .set
+            case .add, .addQ: mode = .add
+            case .replace, .replaceQ: mode = h.cas != 0 ? .cas(h.cas) : .replace
+            case .append, .appendQ: mode = .append
+            default: mode = .prepend
+            }
+            let flags = isConcat ? 0 : be32(extras, 0)
+            let exptime = isConcat ? 0 : Int64(be32(extras, 4))
+            let r = store.withPartition(hash) { p in
+                p.store(mode, key: key, hash: hash, flags: flags, expiry: store.clock.expiry(exptime), value: value)
+            }
+            switch r {
+            case .stored(let cas): if !op.isQuiet { respond(s, h, .ok, cas: cas) }
+            case .notStored:
+                if mode == .add { respond(s, h, .keyExists, text: "Data exists for key.") }
+                else { respond(s, h, .keyNotFound, text: "Not found") }
+            case .exists: respond(s, h, .keyExists, text: "Data exists for key.")
+            case .notFound: respond(s, h, .keyNotFound, text: "Not found")
+            case .tooLarge: respond(s, h, .valueTooLarge, text: "Too large.")
+            case .outOfMemory: respond(s, h, .outOfMemory, text: "Out of memory")
+            }
+
+        case .delete, .deleteQ:
+            guard extras.isEmpty, value.isEmpty else { invalid(); return }
+            let deleted = store.withPartition(hash) { $0.delete(key, hash: hash) }
+            if !deleted { respond(s, h, .keyNotFound, text: "Not found") } else if !op.isQuiet { respond(s, h, .ok) }
+
+        case .increment, .incrementQ, .decrement, .decrementQ:
+            guard extras.count == 20, value.isEmpty else { invalid(); return }
+            let amount = be64(extras, 0), initial = be64(extras, 8), exptime = be32(extras, 16)
+            let create = exptime == 0xFFFF_FFFF ? nil : (initial, store.clock.expiry(Int64(exptime)))
+            let up = op == .increment || op == .incrementQ
+            let r = store.withPartition(hash) { $0.delta(key, hash: hash, increment: up, by: amount, initial: create, cas: h.cas) }
+            switch r {
+            case .value(let v, let cas): if !op.isQuiet { bytes64(v).withUnsafeBytes { respond(s, h, .ok, cas: cas, value: $0) } }
+            case .notFound: respond(s, h, .keyNotFound, text: "Not found")
+            case .nonNumeric: respond(s, h, .nonNumeric, text: "Non-numeric server-side value for incr or decr")
+            case .exists: respond(s, h, .keyExists, text: "Data exists for key.")
+            }
+
+        case .touch:
+            guard extras.count == 4 else { invalid(); return }
+            let ok = store.withPartition(hash) { $0.touch(key, hash: hash, expiry: store.clock.expiry(Int64(be32(extras, 0)))) != nil }
+            respond(s, h, ok ? .ok : .keyNotFound, text: ok ? nil : "Not found")
+
+        case .flush, .flushQ:
+            guard extras.count == 0 || extras.count == 4 else { invalid(); return }
+            store.flushAll(delaySeconds: extras.count == 4 ? be32(extras, 0) : 0)
+            if !op.isQuiet { respond(s, h, .ok) }
+
+        case .noop: respond(s, h, .ok)
+        case .version: respond(s, h, .ok, text: KVSContext.version)
+        case .verbosity: respond(s, h, .ok)
+        case .quit: respond(s, h, .ok); s.closing = true
+        case .quitQ: s.closing = true
+
+        case .stat:
+            var lines: [(String, String)]
+            if key.isEmpty { lines = ctx.generalStats() }
+            else {
+                switch String(decoding: key, as: UTF8.self) {
+                case "items": lines = ctx.itemStats()
+                case "slabs", "segments": lines = ctx.segmentStats()
+                case "settings": lines = ctx.settings
+                case "steering": lines = ctx.steeringStats()
+                default: respond(s, h, .keyNotFound, text: "Not found"); return
+                }
+            }
+            for (k, v) in lines {
+                Array(k.utf8).withUnsafeBytes { kb in respond(s, h, .ok, key: kb, text: v) }
+            }
+            respond(s, h, .ok)
+        }
+    }
+}

@@ -1,0 +1,91 @@
+import FlexIO
+import FlexNIC
+import FlexWire
+import Foundation
+import Synchronization
+
+/// flexkvs over kernel sockets: `threads` workers, each owning one SO_REUSEPORT TCP
+/// queue and one UDP queue. A worker runs the steering program inline on its own bursts
+/// (no emulator thread: cores are scarce), then serves the descriptors it steered to
+/// itself. This is flow steering: the kernel spreads connections over workers by their
+/// 4-tuple, and any worker may touch any partition, under the partition's lock.
+public final class KVSServer: @unchecked Sendable {
+    public struct Configuration: Sendable {
+        public var address = IPv4Address.loopback
+        public var tcpPort: UInt16 = 11211
+        /// 0: no UDP.
+        public var udpPort: UInt16 = 0
+        public var threads = 1
+        public var maxConnections = 1024
+        public var store = KVStore.Configuration()
+        public var verbose = false
+        public init() {}
+    }
+
+    /// The memcached UDP frame header: request id, sequence, datagram count, reserved.
+    static let udpFrameHeader = 8
+    /// Reply bytes per UDP datagram (memcached keeps datagrams under 1400 bytes).
+    static let udpPayload = 1400 - udpFrameHeader
+
+    public let configuration: Configuration
+    public let context: KVSContext
+    public let tcp: KernelTCPPort
+    public let udp: KernelUDPPort?
+    var workers: [Worker] = []
+    let running = Atomic<Bool>(false)
+    let finished = DispatchSemaphore(value: 0)
+
+    public init(_ c: Configuration) throws {
+        configuration = c
+        var storeConfig = c.store
+        storeConfig.partitions = max(storeConfig.partitions, c.threads)
+        let store = KVStore(storeConfig)
+        store.locksPartitions = true
+        context = KVSContext(store: store, threads: c.threads)
+        tcp = try KernelTCPPort(address: c.address, port: c.tcpPort, queues: c.threads, maxConnections: c.maxConnections)
+        udp = c.udpPort == 0 ? nil : try KernelUDPPort(address: c.address, port: c.udpPort, queues: c.threads)
+        context.settings = [
+            ("maxbytes", String(store.pool.segmentCount * store.pool.segmentSize)), ("maxconns", String(c.maxConnections)),
+            ("tcpport", String(tcp.port)), ("udpport", String(udp?.port ?? 0)), ("inter", c.address.description),
+            ("num_threads", String(c.threads)), ("item_size_max", String(store.maxItemSize)),
+            ("segment_size", String(store.pool.segmentSize)), ("steering", "flow"), ("io", "socket"),
+        ]
+        workers = try (0..<c.threads).map { try Worker(server: self, queue: $0) }
+        context.steeringStats = { [unowned self] in self.steeringStats() }
+    }
+
+    /// Runs the workers on threads of their own; returns at once.
+    public func start() {
+        guard !running.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        for w in workers {
+            let t = Thread { [self] in
+                while running.load(ordering: .relaxed) { w.runOnce() }
+                finished.signal()
+            }
+            t.name = "flexkvs-worker-\(w.queue)"
+            t.start()
+        }
+    }
+
+    /// Stops the workers and waits for them.
+    public func stop() {
+        guard running.exchange(false, ordering: .acquiringAndReleasing) else { return }
+        for _ in workers { finished.wait() }
+    }
+
+    func steeringStats() -> [(String, String)] {
+        var out: [(String, String)] = [("mode", "flow"), ("workers", String(workers.count))]
+        for w in workers {
+            let c = w.pipelineCounters
+            let p = "worker:\(w.queue):"
+            out += [(p + "packets", String(c.packets)), (p + "steered", String(c.queueSteered.first ?? 0)),
+                    (p + "slow_path", String(c.slowPathTotal)), (p + "dropped_full", String(c.queueDroppedFull.reduce(0, +))),
+                    (p + "requests", String(w.requests.load(ordering: .relaxed))),
+                    (p + "cycles_per_request_median", String(w.cycles.median())),
+                    (p + "cycles_per_request_p90", String(w.cycles.percentile(0.9))),
+                    (p + "udp_bad_frames", String(w.badFrames.load(ordering: .relaxed)))]
+            for (i, m) in c.stageMatched.enumerated() { out.append((p + "stage:\(i):matched", String(m))) }
+        }
+        return out
+    }
+}

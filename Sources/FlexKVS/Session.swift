@@ -1,0 +1,75 @@
+/// One client's protocol state: bytes received and not yet parsed, the replies built
+/// for it, and what the protocol is in the middle of. A TCP connection has one for its
+/// lifetime; a UDP request gets a fresh one.
+public final class Session {
+    public enum Dialect { case undecided, text, binary }
+
+    public var dialect: Dialect = .undecided
+    /// Received bytes; `consumed` of them are parsed.
+    var input: [UInt8] = []
+    var consumed = 0
+    /// Reply bytes to send, in order.
+    public var output: [UInt8] = []
+    /// Bytes of an over-large value still to throw away (memcached swallows them).
+    var swallow = 0
+    /// Set when the client asked to close (quit) or sent garbage that ends the session.
+    public var closing = false
+    /// Commands run so far (for per-request cycle accounting).
+    public internal(set) var commands = 0
+    /// Bytes a single command line may take before the session is ended.
+    static let maxLine = 2048
+
+    public init() {
+        input.reserveCapacity(4096)
+        output.reserveCapacity(4096)
+    }
+
+    /// Forgets everything (a UDP session is reused for each datagram).
+    public func reset() {
+        dialect = .undecided
+        input.removeAll(keepingCapacity: true)
+        consumed = 0
+        output.removeAll(keepingCapacity: true)
+        swallow = 0
+        closing = false
+        commands = 0
+    }
+
+    /// Appends received bytes.
+    public func receive(_ bytes: UnsafeRawBufferPointer) {
+        if consumed > 0 && consumed == input.count {
+            input.removeAll(keepingCapacity: true)
+            consumed = 0
+        }
+        input.append(contentsOf: bytes)
+    }
+
+    /// Drops parsed bytes when they dominate the buffer.
+    func compact() {
+        if consumed == input.count {
+            input.removeAll(keepingCapacity: true)
+            consumed = 0
+        } else if consumed > 4096 && consumed * 2 > input.count {
+            input.removeFirst(consumed)
+            consumed = 0
+        }
+    }
+
+    var unparsed: Int { input.count - consumed }
+
+    /// Takes the reply bytes (the caller sends them).
+    public func takeOutput() -> [UInt8] {
+        defer { output.removeAll(keepingCapacity: true) }
+        return output
+    }
+
+    @inline(__always) func write(_ s: StaticString) {
+        s.withUTF8Buffer { output.append(contentsOf: $0) }
+    }
+    @inline(__always) func write(_ s: String) { output.append(contentsOf: s.utf8) }
+    @inline(__always) func write(_ b: UnsafeRawBufferPointer) { output.append(contentsOf: b) }
+    @inline(__always) func write<T: BinaryInteger>(number n: T) {
+        if n < 10 && n >= 0 { output.append(UInt8(truncatingIfNeeded: n) + 0x30); return }
+        output.append(contentsOf: String(n).utf8)
+    }
+}

@@ -1,0 +1,196 @@
+import CFlexSys
+import FlexIO
+import FlexNIC
+import FlexWire
+import Synchronization
+
+/// One core of the server: polls its TCP and UDP queues, steers each burst inline,
+/// runs the protocol on what it steered to itself and sends the replies.
+final class Worker: @unchecked Sendable {
+    let server: KVSServer
+    let queue: Int
+    let context: KVSContext
+    let tcpSteering: SteeringEmulator
+    let udpSteering: SteeringEmulator?
+    let tcpOut = PacketBatch(capacity: 32)
+    let udpOut = PacketBatch(capacity: 32)
+    let inbox = UnsafeMutablePointer<Descriptor>.allocate(capacity: 64)
+    var sessions: [UInt32: Session] = [:]
+    let udpSession = Session()
+    let requests = Atomic<UInt64>(0)
+    let badFrames = Atomic<UInt64>(0)
+    let cycles = CycleHistogram()
+
+    /// Everything addressed to the server's port goes to this worker's own queue; the
+    /// kernel already chose the worker by the flow (SO_REUSEPORT).
+    static func program(protocolNumber: UInt8, port: UInt16) -> SteeringProgram {
+        SteeringProgram(name: protocolNumber == 6 ? "kvs-tcp-flow" : "kvs-udp-flow", queues: 1, stages: [
+            .init("memcached", fields: [FieldMatch(.ipProtocol, .exact(UInt64(protocolNumber))),
+                                        FieldMatch(.destinationPort, .exact(UInt64(port)))],
+                  actions: [.strip(.l4), .toQueue(0)]),
+        ])
+    }
+
+    init(server: KVSServer, queue: Int) throws {
+        self.server = server
+        self.queue = queue
+        context = server.context
+        tcpSteering = SteeringEmulator(
+            port: server.tcp, pipeline: try SteeringPipeline(program: Self.program(protocolNumber: 6, port: server.tcp.port)),
+            rxQueue: queue, txQueue: queue)
+        udpSteering = try server.udp.map {
+            SteeringEmulator(port: $0, pipeline: try SteeringPipeline(program: Self.program(protocolNumber: 17, port: $0.port)),
+                             rxQueue: queue, txQueue: queue)
+        }
+    }
+
+    deinit { inbox.deallocate() }
+
+    var pipelineCounters: SteeringCounters.Snapshot {
+        let t = tcpSteering.pipeline.counters.snapshot
+        return udpSteering.map { t + $0.pipeline.counters.snapshot } ?? t
+    }
+
+    func runOnce() {
+        var work = serve(tcpSteering, out: tcpOut, handle: handleTCP)
+        if let udpSteering { work += serve(udpSteering, out: udpOut, handle: handleUDP) }
+        if work == 0 {
+            var waitOn: [(port: any PacketPort, queue: Int)] = [(server.tcp, queue)]
+            if let udp = server.udp { waitOn.append((udp, queue)) }
+            waitForAny(waitOn, timeoutMilliseconds: 5)
+        }
+    }
+
+    /// One burst from `steering`'s port: steer it, serve what landed on our queue, free
+    /// what went to the slow path (nothing here but malformed frames), send replies.
+    func serve(_ steering: SteeringEmulator, out: PacketBatch,
+               handle: (Descriptor, UInt64) -> Void) -> Int {
+        let t0 = cflex_rdtsc()
+        let n = steering.poll()
+        guard n > 0 else { return 0 }
+        let share = (cflex_rdtsc() &- t0) / UInt64(n)
+        let pipeline = steering.pipeline
+        let got = pipeline.rings[0].dequeue(into: inbox, maximum: 64)
+        for i in 0..<got { handle(inbox[i], share) }
+        let slow = pipeline.slowPathRing.dequeue(into: inbox, maximum: 64)
+        for i in 0..<slow { steering.port.release(inbox[i].packet) }
+        if !out.isEmpty { _ = steering.port.transmit(queue: queue, out) }
+        return n
+    }
+
+    // MARK: TCP
+
+    func handleTCP(_ d: Descriptor, _ steeringCycles: UInt64) {
+        let t0 = cflex_rdtsc()
+        let port = server.tcp
+        defer { port.release(d.packet) }
+        guard let frame = try? ParsedFrame(parsing: d.packet.bytes) else { return }
+        let flow = d.packet.flow
+        if frame.tcpFlags & TCPHeader.Flags.fin.rawValue != 0 {
+            if sessions.removeValue(forKey: flow) != nil {
+                context.currentConnections.wrappingSubtract(1, ordering: .relaxed)
+            }
+            return
+        }
+        let session: Session
+        if let s = sessions[flow] {
+            session = s
+        } else {
+            session = Session()
+            sessions[flow] = session
+            context.currentConnections.wrappingAdd(1, ordering: .relaxed)
+            context.totalConnections.wrappingAdd(1, ordering: .relaxed)
+        }
+        session.receive(UnsafeRawBufferPointer(d.payload))
+        let before = session.commands
+        ProtocolHandler.run(session, context)
+        record(commands: session.commands - before, since: t0, steeringCycles)
+        let reply = FrameBuilder.Endpoints(source: IPv4Address(frame.destinationAddress), destination: IPv4Address(frame.sourceAddress),
+                                           sourcePort: frame.destinationPort, destinationPort: frame.sourcePort)
+        sendTCP(session, flow: flow, endpoints: reply)
+        if session.closing {
+            sessions[flow] = nil
+            context.currentConnections.wrappingSubtract(1, ordering: .relaxed)
+        }
+    }
+
+    func record(commands: Int, since t0: UInt64, _ steeringCycles: UInt64) {
+        guard commands > 0 else { return }
+        requests.wrappingAdd(UInt64(commands), ordering: .relaxed)
+        cycles.record((cflex_rdtsc() &- t0 &+ steeringCycles) / UInt64(commands))
+    }
+
+    /// Sends the session's reply bytes as TCP frames on the connection (FIN last if the
+    /// session is closing).
+    func sendTCP(_ session: Session, flow: UInt32, endpoints: FrameBuilder.Endpoints) {
+        let port = server.tcp
+        var offset = 0
+        let total = session.output.count
+        while offset < total || (session.closing && offset == total) {
+            if tcpOut.isFull { _ = port.transmit(queue: queue, tcpOut) }
+            guard port.allocate(count: 1, into: tcpOut) == 1 else { break }  // pool empty: counted by the port
+            var p = tcpOut[tcpOut.count - 1]
+            let room = Int(p.capacity) - FrameBuilder.tcpHeadersLength
+            let n = min(room, total - offset)
+            let last = offset + n == total
+            let length = session.output.withUnsafeBytes { b in
+                (try? FrameBuilder.tcp(into: UnsafeMutableRawBufferPointer(start: p.data, count: Int(p.capacity)),
+                                       endpoints: endpoints, payload: UnsafeRawBufferPointer(rebasing: b[offset..<(offset + n)]),
+                                       flags: last && session.closing ? [.fin, .ack] : [.psh, .ack])) ?? 0
+            }
+            p.length = UInt32(length)
+            p.flow = flow
+            tcpOut[tcpOut.count - 1] = p
+            offset += n
+            if last { break }
+        }
+        session.output.removeAll(keepingCapacity: true)
+    }
+
+    // MARK: UDP
+
+    /// A UDP request is one datagram: the 8-byte frame header (request id, sequence 0,
+    /// count 1) and a text or binary request. Anything else is counted and dropped.
+    func handleUDP(_ d: Descriptor, _ steeringCycles: UInt64) {
+        let t0 = cflex_rdtsc()
+        guard let udp = server.udp else { return }
+        defer { udp.release(d.packet) }
+        let payload = UnsafeRawBufferPointer(d.payload)
+        guard payload.count > Self.headerLength, let frame = try? ParsedFrame(parsing: d.packet.bytes),
+              payload[2] == 0, payload[3] == 0, payload[4] == 0, payload[5] == 1 else {
+            badFrames.wrappingAdd(1, ordering: .relaxed)
+            return
+        }
+        let requestID = (payload[0], payload[1])
+        let s = udpSession
+        s.reset()
+        s.receive(UnsafeRawBufferPointer(rebasing: payload[Self.headerLength...]))
+        ProtocolHandler.run(s, context)
+        record(commands: s.commands, since: t0, steeringCycles)
+        let reply = FrameBuilder.Endpoints(source: IPv4Address(frame.destinationAddress), destination: IPv4Address(frame.sourceAddress),
+                                           sourcePort: frame.destinationPort, destinationPort: frame.sourcePort)
+        let total = s.output.count
+        let datagrams = max(1, (total + KVSServer.udpPayload - 1) / KVSServer.udpPayload)
+        guard total > 0, datagrams <= Int(UInt16.max) else { return }
+        for i in 0..<datagrams {
+            if udpOut.isFull { _ = udp.transmit(queue: queue, udpOut) }
+            guard udp.allocate(count: 1, into: udpOut) == 1 else { return }
+            var p = udpOut[udpOut.count - 1]
+            let start = i * KVSServer.udpPayload
+            let n = min(KVSServer.udpPayload, total - start)
+            let body = p.data + FrameBuilder.udpHeadersLength
+            body.storeBytes(of: requestID.0, toByteOffset: 0, as: UInt8.self)
+            body.storeBytes(of: requestID.1, toByteOffset: 1, as: UInt8.self)
+            body.storeBE16(UInt16(i), at: 2)
+            body.storeBE16(UInt16(datagrams), at: 4)
+            body.storeBE16(0, at: 6)
+            s.output.withUnsafeBytes { (body + Self.headerLength).copyMemory(from: $0.baseAddress! + start, byteCount: n) }
+            let length = (try? FrameBuilder.writeUDPHeaders(into: UnsafeMutableRawBufferPointer(start: p.data, count: Int(p.capacity)),
+                                                            endpoints: reply, payloadLength: Self.headerLength + n, checksum: false)) ?? 0
+            p.length = UInt32(length)
+            udpOut[udpOut.count - 1] = p
+        }
+    }
+
+    static let headerLength = KVSServer.udpFrameHeader
+}

@@ -1,0 +1,293 @@
+import FlexIO
+import FlexKVS
+import FlexWire
+import Foundation
+import Synchronization
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A flexkvs server on loopback with ephemeral ports, for one test.
+final class TestServer {
+    let server: KVSServer
+    var tcpPort: UInt16 { server.tcp.port }
+
+    init(threads: Int = 2, memoryMB: Int = 16, maxItem: Int = 1 << 20, maxConnections: Int = 64) throws {
+        var c = KVSServer.Configuration()
+        c.tcpPort = 0
+        c.udpPort = 0
+        c.threads = threads
+        c.maxConnections = maxConnections
+        c.store.memoryLimit = memoryMB << 20
+        c.store.maxItemSize = maxItem
+        server = try KVSServer(c)
+        server.start()
+    }
+
+    deinit { server.stop() }
+}
+
+/// A blocking client socket with a receive timeout.
+final class Client {
+    let fd: Int32
+
+    init(tcp port: UInt16) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var a = Self.address(port)
+        let rc = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        guard rc == 0 else { throw PortError("connect \(port): errno \(errno)") }
+        setTimeout()
+    }
+
+    init(udp port: UInt16) throws {
+        fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        var a = Self.address(port)
+        _ = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        setTimeout()
+    }
+
+    static func address(_ port: UInt16) -> sockaddr_in {
+        var a = sockaddr_in()
+        a.sin_family = sa_family_t(AF_INET)
+        a.sin_port = port.bigEndian
+        a.sin_addr.s_addr = IPv4Address.loopback.value.bigEndian
+        return a
+    }
+
+    func setTimeout() {
+        var tv = timeval(tv_sec: 3, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    deinit { close(fd) }
+
+    func send(_ bytes: [UInt8]) { _ = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) } }
+    func send(_ text: String) { send(Array(text.utf8)) }
+
+    /// Reads until `terminator` ends the data, EOF, or the timeout.
+    func receive(until terminator: String) -> String {
+        var out: [UInt8] = []
+        let end = Array(terminator.utf8)
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while !(out.count >= end.count && Array(out.suffix(end.count)) == end) {
+            let n = recv(fd, &buf, buf.count, 0)
+            if n <= 0 { break }
+            out += buf[..<n]
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    func receive(bytes count: Int) -> [UInt8] {
+        var out: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while out.count < count {
+            let n = recv(fd, &buf, min(buf.count, count - out.count), 0)
+            if n <= 0 { break }
+            out += buf[..<n]
+        }
+        return out
+    }
+
+    /// One datagram, or nil on timeout.
+    func receiveDatagram() -> [UInt8]? {
+        var buf = [UInt8](repeating: 0, count: 65536)
+        let n = recv(fd, &buf, buf.count, 0)
+        return n > 0 ? Array(buf[..<n]) : nil
+    }
+
+    /// Whether the server closed the connection within the timeout (EOF, or a reset
+    /// when it closed with our bytes still unread).
+    func isClosedByServer() -> Bool {
+        var buf = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = recv(fd, &buf, buf.count, 0)
+            if n == 0 { return true }
+            if n < 0 { return errno == ECONNRESET }
+        }
+    }
+}
+
+@Suite(.serialized) struct ServerTests {
+    @Test func textProtocolRoundTrip() throws {
+        let t = try TestServer()
+        let c = try Client(tcp: t.tcpPort)
+        c.send("set k 5 0 3\r\nabc\r\nget k\r\n")
+        #expect(c.receive(until: "END\r\n") == "STORED\r\nVALUE k 5 3\r\nabc\r\nEND\r\n")
+        c.send("gets k\r\n")
+        let gets = c.receive(until: "END\r\n")
+        let cas = gets.split(separator: "\r\n")[0].split(separator: " ").last!
+        c.send("cas k 0 0 1 \(cas)\r\nz\r\ncas k 0 0 1 \(cas)\r\ny\r\n")
+        #expect(c.receive(until: "EXISTS\r\n") == "STORED\r\nEXISTS\r\n")
+        c.send("incr n 1\r\nset n 0 0 2\r\n41\r\nincr n 1\r\ndecr n 100\r\ntouch n 100\r\ndelete n\r\ndelete n\r\n")
+        #expect(c.receive(until: "NOT_FOUND\r\nDELETED\r\nNOT_FOUND\r\n") == "NOT_FOUND\r\nSTORED\r\n42\r\n0\r\nTOUCHED\r\nDELETED\r\nNOT_FOUND\r\n")
+        c.send("flush_all\r\nget k\r\n")
+        #expect(c.receive(until: "END\r\n") == "OK\r\nEND\r\n")
+    }
+
+    /// A value split across many TCP segments and a reply larger than one frame.
+    @Test func largeValuesCrossSegmentBoundaries() throws {
+        let t = try TestServer()
+        let c = try Client(tcp: t.tcpPort)
+        let value = String((0..<200_000).map { Character(UnicodeScalar(UInt8(97 + $0 % 26))) })
+        c.send("set big 0 0 \(value.utf8.count)\r\n\(value)\r\n")
+        #expect(c.receive(until: "\r\n") == "STORED\r\n")
+        c.send("get big\r\n")
+        #expect(c.receive(until: "END\r\n") == "VALUE big 0 \(value.utf8.count)\r\n\(value)\r\nEND\r\n")
+    }
+
+    @Test func badTextInputGetsErrorsAndServiceGoesOn() throws {
+        let t = try TestServer(maxItem: 1000)
+        let c = try Client(tcp: t.tcpPort)
+        c.send("bogus command\r\nget \(String(repeating: "k", count: 251))\r\nincr x abc\r\n")
+        #expect(c.receive(until: "value argument\r\n")
+                == "ERROR\r\nCLIENT_ERROR bad command line format\r\nCLIENT_ERROR invalid numeric delta argument\r\n")
+        // Too large: refused, and its data swallowed, not run as commands.
+        let big = String(repeating: "x", count: 1500)
+        c.send("set big 0 0 1500\r\n\(big)\r\nset ok 0 0 2\r\nhi\r\n")
+        #expect(c.receive(until: "STORED\r\n") == "SERVER_ERROR object too large for cache\r\nSTORED\r\n")
+        // A data block of the wrong length (as memcached: the leftover line is an ERROR).
+        c.send("set k 0 0 2\r\nabcd\r\nget k\r\n")
+        #expect(c.receive(until: "END\r\n") == "CLIENT_ERROR bad data chunk\r\nERROR\r\nEND\r\n")
+        // A line with no end: the session is closed, others are unaffected.
+        let garbage = try Client(tcp: t.tcpPort)
+        garbage.send(String(repeating: "z", count: 5000))
+        #expect(garbage.isClosedByServer())
+        c.send("get ok\r\n")
+        #expect(c.receive(until: "END\r\n") == "VALUE ok 0 2\r\nhi\r\nEND\r\n")
+        let stats = try Client(tcp: t.tcpPort)
+        stats.send("stats\r\n")
+        #expect(stats.receive(until: "END\r\n").contains("STAT protocol_errors "))
+    }
+
+    @Test func binaryProtocolAndGarbage() throws {
+        let t = try TestServer()
+        let c = try Client(tcp: t.tcpPort)
+        func request(_ op: UInt8, key: String = "", extras: [UInt8] = [], value: [UInt8] = [], opaque: UInt32 = 7) -> [UInt8] {
+            let k = Array(key.utf8)
+            let body = extras.count + k.count + value.count
+            var h: [UInt8] = [0x80, op, UInt8(k.count >> 8), UInt8(k.count & 255), UInt8(extras.count), 0, 0, 0]
+            h += [UInt8(body >> 24), UInt8(body >> 16 & 255), UInt8(body >> 8 & 255), UInt8(body & 255)]
+            h += [UInt8(opaque >> 24), UInt8(opaque >> 16 & 255), UInt8(opaque >> 8 & 255), UInt8(opaque & 255)]
+            h += [UInt8](repeating: 0, count: 8)
+            return h + extras + k + value
+        }
+        c.send(request(0x01, key: "b", extras: [0, 0, 0, 9, 0, 0, 0, 0], value: Array("val".utf8)))
+        let setReply = c.receive(bytes: 24)
+        #expect(setReply[0] == 0x81 && setReply[6] == 0 && setReply[7] == 0 && setReply[15] == 7)
+        c.send(request(0x00, key: "b"))
+        let get = c.receive(bytes: 24 + 4 + 3)
+        #expect(get[7] == 0 && Array(get[24..<28]) == [0, 0, 0, 9] && Array(get[28...]) == Array("val".utf8))
+        // Quiet get of a missing key says nothing; the NOOP fence answers.
+        c.send(request(0x09, key: "missing") + request(0x0A))
+        let fence = c.receive(bytes: 24)
+        #expect(fence[1] == 0x0A)
+        // A header announcing a gigantic body is refused and the session closed.
+        var huge = request(0x01, key: "x", extras: [0, 0, 0, 0, 0, 0, 0, 0])
+        huge[8] = 0x7F
+        c.send(huge)
+        let refusal = c.receive(bytes: 24)
+        #expect(refusal.count == 24 && refusal[7] == 4)
+        #expect(c.isClosedByServer())
+        // Items survive garbage on another connection.
+        let d = try Client(tcp: t.tcpPort)
+        d.send("get b\r\n")
+        #expect(d.receive(until: "END\r\n") == "VALUE b 9 3\r\nval\r\nEND\r\n")
+    }
+
+    @Test func udpFramesTextAndBinary() throws {
+        var c = KVSServer.Configuration()
+        c.tcpPort = 0
+        c.udpPort = 47_000 + UInt16(getpid() % 1000)
+        c.threads = 2
+        let server = try KVSServer(c)
+        server.start()
+        defer { server.stop() }
+        let u = try Client(udp: server.udp!.port)
+        let header: [UInt8] = [0x12, 0x34, 0, 0, 0, 1, 0, 0]
+        u.send(header + Array("set u 0 0 2\r\nhi\r\n".utf8))
+        #expect(u.receiveDatagram() == header + Array("STORED\r\n".utf8))
+        u.send(header + Array("get u\r\n".utf8))
+        #expect(u.receiveDatagram() == header + Array("VALUE u 0 2\r\nhi\r\nEND\r\n".utf8))
+        // A reply larger than one datagram is split, numbered, and reassembles.
+        let tcp = try Client(tcp: server.tcp.port)
+        let value = String(repeating: "v", count: 5000)
+        tcp.send("set large 0 0 5000\r\n\(value)\r\n")
+        #expect(tcp.receive(until: "\r\n") == "STORED\r\n")
+        u.send(header + Array("get large\r\n".utf8))
+        var parts: [Int: [UInt8]] = [:]
+        var total = 0
+        while let d = u.receiveDatagram() {
+            #expect(Array(d[0..<2]) == [0x12, 0x34])
+            total = Int(d[4]) << 8 | Int(d[5])
+            parts[Int(d[2]) << 8 | Int(d[3])] = Array(d[8...])
+            if parts.count == total { break }
+        }
+        #expect(total == 4)
+        let joined = (0..<total).flatMap { parts[$0] ?? [] }
+        #expect(String(decoding: joined, as: UTF8.self) == "VALUE large 0 5000\r\n\(value)\r\nEND\r\n")
+        // Bad frames (short, multi-datagram requests) are dropped and counted.
+        u.send([1, 2, 3])
+        u.send([0, 1, 0, 0, 0, 2, 0, 0] + Array("get u\r\n".utf8))
+        u.send(header + Array("get u\r\n".utf8))
+        #expect(u.receiveDatagram() == header + Array("VALUE u 0 2\r\nhi\r\nEND\r\n".utf8))
+        tcp.send("stats steering\r\n")
+        let steering = tcp.receive(until: "END\r\n")
+        let bad = steering.split(separator: "\r\n").filter { $0.contains("udp_bad_frames") }
+            .compactMap { Int($0.split(separator: " ").last!) }.reduce(0, +)
+        #expect(bad == 2)
+    }
+
+    /// Concurrent clients over two workers: every value written is read back intact.
+    @Test func concurrentClientsOnTwoWorkers() throws {
+        let t = try TestServer(threads: 2)
+        let group = DispatchGroup()
+        let failed = Atomic<Int>(0)
+        @Sendable func fail() { failed.wrappingAdd(1, ordering: .relaxed) }
+        for w in 0..<4 {
+            group.enter()
+            Thread {
+                defer { group.leave() }
+                guard let c = try? Client(tcp: t.tcpPort) else { fail(); return }
+                for i in 0..<200 {
+                    c.send("set w\(w)k\(i) \(i) 0 \(String(i).utf8.count)\r\n\(i)\r\n")
+                    guard c.receive(until: "\r\n") == "STORED\r\n" else { fail(); return }
+                }
+                for i in 0..<200 {
+                    c.send("get w\(w)k\(i)\r\n")
+                    guard c.receive(until: "END\r\n") == "VALUE w\(w)k\(i) \(i) \(String(i).utf8.count)\r\n\(i)\r\nEND\r\n" else {
+                        fail(); return
+                    }
+                }
+            }.start()
+        }
+        group.wait()
+        #expect(failed.load(ordering: .relaxed) == 0)
+    }
+
+    /// memcached's own conformance suite, when installed (CI installs it): every ASCII
+    /// and binary test must pass.
+    @Test func memccapablePasses() throws {
+        let tool = "/usr/bin/memccapable"
+        guard FileManager.default.isExecutableFile(atPath: tool) else {
+            Issue.record("memccapable is not installed (apt-get install libmemcached-tools)")
+            return
+        }
+        let t = try TestServer()
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: tool)
+        p.arguments = ["-h", "127.0.0.1", "-p", String(t.tcpPort)]
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        try p.run()
+        let deadline = Date().addingTimeInterval(120)
+        while p.isRunning && Date() < deadline { usleep(50_000) }
+        if p.isRunning { p.terminate() }
+        let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(p.terminationStatus == 0, "\(out)")
+        #expect(out.contains("All tests passed"), "\(out)")
+        #expect(!out.contains("[FAIL]"), "\(out)")
+    }
+}

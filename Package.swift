@@ -27,6 +27,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // MARK: C shims
@@ -64,7 +65,11 @@ let package = Package(
         ),
         .executableTarget(
             name: "flexbench",
-            dependencies: ["FlexNIC", "FlexIO", "FlexWire", "CFlexSys", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: [
+                "FlexNIC", "FlexIO", "FlexWire", "CFlexSys",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ]
         ),
 
         // MARK: Tests

@@ -1,0 +1,140 @@
+import ArgumentParser
+import FlexWire
+import Foundation
+
+/// `flexbench compare`: memcached 1.6 and flexkvs side by side, same thread count, same
+/// load, alternating A B A B, and the ratio of their throughputs.
+struct Compare: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the same load against memcached and flexkvs, A B A B, and print ratios.",
+        discussion: """
+            Starts both servers itself on loopback (ports 21211 and 21311 by default), \
+            preloads the keys, and for every thread count and wire format runs each \
+            server --rounds times alternately. Ratios are flexkvs / memcached throughput; \
+            the machine is shared, so only figures from one invocation are compared.
+            """)
+
+    @Option(help: "Server thread counts to compare, comma-separated.") var threads = "1,2"
+    @Option(help: "Wire formats, comma-separated (tcp-ascii, tcp-binary, udp-ascii, udp-binary).") var formats = "tcp-ascii,udp-binary"
+    @Option(help: "flexkvs steering modes, comma-separated (flow, key, dma).") var modes = "flow"
+    @Option(help: "Rounds per server (A B A B ...).") var rounds = 2
+    @Option(help: "memcached binary.") var memcached = "/usr/bin/memcached"
+    @Option(help: "flexkvs binary (default: beside this flexbench).") var flexkvs: String?
+    @Option(help: "Item memory for both servers, MB.") var memory = 1024
+    @Option(help: "memcached's port.") var memcachedPort: UInt16 = 21211
+    @Option(help: "flexkvs's port.") var flexkvsPort: UInt16 = 21311
+    @OptionGroup var options: LoadOptions
+
+    func run() throws {
+        let flexPath = flexkvs ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("flexkvs").path
+        for path in [memcached, flexPath] where !FileManager.default.isExecutableFile(atPath: path) {
+            throw ValidationError("\(path) not found (apt-get install memcached; swift build -c release)")
+        }
+        let threadCounts = try threads.split(separator: ",").map { s -> Int in
+            guard let t = Int(s), t >= 1 else { throw ValidationError("--threads: \(s)") }
+            return t
+        }
+        let wireFormats = try formats.split(separator: ",").map { s -> WireFormat in
+            guard let f = WireFormat(rawValue: String(s)) else { throw ValidationError("--formats: \(s)") }
+            return f
+        }
+        let w = options.workload()
+        print("compare: \(w.keys) keys, \(w.keySize) B keys, \(w.valueSize) B values, \(options.distribution) \(options.zipf), "
+              + "\(Int(options.getRatio * 100))% GET, \(options.connections) sockets x depth \(options.depth), "
+              + "\(options.duration) s per run, \(rounds) rounds A B")
+        for t in threadCounts {
+            for mode in modes.split(separator: ",").map(String.init) {
+                let mc = try ServerProcess(path: memcached, arguments: ["-t", "\(t)", "-p", "\(memcachedPort)", "-U", "\(memcachedPort)",
+                                                                        "-l", "127.0.0.1", "-m", "\(memory)", "-c", "4096"]
+                                                        + (getuid() == 0 ? ["-u", "root"] : []), port: memcachedPort)
+                defer { mc.stop() }
+                let fx: ServerProcess
+                do {
+                    fx = try ServerProcess(path: flexPath, arguments: ["-t", "\(t)", "-p", "\(flexkvsPort)", "-U", "\(flexkvsPort)",
+                                                                       "-l", "127.0.0.1", "-m", "\(memory)", "-c", "4096", "--steering", mode],
+                                           port: flexkvsPort)
+                } catch {
+                    print("compare: flexkvs --steering \(mode) -t \(t): \(error)")
+                    continue
+                }
+                defer { fx.stop() }
+                let targets = [("memcached", memcachedPort), ("flexkvs", flexkvsPort)]
+                if !options.noPreload {
+                    for (_, port) in targets { try options.load((.loopback, port), .tcpASCII, w).preload() }
+                }
+                for f in wireFormats {
+                    var best: [String: KVSLoad.Result] = [:]
+                    var sums: [String: Double] = [:]
+                    for round in 0..<rounds {
+                        for (name, port) in targets {
+                            let r = try options.load((.loopback, port), f, w).run()
+                            sums[name, default: 0] += r.throughput
+                            if round == 0 || r.throughput > best[name]!.throughput { best[name] = r }
+                            print("  \(f.rawValue) t=\(t) \(name) round \(round + 1): \(r.summary)")
+                            fflush(stdout)
+                        }
+                    }
+                    let a = sums["memcached"]! / Double(rounds), b = sums["flexkvs"]! / Double(rounds)
+                    print(String(format: "RESULT %@ threads=%d steering=%@: memcached %.0f ops/s, flexkvs %.0f ops/s, ratio %.2fx",
+                                 f.rawValue, t, mode, a, b, b / max(a, 1)))
+                    for (name, r) in best.sorted(by: { $0.key > $1.key }) {
+                        print("  \(name) best round latency us: p50 \(r.latency.valueAtPercentile(50)) p90 \(r.latency.valueAtPercentile(90)) "
+                              + "p99 \(r.latency.valueAtPercentile(99)) p99.9 \(r.latency.valueAtPercentile(99.9))")
+                    }
+                }
+                if let steering = try? statsSteering(port: flexkvsPort) {
+                    let cycles = steering.filter { $0.contains("cycles_per_request") }
+                    print("  flexkvs server cycles/request (\(mode)): " + cycles.joined(separator: ", "))
+                }
+            }
+        }
+    }
+
+    /// `stats steering` lines from flexkvs.
+    func statsSteering(port: UInt16) throws -> [String] {
+        let fd = try KVSLoad.connect((.loopback, port), udp: false, blocking: true)
+        defer { close(fd) }
+        try KVSLoad.sendAll(fd, Array("stats steering\r\n".utf8))
+        var got: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while !String(decoding: got, as: UTF8.self).hasSuffix("END\r\n") {
+            let n = recv(fd, &buf, buf.count, 0)
+            guard n > 0 else { break }
+            got += buf[..<n]
+        }
+        return String(decoding: got, as: UTF8.self).split(separator: "\r\n").map { String($0.dropFirst(5)) }
+    }
+}
+
+/// A server started for a comparison, stopped when done.
+final class ServerProcess {
+    let process = Process()
+
+    init(path: String, arguments: [String], port: UInt16) throws {
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        // Ready when it accepts a TCP connection (or give up after 10 s).
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline {
+            if let fd = try? KVSLoad.connect((.loopback, port), udp: false, blocking: true) { close(fd); return }
+            guard process.isRunning else { break }
+            usleep(50_000)
+        }
+        stop()
+        throw LoadError("\(path) did not start listening on port \(port)")
+    }
+
+    func stop() {
+        if process.isRunning {
+            process.terminate()
+            process.waitUntilExit()
+        }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

@@ -1,0 +1,83 @@
+import ArgumentParser
+import FlexWire
+import Foundation
+
+/// Options shared by `kvs` and `compare`: the workload and how it is driven.
+struct LoadOptions: ParsableArguments {
+    @Option(help: "Keys in the key space.") var keys = 100_000
+    @Option(help: "Key size in bytes.") var keySize = 32
+    @Option(help: "Value size in bytes.") var valueSize = 64
+    @Option(help: "Key popularity: zipf or uniform.") var distribution = "zipf"
+    @Option(help: "Zipf skew s.") var zipf = 0.9
+    @Option(help: "Fraction of requests that are GETs.") var getRatio = 0.9
+    @Option(help: "Client sockets.") var connections = 4
+    @Option(help: "Requests outstanding per socket (closed loop).") var depth = 8
+    @Option(help: "Client threads.") var clientThreads = 1
+    @Option(help: "Open loop at this many requests/s in total (0: closed loop).") var rate = 0.0
+    @Option(help: "Warm-up seconds (not measured).") var warmup = 1.0
+    @Option(help: "Measured seconds.") var duration = 5.0
+    @Flag(help: "Skip storing every key before the run.") var noPreload = false
+
+    func validate() throws {
+        guard keys > 0, keySize >= 8, keySize <= 250, valueSize >= 1, valueSize <= 1 << 20 else {
+            throw ValidationError("need keys > 0, 8 <= key-size <= 250, 1 <= value-size <= 1m")
+        }
+        guard String(keys - 1).count + 1 <= keySize else { throw ValidationError("--key-size too small for \(keys) keys") }
+        guard KVSWorkload.Distribution(rawValue: distribution) != nil else { throw ValidationError("--distribution zipf|uniform") }
+        guard (0...1).contains(getRatio), connections >= 1, depth >= 1, clientThreads >= 1, duration > 0, warmup >= 0 else {
+            throw ValidationError("need 0 <= get-ratio <= 1, connections/depth/client-threads >= 1, duration > 0")
+        }
+    }
+
+    func workload() -> KVSWorkload {
+        KVSWorkload(keys: keys, keySize: keySize, valueSize: valueSize,
+                    distribution: KVSWorkload.Distribution(rawValue: distribution)!, zipf: zipf, getRatio: getRatio)
+    }
+
+    func load(_ server: (IPv4Address, UInt16), _ format: WireFormat, _ w: KVSWorkload) -> KVSLoad {
+        var l = KVSLoad(server: server, format: format, workload: w)
+        l.connections = connections
+        l.depth = depth
+        l.threads = clientThreads
+        l.rate = rate
+        l.warmup = warmup
+        l.duration = duration
+        return l
+    }
+}
+
+/// `flexbench kvs`: drive one memcached-compatible server and print throughput and
+/// latency percentiles.
+struct KVSBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kvs",
+        abstract: "Memcached load generator: ops/s and p50/p90/p99/p99.9 latency.",
+        discussion: "Workload as in the FlexNIC thesis: 100,000 keys of 32 B, 64 B values, Zipf 0.9, 90% GETs.")
+
+    @Option(help: "Server IPv4:port.") var server = "127.0.0.1:11211"
+    @Option(help: "Wire format: tcp-ascii, tcp-binary, udp-ascii, udp-binary.") var format = "tcp-ascii"
+    @OptionGroup var options: LoadOptions
+
+    func run() throws {
+        let target = try parseServer(server)
+        guard let f = WireFormat(rawValue: format) else { throw ValidationError("--format: one of \(WireFormat.allCases.map(\.rawValue))") }
+        let w = options.workload()
+        let l = options.load(target, f, w)
+        if !options.noPreload {
+            print("kvs: preloading \(w.keys) keys...")
+            try l.preload()
+        }
+        print("kvs: \(f.rawValue) \(server), \(options.connections) sockets x \(options.rate > 0 ? "open loop \(Int(options.rate))/s" : "depth \(options.depth)"), \(options.duration) s")
+        fflush(stdout)
+        let r = try l.run()
+        print("kvs: \(r.summary)")
+    }
+}
+
+func parseServer(_ text: String) throws -> (IPv4Address, UInt16) {
+    let parts = text.split(separator: ":")
+    guard parts.count == 2, let ip = IPv4Address(String(parts[0])), let port = UInt16(parts[1]) else {
+        throw ValidationError("server must be IPv4:port, not \(text)")
+    }
+    return (ip, port)
+}

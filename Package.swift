@@ -14,6 +14,10 @@ let dpdkCFlags: [String] = [
     "-include", "rte_config.h", "-march=corei7", "-O3",
 ]
 
+/// Release builds of the packet path skip dynamic exclusivity checks (each costs a
+/// runtime call with a thread-local lookup); debug builds and tests keep them.
+let hotPath: [SwiftSetting] = [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
+
 let package = Package(
     name: "Flex",
     products: [
@@ -46,13 +50,14 @@ let package = Package(
         .target(name: "CFlexSys"),
 
         // MARK: Libraries
-        .target(name: "FlexWire"),
-        .target(name: "FlexIO", dependencies: ["FlexWire", "CDPDK", "CPcap", "CFlexSys"]),
+        .target(name: "FlexWire", swiftSettings: hotPath),
+        .target(name: "FlexIO", dependencies: ["FlexWire", "CDPDK", "CPcap", "CFlexSys"], swiftSettings: hotPath),
         .target(
             name: "FlexNIC",
-            dependencies: ["FlexWire", "FlexIO", "CFlexSys", .product(name: "TOMLKit", package: "TOMLKit")]
+            dependencies: ["FlexWire", "FlexIO", "CFlexSys", .product(name: "TOMLKit", package: "TOMLKit")],
+            swiftSettings: hotPath
         ),
-        .target(name: "FlexKVS", dependencies: ["FlexNIC", "FlexIO", "FlexWire", "CFlexSys"]),
+        .target(name: "FlexKVS", dependencies: ["FlexNIC", "FlexIO", "FlexWire", "CFlexSys"], swiftSettings: hotPath),
 
         // MARK: Executables
         .executableTarget(

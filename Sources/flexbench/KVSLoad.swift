@@ -124,6 +124,8 @@ struct KVSLoad {
         var udpSent: [UInt64]
         var inflight = 0
         var nextID: UInt16 = 1
+        /// UDP: lengths of the datagrams queued in `out`.
+        var datagramLengths: [Int] = []
 
         init(fd: Int32, udp: Bool) {
             self.fd = fd
@@ -142,6 +144,36 @@ struct KVSLoad {
         var roundRobin = 0
         var lastSweep = Self.nanos()
         var buf = [UInt8](repeating: 0, count: 1 << 16)
+        // UDP receive: 64 datagram buffers for recvmmsg.
+        let rxArena = UnsafeMutableRawPointer.allocate(byteCount: 64 * 2048, alignment: 64)
+        let rxDatagrams = UnsafeMutablePointer<cflex_datagram>.allocate(capacity: 64)
+        defer { rxArena.deallocate(); rxDatagrams.deallocate() }
+        for k in 0..<64 {
+            rxDatagrams[k] = cflex_datagram(data: rxArena + k * 2048, capacity: 2048, length: 0, peer: sockaddr_in())
+        }
+        let serverAddress = Self.address(server)
+        /// Sends a connection's queued datagrams with sendmmsg (what does not go now is
+        /// dropped and shows up as a timeout).
+        func flushDatagrams(_ c: Conn) throws {
+            var batch = [cflex_datagram]()
+            batch.reserveCapacity(c.datagramLengths.count)
+            try c.out.withUnsafeMutableBytes { b in
+                var offset = 0
+                for len in c.datagramLengths {
+                    batch.append(cflex_datagram(data: b.baseAddress! + offset, capacity: UInt32(len), length: UInt32(len), peer: serverAddress))
+                    offset += len
+                }
+                var sent = 0
+                while sent < batch.count {
+                    let rc = batch.withUnsafeMutableBufferPointer { cflex_send_batch(c.fd, $0.baseAddress! + sent, UInt32($0.count - sent)) }
+                    if rc < 0 { throw LoadError("sendmmsg: \(String(cString: strerror(-rc)))") }
+                    if rc == 0 { break }
+                    sent += Int(rc)
+                }
+            }
+            c.out.removeAll(keepingCapacity: true)
+            c.datagramLengths.removeAll(keepingCapacity: true)
+        }
 
         func issue(_ c: Conn, at time: UInt64) {
             let get = rng.unit() < workload.getRatio
@@ -150,9 +182,11 @@ struct KVSLoad {
                 var id = c.nextID
                 while c.udpSent[Int(id)] != 0 { id &+= 1 }
                 c.nextID = id &+ 1
-                var d: [UInt8] = [UInt8(id >> 8), UInt8(id & 255), 0, 0, 0, 1, 0, 0]
-                format.appendRequest(&d, get: get, key: key, value: workload.value, opaque: UInt32(id))
-                _ = d.withUnsafeBytes { send(c.fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+                // Datagrams queue back to back in `out`, sent with one sendmmsg.
+                let start = c.out.count
+                c.out += [UInt8(id >> 8), UInt8(id & 255), 0, 0, 0, 1, 0, 0]
+                format.appendRequest(&c.out, get: get, key: key, value: workload.value, opaque: UInt32(id))
+                c.datagramLengths.append(c.out.count - start)
                 c.udpSent[Int(id)] = time & ~3 | (get ? 1 : 0) | 2
             } else {
                 format.appendRequest(&c.out, get: get, key: key, value: workload.value, opaque: 0)
@@ -182,7 +216,10 @@ struct KVSLoad {
                     nextSend += interval
                 }
             }
-            for c in conns where c.outSent < c.out.count {
+            if format.isUDP {
+                for c in conns where !c.datagramLengths.isEmpty { try flushDatagrams(c) }
+            }
+            for c in conns where !format.isUDP && c.outSent < c.out.count {
                 let n = c.out.withUnsafeBytes { send(c.fd, $0.baseAddress! + c.outSent, $0.count - c.outSent, Int32(MSG_DONTWAIT | MSG_NOSIGNAL)) }
                 if n > 0 { c.outSent += n }
                 if n < 0 && errno != EAGAIN { throw LoadError("send: \(String(cString: strerror(errno)))") }
@@ -190,30 +227,35 @@ struct KVSLoad {
             }
             _ = poll(&fds, nfds_t(fds.count), interval > 0 ? 0 : 1)
             for (i, c) in conns.enumerated() where fds[i].revents & Int16(POLLIN) != 0 {
+                if format.isUDP {
+                    let n = Int(max(0, cflex_recv_batch(c.fd, rxDatagrams, 64)))
+                    let t = Self.nanos()
+                    for k in 0..<n {
+                        let d = UnsafeRawBufferPointer(start: rxDatagrams[k].data, count: Int(rxDatagrams[k].length))
+                        guard d.count >= 8, d.count <= 2048 else { continue }
+                        let id = Int(d[0]) << 8 | Int(d[1])
+                        let seq = Int(d[2]) << 8 | Int(d[3]), count = Int(d[4]) << 8 | Int(d[5])
+                        guard seq == count - 1, c.udpSent[id] != 0 else { continue }
+                        var hit = false
+                        _ = format.responseLength(UnsafeRawBufferPointer(rebasing: d[8...]), from: 0, hit: &hit)
+                        complete(c, sent: c.udpSent[id], hit: hit, now: t)
+                        c.udpSent[id] = 0
+                    }
+                    continue
+                }
                 let n = recv(c.fd, &buf, buf.count, Int32(MSG_DONTWAIT))
                 if n == 0 { throw LoadError("the server closed a connection") }
                 guard n > 0 else { continue }
                 let t = Self.nanos()
-                if format.isUDP {
-                    guard n >= 8 else { continue }
-                    let id = Int(buf[0]) << 8 | Int(buf[1])
-                    let seq = Int(buf[2]) << 8 | Int(buf[3]), count = Int(buf[4]) << 8 | Int(buf[5])
-                    guard seq == count - 1, c.udpSent[id] != 0 else { continue }
-                    var hit = false
-                    _ = buf.withUnsafeBytes { format.responseLength(UnsafeRawBufferPointer(rebasing: $0[8..<n]), from: 0, hit: &hit) }
-                    complete(c, sent: c.udpSent[id], hit: hit, now: t)
-                    c.udpSent[id] = 0
-                } else {
-                    c.input += buf[..<n]
-                    var hit = false
-                    while let len = c.input.withUnsafeBytes({ format.responseLength($0, from: c.parsed, hit: &hit) }) {
-                        c.parsed += len
-                        complete(c, sent: c.fifo[c.fifoHead], hit: hit, now: t)
-                        c.fifoHead += 1
-                    }
-                    if c.parsed == c.input.count { c.input.removeAll(keepingCapacity: true); c.parsed = 0 }
-                    if c.fifoHead > 4096 { c.fifo.removeFirst(c.fifoHead); c.fifoHead = 0 }
+                c.input += buf[..<n]
+                var hit = false
+                while let len = c.input.withUnsafeBytes({ format.responseLength($0, from: c.parsed, hit: &hit) }) {
+                    c.parsed += len
+                    complete(c, sent: c.fifo[c.fifoHead], hit: hit, now: t)
+                    c.fifoHead += 1
                 }
+                if c.parsed == c.input.count { c.input.removeAll(keepingCapacity: true); c.parsed = 0 }
+                if c.fifoHead > 4096 { c.fifo.removeFirst(c.fifoHead); c.fifoHead = 0 }
             }
             // UDP requests lost for 500 ms are counted as timeouts and their slots reused.
             if format.isUDP && now - lastSweep > 100_000_000 {
@@ -230,13 +272,18 @@ struct KVSLoad {
         return result
     }
 
-    static func connect(_ server: (IPv4Address, UInt16), udp: Bool, blocking: Bool) throws -> Int32 {
-        let fd = socket(AF_INET, Int32(udp ? SOCK_DGRAM.rawValue : SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw LoadError("socket: \(String(cString: strerror(errno)))") }
+    static func address(_ server: (IPv4Address, UInt16)) -> sockaddr_in {
         var a = sockaddr_in()
         a.sin_family = sa_family_t(AF_INET)
         a.sin_port = server.1.bigEndian
         a.sin_addr.s_addr = server.0.value.bigEndian
+        return a
+    }
+
+    static func connect(_ server: (IPv4Address, UInt16), udp: Bool, blocking: Bool) throws -> Int32 {
+        let fd = socket(AF_INET, Int32(udp ? SOCK_DGRAM.rawValue : SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw LoadError("socket: \(String(cString: strerror(errno)))") }
+        var a = address(server)
         let rc = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
         guard rc == 0 else {
             close(fd)

@@ -113,7 +113,7 @@ enum BinaryProtocol {
         default: needsKey = true
         }
         if needsKey && (key.isEmpty || key.count > TextProtocol.maxKeyLength) { invalid(); return }
-        let hash = needsKey ? KVStore.hash(key) : 0
+        let hash = needsKey ? s.hash(key) : 0
 
         switch op {
         case .get, .getQ, .getK, .getKQ, .gat, .gatQ, .gatK, .gatKQ:

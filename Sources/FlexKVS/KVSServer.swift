@@ -6,11 +6,24 @@ import Synchronization
 
 /// flexkvs over kernel sockets: `threads` workers, each owning one SO_REUSEPORT TCP
 /// queue and one UDP queue. A worker runs the steering program inline on its own bursts
-/// (no emulator thread: cores are scarce), then serves the descriptors it steered to
-/// itself. This is flow steering: the kernel spreads connections over workers by their
-/// 4-tuple, and any worker may touch any partition, under the partition's lock.
+/// (no emulator thread: cores are scarce), then serves the descriptors steered to it.
+///
+/// - flow steering: the kernel spreads flows over workers by their 4-tuple; a worker
+///   serves everything it received, touching any partition.
+/// - key steering (UDP): the pipeline parses each request, hashes its key once, and
+///   steers it over an SPSC ring to the worker that owns the key's partition, handing
+///   over the hash; that worker serves it and replies. TCP connections stay with the
+///   worker that accepted them (forwarding with reply ordering is not built yet).
+///
+/// Partitions keep their locks in both modes: a multi-key get or a slow-path request
+/// may still reach a foreign partition. Under key steering they are uncontended.
 public final class KVSServer: @unchecked Sendable {
+    public enum Steering: String, Sendable, CaseIterable {
+        case flow, key
+    }
+
     public struct Configuration: Sendable {
+        public var steering = Steering.flow
         public var address = IPv4Address.loopback
         public var tcpPort: UInt16 = 11211
         /// 0: no UDP.
@@ -38,7 +51,9 @@ public final class KVSServer: @unchecked Sendable {
     public init(_ c: Configuration) throws {
         configuration = c
         var storeConfig = c.store
-        storeConfig.partitions = max(storeConfig.partitions, c.threads)
+        // One partition per worker: the redirection table's default spread (hash & 127
+        // round-robin over queues) then names the owning worker of every key.
+        storeConfig.partitions = c.threads
         let store = KVStore(storeConfig)
         store.locksPartitions = true
         context = KVSContext(store: store, threads: c.threads)
@@ -48,9 +63,12 @@ public final class KVSServer: @unchecked Sendable {
             ("maxbytes", String(store.pool.segmentCount * store.pool.segmentSize)), ("maxconns", String(c.maxConnections)),
             ("tcpport", String(tcp.port)), ("udpport", String(udp?.port ?? 0)), ("inter", c.address.description),
             ("num_threads", String(c.threads)), ("item_size_max", String(store.maxItemSize)),
-            ("segment_size", String(store.pool.segmentSize)), ("steering", "flow"), ("io", "socket"),
+            ("segment_size", String(store.pool.segmentSize)), ("steering", c.steering.rawValue), ("io", "socket"),
         ]
         workers = try (0..<c.threads).map { try Worker(server: self, queue: $0) }
+        // Worker q consumes ring q of every worker's UDP pipeline (key steering); under
+        // flow steering only its own pipeline ever fills its ring.
+        for w in workers { w.udpInboxes = workers.compactMap { $0.udpSteering?.pipeline.rings[w.queue] } }
         context.steeringStats = { [unowned self] in self.steeringStats() }
     }
 
@@ -74,11 +92,12 @@ public final class KVSServer: @unchecked Sendable {
     }
 
     func steeringStats() -> [(String, String)] {
-        var out: [(String, String)] = [("mode", "flow"), ("workers", String(workers.count))]
+        var out: [(String, String)] = [("mode", configuration.steering.rawValue), ("workers", String(workers.count))]
         for w in workers {
             let c = w.pipelineCounters
             let p = "worker:\(w.queue):"
-            out += [(p + "packets", String(c.packets)), (p + "steered", String(c.queueSteered.first ?? 0)),
+            out += [(p + "packets", String(c.packets)), (p + "steered", String(c.queueSteered.dropLast().reduce(0, +))),
+                    (p + "steered_to_others", String(c.queueSteered.dropLast().enumerated().filter { $0.offset != w.queue }.reduce(0) { $0 + $1.element })),
                     (p + "slow_path", String(c.slowPathTotal)), (p + "dropped_full", String(c.queueDroppedFull.reduce(0, +))),
                     (p + "requests", String(w.requests.load(ordering: .relaxed))),
                     (p + "cycles_per_request_median", String(w.cycles.median())),

@@ -14,6 +14,9 @@ public final class Session {
     var swallow = 0
     /// Set when the client asked to close (quit) or sent garbage that ends the session.
     public var closing = false
+    /// The first key's hash as the steering pipeline computed it (key steering): the
+    /// first lookup uses it instead of hashing again.
+    public var hashHint: UInt32?
     /// Commands run so far (for per-request cycle accounting).
     public internal(set) var commands = 0
     /// Bytes a single command line may take before the session is ended.
@@ -33,6 +36,16 @@ public final class Session {
         swallow = 0
         closing = false
         commands = 0
+        hashHint = nil
+    }
+
+    /// The hash of `key`: the pipeline's, for the first key, else computed here.
+    @inline(__always) func hash(_ key: UnsafeRawBufferPointer) -> UInt32 {
+        if let h = hashHint {
+            hashHint = nil
+            return h
+        }
+        return KVStore.hash(key)
     }
 
     /// Appends received bytes.

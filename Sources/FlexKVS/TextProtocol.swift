@@ -130,7 +130,7 @@ enum TextProtocol {
             for i in firstKey..<t.count {
                 let key = token(b, t, i)
                 guard key.count <= maxKeyLength else { badFormat(s, ctx); return true }
-                let h = KVStore.hash(key)
+                let h = s.hash(key)
                 store.withPartition(h) { p in
                     guard let it = touching ? p.touch(key, hash: h, expiry: expiry) : p.get(key, hash: h) else { return }
                     if touching { p.stats.add(.cmdGet); p.stats.add(.getHits) }
@@ -197,7 +197,7 @@ enum TextProtocol {
                 return true
             }
             let key = token(b, t, 1)
-            let h = KVStore.hash(key)
+            let h = s.hash(key)
             let value = UnsafeRawBufferPointer(rebasing: b[dataStart..<(dataStart + count)])
             let result = store.withPartition(h) { p in
                 p.store(mode, key: key, hash: h, flags: UInt32(flags), expiry: store.clock.expiry(exptime), value: value)
@@ -226,7 +226,7 @@ enum TextProtocol {
                 return true
             }
             let key = token(b, t, 1)
-            let h = KVStore.hash(key)
+            let h = s.hash(key)
             let deleted = store.withPartition(h) { $0.delete(key, hash: h) }
             if !noreply(b, t, at: quietAt) { s.write(deleted ? "DELETED\r\n" : "NOT_FOUND\r\n") }
         } else if equals(b, t, 0, "incr") || equals(b, t, 0, "decr") {
@@ -237,7 +237,7 @@ enum TextProtocol {
                 return true
             }
             let key = token(b, t, 1)
-            let h = KVStore.hash(key)
+            let h = s.hash(key)
             let r = store.withPartition(h) { $0.delta(key, hash: h, increment: first == 0x69, by: amount) }
             if noreply(b, t, at: 3) { return true }
             switch r {
@@ -248,7 +248,7 @@ enum TextProtocol {
         } else if equals(b, t, 0, "touch") {
             guard t.count == 3 || t.count == 4, let e = signed(b, t, 2) else { badFormat(s, ctx); return true }
             let key = token(b, t, 1)
-            let h = KVStore.hash(key)
+            let h = s.hash(key)
             let touched = store.withPartition(h) { $0.touch(key, hash: h, expiry: store.clock.expiry(e)) != nil }
             if !noreply(b, t, at: 3) { s.write(touched ? "TOUCHED\r\n" : "NOT_FOUND\r\n") }
         } else if equals(b, t, 0, "flush_all") {

@@ -16,18 +16,43 @@ final class Worker: @unchecked Sendable {
     let udpOut = PacketBatch(capacity: 32)
     let inbox = UnsafeMutablePointer<Descriptor>.allocate(capacity: 64)
     var sessions: [UInt32: Session] = [:]
+    /// Rings other workers' UDP pipelines (and ours) fill for this worker.
+    var udpInboxes: [DescriptorRing] = []
     let udpSession = Session()
     let requests = Atomic<UInt64>(0)
     let badFrames = Atomic<UInt64>(0)
     let cycles = CycleHistogram()
 
-    /// Everything addressed to the server's port goes to this worker's own queue; the
-    /// kernel already chose the worker by the flow (SO_REUSEPORT).
-    static func program(protocolNumber: UInt8, port: UInt16) -> SteeringProgram {
-        SteeringProgram(name: protocolNumber == 6 ? "kvs-tcp-flow" : "kvs-udp-flow", queues: 1, stages: [
+    /// Flow steering (and TCP under key steering): everything addressed to the server's
+    /// port goes to this worker's own queue; the kernel chose the worker by the flow.
+    static func flowProgram(protocolNumber: UInt8, port: UInt16, queues: Int, own: Int) -> SteeringProgram {
+        SteeringProgram(name: protocolNumber == 6 ? "kvs-tcp-flow" : "kvs-udp-flow", queues: queues, stages: [
             .init("memcached", fields: [FieldMatch(.ipProtocol, .exact(UInt64(protocolNumber))),
                                         FieldMatch(.destinationPort, .exact(UInt64(port)))],
-                  actions: [.strip(.l4), .toQueue(0)]),
+                  actions: [.strip(.l4), .toQueue(own)]),
+        ])
+    }
+
+    /// Key steering over UDP: parse the request after the 8-byte frame header, hash its
+    /// (first) key, write the hash into the descriptor, redirect to the owning worker.
+    /// Requests without a key (stats, version, ...) stay with this worker.
+    static func keyProgram(port: UInt16, queues: Int, own: Int) -> SteeringProgram {
+        let header = KVSServer.udpFrameHeader
+        func text(_ command: String) -> SteeringProgram.Stage {
+            .init("ascii-\(command)", payload: [PayloadMatch(offset: header, text: command + " ")],
+                  actions: [.hash(.payloadToken(offset: header + command.utf8.count + 1, maxLength: TextProtocol.maxKeyLength)),
+                            .writeHash, .redirect])
+        }
+        return SteeringProgram(name: "kvs-udp-key", queues: queues, stages: [
+            .init("memcached-udp", fields: [FieldMatch(.ipProtocol, .exact(17)), FieldMatch(.destinationPort, .exact(UInt64(port)))],
+                  actions: [.strip(.l4)]),
+            text("get"), text("gets"), text("set"), text("delete"),
+            .init("binary", fields: [FieldMatch(.destinationPort, .exact(UInt64(port))),
+                                     FieldMatch(.payloadWord(offset: header, width: 1), .exact(UInt64(BinaryProtocol.requestMagic)))],
+                  actions: [.hash(.payloadField(offset: header + BinaryProtocol.headerSize, lengthAt: header + 2, skipAt: header + 4)),
+                            .writeHash, .redirect]),
+            .init("other", fields: [FieldMatch(.ipProtocol, .exact(17)), FieldMatch(.destinationPort, .exact(UInt64(port)))],
+                  actions: [.toQueue(own)]),
         ])
     }
 
@@ -35,12 +60,16 @@ final class Worker: @unchecked Sendable {
         self.server = server
         self.queue = queue
         context = server.context
+        let queues = server.configuration.threads
         tcpSteering = SteeringEmulator(
-            port: server.tcp, pipeline: try SteeringPipeline(program: Self.program(protocolNumber: 6, port: server.tcp.port)),
+            port: server.tcp,
+            pipeline: try SteeringPipeline(program: Self.flowProgram(protocolNumber: 6, port: server.tcp.port, queues: queues, own: queue)),
             rxQueue: queue, txQueue: queue)
-        udpSteering = try server.udp.map {
-            SteeringEmulator(port: $0, pipeline: try SteeringPipeline(program: Self.program(protocolNumber: 17, port: $0.port)),
-                             rxQueue: queue, txQueue: queue)
+        udpSteering = try server.udp.map { udp in
+            let program = server.configuration.steering == .key
+                ? Self.keyProgram(port: udp.port, queues: queues, own: queue)
+                : Self.flowProgram(protocolNumber: 17, port: udp.port, queues: queues, own: queue)
+            return SteeringEmulator(port: udp, pipeline: try SteeringPipeline(program: program), rxQueue: queue, txQueue: queue)
         }
     }
 
@@ -52,8 +81,8 @@ final class Worker: @unchecked Sendable {
     }
 
     func runOnce() {
-        var work = serve(tcpSteering, out: tcpOut, handle: handleTCP)
-        if let udpSteering { work += serve(udpSteering, out: udpOut, handle: handleUDP) }
+        var work = serve(tcpSteering, inboxes: [tcpSteering.pipeline.rings[queue]], out: tcpOut, handle: handleTCP)
+        if let udpSteering { work += serve(udpSteering, inboxes: udpInboxes, out: udpOut, handle: handleUDP) }
         if work == 0 {
             var waitOn: [(port: any PacketPort, queue: Int)] = [(server.tcp, queue)]
             if let udp = server.udp { waitOn.append((udp, queue)) }
@@ -61,21 +90,25 @@ final class Worker: @unchecked Sendable {
         }
     }
 
-    /// One burst from `steering`'s port: steer it, serve what landed on our queue, free
-    /// what went to the slow path (nothing here but malformed frames), send replies.
-    func serve(_ steering: SteeringEmulator, out: PacketBatch,
+    /// One burst from `steering`'s port: steer it, serve what our inboxes hold (steered
+    /// by us or, under key steering, by other workers), free what went to the slow path
+    /// (malformed frames), send the replies.
+    func serve(_ steering: SteeringEmulator, inboxes: [DescriptorRing], out: PacketBatch,
                handle: (Descriptor, UInt64) -> Void) -> Int {
         let t0 = cflex_rdtsc()
         let n = steering.poll()
-        guard n > 0 else { return 0 }
-        let share = (cflex_rdtsc() &- t0) / UInt64(n)
+        let share = n > 0 ? (cflex_rdtsc() &- t0) / UInt64(n) : 0
+        var served = 0
+        for ring in inboxes {
+            let got = ring.dequeue(into: inbox, maximum: 64)
+            for i in 0..<got { handle(inbox[i], share) }
+            served += got
+        }
         let pipeline = steering.pipeline
-        let got = pipeline.rings[0].dequeue(into: inbox, maximum: 64)
-        for i in 0..<got { handle(inbox[i], share) }
         let slow = pipeline.slowPathRing.dequeue(into: inbox, maximum: 64)
         for i in 0..<slow { steering.port.release(inbox[i].packet) }
         if !out.isEmpty { _ = steering.port.transmit(queue: queue, out) }
-        return n
+        return n + served
     }
 
     // MARK: TCP
@@ -164,6 +197,7 @@ final class Worker: @unchecked Sendable {
         let requestID = (payload[0], payload[1])
         let s = udpSession
         s.reset()
+        if d.hash != 0 { s.hashHint = d.hash }
         s.receive(UnsafeRawBufferPointer(rebasing: payload[Self.headerLength...]))
         ProtocolHandler.run(s, context)
         record(commands: s.commands, since: t0, steeringCycles)

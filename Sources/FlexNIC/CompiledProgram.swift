@@ -31,6 +31,7 @@ final class CompiledProgram: @unchecked Sendable {
 
     enum Op: UInt8 {
         case drop, toQueue, hashFourTuple, hashSymmetric, hashAddresses, hashPayload, hashToken
+        case hashField  // a = offset, b = lengthAt, c = skipAt (-1: none)
         case redirect, writeHash, strip, appendToLog, slowPath
         case reply  // a = first edit, b = edit count
     }
@@ -39,6 +40,7 @@ final class CompiledProgram: @unchecked Sendable {
         var op: Op
         var a: Int32
         var b: Int32
+        var c: Int32 = -1
     }
 
     enum EditOp: UInt8 { case swapEthernet, swapIPv4, swapPorts, set, dccpAck, truncate }
@@ -84,6 +86,8 @@ final class CompiledProgram: @unchecked Sendable {
                 case .hash(.addresses): ins.append(Instruction(op: .hashAddresses, a: 0, b: 0))
                 case .hash(.payload(let o, let l)): ins.append(Instruction(op: .hashPayload, a: Int32(o), b: Int32(l ?? -1)))
                 case .hash(.payloadToken(let o, let m)): ins.append(Instruction(op: .hashToken, a: Int32(o), b: Int32(m)))
+                case .hash(.payloadField(let o, let l, let k)):
+                    ins.append(Instruction(op: .hashField, a: Int32(o), b: Int32(l), c: Int32(k ?? -1)))
                 case .redirect: ins.append(Instruction(op: .redirect, a: 0, b: 0)); queueChosen = true
                 case .writeHash: ins.append(Instruction(op: .writeHash, a: 0, b: 0))
                 case .strip(let l): ins.append(Instruction(op: .strip, a: l == .l2 ? 2 : l == .l3 ? 3 : 4, b: 0))

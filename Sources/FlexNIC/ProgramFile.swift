@@ -22,7 +22,7 @@ import TOMLKit
 /// src_port, dst_port, tcp_flags, dccp_type, payload_length, and `payload[OFFSET:WIDTH]`
 /// (WIDTH 1, 2, 4 or 8 bytes, big-endian). Actions: `drop`, `queue N`, `hash 4-tuple`,
 /// `hash symmetric`, `hash addresses`, `hash payload OFFSET [LENGTH]`,
-/// `hash payload-token OFFSET MAXLEN`, `redirect`, `write-hash`, `strip l2|l3|l4`,
+/// `hash payload-token OFFSET MAXLEN`, `hash payload-field OFFSET LENGTHAT [SKIPAT]`, `redirect`, `write-hash`, `strip l2|l3|l4`,
 /// `log OFFSET [LENGTH]`, `slow-path`, and `reply EDIT...` with edits `swap-eth`,
 /// `swap-ip`, `swap-ports`, `dccp-ack`, `truncate N`, `set FIELD VALUE`.
 /// Payload offsets count from the start of the L4 payload.
@@ -216,6 +216,8 @@ public enum ProgramFile {
             case "addresses": return .hash(.addresses)
             case "payload": return .hash(.payload(offset: try int(2), length: w.count > 3 ? try int(3) : nil))
             case "payload-token": return .hash(.payloadToken(offset: try int(2), maxLength: try int(3)))
+            case "payload-field":
+                return .hash(.payloadField(offset: try int(2), lengthAt: try int(3), skipAt: w.count > 4 ? try int(4) : nil))
             default: throw bad
             }
         case "reply"?:

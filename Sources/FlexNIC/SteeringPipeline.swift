@@ -232,6 +232,14 @@ public final class SteeringPipeline: @unchecked Sendable {
                     }
                     guard n > 0, n <= Int(ins.b) else { return .slow(.payloadOutOfRange) }
                     hash = KeyHash.hash(payload + o, count: n)
+                case .hashField:
+                    let lengthAt = Int(ins.b), skipAt = Int(ins.c)
+                    guard lengthAt &+ 2 <= payloadLength, skipAt < payloadLength else { return .slow(.payloadOutOfRange) }
+                    let n = Int(payload.load(fromByteOffset: lengthAt, as: UInt8.self)) << 8
+                        | Int(payload.load(fromByteOffset: lengthAt &+ 1, as: UInt8.self))
+                    let o = Int(ins.a) &+ (skipAt < 0 ? 0 : Int(payload.load(fromByteOffset: skipAt, as: UInt8.self)))
+                    guard n > 0, o &+ n <= payloadLength else { return .slow(.payloadOutOfRange) }
+                    hash = KeyHash.hash(payload + o, count: n)
                 case .writeHash:
                     hashOut = hash
                 case .strip:

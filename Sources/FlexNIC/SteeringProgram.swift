@@ -133,6 +133,11 @@ public enum HashInput: Sendable, Equatable {
     /// space, CR or LF, at most `maxLength` bytes: a text protocol's key (memcached
     /// `get <key>`). A token longer than `maxLength` sends the packet to the slow path.
     case payloadToken(offset: Int, maxLength: Int)
+    /// `KeyHash` over a length-prefixed field, as binary protocols lay out keys: the
+    /// length is the big-endian 16-bit word at `lengthAt`; the field starts at `offset`
+    /// plus, if `skipAt` is given, the byte found at `skipAt` (memcached binary:
+    /// extras length). A field outside the payload sends the packet to the slow path.
+    case payloadField(offset: Int, lengthAt: Int, skipAt: Int?)
 }
 
 /// Which headers `strip` removes: the application's data then starts after them.
@@ -229,6 +234,8 @@ extension SteeringProgram {
                     throw ProgramError("\(at): bad payload hash range")
                 case .hash(.payloadToken(let o, let m)) where o < 0 || m < 1:
                     throw ProgramError("\(at): bad payload token")
+                case .hash(.payloadField(let o, let l, let k)) where o < 0 || l < 0 || (k ?? 0) < 0:
+                    throw ProgramError("\(at): bad payload field")
                 case .appendToLog(let o, let l) where o < 0 || (l ?? 1) < 1:
                     throw ProgramError("\(at): bad log range")
                 case .reply(let edits):

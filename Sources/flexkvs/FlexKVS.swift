@@ -98,8 +98,9 @@ struct FlexKVSCommand: ParsableCommand {
         case let other: throw ValidationError("--io \(other): expected socket or dpdk")
         }
         switch steering ?? file.steering ?? "flow" {
-        case "flow": break
-        case "key", "dma": throw ValidationError("--steering \(steering ?? file.steering!): not built yet; use --steering flow")
+        case "flow": c.steering = .flow
+        case "key": c.steering = .key
+        case "dma": throw ValidationError("--steering dma: the DMA SET path is not built yet; use flow or key")
         case let other: throw ValidationError("--steering \(other): expected flow, key or dma")
         }
         c.verbose = verbose
@@ -117,7 +118,7 @@ struct FlexKVSCommand: ParsableCommand {
         server.start()
         let udp = server.udp.map { ", udp \($0.port)" } ?? ""
         print("flexkvs \(KVSContext.version): \(c.address) tcp \(server.tcp.port)\(udp), \(c.threads) thread(s), "
-              + "\(c.store.memoryLimit >> 20) MB, steering flow, io socket")
+              + "\(c.store.memoryLimit >> 20) MB, steering \(c.steering.rawValue), io socket")
         fflush(stdout)
         // Serve until SIGINT/SIGTERM.
         signal(SIGINT, SIG_IGN)

@@ -196,11 +196,13 @@ final class Client {
         #expect(d.receive(until: "END\r\n") == "VALUE b 9 3\r\nval\r\nEND\r\n")
     }
 
-    @Test func udpFramesTextAndBinary() throws {
+    @Test(arguments: KVSServer.Steering.allCases)
+    func udpFramesTextAndBinary(steering: KVSServer.Steering) throws {
         var c = KVSServer.Configuration()
         c.tcpPort = 0
-        c.udpPort = 47_000 + UInt16(getpid() % 1000)
+        c.udpPort = 47_000 + UInt16(getpid() % 1000) + (steering == .key ? 1000 : 0)
         c.threads = 2
+        c.steering = steering
         let server = try KVSServer(c)
         server.start()
         defer { server.stop() }
@@ -289,5 +291,41 @@ final class Client {
         #expect(p.terminationStatus == 0, "\(out)")
         #expect(out.contains("All tests passed"), "\(out)")
         #expect(!out.contains("[FAIL]"), "\(out)")
+    }
+}
+
+@Suite(.serialized) struct KeySteeringTests {
+    /// Under key steering every UDP request lands on the worker owning its key; with
+    /// two workers, some requests cross between them, and every reply is right.
+    @Test func requestsReachTheOwningWorker() throws {
+        var c = KVSServer.Configuration()
+        c.tcpPort = 0
+        c.udpPort = 49_000 + UInt16(getpid() % 1000)
+        c.threads = 2
+        c.steering = .key
+        let server = try KVSServer(c)
+        server.start()
+        defer { server.stop() }
+        let u = try Client(udp: server.udp!.port)
+        var ok = 0
+        for i in 0..<300 {
+            let header: [UInt8] = [UInt8(i >> 8), UInt8(i & 255), 0, 0, 0, 1, 0, 0]
+            u.send(header + Array("set key\(i) \(i) 0 \(String(i).utf8.count)\r\n\(i)\r\n".utf8))
+            guard u.receiveDatagram() == header + Array("STORED\r\n".utf8) else { continue }
+            // Binary GET: the pipeline hashes the key out of the binary header.
+            let key = Array("key\(i)".utf8)
+            var get: [UInt8] = [0x80, 0x00, 0, UInt8(key.count), 0, 0, 0, 0, 0, 0, 0, UInt8(key.count)]
+            get += [0, 0, 0, 1] + [UInt8](repeating: 0, count: 8) + key
+            u.send(header + get)
+            guard let r = u.receiveDatagram(), r.count >= 8 + 24 + 4, r[8 + 7] == 0 else { continue }
+            if String(decoding: r[(8 + 28)...], as: UTF8.self) == String(i) { ok += 1 }
+        }
+        #expect(ok == 300)
+        let tcp = try Client(tcp: server.tcp.port)
+        tcp.send("stats steering\r\n")
+        let lines = tcp.receive(until: "END\r\n").split(separator: "\r\n")
+        let crossed = lines.filter { $0.contains("steered_to_others") }.compactMap { Int($0.split(separator: " ").last!) }.reduce(0, +)
+        #expect(crossed > 0, "no request crossed workers: \(lines)")
+        #expect(lines.contains { $0.hasPrefix("STAT mode key") })
     }
 }

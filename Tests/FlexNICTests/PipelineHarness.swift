@@ -42,10 +42,15 @@ final class PipelineHarness {
 
 func udpFrame(_ payload: String, src: String = "10.0.0.1", dst: String = "10.0.0.2", sport: UInt16 = 40000,
               dport: UInt16 = 11211) -> [UInt8] {
+    udpFrame(bytes: Array(payload.utf8), src: src, dst: dst, sport: sport, dport: dport)
+}
+
+func udpFrame(bytes payload: [UInt8], src: String = "10.0.0.1", dst: String = "10.0.0.2", sport: UInt16 = 40000,
+              dport: UInt16 = 11211) -> [UInt8] {
     var e = Frames.endpoints
     e.source = IPv4Address(src)!
     e.destination = IPv4Address(dst)!
     e.sourcePort = sport
     e.destinationPort = dport
-    return Frames.udp(Array(payload.utf8), e)
+    return Frames.udp(payload, e)
 }

@@ -199,3 +199,30 @@ import Testing
         }
     }
 }
+
+@Suite struct PayloadFieldHashTests {
+    /// A memcached binary GET after an 8-byte UDP frame header: the key's length is in
+    /// the header, its start is after the header and the extras.
+    @Test func lengthPrefixedKeyIsHashed() throws {
+        let h = try PipelineHarness(SteeringProgram(name: "t", queues: 1, stages: [
+            .init("binary", actions: [.hash(.payloadField(offset: 32, lengthAt: 10, skipAt: 12)), .writeHash, .toQueue(0)]),
+        ]))
+        func request(key: String, extras: Int) -> [UInt8] {
+            let k = Array(key.utf8)
+            var b: [UInt8] = [0, 1, 0, 0, 0, 1, 0, 0]  // UDP frame header
+            b += [0x80, 0x01, 0, UInt8(k.count), UInt8(extras), 0, 0, 0] + [UInt8](repeating: 0, count: 16)
+            b += [UInt8](repeating: 0xEE, count: extras) + k
+            return b
+        }
+        h.run([udpFrame(bytes: request(key: "alpha", extras: 8)), udpFrame(bytes: request(key: "alpha", extras: 0))])
+        let out = h.drain(0)
+        #expect(out.count == 2)
+        #expect(out.allSatisfy { $0.hash == KeyHash.hash(Array("alpha".utf8)) })
+        h.release(out)
+        // A length running past the payload is refused.
+        var bad = request(key: "beta", extras: 0)
+        bad[11] = 200
+        h.run([udpFrame(bytes: bad)])
+        #expect(h.drain(1).first?.detail == SlowPathReason.payloadOutOfRange.rawValue)
+    }
+}

@@ -5,6 +5,8 @@
 #include <sched.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 #include <sys/uio.h>
 
 enum { CFLEX_MAX_BATCH = 256 };
@@ -83,4 +85,19 @@ int cflex_accept(int fd, struct sockaddr *addr, socklen_t *len) {
 
 int cflex_socket(int type) {
     return socket(AF_INET, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+}
+
+int cflex_eventfd(void) {
+    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    return fd < 0 ? -errno : fd;
+}
+
+int cflex_eventfd_signal(int fd) {
+    uint64_t one = 1;
+    return write(fd, &one, sizeof(one)) == sizeof(one) ? 0 : -errno;
+}
+
+int cflex_eventfd_drain(int fd) {
+    uint64_t value;
+    return read(fd, &value, sizeof(value)) == sizeof(value) ? 0 : -errno;
 }

@@ -59,10 +59,11 @@ enum Socket {
     }
 }
 
-/// Waits until any of the given port queues may have frames, or the timeout passes.
-/// Queues without a readiness descriptor (polled ports) make it return at once.
-public func waitForAny(_ queues: [(port: any PacketPort, queue: Int)], timeoutMilliseconds: Int) {
-    var fds: [pollfd] = []
+/// Waits until any of the given port queues may have frames, any of `descriptors`
+/// (e.g. an eventfd other threads signal) is readable, or the timeout passes. Queues
+/// without a readiness descriptor (polled ports) make it return at once.
+public func waitForAny(_ queues: [(port: any PacketPort, queue: Int)], descriptors: [Int32] = [], timeoutMilliseconds: Int) {
+    var fds = descriptors.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
     for (port, queue) in queues {
         guard let fd = port.readinessDescriptor(queue: queue) else { return }
         fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0))

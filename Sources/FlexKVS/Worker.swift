@@ -4,6 +4,10 @@ import FlexNIC
 import FlexWire
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// One core of the server: polls its TCP and UDP queues, steers each burst inline,
 /// runs the protocol on what it steered to itself and sends the replies.
 final class Worker: @unchecked Sendable {
@@ -22,6 +26,8 @@ final class Worker: @unchecked Sendable {
     let requests = Atomic<UInt64>(0)
     let badFrames = Atomic<UInt64>(0)
     let cycles = CycleHistogram()
+    /// Other workers signal this when they steer requests to us while we may sleep.
+    let wakeup: Int32
 
     /// Flow steering (and TCP under key steering): everything addressed to the server's
     /// port goes to this worker's own queue; the kernel chose the worker by the flow.
@@ -60,6 +66,9 @@ final class Worker: @unchecked Sendable {
         self.server = server
         self.queue = queue
         context = server.context
+        let fd = cflex_eventfd()
+        guard fd >= 0 else { throw PortError("eventfd failed (\(-fd))") }
+        wakeup = fd
         let queues = server.configuration.threads
         tcpSteering = SteeringEmulator(
             port: server.tcp,
@@ -73,7 +82,10 @@ final class Worker: @unchecked Sendable {
         }
     }
 
-    deinit { inbox.deallocate() }
+    deinit {
+        inbox.deallocate()
+        close(wakeup)
+    }
 
     var pipelineCounters: SteeringCounters.Snapshot {
         let t = tcpSteering.pipeline.counters.snapshot
@@ -86,7 +98,8 @@ final class Worker: @unchecked Sendable {
         if work == 0 {
             var waitOn: [(port: any PacketPort, queue: Int)] = [(server.tcp, queue)]
             if let udp = server.udp { waitOn.append((udp, queue)) }
-            waitForAny(waitOn, timeoutMilliseconds: 5)
+            waitForAny(waitOn, descriptors: [wakeup], timeoutMilliseconds: 5)
+            _ = cflex_eventfd_drain(wakeup)
         }
     }
 
@@ -98,6 +111,7 @@ final class Worker: @unchecked Sendable {
         let t0 = cflex_rdtsc()
         let n = steering.poll()
         let share = n > 0 ? (cflex_rdtsc() &- t0) / UInt64(n) : 0
+        if n > 0 { wakeOthers(steering.pipeline.lastDelivered) }
         var served = 0
         for ring in inboxes {
             let got = ring.dequeue(into: inbox, maximum: 64)
@@ -109,6 +123,17 @@ final class Worker: @unchecked Sendable {
         for i in 0..<slow { steering.port.release(inbox[i].packet) }
         if !out.isEmpty { _ = steering.port.transmit(queue: queue, out) }
         return n + served
+    }
+
+    /// Signals the workers whose rings the last burst fed (once per burst, not per
+    /// request), so none sleeps on a request steered to it.
+    func wakeOthers(_ delivered: UInt64) {
+        var mask = delivered & ~(1 << UInt64(queue))
+        while mask != 0 {
+            let q = mask.trailingZeroBitCount
+            mask &= mask - 1
+            if q < server.workers.count { _ = cflex_eventfd_signal(server.workers[q].wakeup) }
+        }
     }
 
     // MARK: TCP

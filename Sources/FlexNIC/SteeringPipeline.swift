@@ -28,6 +28,9 @@ public final class SteeringPipeline: @unchecked Sendable {
     let stageCapacity: Int
     /// Packets to free at the end of a burst (dropped, copied into a log, ring full).
     let toRelease: PacketBatch
+    /// Bit r is set if the last `process` call delivered to ring r (rings 0...63), so
+    /// the caller can wake the consumers it fed.
+    public private(set) var lastDelivered: UInt64 = 0
 
     /// - Parameters:
     ///   - ringCapacity: slots of each descriptor ring (a power of two): the queue-depth
@@ -142,11 +145,13 @@ public final class SteeringPipeline: @unchecked Sendable {
     }
 
     func flushStaged(port: some PacketPort) {
+        lastDelivered = 0
         for r in 0...program.queues {
             let c = stagedCount[r]
             guard c > 0 else { continue }
             let base = staged + r &* stageCapacity
             let sent = rings[r].enqueue(base, count: c)
+            if sent > 0 && r < 64 { lastDelivered |= 1 << UInt64(r) }
             counters.countSteered(queue: r, sent)
             if sent < c {
                 counters.countFull(queue: r, c &- sent)

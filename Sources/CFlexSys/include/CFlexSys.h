@@ -53,6 +53,12 @@ int cflex_socket(int type);
 /// accept4 with SOCK_NONBLOCK | SOCK_CLOEXEC; returns the fd or -1 with errno set.
 int cflex_accept(int fd, struct sockaddr *addr, socklen_t *len);
 
+/// A non-blocking eventfd for waking a thread that sleeps in poll(); signal adds one,
+/// drain resets it. Return -errno on failure.
+int cflex_eventfd(void);
+int cflex_eventfd_signal(int fd);
+int cflex_eventfd_drain(int fd);
+
 /// Pins the calling thread to `cpu`; returns 0 or -errno.
 int cflex_pin_thread(int cpu);
 

@@ -71,31 +71,29 @@ enum BinaryProtocol {
         s.compact()
     }
 
-    /// Writes a response header and body parts.
-    static func respond(_ s: Session, _ h: Header, _ status: Status, cas: UInt64 = 0, extras: [UInt8] = [],
-                        key: UnsafeRawBufferPointer? = nil, value: UnsafeRawBufferPointer? = nil, text: String? = nil) {
+    /// Writes a response: header, then the optional flags extras (GET), key, value and
+    /// message text, straight into the session's output.
+    static func respond(_ s: Session, _ h: Header, _ status: Status, cas: UInt64 = 0, flags: UInt32? = nil,
+                        key: UnsafeRawBufferPointer? = nil, value: UnsafeRawBufferPointer? = nil, number: UInt64? = nil,
+                        text: StaticString? = nil) {
         let keyCount = key?.count ?? 0
-        let textBytes = text.map { Array($0.utf8) } ?? []
-        let valueCount = (value?.count ?? 0) + textBytes.count
-        let total = extras.count + keyCount + valueCount
-        var hdr = [UInt8](repeating: 0, count: headerSize)
-        hdr[0] = responseMagic
-        hdr[1] = h.opcode
-        hdr[2] = UInt8(keyCount >> 8); hdr[3] = UInt8(keyCount & 0xFF)
-        hdr[4] = UInt8(extras.count)
-        hdr[6] = UInt8(status.rawValue >> 8); hdr[7] = UInt8(status.rawValue & 0xFF)
-        for i in 0..<4 { hdr[8 + i] = UInt8(truncatingIfNeeded: total >> (24 - 8 * i)) }
-        for i in 0..<4 { hdr[12 + i] = UInt8(truncatingIfNeeded: h.opaque >> UInt32(24 - 8 * i)) }
-        for i in 0..<8 { hdr[16 + i] = UInt8(truncatingIfNeeded: cas >> UInt64(56 - 8 * i)) }
-        s.output.append(contentsOf: hdr)
-        s.output.append(contentsOf: extras)
+        let extrasCount = flags == nil ? 0 : 4
+        let valueCount = (value?.count ?? 0) + (number == nil ? 0 : 8) + (text?.utf8CodeUnitCount ?? 0)
+        s.output.append(responseMagic)
+        s.output.append(h.opcode)
+        s.writeBE16(UInt16(keyCount))
+        s.output.append(UInt8(extrasCount))
+        s.output.append(0)
+        s.writeBE16(status.rawValue)
+        s.writeBE32(UInt32(extrasCount + keyCount + valueCount))
+        s.writeBE32(h.opaque)
+        s.writeBE64(cas)
+        if let flags { s.writeBE32(flags) }
         if let key { s.write(key) }
         if let value { s.write(value) }
-        s.output.append(contentsOf: textBytes)
+        if let number { s.writeBE64(number) }
+        if let text { s.write(text) }
     }
-
-    static func bytes32(_ v: UInt32) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: v >> UInt32(24 - 8 * $0)) } }
-    static func bytes64(_ v: UInt64) -> [UInt8] { (0..<8).map { UInt8(truncatingIfNeeded: v >> UInt64(56 - 8 * $0)) } }
 
     static func execute(_ s: Session, _ ctx: KVSContext, _ h: Header, _ body: UnsafeRawBufferPointer) {
         let store = ctx.store
@@ -124,7 +122,7 @@ enum BinaryProtocol {
                 let item = touching ? p.touch(key, hash: hash, expiry: store.clock.expiry(Int64(be32(extras, 0))))
                                     : p.get(key, hash: hash)
                 guard let it = item else { return false }
-                respond(s, h, .ok, cas: it.cas, extras: bytes32(it.flags), key: withKey ? key : nil,
+                respond(s, h, .ok, cas: it.cas, flags: it.flags, key: withKey ? key : nil,
                         value: UnsafeRawBufferPointer(it.value))
                 return true
             }
@@ -169,7 +167,7 @@ enum BinaryProtocol {
             let up = op == .increment || op == .incrementQ
             let r = store.withPartition(hash) { $0.delta(key, hash: hash, increment: up, by: amount, initial: create, cas: h.cas) }
             switch r {
-            case .value(let v, let cas): if !op.isQuiet { bytes64(v).withUnsafeBytes { respond(s, h, .ok, cas: cas, value: $0) } }
+            case .value(let v, let cas): if !op.isQuiet { respond(s, h, .ok, cas: cas, number: v) }
             case .notFound: respond(s, h, .keyNotFound, text: "Not found")
             case .nonNumeric: respond(s, h, .nonNumeric, text: "Non-numeric server-side value for incr or decr")
             case .exists: respond(s, h, .keyExists, text: "Data exists for key.")
@@ -186,7 +184,7 @@ enum BinaryProtocol {
             if !op.isQuiet { respond(s, h, .ok) }
 
         case .noop: respond(s, h, .ok)
-        case .version: respond(s, h, .ok, text: KVSContext.version)
+        case .version: Array(KVSContext.version.utf8).withUnsafeBytes { respond(s, h, .ok, value: $0) }
         case .verbosity: respond(s, h, .ok)
         case .quit: respond(s, h, .ok); s.closing = true
         case .quitQ: s.closing = true
@@ -204,7 +202,7 @@ enum BinaryProtocol {
                 }
             }
             for (k, v) in lines {
-                Array(k.utf8).withUnsafeBytes { kb in respond(s, h, .ok, key: kb, text: v) }
+                Array(k.utf8).withUnsafeBytes { kb in Array(v.utf8).withUnsafeBytes { respond(s, h, .ok, key: kb, value: $0) } }
             }
             respond(s, h, .ok)
         }

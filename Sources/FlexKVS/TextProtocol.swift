@@ -6,24 +6,27 @@ enum TextProtocol {
     static let maxKeyLength = 250
     static let maxTokens = 24
 
-    /// A command line split at spaces: token i is `line[starts[i]..<ends[i]]`.
+    /// A command line split at spaces: token i is `line[starts[i]..<ends[i]]`. The
+    /// boundaries live in the session's reused arrays.
     struct Tokens {
-        var starts: [Int] = []
-        var ends: [Int] = []
+        let starts: [Int]
+        let ends: [Int]
         var count: Int { starts.count }
 
-        init(_ b: UnsafeRawBufferPointer, _ from: Int, _ to: Int) {
-            starts.reserveCapacity(8)
-            ends.reserveCapacity(8)
+        init(_ b: UnsafeRawBufferPointer, _ from: Int, _ to: Int, in s: Session) {
+            s.tokenStarts.removeAll(keepingCapacity: true)
+            s.tokenEnds.removeAll(keepingCapacity: true)
             var i = from
-            while i < to && starts.count < TextProtocol.maxTokens {
+            while i < to && s.tokenStarts.count < TextProtocol.maxTokens {
                 while i < to && b[i] == 0x20 { i += 1 }
                 if i == to { break }
-                let s = i
+                let start = i
                 while i < to && b[i] != 0x20 { i += 1 }
-                starts.append(s)
-                ends.append(i)
+                s.tokenStarts.append(start)
+                s.tokenEnds.append(i)
             }
+            starts = s.tokenStarts
+            ends = s.tokenEnds
         }
     }
 
@@ -47,7 +50,7 @@ enum TextProtocol {
                     break
                 }
                 let lineEnd = nl > s.consumed && b[nl - 1] == 0x0D ? nl - 1 : nl
-                let t = Tokens(b, s.consumed, lineEnd)
+                let t = Tokens(b, s.consumed, lineEnd, in: s)
                 guard t.count > 0 else {
                     s.write("ERROR\r\n")
                     s.consumed = nl + 1

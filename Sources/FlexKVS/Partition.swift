@@ -194,10 +194,12 @@ public final class Partition: @unchecked Sendable {
             return .notFound
         }
         if cas != 0 && it.cas != cas { return .exists }
-        guard let current = Self.parseDecimal(UnsafeRawBufferPointer(it.value)) else { return .nonNumeric }
+        guard let current = Self.parseDecimal(UnsafeRawBufferPointer(it.value), trailingBlanks: true) else { return .nonNumeric }
         stats.add(increment ? .incrHits : .decrHits)
         let next = increment ? current &+ amount : (amount > current ? 0 : current - amount)
-        let text = Array(String(next).utf8)
+        var text = Array(String(next).utf8)
+        // As memcached: a number that got shorter keeps the value's length, space-padded.
+        if text.count < it.valueLength { text += [UInt8](repeating: 0x20, count: it.valueLength - text.count) }
         let flags = it.flags, expiry = it.expiry
         let r = text.withUnsafeBytes { store(.set, key: key, hash: hash, flags: flags, expiry: expiry, value: $0) }
         stats.add(.cmdSet, -1)  // an incr is not a set
@@ -205,10 +207,18 @@ public final class Partition: @unchecked Sendable {
         return .notFound
     }
 
-    static func parseDecimal(_ b: UnsafeRawBufferPointer) -> UInt64? {
-        guard !b.isEmpty, b.count <= 20 else { return nil }
+    /// A decimal of at most 20 digits; `trailingBlanks` accepts the spaces memcached
+    /// pads decremented values with.
+    static func parseDecimal(_ b: UnsafeRawBufferPointer, trailingBlanks: Bool = false) -> UInt64? {
+        var digits = b
+        if trailingBlanks {
+            var n = b.count
+            while n > 0 && b[n - 1] == 0x20 { n -= 1 }
+            digits = UnsafeRawBufferPointer(rebasing: b[..<n])
+        }
+        guard !digits.isEmpty, digits.count <= 20 else { return nil }
         var v: UInt64 = 0
-        for c in b {
+        for c in digits {
             guard c >= 0x30 && c <= 0x39 else { return nil }
             let (m, o1) = v.multipliedReportingOverflow(by: 10)
             let (a, o2) = m.addingReportingOverflow(UInt64(c - 0x30))

@@ -1,6 +1,6 @@
 /// memcached's text protocol (protocol.txt, "Commands"): retrieval (get, gets, gat,
 /// gats), storage (set, add, replace, append, prepend, cas), delete, incr/decr, touch,
-/// flush_all, stats, version, verbosity, quit. Replies are memcached's, byte for byte,
+/// flush_all, stats, version, verbosity, quit, and the meta commands (`MetaProtocol`). Replies are memcached's, byte for byte,
 /// so its clients and memccapable work unchanged.
 enum TextProtocol {
     static let maxKeyLength = 250
@@ -116,6 +116,10 @@ enum TextProtocol {
         func consumeLine() { s.consumed = dataStart; s.commands += 1 }
         let c = t.ends[0] - t.starts[0]
         let first = b[t.starts[0]]
+
+        if c == 2 && first == 0x6D {  // "m?": meta commands
+            return MetaProtocol.execute(s, ctx, b, t, dataStart: dataStart)
+        }
 
         // Retrieval: get, gets, gat, gats.
         if equals(b, t, 0, "get") || equals(b, t, 0, "gets") || equals(b, t, 0, "gat") || equals(b, t, 0, "gats") {
@@ -276,8 +280,6 @@ enum TextProtocol {
             s.closing = true
         } else if equals(b, t, 0, "stats") {
             stats(s, ctx, b, t)
-        } else if equals(b, t, 0, "mn") {
-            s.write("MN\r\n")
         } else {
             s.write("ERROR\r\n")
             ctx.countError()

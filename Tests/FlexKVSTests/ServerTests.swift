@@ -329,3 +329,51 @@ final class Client {
         #expect(lines.contains { $0.hasPrefix("STAT mode key") })
     }
 }
+
+@Suite(.serialized) struct MemcachedParityTests {
+    /// The same command script against memcached 1.6 (when installed; CI installs it)
+    /// and flexkvs gives the same replies.
+    @Test func metaAndClassicCommandsMatchMemcached() throws {
+        let binary = "/usr/bin/memcached"
+        guard FileManager.default.isExecutableFile(atPath: binary) else {
+            Issue.record("memcached is not installed (apt-get install memcached)")
+            return
+        }
+        let port = UInt16(30_000 + getpid() % 20_000)
+        let mc = Process()
+        mc.executableURL = URL(fileURLWithPath: binary)
+        mc.arguments = ["-p", String(port), "-U", "0", "-l", "127.0.0.1"] + (getuid() == 0 ? ["-u", "root"] : [])
+        mc.standardOutput = FileHandle.nullDevice
+        mc.standardError = FileHandle.nullDevice
+        try mc.run()
+        defer {
+            // Poll rather than waitUntilExit, which can wait for a run loop that never runs.
+            mc.terminate()
+            let deadline = Date().addingTimeInterval(5)
+            while mc.isRunning && Date() < deadline { usleep(20_000) }
+            if mc.isRunning { kill(mc.processIdentifier, SIGKILL) }
+        }
+        var reference: Client?
+        for _ in 0..<100 where reference == nil {
+            reference = try? Client(tcp: port)
+            if reference == nil { usleep(50_000) }
+        }
+        let flex = try TestServer()
+        let script = [
+            "mn", "mg missing v", "mg missing v q", "ms foo 3 T0 F5\r\nbar", "mg foo v f s k O123 t",
+            "ms foo 3 ME\r\nbaz", "ms foo 1 MA\r\nx", "mg foo v", "ms new 2 MR\r\nzz", "ma cnt", "ma cnt N0 J10",
+            "ma cnt v", "ma cnt MD D5 v", "md foo q", "md foo", "mg foo", "mg cnt s v",
+            "set a 1 0 1\r\n1", "append a 0 0 1\r\n2", "prepend a 0 0 1\r\n0", "get a", "incr a 5", "decr a 1000",
+            "touch a 100", "delete a", "get a b c", "bogus", "mn",
+        ]
+        let text = script.map { $0 + "\r\n" }.joined()
+        func replies(_ c: Client) -> [String] {
+            c.send(text)
+            return c.receive(until: "END\r\nERROR\r\nMN\r\n").split(separator: "\r\n", omittingEmptySubsequences: false)
+                .map(String.init)
+        }
+        let expected = replies(try #require(reference))
+        let got = replies(try Client(tcp: flex.tcpPort))
+        #expect(got == expected)
+    }
+}

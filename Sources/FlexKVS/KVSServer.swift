@@ -24,6 +24,8 @@ public final class KVSServer: @unchecked Sendable {
 
     public struct Configuration: Sendable {
         public var steering = Steering.flow
+        /// Answer hot keys' UDP GETs from the pipeline's reply table (Santa).
+        public var replyOffload = true
         public var address = IPv4Address.loopback
         public var tcpPort: UInt16 = 11211
         /// 0: no UDP.
@@ -56,6 +58,7 @@ public final class KVSServer: @unchecked Sendable {
         storeConfig.partitions = c.threads
         let store = KVStore(storeConfig)
         store.locksPartitions = true
+        if c.replyOffload && c.udpPort != 0 { store.replyTable = ReplyTable(slots: 1024) }
         context = KVSContext(store: store, threads: c.threads)
         tcp = try KernelTCPPort(address: c.address, port: c.tcpPort, queues: c.threads, maxConnections: c.maxConnections)
         udp = c.udpPort == 0 ? nil : try KernelUDPPort(address: c.address, port: c.udpPort, queues: c.threads)
@@ -64,6 +67,7 @@ public final class KVSServer: @unchecked Sendable {
             ("tcpport", String(tcp.port)), ("udpport", String(udp?.port ?? 0)), ("inter", c.address.description),
             ("num_threads", String(c.threads)), ("item_size_max", String(store.maxItemSize)),
             ("segment_size", String(store.pool.segmentSize)), ("steering", c.steering.rawValue), ("io", "socket"),
+            ("reply_offload", store.replyTable == nil ? "no" : "yes"),
         ]
         workers = try (0..<c.threads).map { try Worker(server: self, queue: $0) }
         // Worker q consumes ring q of every worker's UDP pipeline (key steering); under
@@ -93,6 +97,11 @@ public final class KVSServer: @unchecked Sendable {
 
     func steeringStats() -> [(String, String)] {
         var out: [(String, String)] = [("mode", configuration.steering.rawValue), ("workers", String(workers.count))]
+        if let t = context.store.replyTable {
+            out += [("reply_table_served", String(t.served.load(ordering: .relaxed))),
+                    ("reply_table_installs", String(t.installs.load(ordering: .relaxed))),
+                    ("reply_table_invalidations", String(t.invalidations.load(ordering: .relaxed)))]
+        }
         for w in workers {
             let c = w.pipelineCounters
             let p = "worker:\(w.queue):"

@@ -47,6 +47,10 @@ public final class KVStore: @unchecked Sendable {
     @inline(__always) public func partitionIndex(for hash: UInt32) -> Int { Int(hash & 127) % partitions.count }
     @inline(__always) public func partition(for hash: UInt32) -> Partition { partitions[partitionIndex(for: hash)] }
 
+    /// Hot keys' GET replies, answered by the steering pipeline (reply offload); every
+    /// change to a key invalidates its entry before the change is acknowledged.
+    public var replyTable: ReplyTable?
+
     /// Whether partitions are locked around each request: needed when any core may
     /// reach any partition (flow steering), not when each partition has one owner.
     public var locksPartitions = true
@@ -61,6 +65,7 @@ public final class KVStore: @unchecked Sendable {
 
     /// flush_all: items stored before now (+ delay seconds) stop being served then.
     public func flushAll(delaySeconds: UInt32 = 0) {
+        replyTable?.invalidateAll()
         flushDeadline.store(clock.nanos + UInt64(delaySeconds) * 1_000_000_000, ordering: .relaxed)
     }
 

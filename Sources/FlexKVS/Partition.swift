@@ -93,6 +93,7 @@ public final class Partition: @unchecked Sendable {
 
     /// Removes the table entry for `ref` and accounts its space as freed.
     func unlink(_ ref: ItemRef, hash: UInt32) {
+        store.replyTable?.invalidate(hash: hash, key: item(ref).key)
         table.remove(hash) { $0 == ref }
         retire(ref)
     }
@@ -128,6 +129,7 @@ public final class Partition: @unchecked Sendable {
             return nil
         }
         stats.add(.touchHits)
+        if expiry != it.expiry { store.replyTable?.invalidate(hash: hash, key: key) }
         it.expiry = expiry
         return it
     }
@@ -252,6 +254,7 @@ public final class Partition: @unchecked Sendable {
 
     /// Points the table at a new item, retiring the one it replaces.
     func link(_ ref: ItemRef, _ it: ItemView, key: UnsafeRawBufferPointer, hash: UInt32) {
+        store.replyTable?.invalidate(hash: hash, key: key)
         let replaced = table.upsert(hash, ref: ref) { [self] r in r != ref && item(r).keyEquals(key) }
         if let replaced { retire(replaced) }
         stats.add(.currItems)

@@ -141,6 +141,15 @@ enum TextProtocol {
                 store.withPartition(h) { p in
                     guard let it = touching ? p.touch(key, hash: h, expiry: expiry) : p.get(key, hash: h) else { return }
                     if touching { p.stats.add(.cmdGet); p.stats.add(.getHits) }
+                    let start = s.output.count
+                    defer {
+                        // A hot single-key GET of a non-expiring item: install its reply for
+                        // the pipeline (under the partition, so no write can interleave).
+                        if let table = store.replyTable, !touching, !withCas, t.count == 2, it.expiry == 0, table.isHot(hash: h) {
+                            let reply = Array(s.output[start...]) + Array("END\r\n".utf8)
+                            reply.withUnsafeBytes { _ = table.install(hash: h, key: key, reply: $0) }
+                        }
+                    }
                     s.write("VALUE ")
                     s.write(key)
                     s.output.append(0x20)

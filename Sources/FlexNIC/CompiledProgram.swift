@@ -34,6 +34,7 @@ final class CompiledProgram: @unchecked Sendable {
         case hashField  // a = offset, b = lengthAt, c = skipAt (-1: none)
         case redirect, writeHash, strip, appendToLog, slowPath
         case reply  // a = first edit, b = edit count
+        case replyFromTable  // a = key offset, b = max key length, c = kept prefix
     }
 
     struct Instruction {
@@ -97,6 +98,8 @@ final class CompiledProgram: @unchecked Sendable {
                     }
                     ins.append(Instruction(op: .appendToLog, a: Int32(o), b: Int32(l ?? -1)))
                 case .slowPath: ins.append(Instruction(op: .slowPath, a: 0, b: 0))
+                case .replyFromTable(let o, let m, let k):
+                    ins.append(Instruction(op: .replyFromTable, a: Int32(o), b: Int32(m), c: Int32(k)))
                 case .reply(let list):
                     ins.append(Instruction(op: .reply, a: Int32(es.count), b: Int32(list.count)))
                     for e in list { es.append(Self.compile(e)) }

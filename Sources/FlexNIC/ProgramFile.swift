@@ -23,7 +23,7 @@ import TOMLKit
 /// (WIDTH 1, 2, 4 or 8 bytes, big-endian). Actions: `drop`, `queue N`, `hash 4-tuple`,
 /// `hash symmetric`, `hash addresses`, `hash payload OFFSET [LENGTH]`,
 /// `hash payload-token OFFSET MAXLEN`, `hash payload-field OFFSET LENGTHAT [SKIPAT]`, `redirect`, `write-hash`, `strip l2|l3|l4`,
-/// `log OFFSET [LENGTH]`, `slow-path`, and `reply EDIT...` with edits `swap-eth`,
+/// `log OFFSET [LENGTH]`, `slow-path`, `reply-from-table KEYOFFSET MAXLEN KEEP`, and `reply EDIT...` with edits `swap-eth`,
 /// `swap-ip`, `swap-ports`, `dccp-ack`, `truncate N`, `set FIELD VALUE`.
 /// Payload offsets count from the start of the L4 payload.
 public enum ProgramFile {
@@ -202,6 +202,7 @@ public enum ProgramFile {
         switch w.first {
         case "drop"?: return .drop
         case "slow-path"?: return .slowPath
+        case "reply-from-table"?: return .replyFromTable(keyOffset: try int(1), maxKeyLength: try int(2), keepPrefix: try int(3))
         case "redirect"?: return .redirect
         case "write-hash"?: return .writeHash
         case "queue"?: return .toQueue(try int(1))

@@ -52,6 +52,44 @@ extension SteeringPipeline {
         return true
     }
 
+    /// `replyFromTable`: on a hit, rewrites the packet into the stored reply (kept
+    /// payload prefix + reply), swaps addresses and ports, fixes lengths and checksums.
+    func answerFromTable(_ p: inout Packet, _ f: ParsedFrame, hash: UInt32, keyOffset: Int, maxKeyLength: Int, keep: Int) -> Bool {
+        guard let table = replyTable, f.layers.contains(.ipv4), f.layers.contains(.udp) else { return false }
+        let payloadStart = Int(f.payloadOffset), payloadLength = Int(f.payloadLength)
+        let payload = UnsafeRawPointer(p.data) + payloadStart
+        guard keyOffset < payloadLength, keep <= payloadLength else { return false }
+        var n = 0
+        while keyOffset + n < payloadLength && n <= maxKeyLength {
+            let c = payload.load(fromByteOffset: keyOffset + n, as: UInt8.self)
+            if c == 0x20 || c == 0x0D || c == 0x0A { break }
+            n += 1
+        }
+        // The key must end the request: "<key>\r\n" and nothing after it.
+        guard n > 0, n <= maxKeyLength, keyOffset + n + 2 == payloadLength,
+              payload.load(fromByteOffset: keyOffset + n, as: UInt8.self) == 0x0D,
+              payload.load(fromByteOffset: keyOffset + n + 1, as: UInt8.self) == 0x0A else { return false }
+        let room = Int(p.capacity) - payloadStart - keep
+        guard room > 0, let length = table.lookup(hash: hash, key: payload + keyOffset, keyLength: n,
+                                                  into: replyScratch, room: min(room, ReplyTable.capacity)) else { return false }
+        (p.data + payloadStart + keep).copyMemory(from: replyScratch, byteCount: length)
+        let l3 = Int(f.l3Offset), l4 = Int(f.l4Offset)
+        guard let eth = try? EthernetHeader(p.bytes) else { return false }
+        eth.swapAddresses()
+        let ip = IPv4Header(unchecked: p.data + l3, headerLength: l4 - l3)
+        ip.swapAddresses()
+        let udp = UDPHeader(unchecked: p.data + l4)
+        udp.swapPorts()
+        let frameLength = payloadStart + keep + length
+        p.length = UInt32(frameLength)
+        p.data.storeBE16(UInt16(frameLength - l3), at: l3 + 2)
+        ip.updateChecksum()
+        let hadChecksum = udp.checksum != 0
+        udp.length = frameLength - l4
+        if hadChecksum { udp.updateChecksum(ip: ip) }
+        return true
+    }
+
     func set(_ field: CompiledProgram.Source, _ v: UInt64, base: UnsafeMutableRawPointer, _ f: ParsedFrame) -> Bool {
         let l3 = Int(f.l3Offset), l4 = Int(f.l4Offset)
         switch field {

@@ -19,6 +19,10 @@ public final class SteeringPipeline: @unchecked Sendable {
     public let rings: [DescriptorRing]
     /// Per-queue log segments for `appendToLog`, if the application registered any.
     public let logs: [LogSegments]?
+    /// Replies installed by the application for `replyFromTable`.
+    public let replyTable: ReplyTable?
+    /// Where a table reply is copied before it is known to be current.
+    let replyScratch = UnsafeMutableRawPointer.allocate(byteCount: ReplyTable.capacity, alignment: 64)
     public let counters: SteeringCounters
     let code: CompiledProgram
     let verifyL4: Bool
@@ -40,7 +44,12 @@ public final class SteeringPipeline: @unchecked Sendable {
     ///   - logs: one `LogSegments` per queue, required if the program appends to logs.
     ///   - burst: the largest burst `process` is given.
     public init(program: SteeringProgram, ringCapacity: Int = 1024, redirection: RedirectionTable? = nil,
-                logs: [LogSegments]? = nil, burst: Int = 64) throws {
+                logs: [LogSegments]? = nil, replyTable: ReplyTable? = nil, burst: Int = 64) throws {
+        if program.stages.contains(where: { $0.actions.contains { if case .replyFromTable = $0 { return true }; return false } }),
+           replyTable == nil {
+            throw ProgramError("\(program.name): answers from a reply table but none was given")
+        }
+        self.replyTable = replyTable
         code = try CompiledProgram(program)
         if program.stages.contains(where: { $0.actions.contains { if case .appendToLog = $0 { return true }; return false } }),
            logs?.count != program.queues {
@@ -66,6 +75,7 @@ public final class SteeringPipeline: @unchecked Sendable {
     }
 
     deinit {
+        replyScratch.deallocate()
         staged.deallocate()
         stagedCount.deallocate()
     }
@@ -264,6 +274,10 @@ public final class SteeringPipeline: @unchecked Sendable {
                     return Verdict(kind: .logged, queue: queue, hash: hashOut, payloadOffset: payloadOffset,
                                    detail: UInt8(truncatingIfNeeded: s),
                                    logStart: frame.payloadOffset &+ UInt16(o), logLength: UInt16(n))
+                case .replyFromTable:
+                    if answerFromTable(&p, frame, hash: hash, keyOffset: Int(ins.a), maxKeyLength: Int(ins.b), keep: Int(ins.c)) {
+                        return Verdict(kind: .reply, detail: UInt8(truncatingIfNeeded: s))
+                    }
                 case .reply:
                     guard buildReply(&p, frame, edits: Int(ins.a), count: Int(ins.b)) else {
                         counters.count(.replyErrors)

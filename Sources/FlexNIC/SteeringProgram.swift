@@ -177,12 +177,18 @@ public enum Action: Sendable, Equatable {
     /// earlier action.
     case appendToLog(offset: Int, length: Int?)
     case reply([ReplyEdit])
+    /// Reply offload: if the pipeline's `ReplyTable` holds a current reply for the key
+    /// token at payload offset `keyOffset` (the token must end the request, followed only
+    /// by CR LF; at most `maxKeyLength` bytes; hashed by an earlier `hash`), answer with
+    /// the request's first `keepPrefix` payload bytes (e.g. a UDP frame header) and the
+    /// stored reply, addresses and ports swapped. On a miss, the next action runs.
+    case replyFromTable(keyOffset: Int, maxKeyLength: Int, keepPrefix: Int)
     case slowPath
 
     /// Whether this action decides the packet's fate.
     public var decides: Bool {
         switch self {
-        case .hash, .writeHash, .strip: return false
+        case .hash, .writeHash, .strip, .replyFromTable: return false
         default: return true
         }
     }

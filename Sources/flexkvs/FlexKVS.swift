@@ -31,6 +31,7 @@ struct FlexKVSCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "DPDK EAL arguments (with --io dpdk).") var eal: String?
     @Option(help: "Steering: flow (RSS-style), key (key-based), dma (key + log placement).") var steering: String?
     @Option(help: "TOML file with these settings (Configs/flexkvs.toml).") var config: String?
+    @Flag(help: "Do not answer hot keys' UDP GETs from the pipeline's reply table.") var noReplyOffload = false
     @Flag(name: .customShort("v"), help: "Verbose: print settings and errors.") var verbose = false
 
     /// Settings from a --config file; every field optional.
@@ -103,6 +104,7 @@ struct FlexKVSCommand: ParsableCommand {
         case "dma": throw ValidationError("--steering dma: the DMA SET path is not built yet; use flow or key")
         case let other: throw ValidationError("--steering \(other): expected flow, key or dma")
         }
+        c.replyOffload = !noReplyOffload
         c.verbose = verbose
         return c
     }

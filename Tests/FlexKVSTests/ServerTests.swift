@@ -377,3 +377,71 @@ final class Client {
         #expect(got == expected)
     }
 }
+
+@Suite(.serialized) struct ReplyOffloadTests {
+    /// One hot key, hammered: a writer SETs increasing numbers and records each one the
+    /// server acknowledged; readers GET the key and check that no reply is older than
+    /// the last acknowledged SET at the time the GET was sent. Many of the GETs must be
+    /// answered by the pipeline's reply table (or the test proves nothing).
+    @Test(arguments: KVSServer.Steering.allCases)
+    func noStaleReplyUnderConcurrentWrites(steering: KVSServer.Steering) throws {
+        var c = KVSServer.Configuration()
+        c.tcpPort = 0
+        c.udpPort = 51_000 + UInt16(getpid() % 1000) + (steering == .key ? 1000 : 0)
+        c.threads = 2
+        c.steering = steering
+        let server = try KVSServer(c)
+        server.start()
+        defer { server.stop() }
+        let port = server.udp!.port
+        let acked = Atomic<Int>(0)
+        let stale = Atomic<Int>(0)
+        let reads = Atomic<Int>(0)
+        let stop = Atomic<Bool>(false)
+        let group = DispatchGroup()
+        group.enter()
+        Thread {
+            defer { group.leave(); stop.store(true, ordering: .relaxed) }
+            guard let w = try? Client(udp: port) else { return }
+            var id: UInt16 = 0
+            for v in 1...1500 {
+                id &+= 1
+                let header: [UInt8] = [UInt8(id >> 8), UInt8(id & 255), 0, 0, 0, 1, 0, 0]
+                let text = String(v)
+                w.send(header + Array("set hot 0 0 \(text.utf8.count)\r\n\(text)\r\n".utf8))
+                // The ack for this id (a late ack of an earlier datagram is skipped).
+                while let r = w.receiveDatagram() {
+                    if r.count >= 8 && r[0] == header[0] && r[1] == header[1] {
+                        if String(decoding: r[8...], as: UTF8.self) == "STORED\r\n" { acked.store(v, ordering: .releasing) }
+                        break
+                    }
+                }
+            }
+        }.start()
+        for _ in 0..<2 {
+            group.enter()
+            Thread {
+                defer { group.leave() }
+                guard let r = try? Client(udp: port) else { return }
+                var id: UInt16 = 0
+                while !stop.load(ordering: .relaxed) {
+                    id &+= 1
+                    let floor = acked.load(ordering: .acquiring)
+                    let header: [UInt8] = [UInt8(id >> 8), UInt8(id & 255), 0, 0, 0, 1, 0, 0]
+                    r.send(header + Array("get hot\r\n".utf8))
+                    guard let d = r.receiveDatagram(), d.count > 8, d[0] == header[0], d[1] == header[1] else { continue }
+                    let lines = String(decoding: d[8...], as: UTF8.self).split(separator: "\r\n")
+                    guard lines.count == 3, let v = Int(lines[1]) else { continue }
+                    reads.wrappingAdd(1, ordering: .relaxed)
+                    if v < floor { stale.wrappingAdd(1, ordering: .relaxed) }
+                }
+            }.start()
+        }
+        group.wait()
+        #expect(stale.load(ordering: .relaxed) == 0)
+        #expect(reads.load(ordering: .relaxed) > 1000)
+        let table = try #require(server.context.store.replyTable)
+        #expect(table.served.load(ordering: .relaxed) > 100, "the reply table answered too few GETs to test anything")
+        #expect(table.invalidations.load(ordering: .relaxed) > 0)
+    }
+}

@@ -1,0 +1,137 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
+
+/// Reply offload (Santa, 2023): the server installs complete replies for hot keys, and
+/// the pipeline answers matching requests itself, without a core.
+///
+/// The table is direct-mapped by key hash. Each slot is a seqlock: a writer (a core,
+/// holding the key's partition) makes the sequence odd, rewrites the slot and makes it
+/// even again; a reader (a pipeline) copies the reply between two loads of the sequence
+/// and uses it only if both loads are equal and even and the slot is valid. Writers that
+/// share a slot are serialised by the slot's own lock.
+///
+/// Consistency: the server invalidates a key's slot before it acknowledges any change
+/// to the key, so a reply copied from the table is never older than the last
+/// acknowledged write.
+public final class ReplyTable: @unchecked Sendable {
+    public static let slotSize = 1024
+    /// Bytes of key and reply a slot holds (after its 32-byte header).
+    public static let capacity = slotSize - 32
+
+    public let slots: Int
+    let mask: UInt32
+    let memory: UnsafeMutableRawPointer
+    let sequences: UnsafeMutablePointer<Atomic<UInt64>>
+    let locks: UnsafeMutablePointer<Atomic<Bool>>
+    let hits: UnsafeMutablePointer<Atomic<UInt32>>
+    public let served = Atomic<UInt64>(0)
+    public let installs = Atomic<UInt64>(0)
+    public let invalidations = Atomic<UInt64>(0)
+
+    /// Slot layout: valid UInt32 @0, hash UInt32 @4, key length UInt32 @8, reply
+    /// length UInt32 @12, key @32, reply after the key.
+    public init(slots: Int = 1024) {
+        precondition(slots > 0 && slots & (slots - 1) == 0, "reply table size: a power of two")
+        self.slots = slots
+        mask = UInt32(slots - 1)
+        var p: UnsafeMutableRawPointer?
+        guard posix_memalign(&p, 64, slots * Self.slotSize) == 0, let m = p else { fatalError("ReplyTable: out of memory") }
+        memset(m, 0, slots * Self.slotSize)
+        memory = m
+        sequences = .allocate(capacity: slots)
+        locks = .allocate(capacity: slots)
+        hits = .allocate(capacity: slots)
+        for i in 0..<slots {
+            (sequences + i).initialize(to: Atomic(0))
+            (locks + i).initialize(to: Atomic(false))
+            (hits + i).initialize(to: Atomic(0))
+        }
+    }
+
+    deinit {
+        sequences.deinitialize(count: slots); sequences.deallocate()
+        locks.deinitialize(count: slots); locks.deallocate()
+        hits.deinitialize(count: slots); hits.deallocate()
+        free(memory)
+    }
+
+    @inline(__always) func slot(_ hash: UInt32) -> Int { Int(hash & mask) }
+    @inline(__always) func base(_ i: Int) -> UnsafeMutableRawPointer { memory + i &* Self.slotSize }
+
+    // MARK: Reader (pipeline)
+
+    /// Copies the reply for `key` to `destination` (room for `room` bytes) if the table
+    /// holds a current one; returns its length, or nil.
+    @inline(__always)
+    public func lookup(hash: UInt32, key: UnsafeRawPointer, keyLength: Int,
+                       into destination: UnsafeMutableRawPointer, room: Int) -> Int? {
+        let i = slot(hash)
+        let seq = sequences[i].load(ordering: .acquiring)
+        guard seq & 1 == 0 else { return nil }
+        let b = base(i)
+        guard b.load(fromByteOffset: 0, as: UInt32.self) == 1, b.load(fromByteOffset: 4, as: UInt32.self) == hash,
+              Int(b.load(fromByteOffset: 8, as: UInt32.self)) == keyLength else { return nil }
+        let n = Int(b.load(fromByteOffset: 12, as: UInt32.self))
+        guard n <= room, keyLength + n <= Self.capacity, memcmp(b + 32, key, keyLength) == 0 else { return nil }
+        destination.copyMemory(from: b + 32 + keyLength, byteCount: n)
+        atomicMemoryFence(ordering: .acquiring)
+        guard sequences[i].load(ordering: .relaxed) == seq else { return nil }
+        served.wrappingAdd(1, ordering: .relaxed)
+        return n
+    }
+
+    // MARK: Writers (cores)
+
+    @inline(__always) func write(_ i: Int, _ body: (UnsafeMutableRawPointer) -> Void) {
+        while locks[i].compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged == false {}
+        sequences[i].wrappingAdd(1, ordering: .acquiringAndReleasing)  // odd: readers back off
+        body(base(i))
+        sequences[i].wrappingAdd(1, ordering: .releasing)             // even again
+        locks[i].store(false, ordering: .releasing)
+    }
+
+    /// Drops the reply for `key`, if its slot holds it. Call before acknowledging any
+    /// change to the key.
+    public func invalidate(hash: UInt32, key: UnsafeRawBufferPointer) {
+        let i = slot(hash)
+        let b = base(i)
+        // Cheap check first: a slot holding another key needs no write.
+        guard b.load(fromByteOffset: 0, as: UInt32.self) == 1, b.load(fromByteOffset: 4, as: UInt32.self) == hash else { return }
+        write(i) { $0.storeBytes(of: UInt32(0), toByteOffset: 0, as: UInt32.self) }
+        invalidations.wrappingAdd(1, ordering: .relaxed)
+    }
+
+    /// Drops every reply (flush_all).
+    public func invalidateAll() {
+        for i in 0..<slots where base(i).load(fromByteOffset: 0, as: UInt32.self) == 1 {
+            write(i) { $0.storeBytes(of: UInt32(0), toByteOffset: 0, as: UInt32.self) }
+        }
+    }
+
+    /// Counts an access to `hash`'s slot; true once the slot is hot enough to install.
+    public func isHot(hash: UInt32, threshold: UInt32 = 8) -> Bool {
+        let i = slot(hash)
+        return hits[i].wrappingAdd(1, ordering: .relaxed).newValue >= threshold
+    }
+
+    /// Installs `reply` for `key` (replacing whatever the slot held). The caller holds
+    /// the key's partition, so no write to the key can interleave.
+    @discardableResult
+    public func install(hash: UInt32, key: UnsafeRawBufferPointer, reply: UnsafeRawBufferPointer) -> Bool {
+        guard key.count + reply.count <= Self.capacity else { return false }
+        let i = slot(hash)
+        write(i) { b in
+            b.storeBytes(of: hash, toByteOffset: 4, as: UInt32.self)
+            b.storeBytes(of: UInt32(key.count), toByteOffset: 8, as: UInt32.self)
+            b.storeBytes(of: UInt32(reply.count), toByteOffset: 12, as: UInt32.self)
+            (b + 32).copyMemory(from: key.baseAddress!, byteCount: key.count)
+            (b + 32 + key.count).copyMemory(from: reply.baseAddress!, byteCount: reply.count)
+            b.storeBytes(of: UInt32(1), toByteOffset: 0, as: UInt32.self)
+        }
+        hits[i].store(0, ordering: .relaxed)
+        installs.wrappingAdd(1, ordering: .relaxed)
+        return true
+    }
+}

@@ -58,7 +58,7 @@ public final class KVSServer: @unchecked Sendable {
         storeConfig.partitions = c.threads
         let store = KVStore(storeConfig)
         store.locksPartitions = true
-        if c.replyOffload && c.udpPort != 0 { store.replyTable = ReplyTable(slots: 1024) }
+        if c.replyOffload && c.udpPort != 0 { store.replyTable = ReplyTable(slots: 4096) }
         context = KVSContext(store: store, threads: c.threads)
         tcp = try KernelTCPPort(address: c.address, port: c.tcpPort, queues: c.threads, maxConnections: c.maxConnections)
         udp = c.udpPort == 0 ? nil : try KernelUDPPort(address: c.address, port: c.udpPort, queues: c.threads)

@@ -110,10 +110,15 @@ public final class ReplyTable: @unchecked Sendable {
         }
     }
 
-    /// Counts an access to `hash`'s slot; true once the slot is hot enough to install.
-    public func isHot(hash: UInt32, threshold: UInt32 = 8) -> Bool {
+    /// Counts a core-served access to `hash`'s slot; true once it is worth installing:
+    /// `threshold` accesses into an empty slot, or `displace` accesses (misses of the
+    /// table, as the table answers its own key) before an installed reply is replaced,
+    /// so colliding keys do not evict each other on every request.
+    public func isHot(hash: UInt32, threshold: UInt32 = 8, displace: UInt32 = 64) -> Bool {
         let i = slot(hash)
-        return hits[i].wrappingAdd(1, ordering: .relaxed).newValue >= threshold
+        let n = hits[i].wrappingAdd(1, ordering: .relaxed).newValue
+        let occupied = base(i).load(fromByteOffset: 0, as: UInt32.self) == 1
+        return n >= (occupied ? displace : threshold)
     }
 
     /// Installs `reply` for `key` (replacing whatever the slot held). The caller holds

@@ -28,8 +28,8 @@ public final class KVSServer: @unchecked Sendable {
         public var replyOffload = true
         public var address = IPv4Address.loopback
         public var tcpPort: UInt16 = 11211
-        /// 0: no UDP.
-        public var udpPort: UInt16 = 0
+        /// nil: no UDP; 0: an ephemeral port.
+        public var udpPort: UInt16? = nil
         public var threads = 1
         public var maxConnections = 1024
         public var store = KVStore.Configuration()
@@ -58,10 +58,10 @@ public final class KVSServer: @unchecked Sendable {
         storeConfig.partitions = c.threads
         let store = KVStore(storeConfig)
         store.locksPartitions = true
-        if c.replyOffload && c.udpPort != 0 { store.replyTable = ReplyTable(slots: 4096) }
+        if c.replyOffload && c.udpPort != nil { store.replyTable = ReplyTable(slots: 4096) }
         context = KVSContext(store: store, threads: c.threads)
         tcp = try KernelTCPPort(address: c.address, port: c.tcpPort, queues: c.threads, maxConnections: c.maxConnections)
-        udp = c.udpPort == 0 ? nil : try KernelUDPPort(address: c.address, port: c.udpPort, queues: c.threads)
+        udp = try c.udpPort.map { try KernelUDPPort(address: c.address, port: $0, queues: c.threads) }
         context.settings = [
             ("maxbytes", String(store.pool.segmentCount * store.pool.segmentSize)), ("maxconns", String(c.maxConnections)),
             ("tcpport", String(tcp.port)), ("udpport", String(udp?.port ?? 0)), ("inter", c.address.description),

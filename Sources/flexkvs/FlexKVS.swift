@@ -81,7 +81,7 @@ struct FlexKVSCommand: ParsableCommand {
         let udp = udpPort.map(Int.init) ?? file.udp_port ?? 0
         guard (1...65535).contains(tcp), (0...65535).contains(udp) else { throw ValidationError("ports must be 1...65535 (UDP 0 = off)") }
         c.tcpPort = UInt16(tcp)
-        c.udpPort = UInt16(udp)
+        c.udpPort = udp == 0 ? nil : UInt16(udp)  // memcached's -U 0: UDP off
         c.threads = threads ?? file.threads ?? 1
         guard (1...64).contains(c.threads) else { throw ValidationError("-t must be 1...64") }
         let megabytes = memory ?? file.memory_mb ?? 64

@@ -14,11 +14,16 @@ final class TestServer {
     let server: KVSServer
     var tcpPort: UInt16 { server.tcp.port }
 
-    init(threads: Int = 2, memoryMB: Int = 16, maxItem: Int = 1 << 20, maxConnections: Int = 64) throws {
+    var udpPort: UInt16 { server.udp!.port }
+
+    /// TCP and UDP on ephemeral ports.
+    init(threads: Int = 2, steering: KVSServer.Steering = .flow, memoryMB: Int = 16, maxItem: Int = 1 << 20,
+         maxConnections: Int = 64) throws {
         var c = KVSServer.Configuration()
         c.tcpPort = 0
         c.udpPort = 0
         c.threads = threads
+        c.steering = steering
         c.maxConnections = maxConnections
         c.store.memoryLimit = memoryMB << 20
         c.store.maxItemSize = maxItem
@@ -198,14 +203,8 @@ final class Client {
 
     @Test(arguments: KVSServer.Steering.allCases)
     func udpFramesTextAndBinary(steering: KVSServer.Steering) throws {
-        var c = KVSServer.Configuration()
-        c.tcpPort = 0
-        c.udpPort = 47_000 + UInt16(getpid() % 1000) + (steering == .key ? 1000 : 0)
-        c.threads = 2
-        c.steering = steering
-        let server = try KVSServer(c)
-        server.start()
-        defer { server.stop() }
+        let t = try TestServer(steering: steering)
+        let server = t.server
         let u = try Client(udp: server.udp!.port)
         let header: [UInt8] = [0x12, 0x34, 0, 0, 0, 1, 0, 0]
         u.send(header + Array("set u 0 0 2\r\nhi\r\n".utf8))
@@ -298,14 +297,8 @@ final class Client {
     /// Under key steering every UDP request lands on the worker owning its key; with
     /// two workers, some requests cross between them, and every reply is right.
     @Test func requestsReachTheOwningWorker() throws {
-        var c = KVSServer.Configuration()
-        c.tcpPort = 0
-        c.udpPort = 49_000 + UInt16(getpid() % 1000)
-        c.threads = 2
-        c.steering = .key
-        let server = try KVSServer(c)
-        server.start()
-        defer { server.stop() }
+        let t = try TestServer(steering: .key)
+        let server = t.server
         let u = try Client(udp: server.udp!.port)
         var ok = 0
         for i in 0..<300 {
@@ -385,14 +378,8 @@ final class Client {
     /// answered by the pipeline's reply table (or the test proves nothing).
     @Test(arguments: KVSServer.Steering.allCases)
     func noStaleReplyUnderConcurrentWrites(steering: KVSServer.Steering) throws {
-        var c = KVSServer.Configuration()
-        c.tcpPort = 0
-        c.udpPort = 51_000 + UInt16(getpid() % 1000) + (steering == .key ? 1000 : 0)
-        c.threads = 2
-        c.steering = steering
-        let server = try KVSServer(c)
-        server.start()
-        defer { server.stop() }
+        let t = try TestServer(steering: steering)
+        let server = t.server
         let port = server.udp!.port
         let acked = Atomic<Int>(0)
         let stale = Atomic<Int>(0)

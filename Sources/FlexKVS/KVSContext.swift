@@ -15,6 +15,22 @@ public final class KVSContext: @unchecked Sendable {
     public let protocolErrors = Atomic<Int>(0)
     public let threads: Int
     let verbosity = Atomic<Int>(0)
+    /// Counter values at the last `stats reset` (reported values are relative to them;
+    /// gauges such as curr_items and bytes are never reset).
+    let baseline = Mutex<[KVStats.Counter: Int64]>([:])
+    static let gauges: Set<KVStats.Counter> = [.currItems, .bytes]
+
+    /// `stats reset`: counters start again from zero.
+    func resetStats() {
+        let now = Dictionary(uniqueKeysWithValues: KVStats.Counter.allCases.map { ($0, store.total($0)) })
+        baseline.withLock { $0 = now }
+        protocolErrors.store(0, ordering: .relaxed)
+    }
+
+    /// A counter as `stats` reports it.
+    func reported(_ c: KVStats.Counter) -> Int64 {
+        Self.gauges.contains(c) ? store.total(c) : store.total(c) - baseline.withLock { $0[c] ?? 0 }
+    }
 
     public init(store: KVStore, threads: Int) {
         self.store = store
@@ -34,7 +50,7 @@ public final class KVSContext: @unchecked Sendable {
             ("total_connections", String(totalConnections.load(ordering: .relaxed))),
             ("protocol_errors", String(protocolErrors.load(ordering: .relaxed))),
         ]
-        for c in KVStats.Counter.allCases { out.append((c.name, String(s.total(c)))) }
+        for c in KVStats.Counter.allCases { out.append((c.name, String(reported(c)))) }
         out.append(("limit_maxbytes", String(s.pool.segmentCount * s.pool.segmentSize)))
         out.append(("hash_bytes", String(s.indexBytes)))
         return out

@@ -309,6 +309,7 @@ enum TextProtocol {
         } else if equals(b, t, 1, "steering") {
             lines = ctx.steeringStats()
         } else if equals(b, t, 1, "reset") {
+            ctx.resetStats()
             s.write("RESET\r\n")
             return
         } else {

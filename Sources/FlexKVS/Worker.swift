@@ -122,6 +122,9 @@ final class Worker: @unchecked Sendable {
         var work = serve(tcpSteering, inboxes: [tcpSteering.pipeline.rings[queue]], out: tcpOut, handle: handleTCP)
         if let udpSteering { work += serve(udpSteering, inboxes: udpInboxes, out: udpOut, handle: handleUDP) }
         if work == 0 {
+            // Idle: compact this worker's partition (one segment at most), then sleep.
+            let partition = context.store.partitions[queue % context.store.partitions.count]
+            if partition.withLock({ $0.compactOne() }) { return }
             var waitOn: [(port: any PacketPort, queue: Int)] = [(server.tcp, queue)]
             if let udp = server.udp { waitOn.append((udp, queue)) }
             waitForAny(waitOn, descriptors: [wakeup], timeoutMilliseconds: 5)

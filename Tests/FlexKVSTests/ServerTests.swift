@@ -129,6 +129,11 @@ final class Client {
         #expect(c.receive(until: "NOT_FOUND\r\nDELETED\r\nNOT_FOUND\r\n") == "NOT_FOUND\r\nSTORED\r\n42\r\n0\r\nTOUCHED\r\nDELETED\r\nNOT_FOUND\r\n")
         c.send("flush_all\r\nget k\r\n")
         #expect(c.receive(until: "END\r\n") == "OK\r\nEND\r\n")
+        c.send("stats reset\r\nget k\r\n")
+        #expect(c.receive(until: "END\r\n") == "RESET\r\nEND\r\n")
+        c.send("stats\r\n")
+        let stats = c.receive(until: "END\r\n")
+        #expect(stats.contains("STAT get_misses 1\r\n") && stats.contains("STAT cmd_get 1\r\n"), "\(stats)")
     }
 
     /// A value split across many TCP segments and a reply larger than one frame.

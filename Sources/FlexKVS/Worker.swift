@@ -118,10 +118,20 @@ final class Worker: @unchecked Sendable {
         return udpSteering.map { t + $0.pipeline.counters.snapshot } ?? t
     }
 
+    /// Empty polls in a row; the worker sleeps only after `spinLimit` of them, so a busy
+    /// server does not pay a sleep and a wakeup between bursts.
+    var idlePolls = 0
+    static let spinLimit = 256
+
     func runOnce() {
         var work = serve(tcpSteering, inboxes: [tcpSteering.pipeline.rings[queue]], out: tcpOut, handle: handleTCP)
         if let udpSteering { work += serve(udpSteering, inboxes: udpInboxes, out: udpOut, handle: handleUDP) }
-        if work == 0 {
+        if work > 0 {
+            idlePolls = 0
+            return
+        }
+        idlePolls += 1
+        if idlePolls >= Self.spinLimit {
             // Idle: compact this worker's partition (one segment at most), then sleep.
             let partition = context.store.partitions[queue % context.store.partitions.count]
             if partition.withLock({ $0.compactOne() }) { return }

@@ -118,20 +118,22 @@ final class Worker: @unchecked Sendable {
         return udpSteering.map { t + $0.pipeline.counters.snapshot } ?? t
     }
 
-    /// Empty polls in a row; the worker sleeps only after `spinLimit` of them, so a busy
-    /// server does not pay a sleep and a wakeup between bursts.
-    var idlePolls = 0
-    static let spinLimit = 256
+    /// When the worker last found nothing to do (0: it has work). It keeps polling for
+    /// `spinCycles` (about 40 us) before it sleeps, so a busy server does not pay a sleep
+    /// and a wakeup between bursts, and an idle one does not burn its core.
+    var idleSince: UInt64 = 0
+    static let spinCycles: UInt64 = 100_000
 
     func runOnce() {
         var work = serve(tcpSteering, inboxes: [tcpSteering.pipeline.rings[queue]], out: tcpOut, handle: handleTCP)
         if let udpSteering { work += serve(udpSteering, inboxes: udpInboxes, out: udpOut, handle: handleUDP) }
         if work > 0 {
-            idlePolls = 0
+            idleSince = 0
             return
         }
-        idlePolls += 1
-        if idlePolls >= Self.spinLimit {
+        let now = cflex_rdtsc()
+        if idleSince == 0 { idleSince = now }
+        if now &- idleSince >= Self.spinCycles {
             // Idle: compact this worker's partition (one segment at most), then sleep.
             let partition = context.store.partitions[queue % context.store.partitions.count]
             if partition.withLock({ $0.compactOne() }) { return }

@@ -54,24 +54,19 @@ public final class Partition: @unchecked Sendable {
     @inline(__always)
     public func withLock<T>(_ body: (Partition) throws -> T) rethrows -> T {
         while lockWord.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged == false {
-            while lockWord.load(ordering: .relaxed) { spinLoopHint() }
+            while lockWord.load(ordering: .relaxed) {}  // wait for a release before retrying the CAS
         }
         defer { lockWord.store(false, ordering: .releasing) }
         return try body(self)
     }
 
-    @inline(__always) func spinLoopHint() {
-        #if arch(x86_64)
-        _ = 0  // a pause instruction is not reachable from Swift; the loop is short
-        #endif
-    }
 
     // MARK: Lookup
 
     @inline(__always) func item(_ ref: ItemRef) -> ItemView { ItemView(log.pointer(ref)) }
 
     /// The live entry for `key`, dropping it if it expired or was flushed.
-    func lookup(_ key: UnsafeRawBufferPointer, _ hash: UInt32, countMiss: Bool = true) -> (ItemRef, ItemView)? {
+    func lookup(_ key: UnsafeRawBufferPointer, _ hash: UInt32) -> (ItemRef, ItemView)? {
         guard let ref = table.find(hash, { item($0).keyEquals(key) }) else { return nil }
         let it = item(ref)
         if let reason = invalidity(it) {
@@ -149,7 +144,7 @@ public final class Partition: @unchecked Sendable {
     public func store(_ mode: StoreMode, key: UnsafeRawBufferPointer, hash: UInt32, flags: UInt32, expiry: UInt32,
                       value: UnsafeRawBufferPointer) -> StoreResult {
         stats.add(.cmdSet)
-        let existing = lookup(key, hash, countMiss: false)
+        let existing = lookup(key, hash)
         switch mode {
         case .add where existing != nil: return .notStored
         case .replace where existing == nil, .append where existing == nil, .prepend where existing == nil:

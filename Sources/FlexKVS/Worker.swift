@@ -29,62 +29,6 @@ final class Worker: @unchecked Sendable {
     /// Other workers signal this when they steer requests to us while we may sleep.
     let wakeup: Int32
 
-    /// Flow steering (and TCP under key steering): everything addressed to the server's
-    /// port goes to this worker's own queue; the kernel chose the worker by the flow.
-    static func flowProgram(protocolNumber: UInt8, port: UInt16, queues: Int, own: Int) -> SteeringProgram {
-        SteeringProgram(name: protocolNumber == 6 ? "kvs-tcp-flow" : "kvs-udp-flow", queues: queues, stages: [
-            .init("memcached", fields: [FieldMatch(.ipProtocol, .exact(UInt64(protocolNumber))),
-                                        FieldMatch(.destinationPort, .exact(UInt64(port)))],
-                  actions: [.strip(.l4), .toQueue(own)]),
-        ])
-    }
-
-    /// The reply-offload stage: a single-datagram `get <key>` is answered from the reply
-    /// table when it holds the key; otherwise the hash it computed goes on to `then`.
-    static func offloadStage(then: [Action]) -> SteeringProgram.Stage {
-        let header = KVSServer.udpFrameHeader
-        return .init("ascii-get-offload",
-                     fields: [FieldMatch(.payloadWord(offset: 2, width: 4), .exact(1))],  // sequence 0 of 1 datagram
-                     payload: [PayloadMatch(offset: header, text: "get ")],
-                     actions: [.hash(.payloadToken(offset: header + 4, maxLength: TextProtocol.maxKeyLength)),
-                               .replyFromTable(keyOffset: header + 4, maxKeyLength: TextProtocol.maxKeyLength, keepPrefix: header)]
-                        + then)
-    }
-
-    /// Flow steering over UDP, with reply offload: like `flowProgram`, but hot GETs are
-    /// answered by the pipeline.
-    static func flowOffloadProgram(port: UInt16, queues: Int, own: Int) -> SteeringProgram {
-        var p = flowProgram(protocolNumber: 17, port: port, queues: queues, own: own)
-        p.stages.insert(.init("memcached-udp", fields: [FieldMatch(.ipProtocol, .exact(17)), FieldMatch(.destinationPort, .exact(UInt64(port)))],
-                              actions: [.strip(.l4)]), at: 0)
-        p.stages.insert(offloadStage(then: [.writeHash, .toQueue(own)]), at: 1)
-        return p
-    }
-
-    /// Key steering over UDP: parse the request after the 8-byte frame header, hash its
-    /// (first) key, write the hash into the descriptor, redirect to the owning worker.
-    /// Requests without a key (stats, version, ...) stay with this worker.
-    static func keyProgram(port: UInt16, queues: Int, own: Int, offload: Bool) -> SteeringProgram {
-        let header = KVSServer.udpFrameHeader
-        func text(_ command: String) -> SteeringProgram.Stage {
-            .init("ascii-\(command)", payload: [PayloadMatch(offset: header, text: command + " ")],
-                  actions: [.hash(.payloadToken(offset: header + command.utf8.count + 1, maxLength: TextProtocol.maxKeyLength)),
-                            .writeHash, .redirect])
-        }
-        return SteeringProgram(name: "kvs-udp-key", queues: queues, stages: [
-            .init("memcached-udp", fields: [FieldMatch(.ipProtocol, .exact(17)), FieldMatch(.destinationPort, .exact(UInt64(port)))],
-                  actions: [.strip(.l4)]),
-        ] + (offload ? [offloadStage(then: [.writeHash, .redirect])] : []) + [
-            text("get"), text("gets"), text("set"), text("delete"),
-            .init("binary", fields: [FieldMatch(.destinationPort, .exact(UInt64(port))),
-                                     FieldMatch(.payloadWord(offset: header, width: 1), .exact(UInt64(BinaryProtocol.requestMagic)))],
-                  actions: [.hash(.payloadField(offset: header + BinaryProtocol.headerSize, lengthAt: header + 2, skipAt: header + 4)),
-                            .writeHash, .redirect]),
-            .init("other", fields: [FieldMatch(.ipProtocol, .exact(17)), FieldMatch(.destinationPort, .exact(UInt64(port)))],
-                  actions: [.toQueue(own)]),
-        ])
-    }
-
     init(server: KVSServer, queue: Int) throws {
         self.server = server
         self.queue = queue
@@ -95,14 +39,14 @@ final class Worker: @unchecked Sendable {
         let queues = server.configuration.threads
         tcpSteering = SteeringEmulator(
             port: server.tcp,
-            pipeline: try SteeringPipeline(program: Self.flowProgram(protocolNumber: 6, port: server.tcp.port, queues: queues, own: queue)),
+            pipeline: try SteeringPipeline(program: KVSPrograms.flow(protocolNumber: 6, port: server.tcp.port, queues: queues, own: queue)),
             rxQueue: queue, txQueue: queue)
         let table = server.context.store.replyTable
         udpSteering = try server.udp.map { udp in
             let program = server.configuration.steering == .key
-                ? Self.keyProgram(port: udp.port, queues: queues, own: queue, offload: table != nil)
-                : table != nil ? Self.flowOffloadProgram(port: udp.port, queues: queues, own: queue)
-                               : Self.flowProgram(protocolNumber: 17, port: udp.port, queues: queues, own: queue)
+                ? KVSPrograms.key(port: udp.port, queues: queues, own: queue, offload: table != nil)
+                : table != nil ? KVSPrograms.flowWithOffload(port: udp.port, queues: queues, own: queue)
+                               : KVSPrograms.flow(protocolNumber: 17, port: udp.port, queues: queues, own: queue)
             return SteeringEmulator(port: udp, pipeline: try SteeringPipeline(program: program, replyTable: table),
                                     rxQueue: queue, txQueue: queue)
         }

@@ -1,0 +1,65 @@
+import FlexNIC
+
+/// flexkvs's steering programs: what the FlexNIC pipeline of each worker runs on its
+/// TCP and UDP queues, per steering mode. Payload offsets count from the UDP payload,
+/// which starts with memcached's 8-byte frame header.
+enum KVSPrograms {
+    /// Flow steering (and TCP under key steering): everything addressed to the server's
+    /// port goes to this worker's own queue; the kernel chose the worker by the flow.
+    static func flow(protocolNumber: UInt8, port: UInt16, queues: Int, own: Int) -> SteeringProgram {
+        SteeringProgram(name: protocolNumber == 6 ? "kvs-tcp-flow" : "kvs-udp-flow", queues: queues, stages: [
+            .init("memcached", fields: [FieldMatch(.ipProtocol, .exact(UInt64(protocolNumber))),
+                                        FieldMatch(.destinationPort, .exact(UInt64(port)))],
+                  actions: [.strip(.l4), .toQueue(own)]),
+        ])
+    }
+
+    /// Strips memcached UDP datagrams to their payload (the frame header comes first) and
+    /// lets later stages look at the request.
+    static func udpPayload(port: UInt16) -> SteeringProgram.Stage {
+        .init("memcached-udp", fields: [FieldMatch(.ipProtocol, .exact(17)), FieldMatch(.destinationPort, .exact(UInt64(port)))],
+              actions: [.strip(.l4)])
+    }
+
+    /// The reply-offload stage: a single-datagram `get <key>` is answered from the reply
+    /// table when it holds the key; otherwise the hash it computed goes on to `then`.
+    static func offloadStage(then: [Action]) -> SteeringProgram.Stage {
+        let header = KVSServer.udpFrameHeader
+        return .init("ascii-get-offload",
+                     fields: [FieldMatch(.payloadWord(offset: 2, width: 4), .exact(1))],  // sequence 0 of 1 datagram
+                     payload: [PayloadMatch(offset: header, text: "get ")],
+                     actions: [.hash(.payloadToken(offset: header + 4, maxLength: TextProtocol.maxKeyLength)),
+                               .replyFromTable(keyOffset: header + 4, maxKeyLength: TextProtocol.maxKeyLength, keepPrefix: header)]
+                        + then)
+    }
+
+    /// Flow steering over UDP, with reply offload: like `flowProgram`, but hot GETs are
+    /// answered by the pipeline.
+    static func flowWithOffload(port: UInt16, queues: Int, own: Int) -> SteeringProgram {
+        var p = flow(protocolNumber: 17, port: port, queues: queues, own: own)
+        p.stages.insert(udpPayload(port: port), at: 0)
+        p.stages.insert(offloadStage(then: [.writeHash, .toQueue(own)]), at: 1)
+        return p
+    }
+
+    /// Key steering over UDP: parse the request after the 8-byte frame header, hash its
+    /// (first) key, write the hash into the descriptor, redirect to the owning worker.
+    /// Requests without a key (stats, version, ...) stay with this worker.
+    static func key(port: UInt16, queues: Int, own: Int, offload: Bool) -> SteeringProgram {
+        let header = KVSServer.udpFrameHeader
+        func text(_ command: String) -> SteeringProgram.Stage {
+            .init("ascii-\(command)", payload: [PayloadMatch(offset: header, text: command + " ")],
+                  actions: [.hash(.payloadToken(offset: header + command.utf8.count + 1, maxLength: TextProtocol.maxKeyLength)),
+                            .writeHash, .redirect])
+        }
+        return SteeringProgram(name: "kvs-udp-key", queues: queues, stages: [udpPayload(port: port)] + (offload ? [offloadStage(then: [.writeHash, .redirect])] : []) + [
+            text("get"), text("gets"), text("set"), text("delete"),
+            .init("binary", fields: [FieldMatch(.destinationPort, .exact(UInt64(port))),
+                                     FieldMatch(.payloadWord(offset: header, width: 1), .exact(UInt64(BinaryProtocol.requestMagic)))],
+                  actions: [.hash(.payloadField(offset: header + BinaryProtocol.headerSize, lengthAt: header + 2, skipAt: header + 4)),
+                            .writeHash, .redirect]),
+            .init("other", fields: [FieldMatch(.ipProtocol, .exact(17)), FieldMatch(.destinationPort, .exact(UInt64(port)))],
+                  actions: [.toQueue(own)]),
+        ])
+    }
+}

@@ -2,6 +2,7 @@ import CFlexSys
 import FlexIO
 import FlexNIC
 import FlexWire
+import Foundation
 import Synchronization
 
 #if canImport(Glibc)
@@ -64,9 +65,11 @@ final class Worker: @unchecked Sendable {
 
     /// When the worker last found nothing to do (0: it has work). It keeps polling for
     /// `spinCycles` (about 40 us) before it sleeps, so a busy server does not pay a sleep
-    /// and a wakeup between bursts, and an idle one does not burn its core.
+    /// and a wakeup between bursts, and an idle one does not burn its core. With as many
+    /// workers as cores it does not spin: a spinning worker would take the core another
+    /// worker (or the client) needs.
     var idleSince: UInt64 = 0
-    static let spinCycles: UInt64 = 100_000
+    lazy var spinCycles: UInt64 = server.configuration.threads < ProcessInfo.processInfo.activeProcessorCount ? 100_000 : 0
 
     func runOnce() {
         var work = serve(tcpSteering, inboxes: [tcpSteering.pipeline.rings[queue]], out: tcpOut, handle: handleTCP)
@@ -77,7 +80,7 @@ final class Worker: @unchecked Sendable {
         }
         let now = cflex_rdtsc()
         if idleSince == 0 { idleSince = now }
-        if now &- idleSince >= Self.spinCycles {
+        if now &- idleSince >= spinCycles {
             // Idle: compact this worker's partition (one segment at most), then sleep.
             let partition = context.store.partitions[queue % context.store.partitions.count]
             if partition.withLock({ $0.compactOne() }) { return }

@@ -155,23 +155,24 @@ public final class Partition: @unchecked Sendable {
             stats.add(.casHits)
         default: break
         }
-        var head = UnsafeRawBufferPointer(start: nil, count: 0), tail = head
         var itemFlags = flags, itemExpiry = expiry
+        // append/prepend: the old value joins the new one; flags and expiry stay the
+        // item's. It is copied out first: allocating may evict the segment it lives in.
+        var old: [UInt8] = []
         if let (_, it) = existing, mode == .append || mode == .prepend {
-            // The old value joins the new one; flags and expiry stay the item's.
             itemFlags = it.flags
             itemExpiry = it.expiry
-            if mode == .append { head = UnsafeRawBufferPointer(it.value) } else { tail = UnsafeRawBufferPointer(it.value) }
+            old = Array(UnsafeRawBufferPointer(it.value))
         }
-        let total = head.count + value.count + tail.count
+        let total = old.count + value.count
         guard let (ref, it) = allocate(key: key, hash: hash, valueLength: total, flags: itemFlags, expiry: itemExpiry) else {
             return total > store.maxItemSize ? .tooLarge : .outOfMemory
         }
-        // Allocation may have evicted the old item; it copies only from live memory.
-        var out = it.value.baseAddress!
-        for part in [head, value, tail] where part.count > 0 {
-            out.copyMemory(from: part.baseAddress!, byteCount: part.count)
-            out += part.count
+        let out = it.value
+        old.withUnsafeBytes { o in
+            let (first, second) = mode == .prepend ? (value, o) : (o, value)
+            if first.count > 0 { out.baseAddress!.copyMemory(from: first.baseAddress!, byteCount: first.count) }
+            if second.count > 0 { (out.baseAddress! + first.count).copyMemory(from: second.baseAddress!, byteCount: second.count) }
         }
         link(ref, it, key: key, hash: hash)
         return .stored(cas: it.cas)

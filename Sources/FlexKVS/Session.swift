@@ -88,7 +88,7 @@ public final class Session {
         var v = UInt64(n)
         if v < 10 { output.append(UInt8(v) + 0x30); return }
         var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: room for 20 digits
-        let count = withUnsafeMutableBytes(of: &digits) { d -> Int in
+        withUnsafeMutableBytes(of: &digits) { d in
             var i = 24
             while v > 0 {
                 i -= 1
@@ -96,9 +96,7 @@ public final class Session {
                 v /= 10
             }
             output.append(contentsOf: UnsafeRawBufferPointer(rebasing: d[i...]))
-            return 24 - i
         }
-        _ = count
     }
 
     @inline(__always) func writeBE16(_ v: UInt16) { output.append(UInt8(v >> 8)); output.append(UInt8(v & 0xFF)) }

@@ -168,3 +168,28 @@ func makeStore(memoryMB: Int = 8, partitions: Int = 2, segment: Int = 64 << 10, 
         print("100k items: \(itemBytes) bytes of items (\(String(format: "%.2f", Double(itemBytes) / Double(raw)))x raw), index \(s.indexBytes) bytes")
     }
 }
+
+@Suite struct AppendUnderEvictionTests {
+    /// append must not read the old value from a segment the allocation just evicted:
+    /// with memory full, every append must still see its own previous bytes.
+    @Test func appendSurvivesEvictionOfTheOldItem() {
+        let s = makeStore(memoryMB: 1, partitions: 1, segment: 64 << 10)
+        s.set("grow", "")
+        var expected = ""
+        let filler = String(repeating: "f", count: 900)
+        for i in 0..<400 {
+            // Fill memory so the next allocation evicts (often the segment "grow" is in).
+            for j in 0..<20 { s.set("fill\(i)-\(j)", filler) }
+            if s.set("grow", "x", mode: .append) == .notStored {
+                // Evicted before the append: start over, as a client would.
+                s.set("grow", "x")
+                expected = "x"
+            } else {
+                expected += "x"
+            }
+            let v = s.get("grow")
+            #expect(v == expected, "round \(i)")
+            if v != expected { return }
+        }
+    }
+}

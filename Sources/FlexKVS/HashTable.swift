@@ -85,19 +85,21 @@ final class HashTable {
 
     // MARK: Operations
 
-    /// The reference whose item satisfies `matches`, among entries with `hash`'s tag.
-    func find(_ hash: UInt32, _ matches: (ItemRef) -> Bool) -> ItemRef? {
+    /// The bucket and slot of the entry with `hash`'s tag whose item satisfies `matches`.
+    func locate(_ hash: UInt32, _ matches: (ItemRef) -> Bool) -> (bucket: UnsafeMutableRawPointer, slot: Int)? {
         let t = Self.tag(hash)
         var b = head(hash)
         while true {
-            for i in 0..<Self.slots where Self.tagAt(b, i) == t {
-                let r = Self.refAt(b, i)
-                if matches(r) { return r }
-            }
+            for i in 0..<Self.slots where Self.tagAt(b, i) == t && matches(Self.refAt(b, i)) { return (b, i) }
             let n = Self.next(b)
             if n == 0 { return nil }
             b = overflowBucket(n)
         }
+    }
+
+    /// The reference whose item satisfies `matches`, among entries with `hash`'s tag.
+    func find(_ hash: UInt32, _ matches: (ItemRef) -> Bool) -> ItemRef? {
+        locate(hash, matches).map { Self.refAt($0.bucket, $0.slot) }
     }
 
     /// Points the entry that `matches` at `ref`, or adds an entry; returns the reference
@@ -137,21 +139,11 @@ final class HashTable {
     /// Removes the entry that `matches`; returns its reference.
     @discardableResult
     func remove(_ hash: UInt32, _ matches: (ItemRef) -> Bool) -> ItemRef? {
-        let t = Self.tag(hash)
-        var b = head(hash)
-        while true {
-            for i in 0..<Self.slots where Self.tagAt(b, i) == t {
-                let r = Self.refAt(b, i)
-                if matches(r) {
-                    Self.set(b, i, tag: 0, ref: 0)
-                    count -= 1
-                    return r
-                }
-            }
-            let n = Self.next(b)
-            if n == 0 { return nil }
-            b = overflowBucket(n)
-        }
+        guard let (b, i) = locate(hash, matches) else { return nil }
+        let r = Self.refAt(b, i)
+        Self.set(b, i, tag: 0, ref: 0)
+        count -= 1
+        return r
     }
 
     /// Empties the table (flush_all frees items lazily; this is for tests and resets).

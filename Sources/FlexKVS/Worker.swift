@@ -19,6 +19,10 @@ final class Worker: @unchecked Sendable {
     let udpSteering: SteeringEmulator?
     let tcpOut = PacketBatch(capacity: 32)
     let udpOut = PacketBatch(capacity: 32)
+    /// Request buffers served this burst, returned to their port once per burst (one
+    /// pool lock per burst, not per request).
+    let tcpDone = PacketBatch(capacity: 64)
+    let udpDone = PacketBatch(capacity: 64)
     let inbox = UnsafeMutablePointer<Descriptor>.allocate(capacity: 64)
     var sessions: [UInt32: Session] = [:]
     /// Rings other workers' UDP pipelines (and ours) fill for this worker.
@@ -72,8 +76,8 @@ final class Worker: @unchecked Sendable {
     lazy var spinCycles: UInt64 = server.configuration.threads < ProcessInfo.processInfo.activeProcessorCount ? 100_000 : 0
 
     func runOnce() {
-        var work = serve(tcpSteering, inboxes: [tcpSteering.pipeline.rings[queue]], out: tcpOut, handle: handleTCP)
-        if let udpSteering { work += serve(udpSteering, inboxes: udpInboxes, out: udpOut, handle: handleUDP) }
+        var work = serve(tcpSteering, inboxes: [tcpSteering.pipeline.rings[queue]], out: tcpOut, done: tcpDone, handle: handleTCP)
+        if let udpSteering { work += serve(udpSteering, inboxes: udpInboxes, out: udpOut, done: udpDone, handle: handleUDP) }
         if work > 0 {
             idleSince = 0
             return
@@ -94,7 +98,7 @@ final class Worker: @unchecked Sendable {
     /// One burst from `steering`'s port: steer it, serve what our inboxes hold (steered
     /// by us or, under key steering, by other workers), free what went to the slow path
     /// (malformed frames), send the replies.
-    func serve(_ steering: SteeringEmulator, inboxes: [DescriptorRing], out: PacketBatch,
+    func serve(_ steering: SteeringEmulator, inboxes: [DescriptorRing], out: PacketBatch, done: PacketBatch,
                handle: (Descriptor, UInt64) -> Void) -> Int {
         let t0 = cflex_rdtsc()
         let n = steering.poll()
@@ -110,7 +114,14 @@ final class Worker: @unchecked Sendable {
         let slow = pipeline.slowPathRing.dequeue(into: inbox, maximum: 64)
         for i in 0..<slow { steering.port.release(inbox[i].packet) }
         if !out.isEmpty { _ = steering.port.transmit(queue: queue, out) }
+        if !done.isEmpty { steering.port.release(done) }
         return n + served
+    }
+
+    /// Queues a served request's buffer for release at the end of the burst.
+    @inline(__always) func finished(_ p: Packet, _ done: PacketBatch, _ port: any PacketPort) {
+        if done.isFull { port.release(done) }
+        done.append(p)
     }
 
     /// Signals the workers whose rings the last burst fed (once per burst, not per
@@ -129,7 +140,7 @@ final class Worker: @unchecked Sendable {
     func handleTCP(_ d: Descriptor, _ steeringCycles: UInt64) {
         let t0 = cflex_rdtsc()
         let port = server.tcp
-        defer { port.release(d.packet) }
+        defer { finished(d.packet, tcpDone, port) }
         guard let frame = try? ParsedFrame(parsing: d.packet.bytes) else { return }
         let flow = d.packet.flow
         if frame.tcpFlags & TCPHeader.Flags.fin.rawValue != 0 {
@@ -200,7 +211,10 @@ final class Worker: @unchecked Sendable {
     func handleUDP(_ d: Descriptor, _ steeringCycles: UInt64) {
         let t0 = cflex_rdtsc()
         guard let udp = server.udp else { return }
-        defer { udp.release(d.packet) }
+        // The request's buffer carries the first reply datagram (no allocation, no
+        // release); if it is not used for that, it is released with the burst.
+        var request: Packet? = d.packet
+        defer { if let r = request { finished(r, udpDone, udp) } }
         let payload = UnsafeRawBufferPointer(d.payload)
         guard payload.count > Self.headerLength, let frame = try? ParsedFrame(parsing: d.packet.bytes),
               payload[2] == 0, payload[3] == 0, payload[4] == 0, payload[5] == 1 else {
@@ -221,7 +235,12 @@ final class Worker: @unchecked Sendable {
         guard total > 0, datagrams <= Int(UInt16.max) else { return }
         for i in 0..<datagrams {
             if udpOut.isFull { _ = udp.transmit(queue: queue, udpOut) }
-            guard udp.allocate(count: 1, into: udpOut) == 1 else { return }
+            if let r = request {
+                udpOut.append(r)
+                request = nil
+            } else {
+                guard udp.allocate(count: 1, into: udpOut) == 1 else { return }
+            }
             var p = udpOut[udpOut.count - 1]
             let start = i * KVSServer.udpPayload
             let n = min(KVSServer.udpPayload, total - start)

@@ -27,6 +27,8 @@ final class Worker: @unchecked Sendable {
     var sessions: [UInt32: Session] = [:]
     /// Rings other workers' UDP pipelines (and ours) fill for this worker.
     var udpInboxes: [DescriptorRing] = []
+    /// The one ring TCP requests arrive on (TCP stays with the accepting worker).
+    let tcpInboxes: [DescriptorRing]
     let udpSession = Session()
     let requests = Atomic<UInt64>(0)
     let badFrames = Atomic<UInt64>(0)
@@ -47,6 +49,7 @@ final class Worker: @unchecked Sendable {
             pipeline: try SteeringPipeline(program: KVSPrograms.flow(protocolNumber: 6, port: server.tcp.port, queues: queues, own: queue)),
             rxQueue: queue, txQueue: queue)
         let table = server.context.store.replyTable
+        tcpInboxes = [tcpSteering.pipeline.rings[queue]]
         udpSteering = try server.udp.map { udp in
             let program = server.configuration.steering == .key
                 ? KVSPrograms.key(port: udp.port, queues: queues, own: queue, offload: table != nil)
@@ -76,7 +79,7 @@ final class Worker: @unchecked Sendable {
     lazy var spinCycles: UInt64 = server.configuration.threads < ProcessInfo.processInfo.activeProcessorCount ? 100_000 : 0
 
     func runOnce() {
-        var work = serve(tcpSteering, inboxes: [tcpSteering.pipeline.rings[queue]], out: tcpOut, done: tcpDone, handle: handleTCP)
+        var work = serve(tcpSteering, inboxes: tcpInboxes, out: tcpOut, done: tcpDone, handle: handleTCP)
         if let udpSteering { work += serve(udpSteering, inboxes: udpInboxes, out: udpOut, done: udpDone, handle: handleUDP) }
         if work > 0 {
             idleSince = 0
@@ -112,7 +115,7 @@ final class Worker: @unchecked Sendable {
         }
         let pipeline = steering.pipeline
         let slow = pipeline.slowPathRing.dequeue(into: inbox, maximum: 64)
-        for i in 0..<slow { steering.port.release(inbox[i].packet) }
+        for i in 0..<slow { finished(inbox[i].packet, done, steering.port) }
         if !out.isEmpty { _ = steering.port.transmit(queue: queue, out) }
         if !done.isEmpty { steering.port.release(done) }
         return n + served

@@ -63,9 +63,17 @@ public struct ItemView {
     /// Writes the header and key; the caller fills the value.
     func initialize(key: UnsafeRawBufferPointer, hash: UInt32, valueLength: Int, flags: UInt32, expiry: UInt32,
                     cas: UInt64, storedAt: UInt64) {
-        let size = Self.recordSize(keyLength: key.count, valueLength: valueLength)
-        base.storeBytes(of: UInt32(size), toByteOffset: 0, as: UInt32.self)
-        base.storeBytes(of: UInt8(key.count), toByteOffset: 4, as: UInt8.self)
+        initializeHeader(keyLength: key.count, hash: hash, valueLength: valueLength, flags: flags, expiry: expiry,
+                         cas: cas, storedAt: storedAt)
+        (base + Self.headerSize).copyMemory(from: key.baseAddress!, byteCount: key.count)
+    }
+
+    /// Writes the header of an item whose key and value are already in place after it
+    /// (placed by the pipeline).
+    func initializeHeader(keyLength: Int, hash: UInt32, valueLength: Int, flags: UInt32, expiry: UInt32,
+                          cas: UInt64, storedAt: UInt64) {
+        base.storeBytes(of: UInt32(Self.recordSize(keyLength: keyLength, valueLength: valueLength)), toByteOffset: 0, as: UInt32.self)
+        base.storeBytes(of: UInt8(keyLength), toByteOffset: 4, as: UInt8.self)
         base.storeBytes(of: 1, toByteOffset: 5, as: UInt8.self)
         base.storeBytes(of: 0, toByteOffset: 6, as: UInt16.self)
         base.storeBytes(of: UInt32(valueLength), toByteOffset: 8, as: UInt32.self)
@@ -74,10 +82,14 @@ public struct ItemView {
         base.storeBytes(of: hash, toByteOffset: 20, as: UInt32.self)
         base.storeBytes(of: cas, toByteOffset: 24, as: UInt64.self)
         base.storeBytes(of: storedAt, toByteOffset: 32, as: UInt64.self)
-        (base + Self.headerSize).copyMemory(from: key.baseAddress!, byteCount: key.count)
+    }
+
+    /// Turns `size` bytes at `base` into a dead record, so segment walks step over them.
+    static func writeDead(at base: UnsafeMutableRawPointer, size: Int) {
+        base.storeBytes(of: UInt32(size), toByteOffset: 0, as: UInt32.self)
+        base.storeBytes(of: 0, toByteOffset: 4, as: UInt16.self)  // key length 0, not live
     }
 }
-
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -10,6 +10,9 @@ struct ItemLog {
     var offset = 0
     /// Full segments, oldest first.
     var full: [Int] = []
+    /// Segments registered with the pipeline for placed items (`--steering dma`); they
+    /// join `full` when the pipeline has filled them.
+    var placing = 0
 
     init(pool: SegmentPool, quota: Int) {
         self.pool = pool
@@ -17,7 +20,7 @@ struct ItemLog {
         full.reserveCapacity(self.quota)
     }
 
-    var segmentsHeld: Int { full.count + (active >= 0 ? 1 : 0) }
+    var segmentsHeld: Int { full.count + placing + (active >= 0 ? 1 : 0) }
 
     @inline(__always) func pointer(_ ref: ItemRef) -> UnsafeMutableRawPointer {
         pool.base(of: Int(ref >> 32) - 1) + Int(ref & 0xFFFF_FFFF)
@@ -50,6 +53,25 @@ struct ItemLog {
         pool.addFreed(pool.segmentSize - offset, segment: active)  // the unused tail
         full.append(active)
         active = -1
+    }
+
+    /// A segment for the pipeline to place items into, or nil at the quota or with the
+    /// pool empty (the caller evicts and retries).
+    mutating func takeForPlacing() -> Int? {
+        guard segmentsHeld < quota, let s = pool.take() else { return nil }
+        placing += 1
+        return s
+    }
+
+    /// Takes back a segment the pipeline filled to `used` bytes (every record in it
+    /// already an item, live or dead): it joins the full segments as the newest.
+    mutating func adoptPlaced(_ s: Int, used: Int) {
+        placing -= 1
+        if used + 4 <= pool.segmentSize {
+            pool.base(of: s).storeBytes(of: UInt32(0), toByteOffset: used, as: UInt32.self)
+        }
+        pool.addFreed(pool.segmentSize - used, segment: s)
+        full.append(s)
     }
 
     /// Removes and returns the oldest full segment, for eviction.

@@ -45,8 +45,13 @@ enum KVSPrograms {
     /// Key steering over UDP: parse the request after the 8-byte frame header, hash its
     /// (first) key, write the hash into the descriptor, redirect to the owning worker.
     /// Requests without a key (stats, version, ...) stay with this worker.
-    static func key(port: UInt16, queues: Int, own: Int, offload: Bool) -> SteeringProgram {
+    ///
+    /// With `placing`, binary SETs (and SETQs) in one datagram are also appended to the
+    /// owning worker's log segments from the frame header's last 4 bytes on, which puts
+    /// the key 40 bytes after the record's start: an item's layout (`PlacementLog`).
+    static func key(port: UInt16, queues: Int, own: Int, offload: Bool, placing: Bool = false) -> SteeringProgram {
         let header = KVSServer.udpFrameHeader
+        let binaryKey = HashInput.payloadField(offset: header + BinaryProtocol.headerSize, lengthAt: header + 2, skipAt: header + 4)
         func text(_ command: String) -> SteeringProgram.Stage {
             .init("ascii-\(command)", payload: [PayloadMatch(offset: header, text: command + " ")],
                   actions: [.hash(.payloadToken(offset: header + command.utf8.count + 1, maxLength: TextProtocol.maxKeyLength)),
@@ -54,10 +59,19 @@ enum KVSPrograms {
         }
         return SteeringProgram(name: "kvs-udp-key", queues: queues, stages: [udpPayload(port: port)] + (offload ? [offloadStage(then: [.writeHash, .redirect])] : []) + [
             text("get"), text("gets"), text("set"), text("delete"),
+        ] + (placing ? [
+            .init("binary-set-placed",
+                  fields: [FieldMatch(.destinationPort, .exact(UInt64(port))),
+                           FieldMatch(.payloadWord(offset: 2, width: 4), .exact(1)),  // sequence 0 of 1 datagram
+                           FieldMatch(.payloadWord(offset: header, width: 1), .exact(UInt64(BinaryProtocol.requestMagic))),
+                           FieldMatch(.payloadWord(offset: header + 1, width: 1), .masked(0x01, mask: 0xEF)),  // SET, SETQ
+                           FieldMatch(.payloadWord(offset: header + 4, width: 1), .exact(8))],  // flags + expiry
+                  actions: [.hash(binaryKey), .writeHash, .redirect,
+                            .appendToLog(offset: header - PlacementLog.recordPrefix, length: nil)]),
+        ] : []) + [
             .init("binary", fields: [FieldMatch(.destinationPort, .exact(UInt64(port))),
                                      FieldMatch(.payloadWord(offset: header, width: 1), .exact(UInt64(BinaryProtocol.requestMagic)))],
-                  actions: [.hash(.payloadField(offset: header + BinaryProtocol.headerSize, lengthAt: header + 2, skipAt: header + 4)),
-                            .writeHash, .redirect]),
+                  actions: [.hash(binaryKey), .writeHash, .redirect]),
             .init("other", fields: [FieldMatch(.ipProtocol, .exact(17)), FieldMatch(.destinationPort, .exact(UInt64(port)))],
                   actions: [.toQueue(own)]),
         ])

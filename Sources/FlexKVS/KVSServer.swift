@@ -14,12 +14,18 @@ import Synchronization
 ///   steers it over an SPSC ring to the worker that owns the key's partition, handing
 ///   over the hash; that worker serves it and replies. TCP connections stay with the
 ///   worker that accepted them (forwarding with reply ordering is not built yet).
+/// - dma steering: key steering, and each partition registers log segments with every
+///   worker's pipeline; the pipeline appends binary UDP SETs into the owner's segment
+///   laid out as items, and the owner writes the item header and links it.
 ///
 /// Partitions keep their locks in both modes: a multi-key get or a slow-path request
 /// may still reach a foreign partition. Under key steering they are uncontended.
 public final class KVSServer: @unchecked Sendable {
     public enum Steering: String, Sendable, CaseIterable {
         case flow, key
+        /// Key steering, and the pipeline places binary UDP SETs into the owning
+        /// partition's registered log segments (`PlacementLog`).
+        case dma
     }
 
     public struct Configuration: Sendable {
@@ -36,6 +42,10 @@ public final class KVSServer: @unchecked Sendable {
         public var verbose = false
         public init() {}
     }
+
+    /// Log segments each partition registers with each worker's pipeline under dma
+    /// steering (a core registers 4 in all, or 2 per pipeline with more workers).
+    static func placingSegments(threads: Int) -> Int { max(2, 4 / threads) }
 
     /// The memcached UDP frame header: request id, sequence, datagram count, reserved.
     static let udpFrameHeader = 8
@@ -69,11 +79,38 @@ public final class KVSServer: @unchecked Sendable {
             ("segment_size", String(store.pool.segmentSize)), ("steering", c.steering.rawValue), ("io", "socket"),
             ("reply_offload", store.replyTable == nil ? "no" : "yes"),
         ]
-        workers = try (0..<c.threads).map { try Worker(server: self, queue: $0) }
+        // dma: partition q registers segments with every worker w's pipeline.
+        if c.steering == .dma {
+            guard c.udpPort != nil else {
+                throw ConfigurationError("--steering dma places binary UDP SETs: enable UDP (-U PORT)")
+            }
+            let placing = Self.placingSegments(threads: c.threads) * c.threads
+            let quota = store.pool.segmentCount / c.threads
+            guard quota >= placing + 2 else {
+                let need = (placing + 2) * c.threads * store.pool.segmentSize
+                throw ConfigurationError("-m \(c.store.memoryLimit >> 20) is too small for --steering dma with \(c.threads) thread(s): "
+                    + "each partition registers \(placing) segments of \(store.pool.segmentSize >> 10) KiB and needs 2 more; use -m \((need + (1 << 20) - 1) >> 20) or more")
+            }
+        }
+        let placements: [[PlacementLog]] = c.steering == .dma
+            ? try store.partitions.map { p in
+                try (0..<c.threads).map { _ in try PlacementLog(partition: p, count: Self.placingSegments(threads: c.threads)) }
+            }
+            : []
+        workers = try (0..<c.threads).map { w in
+            try Worker(server: self, queue: w, logs: placements.isEmpty ? nil : placements.map { $0[w].segments })
+        }
+        for (q, logs) in placements.enumerated() { workers[q].placements = logs }
         // Worker q consumes ring q of every worker's UDP pipeline (key steering); under
         // flow steering only its own pipeline ever fills its ring.
         for w in workers { w.udpInboxes = workers.compactMap { $0.udpSteering?.pipeline.rings[w.queue] } }
         context.steeringStats = { [unowned self] in self.steeringStats() }
+    }
+
+    /// A configuration the server cannot run with.
+    public struct ConfigurationError: Error, CustomStringConvertible, Sendable {
+        public let description: String
+        init(_ description: String) { self.description = description }
     }
 
     /// Runs the workers on threads of their own; returns at once.
@@ -112,6 +149,11 @@ public final class KVSServer: @unchecked Sendable {
                     (p + "cycles_per_request_median", String(w.cycles.median())),
                     (p + "cycles_per_request_p90", String(w.cycles.percentile(0.9))),
                     (p + "udp_bad_frames", String(w.badFrames.load(ordering: .relaxed)))]
+            if !w.placements.isEmpty {
+                out += [(p + "placed_sets", String(w.placements.reduce(0) { $0 + $1.placed })),
+                        (p + "placed_records_lost", String(w.placements.reduce(0) { $0 + $1.lost })),
+                        (p + "placed_segments_adopted", String(w.placements.reduce(0) { $0 + $1.adopted }))]
+            }
             for (i, m) in c.stageMatched.enumerated() { out.append((p + "stage:\(i):matched", String(m))) }
         }
         return out

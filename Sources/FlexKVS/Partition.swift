@@ -241,11 +241,16 @@ public final class Partition: @unchecked Sendable {
             guard evictOldest() else { return nil }
             ref = log.allocate(size)
         }
-        casCounter += 1
         let it = item(ref!)
         it.initialize(key: key, hash: hash, valueLength: valueLength, flags: flags, expiry: expiry,
-                      cas: casCounter &* UInt64(store.partitions.count) &+ UInt64(index) &+ 1, storedAt: store.clock.nanos)
+                      cas: nextCAS(), storedAt: store.clock.nanos)
         return (ref!, it)
+    }
+
+    /// A CAS unique no other item of any partition has had.
+    @inline(__always) func nextCAS() -> UInt64 {
+        casCounter += 1
+        return casCounter &* UInt64(store.partitions.count) &+ UInt64(index) &+ 1
     }
 
     /// Points the table at a new item, retiring the one it replaces.
@@ -301,6 +306,39 @@ public final class Partition: @unchecked Sendable {
         stats.add(.compactions)
         return true
     }
+
+    // MARK: Placed items (--steering dma)
+
+    /// SET of an item the pipeline placed at `ref`, in a segment this partition
+    /// registered for placing: key and value already follow the 40-byte header, which
+    /// this writes before linking the item. Returns the item's CAS unique.
+    public func storePlaced(_ ref: ItemRef, keyLength: Int, valueLength: Int, hash: UInt32, flags: UInt32,
+                            expiry: UInt32) -> UInt64 {
+        stats.add(.cmdSet)
+        let it = item(ref)
+        it.initializeHeader(keyLength: keyLength, hash: hash, valueLength: valueLength, flags: flags, expiry: expiry,
+                            cas: nextCAS(), storedAt: store.clock.nanos)
+        link(ref, it, key: it.key, hash: hash)
+        return it.cas
+    }
+
+    /// Turns a placed record the core did not store (or never saw) into a dead item.
+    public func retirePlaced(_ ref: ItemRef, size: Int) {
+        ItemView.writeDead(at: log.pointer(ref), size: size)
+        store.pool.addFreed(size, segment: ItemLog.segment(of: ref))
+    }
+
+    /// A segment to register with the pipeline for placing items, evicting the oldest
+    /// if the partition is at its quota; nil if nothing can be evicted.
+    public func segmentForPlacing() -> Int? {
+        while true {
+            if let s = log.takeForPlacing() { return s }
+            guard evictOldest() else { return nil }
+        }
+    }
+
+    /// Takes back a placing segment the pipeline filled to `used` bytes.
+    public func adoptPlaced(_ segment: Int, used: Int) { log.adoptPlaced(segment, used: used) }
 
     /// Every live item's key (tests and debugging).
     public func keys() -> [[UInt8]] {

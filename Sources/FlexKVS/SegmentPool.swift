@@ -36,6 +36,11 @@ public final class SegmentPool: @unchecked Sendable {
 
     @inline(__always) public func base(of segment: Int) -> UnsafeMutableRawPointer { memory + segment &* segmentSize }
 
+    /// The segment `pointer` lies in (it must lie in the pool).
+    @inline(__always) public func segment(containing pointer: UnsafeRawPointer) -> Int {
+        (pointer - UnsafeRawPointer(memory)) / segmentSize
+    }
+
     public var freeSegments: Int { free.withLock { $0.count } }
 
     func take() -> Int? {

@@ -36,7 +36,11 @@ final class Worker: @unchecked Sendable {
     /// Other workers signal this when they steer requests to us while we may sleep.
     let wakeup: Int32
 
-    init(server: KVSServer, queue: Int) throws {
+    /// dma steering: the log segments this worker's partition registered with each
+    /// worker's pipeline (index = pipeline).
+    var placements: [PlacementLog] = []
+
+    init(server: KVSServer, queue: Int, logs: [LogSegments]? = nil) throws {
         self.server = server
         self.queue = queue
         context = server.context
@@ -51,11 +55,11 @@ final class Worker: @unchecked Sendable {
         let table = server.context.store.replyTable
         tcpInboxes = [tcpSteering.pipeline.rings[queue]]
         udpSteering = try server.udp.map { udp in
-            let program = server.configuration.steering == .key
-                ? KVSPrograms.key(port: udp.port, queues: queues, own: queue, offload: table != nil)
+            let program = server.configuration.steering != .flow
+                ? KVSPrograms.key(port: udp.port, queues: queues, own: queue, offload: table != nil, placing: logs != nil)
                 : table != nil ? KVSPrograms.flowWithOffload(port: udp.port, queues: queues, own: queue)
                                : KVSPrograms.flow(protocolNumber: 17, port: udp.port, queues: queues, own: queue)
-            return SteeringEmulator(port: udp, pipeline: try SteeringPipeline(program: program, replyTable: table),
+            return SteeringEmulator(port: udp, pipeline: try SteeringPipeline(program: program, logs: logs, replyTable: table),
                                     rxQueue: queue, txQueue: queue)
         }
     }
@@ -91,6 +95,7 @@ final class Worker: @unchecked Sendable {
             // Idle: compact this worker's partition (one segment at most), then sleep.
             let partition = context.store.partitions[queue % context.store.partitions.count]
             if partition.withLock({ $0.compactOne() }) { return }
+            for p in placements where !p.waiting.isEmpty { partition.withLock { _ in p.refill() } }
             var waitOn: [(port: any PacketPort, queue: Int)] = [(server.tcp, queue)]
             if let udp = server.udp { waitOn.append((udp, queue)) }
             waitForAny(waitOn, descriptors: [wakeup], timeoutMilliseconds: 5)
@@ -115,7 +120,11 @@ final class Worker: @unchecked Sendable {
         }
         let pipeline = steering.pipeline
         let slow = pipeline.slowPathRing.dequeue(into: inbox, maximum: 64)
-        for i in 0..<slow { finished(inbox[i].packet, done, steering.port) }
+        for i in 0..<slow {
+            // A request no log segment could take is served like any other.
+            if inbox[i].detail == SlowPathReason.logUnavailable.rawValue { handle(inbox[i], share) }
+            else { finished(inbox[i].packet, done, steering.port) }
+        }
         if !out.isEmpty { _ = steering.port.transmit(queue: queue, out) }
         if !done.isEmpty { steering.port.release(done) }
         return n + served
@@ -214,6 +223,10 @@ final class Worker: @unchecked Sendable {
     func handleUDP(_ d: Descriptor, _ steeringCycles: UInt64) {
         let t0 = cflex_rdtsc()
         guard let udp = server.udp else { return }
+        if d.kind == .segmentFull {
+            placementFilled(d)
+            return
+        }
         // The request's buffer carries the first reply datagram (no allocation, no
         // release); if it is not used for that, it is released with the burst.
         var request: Packet? = d.packet
@@ -224,16 +237,26 @@ final class Worker: @unchecked Sendable {
             badFrames.wrappingAdd(1, ordering: .relaxed)
             return
         }
-        let requestID = (payload[0], payload[1])
         let s = udpSession
         s.reset()
-        if d.hash != 0 { s.hashHint = d.hash }
-        s.receive(UnsafeRawBufferPointer(rebasing: payload[Self.headerLength...]))
-        ProtocolHandler.run(s, context)
-        record(commands: s.commands, since: t0, steeringCycles)
+        if d.kind == .logRecord, storePlaced(d, into: s) {
+            record(commands: 1, since: t0, steeringCycles)
+        } else {
+            if d.hash != 0 { s.hashHint = d.hash }
+            s.receive(UnsafeRawBufferPointer(rebasing: payload[Self.headerLength...]))
+            ProtocolHandler.run(s, context)
+            record(commands: s.commands, since: t0, steeringCycles)
+        }
+        sendUDP(s.output, requestID: (payload[0], payload[1]), frame: frame, reusing: &request, port: udp)
+    }
+
+    /// Sends `output` as the reply datagrams to `frame`'s sender, the first one in
+    /// `request`'s buffer (which is then used up).
+    func sendUDP(_ output: [UInt8], requestID: (UInt8, UInt8), frame: ParsedFrame, reusing request: inout Packet?,
+                 port udp: KernelUDPPort) {
         let reply = FrameBuilder.Endpoints(source: IPv4Address(frame.destinationAddress), destination: IPv4Address(frame.sourceAddress),
                                            sourcePort: frame.destinationPort, destinationPort: frame.sourcePort)
-        let total = s.output.count
+        let total = output.count
         let datagrams = max(1, (total + KVSServer.udpPayload - 1) / KVSServer.udpPayload)
         guard total > 0, datagrams <= Int(UInt16.max) else { return }
         for i in 0..<datagrams {
@@ -253,7 +276,7 @@ final class Worker: @unchecked Sendable {
             body.storeBE16(UInt16(i), at: 2)
             body.storeBE16(UInt16(datagrams), at: 4)
             body.storeBE16(0, at: 6)
-            s.output.withUnsafeBytes { (body + Self.headerLength).copyMemory(from: $0.baseAddress! + start, byteCount: n) }
+            output.withUnsafeBytes { (body + Self.headerLength).copyMemory(from: $0.baseAddress! + start, byteCount: n) }
             let length = (try? FrameBuilder.writeUDPHeaders(into: UnsafeMutableRawBufferPointer(start: p.data, count: Int(p.capacity)),
                                                             endpoints: reply, payloadLength: Self.headerLength + n, checksum: false)) ?? 0
             p.length = UInt32(length)
@@ -262,4 +285,38 @@ final class Worker: @unchecked Sendable {
     }
 
     static let headerLength = KVSServer.udpFrameHeader
+
+    // MARK: Placed SETs (dma steering)
+
+    /// The placing log whose segments hold `pointer`.
+    func placement(holding pointer: UnsafeRawPointer) -> PlacementLog? {
+        placements.first { $0.segments.locate(pointer) != nil }
+    }
+
+    /// Stores a binary SET the pipeline placed in our segments, writing its reply (none
+    /// for SETQ) to `s`. False if the record was not ours to store as it lies; the
+    /// caller then serves the frame the ordinary way.
+    func storePlaced(_ d: Descriptor, into s: Session) -> Bool {
+        guard let record = d.record, let log = placement(holding: record) else { return false }
+        let partition = log.partition
+        guard context.store.partition(for: d.hash) === partition else { return false }
+        let stored: PlacementLog.StoredSet? = partition.withLock { _ in
+            guard let placed = log.accept(record) else { return nil }
+            return log.storeSet(placed, hash: d.hash)
+        }
+        guard let stored else { return false }
+        if stored.opcode == BinaryProtocol.Op.set.rawValue {
+            let h = BinaryProtocol.Header(opcode: stored.opcode, keyLength: 0, extrasLength: 0, bodyLength: 0,
+                                          opaque: UInt32(bigEndian: stored.opaque), cas: 0)
+            BinaryProtocol.respond(s, h, .ok, cas: stored.cas)
+        }
+        s.commands += 1
+        return true
+    }
+
+    /// The pipeline closed one of our placing segments: adopt it, register another.
+    func placementFilled(_ d: Descriptor) {
+        guard let log = placement(holding: d.packet.data) else { return }
+        log.partition.withLock { _ in log.filled(slot: Int(d.packet.flow), used: Int(d.packet.length)) }
+    }
 }

@@ -1,17 +1,18 @@
 import FlexIO
 
 /// What the steering pipeline hands a core through its queue: a packet with the
-/// pipeline's results attached, or a notice about a log segment. 48 bytes, so with its
+/// pipeline's results attached, or a notice about a log segment. 56 bytes, so with its
 /// ring flag it fills one cache line.
-public struct Descriptor: BitwiseCopyable, Sendable {
+public struct Descriptor: BitwiseCopyable, @unchecked Sendable {
     public enum Kind: UInt8, BitwiseCopyable, Sendable {
         /// `packet` is a received frame the core now owns (release it to its port).
         case packet
         /// A malformed or unhandled frame for the slow path; `detail` is a `SlowPathReason`.
         case slowPath
-        /// The pipeline appended a payload range to this queue's log: `packet.data` points
-        /// at the record's bytes inside segment `packet.flow`, `packet.length` long;
-        /// `packet.owner` is nil (the frame itself was already released).
+        /// The pipeline appended a payload range to this queue's log: `record` points at
+        /// the record's bytes in one of the queue's segments (`LogSegments.locate`,
+        /// `LogSegments.recordLength`). `packet` is the frame it came from, which the
+        /// core owns like any other (to reply in, then release).
         case logRecord
         /// Log segment `packet.flow` is full (`packet.length` bytes used, starting at
         /// `packet.data`); the pipeline writes no more into it until it is recycled.
@@ -26,14 +27,18 @@ public struct Descriptor: BitwiseCopyable, Sendable {
     public var kind: Kind
     /// Slow-path reason, or the index of the stage that decided.
     public var detail: UInt8
+    /// `logRecord`: the record's bytes in a log segment; else nil.
+    public var record: UnsafeMutableRawPointer?
 
     @inlinable
-    public init(packet: Packet, kind: Kind = .packet, hash: UInt32 = 0, payloadOffset: UInt16 = 0, detail: UInt8 = 0) {
+    public init(packet: Packet, kind: Kind = .packet, hash: UInt32 = 0, payloadOffset: UInt16 = 0, detail: UInt8 = 0,
+                record: UnsafeMutableRawPointer? = nil) {
         self.packet = packet
         self.hash = hash
         self.payloadOffset = payloadOffset
         self.kind = kind
         self.detail = detail
+        self.record = record
     }
 
     /// The bytes after `payloadOffset` (the stripped payload).

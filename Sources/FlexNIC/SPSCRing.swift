@@ -10,7 +10,7 @@ import Synchronization
 /// then clears the flag (release). Neither side ever reads the other's index, so the
 /// only cache lines that move between cores are the slots themselves. Each index lives
 /// on its own cache line, and a slot's stride is a power of two so no slot straddles a
-/// line (a 48-byte `Descriptor` gets one 64-byte line).
+/// line (a 56-byte `Descriptor` gets one 64-byte line).
 ///
 /// Batched calls check only the last slot of the batch: slots are filled and emptied
 /// in order, so if slot `i + n - 1` is empty (or full), all slots before it are too.

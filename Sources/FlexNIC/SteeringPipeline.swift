@@ -30,7 +30,7 @@ public final class SteeringPipeline: @unchecked Sendable {
     let staged: UnsafeMutablePointer<Descriptor>
     let stagedCount: UnsafeMutablePointer<Int>
     let stageCapacity: Int
-    /// Packets to free at the end of a burst (dropped, copied into a log, ring full).
+    /// Packets to free at the end of a burst (dropped, ring full).
     let toRelease: PacketBatch
     /// Bit r is set if the last `process` call delivered to ring r (rings 0...63), so
     /// the caller can wake the consumers it fed.
@@ -131,13 +131,11 @@ public final class SteeringPipeline: @unchecked Sendable {
         let q = Int(v.queue)
         let log = logs![q]
         switch log.append(p.data + Int(v.logStart), count: Int(v.logLength)) {
-        case let .stored(segment, data, filled):
+        case let .stored(_, data, filled):
             if let filled { announceFull(filled, log: log, queue: q) }
             counters.count(.logged)
-            let record = Packet(owner: nil, data: data, length: UInt32(v.logLength), capacity: UInt32(v.logLength),
-                                flow: UInt32(segment))
-            stage(Descriptor(packet: record, kind: .logRecord, hash: v.hash, detail: v.detail), ring: q)
-            toRelease.append(p)
+            stage(Descriptor(packet: p, kind: .logRecord, hash: v.hash, payloadOffset: v.payloadOffset, detail: v.detail,
+                             record: data), ring: q)
         case let .unavailable(filled):
             if let filled { announceFull(filled, log: log, queue: q) }
             // Nothing is lost: the frame itself goes to the slow path.

@@ -173,8 +173,9 @@ public enum Action: Sendable, Equatable {
     case writeHash
     case strip(StripLayer)
     /// Copies payload bytes (`offset`, `length`; nil: to the end) into the chosen queue's
-    /// log segments; the core gets a `logRecord` descriptor. A queue must be chosen by an
-    /// earlier action.
+    /// log segments; the core gets a `logRecord` descriptor with the record and the frame.
+    /// A queue must be chosen by an earlier action. No segment free: the frame goes to
+    /// the slow path (`logUnavailable`), whole.
     case appendToLog(offset: Int, length: Int?)
     case reply([ReplyEdit])
     /// Reply offload: if the pipeline's `ReplyTable` holds a current reply for the key

@@ -101,7 +101,7 @@ struct FlexKVSCommand: ParsableCommand {
         switch steering ?? file.steering ?? "flow" {
         case "flow": c.steering = .flow
         case "key": c.steering = .key
-        case "dma": throw ValidationError("--steering dma: the DMA SET path is not built yet; use flow or key")
+        case "dma": c.steering = .dma
         case let other: throw ValidationError("--steering \(other): expected flow, key or dma")
         }
         c.replyOffload = !noReplyOffload

@@ -17,8 +17,8 @@ final class TestServer {
     var udpPort: UInt16 { server.udp!.port }
 
     /// TCP and UDP on ephemeral ports.
-    init(threads: Int = 2, steering: KVSServer.Steering = .flow, memoryMB: Int = 16, maxItem: Int = 1 << 20,
-         maxConnections: Int = 64) throws {
+    init(threads: Int = 2, steering: KVSServer.Steering = .flow, memoryMB: Int = 32, maxItem: Int = 1 << 20,
+         segmentSize: Int = 1 << 20, maxConnections: Int = 64) throws {
         var c = KVSServer.Configuration()
         c.tcpPort = 0
         c.udpPort = 0
@@ -27,6 +27,7 @@ final class TestServer {
         c.maxConnections = maxConnections
         c.store.memoryLimit = memoryMB << 20
         c.store.maxItemSize = maxItem
+        c.store.segmentSize = segmentSize
         server = try KVSServer(c)
         server.start()
     }

@@ -83,13 +83,17 @@ import Testing
         var records: [String] = []
         for q in 0..<2 {
             for d in h.drain(q) {
-                #expect(d.kind == .logRecord && d.packet.owner == nil)
+                #expect(d.kind == .logRecord && d.packet.owner != nil)  // the frame comes along
                 #expect(h.pipeline.redirection.queue(for: d.hash) == q)
-                records.append(String(decoding: UnsafeRawBufferPointer(start: d.packet.data, count: Int(d.packet.length)), as: UTF8.self))
+                let record = try #require(d.record)
+                let at = try #require(logs[q].locate(record))  // after the length word, 8-aligned records
+                #expect(at.slot == 0 && at.offset % 8 == 4)
+                records.append(String(decoding: UnsafeRawBufferPointer(start: record, count: LogSegments.recordLength(record)), as: UTF8.self))
+                h.release([d])
             }
         }
         #expect(records.sorted() == ["alpha 1\r\n", "beta 2\r\n"])
-        #expect(h.port.pool.available == h.port.pool.bufferCount)  // frames freed after the copy
+        #expect(h.port.pool.available == h.port.pool.bufferCount)  // every frame handed back once
         #expect(h.counters.logged == 2)
     }
 
@@ -102,6 +106,7 @@ import Testing
         let value = String(repeating: "v", count: 100)
         h.run((0..<5).map { _ in udpFrame(value) })
         let out = h.drain(0)
+        h.release(out.filter { $0.kind == .logRecord })
         #expect(out.map(\.kind) == [.logRecord, .logRecord, .segmentFull, .logRecord, .logRecord, .segmentFull])
         #expect(out[2].packet.flow == 0 && out[2].packet.length == 2 * 104)
         #expect(out[5].packet.flow == 1)
@@ -115,10 +120,18 @@ import Testing
         }
         #expect(seen == 2)
         h.release(slow)
-        logs[0].recycle(0)
+        // The core keeps segment 0's records and registers other memory in its place.
+        let fresh = UnsafeMutableRawPointer.allocate(byteCount: 256, alignment: 64)
+        defer { fresh.deallocate() }
+        logs[0].recycle(0, replacingWith: fresh)
         h.run((0..<2).map { _ in udpFrame(value) })
-        #expect(h.drain(0).map(\.kind) == [.logRecord, .logRecord])
+        let again = h.drain(0)
+        h.release(again)
+        #expect(again.map(\.kind) == [.logRecord, .logRecord])
+        #expect(again.compactMap { $0.record.flatMap { logs[0].locate($0)?.offset } } == [4, 108])
+        #expect(again[0].record == fresh + 4)
         #expect(h.counters.segmentsFilled == 2)
+        #expect(h.port.pool.available == h.port.pool.bufferCount)
     }
 }
 

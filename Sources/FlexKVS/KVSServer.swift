@@ -148,6 +148,7 @@ public final class KVSServer: @unchecked Sendable {
                     (p + "requests", String(w.requests.load(ordering: .relaxed))),
                     (p + "cycles_per_request_median", String(w.cycles.median())),
                     (p + "cycles_per_request_p90", String(w.cycles.percentile(0.9))),
+                    (p + "receive_cycles_per_packet_median", String(w.receiveCycles.median())),
                     (p + "udp_bad_frames", String(w.badFrames.load(ordering: .relaxed)))]
             if !w.placements.isEmpty {
                 out += [(p + "placed_sets", String(w.placements.reduce(0) { $0 + $1.placed })),

@@ -33,6 +33,8 @@ final class Worker: @unchecked Sendable {
     let requests = Atomic<UInt64>(0)
     let badFrames = Atomic<UInt64>(0)
     let cycles = CycleHistogram()
+    /// Cycles per packet of fetching bursts from the port (kernel I/O with sockets).
+    let receiveCycles = CycleHistogram()
     /// Other workers signal this when they steer requests to us while we may sleep.
     let wakeup: Int32
 
@@ -108,10 +110,19 @@ final class Worker: @unchecked Sendable {
     /// (malformed frames), send the replies.
     func serve(_ steering: SteeringEmulator, inboxes: [DescriptorRing], out: PacketBatch, done: PacketBatch,
                handle: (Descriptor, UInt64) -> Void) -> Int {
+        // A request's cycles count from when the pipeline sees its packet (its share of
+        // the burst's steering) to when its reply is queued; the receive system call
+        // before that is kernel I/O, counted apart (`receiveCycles`).
         let t0 = cflex_rdtsc()
-        let n = steering.poll()
-        let share = n > 0 ? (cflex_rdtsc() &- t0) / UInt64(n) : 0
-        if n > 0 { wakeOthers(steering.pipeline.lastDelivered) }
+        let n = steering.receive()
+        var share: UInt64 = 0
+        if n > 0 {
+            let t1 = cflex_rdtsc()
+            steering.steerReceived()
+            share = (cflex_rdtsc() &- t1) / UInt64(n)
+            receiveCycles.record((t1 &- t0) / UInt64(n))
+            wakeOthers(steering.pipeline.lastDelivered)
+        }
         var served = 0
         for ring in inboxes {
             let got = ring.dequeue(into: inbox, maximum: 64)

@@ -35,11 +35,20 @@ public final class SteeringEmulator: @unchecked Sendable {
     /// Receives and steers one burst; returns how many packets it handled.
     @discardableResult
     public func poll() -> Int {
-        let n = port.receive(queue: rxQueue, into: batch)
-        guard n > 0 else { return 0 }
+        let n = receive()
+        if n > 0 { steerReceived() }
+        return n
+    }
+
+    /// The two halves of `poll`, for a caller that times them apart: fetch a burst
+    /// from the port (with kernel sockets, the receive system call)...
+    public func receive() -> Int { port.receive(queue: rxQueue, into: batch) }
+
+    /// ...and run the program over it, delivering descriptors and sending the replies
+    /// the program built.
+    public func steerReceived() {
         pipeline.process(batch, port: port, replies: replies)
         flushReplies()
-        return n
     }
 
     func flushReplies() {

@@ -83,7 +83,7 @@ struct Compare: ParsableCommand {
                     }
                 }
                 if let steering = try? statsSteering(port: flexkvsPort) {
-                    let cycles = steering.filter { $0.contains("cycles_per_request") }
+                    let cycles = steering.filter { $0.contains("cycles_per") }
                     print("  flexkvs server cycles/request (\(mode)): " + cycles.joined(separator: ", "))
                 }
             }

@@ -43,10 +43,11 @@ enum BinaryProtocol {
     static func be32(_ b: UnsafeRawBufferPointer, _ o: Int) -> UInt32 { UInt32(be16(b, o)) << 16 | UInt32(be16(b, o + 2)) }
     static func be64(_ b: UnsafeRawBufferPointer, _ o: Int) -> UInt64 { UInt64(be32(b, o)) << 32 | UInt64(be32(b, o + 4)) }
 
-    /// Runs every complete request in the session's input.
-    static func run(_ s: Session, _ ctx: KVSContext) {
+    /// Runs every complete request in the session's input that starts at or before
+    /// input offset `through`.
+    static func run(_ s: Session, _ ctx: KVSContext, through: Int = .max) {
         s.input.withUnsafeBytes { b in
-            while !s.closing && s.unparsed >= headerSize {
+            while !s.closing && s.unparsed >= headerSize && s.consumed <= through {
                 let o = s.consumed
                 guard b[o] == requestMagic else {
                     ctx.countError()

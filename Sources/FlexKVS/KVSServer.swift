@@ -10,10 +10,11 @@ import Synchronization
 ///
 /// - flow steering: the kernel spreads flows over workers by their 4-tuple; a worker
 ///   serves everything it received, touching any partition.
-/// - key steering (UDP): the pipeline parses each request, hashes its key once, and
+/// - key steering: over UDP the pipeline parses each request, hashes its key once, and
 ///   steers it over an SPSC ring to the worker that owns the key's partition, handing
-///   over the hash; that worker serves it and replies. TCP connections stay with the
-///   worker that accepted them (forwarding with reply ordering is not built yet).
+///   over the hash; that worker serves it and replies. A TCP connection stays with the
+///   worker that accepted it; requests whose key another worker owns are forwarded to
+///   it over rings (`TCPForwarding`) and their replies keep the connection's order.
 /// - dma steering: key steering, and each partition registers log segments with every
 ///   worker's pipeline; the pipeline appends binary UDP SETs into the owner's segment
 ///   laid out as items, and the owner writes the item header and links it.
@@ -97,8 +98,10 @@ public final class KVSServer: @unchecked Sendable {
                 try (0..<c.threads).map { _ in try PlacementLog(partition: p, count: Self.placingSegments(threads: c.threads)) }
             }
             : []
+        let forwarding = c.steering != .flow && c.threads > 1 ? TCPForwarding(workers: c.threads) : nil
         workers = try (0..<c.threads).map { w in
-            try Worker(server: self, queue: w, logs: placements.isEmpty ? nil : placements.map { $0[w].segments })
+            try Worker(server: self, queue: w, logs: placements.isEmpty ? nil : placements.map { $0[w].segments },
+                       forwarding: forwarding)
         }
         for (q, logs) in placements.enumerated() { workers[q].placements = logs }
         // Worker q consumes ring q of every worker's UDP pipeline (key steering); under
@@ -149,7 +152,9 @@ public final class KVSServer: @unchecked Sendable {
                     (p + "cycles_per_request_median", String(w.cycles.median())),
                     (p + "cycles_per_request_p90", String(w.cycles.percentile(0.9))),
                     (p + "receive_cycles_per_packet_median", String(w.receiveCycles.median())),
-                    (p + "udp_bad_frames", String(w.badFrames.load(ordering: .relaxed)))]
+                    (p + "udp_bad_frames", String(w.badFrames.load(ordering: .relaxed))),
+                    (p + "tcp_forwarded", String(w.forwarded.load(ordering: .relaxed))),
+                    (p + "tcp_forwarded_served", String(w.forwardedServed.load(ordering: .relaxed)))]
             if !w.placements.isEmpty {
                 out += [(p + "placed_sets", String(w.placements.reduce(0) { $0 + $1.placed })),
                         (p + "placed_records_lost", String(w.placements.reduce(0) { $0 + $1.lost })),

@@ -1,14 +1,22 @@
 /// Dispatches a session's input to the text or binary protocol (memcached decides by
 /// the first byte of a connection: 0x80 is binary).
 public enum ProtocolHandler {
-    public static func run(_ s: Session, _ ctx: KVSContext) {
+    /// Runs the complete requests in the session's input (those starting at or before
+    /// input offset `through`).
+    public static func run(_ s: Session, _ ctx: KVSContext, through: Int = .max) {
+        guard decideDialect(s) else { return }
+        switch s.dialect {
+        case .binary: BinaryProtocol.run(s, ctx, through: through)
+        case .text, .undecided: TextProtocol.run(s, ctx, through: through)
+        }
+    }
+
+    /// Settles the session's dialect from its first byte; false if none has arrived.
+    static func decideDialect(_ s: Session) -> Bool {
         if s.dialect == .undecided {
-            guard let first = s.input.dropFirst(s.consumed).first else { return }
+            guard let first = s.input.dropFirst(s.consumed).first else { return false }
             s.dialect = first == BinaryProtocol.requestMagic ? .binary : .text
         }
-        switch s.dialect {
-        case .binary: BinaryProtocol.run(s, ctx)
-        case .text, .undecided: TextProtocol.run(s, ctx)
-        }
+        return true
     }
 }

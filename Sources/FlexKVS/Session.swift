@@ -1,3 +1,5 @@
+import FlexWire
+
 /// One client's protocol state: bytes received and not yet parsed, the replies built
 /// for it, and what the protocol is in the middle of. A TCP connection has one for its
 /// lifetime; a UDP request gets a fresh one.
@@ -19,6 +21,13 @@ public final class Session {
     public var hashHint: UInt32?
     /// Commands run so far (for per-request cycle accounting).
     public internal(set) var commands = 0
+    /// Replies of requests forwarded to other workers, and where they go (TCP under
+    /// key steering).
+    var order = ReplyOrder()
+    /// Where the connection's reply frames are addressed (TCP).
+    var endpoints: FrameBuilder.Endpoints?
+    /// Set while the session waits in a worker's list of sessions to send.
+    var queuedForSend = false
     /// Bytes a single command line may take before the session is ended.
     static let maxLine = 2048
 

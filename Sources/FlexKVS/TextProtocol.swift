@@ -30,8 +30,9 @@ enum TextProtocol {
         }
     }
 
-    /// Runs every complete command in the session's input.
-    static func run(_ s: Session, _ ctx: KVSContext) {
+    /// Runs every complete command in the session's input that starts at or before
+    /// input offset `through`.
+    static func run(_ s: Session, _ ctx: KVSContext, through: Int = .max) {
         s.input.withUnsafeBytes { b in
             while !s.closing {
                 if s.swallow > 0 {
@@ -40,7 +41,7 @@ enum TextProtocol {
                     s.swallow -= n
                     if s.swallow > 0 { break }
                 }
-                guard s.unparsed > 0 else { break }
+                guard s.unparsed > 0, s.consumed <= through else { break }
                 guard let nl = newline(b, from: s.consumed) else {
                     if s.unparsed > Session.maxLine {
                         s.write("CLIENT_ERROR line too long\r\n")

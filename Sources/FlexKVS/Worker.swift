@@ -38,14 +38,38 @@ final class Worker: @unchecked Sendable {
     /// Other workers signal this when they steer requests to us while we may sleep.
     let wakeup: Int32
 
+    /// Key steering over TCP: rings to and from the other workers, the buffers this
+    /// worker's forwarded requests travel in, and how many are out per owner.
+    let forwarding: TCPForwarding?
+    let forwardPool: BufferPool?
+    var inFlight: [Int]
+    let forwardedSession = Session()
+    /// Forwarding buffers at hand (taken from and returned to the pool in bursts) and
+    /// ones to return.
+    let forwardSpares = PacketBatch(capacity: 64)
+    let forwardDone = PacketBatch(capacity: 64)
+    /// Workers to wake at the end of this round (they have forwarded work or replies).
+    var wakeMask: UInt64 = 0
+    /// Sessions whose output changed outside `handleTCP` (replies came back).
+    var toSend: [(flow: UInt32, session: Session)] = []
+    let forwarded = Atomic<UInt64>(0)
+    let forwardedServed = Atomic<UInt64>(0)
+
     /// dma steering: the log segments this worker's partition registered with each
     /// worker's pipeline (index = pipeline).
     var placements: [PlacementLog] = []
 
-    init(server: KVSServer, queue: Int, logs: [LogSegments]? = nil) throws {
+    /// Largest request forwarded to another worker (larger ones run here, locked).
+    static let forwardBufferSize = 4096
+
+    init(server: KVSServer, queue: Int, logs: [LogSegments]? = nil, forwarding: TCPForwarding? = nil) throws {
         self.server = server
         self.queue = queue
         context = server.context
+        self.forwarding = forwarding
+        forwardPool = forwarding.map { BufferPool(bufferCount: 2 * $0.ringCapacity * max(1, $0.requests.count - 1), bufferSize: Self.forwardBufferSize) }
+        inFlight = Array(repeating: 0, count: server.configuration.threads)
+        toSend.reserveCapacity(64)
         let fd = cflex_eventfd()
         guard fd >= 0 else { throw PortError("eventfd failed (\(-fd))") }
         wakeup = fd
@@ -87,6 +111,11 @@ final class Worker: @unchecked Sendable {
     func runOnce() {
         var work = serve(tcpSteering, inboxes: tcpInboxes, out: tcpOut, done: tcpDone, handle: handleTCP)
         if let udpSteering { work += serve(udpSteering, inboxes: udpInboxes, out: udpOut, done: udpDone, handle: handleUDP) }
+        if forwarding != nil { work += serveForwarding() }
+        if wakeMask != 0 {
+            wakeOthers(wakeMask)
+            wakeMask = 0
+        }
         if work > 0 {
             idleSince = 0
             return
@@ -181,17 +210,15 @@ final class Worker: @unchecked Sendable {
             context.currentConnections.wrappingAdd(1, ordering: .relaxed)
             context.totalConnections.wrappingAdd(1, ordering: .relaxed)
         }
+        if session.endpoints == nil {
+            session.endpoints = FrameBuilder.Endpoints(source: IPv4Address(frame.destinationAddress), destination: IPv4Address(frame.sourceAddress),
+                                                       sourcePort: frame.destinationPort, destinationPort: frame.sourcePort)
+        }
         session.receive(UnsafeRawBufferPointer(d.payload))
         let before = session.commands
-        ProtocolHandler.run(session, context)
+        if forwarding != nil { runForwarding(session, flow: flow) } else { ProtocolHandler.run(session, context) }
         record(commands: session.commands - before, since: t0, steeringCycles)
-        let reply = FrameBuilder.Endpoints(source: IPv4Address(frame.destinationAddress), destination: IPv4Address(frame.sourceAddress),
-                                           sourcePort: frame.destinationPort, destinationPort: frame.sourcePort)
-        sendTCP(session, flow: flow, endpoints: reply)
-        if session.closing {
-            sessions[flow] = nil
-            context.currentConnections.wrappingSubtract(1, ordering: .relaxed)
-        }
+        sendTCP(session, flow: flow)
     }
 
     func record(commands: Int, since t0: UInt64, _ steeringCycles: UInt64) {
@@ -200,13 +227,16 @@ final class Worker: @unchecked Sendable {
         cycles.record((cflex_rdtsc() &- t0 &+ steeringCycles) / UInt64(commands))
     }
 
-    /// Sends the session's reply bytes as TCP frames on the connection (FIN last if the
-    /// session is closing).
-    func sendTCP(_ session: Session, flow: UInt32, endpoints: FrameBuilder.Endpoints) {
+    /// Sends the session's reply bytes that are in order (up to the first reply still
+    /// out with another worker) as TCP frames on the connection; FIN last once a closing
+    /// session has nothing more to send, and the session is forgotten.
+    func sendTCP(_ session: Session, flow: UInt32) {
         let port = server.tcp
+        guard let endpoints = session.endpoints else { return }
+        let total = session.order.sendable(session.output)
+        let finishing = session.closing && session.order.isEmpty
         var offset = 0
-        let total = session.output.count
-        while offset < total || (session.closing && offset == total) {
+        while offset < total || (finishing && offset == total) {
             if tcpOut.isFull { _ = port.transmit(queue: queue, tcpOut) }
             guard port.allocate(count: 1, into: tcpOut) == 1 else { break }  // pool empty: counted by the port
             var p = tcpOut[tcpOut.count - 1]
@@ -216,7 +246,7 @@ final class Worker: @unchecked Sendable {
             let length = session.output.withUnsafeBytes { b in
                 (try? FrameBuilder.tcp(into: UnsafeMutableRawBufferPointer(start: p.data, count: Int(p.capacity)),
                                        endpoints: endpoints, payload: UnsafeRawBufferPointer(rebasing: b[offset..<(offset + n)]),
-                                       flags: last && session.closing ? [.fin, .ack] : [.psh, .ack])) ?? 0
+                                       flags: last && finishing ? [.fin, .ack] : [.psh, .ack])) ?? 0
             }
             p.length = UInt32(length)
             p.flow = flow
@@ -224,7 +254,124 @@ final class Worker: @unchecked Sendable {
             offset += n
             if last { break }
         }
-        session.output.removeAll(keepingCapacity: true)
+        if total == session.output.count {
+            session.output.removeAll(keepingCapacity: true)
+        } else {
+            session.output.removeFirst(total)
+            session.order.sent(total)
+        }
+        if finishing, sessions.removeValue(forKey: flow) != nil {
+            context.currentConnections.wrappingSubtract(1, ordering: .relaxed)
+        }
+    }
+
+    // MARK: TCP under key steering
+
+    /// Runs the session's complete requests: those whose key another worker owns are
+    /// forwarded to it, the rest run here, in order.
+    func runForwarding(_ s: Session, flow: UInt32) {
+        guard ProtocolHandler.decideDialect(s) else { return }
+        let store = context.store
+        while !s.closing {
+            switch RequestFramer.next(s, maxLength: Self.forwardBufferSize) {
+            case .incomplete:
+                s.compact()
+                return
+            case .local:
+                let unparsed = s.unparsed, swallow = s.swallow
+                ProtocolHandler.run(s, context, through: s.consumed)
+                if s.unparsed == unparsed && s.swallow == swallow { return }  // waits for more input
+            case let .keyed(length, keyStart, keyLength):
+                let hash = s.input.withUnsafeBytes { KVStore.hash(UnsafeRawBufferPointer(rebasing: $0[keyStart..<(keyStart + keyLength)])) }
+                let owner = store.partitionIndex(for: hash)
+                if owner != queue && forward(s, flow: flow, length: length, hash: hash, to: owner) {
+                    s.consumed += length
+                    continue
+                }
+                s.hashHint = hash
+                ProtocolHandler.run(s, context, through: s.consumed)
+            }
+        }
+        s.compact()
+    }
+
+    /// Sends the `length`-byte request at the session's `consumed` offset to `owner`.
+    /// False if it must run here (no buffer, or the owner has a ring's worth in flight).
+    func forward(_ s: Session, flow: UInt32, length: Int, hash: UInt32, to owner: Int) -> Bool {
+        guard let forwarding, let pool = forwardPool, inFlight[owner] < forwarding.ringCapacity else { return false }
+        if forwardSpares.isEmpty && pool.allocate(count: forwardSpares.capacity / 2, into: forwardSpares) == 0 { return false }
+        forwardSpares.count -= 1
+        let buffer = forwardSpares[forwardSpares.count]
+        s.input.withUnsafeBytes { buffer.data.copyMemory(from: $0.baseAddress! + s.consumed, byteCount: length) }
+        var b = buffer
+        b.length = UInt32(length)
+        let sequence = s.order.open(at: s.output.count)
+        var request = ForwardedRequest(buffer: b, flow: flow, hash: hash, sequence: sequence, binary: s.dialect == .binary)
+        let sent = withUnsafePointer(to: &request.descriptor) { forwarding.requests[queue][owner].enqueue($0, count: 1) }
+        precondition(sent == 1, "forward ring over its in-flight limit")
+        inFlight[owner] += 1
+        wakeMask |= 1 << UInt64(owner)
+        forwarded.wrappingAdd(1, ordering: .relaxed)
+        return true
+    }
+
+    /// Serves requests other workers forwarded to us, and puts the replies to ours into
+    /// their connections' output.
+    func serveForwarding() -> Int {
+        guard let forwarding else { return 0 }
+        var work = 0
+        for origin in 0..<forwarding.requests.count where origin != queue {
+            let got = forwarding.requests[origin][queue].dequeue(into: inbox, maximum: 64)
+            guard got > 0 else { continue }
+            let t0 = cflex_rdtsc()
+            var commands = 0
+            for i in 0..<got {
+                var request = ForwardedRequest(inbox[i])
+                let s = forwardedSession
+                s.reset()
+                s.dialect = request.isBinary ? .binary : .text
+                s.hashHint = request.hash
+                s.receive(request.bytes)
+                ProtocolHandler.run(s, context)
+                commands += s.commands
+                request.setReply(s.output)
+                inbox[i] = request.descriptor
+            }
+            let sent = forwarding.replies[queue][origin].enqueue(inbox, count: got)
+            precondition(sent == got, "reply ring over its in-flight limit")
+            wakeMask |= 1 << UInt64(origin)
+            forwardedServed.wrappingAdd(UInt64(got), ordering: .relaxed)
+            record(commands: commands, since: t0, 0)
+            work += got
+        }
+        for owner in 0..<forwarding.replies.count where owner != queue {
+            let got = forwarding.replies[owner][queue].dequeue(into: inbox, maximum: 64)
+            guard got > 0 else { continue }
+            inFlight[owner] -= got
+            for i in 0..<got {
+                let reply = ForwardedRequest(inbox[i])
+                if let s = sessions[reply.flow], s.order.fill(reply.sequence, with: reply.bytes, in: &s.output), !s.queuedForSend {
+                    s.queuedForSend = true
+                    toSend.append((reply.flow, s))
+                }
+                reply.freeSpill()
+                if !forwardSpares.isFull {
+                    forwardSpares.append(reply.descriptor.packet)
+                } else {
+                    if forwardDone.isFull { forwardPool?.release(forwardDone) }
+                    forwardDone.append(reply.descriptor.packet)
+                }
+            }
+            work += got
+        }
+        if !forwardDone.isEmpty { forwardPool?.release(forwardDone) }
+        for (flow, s) in toSend {
+            s.queuedForSend = false
+            sendTCP(s, flow: flow)
+        }
+        toSend.removeAll(keepingCapacity: true)
+        if !tcpOut.isEmpty { _ = server.tcp.transmit(queue: queue, tcpOut) }
+        return work
     }
 
     // MARK: UDP

@@ -281,13 +281,15 @@ final class Client {
 
     /// memcached's own conformance suite, when installed (CI installs it): every ASCII
     /// and binary test must pass.
-    @Test func memccapablePasses() throws {
+    /// Under key steering with two workers, requests cross between them over TCP.
+    @Test(arguments: [KVSServer.Steering.flow, .key])
+    func memccapablePasses(steering: KVSServer.Steering) throws {
         let tool = "/usr/bin/memccapable"
         guard FileManager.default.isExecutableFile(atPath: tool) else {
             Issue.record("memccapable is not installed (apt-get install libmemcached-tools)")
             return
         }
-        let t = try TestServer()
+        let t = try TestServer(steering: steering)
         let p = Process()
         p.executableURL = URL(fileURLWithPath: tool)
         p.arguments = ["-h", "127.0.0.1", "-p", String(t.tcpPort)]
@@ -332,6 +334,52 @@ final class Client {
         let crossed = lines.filter { $0.contains("steered_to_others") }.compactMap { Int($0.split(separator: " ").last!) }.reduce(0, +)
         #expect(crossed > 0, "no request crossed workers: \(lines)")
         #expect(lines.contains { $0.hasPrefix("STAT mode key") })
+    }
+
+    /// One TCP connection pipelines requests for keys on both workers in one write:
+    /// the replies come back complete and in request order, and many were forwarded.
+    @Test(arguments: [KVSServer.Steering.key, .dma])
+    func tcpRepliesKeepOrderAcrossWorkers(steering: KVSServer.Steering) throws {
+        let t = try TestServer(steering: steering)
+        let c = try Client(tcp: t.tcpPort)
+        var script = "", expected = ""
+        for i in 0..<300 {
+            script += "set k\(i) \(i) 0 \(String(i).utf8.count)\r\n\(i)\r\n"
+            expected += "STORED\r\n"
+        }
+        for i in 0..<300 {
+            script += i % 50 == 0 ? "version\r\n" : "get k\(i)\r\n"  // some run locally, between forwarded ones
+            expected += i % 50 == 0 ? "VERSION \(KVSContext.version)\r\n" : "VALUE k\(i) \(i) \(String(i).utf8.count)\r\n\(i)\r\nEND\r\n"
+            script += "incr k\(i) 1\r\n"
+            expected += "\(i + 1)\r\n"
+        }
+        script += "get k1 k2 k3\r\n"  // several keys: runs where it is
+        expected += "VALUE k1 1 1\r\n2\r\nVALUE k2 2 1\r\n3\r\nVALUE k3 3 1\r\n4\r\nEND\r\n"
+        c.send(script)
+        #expect(String(decoding: c.receive(bytes: expected.utf8.count), as: UTF8.self) == expected)
+        // Binary: quiet GETs for many keys, fenced by a NOOP; hits only, in order.
+        let b = try Client(tcp: t.tcpPort)
+        var request: [UInt8] = []
+        for i in 0..<100 {
+            let key = Array("k\(i)".utf8)
+            request += [0x80, 0x0D, 0, UInt8(key.count), 0, 0, 0, 0, 0, 0, 0, UInt8(key.count), 0, 0, 0, UInt8(i)] + [UInt8](repeating: 0, count: 8) + key
+        }
+        request += [0x80, 0x0A, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF] + [UInt8](repeating: 0, count: 8)
+        b.send(request)
+        var opaques: [UInt8] = []
+        while true {
+            let h = b.receive(bytes: 24)
+            guard h.count == 24 else { break }
+            let body = Int(h[8]) << 24 | Int(h[9]) << 16 | Int(h[10]) << 8 | Int(h[11])
+            _ = b.receive(bytes: body)
+            opaques.append(h[15])
+            if h[1] == 0x0A { break }
+        }
+        #expect(opaques == (0..<100).map { UInt8($0) } + [0xFF])
+        c.send("stats steering\r\n")
+        let lines = c.receive(until: "END\r\n").split(separator: "\r\n")
+        let forwarded = lines.filter { $0.contains(":tcp_forwarded ") }.compactMap { Int($0.split(separator: " ").last!) }.reduce(0, +)
+        #expect(forwarded > 300, "\(lines)")
     }
 }
 

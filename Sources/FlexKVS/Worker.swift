@@ -258,8 +258,8 @@ final class Worker: @unchecked Sendable {
             session.output.removeAll(keepingCapacity: true)
         } else {
             session.output.removeFirst(total)
-            session.order.sent(total)
         }
+        session.order.sent(total)
         if finishing, sessions.removeValue(forKey: flow) != nil {
             context.currentConnections.wrappingSubtract(1, ordering: .relaxed)
         }

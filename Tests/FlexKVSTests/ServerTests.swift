@@ -357,6 +357,12 @@ final class Client {
         expected += "VALUE k1 1 1\r\n2\r\nVALUE k2 2 1\r\n3\r\nVALUE k3 3 1\r\n4\r\nEND\r\n"
         c.send(script)
         #expect(String(decoding: c.receive(bytes: expected.utf8.count), as: UTF8.self) == expected)
+        // In lockstep: a local reply goes out while the forwarded one is still away.
+        for i in 0..<50 {
+            c.send("version\r\nget k\(i)\r\n")
+            let reply = "VERSION \(KVSContext.version)\r\nVALUE k\(i) \(i) \(String(i + 1).utf8.count)\r\n\(i + 1)\r\nEND\r\n"
+            #expect(String(decoding: c.receive(bytes: reply.utf8.count), as: UTF8.self) == reply)
+        }
         // Binary: quiet GETs for many keys, fenced by a NOOP; hits only, in order.
         let b = try Client(tcp: t.tcpPort)
         var request: [UInt8] = []

@@ -158,7 +158,7 @@ public final class KernelTCPPort: PacketPort, @unchecked Sendable {
     /// Writes what a connection has pending; stops watching for writability when done.
     func flush(_ q: ConnectionQueue, _ table: inout ConnectionTable, _ index: Int) {
         let fd = table.slots[index].fd
-        let n = table.slots[index].pending.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        let n = table.slots[index].pending.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
         if n > 0 { table.slots[index].pending.removeFirst(n) }
         if n < 0 && errno != EAGAIN && errno != EINTR { q.close(&table, index); return }
         if table.slots[index].pending.isEmpty {
@@ -181,7 +181,7 @@ public final class KernelTCPPort: PacketPort, @unchecked Sendable {
                 let fin = parsed.tcpFlags & TCPHeader.Flags.fin.rawValue != 0
                 var written = 0
                 if table.slots[index].pending.isEmpty && payload.count > 0 {
-                    written = max(0, write(table.slots[index].fd, payload.baseAddress, payload.count))
+                    written = max(0, send(table.slots[index].fd, payload.baseAddress, payload.count, Int32(MSG_NOSIGNAL)))
                 }
                 bytes += payload.count
                 if written < payload.count {

@@ -67,7 +67,14 @@ struct Compare: ParsableCommand {
                     var sums: [String: Double] = [:]
                     for round in 0..<rounds {
                         for (name, port) in targets {
-                            let r = try options.load((.loopback, port), f, w).run()
+                            let r: KVSLoad.Result
+                            do {
+                                r = try options.load((.loopback, port), f, w).run()
+                            } catch {
+                                let server = name == "flexkvs" ? fx : mc
+                                throw LoadError("\(name) round \(round + 1) (\(f.rawValue)): \(error)"
+                                    + (server.process.isRunning ? "" : "; the server exited, its output: \(server.logPath)"))
+                            }
                             sums[name, default: 0] += r.throughput
                             if round == 0 || r.throughput > best[name]!.throughput { best[name] = r }
                             print("  \(f.rawValue) t=\(t) \(name) round \(round + 1): \(r.summary)")
@@ -107,14 +114,19 @@ struct Compare: ParsableCommand {
 }
 
 /// A server started for a comparison, stopped when done.
+/// Its output goes to a log file in the temporary directory, named when it fails.
 final class ServerProcess {
     let process = Process()
+    let logPath: String
 
     init(path: String, arguments: [String], port: UInt16) throws {
         process.executableURL = URL(fileURLWithPath: path)
         process.arguments = arguments
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
+        logPath = NSTemporaryDirectory() + "flexbench-\(URL(fileURLWithPath: path).lastPathComponent)-\(port).log"
+        FileManager.default.createFile(atPath: logPath, contents: nil)
+        let log = FileHandle(forWritingAtPath: logPath) ?? FileHandle.nullDevice
+        process.standardOutput = log
+        process.standardError = log
         try process.run()
         // Ready when it accepts a TCP connection (or give up after 10 s).
         let deadline = Date().addingTimeInterval(10)
@@ -124,7 +136,7 @@ final class ServerProcess {
             usleep(50_000)
         }
         stop()
-        throw LoadError("\(path) did not start listening on port \(port)")
+        throw LoadError("\(path) did not start listening on port \(port) (its output: \(logPath))")
     }
 
     func stop() {

@@ -148,6 +148,27 @@ final class Client {
         #expect(c.receive(until: "END\r\n") == "VALUE big 0 \(value.utf8.count)\r\n\(value)\r\nEND\r\n")
     }
 
+    /// Clients that reset their connection with replies still coming (forwarded ones
+    /// too, under key steering): the server must not die of SIGPIPE or lose its place.
+    @Test(arguments: [KVSServer.Steering.flow, .key])
+    func clientsResettingMidStreamLeaveTheServerServing(steering: KVSServer.Steering) throws {
+        let t = try TestServer(steering: steering)
+        let value = String(repeating: "v", count: 1000)
+        let setup = try Client(tcp: t.tcpPort)
+        setup.send((0..<50).map { "set r\($0) 0 0 1000\r\n\(value)\r\n" }.joined())
+        _ = setup.receive(bytes: 50 * 8)
+        for _ in 0..<30 {
+            let c = try Client(tcp: t.tcpPort)
+            c.send((0..<400).map { "get r\($0 % 50)\r\n" }.joined())
+            var linger = linger(l_onoff: 1, l_linger: 0)  // close with a reset
+            setsockopt(c.fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<linger>.size))
+        }
+        usleep(200_000)
+        let d = try Client(tcp: t.tcpPort)
+        d.send("get r7\r\n")
+        #expect(d.receive(until: "END\r\n") == "VALUE r7 0 1000\r\n\(value)\r\nEND\r\n")
+    }
+
     @Test func badTextInputGetsErrorsAndServiceGoesOn() throws {
         let t = try TestServer(maxItem: 1000)
         let c = try Client(tcp: t.tcpPort)

@@ -29,7 +29,7 @@ struct FlexKVSCommand: ParsableCommand {
     @Option(help: "Item log segment size, e.g. 1m (raised to fit the largest item).") var segmentSize: String?
     @Option(help: "I/O: socket (kernel sockets) or dpdk.") var io: String?
     @Option(parsing: .unconditional, help: "DPDK EAL arguments (with --io dpdk).") var eal: String?
-    @Option(help: "Steering: flow (RSS-style), key (key-based), dma (key + log placement).") var steering: String?
+    @Option(help: "Steering: flow (by 4-tuple), key (to the key's owner; TCP requests forwarded), dma (key + binary UDP SETs placed in the owner's log; needs -U).") var steering: String?
     @Option(help: "TOML file with these settings (Configs/flexkvs.toml).") var config: String?
     @Flag(help: "Do not answer hot keys' UDP GETs from the pipeline's reply table.") var noReplyOffload = false
     @Flag(name: .customShort("v"), help: "Verbose: print settings and errors.") var verbose = false

@@ -73,34 +73,32 @@ final class PlacementLog {
     struct StoredSet {
         var cas: UInt64
         var opcode: UInt8
-        /// As the request carried it (network order), to echo back.
+        /// To echo back.
         var opaque: UInt32
     }
 
     /// Stores the binary SET placed at `p` as an item; or, if it is not a plain SET of
     /// sound lengths (a CAS, a bad length, too large), turns the record into a dead item
     /// and returns nil so that the caller serves the frame the ordinary way.
+    ///
+    /// The pipeline only places requests whose key lies inside the datagram, so the
+    /// request header and the extras are there to read.
     func storeSet(_ p: Placed, hash: UInt32) -> StoredSet? {
-        let r = UnsafeRawPointer(p.base + Self.requestOffset)
-        func be16(_ o: Int) -> Int { Int(UInt16(bigEndian: r.loadUnaligned(fromByteOffset: o, as: UInt16.self))) }
-        func be32(_ o: Int) -> UInt32 { UInt32(bigEndian: r.loadUnaligned(fromByteOffset: o, as: UInt32.self)) }
-        let keyLength = be16(2), body = Int(be32(8))
+        let r = UnsafeRawBufferPointer(start: p.base + Self.requestOffset, count: p.recordLength - Self.recordPrefix)
+        let keyLength = Int(BinaryProtocol.be16(r, 2)), body = Int(BinaryProtocol.be32(r, 8))
         let valueLength = body - Self.setExtras - keyLength
-        let cas = r.loadUnaligned(fromByteOffset: 16, as: UInt64.self)
-        guard r.load(as: UInt8.self) == BinaryProtocol.requestMagic, r.load(fromByteOffset: 4, as: UInt8.self) == Self.setExtras,
-              p.recordLength == Self.recordPrefix + BinaryProtocol.headerSize + body,
+        guard r[0] == BinaryProtocol.requestMagic, r[4] == Self.setExtras, r.count == BinaryProtocol.headerSize + body,
               (1...TextProtocol.maxKeyLength).contains(keyLength), valueLength >= 0,
-              valueLength <= partition.store.maxItemSize, cas == 0
+              valueLength <= partition.store.maxItemSize, BinaryProtocol.be64(r, 16) == 0  // no CAS
         else {
             partition.retirePlaced(p.ref, size: p.size)
             return nil
         }
-        let opcode = r.load(fromByteOffset: 1, as: UInt8.self)
-        let opaque = r.loadUnaligned(fromByteOffset: 12, as: UInt32.self)
-        let flags = be32(BinaryProtocol.headerSize), exptime = be32(BinaryProtocol.headerSize + 4)
-        let expiry = partition.store.clock.expiry(Int64(exptime))
+        // Read before the item header overwrites the request header and extras.
+        let opcode = r[1], opaque = BinaryProtocol.be32(r, 12)
+        let flags = BinaryProtocol.be32(r, BinaryProtocol.headerSize), exptime = BinaryProtocol.be32(r, BinaryProtocol.headerSize + 4)
         let unique = partition.storePlaced(p.ref, keyLength: keyLength, valueLength: valueLength, hash: hash,
-                                           flags: flags, expiry: expiry)
+                                           flags: flags, expiry: partition.store.clock.expiry(Int64(exptime)))
         placed &+= 1
         return StoredSet(cas: unique, opcode: opcode, opaque: opaque)
     }

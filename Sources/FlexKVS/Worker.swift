@@ -211,8 +211,7 @@ final class Worker: @unchecked Sendable {
             context.totalConnections.wrappingAdd(1, ordering: .relaxed)
         }
         if session.endpoints == nil {
-            session.endpoints = FrameBuilder.Endpoints(source: IPv4Address(frame.destinationAddress), destination: IPv4Address(frame.sourceAddress),
-                                                       sourcePort: frame.destinationPort, destinationPort: frame.sourcePort)
+            session.endpoints = FrameBuilder.Endpoints(replyingTo: frame)
         }
         session.receive(UnsafeRawBufferPointer(d.payload))
         let before = session.commands
@@ -412,8 +411,7 @@ final class Worker: @unchecked Sendable {
     /// `request`'s buffer (which is then used up).
     func sendUDP(_ output: [UInt8], requestID: (UInt8, UInt8), frame: ParsedFrame, reusing request: inout Packet?,
                  port udp: KernelUDPPort) {
-        let reply = FrameBuilder.Endpoints(source: IPv4Address(frame.destinationAddress), destination: IPv4Address(frame.sourceAddress),
-                                           sourcePort: frame.destinationPort, destinationPort: frame.sourcePort)
+        let reply = FrameBuilder.Endpoints(replyingTo: frame)
         let total = output.count
         let datagrams = max(1, (total + KVSServer.udpPayload - 1) / KVSServer.udpPayload)
         guard total > 0, datagrams <= Int(UInt16.max) else { return }
@@ -446,26 +444,24 @@ final class Worker: @unchecked Sendable {
 
     // MARK: Placed SETs (dma steering)
 
-    /// The placing log whose segments hold `pointer`.
-    func placement(holding pointer: UnsafeRawPointer) -> PlacementLog? {
-        placements.first { $0.segments.locate(pointer) != nil }
-    }
 
     /// Stores a binary SET the pipeline placed in our segments, writing its reply (none
     /// for SETQ) to `s`. False if the record was not ours to store as it lies; the
     /// caller then serves the frame the ordinary way.
     func storePlaced(_ d: Descriptor, into s: Session) -> Bool {
-        guard let record = d.record, let log = placement(holding: record) else { return false }
-        let partition = log.partition
-        guard context.store.partition(for: d.hash) === partition else { return false }
+        // All our placing logs belong to our partition, the one the hash must name.
+        guard let record = d.record, let partition = placements.first?.partition,
+              context.store.partition(for: d.hash) === partition else { return false }
         let stored: PlacementLog.StoredSet? = partition.withLock { _ in
-            guard let placed = log.accept(record) else { return nil }
-            return log.storeSet(placed, hash: d.hash)
+            for log in placements {
+                if let placed = log.accept(record) { return log.storeSet(placed, hash: d.hash) }
+            }
+            return nil
         }
         guard let stored else { return false }
         if stored.opcode == BinaryProtocol.Op.set.rawValue {
             let h = BinaryProtocol.Header(opcode: stored.opcode, keyLength: 0, extrasLength: 0, bodyLength: 0,
-                                          opaque: UInt32(bigEndian: stored.opaque), cas: 0)
+                                          opaque: stored.opaque, cas: 0)
             BinaryProtocol.respond(s, h, .ok, cas: stored.cas)
         }
         s.commands += 1
@@ -474,7 +470,7 @@ final class Worker: @unchecked Sendable {
 
     /// The pipeline closed one of our placing segments: adopt it, register another.
     func placementFilled(_ d: Descriptor) {
-        guard let log = placement(holding: d.packet.data) else { return }
+        guard let log = placements.first(where: { $0.segments.locate(d.packet.data) != nil }) else { return }
         log.partition.withLock { _ in log.filled(slot: Int(d.packet.flow), used: Int(d.packet.length)) }
     }
 }

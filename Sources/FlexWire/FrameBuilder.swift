@@ -25,6 +25,12 @@ public enum FrameBuilder {
             self.destinationPort = destinationPort
         }
 
+        /// The endpoints of a reply to `frame` (addresses and ports swapped; no MACs).
+        public init(replyingTo frame: ParsedFrame) {
+            self.init(source: IPv4Address(frame.destinationAddress), destination: IPv4Address(frame.sourceAddress),
+                      sourcePort: frame.destinationPort, destinationPort: frame.sourcePort)
+        }
+
         /// The same endpoints seen from the other side.
         public var reversed: Endpoints {
             Endpoints(sourceMAC: destinationMAC, destinationMAC: sourceMAC, source: destination,

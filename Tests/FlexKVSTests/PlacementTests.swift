@@ -63,7 +63,7 @@ func binarySetDatagram(key: String, value: [UInt8], opcode: UInt8 = 0x01, opaque
         for (n, r) in records.enumerated().dropFirst(2).dropLast() {
             let placed = try #require(log.accept(r))
             let s = try #require(log.storeSet(placed, hash: keyHash("k\(n)")))
-            #expect(s.cas != 0 && s.opcode == 0x01 && s.opaque == UInt32(7).bigEndian)
+            #expect(s.cas != 0 && s.opcode == 0x01 && s.opaque == 7)
         }
         #expect(log.lost == 2)
         let oldBase = log.segments.segment(filled.segment)

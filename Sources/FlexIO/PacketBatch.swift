@@ -41,6 +41,13 @@ public final class PacketBatch: @unchecked Sendable {
         count = rest
     }
 
+    /// Removes and returns the last packet; the caller checks `isEmpty` first.
+    @inlinable public func removeLast() -> Packet {
+        precondition(count > 0, "batch underflow")
+        count &-= 1
+        return packets[count]
+    }
+
     @inlinable public func removeAll() { count = 0 }
 
     /// Raw pointer to the free slots, for shims that fill a burst in place.

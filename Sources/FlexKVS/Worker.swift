@@ -299,8 +299,7 @@ final class Worker: @unchecked Sendable {
     func forward(_ s: Session, flow: UInt32, length: Int, hash: UInt32, to owner: Int) -> Bool {
         guard let forwarding, let pool = forwardPool, inFlight[owner] < forwarding.ringCapacity else { return false }
         if forwardSpares.isEmpty && pool.allocate(count: forwardSpares.capacity / 2, into: forwardSpares) == 0 { return false }
-        forwardSpares.count -= 1
-        let buffer = forwardSpares[forwardSpares.count]
+        let buffer = forwardSpares.removeLast()
         s.input.withUnsafeBytes { buffer.data.copyMemory(from: $0.baseAddress! + s.consumed, byteCount: length) }
         var b = buffer
         b.length = UInt32(length)

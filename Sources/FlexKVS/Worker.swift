@@ -267,7 +267,9 @@ final class Worker: @unchecked Sendable {
     // MARK: TCP under key steering
 
     /// Runs the session's complete requests: those whose key another worker owns are
-    /// forwarded to it, the rest run here, in order.
+    /// forwarded to it, the rest run here. A request that could meet a forwarded one's
+    /// key (one running here for a foreign key, or a `local` one) waits until the
+    /// session has nothing away, so every key sees the session's requests in order.
     func runForwarding(_ s: Session, flow: UInt32) {
         guard ProtocolHandler.decideDialect(s) else { return }
         let store = context.store
@@ -277,15 +279,23 @@ final class Worker: @unchecked Sendable {
                 s.compact()
                 return
             case .local:
+                // It may touch any key: it waits until the session's forwarded requests
+                // are answered (their replies resume it).
+                guard s.order.isEmpty else { return }
                 let unparsed = s.unparsed, swallow = s.swallow
                 ProtocolHandler.run(s, context, through: s.consumed)
                 if s.unparsed == unparsed && s.swallow == swallow { return }  // waits for more input
             case let .keyed(length, keyStart, keyLength):
                 let hash = s.input.withUnsafeBytes { KVStore.hash(UnsafeRawBufferPointer(rebasing: $0[keyStart..<(keyStart + keyLength)])) }
                 let owner = store.partitionIndex(for: hash)
-                if owner != queue && forward(s, flow: flow, length: length, hash: hash, to: owner) {
-                    s.consumed += length
-                    continue
+                if owner != queue {
+                    if forward(s, flow: flow, length: length, hash: hash, to: owner) {
+                        s.consumed += length
+                        continue
+                    }
+                    // No room to send it: it may run here (locked) only with nothing of
+                    // this session away, where an earlier request for its key could be.
+                    guard s.order.isEmpty else { return }
                 }
                 s.hashHint = hash
                 ProtocolHandler.run(s, context, through: s.consumed)
@@ -365,6 +375,7 @@ final class Worker: @unchecked Sendable {
         if !forwardDone.isEmpty { forwardPool?.release(forwardDone) }
         for (flow, s) in toSend {
             s.queuedForSend = false
+            if s.unparsed > 0 { runForwarding(s, flow: flow) }  // it may have waited for these replies
             sendTCP(s, flow: flow)
         }
         toSend.removeAll(keepingCapacity: true)

@@ -1,4 +1,7 @@
+#define _GNU_SOURCE
 #include "CDPDK.h"
+#include <pthread.h>
+#include <sched.h>
 #include <string.h>
 #include <rte_eal.h>
 #include <rte_errno.h>
@@ -8,7 +11,20 @@
 
 enum { MAX_BURST = 256 };
 
-int cdpdk_eal_init(int argc, char **argv) { return rte_eal_init(argc, argv); }
+/* EAL pins the calling thread to its main lcore, and threads started later inherit
+ * that: every worker would share one core. The caller's affinity is restored. */
+int cdpdk_eal_init(int argc, char **argv) {
+    cpu_set_t before;
+    int saved = pthread_getaffinity_np(pthread_self(), sizeof before, &before) == 0;
+    int rc = rte_eal_init(argc, argv);
+    if (saved) pthread_setaffinity_np(pthread_self(), sizeof before, &before);
+    return rc;
+}
+int cdpdk_thread_cpu_count(void) {
+    cpu_set_t set;
+    return pthread_getaffinity_np(pthread_self(), sizeof set, &set) == 0 ? CPU_COUNT(&set) : -1;
+}
+
 int cdpdk_eal_cleanup(void) { return rte_eal_cleanup(); }
 const char *cdpdk_strerror(int err) { return rte_strerror(err < 0 ? -err : err); }
 int cdpdk_errno(void) { return rte_errno; }

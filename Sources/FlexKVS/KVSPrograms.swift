@@ -1,4 +1,5 @@
 import FlexNIC
+import FlexWire
 
 /// flexkvs's steering programs: what the FlexNIC pipeline of each worker runs on its
 /// TCP and UDP queues, per steering mode. Payload offsets count from the UDP payload,
@@ -75,5 +76,16 @@ enum KVSPrograms {
             .init("other", fields: [FieldMatch(.ipProtocol, .exact(17)), FieldMatch(.destinationPort, .exact(UInt64(port)))],
                   actions: [.toQueue(own)]),
         ])
+    }
+
+    /// `program` with every stage also requiring the frame to be addressed to `address`
+    /// (on an Ethernet link the port sees other hosts' traffic and ARP; those frames
+    /// take the program's default, the slow path).
+    static func addressed(to address: IPv4Address, _ program: SteeringProgram) -> SteeringProgram {
+        var p = program
+        for i in p.stages.indices {
+            p.stages[i].fields.insert(FieldMatch(.destinationAddress, .exact(UInt64(address.value))), at: 0)
+        }
+        return p
     }
 }

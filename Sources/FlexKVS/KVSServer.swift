@@ -4,8 +4,8 @@ import FlexWire
 import Foundation
 import Synchronization
 
-/// flexkvs over kernel sockets: `threads` workers, each owning one SO_REUSEPORT TCP
-/// queue and one UDP queue. A worker runs the steering program inline on its own bursts
+/// flexkvs: `threads` workers, each owning one SO_REUSEPORT TCP queue and one UDP
+/// queue (a kernel socket, or a DPDK ethdev's rx/tx queue pair with `IO.dpdk`). A worker runs the steering program inline on its own bursts
 /// (no emulator thread: cores are scarce), then serves the descriptors steered to it.
 ///
 /// - flow steering: the kernel spreads flows over workers by their 4-tuple; a worker
@@ -29,11 +29,25 @@ public final class KVSServer: @unchecked Sendable {
         case dma
     }
 
+    /// Where UDP requests arrive.
+    public enum IO: Sendable, Equatable {
+        /// Kernel sockets (SO_REUSEPORT, one queue per worker).
+        case socket
+        /// A DPDK ethdev (`device`: a --vdev name or port id) with one rx and tx queue
+        /// per worker. The server owns `address` on that link: it answers ARP for it and
+        /// serves UDP sent to it; everything else is dropped and counted. TCP stays on
+        /// kernel sockets at `tcpAddress` (there is no TCP stack over DPDK).
+        case dpdk(eal: [String], device: String)
+    }
+
     public struct Configuration: Sendable {
+        public var io = IO.socket
         public var steering = Steering.flow
         /// Answer hot keys' UDP GETs from the pipeline's reply table (Santa).
         public var replyOffload = true
         public var address = IPv4Address.loopback
+        /// Kernel TCP listens here; nil: `address`.
+        public var tcpAddress: IPv4Address? = nil
         public var tcpPort: UInt16 = 11211
         /// nil: no UDP; 0: an ephemeral port.
         public var udpPort: UInt16? = nil
@@ -56,7 +70,12 @@ public final class KVSServer: @unchecked Sendable {
     public let configuration: Configuration
     public let context: KVSContext
     public let tcp: KernelTCPPort
-    public let udp: KernelUDPPort?
+    /// The UDP queues: kernel sockets, or the DPDK port.
+    public let udp: (any PacketPort)?
+    /// The UDP port served (the bound one when 0 was asked for).
+    public let udpPort: UInt16?
+    /// With `--io dpdk`: the ethdev UDP arrives on (also `udp`).
+    public let dpdk: DPDKPort?
     var workers: [Worker] = []
     let running = Atomic<Bool>(false)
     let finished = DispatchSemaphore(value: 0)
@@ -71,13 +90,31 @@ public final class KVSServer: @unchecked Sendable {
         store.locksPartitions = true
         if c.replyOffload && c.udpPort != nil { store.replyTable = ReplyTable(slots: 4096) }
         context = KVSContext(store: store, threads: c.threads)
-        tcp = try KernelTCPPort(address: c.address, port: c.tcpPort, queues: c.threads, maxConnections: c.maxConnections)
-        udp = try c.udpPort.map { try KernelUDPPort(address: c.address, port: $0, queues: c.threads) }
+        tcp = try KernelTCPPort(address: c.tcpAddress ?? c.address, port: c.tcpPort, queues: c.threads, maxConnections: c.maxConnections)
+        switch c.io {
+        case .socket:
+            let kernel = try c.udpPort.map { try KernelUDPPort(address: c.address, port: $0, queues: c.threads) }
+            udp = kernel
+            udpPort = kernel?.port
+            dpdk = nil
+        case let .dpdk(eal, device):
+            guard let port = c.udpPort, port != 0 else {
+                throw ConfigurationError("--io dpdk serves UDP on the DPDK port: give it a UDP port (-U PORT)")
+            }
+            try DPDKEnvironment.initialize(arguments: eal)
+            var dc = DPDKPort.Configuration()
+            dc.rxQueues = c.threads
+            dc.txQueues = c.threads
+            let ethdev = try DPDKPort(device: device, configuration: dc)
+            udp = ethdev
+            udpPort = port
+            dpdk = ethdev
+        }
         context.settings = [
             ("maxbytes", String(store.pool.segmentCount * store.pool.segmentSize)), ("maxconns", String(c.maxConnections)),
-            ("tcpport", String(tcp.port)), ("udpport", String(udp?.port ?? 0)), ("inter", c.address.description),
+            ("tcpport", String(tcp.port)), ("udpport", String(udpPort ?? 0)), ("inter", c.address.description),
             ("num_threads", String(c.threads)), ("item_size_max", String(store.maxItemSize)),
-            ("segment_size", String(store.pool.segmentSize)), ("steering", c.steering.rawValue), ("io", "socket"),
+            ("segment_size", String(store.pool.segmentSize)), ("steering", c.steering.rawValue), ("io", dpdk == nil ? "socket" : "dpdk"),
             ("reply_offload", store.replyTable == nil ? "no" : "yes"),
         ]
         // dma: partition q registers segments with every worker w's pipeline.
@@ -133,6 +170,7 @@ public final class KVSServer: @unchecked Sendable {
     public func stop() {
         guard running.exchange(false, ordering: .acquiringAndReleasing) else { return }
         for _ in workers { finished.wait() }
+        dpdk?.stop()
     }
 
     func steeringStats() -> [(String, String)] {
@@ -153,6 +191,7 @@ public final class KVSServer: @unchecked Sendable {
                     (p + "cycles_per_request_p90", String(w.cycles.percentile(0.9))),
                     (p + "receive_cycles_per_packet_median", String(w.receiveCycles.median())),
                     (p + "udp_bad_frames", String(w.badFrames.load(ordering: .relaxed))),
+                    (p + "arp_answered", String(w.arpAnswered.load(ordering: .relaxed))),
                     (p + "tcp_forwarded", String(w.forwarded.load(ordering: .relaxed))),
                     (p + "tcp_forwarded_served", String(w.forwardedServed.load(ordering: .relaxed)))]
             if !w.placements.isEmpty {

@@ -32,6 +32,7 @@ final class Worker: @unchecked Sendable {
     let udpSession = Session()
     let requests = Atomic<UInt64>(0)
     let badFrames = Atomic<UInt64>(0)
+    let arpAnswered = Atomic<UInt64>(0)
     let cycles = CycleHistogram()
     /// Cycles per packet of fetching bursts from the port (kernel I/O with sockets).
     let receiveCycles = CycleHistogram()
@@ -81,10 +82,13 @@ final class Worker: @unchecked Sendable {
         let table = server.context.store.replyTable
         tcpInboxes = [tcpSteering.pipeline.rings[queue]]
         udpSteering = try server.udp.map { udp in
-            let program = server.configuration.steering != .flow
-                ? KVSPrograms.key(port: udp.port, queues: queues, own: queue, offload: table != nil, placing: logs != nil)
-                : table != nil ? KVSPrograms.flowWithOffload(port: udp.port, queues: queues, own: queue)
-                               : KVSPrograms.flow(protocolNumber: 17, port: udp.port, queues: queues, own: queue)
+            let port = server.udpPort ?? 0
+            var program = server.configuration.steering != .flow
+                ? KVSPrograms.key(port: port, queues: queues, own: queue, offload: table != nil, placing: logs != nil)
+                : table != nil ? KVSPrograms.flowWithOffload(port: port, queues: queues, own: queue)
+                               : KVSPrograms.flow(protocolNumber: 17, port: port, queues: queues, own: queue)
+            // On an Ethernet link other hosts' traffic reaches the port too.
+            if server.dpdk != nil { program = KVSPrograms.addressed(to: server.configuration.address, program) }
             return SteeringEmulator(port: udp, pipeline: try SteeringPipeline(program: program, logs: logs, replyTable: table),
                                     rxQueue: queue, txQueue: queue)
         }
@@ -161,9 +165,15 @@ final class Worker: @unchecked Sendable {
         let pipeline = steering.pipeline
         let slow = pipeline.slowPathRing.dequeue(into: inbox, maximum: 64)
         for i in 0..<slow {
-            // A request no log segment could take is served like any other.
+            // A request no log segment could take is served like any other; on an
+            // Ethernet port, ARP requests for our address are answered in place.
             if inbox[i].detail == SlowPathReason.logUnavailable.rawValue { handle(inbox[i], share) }
-            else { finished(inbox[i].packet, done, steering.port) }
+            else if let mac = server.dpdk?.macAddress, steering.port === server.dpdk,
+                    ARP.answer(inbox[i].packet.bytes, for: server.configuration.address, with: mac) {
+                if out.isFull { _ = steering.port.transmit(queue: queue, out) }
+                out.append(inbox[i].packet)
+                arpAnswered.wrappingAdd(1, ordering: .relaxed)
+            } else { finished(inbox[i].packet, done, steering.port) }
         }
         if !out.isEmpty { _ = steering.port.transmit(queue: queue, out) }
         if !done.isEmpty { steering.port.release(done) }
@@ -399,7 +409,8 @@ final class Worker: @unchecked Sendable {
         var request: Packet? = d.packet
         defer { if let r = request { finished(r, udpDone, udp) } }
         let payload = UnsafeRawBufferPointer(d.payload)
-        guard payload.count > Self.headerLength, let frame = try? ParsedFrame(parsing: d.packet.bytes),
+        let bytes = d.packet.bytes
+        guard payload.count > Self.headerLength, let frame = try? ParsedFrame(parsing: bytes),
               payload[2] == 0, payload[3] == 0, payload[4] == 0, payload[5] == 1 else {
             badFrames.wrappingAdd(1, ordering: .relaxed)
             return
@@ -414,14 +425,14 @@ final class Worker: @unchecked Sendable {
             ProtocolHandler.run(s, context)
             record(commands: s.commands, since: t0, steeringCycles)
         }
-        sendUDP(s.output, requestID: (payload[0], payload[1]), frame: frame, reusing: &request, port: udp)
+        sendUDP(s.output, requestID: (payload[0], payload[1]), to: FrameBuilder.Endpoints(replyingTo: frame, bytes: UnsafeRawBufferPointer(bytes)),
+                reusing: &request, port: udp)
     }
 
-    /// Sends `output` as the reply datagrams to `frame`'s sender, the first one in
-    /// `request`'s buffer (which is then used up).
-    func sendUDP(_ output: [UInt8], requestID: (UInt8, UInt8), frame: ParsedFrame, reusing request: inout Packet?,
-                 port udp: KernelUDPPort) {
-        let reply = FrameBuilder.Endpoints(replyingTo: frame)
+    /// Sends `output` as the reply datagrams to `reply`, the first one in `request`'s
+    /// buffer (which is then used up).
+    func sendUDP(_ output: [UInt8], requestID: (UInt8, UInt8), to reply: FrameBuilder.Endpoints, reusing request: inout Packet?,
+                 port udp: any PacketPort) {
         let total = output.count
         let datagrams = max(1, (total + KVSServer.udpPayload - 1) / KVSServer.udpPayload)
         guard total > 0, datagrams <= Int(UInt16.max) else { return }

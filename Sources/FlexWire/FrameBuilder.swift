@@ -31,6 +31,16 @@ public enum FrameBuilder {
                       sourcePort: frame.destinationPort, destinationPort: frame.sourcePort)
         }
 
+        /// The endpoints of a reply to `frame`, MACs included (`bytes` is the frame it
+        /// was parsed from): what a reply on an Ethernet port needs.
+        public init(replyingTo frame: ParsedFrame, bytes: UnsafeRawBufferPointer) {
+            self.init(replyingTo: frame)
+            if bytes.count >= EthernetHeader.length, let b = bytes.baseAddress {
+                destinationMAC = .load(from: b + 6)
+                sourceMAC = .load(from: b)
+            }
+        }
+
         /// The same endpoints seen from the other side.
         public var reversed: Endpoints {
             Endpoints(sourceMAC: destinationMAC, destinationMAC: sourceMAC, source: destination,

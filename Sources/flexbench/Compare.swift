@@ -123,7 +123,7 @@ final class ServerProcess {
         process.executableURL = URL(fileURLWithPath: path)
         process.arguments = arguments
         logPath = NSTemporaryDirectory() + "flexbench-\(URL(fileURLWithPath: path).lastPathComponent)-\(port).log"
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = FileHandle(forWritingAtPath: logPath) ?? FileHandle.nullDevice
         process.standardOutput = log
         process.standardError = log

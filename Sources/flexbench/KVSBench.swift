@@ -56,21 +56,41 @@ struct KVSBench: ParsableCommand {
 
     @Option(help: "Server IPv4:port.") var server = "127.0.0.1:11211"
     @Option(help: "Wire format: tcp-ascii, tcp-binary, udp-ascii, udp-binary.") var format = "tcp-ascii"
+    @Option(parsing: .unconditional, help: ArgumentHelp("DPDK EAL arguments: send UDP over a DPDK port instead of kernel sockets.", discussion: """
+        e.g. "--no-huge --no-pci -m 256 --file-prefix=client --vdev=net_memif0,role=client,socket=/tmp/kvs.sock,socket-abstract=no" \
+        against `flexkvs --io dpdk` serving the memif's server end. One client thread; the preload goes over UDP too.
+        """)) var eal: String?
+    @Option(help: "The ethdev to use with --eal: a --vdev name or a port id.") var dpdkDevice = "0"
+    @Option(help: "The client's IPv4 address on the DPDK link.") var clientAddress = "198.18.0.1"
     @OptionGroup var options: LoadOptions
 
     func run() throws {
         let target = try parseServer(server)
         guard let f = WireFormat(rawValue: format) else { throw ValidationError("--format: one of \(WireFormat.allCases.map(\.rawValue))") }
         let w = options.workload()
-        let l = options.load(target, f, w)
+        var l = options.load(target, f, w)
+        if let eal {
+            guard f.isUDP else { throw ValidationError("--eal (DPDK) carries UDP only: use --format udp-ascii or udp-binary") }
+            guard options.clientThreads == 1 else { throw ValidationError("--eal (DPDK) runs one client thread") }
+            guard let ip = IPv4Address(clientAddress) else { throw ValidationError("--client-address \(clientAddress): not an IPv4 address") }
+            l.link = try DPDKDatagramLink(eal: eal, device: dpdkDevice, address: ip, server: target)
+            print("kvs: \(l.link!.port.name) \(ip) -> \(target.0) at \(l.link!.serverMAC) (ARP)")
+        }
         if !options.noPreload {
             print("kvs: preloading \(w.keys) keys...")
-            try l.preload()
+            fflush(stdout)
+            if l.link != nil {
+                let r = try l.preloadOverUDP()
+                print("kvs: preloaded \(r.operations) keys over UDP, \(r.timeouts) lost")
+            } else {
+                try l.preload()
+            }
         }
         print("kvs: \(f.rawValue) \(server), \(options.connections) sockets x \(options.rate > 0 ? "open loop \(Int(options.rate))/s" : "depth \(options.depth)"), \(options.duration) s")
         fflush(stdout)
         let r = try l.run()
         print("kvs: \(r.summary)")
+        if let link = l.link, link.sendDrops > 0 { print("kvs: \(link.sendDrops) datagrams found no mbuf or tx room (counted as timeouts)") }
     }
 }
 

@@ -24,6 +24,8 @@ struct KVSLoad {
     /// Requests per second over all threads; 0: closed loop.
     var rate = 0.0
     var seed: UInt64 = 1
+    /// UDP over a DPDK port instead of kernel sockets (one client thread).
+    var link: DPDKDatagramLink?
 
     struct Result {
         var operations: UInt64 = 0
@@ -82,6 +84,13 @@ struct KVSLoad {
         }
     }
 
+    /// Stores every key once over UDP (the format's SET), `depth` outstanding per
+    /// socket: the preload when the server is reached over DPDK. Lost datagrams count
+    /// as timeouts.
+    func preloadOverUDP() throws -> Result {
+        try runThread(index: 0, sockets: connections, measureFrom: 0, end: .max, preloading: true)
+    }
+
     func run() throws -> Result {
         let perThread = max(1, connections / threads)
         let outcomes = Mutex<(results: [Result], failure: String?)>(([], nil))
@@ -112,6 +121,7 @@ struct KVSLoad {
 
     /// One connection's state.
     final class Conn {
+        let index: Int
         let fd: Int32
         var out: [UInt8] = []
         var outSent = 0
@@ -127,16 +137,20 @@ struct KVSLoad {
         /// UDP: lengths of the datagrams queued in `out`.
         var datagramLengths: [Int] = []
 
-        init(fd: Int32, udp: Bool) {
+        init(index: Int, fd: Int32, udp: Bool) {
+            self.index = index
             self.fd = fd
             udpSent = udp ? [UInt64](repeating: 0, count: 65536) : []
         }
     }
 
-    func runThread(index: Int, sockets: Int, measureFrom: UInt64, end: UInt64) throws -> Result {
+    func runThread(index: Int, sockets: Int, measureFrom: UInt64, end: UInt64, preloading: Bool = false) throws -> Result {
         var rng = Xorshift(seed: seed &* 0x9E37_79B9 &+ UInt64(index) &+ 1)
-        let conns = try (0..<sockets).map { _ in Conn(fd: try Self.connect(server, udp: format.isUDP, blocking: false), udp: format.isUDP) }
-        defer { conns.forEach { close($0.fd) } }
+        let conns = try (0..<sockets).map { i in
+            Conn(index: i, fd: link != nil ? -1 : try Self.connect(server, udp: format.isUDP, blocking: false), udp: format.isUDP)
+        }
+        defer { conns.forEach { if $0.fd >= 0 { close($0.fd) } } }
+        var nextPreload = 0
         var result = Result()
         var fds = conns.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
         let interval = rate > 0 ? UInt64(1e9 / (rate / Double(threads))) : 0
@@ -155,6 +169,12 @@ struct KVSLoad {
         /// Sends a connection's queued datagrams with sendmmsg (what does not go now is
         /// dropped and shows up as a timeout).
         func flushDatagrams(_ c: Conn) throws {
+            if let link {
+                c.out.withUnsafeBytes { link.send(socket: c.index, payloads: $0, lengths: c.datagramLengths) }
+                c.out.removeAll(keepingCapacity: true)
+                c.datagramLengths.removeAll(keepingCapacity: true)
+                return
+            }
             var batch = [cflex_datagram]()
             batch.reserveCapacity(c.datagramLengths.count)
             try c.out.withUnsafeMutableBytes { b in
@@ -175,9 +195,19 @@ struct KVSLoad {
             c.datagramLengths.removeAll(keepingCapacity: true)
         }
 
-        func issue(_ c: Conn, at time: UInt64) {
-            let get = rng.unit() < workload.getRatio
-            let key = workload.key(workload.sampleKey(&rng))
+        /// Queues one request on `c`; false when a preload has issued every key.
+        func issue(_ c: Conn, at time: UInt64) -> Bool {
+            let get: Bool
+            let key: ArraySlice<UInt8>
+            if preloading {
+                guard nextPreload < workload.keys else { return false }
+                get = false
+                key = workload.key(nextPreload)
+                nextPreload += 1
+            } else {
+                get = rng.unit() < workload.getRatio
+                key = workload.key(workload.sampleKey(&rng))
+            }
             if format.isUDP {
                 var id = c.nextID
                 while c.udpSent[Int(id)] != 0 { id &+= 1 }
@@ -193,6 +223,19 @@ struct KVSLoad {
                 c.fifo.append(time & ~3 | (get ? 1 : 0))
             }
             c.inflight += 1
+            return true
+        }
+
+        /// A reply datagram for `c`: completes its request when it is the last one.
+        func received(_ c: Conn, _ d: UnsafeRawBufferPointer, at t: UInt64) {
+            guard d.count >= 8, d.count <= 2048 else { return }
+            let id = Int(d[0]) << 8 | Int(d[1])
+            let seq = Int(d[2]) << 8 | Int(d[3]), count = Int(d[4]) << 8 | Int(d[5])
+            guard seq == count - 1, c.udpSent[id] != 0 else { return }
+            var hit = false
+            _ = format.responseLength(UnsafeRawBufferPointer(rebasing: d[8...]), from: 0, hit: &hit)
+            complete(c, sent: c.udpSent[id], hit: hit, now: t)
+            c.udpSent[id] = 0
         }
 
         func complete(_ c: Conn, sent: UInt64, hit: Bool, now: UInt64) {
@@ -206,13 +249,14 @@ struct KVSLoad {
         while true {
             let now = Self.nanos()
             if now >= end { break }
+            if preloading && nextPreload == workload.keys && conns.allSatisfy({ $0.inflight == 0 }) { break }
             if interval == 0 {
-                for c in conns { while c.inflight < depth { issue(c, at: now) } }
+                for c in conns { while c.inflight < depth, issue(c, at: now) {} }
             } else {
                 while nextSend <= now {
                     let c = conns[roundRobin % conns.count]
                     roundRobin += 1
-                    if c.inflight < 4096 { issue(c, at: nextSend) }
+                    if c.inflight < 4096 { _ = issue(c, at: nextSend) }
                     nextSend += interval
                 }
             }
@@ -225,21 +269,20 @@ struct KVSLoad {
                 if n < 0 && errno != EAGAIN { throw LoadError("send: \(String(cString: strerror(errno)))") }
                 if c.outSent == c.out.count { c.out.removeAll(keepingCapacity: true); c.outSent = 0 }
             }
-            _ = poll(&fds, nfds_t(fds.count), interval > 0 ? 0 : 1)
+            if let link {
+                // Kernel bypass: poll the port (no sockets, no sleeping).
+                let t = Self.nanos()
+                link.receive { socket, d in if socket < conns.count { received(conns[socket], d, at: t) } }
+                fds.indices.forEach { fds[$0].revents = 0 }
+            } else {
+                _ = poll(&fds, nfds_t(fds.count), interval > 0 ? 0 : 1)
+            }
             for (i, c) in conns.enumerated() where fds[i].revents & Int16(POLLIN) != 0 {
                 if format.isUDP {
                     let n = Int(max(0, cflex_recv_batch(c.fd, rxDatagrams, 64)))
                     let t = Self.nanos()
                     for k in 0..<n {
-                        let d = UnsafeRawBufferPointer(start: rxDatagrams[k].data, count: Int(rxDatagrams[k].length))
-                        guard d.count >= 8, d.count <= 2048 else { continue }
-                        let id = Int(d[0]) << 8 | Int(d[1])
-                        let seq = Int(d[2]) << 8 | Int(d[3]), count = Int(d[4]) << 8 | Int(d[5])
-                        guard seq == count - 1, c.udpSent[id] != 0 else { continue }
-                        var hit = false
-                        _ = format.responseLength(UnsafeRawBufferPointer(rebasing: d[8...]), from: 0, hit: &hit)
-                        complete(c, sent: c.udpSent[id], hit: hit, now: t)
-                        c.udpSent[id] = 0
+                        received(c, UnsafeRawBufferPointer(start: rxDatagrams[k].data, count: Int(rxDatagrams[k].length)), at: t)
                     }
                     continue
                 }

@@ -27,8 +27,16 @@ struct FlexKVSCommand: ParsableCommand {
     @Option(name: .customShort("c"), help: "Max simultaneous connections (default 1024).") var connections: Int?
     @Option(name: .customShort("I"), help: "Max item size, e.g. 1m, 512k (default 1m).") var maxItemSize: String?
     @Option(help: "Item log segment size, e.g. 1m (raised to fit the largest item).") var segmentSize: String?
-    @Option(help: "I/O: socket (kernel sockets) or dpdk.") var io: String?
-    @Option(parsing: .unconditional, help: "DPDK EAL arguments (with --io dpdk).") var eal: String?
+    @Option(help: ArgumentHelp("I/O for UDP: socket (kernel sockets) or dpdk.", discussion: """
+        With dpdk, UDP requests arrive on a DPDK ethdev (--eal, --dpdk-device) with one queue \
+        pair per thread: the server owns the -l address on that link, answers ARP for it and \
+        drops (and counts) other traffic. TCP stays on kernel sockets at 127.0.0.1.
+        """)) var io: String?
+    @Option(parsing: .unconditional, help: ArgumentHelp("DPDK EAL arguments, blank-separated (with --io dpdk).", discussion: """
+        e.g. "--no-huge --no-pci -m 256 --vdev=net_af_packet0,iface=veth0,qpairs=2" or \
+        "--no-huge --no-pci -m 256 --vdev=net_memif0,role=server,socket=/tmp/kvs.sock,socket-abstract=no".
+        """)) var eal: String?
+    @Option(help: "The ethdev to serve on with --io dpdk: a --vdev name or a port id (default 0).") var dpdkDevice: String?
     @Option(help: "Steering: flow (by 4-tuple), key (to the key's owner; TCP requests forwarded), dma (key + binary UDP SETs placed in the owner's log; needs -U).") var steering: String?
     @Option(help: "TOML file with these settings (Configs/flexkvs.toml).") var config: String?
     @Flag(help: "Do not answer hot keys' UDP GETs from the pipeline's reply table.") var noReplyOffload = false
@@ -45,6 +53,8 @@ struct FlexKVSCommand: ParsableCommand {
         var max_item_size: String?
         var segment_size: String?
         var io: String?
+        var eal: String?
+        var dpdk_device: String?
         var steering: String?
     }
 
@@ -94,8 +104,15 @@ struct FlexKVSCommand: ParsableCommand {
         c.store.segmentSize = try Self.size(segmentSize ?? file.segment_size ?? "1m", "--segment-size")
         guard c.store.segmentSize & (c.store.segmentSize - 1) == 0 else { throw ValidationError("--segment-size must be a power of two") }
         switch io ?? file.io ?? "socket" {
-        case "socket": break
-        case "dpdk": throw ValidationError("--io dpdk: the DPDK server path is not built yet; use --io socket")
+        case "socket":
+            guard eal == nil, dpdkDevice == nil else { throw ValidationError("--eal and --dpdk-device need --io dpdk") }
+        case "dpdk":
+            guard let args = eal ?? file.eal else {
+                throw ValidationError("--io dpdk needs --eal \"<EAL arguments>\", e.g. --eal \"--no-huge --no-pci -m 256 --vdev=net_af_packet0,iface=eth1\"")
+            }
+            guard c.udpPort != nil else { throw ValidationError("--io dpdk serves UDP: give -U PORT") }
+            c.io = .dpdk(eal: DPDKEnvironment.split(args), device: dpdkDevice ?? file.dpdk_device ?? "0")
+            c.tcpAddress = .loopback
         case let other: throw ValidationError("--io \(other): expected socket or dpdk")
         }
         switch steering ?? file.steering ?? "flow" {
@@ -118,9 +135,10 @@ struct FlexKVSCommand: ParsableCommand {
             throw ValidationError("cannot start: \(error)")
         }
         server.start()
-        let udp = server.udp.map { ", udp \($0.port)" } ?? ""
+        let udp = server.udpPort.map { ", udp \($0)" } ?? ""
+        let io = server.dpdk.map { "dpdk \($0.name) \($0.driverName) mac \($0.macAddress), tcp on \(c.tcpAddress ?? c.address)" } ?? "socket"
         print("flexkvs \(KVSContext.version): \(c.address) tcp \(server.tcp.port)\(udp), \(c.threads) thread(s), "
-              + "\(c.store.memoryLimit >> 20) MB, steering \(c.steering.rawValue), io socket")
+              + "\(c.store.memoryLimit >> 20) MB, steering \(c.steering.rawValue), io \(io)")
         fflush(stdout)
         // Serve until SIGINT/SIGTERM.
         signal(SIGINT, SIG_IGN)

@@ -1,3 +1,4 @@
+import CDPDK
 import FlexIO
 import FlexNIC
 import FlexTestSupport
@@ -18,12 +19,17 @@ enum TestEAL {
     static let pcapOut = "/tmp/\(tag)-out.pcap"
     static let pcapFrames = (0..<25).map { Frames.udp(Array("replayed \($0)".utf8)) }
 
+    /// CPUs the thread that initialised EAL may run on, before and after.
+    nonisolated(unsafe) static var cpus = (before: 0, after: 0)
+
     static let setUp: Result<Void, PortError> = {
         do {
             let w = try PcapWriter(path: pcapIn)
             pcapFrames.forEach { w.write($0) }
             w.flush()
             unlink(memifSocket)
+            cpus.before = Int(cdpdk_thread_cpu_count())
+            defer { cpus.after = Int(cdpdk_thread_cpu_count()) }
             try DPDKEnvironment.initialize(arguments: [
                 "--no-huge", "--no-pci", "-m", "256", "--file-prefix=\(tag)", "--log-level=3",
                 "--vdev=net_ring0",
@@ -47,31 +53,8 @@ enum TestEAL {
     }()
 }
 
-/// Runs a program; returns its exit status and output. Bounded by `timeout`.
-func runProcess(_ path: String, _ args: [String], timeout: TimeInterval = 60) throws -> (Int32, String) {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: path)
-    p.arguments = args
-    let pipe = Pipe()
-    p.standardOutput = pipe
-    p.standardError = pipe
-    try p.run()
-    let deadline = Date().addingTimeInterval(timeout)
-    while p.isRunning && Date() < deadline { usleep(20_000) }
-    if p.isRunning { p.terminate(); p.waitUntilExit() }
-    let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    return (p.terminationStatus, out)
-}
-
-/// The `flexbench` built beside the test bundle (`swift build` builds it).
-func flexbenchPath() throws -> String {
-    let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    let path = dir.appendingPathComponent("flexbench").path
-    guard FileManager.default.isExecutableFile(atPath: path) else {
-        throw PortError("\(path) is missing: run `swift build` before `swift test`")
-    }
-    return path
-}
+/// The `flexbench` built beside the test bundle.
+func flexbenchPath() throws -> String { try builtExecutable("flexbench") }
 
 /// Sends `frames` on `port` and collects what comes back within `timeout`.
 func roundTrip(_ port: DPDKPort, _ frames: [[UInt8]], timeout: TimeInterval = 10) -> [[UInt8]] {
@@ -103,6 +86,14 @@ func roundTrip(_ port: DPDKPort, _ frames: [[UInt8]], timeout: TimeInterval = 10
 }
 
 @Suite(.serialized) struct DPDKTests {
+    /// EAL pins the thread that initialises it to one core; threads the servers start
+    /// afterwards would inherit that and share it. The shim restores the affinity.
+    @Test func ealLeavesTheCallersCPUAffinityAlone() throws {
+        try TestEAL.ready()
+        #expect(TestEAL.cpus.before >= 1)
+        #expect(TestEAL.cpus.after == TestEAL.cpus.before)
+    }
+
     /// net_ring0 transmits into its own receive ring: frames come back byte for byte.
     @Test func netRingRoundTripInProcess() throws {
         let port = try TestEAL.ring.get()
@@ -192,18 +183,13 @@ func roundTrip(_ port: DPDKPort, _ frames: [[UInt8]], timeout: TimeInterval = 10
     /// net_af_packet on a veth in a network namespace: a kernel UDP client in one
     /// namespace pings through the DPDK reflector in another.
     @Test func netAfPacketOnVethBetweenNamespaces() throws {
-        guard getuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip") || FileManager.default.isExecutableFile(atPath: "/sbin/ip") else {
+        guard canMakeNamespaces else {
             Issue.record("needs root and iproute2 (CI has both)")
             return
         }
         let bench = try flexbenchPath()
         let id = getpid() % 100_000
         let nsA = "flexA\(id)", nsB = "flexB\(id)", va = "fva\(id)", vb = "fvb\(id)"
-        func ip(_ args: String) throws -> String {
-            let (rc, out) = try runProcess("/usr/sbin/ip", args.split(separator: " ").map(String.init), timeout: 10)
-            if rc != 0 { throw PortError("ip \(args): \(out)") }
-            return out
-        }
         defer { _ = try? ip("netns del \(nsA)"); _ = try? ip("netns del \(nsB)") }
         _ = try ip("netns add \(nsA)")
         _ = try ip("netns add \(nsB)")

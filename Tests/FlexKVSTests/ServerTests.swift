@@ -14,7 +14,7 @@ final class TestServer {
     let server: KVSServer
     var tcpPort: UInt16 { server.tcp.port }
 
-    var udpPort: UInt16 { server.udp!.port }
+    var udpPort: UInt16 { server.udpPort! }
 
     /// TCP and UDP on ephemeral ports.
     init(threads: Int = 2, steering: KVSServer.Steering = .flow, memoryMB: Int = 32, maxItem: Int = 1 << 20,
@@ -232,7 +232,7 @@ final class Client {
     func udpFramesTextAndBinary(steering: KVSServer.Steering) throws {
         let t = try TestServer(steering: steering)
         let server = t.server
-        let u = try Client(udp: server.udp!.port)
+        let u = try Client(udp: server.udpPort!)
         let header: [UInt8] = [0x12, 0x34, 0, 0, 0, 1, 0, 0]
         u.send(header + Array("set u 0 0 2\r\nhi\r\n".utf8))
         #expect(u.receiveDatagram() == header + Array("STORED\r\n".utf8))
@@ -334,7 +334,7 @@ final class Client {
     @Test func requestsReachTheOwningWorker() throws {
         let t = try TestServer(steering: .key)
         let server = t.server
-        let u = try Client(udp: server.udp!.port)
+        let u = try Client(udp: server.udpPort!)
         var ok = 0
         for i in 0..<300 {
             let header: [UInt8] = [UInt8(i >> 8), UInt8(i & 255), 0, 0, 0, 1, 0, 0]
@@ -479,7 +479,7 @@ final class Client {
     func noStaleReplyUnderConcurrentWrites(steering: KVSServer.Steering) throws {
         let t = try TestServer(steering: steering)
         let server = t.server
-        let port = server.udp!.port
+        let port = server.udpPort!
         let acked = Atomic<Int>(0)
         let stale = Atomic<Int>(0)
         let reads = Atomic<Int>(0)

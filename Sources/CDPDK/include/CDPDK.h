@@ -40,7 +40,10 @@ struct cdpdk_port_stats {
     uint64_t ipackets, opackets, ibytes, obytes, imissed, ierrors, oerrors, rx_nombuf;
 };
 
+/* Initialises EAL; the calling thread keeps its CPU affinity (EAL would pin it). */
 int cdpdk_eal_init(int argc, char **argv);
+/* CPUs the calling thread may run on (-1 if unknown). */
+int cdpdk_thread_cpu_count(void);
 int cdpdk_eal_cleanup(void);
 /// rte_errno's text for `err` (positive errno or DPDK code).
 const char *cdpdk_strerror(int err);

@@ -1,0 +1,108 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What a test helper could not do (a missing binary, a failed setup command).
+public struct TestSetupError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Runs a program; returns its exit status and output. Bounded by `timeout`.
+public func runProcess(_ path: String, _ args: [String], timeout: TimeInterval = 60) throws -> (Int32, String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: path)
+    p.arguments = args
+    let pipe = Pipe()
+    p.standardOutput = pipe
+    p.standardError = pipe
+    try p.run()
+    let deadline = Date().addingTimeInterval(timeout)
+    while p.isRunning && Date() < deadline { usleep(20_000) }
+    if p.isRunning { p.terminate(); p.waitUntilExit() }
+    let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    return (p.terminationStatus, out)
+}
+
+/// An executable of this package built beside the test bundle (`swift build` builds it).
+public func builtExecutable(_ name: String) throws -> String {
+    let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    let path = dir.appendingPathComponent(name).path
+    guard FileManager.default.isExecutableFile(atPath: path) else {
+        throw TestSetupError("\(path) is missing: run `swift build` before `swift test`")
+    }
+    return path
+}
+
+/// `ip ARGS` (iproute2); throws with its output when it fails.
+@discardableResult
+public func ip(_ args: String) throws -> String {
+    let (rc, out) = try runProcess("/usr/sbin/ip", args.split(separator: " ").map(String.init), timeout: 10)
+    if rc != 0 { throw TestSetupError("ip \(args): \(out)") }
+    return out
+}
+
+/// Whether network-namespace tests can run: root and iproute2 (CI has both).
+public var canMakeNamespaces: Bool {
+    getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip")
+}
+
+/// A child process whose output is collected on a background queue, so it never
+/// blocks on a full pipe; `output` is what it has printed so far.
+public final class ChildProcess: @unchecked Sendable {
+    public let process = Process()
+    private let lock = NSLock()
+    private var collected = Data()
+
+    public init(_ path: String, _ args: [String]) throws {
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = args
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        pipe.fileHandleForReading.readabilityHandler = { [weak self] h in
+            let d = h.availableData
+            guard let self, !d.isEmpty else { return }
+            self.lock.lock()
+            self.collected += d
+            self.lock.unlock()
+        }
+        try process.run()
+    }
+
+    public var output: String {
+        lock.lock()
+        defer { lock.unlock() }
+        return String(decoding: collected, as: UTF8.self)
+    }
+
+    /// Waits until the output contains `text` (true) or the process ends or `timeout`
+    /// passes (false).
+    public func waitForOutput(_ text: String, timeout: TimeInterval) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if output.contains(text) { return true }
+            if !process.isRunning { return output.contains(text) }
+            usleep(20_000)
+        }
+        return false
+    }
+
+    /// Sends `signal` and reaps the process (not `waitUntilExit`, which can wait for a
+    /// run loop the test thread never runs); returns its exit status.
+    @discardableResult
+    public func stop(signal: Int32 = SIGTERM, timeout: TimeInterval = 10) -> Int32 {
+        let pid = process.processIdentifier
+        kill(pid, signal)
+        var status: Int32 = 0
+        let deadline = Date().addingTimeInterval(timeout)
+        while waitpid(pid, &status, WNOHANG) == 0 {
+            if Date() > deadline { kill(pid, SIGKILL) }
+            usleep(20_000)
+        }
+        usleep(50_000)  // the last output
+        return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+    }
+}

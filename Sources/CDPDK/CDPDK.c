@@ -6,6 +6,7 @@
 #include <rte_eal.h>
 #include <rte_errno.h>
 #include <rte_ethdev.h>
+#include <rte_lcore.h>
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
 
@@ -24,6 +25,9 @@ int cdpdk_thread_cpu_count(void) {
     cpu_set_t set;
     return pthread_getaffinity_np(pthread_self(), sizeof set, &set) == 0 ? CPU_COUNT(&set) : -1;
 }
+
+int cdpdk_thread_register(void) { return rte_thread_register(); }
+void cdpdk_thread_unregister(void) { rte_thread_unregister(); }
 
 int cdpdk_eal_cleanup(void) { return rte_eal_cleanup(); }
 const char *cdpdk_strerror(int err) { return rte_strerror(err < 0 ? -err : err); }

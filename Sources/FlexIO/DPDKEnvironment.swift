@@ -34,6 +34,15 @@ public enum DPDKEnvironment {
         text.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
     }
 
+    /// Runs `body` on the calling thread registered with EAL as an lcore, so its mbuf
+    /// allocations and frees go through the mempools' per-lcore caches rather than the
+    /// shared ring (a thread that polls a DPDK port should run this way).
+    public static func asLcore<T>(_ body: () throws -> T) rethrows -> T {
+        let registered = cdpdk_thread_register() == 0
+        defer { if registered { cdpdk_thread_unregister() } }
+        return try body()
+    }
+
     /// Ports EAL probed.
     public static var portCount: Int { Int(cdpdk_port_count()) }
 }

@@ -1,3 +1,4 @@
+import CFlexSys
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -81,6 +82,19 @@ final class HashTable {
     func head(_ hash: UInt32) -> UnsafeMutableRawPointer {
         if old != nil { migrate(bucket: Int(hash & old!.mask)); migrateStep() }
         return table.buckets + Int(hash & table.mask) * Self.bucketSize
+    }
+
+    /// Starts loading `hash`'s head bucket into the cache (a burst's lookups overlap
+    /// their misses). No migration step: a stale address is only a wasted hint.
+    @inline(__always) func prefetch(_ hash: UInt32) {
+        cflex_prefetch(table.buckets + Int(hash & table.mask) * Self.bucketSize)
+    }
+
+    /// The references in `hash`'s head bucket with its tag (candidates to prefetch).
+    @inline(__always) func candidates(_ hash: UInt32, _ body: (ItemRef) -> Void) {
+        let b = table.buckets + Int(hash & table.mask) * Self.bucketSize
+        let t = Self.tag(hash)
+        for i in 0..<Self.slots where Self.tagAt(b, i) == t { body(Self.refAt(b, i)) }
     }
 
     // MARK: Operations

@@ -158,7 +158,8 @@ public final class KVSServer: @unchecked Sendable {
         guard !running.exchange(true, ordering: .acquiringAndReleasing) else { return }
         for w in workers {
             let t = Thread { [self] in
-                while running.load(ordering: .relaxed) { w.runOnce() }
+                let loop = { while self.running.load(ordering: .relaxed) { w.runOnce() } }
+                if dpdk != nil { DPDKEnvironment.asLcore(loop) } else { loop() }
                 finished.signal()
             }
             t.name = "flexkvs-worker-\(w.queue)"

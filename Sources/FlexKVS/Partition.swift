@@ -1,3 +1,4 @@
+import CFlexSys
 import Synchronization
 
 /// How a store command treats an existing item.
@@ -75,6 +76,14 @@ public final class Partition: @unchecked Sendable {
             return nil
         }
         return (ref, it)
+    }
+
+    /// Prefetches what looking up `hashes` will touch: first every head bucket, then
+    /// the items whose tags match (two passes, so the misses of a burst overlap).
+    /// Caller holds the lock.
+    func prefetch(_ hashes: UnsafeBufferPointer<UInt32>) {
+        for h in hashes { table.prefetch(h) }
+        for h in hashes { table.candidates(h) { cflex_prefetch(log.pointer($0)) } }
     }
 
     /// Why an item may no longer be served, if it may not.

@@ -37,10 +37,11 @@ public struct ParsedFrame: Sendable {
     @inlinable public init() {}
 
     /// Parses Ethernet (one optional 802.1Q tag), IPv4 (options allowed, header checksum
-    /// verified) and UDP, TCP or DCCP. A non-IPv4 frame parses at L2 only; a fragment
+    /// verified unless `verifyingChecksum` is false: a frame the pipeline already
+    /// parsed) and UDP, TCP or DCCP. A non-IPv4 frame parses at L2 only; a fragment
     /// other than the first stops at L3. Truncated or inconsistent headers throw.
     @inlinable
-    public init(parsing frame: UnsafeMutableRawBufferPointer) throws(WireError) {
+    public init(parsing frame: UnsafeMutableRawBufferPointer, verifyingChecksum: Bool = true) throws(WireError) {
         let eth = try EthernetHeader(frame)
         var offset = EthernetHeader.length
         var type = eth.etherType
@@ -64,7 +65,7 @@ public struct ParsedFrame: Sendable {
             return
         }
         let ipBytes = UnsafeMutableRawBufferPointer(rebasing: frame[offset...])
-        let ip = try IPv4Header(ipBytes, verifyChecksum: true)
+        let ip = try IPv4Header(ipBytes, verifyChecksum: verifyingChecksum)
         layers.insert(.ipv4)
         ipProtocol = ip.protocolNumber
         sourceAddress = ip.source.value

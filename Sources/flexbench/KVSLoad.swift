@@ -1,4 +1,5 @@
 import CFlexSys
+import FlexIO
 import FlexWire
 import Foundation
 import Histogram
@@ -88,7 +89,7 @@ struct KVSLoad {
     /// socket: the preload when the server is reached over DPDK. Lost datagrams count
     /// as timeouts.
     func preloadOverUDP() throws -> Result {
-        try runThread(index: 0, sockets: connections, measureFrom: 0, end: .max, preloading: true)
+        try DPDKEnvironment.asLcore { try runThread(index: 0, sockets: connections, measureFrom: 0, end: .max, preloading: true) }
     }
 
     func run() throws -> Result {
@@ -103,7 +104,8 @@ struct KVSLoad {
             Thread {
                 defer { group.leave() }
                 do {
-                    let r = try runThread(index: t, sockets: perThread, measureFrom: measureFrom, end: end)
+                    let measure = { try runThread(index: t, sockets: perThread, measureFrom: measureFrom, end: end) }
+                    let r = try link != nil ? DPDKEnvironment.asLcore(measure) : measure()
                     outcomes.withLock { $0.results.append(r) }
                 } catch {
                     outcomes.withLock { $0.failure = "\(error)" }

@@ -42,6 +42,10 @@ struct cdpdk_port_stats {
 
 /* Initialises EAL; the calling thread keeps its CPU affinity (EAL would pin it). */
 int cdpdk_eal_init(int argc, char **argv);
+/* Gives the calling (non-EAL) thread an lcore id, so mempool per-lcore caches serve
+ * its mbuf allocations and frees; 0 on success. Unregister before the thread ends. */
+int cdpdk_thread_register(void);
+void cdpdk_thread_unregister(void);
 /* CPUs the calling thread may run on (-1 if unknown). */
 int cdpdk_thread_cpu_count(void);
 int cdpdk_eal_cleanup(void);

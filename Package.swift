@@ -3,7 +3,7 @@
 // Flex: application co-design servers over a software FlexNIC steering layer.
 //
 // Module layering (arrows point one way):
-//   apps (flexkvs, flexbench, FlexKVS) -> FlexNIC (steering) -> FlexIO (ports) -> FlexWire (headers)
+//   apps (flexkvs, flexids, flexbench, FlexKVS, FlexIDS) -> FlexNIC (steering) -> FlexIO (ports) -> FlexWire (headers)
 //   C shims (CDPDK, CPcap, CPCRE2, CFlexSys) sit under FlexIO and the apps that need them.
 import PackageDescription
 
@@ -23,10 +23,12 @@ let package = Package(
     products: [
         .executable(name: "flexkvs", targets: ["flexkvs"]),
         .executable(name: "flexbench", targets: ["flexbench"]),
+        .executable(name: "flexids", targets: ["flexids"]),
         .library(name: "FlexWire", targets: ["FlexWire"]),
         .library(name: "FlexIO", targets: ["FlexIO"]),
         .library(name: "FlexNIC", targets: ["FlexNIC"]),
         .library(name: "FlexKVS", targets: ["FlexKVS"]),
+        .library(name: "FlexIDS", targets: ["FlexIDS"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -58,6 +60,7 @@ let package = Package(
             swiftSettings: hotPath
         ),
         .target(name: "FlexKVS", dependencies: ["FlexNIC", "FlexIO", "FlexWire", "CFlexSys"], swiftSettings: hotPath),
+        .target(name: "FlexIDS", dependencies: ["FlexNIC", "FlexIO", "FlexWire", "CPCRE2"], swiftSettings: hotPath),
 
         // MARK: Executables
         .executableTarget(
@@ -67,6 +70,10 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ]
+        ),
+        .executableTarget(
+            name: "flexids",
+            dependencies: ["FlexIDS", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "flexbench",
@@ -82,6 +89,7 @@ let package = Package(
         .testTarget(name: "FlexWireTests", dependencies: ["FlexWire", "FlexTestSupport"]),
         .testTarget(name: "FlexNICTests", dependencies: ["FlexNIC", "FlexIO", "FlexWire", "FlexTestSupport"]),
         .testTarget(name: "FlexKVSTests", dependencies: ["FlexKVS", "FlexIO", "FlexWire", "FlexTestSupport"]),
+        .testTarget(name: "FlexIDSTests", dependencies: ["FlexIDS", "FlexTestSupport"]),
         .testTarget(
             name: "FlexIOTests",
             dependencies: ["FlexIO", "FlexNIC", "FlexWire", "CDPDK", "CPCRE2", "FlexTestSupport"]

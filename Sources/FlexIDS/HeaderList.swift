@@ -1,0 +1,173 @@
+/// Snort's header list grammar, shared by addresses and ports: `any`, a leaf, `!X`,
+/// `[X,Y,...]` (nested), `$VAR`. Flattened into leaves, each with its negation resolved
+/// (`![a,!b]` is not-a and b). `any` inside a list is the leaf "any".
+enum HeaderList {
+    struct Leaf: Equatable {
+        var text: Substring
+        var negated: Bool
+    }
+
+    static func flatten(_ text: Substring, variables: RuleVariables, depth: Int = 0) throws(RuleError) -> [Leaf] {
+        guard depth < 16 else { throw .malformed("variables nest too deeply (a loop?) at \(text)") }
+        let t = text.trimmingWhitespace
+        guard !t.isEmpty else { throw .malformed("empty address or port list") }
+        if t.first == "!" {
+            return try flatten(t.dropFirst(), variables: variables, depth: depth + 1).map { Leaf(text: $0.text, negated: !$0.negated) }
+        }
+        if t.first == "$" {
+            let name = String(t.dropFirst())
+            guard let value = variables[name] else { throw .undefinedVariable(name) }
+            return try flatten(Substring(value), variables: variables, depth: depth + 1)
+        }
+        if t.first == "[" {
+            guard t.last == "]" else { throw .malformed("unclosed list \(t)") }
+            var out: [Leaf] = []
+            for item in try splitTopLevel(t.dropFirst().dropLast()) {
+                out += try flatten(item, variables: variables, depth: depth + 1)
+            }
+            return out
+        }
+        return [Leaf(text: t, negated: false)]
+    }
+
+    /// Splits at commas outside brackets.
+    static func splitTopLevel(_ s: Substring) throws(RuleError) -> [Substring] {
+        var parts: [Substring] = []
+        var level = 0
+        var start = s.startIndex
+        for i in s.indices {
+            switch s[i] {
+            case "[": level += 1
+            case "]":
+                level -= 1
+                guard level >= 0 else { throw .malformed("unbalanced ] in \(s)") }
+            case "," where level == 0:
+                parts.append(s[start..<i])
+                start = s.index(after: i)
+            default: break
+            }
+        }
+        guard level == 0 else { throw .malformed("unbalanced [ in \(s)") }
+        parts.append(s[start...])
+        return parts
+    }
+}
+
+extension Substring {
+    var trimmingWhitespace: Substring {
+        var s = self
+        while let f = s.first, f == " " || f == "\t" { s = s.dropFirst() }
+        while let l = s.last, l == " " || l == "\t" { s = s.dropLast() }
+        return s
+    }
+}
+
+/// A rule header's addresses: IPv4 blocks included and excluded. A packet address
+/// matches when some included block (or `any`) holds it and no excluded block does.
+public struct AddressSet: Sendable, Equatable, CustomStringConvertible {
+    struct Block: Sendable, Equatable {
+        var network: UInt32
+        var mask: UInt32
+        func contains(_ a: UInt32) -> Bool { a & mask == network }
+    }
+    var included: [Block] = []
+    var excluded: [Block] = []
+    public private(set) var isAny = false
+    public private(set) var text: String
+
+    public init(parsing text: Substring, variables: RuleVariables) throws(RuleError) {
+        self.text = String(text)
+        if text.trimmingWhitespace == "any" {
+            isAny = true
+            return
+        }
+        for leaf in try HeaderList.flatten(text, variables: variables) {
+            if leaf.text == "any" {
+                guard !leaf.negated else { throw .malformed("!any matches nothing") }
+                isAny = true
+                continue
+            }
+            let block = try Self.block(leaf.text)
+            if leaf.negated { excluded.append(block) } else { included.append(block) }
+        }
+        if included.isEmpty && !excluded.isEmpty { isAny = true }  // "!x": anything but x
+    }
+
+    static func block(_ s: Substring) throws(RuleError) -> Block {
+        let parts = s.split(separator: "/", omittingEmptySubsequences: false)
+        let octets = parts[0].split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count <= 2, octets.count == 4 else { throw .malformed("not an IPv4 address or block: \(s)") }
+        var value: UInt32 = 0
+        for o in octets {
+            guard let n = UInt8(o) else { throw .malformed("not an IPv4 address or block: \(s)") }
+            value = value << 8 | UInt32(n)
+        }
+        var bits = 32
+        if parts.count == 2 {
+            guard let b = Int(parts[1]), (0...32).contains(b) else { throw .malformed("bad prefix length in \(s)") }
+            bits = b
+        }
+        let mask: UInt32 = bits == 0 ? 0 : ~0 << (32 - bits)
+        return Block(network: value & mask, mask: mask)
+    }
+
+    public func contains(_ address: UInt32) -> Bool {
+        (isAny || included.contains { $0.contains(address) }) && !excluded.contains { $0.contains(address) }
+    }
+
+    public var description: String { text }
+}
+
+/// A rule header's ports: ranges included and excluded, like `AddressSet`.
+public struct PortSet: Sendable, Equatable, CustomStringConvertible {
+    var included: [ClosedRange<UInt16>] = []
+    var excluded: [ClosedRange<UInt16>] = []
+    public private(set) var isAny = false
+    public private(set) var text: String
+
+    public init(parsing text: Substring, variables: RuleVariables) throws(RuleError) {
+        self.text = String(text)
+        for leaf in try HeaderList.flatten(text, variables: variables) {
+            if leaf.text == "any" {
+                guard !leaf.negated else { throw .malformed("!any matches nothing") }
+                isAny = true
+                continue
+            }
+            let range = try Self.range(leaf.text)
+            if leaf.negated { excluded.append(range) } else { included.append(range) }
+        }
+        if included.isEmpty && !excluded.isEmpty { isAny = true }
+        if included.contains(0...65535) { isAny = true }
+    }
+
+    /// `80`, `1024:`, `:1023`, `1:100`.
+    static func range(_ s: Substring) throws(RuleError) -> ClosedRange<UInt16> {
+        guard let colon = s.firstIndex(of: ":") else {
+            guard let p = UInt16(s) else { throw .malformed("not a port: \(s)") }
+            return p...p
+        }
+        let lo = s[..<colon], hi = s[s.index(after: colon)...]
+        guard let l = lo.isEmpty ? 0 : UInt16(lo), let h = hi.isEmpty ? 65535 : UInt16(hi), l <= h else {
+            throw .malformed("not a port range: \(s)")
+        }
+        return l...h
+    }
+
+    public func contains(_ port: UInt16) -> Bool {
+        (isAny || included.contains { $0.contains(port) }) && !excluded.contains { $0.contains(port) }
+    }
+
+    /// The ports a rule names when it names a few (no exclusions, at most `limit`):
+    /// what a port group is keyed by. nil for `any` and broad ranges.
+    public func listedPorts(limit: Int = 64) -> [UInt16]? {
+        guard !isAny, excluded.isEmpty else { return nil }
+        var out: [UInt16] = []
+        for r in included {
+            guard out.count + r.count <= limit else { return nil }
+            out += Array(r)
+        }
+        return Array(Set(out)).sorted()
+    }
+
+    public var description: String { text }
+}

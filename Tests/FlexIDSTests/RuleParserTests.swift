@@ -1,0 +1,137 @@
+import FlexIDS
+import Foundation
+import Testing
+
+@Suite struct RuleParserTests {
+    let vars: RuleVariables = {
+        var v = RuleVariables()
+        try! v.parse("""
+            ipvar HOME_NET [10.0.0.0/8,192.168.1.0/24]
+            ipvar EXTERNAL_NET !$HOME_NET
+            portvar HTTP_PORTS [80,8000:8080]
+            portvar WEB [$HTTP_PORTS,443] # nested
+            """, file: "vars.conf")
+        return v
+    }()
+
+    func parse(_ text: String) throws(RuleError) -> SnortRule {
+        try RuleParser.parse(Substring(text), at: RuleLocation(file: "t.rules", line: 1), variables: vars)
+    }
+
+    @Test func headerListsRangesNegationAndVariables() throws {
+        let r = try parse(#"alert tcp $EXTERNAL_NET any -> $HOME_NET $WEB (msg:"x"; sid:1; rev:2;)"#)
+        #expect(r.action == .alert && r.proto == .tcp && !r.bidirectional)
+        #expect(r.source.contains(IPv4(8, 8, 8, 8)) && !r.source.contains(IPv4(10, 1, 2, 3)))
+        #expect(r.destination.contains(IPv4(192, 168, 1, 7)) && !r.destination.contains(IPv4(192, 168, 2, 7)))
+        #expect(r.sourcePorts.isAny)
+        #expect([80, 443, 8000, 8080].allSatisfy { r.destinationPorts.contains($0) })
+        #expect(![81, 7999, 8081].contains { r.destinationPorts.contains($0) })
+        #expect(r.sid == 1 && r.revision == 2 && r.message == "x")
+        let ports = try parse(#"alert udp any ![53,1024:] <> any :1023 (sid:2;)"#)
+        #expect(ports.bidirectional)
+        #expect(ports.sourcePorts.contains(80) && !ports.sourcePorts.contains(53) && !ports.sourcePorts.contains(5000))
+        #expect(ports.destinationPorts.contains(0) && ports.destinationPorts.contains(1023) && !ports.destinationPorts.contains(1024))
+        #expect(ports.destinationPorts.listedPorts() == nil, "a broad range is no port group key")
+        #expect(try parse(#"alert tcp any any -> any [21,25] (sid:3;)"#).destinationPorts.listedPorts() == [21, 25])
+    }
+
+    @Test func contentWithHexAndModifiers() throws {
+        let r = try parse(#"alert tcp any any -> any 80 (msg:"a \"quoted\"\; msg"; content:"GET|20 2F|a"; nocase; depth:10; content:!"evil|0d0a|"; distance:2; within:20; content:"longer content"; fast_pattern:only; sid:5;)"#)
+        #expect(r.message == #"a "quoted"; msg"#)
+        guard r.detection.count == 3, case .content(let a) = r.detection[0], case .content(let b) = r.detection[1],
+              case .content(let c) = r.detection[2] else {
+            Issue.record("expected three contents, got \(r.detection.count)")
+            return
+        }
+        #expect(a.bytes == Array("GET /a".utf8) && a.nocase && a.depth == 10 && !a.negated && !a.isRelative)
+        #expect(b.bytes == Array("evil".utf8) + [0x0D, 0x0A] && b.negated && b.distance == 2 && b.within == 20 && b.isRelative)
+        #expect(c.fastPattern == .only)
+        #expect(r.fastPattern?.bytes == Array("longer content".utf8))
+        // Without fast_pattern, the longest non-negated content is the fast pattern.
+        let d = try parse(#"alert tcp any any -> any any (content:"ab"; content:!"very long negated"; content:"abcd"; sid:6;)"#)
+        #expect(d.fastPattern?.bytes == Array("abcd".utf8))
+    }
+
+    @Test func pcreFlagsFlowAndInformationalOptions() throws {
+        let r = try parse(#"alert tcp any any -> any any (flow:to_server,established; content:"id="; pcre:"/id=\d{3,}/Ri"; classtype:trojan-activity; reference:url,example.com; metadata:created 2020; sid:7; rev:1;)"#)
+        #expect(r.flow.direction == .toServer && r.flow.established)
+        #expect(r.classtype == "trojan-activity" && r.references == ["url,example.com"])
+        guard case .pcre(let p) = r.detection.last else {
+            Issue.record("no pcre")
+            return
+        }
+        #expect(p.relative && !p.negated)
+        let scratch = PatternScratch()
+        let subject = Array("xx ID=12345".utf8)
+        let m = subject.withUnsafeBytes { p.pattern.firstMatch(in: $0, from: 0, scratch: scratch) }
+        #expect(m == 3..<11, "caseless match of id=\\d{3,}")
+    }
+
+    @Test func unsupportedAndBrokenRulesSayWhy() {
+        func reason(_ text: String) -> RuleError? {
+            do { _ = try parse(text); return nil } catch { return error }
+        }
+        #expect(reason(#"alert tcp any any -> any any (content:"a"; http_uri; sid:1;)"#) == .unsupported("http_uri"))
+        #expect(reason(#"alert tcp any any -> any any (pcre:"/a/U"; sid:1;)"#) == .unsupported("pcre flag U"))
+        #expect(reason(#"alert tcp any any -> any any (flowbits:set,x; sid:1;)"#) == .unsupported("flowbits"))
+        #expect(reason(#"alert tcp $NOPE any -> any any (sid:1;)"#) == .undefinedVariable("NOPE"))
+        if case .badPattern = reason(#"alert tcp any any -> any any (pcre:"/a(b/"; sid:1;)"#) {} else { Issue.record("PCRE2 should reject /a(b/") }
+        for broken in [
+            #"alert tcp any any -> any any (content:"a"; sid:1)"#,  // last option lacks ;
+            #"alert tcp any any any any (sid:1;)"#,  // header fields
+            #"alert tcp any any -> any any (content:"a|4"; sid:1;)"#,  // unclosed hex
+            #"alert tcp any any -> any any (nocase; sid:1;)"#,  // modifier before content
+            #"alert tcp any any -> any any (content:"abcdef"; depth:3; sid:1;)"#,  // depth < length
+            #"alert tcp any any -> any 99999 (sid:1;)"#,  // port out of range
+            #"alert tcp 10.0.0.300 any -> any any (sid:1;)"#,  // address
+            #"alert tcp any any -> any any (msg:"no sid";)"#,
+            #"alert tcp any any -> any any (msg:"unterminated; sid:1;)"#,
+        ] {
+            guard case .malformed = reason(broken) else {
+                Issue.record("\(broken) should be malformed, got \(String(describing: reason(broken)))")
+                continue
+            }
+        }
+    }
+
+    @Test func ruleSetCountsSkipsWithFileAndLine() {
+        var set = RuleSet()
+        set.add("""
+            # a comment
+            alert tcp any any -> any 80 (msg:"ok"; content:"GET"; sid:1;)
+
+            # alert tcp any any -> any any (sid:99;)
+            alert tcp any any -> any 80 (msg:"continued"; \\
+                content:"POST"; sid:2;)
+            alert tcp any any -> any 80 (content:"x"; http_header; sid:3;)
+            alert tcp any any -> any 80 (content:"y"; http_header; sid:4;)
+            garbage line
+            """, file: "local.rules", variables: vars)
+        #expect(set.rules.map(\.sid) == [1, 2])
+        #expect(set.rules[1].location.line == 5)
+        #expect(set.skipped.map(\.location.description) == ["local.rules:7", "local.rules:8", "local.rules:9"])
+        #expect(set.skipSummary.first?.reason == "unsupported option http_header" && set.skipSummary.first?.count == 2)
+    }
+
+    /// The ET Open sample (thousands of rules) loads in seconds: most rules load, and
+    /// every skip names a reason.
+    @Test func etOpenSampleLoads() throws {
+        let dir = "../shared/data/rules"
+        guard FileManager.default.fileExists(atPath: "\(dir)/et-open-bsd.rules") else {
+            Issue.record("the ET Open sample is missing at \(dir)")
+            return
+        }
+        let start = Date()
+        let v = try RuleVariables.load(path: "\(dir)/snort-vars.conf")
+        let set = try RuleSet.load(paths: ["\(dir)/et-open-bsd.rules"], variables: v)
+        let seconds = Date().timeIntervalSince(start)
+        #expect(set.rules.count + set.skipped.count > 20_000)
+        #expect(set.rules.count > 3_000, "\(set.skipSummary.prefix(5))")
+        #expect(seconds < 60, "took \(seconds) s (debug build)")
+        #expect(!set.skipSummary.contains { $0.reason == "malformed" && $0.count > 100 }, "\(set.skipSummary.prefix(8))")
+    }
+}
+
+func IPv4(_ a: UInt8, _ b: UInt8, _ c: UInt8, _ d: UInt8) -> UInt32 {
+    UInt32(a) << 24 | UInt32(b) << 16 | UInt32(c) << 8 | UInt32(d)
+}

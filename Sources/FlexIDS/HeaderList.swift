@@ -30,6 +30,25 @@ enum HeaderList {
         return [Leaf(text: t, negated: false)]
     }
 
+    /// The leaves of `text` turned into values by `parse`, sorted into included and
+    /// excluded ones; `any` is true for an `any` leaf or when only exclusions are named
+    /// (`!x`: anything but x).
+    static func sets<T>(_ text: Substring, variables: RuleVariables, parse: (Substring) throws(RuleError) -> T)
+        throws(RuleError) -> (included: [T], excluded: [T], any: Bool) {
+        var included: [T] = [], excluded: [T] = []
+        var any = false
+        for leaf in try flatten(text, variables: variables) {
+            if leaf.text == "any" {
+                guard !leaf.negated else { throw .malformed("!any matches nothing") }
+                any = true
+                continue
+            }
+            let value = try parse(leaf.text)
+            if leaf.negated { excluded.append(value) } else { included.append(value) }
+        }
+        return (included, excluded, any || (included.isEmpty && !excluded.isEmpty))
+    }
+
     /// Splits at commas outside brackets.
     static func splitTopLevel(_ s: Substring) throws(RuleError) -> [Substring] {
         var parts: [Substring] = []
@@ -77,20 +96,7 @@ public struct AddressSet: Sendable, Equatable, CustomStringConvertible {
 
     public init(parsing text: Substring, variables: RuleVariables) throws(RuleError) {
         self.text = String(text)
-        if text.trimmingWhitespace == "any" {
-            isAny = true
-            return
-        }
-        for leaf in try HeaderList.flatten(text, variables: variables) {
-            if leaf.text == "any" {
-                guard !leaf.negated else { throw .malformed("!any matches nothing") }
-                isAny = true
-                continue
-            }
-            let block = try Self.block(leaf.text)
-            if leaf.negated { excluded.append(block) } else { included.append(block) }
-        }
-        if included.isEmpty && !excluded.isEmpty { isAny = true }  // "!x": anything but x
+        (included, excluded, isAny) = try HeaderList.sets(text, variables: variables, parse: Self.block)
     }
 
     static func block(_ s: Substring) throws(RuleError) -> Block {
@@ -127,16 +133,7 @@ public struct PortSet: Sendable, Equatable, CustomStringConvertible {
 
     public init(parsing text: Substring, variables: RuleVariables) throws(RuleError) {
         self.text = String(text)
-        for leaf in try HeaderList.flatten(text, variables: variables) {
-            if leaf.text == "any" {
-                guard !leaf.negated else { throw .malformed("!any matches nothing") }
-                isAny = true
-                continue
-            }
-            let range = try Self.range(leaf.text)
-            if leaf.negated { excluded.append(range) } else { included.append(range) }
-        }
-        if included.isEmpty && !excluded.isEmpty { isAny = true }
+        (included, excluded, isAny) = try HeaderList.sets(text, variables: variables, parse: Self.range)
         if included.contains(0...65535) { isAny = true }
     }
 

@@ -81,18 +81,23 @@ final class HashTable {
     /// The head bucket for `hash`, migrating its old bucket first while growing.
     func head(_ hash: UInt32) -> UnsafeMutableRawPointer {
         if old != nil { migrate(bucket: Int(hash & old!.mask)); migrateStep() }
-        return table.buckets + Int(hash & table.mask) * Self.bucketSize
+        return headAddress(hash)
+    }
+
+    /// Where `hash`'s head bucket is in the current table (no migration step).
+    @inline(__always) func headAddress(_ hash: UInt32) -> UnsafeMutableRawPointer {
+        table.buckets + Int(hash & table.mask) * Self.bucketSize
     }
 
     /// Starts loading `hash`'s head bucket into the cache (a burst's lookups overlap
     /// their misses). No migration step: a stale address is only a wasted hint.
     @inline(__always) func prefetch(_ hash: UInt32) {
-        cflex_prefetch(table.buckets + Int(hash & table.mask) * Self.bucketSize)
+        cflex_prefetch(headAddress(hash))
     }
 
     /// The references in `hash`'s head bucket with its tag (candidates to prefetch).
     @inline(__always) func candidates(_ hash: UInt32, _ body: (ItemRef) -> Void) {
-        let b = table.buckets + Int(hash & table.mask) * Self.bucketSize
+        let b = headAddress(hash)
         let t = Self.tag(hash)
         for i in 0..<Self.slots where Self.tagAt(b, i) == t { body(Self.refAt(b, i)) }
     }
@@ -269,7 +274,7 @@ final class HashTable {
 
     /// Inserts a moved entry into the new table (no duplicate check: keys are unique).
     func insertMoved(hash: UInt32, tag: UInt16, ref: ItemRef) {
-        let first = table.buckets + Int(hash & table.mask) * Self.bucketSize
+        let first = headAddress(hash)
         var b = first
         var last: UInt32 = 0
         while true {

@@ -275,7 +275,6 @@ struct KVSLoad {
                 // Kernel bypass: poll the port (no sockets, no sleeping).
                 let t = Self.nanos()
                 link.receive { socket, d in if socket < conns.count { received(conns[socket], d, at: t) } }
-                fds.indices.forEach { fds[$0].revents = 0 }
             } else {
                 _ = poll(&fds, nfds_t(fds.count), interval > 0 ? 0 : 1)
             }

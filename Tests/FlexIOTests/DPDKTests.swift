@@ -155,16 +155,12 @@ func roundTrip(_ port: DPDKPort, _ frames: [[UInt8]], timeout: TimeInterval = 10
         let port = try DPDKPort(device: "net_memif0")
         defer { port.stop() }
         let count = 300
-        let child = Process()
-        child.executableURL = URL(fileURLWithPath: bench)
-        child.arguments = ["reflect", "--device", "net_memif0", "--count", "\(count)", "--seconds", "30", "--eal",
-                           "--no-huge --no-pci -m 256 --file-prefix=\(TestEAL.tag)c --log-level=3 "
-                           + "--vdev=net_memif0,role=client,socket=\(TestEAL.memifSocket),socket-abstract=no"]
-        let pipe = Pipe()
-        child.standardOutput = pipe
-        child.standardError = pipe
-        try child.run()
-        defer { if child.isRunning { child.terminate() } }
+        let child = try ChildProcess(bench, [
+            "reflect", "--device", "net_memif0", "--count", "\(count)", "--seconds", "30", "--eal",
+            "--no-huge --no-pci -m 256 --file-prefix=\(TestEAL.tag)c --log-level=3 "
+                + "--vdev=net_memif0,role=client,socket=\(TestEAL.memifSocket),socket-abstract=no",
+        ])
+        defer { child.stop() }
         #expect(port.waitForLink(timeoutMilliseconds: 15_000), "memif link never came up")
         let frames = (0..<count).map { Frames.udp(Array("memif \($0)".utf8)) }
         let back = roundTrip(port, frames, timeout: 20)
@@ -174,10 +170,8 @@ func roundTrip(_ port: DPDKPort, _ frames: [[UInt8]], timeout: TimeInterval = 10
             #expect(f.sourcePort == 11211 && f.destinationPort == 40000)
             #expect(Array(echoed[42...]) == Array(sent[42...]))
         }
-        child.waitUntilExit()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(child.terminationStatus == 0, "\(output)")
-        #expect(output.contains("reflected \(count)"), "\(output)")
+        #expect(child.waitForExit(timeout: 30) == 0, "\(child.output)")
+        #expect(child.output.contains("reflected \(count)"), "\(child.output)")
     }
 
     /// net_af_packet on a veth in a network namespace: a kernel UDP client in one
@@ -203,25 +197,16 @@ func roundTrip(_ port: DPDKPort, _ frames: [[UInt8]], timeout: TimeInterval = 10
         let mac = try #require(show.split(separator: " ").drop { $0 != "link/ether" }.dropFirst().first)
         _ = try ip("-n \(nsA) neigh add 198.18.0.2 lladdr \(mac) dev \(va)")
 
-        let reflector = Process()
-        reflector.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
-        reflector.arguments = ["netns", "exec", nsB, bench, "reflect", "--device", "net_af_packet0", "--count", "50", "--seconds", "30",
-                               "--eal", "--no-huge --no-pci -m 256 --file-prefix=\(TestEAL.tag)af --log-level=3 --vdev=net_af_packet0,iface=\(vb)"]
-        let pipe = Pipe()
-        reflector.standardOutput = pipe
-        reflector.standardError = pipe
-        try reflector.run()
-        defer { if reflector.isRunning { reflector.terminate() } }
+        let reflector = try ChildProcess("/usr/sbin/ip", [
+            "netns", "exec", nsB, bench, "reflect", "--device", "net_af_packet0", "--count", "50", "--seconds", "30",
+            "--eal", "--no-huge --no-pci -m 256 --file-prefix=\(TestEAL.tag)af --log-level=3 --vdev=net_af_packet0,iface=\(vb)",
+        ])
+        defer { reflector.stop() }
         // Wait for the reflector to be up (it prints one line), then ping through it.
-        let handle = pipe.fileHandleForReading
-        var banner = ""
-        let deadline = Date().addingTimeInterval(15)
-        while !banner.contains("\n") && reflector.isRunning && Date() < deadline { banner += String(decoding: handle.availableData, as: UTF8.self) }
-        #expect(banner.contains("reflect: dpdk:net_af_packet0"), "\(banner)")
+        #expect(reflector.waitForOutput("reflect: dpdk:net_af_packet0", timeout: 15), "\(reflector.output)")
         let (rc, out) = try runProcess("/usr/sbin/ip", ["netns", "exec", nsA, bench, "udp-ping", "--target", "198.18.0.2:9000", "--count", "50"], timeout: 30)
         #expect(rc == 0, "\(out)")
         #expect(out.contains("sent 50 received 50"), "\(out)")
-        reflector.waitUntilExit()
-        #expect(reflector.terminationStatus == 0)
+        #expect(reflector.waitForExit(timeout: 30) == 0, "\(reflector.output)")
     }
 }

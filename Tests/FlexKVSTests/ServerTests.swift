@@ -1,5 +1,6 @@
 import FlexIO
 import FlexKVS
+import FlexTestSupport
 import FlexWire
 import Foundation
 import Synchronization
@@ -311,18 +312,8 @@ final class Client {
             return
         }
         let t = try TestServer(steering: steering)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: tool)
-        p.arguments = ["-h", "127.0.0.1", "-p", String(t.tcpPort)]
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
-        try p.run()
-        let deadline = Date().addingTimeInterval(120)
-        while p.isRunning && Date() < deadline { usleep(50_000) }
-        if p.isRunning { p.terminate() }
-        let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(p.terminationStatus == 0, "\(out)")
+        let (status, out) = try runProcess(tool, ["-h", "127.0.0.1", "-p", String(t.tcpPort)], timeout: 120)
+        #expect(status == 0, "\(out)")
         #expect(out.contains("All tests passed"), "\(out)")
         #expect(!out.contains("[FAIL]"), "\(out)")
     }
@@ -416,14 +407,6 @@ final class Client {
 }
 
 @Suite(.serialized) struct MemcachedParityTests {
-    /// Kills and reaps a peer (not waitUntilExit: it can wait for a run loop this
-    /// thread never runs).
-    static func reap(_ p: Process) {
-        kill(p.processIdentifier, SIGKILL)
-        var status: Int32 = 0
-        _ = waitpid(p.processIdentifier, &status, 0)
-    }
-
     /// The same command script against memcached 1.6 (when installed; CI installs it)
     /// and flexkvs gives the same replies.
     @Test func metaAndClassicCommandsMatchMemcached() throws {
@@ -434,22 +417,17 @@ final class Client {
         }
         // A port below the kernel's ephemeral range (32768+), so no test socket holds it;
         // if memcached cannot bind it (another run), try the next.
-        var peer: (Process, Client)?
+        var peer: (ChildProcess, Client)?
         for attempt in 0..<5 where peer == nil {
             let port = UInt16(20_000 + (Int(getpid()) * 7 + attempt * 1_009) % 10_000)
-            let mc = Process()
-            mc.executableURL = URL(fileURLWithPath: binary)
-            mc.arguments = ["-p", String(port), "-U", "0", "-l", "127.0.0.1"] + (getuid() == 0 ? ["-u", "root"] : [])
-            mc.standardOutput = FileHandle.nullDevice
-            mc.standardError = FileHandle.nullDevice
-            try mc.run()
-            for _ in 0..<40 where peer == nil && mc.isRunning {
+            let mc = try ChildProcess(binary, ["-p", String(port), "-U", "0", "-l", "127.0.0.1"] + (getuid() == 0 ? ["-u", "root"] : []))
+            for _ in 0..<40 where peer == nil && mc.process.isRunning {
                 if let c = try? Client(tcp: port) { peer = (mc, c) } else { usleep(50_000) }
             }
-            if peer == nil { Self.reap(mc) }
+            if peer == nil { mc.stop(signal: SIGKILL) }
         }
         let (mc, reference) = try #require(peer, "memcached did not start")
-        defer { Self.reap(mc) }
+        defer { mc.stop(signal: SIGKILL) }
         let flex = try TestServer()
         let script = [
             "mn", "mg missing v", "mg missing v q", "ms foo 3 T0 F5\r\nbar", "mg foo v f s k O123 t",

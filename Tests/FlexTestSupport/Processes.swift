@@ -90,19 +90,32 @@ public final class ChildProcess: @unchecked Sendable {
         return false
     }
 
-    /// Sends `signal` and reaps the process (not `waitUntilExit`, which can wait for a
-    /// run loop the test thread never runs); returns its exit status.
+    /// Waits for the process to end (SIGKILL after `timeout`) and reaps it (not
+    /// `waitUntilExit`, which can wait for a run loop the test thread never runs);
+    /// returns its exit status, or 128 + the signal that ended it.
     @discardableResult
-    public func stop(signal: Int32 = SIGTERM, timeout: TimeInterval = 10) -> Int32 {
+    public func waitForExit(timeout: TimeInterval) -> Int32 {
         let pid = process.processIdentifier
-        kill(pid, signal)
         var status: Int32 = 0
         let deadline = Date().addingTimeInterval(timeout)
-        while waitpid(pid, &status, WNOHANG) == 0 {
+        var rc = waitpid(pid, &status, WNOHANG)
+        while rc == 0 {
             if Date() > deadline { kill(pid, SIGKILL) }
             usleep(20_000)
+            rc = waitpid(pid, &status, WNOHANG)
         }
         usleep(50_000)  // the last output
+        if rc < 0 {  // Foundation reaped it first
+            while process.isRunning { usleep(10_000) }
+            return process.terminationStatus
+        }
         return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+    }
+
+    /// Sends `signal` and reaps the process; see `waitForExit`.
+    @discardableResult
+    public func stop(signal: Int32 = SIGTERM, timeout: TimeInterval = 10) -> Int32 {
+        kill(process.processIdentifier, signal)
+        return waitForExit(timeout: timeout)
     }
 }

@@ -1,0 +1,39 @@
+@testable import FlexKVS
+import FlexIO
+import FlexNIC
+import FlexTestSupport
+import FlexWire
+import Testing
+
+/// On an Ethernet port (`--io dpdk`) the server's programs serve only frames sent to
+/// its own address; other hosts' traffic and non-IP frames take the slow path.
+@Suite struct KVSProgramTests {
+    static let server = Frames.endpoints.destination
+
+    func verdict(_ program: SteeringProgram, _ frame: [UInt8]) throws -> SteeringPipeline.Verdict {
+        let pipeline = try SteeringPipeline(program: program)
+        var bytes = frame
+        return bytes.withUnsafeMutableBytes { b in
+            var p = Packet(owner: nil, data: b.baseAddress!, length: UInt32(b.count), capacity: UInt32(b.count))
+            return pipeline.steer(&p)
+        }
+    }
+
+    @Test(arguments: [false, true])
+    func framesForOtherHostsTakeTheSlowPath(keySteering: Bool) throws {
+        let base = keySteering ? KVSPrograms.key(port: 11211, queues: 2, own: 0, offload: false)
+                               : KVSPrograms.flow(protocolNumber: 17, port: 11211, queues: 2, own: 0)
+        let program = KVSPrograms.addressed(to: Self.server, base)
+        let request = [0, 1, 0, 0, 0, 1, 0, 0] + Array("get k\r\n".utf8)
+        #expect(try verdict(program, Frames.udp(request)).kind == .queue)
+        var elsewhere = Frames.endpoints
+        elsewhere.destination = IPv4Address(10, 0, 0, 3)
+        let other = try verdict(program, Frames.udp(request, elsewhere))
+        #expect(other.kind == .slowPath && other.detail == SlowPathReason.rule.rawValue)
+        // The unrestricted program would have served it: the address is what decides.
+        #expect(try verdict(base, Frames.udp(request, elsewhere)).kind == .queue)
+        var arp = [UInt8](repeating: 0, count: 60)
+        _ = arp.withUnsafeMutableBytes { ARP.writeRequest(into: $0, from: Frames.endpoints.sourceMAC, address: Frames.endpoints.source, asking: Self.server) }
+        #expect(try verdict(program, arp).kind == .slowPath)
+    }
+}

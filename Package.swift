@@ -3,7 +3,7 @@
 // Flex: application co-design servers over a software FlexNIC steering layer.
 //
 // Module layering (arrows point one way):
-//   apps (flexkvs, flexids, flexbench, FlexKVS, FlexIDS) -> FlexNIC (steering) -> FlexIO (ports) -> FlexWire (headers)
+//   apps (flexkvs, flexids, flexstorm, flexbench, FlexKVS, FlexIDS, FlexStorm) -> FlexNIC (steering) -> FlexIO (ports) -> FlexWire (headers)
 //   C shims (CDPDK, CPcap, CPCRE2, CFlexSys) sit under FlexIO and the apps that need them.
 import PackageDescription
 
@@ -24,11 +24,13 @@ let package = Package(
         .executable(name: "flexkvs", targets: ["flexkvs"]),
         .executable(name: "flexbench", targets: ["flexbench"]),
         .executable(name: "flexids", targets: ["flexids"]),
+        .executable(name: "flexstorm", targets: ["flexstorm"]),
         .library(name: "FlexWire", targets: ["FlexWire"]),
         .library(name: "FlexIO", targets: ["FlexIO"]),
         .library(name: "FlexNIC", targets: ["FlexNIC"]),
         .library(name: "FlexKVS", targets: ["FlexKVS"]),
         .library(name: "FlexIDS", targets: ["FlexIDS"]),
+        .library(name: "FlexStorm", targets: ["FlexStorm"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -61,6 +63,11 @@ let package = Package(
         ),
         .target(name: "FlexKVS", dependencies: ["FlexNIC", "FlexIO", "FlexWire", "CFlexSys"], swiftSettings: hotPath),
         .target(name: "FlexIDS", dependencies: ["FlexNIC", "FlexIO", "FlexWire", "CPCRE2"], swiftSettings: hotPath),
+        .target(
+            name: "FlexStorm",
+            dependencies: ["FlexNIC", "FlexIO", "FlexWire", "CFlexSys", .product(name: "TOMLKit", package: "TOMLKit")],
+            swiftSettings: hotPath
+        ),
 
         // MARK: Executables
         .executableTarget(
@@ -74,6 +81,10 @@ let package = Package(
         .executableTarget(
             name: "flexids",
             dependencies: ["FlexIDS", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .executableTarget(
+            name: "flexstorm",
+            dependencies: ["FlexStorm", "FlexIO", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "flexbench",
@@ -90,6 +101,7 @@ let package = Package(
         .testTarget(name: "FlexNICTests", dependencies: ["FlexNIC", "FlexIO", "FlexWire", "FlexTestSupport"]),
         .testTarget(name: "FlexKVSTests", dependencies: ["FlexKVS", "FlexIO", "FlexWire", "FlexTestSupport"]),
         .testTarget(name: "FlexIDSTests", dependencies: ["FlexIDS", "FlexTestSupport"]),
+        .testTarget(name: "FlexStormTests", dependencies: ["FlexStorm", "FlexNIC", "FlexIO", "FlexWire", "FlexTestSupport"]),
         .testTarget(
             name: "FlexIOTests",
             dependencies: ["FlexIO", "FlexNIC", "FlexWire", "CDPDK", "CPCRE2", "FlexTestSupport"]

@@ -29,8 +29,11 @@ public final class KernelUDPPort: PacketPort, @unchecked Sendable {
     static let burst = 64
 
     /// Binds `queues` sockets to `address:port` (port 0 picks one for all queues).
+    /// `receiveBufferBytes` sizes each socket's kernel receive buffer (nil: the
+    /// system's default); a datagram that finds it full is dropped by the kernel, which
+    /// counts it in UdpRcvbufErrors.
     public init(address: IPv4Address = .loopback, port: UInt16, queues: Int = 1,
-                bufferCount: Int = 4096, bufferSize: Int = 2048) throws {
+                bufferCount: Int = 4096, bufferSize: Int = 2048, receiveBufferBytes: Int? = nil) throws {
         precondition(queues > 0)
         var fds: [Int32] = []
         var chosen = port
@@ -38,6 +41,7 @@ public final class KernelUDPPort: PacketPort, @unchecked Sendable {
             for _ in 0..<queues {
                 let fd = try Socket.bound(type: Int32(SOCK_DGRAM.rawValue), ip: address, port: chosen)
                 fds.append(fd)
+                if let receiveBufferBytes { Socket.setReceiveBuffer(fd, bytes: receiveBufferBytes) }
                 chosen = Socket.localEndpoint(fd).1
             }
         } catch {

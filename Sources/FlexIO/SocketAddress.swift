@@ -42,6 +42,22 @@ enum Socket {
         return fd
     }
 
+    /// Asks for a receive buffer of `bytes`: past `net.core.rmem_max` with
+    /// SO_RCVBUFFORCE where the process may (root), else as far as SO_RCVBUF goes.
+    /// Returns the size the kernel granted (it doubles the request for bookkeeping).
+    @discardableResult
+    static func setReceiveBuffer(_ fd: Int32, bytes: Int) -> Int {
+        var size = Int32(clamping: bytes)
+        let length = socklen_t(MemoryLayout<Int32>.size)
+        if setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, length) != 0 {
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, length)
+        }
+        var granted: Int32 = 0
+        var got = length
+        getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &granted, &got)
+        return Int(granted)
+    }
+
     /// The address a socket is bound to (after binding port 0, the port chosen).
     static func localEndpoint(_ fd: Int32) -> (IPv4Address, UInt16) {
         var a = sockaddr_in()

@@ -117,24 +117,10 @@ extension SteeringPipeline {
         return true
     }
 
-    /// Rewrites a DCCP Data/DataAck (X=1) packet into its Ack: acknowledgement number =
-    /// the packet's sequence number, no options, no payload, full checksum coverage.
-    /// Returns the new frame length, or nil if the packet cannot be turned into an Ack.
+    /// Rewrites a DCCP Data/DataAck (X=1) packet into its Ack; returns the new frame
+    /// length, or nil if the packet cannot be turned into an Ack.
     func dccpAck(base: UnsafeMutableRawPointer, _ f: ParsedFrame, capacity: Int) -> Int? {
         let l4 = Int(f.l4Offset)
-        let r = UnsafeRawPointer(base)
-        let typeByte = r.loadByte(at: l4 + 8)
-        let type = (typeByte >> 1) & 0x0F
-        guard typeByte & 1 == 1,
-              type == DCCPHeader.PacketType.data.rawValue || type == DCCPHeader.PacketType.dataAck.rawValue else { return nil }
-        let headerLength = 16 + 8
-        guard l4 + headerLength <= capacity else { return nil }
-        let sequence = (base + l4 + 10)
-        base.storeByte(UInt8(headerLength / 4), at: l4 + 4)
-        base.storeByte(0, at: l4 + 5)  // CCVal 0, CsCov 0
-        base.storeByte(typeByte & 0xE1 | DCCPHeader.PacketType.ack.rawValue << 1, at: l4 + 8)
-        base.storeBE16(0, at: l4 + 16)  // ack subheader: reserved
-        (base + l4 + 18).copyMemory(from: sequence, byteCount: 6)
-        return l4 + headerLength
+        return DCCPHeader.rewriteAsAck(at: base + l4, capacity: capacity - l4).map { l4 + $0 }
     }
 }

@@ -160,6 +160,27 @@ public struct DCCPHeader: PortHeader {
         base.storeByte(raw.loadByte(at: 8) & 0xE1 | t.rawValue << 1, at: 8)
     }
 
+    /// Rewrites the DCCP Data or DataAck packet (X=1) at `base` into its Ack in place
+    /// (thesis fig. 5.4): type Ack, acknowledgement number = the packet's sequence
+    /// number, no options, no payload, CsCov 0. Ports and the checksum are left to the
+    /// caller. Returns the Ack's length (24 bytes), or nil if the packet is not a long
+    /// Data/DataAck or `capacity` bytes from `base` cannot hold the Ack.
+    public static func rewriteAsAck(at base: UnsafeMutableRawPointer, capacity: Int) -> Int? {
+        let r = UnsafeRawPointer(base)
+        let typeByte = r.loadByte(at: 8)
+        let type = (typeByte >> 1) & 0x0F
+        guard typeByte & 1 == 1,
+              type == PacketType.data.rawValue || type == PacketType.dataAck.rawValue else { return nil }
+        let length = genericLength(extended: true) + ackLength(extended: true)
+        guard length <= capacity else { return nil }
+        base.storeByte(UInt8(length / 4), at: 4)
+        base.storeByte(0, at: 5)  // CCVal 0, CsCov 0
+        base.storeByte(typeByte & 0xE1 | PacketType.ack.rawValue << 1, at: 8)
+        base.storeBE16(0, at: 16)  // ack subheader: reserved
+        (base + 18).copyMemory(from: base + 10, byteCount: 6)
+        return length
+    }
+
     @inlinable func load48(at o: Int) -> UInt64 {
         UInt64(raw.loadBE16(at: o)) << 32 | UInt64(raw.loadBE32(at: o + 2))
     }

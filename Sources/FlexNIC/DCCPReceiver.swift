@@ -1,0 +1,281 @@
+import FlexIO
+import FlexWire
+import Synchronization
+
+/// What a queue slot of a `DCCPReceiver` is: a fixed-size record decoded from a Data
+/// packet's payload, placed whole into the target's queue (the thesis's custom queue
+/// format: the ring's per-slot flag marks a taken position, thesis 5.2.1).
+public protocol DeliverySlot: BitwiseCopyable {
+    /// Decodes the payload, stamping the time it reached the queue (`arrival`,
+    /// nanoseconds); nil if the payload is malformed.
+    init?(payload: UnsafeRawPointer, length: Int, arrival: UInt64)
+}
+
+/// The FlexNIC receive program of FlexStorm (thesis 5.2.1, fig. 5.4) as one steering
+/// element, for DCCP carried in IPv4 or in UDP (`FrameBuilder.dccpData`):
+///
+/// - A Data packet's checksum is verified; a bad one is dropped and counted.
+/// - Its target (a big-endian 16-bit id at `targetOffset` in the payload) is looked up
+///   in a table of target -> queue; the payload is decoded into a slot and placed
+///   straight into that queue; the packet itself is turned into the Ack of it
+///   (addresses and ports swapped, type Ack, ack = seq, checksum) and sent back.
+/// - Flow control: when the target's queue is full the packet is dropped *without* an
+///   ack, so the sender's window fills and it stalls; nothing is lost inside the node.
+/// - Beyond fig. 5.4, each connection (source address and DCCP port) has a register
+///   with the next sequence number it expects, so that a withheld ack never lets a later
+///   packet overtake: only the expected packet is delivered; an earlier one (a
+///   retransmission whose ack was lost) is acknowledged again but not delivered, so
+///   nothing is duplicated; a later one is dropped and the last in-order packet
+///   acknowledged again. A connection's first packet sets its register (endpoints are
+///   preconfigured; there is no handshake).
+/// - Unknown targets and undecodable payloads are acknowledged and dropped (counted):
+///   at-most-once, and a bad tuple never stalls its connection.
+/// - Ack packets raise the `AckBoard` register of the local sender they are for.
+///
+/// Threading: one thread at a time calls `process` (an rx thread, or cores taking turns
+/// under the caller's lock; the handover must be a release/acquire pair). That thread
+/// is the producer of every queue. The per-packet path allocates nothing and takes no
+/// lock.
+public final class DCCPReceiver<Slot: DeliverySlot>: @unchecked Sendable {
+    public let queues: [SPSCRing<Slot>]
+    public let acks: AckBoard
+    /// The DCCP port Data packets must be addressed to.
+    public let port: UInt16
+    public let udpEncapsulated: Bool
+    public let targetOffset: Int
+    /// Target id -> queue index, or -1.
+    let targets: [Int16]
+    let connections: ConnectionTable
+    let clock: @Sendable () -> UInt64
+    public let counters = DCCPReceiveCounters()
+    /// Bit q is set if the last `process` call delivered to queue q (q < 64), so the
+    /// caller can wake those consumers.
+    public private(set) var lastDelivered: UInt64 = 0
+
+    /// - Parameters:
+    ///   - targets: for each target id, the index of its queue in `queues` (-1: not
+    ///     here).
+    ///   - connections: how many sending connections the node tracks: its memory
+    ///     limit; packets of further connections are dropped and counted.
+    ///   - clock: nanoseconds, for the slots' arrival stamps.
+    public init(port: UInt16, udpEncapsulated: Bool, queues: [SPSCRing<Slot>], targets: [Int16],
+                targetOffset: Int = 0, acks: AckBoard, connections: Int = 256,
+                clock: @escaping @Sendable () -> UInt64) {
+        precondition(queues.count <= 64, "at most 64 queues")
+        precondition(targets.allSatisfy { $0 < queues.count }, "target table names a queue that does not exist")
+        self.port = port
+        self.udpEncapsulated = udpEncapsulated
+        self.queues = queues
+        self.targets = targets
+        self.targetOffset = targetOffset
+        self.acks = acks
+        self.connections = ConnectionTable(capacity: connections)
+        self.clock = clock
+    }
+
+    /// Handles every packet of `batch` (which is emptied): acks go to `replies` (or are
+    /// released, counted, when it is full); everything else goes back to `port`.
+    public func process(_ batch: PacketBatch, port: some PacketPort, replies: PacketBatch, release: PacketBatch) {
+        lastDelivered = 0
+        var tally = DCCPReceiveCounters.Tally()
+        let now = clock()
+        for i in 0..<batch.count {
+            var p = batch.packets[i]
+            if handle(&p, now: now, tally: &tally) && !replies.isFull {
+                replies.append(p)
+                tally[.acksSent] &+= 1
+            } else {
+                if release.isFull { port.release(release) }
+                release.append(p)
+            }
+        }
+        batch.removeAll()
+        if !release.isEmpty { port.release(release) }
+        counters.add(tally)
+    }
+
+    /// One packet; true if it was turned into an ack to send.
+    @inline(__always)
+    func handle(_ p: inout Packet, now: UInt64, tally: inout DCCPReceiveCounters.Tally) -> Bool {
+        tally[.packets] &+= 1
+        guard let f = try? ParsedFrame(parsing: p.bytes), f.layers.contains(.ipv4),
+              let (offset, length) = f.dccpPacket(udpEncapsulated: udpEncapsulated) else {
+            tally[.malformed] &+= 1
+            return false
+        }
+        let bytes = UnsafeMutableRawBufferPointer(start: p.data + offset, count: length)
+        guard let dccp = try? DCCPHeader(bytes) else { tally[.malformed] &+= 1; return false }
+        let ip = IPv4Header(unchecked: p.data + Int(f.l3Offset), headerLength: Int(f.l4Offset &- f.l3Offset))
+        guard (try? dccp.verifyChecksum(ip: ip, packetLength: length)) != nil else { tally[.badChecksum] &+= 1; return false }
+
+        switch dccp.type {
+        case .ack, .dataAck:
+            if acks.record(port: dccp.destinationPort, acknowledgement: dccp.acknowledgementNumber ?? 0) {
+                tally[.acksReceived] &+= 1
+            } else {
+                tally[.notForUs] &+= 1
+            }
+            if dccp.type == .ack { return false }
+        case .data: break
+        default:
+            tally[.unsupportedType] &+= 1
+            return false
+        }
+        guard dccp.destinationPort == self.port else { tally[.notForUs] &+= 1; return false }
+        guard dccp.extendedSequence else { tally[.malformed] &+= 1; return false }
+
+        let sequence = dccp.sequenceNumber
+        guard let c = connections.slot(address: f.sourceAddress, port: dccp.sourcePort, first: sequence) else {
+            tally[.connectionTableFull] &+= 1
+            return false
+        }
+        let expected = connections.expected[c]
+        if sequence < expected {
+            tally[.duplicates] &+= 1
+            return ack(&p, f, offset, acknowledging: expected &- 1)
+        }
+        if sequence > expected {
+            tally[.outOfOrder] &+= 1
+            return expected > 1 && ack(&p, f, offset, acknowledging: expected &- 1)
+        }
+
+        let payload = UnsafeRawPointer(p.data) + offset + dccp.headerLength
+        let payloadLength = length &- dccp.headerLength
+        guard targetOffset &+ 2 <= payloadLength else {
+            tally[.malformed] &+= 1
+            connections.expected[c] = expected &+ 1
+            return ack(&p, f, offset, acknowledging: sequence)
+        }
+        let target = Int(payload.loadBE16(at: targetOffset))
+        let q = target < targets.count ? Int(targets[target]) : -1
+        guard q >= 0 else {
+            tally[.unknownTarget] &+= 1
+            connections.expected[c] = expected &+ 1
+            return ack(&p, f, offset, acknowledging: sequence)
+        }
+        let ring = queues[q]
+        if ring.isFull {
+            tally[.withheld] &+= 1  // no ack: the sender's window fills and it stalls
+            return false
+        }
+        connections.expected[c] = expected &+ 1
+        guard let slot = Slot(payload: payload, length: payloadLength, arrival: now) else {
+            tally[.malformed] &+= 1
+            return ack(&p, f, offset, acknowledging: sequence)
+        }
+        _ = ring.enqueue(slot)
+        tally[.delivered] &+= 1
+        if q < 64 { lastDelivered |= 1 << UInt64(q) }
+        return ack(&p, f, offset, acknowledging: sequence)
+    }
+
+    @inline(__always)
+    func ack(_ p: inout Packet, _ f: ParsedFrame, _ offset: Int, acknowledging n: UInt64) -> Bool {
+        guard let length = FrameBuilder.rewriteDCCPDataAsAck(p.data, capacity: Int(p.capacity), parsed: f,
+                                                             dccpOffset: offset, acknowledgement: n) else { return false }
+        p.length = UInt32(length)
+        return true
+    }
+}
+
+/// Per-connection receive registers: the next sequence number each sending
+/// connection (source address, DCCP source port) must deliver. Open addressing over a
+/// fixed power-of-two table, so its memory is bounded and lookups never allocate.
+final class ConnectionTable {
+    let keys: UnsafeMutablePointer<UInt64>
+    let expected: UnsafeMutablePointer<UInt64>
+    let mask: Int
+    var used = 0
+
+    init(capacity: Int) {
+        var n = 8
+        while n < capacity * 2 { n <<= 1 }  // at most half full
+        mask = n - 1
+        keys = .allocate(capacity: n)
+        keys.initialize(repeating: 0, count: n)
+        expected = .allocate(capacity: n)
+        expected.initialize(repeating: 0, count: n)
+    }
+
+    deinit {
+        keys.deallocate()
+        expected.deallocate()
+    }
+
+    /// The connection's slot; a new connection starts expecting `first`. Nil when the
+    /// table is full.
+    @inline(__always)
+    func slot(address: UInt32, port: UInt16, first: UInt64) -> Int? {
+        let key = 1 << 63 | UInt64(address) << 16 | UInt64(port)
+        var i = Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) >> 40) & mask
+        while true {
+            if keys[i] == key { return i }
+            if keys[i] == 0 {
+                guard used < (mask + 1) / 2 else { return nil }
+                keys[i] = key
+                expected[i] = first
+                used &+= 1
+                return i
+            }
+            i = (i &+ 1) & mask
+        }
+    }
+}
+
+/// What a `DCCPReceiver` counts.
+public enum DCCPReceiveCounter: Int, CaseIterable, Sendable {
+    case packets, delivered, acksSent, acksReceived
+    /// Data the target queue had no room for: dropped without an ack (flow control).
+    case withheld
+    case duplicates, outOfOrder, unknownTarget, malformed, badChecksum, notForUs, unsupportedType
+    case connectionTableFull
+
+    public var name: String {
+        switch self {
+        case .packets: "packets"
+        case .delivered: "delivered"
+        case .acksSent: "acks_sent"
+        case .acksReceived: "acks_received"
+        case .withheld: "withheld_queue_full"
+        case .duplicates: "duplicates"
+        case .outOfOrder: "out_of_order"
+        case .unknownTarget: "unknown_target"
+        case .malformed: "malformed"
+        case .badChecksum: "bad_checksum"
+        case .notForUs: "not_for_us"
+        case .unsupportedType: "unsupported_type"
+        case .connectionTableFull: "connection_table_full"
+        }
+    }
+}
+
+/// A `DCCPReceiver`'s counters, added to once per burst and readable from any thread.
+public final class DCCPReceiveCounters: @unchecked Sendable {
+    /// One burst's counts, kept in registers until the burst ends.
+    struct Tally {
+        var values = SIMD16<UInt64>()
+        @inline(__always) subscript(_ c: DCCPReceiveCounter) -> UInt64 {
+            get { values[c.rawValue] }
+            set { values[c.rawValue] = newValue }
+        }
+    }
+
+    let values: UnsafeMutablePointer<Atomic<UInt64>>
+    static let count = DCCPReceiveCounter.allCases.count
+
+    init() {
+        values = .allocate(capacity: Self.count)
+        for i in 0..<Self.count { (values + i).initialize(to: Atomic(0)) }
+    }
+
+    deinit { values.deallocate() }
+
+    func add(_ t: Tally) {
+        for i in 0..<Self.count where t.values[i] > 0 { values[i].wrappingAdd(t.values[i], ordering: .relaxed) }
+    }
+
+    public subscript(_ c: DCCPReceiveCounter) -> UInt64 { values[c.rawValue].load(ordering: .relaxed) }
+
+    /// Every counter by name.
+    public var snapshot: [(name: String, value: UInt64)] { DCCPReceiveCounter.allCases.map { ($0.name, self[$0]) } }
+}

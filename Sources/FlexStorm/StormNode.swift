@@ -1,0 +1,359 @@
+import CFlexSys
+import FlexIO
+import FlexNIC
+import FlexWire
+import Foundation
+import Synchronization
+
+/// One FlexStorm node: the workers the config places here, their input queues, the
+/// node's port, and one of two designs for moving tuples (thesis 5.2, fig. 5.3):
+///
+/// - `demux`: per-machine connections. A demultiplexer thread receives every packet,
+///   runs the receive pipeline (`DCCPReceiver`: checksum, in-order delivery into the
+///   worker's queue, ack) and wakes the workers it fed. Workers hand every outgoing
+///   tuple to a multiplexer thread, which batches them per destination node for up to
+///   `mux_batch_ms` (or a send window's worth) and sends them on one DCCP connection
+///   per node.
+/// - `steered`: no mux or demux threads. Each worker, when it has nothing else to do
+///   or waits for acks, takes the node's receive turn (a try-lock per burst, never per
+///   packet) and runs the same pipeline inline, placing tuples straight into whichever
+///   worker's queue they are for; workers send their own tuples directly, on their own
+///   DCCP connections and transmit queues.
+///
+/// Flow control is end to end in both: a full input queue withholds acks, the sender's
+/// window fills, the sender stalls, and the component that emits waits; nothing is lost
+/// inside a node. Tuples are dropped (and counted) only for a destination that is down
+/// or a worker id no node runs.
+public final class StormNode: @unchecked Sendable {
+    public enum Mode: String, CaseIterable, Sendable {
+        case demux, steered
+    }
+
+    public let config: StormConfig
+    public let nodeIndex: Int
+    public let mode: Mode
+    public let port: any PacketPort
+    let udpEncapsulated: Bool
+    let receiver: DCCPReceiver<Tuple>
+    let acks: AckBoard
+    /// The workers this node runs, in local index order (their input queue, wakeup and
+    /// stats have the same index).
+    public let local: [StormConfig.Worker]
+    public let stats: [WorkerStats]
+    let inboxes: [SPSCRing<Tuple>]
+    let wakeups: [Int32]
+    let components: [Component]
+    var multiplexer: Multiplexer?
+    let rxLock = Atomic<Bool>(false)
+    let running = Atomic<Bool>(false)
+    let finishedWorkers = Atomic<Int>(0)
+    let exited = DispatchSemaphore(value: 0)
+    var threadCount = 0
+    var startedAt: UInt64 = 0
+    let finishedAt = Atomic<UInt64>(0)
+    @inline(__always) func clock() -> UInt64 { monotonicNanoseconds() }
+
+    /// How the node reaches the others.
+    public enum Transport {
+        /// Kernel UDP sockets on the node's address and port, DCCP inside UDP (RFC 6773).
+        case kernel
+        /// An Ethernet port (DPDK) opened with `queues(mode:config:node:)` queues: DCCP
+        /// directly in IPv4 (protocol 33).
+        case ethernet(any PacketPort)
+    }
+
+    /// Transmit queues a node needs: one per worker when steered, demux thread and
+    /// multiplexer otherwise.
+    public static func queues(mode: Mode, config: StormConfig, node: Int) -> Int {
+        mode == .demux ? 2 : max(1, config.workers.filter { $0.node == node }.count)
+    }
+
+    /// - Parameters:
+    ///   - trace: the whole stream; each spout takes its share.
+    ///   - onRanking: called on the total ranker's thread with each ranking it makes.
+    public init(config: StormConfig, node name: String, mode: Mode, trace: [UserName], transport: Transport = .kernel,
+                onRanking: @escaping (Ranking) -> Void = { _ in }) throws {
+        guard let index = config.nodeIndex(named: name) else {
+            throw StormConfigError("no node named \"\(name)\" in the config (\(config.nodes.map(\.name).joined(separator: ", ")))")
+        }
+        self.config = config
+        nodeIndex = index
+        self.mode = mode
+        let me = config.nodes[index]
+        local = config.workers.filter { $0.node == index }
+        let queueCount = Self.queues(mode: mode, config: config, node: index)
+        switch transport {
+        case .kernel:
+            // Every connection into the node may have a window in flight at once; the
+            // kernel must hold them all (a datagram's buffer takes about 1 KiB there).
+            let inbound = config.nodes.count * max(config.workers.count, 1) * config.sendWindow
+            port = try KernelUDPPort(address: me.address, port: me.port, queues: queueCount, bufferCount: 16_384,
+                                     bufferSize: 256, receiveBufferBytes: max(1 << 20, inbound * 1_024))
+            udpEncapsulated = true
+        case .ethernet(let p):
+            guard p.txQueueCount >= queueCount else {
+                throw PortError("\(p.name) has \(p.txQueueCount) transmit queues; a \(mode) node with \(local.count) workers needs \(queueCount)")
+            }
+            port = p
+            udpEncapsulated = false
+        }
+        inboxes = local.map { _ in SPSCRing<Tuple>(capacity: config.queueDepth) }
+        var targets = [Int16](repeating: -1, count: config.workers.count + 1)
+        for (i, w) in local.enumerated() { targets[Int(w.id)] = Int16(i) }
+        // Senders' DCCP ports sit next to the node's service port.
+        let senderCount = mode == .demux ? config.nodes.count : max(1, local.count) * config.nodes.count
+        let base = Int(me.port) + 1 + senderCount <= 65_536 ? me.port + 1 : me.port - UInt16(senderCount)
+        acks = AckBoard(basePort: base, count: senderCount)
+        receiver = DCCPReceiver(port: me.port, udpEncapsulated: udpEncapsulated, queues: inboxes, targets: targets,
+                                acks: acks, connections: max(256, 4 * config.workers.count), clock: { monotonicNanoseconds() })
+        stats = local.map { WorkerStats(id: $0.id, role: $0.role) }
+        var fds: [Int32] = []
+        for _ in 0...local.count {
+            let fd = cflex_eventfd()
+            guard fd >= 0 else { fds.forEach { close($0) }; throw PortError("eventfd failed (\(-fd))") }
+            fds.append(fd)
+        }
+        wakeups = fds
+        let spouts = config.workers(.spout).count
+        components = local.map { w -> Component in
+            switch w.role {
+            case .spout: return SpoutComponent(id: w.id, replica: w.replica, spouts: spouts, trace: trace, config: config)
+            case .counter: return CounterComponent(id: w.id, config: config)
+            case .ranker: return RankerComponent(id: w.id, config: config)
+            case .total: return TotalRankerComponent(id: w.id, config: config, report: onRanking)
+            }
+        }
+    }
+
+    deinit { wakeups.forEach { close($0) } }
+
+    /// The multiplexer's wakeup (after the workers').
+    var muxWakeup: Int32 { wakeups[local.count] }
+
+    /// A sender from this node to node `destination`, acknowledged in register `index`.
+    func makeSender(to destination: Int, index: Int) -> DCCPSender {
+        let me = config.nodes[nodeIndex], peer = config.nodes[destination]
+        var settings = DCCPSender.Settings()
+        settings.window = config.sendWindow
+        let endpoints = FrameBuilder.Endpoints(source: me.address, destination: peer.address,
+                                               sourcePort: me.port, destinationPort: peer.port)
+        return DCCPSender(route: .init(endpoints: endpoints, dccpSourcePort: acks.port(of: index),
+                                       dccpDestinationPort: peer.port, udpEncapsulated: udpEncapsulated),
+                          payloadLength: Tuple.wireLength, acks: acks, ackIndex: index, settings: settings)
+    }
+
+    // MARK: Running
+
+    /// Starts the node's threads. Workers with nothing to do sleep.
+    public func start() {
+        guard !running.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        startedAt = clock()
+        if mode == .demux { multiplexer = Multiplexer(node: self) }
+        for i in 0..<local.count { spawn("storm-\(local[i].role)-\(local[i].id)") { self.runWorker(i) } }
+        if let mux = multiplexer {
+            spawn("storm-mux") { mux.run() }
+            spawn("storm-demux") { self.runDemultiplexer() }
+        }
+    }
+
+    func spawn(_ name: String, _ body: @escaping () -> Void) {
+        threadCount += 1
+        let t = Thread { body(); self.exited.signal() }
+        t.name = name
+        t.start()
+    }
+
+    /// Whether every local worker has sent its last tuple and had it acknowledged.
+    public var isFinished: Bool { finishedAt.load(ordering: .acquiring) != 0 }
+
+    /// Waits until the node is finished or `seconds` pass; returns whether it finished.
+    public func waitUntilFinished(seconds: Double) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while !isFinished && Date() < deadline { usleep(2_000) }
+        return isFinished
+    }
+
+    /// Stops every thread and waits for them.
+    public func stop() {
+        guard running.exchange(false, ordering: .acquiringAndReleasing) else { return }
+        wakeups.forEach { _ = cflex_eventfd_signal($0) }
+        for _ in 0..<threadCount { exited.wait() }
+        threadCount = 0
+    }
+
+    func workerFinished() {
+        let n = finishedWorkers.add(1, ordering: .acquiringAndReleasing).newValue
+        if n == local.count {
+            if mode == .demux { _ = cflex_eventfd_signal(muxWakeup) } else { markFinished() }
+        }
+    }
+
+    func markFinished() { finishedAt.store(clock(), ordering: .releasing) }
+
+    var allWorkersFinished: Bool { finishedWorkers.load(ordering: .acquiring) == local.count }
+
+    func runWorker(_ i: Int) {
+        let component = components[i], inbox = inboxes[i], stat = stats[i]
+        let lane = mode == .steered ? i : 0
+        let steering = SteeringLane()
+        let output: TupleOutput = mode == .steered
+            ? DirectOutput(node: self, localIndex: i, lane: lane, steering: steering)
+            : OutboxEmitter(node: self, ring: multiplexerOutbox(i))
+        let tuples = UnsafeMutablePointer<Tuple>.allocate(capacity: 32)
+        defer { tuples.deallocate(); output.close() }
+        var finished = false
+        while running.load(ordering: .relaxed) {
+            var did = mode == .steered && steer(lane: lane, with: steering, worker: i)
+            let n = inbox.dequeue(into: tuples, maximum: 32)
+            if n > 0 {
+                did = true
+                var burst = WorkerStats.Burst()
+                var now = clock()
+                for k in 0..<n {
+                    burst.add(tuples[k], takenAt: now)
+                    component.process(tuples[k], now: now, out: output)
+                    let after = clock()
+                    burst.processing &+= after &- now
+                    now = after
+                }
+                stat.add(burst)
+            }
+            let now = clock()
+            if component.tick(now: now, out: output) { did = true }
+            output.flush(now: now)
+            stat.countEmitted(output.takeEmitted())
+            if !finished && component.isFinished && output.isDrained {
+                finished = true
+                workerFinished()
+            }
+            if finished && (mode == .demux || allWorkersFinished) && inbox.isEmpty { break }
+            if !did {
+                let deadline = component.nextDeadline(now: now)
+                idle(worker: i, nanoseconds: output.isDrained ? min(deadline &- min(now, deadline), 1_000_000) : 1_000_000)
+            }
+        }
+    }
+
+    /// Sleeps until the worker's wakeup fires, the port has packets (steered: any
+    /// idle worker may take the receive turn) or the timeout passes.
+    /// Waits shorter than a millisecond (a paced spout's next tuple) sleep plainly.
+    func idle(worker i: Int, nanoseconds: UInt64) {
+        if nanoseconds < 1_000_000 {
+            if nanoseconds > 20_000 { usleep(UInt32(nanoseconds / 1_000)) }
+            return
+        }
+        if mode == .steered {
+            waitForAny((0..<port.rxQueueCount).map { (port, $0) }, descriptors: [wakeups[i]], timeoutMilliseconds: 1)
+        } else {
+            waitForAny([], descriptors: [wakeups[i]], timeoutMilliseconds: 1)
+        }
+        _ = cflex_eventfd_drain(wakeups[i])
+    }
+
+    func runDemultiplexer() {
+        let steering = SteeringLane()
+        while running.load(ordering: .relaxed) {
+            if !steer(lane: 0, with: steering, worker: nil) {
+                waitForAny((0..<port.rxQueueCount).map { (port, $0) }, timeoutMilliseconds: 1)
+            }
+        }
+        steering.close(port: port)
+    }
+
+    /// The receive turn: if no other thread has it, receives one burst from each rx
+    /// queue, runs the receive pipeline over it, sends the acks on `lane` and wakes
+    /// the workers it fed. Returns whether it handled any packet.
+    func steer(lane: Int, with s: SteeringLane, worker: Int?) -> Bool {
+        guard rxLock.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else { return false }
+        var handled = 0
+        var fed: UInt64 = 0
+        for q in 0..<port.rxQueueCount {
+            let n = port.receive(queue: q, into: s.received)
+            guard n > 0 else { continue }
+            handled += n
+            receiver.process(s.received, port: port, replies: s.replies, release: s.release)
+            fed |= receiver.lastDelivered
+            transmit(s.replies, lane: lane)
+        }
+        rxLock.store(false, ordering: .releasing)
+        if let worker, worker < 64 { fed &= ~(1 << UInt64(worker)) }
+        while fed != 0 {
+            let q = fed.trailingZeroBitCount
+            fed &= fed &- 1
+            _ = cflex_eventfd_signal(wakeups[q])
+        }
+        return handled > 0
+    }
+
+    /// Sends every frame of `batch` on `lane`; what the port will not take after a few
+    /// tries is released (a data frame is sent again by its sender, an ack again on
+    /// the retransmission).
+    func transmit(_ batch: PacketBatch, lane: Int) {
+        var stuck = 0
+        while !batch.isEmpty && stuck < 4 {
+            if port.transmit(queue: lane, batch) == 0 { stuck += 1 }
+        }
+        if !batch.isEmpty {
+            unsentFrames.wrappingAdd(UInt64(batch.count), ordering: .relaxed)
+            port.release(batch)
+        }
+    }
+    let unsentFrames = Atomic<UInt64>(0)
+
+    /// A free port buffer from `spare`, refilled a burst at a time; nil only if the
+    /// port has none left even after `frames` went out on `lane`.
+    func takeBuffer(from spare: PacketBatch, sending frames: PacketBatch, lane: Int) -> Packet? {
+        if spare.isEmpty && port.allocate(count: spare.capacity, into: spare) == 0 {
+            transmit(frames, lane: lane)
+            guard port.allocate(count: 1, into: spare) == 1 else { return nil }
+        }
+        return spare.removeLast()
+    }
+
+    func multiplexerOutbox(_ i: Int) -> SPSCRing<Tuple> { multiplexer!.outboxes[i] }
+
+    // MARK: Reporting
+
+    /// What the node did since it started.
+    public func report() -> NodeReport {
+        let end = isFinished ? finishedAt.load(ordering: .acquiring) : clock()
+        var senders = DCCPSender.Counters()
+        var refused: UInt64 = 0
+        for c in senderCounters.withLock({ $0 }) {
+            senders.sent += c.sent
+            senders.retransmitted += c.retransmitted
+            senders.refusedWhileDown += c.refusedWhileDown
+            senders.timesDown += c.timesDown
+            senders.windowStalls += c.windowStalls
+        }
+        refused += droppedUnknown.load(ordering: .relaxed)
+        return NodeReport(node: config.nodes[nodeIndex].name, mode: mode, seconds: Double(end &- startedAt) / 1e9,
+                          workers: stats.map(\.snapshot), receive: receiver.counters.snapshot, senders: senders,
+                          unknownDestination: refused, unsentFrames: unsentFrames.load(ordering: .relaxed),
+                          portStatistics: port.statistics)
+    }
+
+    /// Sender counters, published by each sending thread as it goes.
+    let senderCounters = Mutex<[DCCPSender.Counters]>([])
+    let droppedUnknown = Atomic<UInt64>(0)
+
+    func publish(_ counters: [DCCPSender.Counters], slot: inout Int?) {
+        senderCounters.withLock { all in
+            if slot == nil { slot = all.count; all.append(contentsOf: counters) }
+            for (k, c) in counters.enumerated() { all[slot! + k] = c }
+        }
+    }
+}
+
+/// A sending thread's receive-turn buffers.
+final class SteeringLane {
+    let received = PacketBatch(capacity: 32)
+    let replies = PacketBatch(capacity: 32)
+    let release = PacketBatch(capacity: 32)
+
+    func close(port: any PacketPort) {
+        port.release(received)
+        port.release(replies)
+        port.release(release)
+    }
+}

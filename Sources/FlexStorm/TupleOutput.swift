@@ -1,0 +1,258 @@
+import CFlexSys
+import FlexIO
+import FlexNIC
+import Foundation
+
+/// A worker's way out: `emit` (from `TupleEmitter`), then `flush` once per pass of the
+/// worker's loop.
+protocol TupleOutput: TupleEmitter {
+    func flush(now: UInt64)
+    /// Whether everything emitted has left the worker (and, when it sends itself, has
+    /// been acknowledged).
+    var isDrained: Bool { get }
+    /// Tuples emitted since the last call.
+    func takeEmitted() -> UInt64
+    func close()
+}
+
+/// Steered mode: the worker sends its own tuples, one DCCP connection per destination
+/// node, on its own transmit queue. While a window is full the worker takes the
+/// node's receive turn (that is where acks come in) until there is room: the sender
+/// stalls, as flow control wants.
+final class DirectOutput: TupleOutput {
+    unowned let node: StormNode
+    let lane: Int
+    let localIndex: Int
+    let steering: SteeringLane
+    let senders: [DCCPSender]
+    let frames = PacketBatch(capacity: 64)
+    let spare = PacketBatch(capacity: 32)
+    let scratch = UnsafeMutableRawPointer.allocate(byteCount: Tuple.wireLength, alignment: 8)
+    var emitted: UInt64 = 0
+    var publishedSlot: Int?
+    var nextPublish: UInt64 = 0
+
+    init(node: StormNode, localIndex: Int, lane: Int, steering: SteeringLane) {
+        self.node = node
+        self.localIndex = localIndex
+        self.lane = lane
+        self.steering = steering
+        let nodes = node.config.nodes.count
+        senders = (0..<nodes).map { node.makeSender(to: $0, index: localIndex * nodes + $0) }
+    }
+
+    func emit(_ tuple: Tuple, now: UInt64) {
+        guard let w = node.config.worker(tuple.destination) else {
+            node.droppedUnknown.wrappingAdd(1, ordering: .relaxed)
+            return
+        }
+        let s = senders[w.node]
+        var now = now
+        s.refresh(now: now)
+        if !s.hasRoom && !s.isDown {
+            s.countStall()
+            repeat {
+                flush(now: now)
+                if !node.steer(lane: lane, with: steering, worker: localIndex) { sched_yield() }
+                now = node.clock()
+                s.refresh(now: now)
+            } while !s.hasRoom && !s.isDown && node.running.load(ordering: .relaxed)
+        }
+        guard s.hasRoom && !s.isDown else { s.countRefused(); return }
+        guard var packet = node.takeBuffer(from: spare, sending: frames, lane: lane) else { s.countRefused(); return }
+        var t = tuple
+        t.sent = now
+        t.encode(to: scratch)
+        s.send(scratch, into: &packet, now: now)
+        frames.append(packet)
+        emitted &+= 1
+        if frames.isFull { node.transmit(frames, lane: lane) }
+    }
+
+    func flush(now: UInt64) {
+        for s in senders where s.inFlight > 0 {
+            s.refresh(now: now)
+            if frames.freeSpace < 8 { node.transmit(frames, lane: lane) }
+            _ = s.retransmit(now: now, port: node.port, into: frames)
+        }
+        if !frames.isEmpty { node.transmit(frames, lane: lane) }
+        if now >= nextPublish {
+            node.publish(senders.map(\.counters), slot: &publishedSlot)
+            nextPublish = now &+ 100_000_000
+        }
+    }
+
+    var isDrained: Bool { senders.allSatisfy { $0.inFlight == 0 } }
+
+    func takeEmitted() -> UInt64 {
+        defer { emitted = 0 }
+        return emitted
+    }
+
+    func close() {
+        node.publish(senders.map(\.counters), slot: &publishedSlot)
+        node.port.release(spare)
+        node.port.release(frames)
+        steering.close(port: node.port)
+        scratch.deallocate()
+    }
+}
+
+/// Demux mode, worker side: every tuple goes into the worker's ring to the
+/// multiplexer thread; a full ring makes the worker wait (flow control reaches back
+/// through the multiplexer).
+final class OutboxEmitter: TupleOutput {
+    unowned let node: StormNode
+    let ring: SPSCRing<Tuple>
+    var emitted: UInt64 = 0
+    var pending = false
+
+    init(node: StormNode, ring: SPSCRing<Tuple>) {
+        self.node = node
+        self.ring = ring
+    }
+
+    func emit(_ tuple: Tuple, now: UInt64) {
+        while !ring.enqueue(tuple) {
+            _ = cflex_eventfd_signal(node.muxWakeup)
+            guard node.running.load(ordering: .relaxed) else { return }
+            usleep(20)
+        }
+        emitted &+= 1
+        pending = true
+    }
+
+    func flush(now: UInt64) {
+        if pending {
+            _ = cflex_eventfd_signal(node.muxWakeup)
+            pending = false
+        }
+    }
+
+    /// The multiplexer's drain is the node's to wait for.
+    var isDrained: Bool { true }
+
+    func takeEmitted() -> UInt64 {
+        defer { emitted = 0 }
+        return emitted
+    }
+
+    func close() {}
+}
+
+/// Demux mode's multiplexer thread (thesis fig. 5.3): takes the workers' outgoing
+/// tuples, batches them per destination node, and sends a batch on that node's
+/// connection once its oldest tuple has waited `mux_batch_ms` or it fills a send
+/// window. While a window is full, tuples wait in the batch; when the batches are
+/// full, the workers' rings fill and the workers wait.
+final class Multiplexer {
+    unowned let node: StormNode
+    let outboxes: [SPSCRing<Tuple>]
+    let senders: [DCCPSender]
+    /// Per destination node: tuples waiting, from `heads[d]` on.
+    var pending: [[Tuple]]
+    var heads: [Int]
+    let highWater: Int
+    let frames = PacketBatch(capacity: 64)
+    let spare = PacketBatch(capacity: 32)
+    let scratch = UnsafeMutableRawPointer.allocate(byteCount: Tuple.wireLength, alignment: 8)
+    var publishedSlot: Int?
+
+    init(node: StormNode) {
+        self.node = node
+        outboxes = node.local.map { _ in SPSCRing<Tuple>(capacity: node.config.queueDepth) }
+        senders = (0..<node.config.nodes.count).map { node.makeSender(to: $0, index: $0) }
+        highWater = 4 * node.config.sendWindow
+        pending = senders.map { _ in
+            var a: [Tuple] = []
+            a.reserveCapacity(4 * node.config.sendWindow + 64)
+            return a
+        }
+        heads = senders.map { _ in 0 }
+    }
+
+    func waiting(_ d: Int) -> Int { pending[d].count - heads[d] }
+
+    func run() {
+        let taken = UnsafeMutablePointer<Tuple>.allocate(capacity: 32)
+        defer {
+            taken.deallocate()
+            scratch.deallocate()
+            node.publish(senders.map(\.counters), slot: &publishedSlot)
+            node.port.release(spare)
+            node.port.release(frames)
+        }
+        var nextPublish: UInt64 = 0
+        let batchTime = node.config.muxBatch
+        let lane = 1
+        while node.running.load(ordering: .relaxed) {
+            var now = node.clock()
+            var did = false
+            // Gather: stop taking while any batch is at its high-water mark.
+            if (0..<senders.count).allSatisfy({ waiting($0) < highWater }) {
+                for box in outboxes {
+                    let n = box.dequeue(into: taken, maximum: 32)
+                    for k in 0..<n {
+                        guard let w = node.config.worker(taken[k].destination) else {
+                            node.droppedUnknown.wrappingAdd(1, ordering: .relaxed)
+                            continue
+                        }
+                        pending[w.node].append(taken[k])
+                    }
+                    did = did || n > 0
+                }
+            }
+            now = node.clock()
+            var nextDue = now &+ 1_000_000
+            for d in 0..<senders.count {
+                let s = senders[d]
+                s.refresh(now: now)
+                if frames.freeSpace < 8 { node.transmit(frames, lane: lane) }
+                if s.retransmit(now: now, port: node.port, into: frames) > 0 { did = true }
+                guard waiting(d) > 0 else { continue }
+                if s.isDown {
+                    for _ in 0..<waiting(d) { s.countRefused() }
+                    pending[d].removeAll(keepingCapacity: true)
+                    heads[d] = 0
+                    continue
+                }
+                let due = pending[d][heads[d]].created &+ batchTime
+                guard now >= due || waiting(d) >= node.config.sendWindow else {
+                    nextDue = min(nextDue, due)
+                    continue
+                }
+                if !s.hasRoom { s.countStall() }
+                while s.hasRoom && waiting(d) > 0 {
+                    if frames.isFull { node.transmit(frames, lane: lane) }
+                    guard var packet = node.takeBuffer(from: spare, sending: frames, lane: lane) else { break }
+                    var t = pending[d][heads[d]]
+                    heads[d] += 1
+                    t.sent = now
+                    t.encode(to: scratch)
+                    s.send(scratch, into: &packet, now: now)
+                    frames.append(packet)
+                    did = true
+                }
+                if waiting(d) == 0 {
+                    pending[d].removeAll(keepingCapacity: true)
+                    heads[d] = 0
+                }
+            }
+            if !frames.isEmpty { node.transmit(frames, lane: lane) }
+            if now >= nextPublish {
+                node.publish(senders.map(\.counters), slot: &publishedSlot)
+                nextPublish = now &+ 100_000_000
+            }
+            if node.allWorkersFinished && !node.isFinished && outboxes.allSatisfy(\.isEmpty)
+                && (0..<senders.count).allSatisfy({ waiting($0) == 0 && senders[$0].inFlight == 0 }) {
+                node.markFinished()
+            }
+            if !did {
+                let ms = Int(min(1, (nextDue &- min(nextDue, now)) / 1_000_000))
+                if ms > 0 { waitForAny([], descriptors: [node.muxWakeup], timeoutMilliseconds: ms) } else { sched_yield() }
+                _ = cflex_eventfd_drain(node.muxWakeup)
+            }
+        }
+    }
+
+}

@@ -19,14 +19,19 @@ public protocol DeliverySlot: BitwiseCopyable {
 ///   in a table of target -> queue; the payload is decoded into a slot and placed
 ///   straight into that queue; the packet itself is turned into the Ack of it
 ///   (addresses and ports swapped, type Ack, ack = seq, checksum) and sent back.
-/// - Flow control: when the target's queue is full the packet is dropped *without* an
-///   ack, so the sender's window fills and it stalls; nothing is lost inside the node.
-/// - Beyond fig. 5.4, each connection (source address and DCCP port) has a register
-///   with the next sequence number it expects, so that a withheld ack never lets a later
-///   packet overtake: only the expected packet is delivered; an earlier one (a
-///   retransmission whose ack was lost) is acknowledged again but not delivered, so
-///   nothing is duplicated; a later one is dropped and the last in-order packet
-///   acknowledged again. A connection's first packet sets its register (endpoints are
+/// - Flow control: when the target's queue is full the ack is withheld. The tuple waits
+///   in its connection's park (at most `parkCapacity` tuples, in order; everything in
+///   order behind it waits there too) and is placed, and only then acknowledged, once
+///   the queue has room. The sender's window fills and it stalls; nothing is lost inside
+///   the node and nothing needs sending again. Only when a park is full is a packet
+///   dropped without an ack (counted), for the sender to retransmit.
+/// - Beyond fig. 5.4, each connection (source address and DCCP port) has registers
+///   with the next sequence number it expects and the last one acknowledged, so that a
+///   withheld ack never lets a later packet overtake: only the expected packet is
+///   taken; an earlier one (a retransmission whose ack was lost) is acknowledged again
+///   but not delivered, so nothing is duplicated; a later one is dropped and the last
+///   acknowledged number sent again (a duplicate ack, for fast retransmit). Acks never
+///   cover parked tuples. A connection's first packet sets its registers (endpoints are
 ///   preconfigured; there is no handshake).
 /// - Unknown targets and undecodable payloads are acknowledged and dropped (counted):
 ///   at-most-once, and a bad tuple never stalls its connection.
@@ -51,15 +56,27 @@ public final class DCCPReceiver<Slot: DeliverySlot>: @unchecked Sendable {
     /// Bit q is set if the last `process` call delivered to queue q (q < 64), so the
     /// caller can wake those consumers.
     public private(set) var lastDelivered: UInt64 = 0
+    /// Whether the last `process` call raised any ack register (senders may have room).
+    public private(set) var lastTookAcks = false
+    /// Tuples a connection may have waiting for room; nil until it first needs one.
+    let parkCapacity: Int
+    var parks: [Park?]
+    /// Connections whose park is not empty.
+    var parked: [Int] = []
+    /// Whether tuples wait in parks: call `process` (with an empty batch, if need be)
+    /// on every receive turn so they move on as queues drain.
+    public var hasParked: Bool { !parked.isEmpty }
 
     /// - Parameters:
     ///   - targets: for each target id, the index of its queue in `queues` (-1: not
     ///     here).
     ///   - connections: how many sending connections the node tracks: its memory
     ///     limit; packets of further connections are dropped and counted.
+    ///   - parkCapacity: tuples each connection may have waiting for a full queue (the
+    ///     senders' window is a good size).
     ///   - clock: nanoseconds, for the slots' arrival stamps.
     public init(port: UInt16, udpEncapsulated: Bool, queues: [SPSCRing<Slot>], targets: [Int16],
-                targetOffset: Int = 0, acks: AckBoard, connections: Int = 256,
+                targetOffset: Int = 0, acks: AckBoard, connections: Int = 256, parkCapacity: Int = 128,
                 clock: @escaping @Sendable () -> UInt64) {
         precondition(queues.count <= 64, "at most 64 queues")
         precondition(targets.allSatisfy { $0 < queues.count }, "target table names a queue that does not exist")
@@ -69,7 +86,11 @@ public final class DCCPReceiver<Slot: DeliverySlot>: @unchecked Sendable {
         self.targets = targets
         self.targetOffset = targetOffset
         self.acks = acks
-        self.connections = ConnectionTable(capacity: connections)
+        let table = ConnectionTable(capacity: connections)
+        self.connections = table
+        self.parkCapacity = max(1, parkCapacity)
+        parks = [Park?](repeating: nil, count: table.mask + 1)
+        parked.reserveCapacity(table.mask + 1)
         self.clock = clock
     }
 
@@ -79,6 +100,7 @@ public final class DCCPReceiver<Slot: DeliverySlot>: @unchecked Sendable {
         lastDelivered = 0
         var tally = DCCPReceiveCounters.Tally()
         let now = clock()
+        if !parked.isEmpty { moveParked(port: port, replies: replies, tally: &tally) }
         for i in 0..<batch.count {
             var p = batch.packets[i]
             if handle(&p, now: now, tally: &tally) && !replies.isFull {
@@ -91,6 +113,7 @@ public final class DCCPReceiver<Slot: DeliverySlot>: @unchecked Sendable {
         }
         batch.removeAll()
         if !release.isEmpty { port.release(release) }
+        lastTookAcks = tally[.acksReceived] > 0
         counters.add(tally)
     }
 
@@ -130,43 +153,87 @@ public final class DCCPReceiver<Slot: DeliverySlot>: @unchecked Sendable {
             return false
         }
         let expected = connections.expected[c]
-        if sequence < expected {
-            tally[.duplicates] &+= 1
-            return ack(&p, f, offset, acknowledging: expected &- 1)
-        }
-        if sequence > expected {
-            tally[.outOfOrder] &+= 1
-            return expected > 1 && ack(&p, f, offset, acknowledging: expected &- 1)
+        if sequence != expected {
+            tally[sequence < expected ? .duplicates : .outOfOrder] &+= 1
+            let acked = connections.acked[c]
+            return acked > 0 && ack(&p, f, offset, acknowledging: acked)
         }
 
         let payload = UnsafeRawPointer(p.data) + offset + dccp.headerLength
         let payloadLength = length &- dccp.headerLength
-        guard targetOffset &+ 2 <= payloadLength else {
+        var q = -1
+        if targetOffset &+ 2 <= payloadLength {
+            let target = Int(payload.loadBE16(at: targetOffset))
+            q = target < targets.count ? Int(targets[target]) : -1
+            if q < 0 { tally[.unknownTarget] &+= 1 }
+        } else {
             tally[.malformed] &+= 1
+        }
+        // Decoded only for a known target; nil (acknowledged, not delivered) otherwise.
+        let slot = q >= 0 ? Slot(payload: payload, length: payloadLength, arrival: now) : nil
+        if q >= 0 && slot == nil { tally[.malformed] &+= 1 }
+
+        if parks[c].map({ $0.count > 0 }) != true && (slot == nil || !queues[q].isFull) {
             connections.expected[c] = expected &+ 1
+            connections.acked[c] = sequence
+            if let slot {
+                _ = queues[q].enqueue(slot)
+                tally[.delivered] &+= 1
+                if q < 64 { lastDelivered |= 1 << UInt64(q) }
+            }
             return ack(&p, f, offset, acknowledging: sequence)
         }
-        let target = Int(payload.loadBE16(at: targetOffset))
-        let q = target < targets.count ? Int(targets[target]) : -1
-        guard q >= 0 else {
-            tally[.unknownTarget] &+= 1
-            connections.expected[c] = expected &+ 1
-            return ack(&p, f, offset, acknowledging: sequence)
-        }
-        let ring = queues[q]
-        if ring.isFull {
-            tally[.withheld] &+= 1  // no ack: the sender's window fills and it stalls
+        // The queue is full, or earlier tuples of this connection wait: park it, ack later.
+        let park = parks[c] ?? makePark(c)
+        guard park.count < parkCapacity else {
+            tally[.parkFull] &+= 1  // no ack: the sender sends it again
             return false
         }
+        if park.count == 0 { parked.append(c) }
+        park.append(slot, queue: q, sequence: sequence)
         connections.expected[c] = expected &+ 1
-        guard let slot = Slot(payload: payload, length: payloadLength, arrival: now) else {
-            tally[.malformed] &+= 1
-            return ack(&p, f, offset, acknowledging: sequence)
+        tally[.withheld] &+= 1
+        // Keep this packet, turned into an ack, as the template of the ack to come.
+        if ack(&p, f, offset, acknowledging: sequence) { park.keepTemplate(p) }
+        return false
+    }
+
+    func makePark(_ c: Int) -> Park {
+        let park = Park(capacity: parkCapacity)
+        parks[c] = park
+        return park
+    }
+
+    /// Moves parked tuples into their queues as far as there is room, in each
+    /// connection's order, and acknowledges what moved (one ack per connection, built
+    /// from its template).
+    func moveParked(port: some PacketPort, replies: PacketBatch, tally: inout DCCPReceiveCounters.Tally) {
+        var i = 0
+        while i < parked.count {
+            let c = parked[i]
+            let park = parks[c]!
+            var last: UInt64 = 0
+            while park.count > 0 {
+                let q = park.queueAtHead
+                if q >= 0 {
+                    guard queues[q].enqueue(park.slotAtHead!) else { break }
+                    tally[.delivered] &+= 1
+                    if q < 64 { lastDelivered |= 1 << UInt64(q) }
+                }
+                last = park.sequenceAtHead
+                park.removeHead()
+            }
+            if last > 0 {
+                connections.acked[c] = last
+                if !replies.isFull, park.writeAck(last, port: port, into: replies) { tally[.acksSent] &+= 1 }
+            }
+            if park.count == 0 {
+                parked.swapAt(i, parked.count - 1)
+                parked.removeLast()
+            } else {
+                i += 1
+            }
         }
-        _ = ring.enqueue(slot)
-        tally[.delivered] &+= 1
-        if q < 64 { lastDelivered |= 1 << UInt64(q) }
-        return ack(&p, f, offset, acknowledging: sequence)
     }
 
     @inline(__always)
@@ -184,6 +251,8 @@ public final class DCCPReceiver<Slot: DeliverySlot>: @unchecked Sendable {
 final class ConnectionTable {
     let keys: UnsafeMutablePointer<UInt64>
     let expected: UnsafeMutablePointer<UInt64>
+    /// The last sequence number acknowledged (all before it delivered or dropped).
+    let acked: UnsafeMutablePointer<UInt64>
     let mask: Int
     var used = 0
 
@@ -195,11 +264,14 @@ final class ConnectionTable {
         keys.initialize(repeating: 0, count: n)
         expected = .allocate(capacity: n)
         expected.initialize(repeating: 0, count: n)
+        acked = .allocate(capacity: n)
+        acked.initialize(repeating: 0, count: n)
     }
 
     deinit {
         keys.deallocate()
         expected.deallocate()
+        acked.deallocate()
     }
 
     /// The connection's slot; a new connection starts expecting `first`. Nil when the
@@ -214,6 +286,7 @@ final class ConnectionTable {
                 guard used < (mask + 1) / 2 else { return nil }
                 keys[i] = key
                 expected[i] = first
+                acked[i] = first &- 1
                 used &+= 1
                 return i
             }
@@ -225,8 +298,11 @@ final class ConnectionTable {
 /// What a `DCCPReceiver` counts.
 public enum DCCPReceiveCounter: Int, CaseIterable, Sendable {
     case packets, delivered, acksSent, acksReceived
-    /// Data the target queue had no room for: dropped without an ack (flow control).
+    /// Tuples whose ack was withheld: their queue was full (or earlier ones waited), so
+    /// they were parked and acknowledged once placed (flow control).
     case withheld
+    /// Tuples dropped without an ack because their connection's park was full.
+    case parkFull
     case duplicates, outOfOrder, unknownTarget, malformed, badChecksum, notForUs, unsupportedType
     case connectionTableFull
 
@@ -237,6 +313,7 @@ public enum DCCPReceiveCounter: Int, CaseIterable, Sendable {
         case .acksSent: "acks_sent"
         case .acksReceived: "acks_received"
         case .withheld: "withheld_queue_full"
+        case .parkFull: "dropped_park_full"
         case .duplicates: "duplicates"
         case .outOfOrder: "out_of_order"
         case .unknownTarget: "unknown_target"
@@ -278,4 +355,82 @@ public final class DCCPReceiveCounters: @unchecked Sendable {
 
     /// Every counter by name.
     public var snapshot: [(name: String, value: UInt64)] { DCCPReceiveCounter.allCases.map { ($0.name, self[$0]) } }
+}
+
+extension DCCPReceiver {
+    /// One connection's tuples waiting for room, in order: a fixed ring allocated on
+    /// the connection's first wait, and the ack to send when they move on.
+    final class Park {
+        let capacity: Int
+        let slots: UnsafeMutablePointer<Slot?>
+        let queues: UnsafeMutablePointer<Int16>
+        let sequences: UnsafeMutablePointer<UInt64>
+        var head = 0
+        private(set) var count = 0
+        /// An ack frame for this connection (addresses, ports), rewritten per use.
+        let template = UnsafeMutableRawPointer.allocate(byteCount: 128, alignment: 8)
+        var templateLength = 0
+
+        init(capacity: Int) {
+            self.capacity = capacity
+            slots = .allocate(capacity: capacity)
+            slots.initialize(repeating: nil, count: capacity)
+            queues = .allocate(capacity: capacity)
+            sequences = .allocate(capacity: capacity)
+        }
+
+        deinit {
+            slots.deallocate()
+            queues.deallocate()
+            sequences.deallocate()
+            template.deallocate()
+        }
+
+        /// `slot` nil: nothing to deliver (a bad tuple), only to acknowledge in turn.
+        func append(_ slot: Slot?, queue: Int, sequence: UInt64) {
+            let i = (head + count) % capacity
+            slots[i] = slot
+            queues[i] = Int16(queue)
+            sequences[i] = sequence
+            count += 1
+        }
+
+        var slotAtHead: Slot? { slots[head] }
+        var queueAtHead: Int { slot(head) }
+        var sequenceAtHead: UInt64 { sequences[head] }
+        func slot(_ i: Int) -> Int { slots[i] == nil ? -1 : Int(queues[i]) }
+
+        func removeHead() {
+            head = (head + 1) % capacity
+            count -= 1
+        }
+
+        func keepTemplate(_ p: Packet) {
+            guard p.length <= 128 else { return }
+            template.copyMemory(from: p.data, byteCount: Int(p.length))
+            templateLength = Int(p.length)
+        }
+
+        /// Appends an ack of `sequence` built from the template, in a buffer from `port`.
+        func writeAck(_ sequence: UInt64, port: some PacketPort, into replies: PacketBatch) -> Bool {
+            guard templateLength > 0, port.allocate(count: 1, into: replies) == 1 else { return false }
+            var p = replies.packets[replies.count - 1]
+            p.data.copyMemory(from: template, byteCount: templateLength)
+            p.length = UInt32(templateLength)
+            replies.packets[replies.count - 1] = p
+            guard let f = try? ParsedFrame(parsing: p.bytes),
+                  let (offset, length) = f.dccpPacket(udpEncapsulated: !f.layers.contains(.dccp)),
+                  let dccp = try? DCCPHeader(UnsafeMutableRawBufferPointer(start: p.data + offset, count: length)) else {
+                port.release(replies.removeLast())
+                return false
+            }
+            dccp.setAcknowledgementNumber(sequence)
+            let ip = IPv4Header(unchecked: p.data + Int(f.l3Offset), headerLength: Int(f.l4Offset &- f.l3Offset))
+            guard (try? dccp.updateChecksum(ip: ip, packetLength: length)) != nil else {
+                port.release(replies.removeLast())
+                return false
+            }
+            return true
+        }
+    }
 }

@@ -38,7 +38,7 @@ public final class DCCPSender: @unchecked Sendable {
         public var window = 128
         /// The least retransmission timeout (ns).
         public var retransmitAfter: UInt64 = 10_000_000
-        public var maxRetransmitAfter: UInt64 = 1_000_000_000
+        public var maxRetransmitAfter: UInt64 = 200_000_000
         public var downAfter: UInt64 = 3_000_000_000
         public var probeEvery: UInt64 = 500_000_000
         public init() {}
@@ -62,12 +62,17 @@ public final class DCCPSender: @unchecked Sendable {
     var rttVariation: UInt64 = 0
     public private(set) var retransmissionTimeout: UInt64
     var resentThrough: UInt64 = 0
+    /// Duplicate acks already acted on, and when the last fast retransmit went.
+    var duplicatesSeen: UInt64 = 0
+    var lastFastRetransmit: UInt64 = 0
+    var fastRetransmitDue = false
     public private(set) var isDown = false
     public private(set) var counters = Counters()
 
     public struct Counters: Sendable {
         public var sent: UInt64 = 0
         public var retransmitted: UInt64 = 0
+        public var fastRetransmits: UInt64 = 0
         /// Payloads refused because the peer was down.
         public var refusedWhileDown: UInt64 = 0
         public var timesDown: UInt64 = 0
@@ -116,6 +121,11 @@ public final class DCCPSender: @unchecked Sendable {
             isDown = true
             counters.timesDown &+= 1
         }
+        let duplicates = acks.duplicateAcks(ackIndex)
+        if duplicates &- duplicatesSeen >= 3 {
+            duplicatesSeen = duplicates
+            if inFlight > 0 && Self.elapsed(since: lastFastRetransmit, now) > smoothedRTT { fastRetransmitDue = true }
+        }
     }
 
     func sampleRTT(_ rtt: UInt64) {
@@ -159,7 +169,9 @@ public final class DCCPSender: @unchecked Sendable {
         guard outstanding > 0 else { return 0 }
         let first = acknowledged &+ 1
         let wait = isDown ? settings.probeEvery : retransmissionTimeout
-        guard Self.elapsed(since: sentAt[Int(truncatingIfNeeded: first) & mask], now) > wait else { return 0 }
+        let fast = fastRetransmitDue && !isDown
+        fastRetransmitDue = false
+        guard fast || Self.elapsed(since: sentAt[Int(truncatingIfNeeded: first) & mask], now) > wait else { return 0 }
         let start = batch.count
         let n = port.allocate(count: min(outstanding, batch.freeSpace), into: batch)
         for k in 0..<n {
@@ -170,7 +182,12 @@ public final class DCCPSender: @unchecked Sendable {
         }
         counters.retransmitted &+= UInt64(n)
         resentThrough = max(resentThrough, first &+ UInt64(n) &- 1)
-        retransmissionTimeout = min(retransmissionTimeout &* 2, settings.maxRetransmitAfter)
+        if fast {
+            counters.fastRetransmits &+= 1
+            lastFastRetransmit = now
+        } else {
+            retransmissionTimeout = min(retransmissionTimeout &* 2, settings.maxRetransmitAfter)
+        }
         return n
     }
 

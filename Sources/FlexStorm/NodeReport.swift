@@ -13,6 +13,8 @@ public struct NodeReport: Sendable {
     public var senders: DCCPSender.Counters
     /// Tuples for a worker id the config does not have.
     public var unknownDestination: UInt64
+    /// Demux mode: tuples bolts dropped because their output backlog was full.
+    public var outputOverflow: UInt64
     /// Frames the port would not take (sent again by their senders).
     public var unsentFrames: UInt64
     public var portStatistics: PortStatistics
@@ -45,7 +47,8 @@ public struct NodeReport: Sendable {
     /// Tuples dropped, by reason (at-most-once): a destination down, an unknown worker
     /// id, and what the receive pipeline refused.
     public var drops: [(String, UInt64)] {
-        [("destination_down", senders.refusedWhileDown), ("unknown_destination", unknownDestination)]
+        [("destination_down", senders.refusedWhileDown), ("unknown_destination", unknownDestination),
+         ("output_overflow", outputOverflow)]
             + receive.filter { ["unknown_target", "malformed", "bad_checksum", "connection_table_full"].contains($0.name) }
                 .map { ($0.name, $0.value) }
     }
@@ -57,9 +60,10 @@ public struct NodeReport: Sendable {
         s += String(format: "  latency per tuple (mean): input %@, processing %@, output %@, network %@, total %@\n",
                     Self.format(l.input), Self.format(l.processing), Self.format(l.output), Self.format(l.network), Self.format(l.total))
         s += "  drops: " + drops.map { "\($0.0) \($0.1)" }.joined(separator: ", ") + "\n"
-        s += "  dccp: sent \(senders.sent), retransmitted \(senders.retransmitted), window stalls \(senders.windowStalls), "
+        s += "  dccp: sent \(senders.sent), retransmitted \(senders.retransmitted) (\(senders.fastRetransmits) fast), window stalls \(senders.windowStalls), "
             + "peer down \(senders.timesDown)x; receive: "
             + receive.filter { $0.value > 0 }.map { "\($0.name) \($0.value)" }.joined(separator: ", ")
+        s += "\n  port: \(portStatistics), unsent frames \(unsentFrames)"
         return s
     }
 
@@ -71,7 +75,7 @@ public struct NodeReport: Sendable {
             String(format: "\"latency_ns\":{\"input\":%.0f,\"processing\":%.0f,\"output\":%.0f,\"network\":%.0f,\"total\":%.0f}",
                    l.input, l.processing, l.output, l.network, l.total),
             "\"drops\":{" + drops.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}",
-            "\"dccp\":{\"sent\":\(senders.sent),\"retransmitted\":\(senders.retransmitted),\"window_stalls\":\(senders.windowStalls),"
+            "\"dccp\":{\"sent\":\(senders.sent),\"retransmitted\":\(senders.retransmitted),\"fast_retransmits\":\(senders.fastRetransmits),\"window_stalls\":\(senders.windowStalls),"
                 + "\"peer_down\":\(senders.timesDown)," + receive.map { "\"\($0.name)\":\($0.value)" }.joined(separator: ",") + "}",
         ]
         return "{" + fields.joined(separator: ",") + "}"

@@ -15,6 +15,7 @@ import TOMLKit
 /// send_window = 128        # DCCP send window (tuples in flight per connection)
 /// queue_depth = 1024       # each worker's input queue (slots)
 /// spout_rate = 0           # tuples/s per spout; 0: as fast as flow control allows
+/// peer_down_ms = 3000      # a peer that acks nothing this long is down: tuples for it are dropped
 ///
 /// [[node]]
 /// name = "a"
@@ -56,6 +57,7 @@ public struct StormConfig: Sendable {
     public var sendWindow = 128
     public var queueDepth = 1024
     public var spoutRate = 0.0
+    public var peerDownMilliseconds = 3000
     public var nodes: [Node] = []
     /// Worker `id` is `workers[id - 1]`.
     public var workers: [Worker] = []
@@ -88,7 +90,7 @@ public struct StormConfig: Sendable {
     }
     struct TopologyModel: Codable {
         var top_n: Int?, window_slots: Int?, window_seconds: Number?, emit_interval_ms: Int?
-        var mux_batch_ms: Int?, send_window: Int?, queue_depth: Int?, spout_rate: Number?
+        var mux_batch_ms: Int?, send_window: Int?, queue_depth: Int?, spout_rate: Number?, peer_down_ms: Int?
     }
     /// A TOML number written with or without a fraction (`60` or `60.0`).
     struct Number: Codable {
@@ -146,6 +148,7 @@ public struct StormConfig: Sendable {
             c.windowSlots = try positive(t.window_slots, "window_slots", max: 1024) ?? c.windowSlots
             c.emitIntervalMilliseconds = try positive(t.emit_interval_ms, "emit_interval_ms") ?? c.emitIntervalMilliseconds
             c.muxBatchMilliseconds = try positive(t.mux_batch_ms, "mux_batch_ms") ?? c.muxBatchMilliseconds
+            c.peerDownMilliseconds = try positive(t.peer_down_ms, "peer_down_ms") ?? c.peerDownMilliseconds
             c.sendWindow = try positive(t.send_window, "send_window", max: 1 << 16) ?? c.sendWindow
             c.queueDepth = try positive(t.queue_depth, "queue_depth", max: 1 << 20) ?? c.queueDepth
             for (key, v) in [("send_window", c.sendWindow), ("queue_depth", c.queueDepth)] where v & (v - 1) != 0 || v < 2 {
@@ -200,6 +203,17 @@ public struct StormConfig: Sendable {
         guard c.workers.count <= 1024 else { throw StormConfigError("\(source): more than 1024 workers") }
         for (i, node) in c.nodes.enumerated() where c.workers.filter({ $0.node == i }).count > 64 {
             throw StormConfigError("\(source): node \"\(node.name)\" runs more than 64 workers")
+        }
+        return c
+    }
+
+    /// The same cluster with every node on 127.0.0.1, node i on port `basePort + i`:
+    /// a multi-host config run in one process or one namespace.
+    public func onLoopback(basePort: UInt16) -> StormConfig {
+        var c = self
+        for i in c.nodes.indices {
+            c.nodes[i].address = .loopback
+            c.nodes[i].port = basePort &+ UInt16(i)
         }
         return c
     }

@@ -105,7 +105,8 @@ public final class StormNode: @unchecked Sendable {
         let base = Int(me.port) + 1 + senderCount <= 65_536 ? me.port + 1 : me.port - UInt16(senderCount)
         acks = AckBoard(basePort: base, count: senderCount)
         receiver = DCCPReceiver(port: me.port, udpEncapsulated: udpEncapsulated, queues: inboxes, targets: targets,
-                                acks: acks, connections: max(256, 4 * config.workers.count), clock: { monotonicNanoseconds() })
+                                acks: acks, connections: max(256, 4 * config.workers.count), parkCapacity: config.sendWindow,
+                                clock: { monotonicNanoseconds() })
         stats = local.map { WorkerStats(id: $0.id, role: $0.role) }
         var fds: [Int32] = []
         for _ in 0...local.count {
@@ -135,6 +136,7 @@ public final class StormNode: @unchecked Sendable {
         let me = config.nodes[nodeIndex], peer = config.nodes[destination]
         var settings = DCCPSender.Settings()
         settings.window = config.sendWindow
+        settings.downAfter = UInt64(config.peerDownMilliseconds) * 1_000_000
         let endpoints = FrameBuilder.Endpoints(source: me.address, destination: peer.address,
                                                sourcePort: me.port, destinationPort: peer.port)
         return DCCPSender(route: .init(endpoints: endpoints, dccpSourcePort: acks.port(of: index),
@@ -198,7 +200,7 @@ public final class StormNode: @unchecked Sendable {
         let steering = SteeringLane()
         let output: TupleOutput = mode == .steered
             ? DirectOutput(node: self, localIndex: i, lane: lane, steering: steering)
-            : OutboxEmitter(node: self, ring: multiplexerOutbox(i))
+            : OutboxEmitter(node: self, ring: multiplexerOutbox(i), waits: local[i].role == .spout)
         let tuples = UnsafeMutablePointer<Tuple>.allocate(capacity: 32)
         defer { tuples.deallocate(); output.close() }
         var finished = false
@@ -237,24 +239,35 @@ public final class StormNode: @unchecked Sendable {
     /// Sleeps until the worker's wakeup fires, the port has packets (steered: any
     /// idle worker may take the receive turn) or the timeout passes.
     /// Waits shorter than a millisecond (a paced spout's next tuple) sleep plainly.
+    /// Steered, one idle worker at a time also watches the port (the receive waiter);
+    /// the others sleep until the receive turn's holder feeds or acks them.
     func idle(worker i: Int, nanoseconds: UInt64) {
         if nanoseconds < 1_000_000 {
             if nanoseconds > 20_000 { usleep(UInt32(nanoseconds / 1_000)) }
             return
         }
-        if mode == .steered {
+        sleep(worker: i)
+    }
+
+    func sleep(worker i: Int) {
+        if mode == .steered && receiveWaiter.compareExchange(expected: -1, desired: i, ordering: .acquiring).exchanged {
             waitForAny((0..<port.rxQueueCount).map { (port, $0) }, descriptors: [wakeups[i]], timeoutMilliseconds: 1)
+            receiveWaiter.store(-1, ordering: .releasing)
         } else {
             waitForAny([], descriptors: [wakeups[i]], timeoutMilliseconds: 1)
         }
         _ = cflex_eventfd_drain(wakeups[i])
     }
+    /// The worker that watches the port while idle, or -1.
+    let receiveWaiter = Atomic<Int>(-1)
 
     func runDemultiplexer() {
         let steering = SteeringLane()
         while running.load(ordering: .relaxed) {
             if !steer(lane: 0, with: steering, worker: nil) {
-                waitForAny((0..<port.rxQueueCount).map { (port, $0) }, timeoutMilliseconds: 1)
+                if receiver.hasParked { sched_yield() } else {
+                    waitForAny((0..<port.rxQueueCount).map { (port, $0) }, timeoutMilliseconds: 1)
+                }
             }
         }
         steering.close(port: port)
@@ -267,15 +280,28 @@ public final class StormNode: @unchecked Sendable {
         guard rxLock.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else { return false }
         var handled = 0
         var fed: UInt64 = 0
+        var tookAcks = false
         for q in 0..<port.rxQueueCount {
             let n = port.receive(queue: q, into: s.received)
             guard n > 0 else { continue }
             handled += n
             receiver.process(s.received, port: port, replies: s.replies, release: s.release)
             fed |= receiver.lastDelivered
+            tookAcks = tookAcks || receiver.lastTookAcks
+            transmit(s.replies, lane: lane)
+        }
+        if handled == 0 && receiver.hasParked {
+            // Nothing new, but parked tuples may move on now that queues drained.
+            receiver.process(s.received, port: port, replies: s.replies, release: s.release)
+            fed |= receiver.lastDelivered
             transmit(s.replies, lane: lane)
         }
         rxLock.store(false, ordering: .releasing)
+        if tookAcks {
+            // Senders waiting for window room: the workers that stalled, or the mux.
+            if mode == .demux { _ = cflex_eventfd_signal(muxWakeup) }
+            fed |= stalledWorkers.load(ordering: .acquiring)
+        }
         if let worker, worker < 64 { fed &= ~(1 << UInt64(worker)) }
         while fed != 0 {
             let q = fed.trailingZeroBitCount
@@ -299,6 +325,18 @@ public final class StormNode: @unchecked Sendable {
         }
     }
     let unsentFrames = Atomic<UInt64>(0)
+    /// Bit i: worker i waits for acks (its window is full).
+    let stalledWorkers = Atomic<UInt64>(0)
+
+    /// Worker `i`'s sender has no room: take the receive turn if it is free (acks come
+    /// in there), else sleep until the turn's holder wakes us on an ack (or 1 ms).
+    func waitForAcks(worker i: Int, lane: Int, with s: SteeringLane) {
+        if steer(lane: lane, with: s, worker: i) { return }
+        let bit: UInt64 = i < 64 ? 1 << UInt64(i) : 0
+        stalledWorkers.bitwiseOr(bit, ordering: .acquiringAndReleasing)
+        if !steer(lane: lane, with: s, worker: i) { sleep(worker: i) }
+        stalledWorkers.bitwiseAnd(~bit, ordering: .acquiringAndReleasing)
+    }
 
     /// A free port buffer from `spare`, refilled a burst at a time; nil only if the
     /// port has none left even after `frames` went out on `lane`.
@@ -325,17 +363,20 @@ public final class StormNode: @unchecked Sendable {
             senders.refusedWhileDown += c.refusedWhileDown
             senders.timesDown += c.timesDown
             senders.windowStalls += c.windowStalls
+            senders.fastRetransmits += c.fastRetransmits
         }
         refused += droppedUnknown.load(ordering: .relaxed)
         return NodeReport(node: config.nodes[nodeIndex].name, mode: mode, seconds: Double(end &- startedAt) / 1e9,
                           workers: stats.map(\.snapshot), receive: receiver.counters.snapshot, senders: senders,
-                          unknownDestination: refused, unsentFrames: unsentFrames.load(ordering: .relaxed),
+                          unknownDestination: refused, outputOverflow: outputOverflow.load(ordering: .relaxed), unsentFrames: unsentFrames.load(ordering: .relaxed),
                           portStatistics: port.statistics)
     }
 
     /// Sender counters, published by each sending thread as it goes.
     let senderCounters = Mutex<[DCCPSender.Counters]>([])
     let droppedUnknown = Atomic<UInt64>(0)
+    /// Demux mode: tuples a bolt dropped because its output backlog was full.
+    let outputOverflow = Atomic<UInt64>(0)
 
     func publish(_ counters: [DCCPSender.Counters], slot: inout Int?) {
         senderCounters.withLock { all in

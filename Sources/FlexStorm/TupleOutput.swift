@@ -53,7 +53,7 @@ final class DirectOutput: TupleOutput {
             s.countStall()
             repeat {
                 flush(now: now)
-                if !node.steer(lane: lane, with: steering, worker: localIndex) { sched_yield() }
+                node.waitForAcks(worker: localIndex, lane: lane, with: steering)
                 now = node.clock()
                 s.refresh(now: now)
             } while !s.hasRoom && !s.isDown && node.running.load(ordering: .relaxed)
@@ -99,38 +99,60 @@ final class DirectOutput: TupleOutput {
 }
 
 /// Demux mode, worker side: every tuple goes into the worker's ring to the
-/// multiplexer thread; a full ring makes the worker wait (flow control reaches back
-/// through the multiplexer).
+/// multiplexer thread.
+///
+/// A spout whose ring is full waits (flow control reaches the source). A bolt never
+/// waits: its per-machine connection may be stalled by a tuple for the bolt's own full
+/// input queue (head-of-line blocking), so waiting could deadlock. It keeps what does
+/// not fit in a backlog of at most `backlogLimit` tuples and drops (and counts) beyond
+/// that: at-most-once under overload.
 final class OutboxEmitter: TupleOutput {
     unowned let node: StormNode
     let ring: SPSCRing<Tuple>
+    let waits: Bool
+    var backlog: [Tuple] = []
+    var backlogHead = 0
+    static let backlogLimit = 1 << 16
     var emitted: UInt64 = 0
     var pending = false
 
-    init(node: StormNode, ring: SPSCRing<Tuple>) {
+    init(node: StormNode, ring: SPSCRing<Tuple>, waits: Bool) {
         self.node = node
         self.ring = ring
+        self.waits = waits
     }
 
     func emit(_ tuple: Tuple, now: UInt64) {
-        while !ring.enqueue(tuple) {
-            _ = cflex_eventfd_signal(node.muxWakeup)
-            guard node.running.load(ordering: .relaxed) else { return }
-            usleep(20)
-        }
         emitted &+= 1
         pending = true
+        if backlogHead == backlog.count && ring.enqueue(tuple) { return }
+        if waits {
+            while !ring.enqueue(tuple) {
+                _ = cflex_eventfd_signal(node.muxWakeup)
+                guard node.running.load(ordering: .relaxed) else { return }
+                usleep(20)
+            }
+        } else if backlog.count - backlogHead < Self.backlogLimit {
+            backlog.append(tuple)
+        } else {
+            node.outputOverflow.wrappingAdd(1, ordering: .relaxed)
+        }
     }
 
     func flush(now: UInt64) {
+        while backlogHead < backlog.count && ring.enqueue(backlog[backlogHead]) { backlogHead += 1 }
+        if backlogHead == backlog.count && backlogHead > 0 {
+            backlog.removeAll(keepingCapacity: true)
+            backlogHead = 0
+        }
         if pending {
             _ = cflex_eventfd_signal(node.muxWakeup)
             pending = false
         }
     }
 
-    /// The multiplexer's drain is the node's to wait for.
-    var isDrained: Bool { true }
+    /// The multiplexer's drain is the node's to wait for; the backlog is the worker's.
+    var isDrained: Bool { backlogHead == backlog.count }
 
     func takeEmitted() -> UInt64 {
         defer { emitted = 0 }

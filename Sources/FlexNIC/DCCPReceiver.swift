@@ -28,11 +28,15 @@ public protocol DeliverySlot: BitwiseCopyable {
 /// - Beyond fig. 5.4, each connection (source address and DCCP port) has registers
 ///   with the next sequence number it expects and the last one acknowledged, so that a
 ///   withheld ack never lets a later packet overtake: only the expected packet is
-///   taken; an earlier one (a retransmission whose ack was lost) is acknowledged again
-///   but not delivered, so nothing is duplicated; a later one is dropped and the last
-///   acknowledged number sent again (a duplicate ack, for fast retransmit). Acks never
-///   cover parked tuples. A connection's first packet sets its registers (endpoints are
-///   preconfigured; there is no handshake).
+///   taken; an earlier one (a retransmission) is not delivered, so nothing is
+///   duplicated, and is acknowledged again only if it is the newest acknowledged one; a
+///   later one is dropped and the last acknowledged number sent again (a duplicate ack,
+///   for fast retransmit). Acks never
+///   cover parked tuples. Endpoints are preconfigured and there is no handshake: every
+///   connection starts at sequence number 1 (`DCCPSender`), and the receiver opens one
+///   only on that packet, so packets sent before the receiver was up are sent again,
+///   never skipped. (A receiver that restarts cannot resume its peers' connections;
+///   they find it down and drop, counted, what they have for it.)
 /// - Unknown targets and undecodable payloads are acknowledged and dropped (counted):
 ///   at-most-once, and a bad tuple never stalls its connection.
 /// - Ack packets raise the `AckBoard` register of the local sender they are for.
@@ -148,14 +152,28 @@ public final class DCCPReceiver<Slot: DeliverySlot>: @unchecked Sendable {
         guard dccp.extendedSequence else { tally[.malformed] &+= 1; return false }
 
         let sequence = dccp.sequenceNumber
-        guard let c = connections.slot(address: f.sourceAddress, port: dccp.sourcePort, first: sequence) else {
+        let c: Int
+        switch connections.slot(address: f.sourceAddress, port: dccp.sourcePort, opening: sequence == 1) {
+        case .found(let i): c = i
+        case .notOpen:
+            tally[.outOfOrder] &+= 1  // its start was lost: wait for the sender to go back to 1
+            return false
+        case .full:
             tally[.connectionTableFull] &+= 1
             return false
         }
         let expected = connections.expected[c]
-        if sequence != expected {
-            tally[sequence < expected ? .duplicates : .outOfOrder] &+= 1
-            let acked = connections.acked[c]
+        let acked = connections.acked[c]
+        if sequence < expected {
+            // A retransmission. Acknowledged again only if it is the newest packet
+            // acknowledged: one ack per go-back-N round, which restores a lost ack but
+            // never adds up to the three duplicates of fast retransmit. Parked tuples'
+            // copies get nothing: their acks are withheld on purpose.
+            tally[.duplicates] &+= 1
+            return sequence == acked && ack(&p, f, offset, acknowledging: acked)
+        }
+        if sequence > expected {
+            tally[.outOfOrder] &+= 1  // something before it was lost: a duplicate ack
             return acked > 0 && ack(&p, f, offset, acknowledging: acked)
         }
 
@@ -274,21 +292,24 @@ final class ConnectionTable {
         acked.deallocate()
     }
 
-    /// The connection's slot; a new connection starts expecting `first`. Nil when the
-    /// table is full.
+    enum Lookup { case found(Int), notOpen, full }
+
+    /// The connection's slot. An unknown connection is opened (expecting sequence
+    /// number 1) only if `opening`, while the table has room.
     @inline(__always)
-    func slot(address: UInt32, port: UInt16, first: UInt64) -> Int? {
+    func slot(address: UInt32, port: UInt16, opening: Bool) -> Lookup {
         let key = 1 << 63 | UInt64(address) << 16 | UInt64(port)
         var i = Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) >> 40) & mask
         while true {
-            if keys[i] == key { return i }
+            if keys[i] == key { return .found(i) }
             if keys[i] == 0 {
-                guard used < (mask + 1) / 2 else { return nil }
+                guard opening else { return .notOpen }
+                guard used < (mask + 1) / 2 else { return .full }
                 keys[i] = key
-                expected[i] = first
-                acked[i] = first &- 1
+                expected[i] = 1
+                acked[i] = 0
                 used &+= 1
-                return i
+                return .found(i)
             }
             i = (i &+ 1) & mask
         }

@@ -13,8 +13,8 @@ import FlexWire
 ///   and the window is offered again every `probeEvery`; the first ack brings the peer
 ///   back up. The window itself is kept, so a peer that was only slow loses nothing.
 ///
-/// Endpoints are preconfigured: there is no handshake; the receiver takes the first
-/// sequence number it sees as the connection's start.
+/// Endpoints are preconfigured: there is no handshake. A connection starts at sequence
+/// number 1, which is where the receiver expects it to start (`DCCPReceiver`).
 ///
 /// Threading: one thread owns a sender. Nothing on its path allocates.
 public final class DCCPSender: @unchecked Sendable {

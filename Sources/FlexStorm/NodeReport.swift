@@ -15,8 +15,11 @@ public struct NodeReport: Sendable {
     public var unknownDestination: UInt64
     /// Demux mode: tuples bolts dropped because their output backlog was full.
     public var outputOverflow: UInt64
-    /// Frames the port would not take (sent again by their senders).
+    /// Frames for the node itself that found its loopback ring full (sent again by
+    /// their senders).
     public var unsentFrames: UInt64
+    /// Times a transmit queue stayed full through every try (the frames waited).
+    public var transmitBusy: UInt64
     public var portStatistics: PortStatistics
 
     /// Tuples the node's workers took from their input queues.
@@ -63,7 +66,7 @@ public struct NodeReport: Sendable {
         s += "  dccp: sent \(senders.sent), retransmitted \(senders.retransmitted) (\(senders.fastRetransmits) fast), window stalls \(senders.windowStalls), "
             + "peer down \(senders.timesDown)x; receive: "
             + receive.filter { $0.value > 0 }.map { "\($0.name) \($0.value)" }.joined(separator: ", ")
-        s += "\n  port: \(portStatistics), unsent frames \(unsentFrames)"
+        s += "\n  port: \(portStatistics), transmit queue full \(transmitBusy)x, loopback overflow \(unsentFrames)"
         return s
     }
 

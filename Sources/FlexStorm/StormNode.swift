@@ -41,6 +41,11 @@ public final class StormNode: @unchecked Sendable {
     public let local: [StormConfig.Worker]
     public let stats: [WorkerStats]
     let inboxes: [SPSCRing<Tuple>]
+    /// Ethernet ports do not hand a node its own frames back (the kernel does, for UDP):
+    /// frames for this node go round in software, one ring per transmit lane, drained
+    /// by the receive turn like another rx queue.
+    let loopbacks: [SPSCRing<Packet>]
+    let address: IPv4Address
     let wakeups: [Int32]
     let components: [Component]
     var multiplexer: Multiplexer?
@@ -66,6 +71,12 @@ public final class StormNode: @unchecked Sendable {
     /// multiplexer otherwise.
     public static func queues(mode: Mode, config: StormConfig, node: Int) -> Int {
         mode == .demux ? 2 : max(1, config.workers.filter { $0.node == node }.count)
+    }
+
+    /// Queue pairs every node opens on an Ethernet port: the most any node needs, so
+    /// the two ends of a point-to-point link (memif) agree and every queue has a reader.
+    public static func ethernetQueues(mode: Mode, config: StormConfig) -> Int {
+        config.nodes.indices.map { queues(mode: mode, config: config, node: $0) }.max() ?? 1
     }
 
     /// - Parameters:
@@ -98,6 +109,8 @@ public final class StormNode: @unchecked Sendable {
             udpEncapsulated = false
         }
         inboxes = local.map { _ in SPSCRing<Tuple>(capacity: config.queueDepth) }
+        loopbacks = udpEncapsulated ? [] : (0..<queueCount).map { _ in SPSCRing<Packet>(capacity: 1024) }
+        address = me.address
         var targets = [Int16](repeating: -1, count: config.workers.count + 1)
         for (i, w) in local.enumerated() { targets[Int(w.id)] = Int16(i) }
         // Senders' DCCP ports sit next to the node's service port.
@@ -251,13 +264,24 @@ public final class StormNode: @unchecked Sendable {
 
     func sleep(worker i: Int) {
         if mode == .steered && receiveWaiter.compareExchange(expected: -1, desired: i, ordering: .acquiring).exchanged {
-            waitForAny((0..<port.rxQueueCount).map { (port, $0) }, descriptors: [wakeups[i]], timeoutMilliseconds: 1)
+            waitForPort(also: wakeups[i])
             receiveWaiter.store(-1, ordering: .releasing)
         } else {
             waitForAny([], descriptors: [wakeups[i]], timeoutMilliseconds: 1)
         }
         _ = cflex_eventfd_drain(wakeups[i])
     }
+    /// Waits up to 1 ms for the port's rx queues (or `descriptor`). A polled port
+    /// (DPDK) has nothing to sleep on: poll again after 50 us rather than spin, since
+    /// the node's threads share the cores with the work they wait for.
+    func waitForPort(also descriptor: Int32?) {
+        if port.readinessDescriptor(queue: 0) == nil {
+            usleep(50)
+        } else {
+            waitForAny((0..<port.rxQueueCount).map { (port, $0) }, descriptors: descriptor.map { [$0] } ?? [], timeoutMilliseconds: 1)
+        }
+    }
+
     /// The worker that watches the port while idle, or -1.
     let receiveWaiter = Atomic<Int>(-1)
 
@@ -265,9 +289,7 @@ public final class StormNode: @unchecked Sendable {
         let steering = SteeringLane()
         while running.load(ordering: .relaxed) {
             if !steer(lane: 0, with: steering, worker: nil) {
-                if receiver.hasParked { sched_yield() } else {
-                    waitForAny((0..<port.rxQueueCount).map { (port, $0) }, timeoutMilliseconds: 1)
-                }
+                if receiver.hasParked { sched_yield() } else { waitForPort(also: nil) }
             }
         }
         steering.close(port: port)
@@ -281,8 +303,9 @@ public final class StormNode: @unchecked Sendable {
         var handled = 0
         var fed: UInt64 = 0
         var tookAcks = false
-        for q in 0..<port.rxQueueCount {
-            let n = port.receive(queue: q, into: s.received)
+        for q in 0..<(port.rxQueueCount + loopbacks.count) {
+            let n = q < port.rxQueueCount ? port.receive(queue: q, into: s.received)
+                : s.received.take(from: loopbacks[q - port.rxQueueCount])
             guard n > 0 else { continue }
             handled += n
             receiver.process(s.received, port: port, replies: s.replies, release: s.release)
@@ -311,19 +334,23 @@ public final class StormNode: @unchecked Sendable {
         return handled > 0
     }
 
-    /// Sends every frame of `batch` on `lane`; what the port will not take after a few
-    /// tries is released (a data frame is sent again by its sender, an ack again on
-    /// the retransmission).
+    /// Sends the frames of `batch` on `lane`, trying a few times. What the port will not
+    /// take now stays in `batch`, in order, for the caller's next try: dropping it would
+    /// leave a gap that costs its sender a go-back-N round.
     func transmit(_ batch: PacketBatch, lane: Int) {
+        if !loopbacks.isEmpty { loopBack(batch, lane: lane) }
         var stuck = 0
-        while !batch.isEmpty && stuck < 4 {
+        // A polled port's ring frees as the peer reads it: worth more tries than a socket.
+        let patience = port.readinessDescriptor(queue: 0) == nil ? 64 : 4
+        while !batch.isEmpty && stuck < patience {
             if port.transmit(queue: lane, batch) == 0 { stuck += 1 }
         }
-        if !batch.isEmpty {
-            unsentFrames.wrappingAdd(UInt64(batch.count), ordering: .relaxed)
-            port.release(batch)
-        }
+        if !batch.isEmpty { transmitBusy.wrappingAdd(1, ordering: .relaxed) }
     }
+    /// Times a transmit queue stayed full through every try.
+    let transmitBusy = Atomic<UInt64>(0)
+    /// Frames for this node that found its loopback ring full (sent again by their
+    /// senders).
     let unsentFrames = Atomic<UInt64>(0)
     /// Bit i: worker i waits for acks (its window is full).
     let stalledWorkers = Atomic<UInt64>(0)
@@ -336,6 +363,23 @@ public final class StormNode: @unchecked Sendable {
         stalledWorkers.bitwiseOr(bit, ordering: .acquiringAndReleasing)
         if !steer(lane: lane, with: s, worker: i) { sleep(worker: i) }
         stalledWorkers.bitwiseAnd(~bit, ordering: .acquiringAndReleasing)
+    }
+
+    /// Moves the frames of `batch` addressed to this node onto `lane`'s loopback ring.
+    func loopBack(_ batch: PacketBatch, lane: Int) {
+        var kept = 0
+        for i in 0..<batch.count {
+            let p = batch[i]
+            let toSelf = p.length >= 34 && UnsafeRawPointer(p.data).loadBE32(at: 30) == address.value
+            if !toSelf {
+                batch[kept] = p
+                kept += 1
+            } else if !loopbacks[lane].enqueue(p) {
+                unsentFrames.wrappingAdd(1, ordering: .relaxed)
+                port.release(p)
+            }
+        }
+        batch.count = kept
     }
 
     /// A free port buffer from `spare`, refilled a burst at a time; nil only if the
@@ -368,7 +412,8 @@ public final class StormNode: @unchecked Sendable {
         refused += droppedUnknown.load(ordering: .relaxed)
         return NodeReport(node: config.nodes[nodeIndex].name, mode: mode, seconds: Double(end &- startedAt) / 1e9,
                           workers: stats.map(\.snapshot), receive: receiver.counters.snapshot, senders: senders,
-                          unknownDestination: refused, outputOverflow: outputOverflow.load(ordering: .relaxed), unsentFrames: unsentFrames.load(ordering: .relaxed),
+                          unknownDestination: refused, outputOverflow: outputOverflow.load(ordering: .relaxed),
+                          unsentFrames: unsentFrames.load(ordering: .relaxed), transmitBusy: transmitBusy.load(ordering: .relaxed),
                           portStatistics: port.statistics)
     }
 
@@ -396,5 +441,14 @@ final class SteeringLane {
         port.release(received)
         port.release(replies)
         port.release(release)
+    }
+}
+
+extension PacketBatch {
+    /// Appends what `ring` holds, as far as there is room; returns how many.
+    func take(from ring: SPSCRing<Packet>) -> Int {
+        let n = ring.dequeue(into: packets + count, maximum: freeSpace)
+        count += n
+        return n
     }
 }

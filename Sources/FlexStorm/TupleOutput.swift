@@ -59,6 +59,12 @@ final class DirectOutput: TupleOutput {
             } while !s.hasRoom && !s.isDown && node.running.load(ordering: .relaxed)
         }
         guard s.hasRoom && !s.isDown else { s.countRefused(); return }
+        while frames.isFull {
+            node.transmit(frames, lane: lane)
+            guard frames.isFull else { break }
+            guard node.running.load(ordering: .relaxed) else { s.countRefused(); return }
+            node.waitForAcks(worker: localIndex, lane: lane, with: steering)  // the peer drains meanwhile
+        }
         guard var packet = node.takeBuffer(from: spare, sending: frames, lane: lane) else { s.countRefused(); return }
         var t = tuple
         t.sent = now
@@ -66,7 +72,6 @@ final class DirectOutput: TupleOutput {
         s.send(scratch, into: &packet, now: now)
         frames.append(packet)
         emitted &+= 1
-        if frames.isFull { node.transmit(frames, lane: lane) }
     }
 
     func flush(now: UInt64) {
@@ -246,7 +251,7 @@ final class Multiplexer {
                 if !s.hasRoom { s.countStall() }
                 while s.hasRoom && waiting(d) > 0 {
                     if frames.isFull { node.transmit(frames, lane: lane) }
-                    guard var packet = node.takeBuffer(from: spare, sending: frames, lane: lane) else { break }
+                    guard !frames.isFull, var packet = node.takeBuffer(from: spare, sending: frames, lane: lane) else { break }
                     var t = pending[d][heads[d]]
                     heads[d] += 1
                     t.sent = now

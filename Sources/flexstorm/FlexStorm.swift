@@ -70,7 +70,7 @@ struct Node: ParsableCommand {
     func run() throws {
         let cluster = try StormConfig.load(path: config)
         let trace = try input.load()
-        guard let index = cluster.nodeIndex(named: node) else {
+        guard cluster.nodeIndex(named: node) != nil else {
             throw ValidationError("no node named \"\(node)\" in \(config) (\(cluster.nodes.map(\.name).joined(separator: ", ")))")
         }
         let transport: StormNode.Transport
@@ -82,7 +82,7 @@ struct Node: ParsableCommand {
             guard let eal else { throw ValidationError("--io dpdk needs --eal \"<EAL arguments>\"") }
             try DPDKEnvironment.initialize(arguments: DPDKEnvironment.split(eal))
             var c = DPDKPort.Configuration()
-            c.rxQueues = StormNode.queues(mode: mode, config: cluster, node: index)
+            c.rxQueues = StormNode.ethernetQueues(mode: mode, config: cluster)
             c.txQueues = c.rxQueues
             transport = .ethernet(try DPDKPort(device: dpdkDevice, configuration: c))
         default: throw ValidationError("--io is socket or dpdk, not \(io)")

@@ -1,0 +1,112 @@
+import FlexTestSupport
+import Foundation
+import Testing
+@testable import FlexStorm
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One `flexstorm node` process per node, as operators run them: a 3-node cluster in
+/// three network namespaces on a bridge (DCCP in UDP over kernel sockets), and a
+/// 2-node cluster over DPDK net_memif (DCCP in IPv4, kernel bypass). The total
+/// ranker's final ranking must be the trace's exact top n.
+@Suite(.serialized) struct MultiProcessTests {
+    static let tag = "fst\(getpid() % 100_000)"
+    static let trace = "Traces/storm-users-small.txt"
+
+    /// The final ranking in a node's --json file.
+    static func finalRanking(_ path: String) throws -> [RankEntry] {
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        let line = try #require(text.split(separator: "\n").first { $0.contains("\"final\":true") }, "no final ranking in \(path)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        let top = try #require(object["top"] as? [[String: Any]])
+        return try top.map { RankEntry(user: try #require(UserName($0["user"] as? String ?? "")), count: UInt64($0["count"] as? Int ?? -1)) }
+    }
+
+    static func expectExact(_ json: String, nodes: [ChildProcess]) throws {
+        let exact = UserTrace.exactTopN(try UserTrace.load(path: trace), n: 10)
+        #expect(try finalRanking(json) == exact, "\(nodes.map(\.output))")
+        for n in nodes { #expect(n.output.contains("destination_down 0, unknown_destination 0, output_overflow 0, unknown_target 0")) }
+    }
+
+    @Test(.enabled(if: canMakeNamespaces), arguments: StormNode.Mode.allCases)
+    func threeNodesInNamespaces(mode: StormNode.Mode) throws {
+        let prefix = "\(Self.tag)\(mode == .demux ? "d" : "s")"
+        let script = ["Scripts/storm-netns.sh"]
+        func netns(_ verb: String) throws -> String {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/bin/bash")
+            p.arguments = script + [verb]
+            p.environment = ["FLEXSTORM_NETNS_PREFIX": prefix, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]
+            let pipe = Pipe()
+            p.standardOutput = pipe
+            p.standardError = pipe
+            try p.run()
+            p.waitUntilExit()
+            let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            if p.terminationStatus != 0 { throw TestSetupError("storm-netns.sh \(verb): \(out)") }
+            return out
+        }
+        _ = try netns("up")
+        defer { _ = try? netns("down") }
+        let flexstorm = try builtExecutable("flexstorm")
+        let json = "/tmp/\(prefix)-a.json"
+        defer { unlink(json) }
+        let nodes = try ["a", "b", "c"].map { n in
+            try ChildProcess("/usr/sbin/ip", ["netns", "exec", "\(prefix)-\(n)", flexstorm, "node", "--config",
+                                              "Configs/storm-3node-balanced.toml", "--node", n, "--trace", Self.trace,
+                                              "--mode", mode.rawValue, "--duration", "90"] + (n == "a" ? ["--json", json] : []))
+        }
+        for n in nodes { #expect(n.waitForExit(timeout: 120) == 0, "\(n.output)") }
+        try Self.expectExact(json, nodes: nodes)
+    }
+
+    @Test(arguments: StormNode.Mode.allCases)
+    func twoNodesOverDPDKMemif(mode: StormNode.Mode) throws {
+        let config = "/tmp/\(Self.tag)-memif.toml", socket = "/tmp/\(Self.tag)-storm.sock", json = "/tmp/\(Self.tag)-memif.json"
+        defer { for path in [config, socket, json] { unlink(path) } }
+        try """
+            [topology]
+            emit_interval_ms = 200
+            [[node]]
+            name = "a"
+            address = "198.18.2.1"
+            port = 7100
+            [[node]]
+            name = "b"
+            address = "198.18.2.2"
+            port = 7100
+            [[worker]]
+            kind = "spout"
+            node = "a"
+            replicas = 2
+            [[worker]]
+            kind = "counter"
+            node = "b"
+            replicas = 2
+            [[worker]]
+            kind = "ranker"
+            node = "a"
+            [[worker]]
+            kind = "ranker"
+            node = "b"
+            [[worker]]
+            kind = "total"
+            node = "a"
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+        let flexstorm = try builtExecutable("flexstorm")
+        func node(_ name: String, role: String) throws -> ChildProcess {
+            let eal = "--no-huge --no-pci -m 256 --file-prefix=\(Self.tag)\(name)\(mode.rawValue) --log-level=3 "
+                + "--vdev=net_memif0,role=\(role),socket=\(socket),socket-abstract=no"
+            return try ChildProcess(flexstorm, ["node", "--config", config, "--node", name, "--trace", Self.trace,
+                                                "--mode", mode.rawValue, "--io", "dpdk", "--eal", eal, "--duration", "90"]
+                                    + (name == "a" ? ["--json", json] : []))
+        }
+        let a = try node("a", role: "server")
+        usleep(300_000)
+        let b = try node("b", role: "client")
+        for n in [a, b] { #expect(n.waitForExit(timeout: 120) == 0, "\(n.output)") }
+        try Self.expectExact(json, nodes: [a, b])
+    }
+}

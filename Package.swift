@@ -89,7 +89,7 @@ let package = Package(
         .executableTarget(
             name: "flexbench",
             dependencies: [
-                "FlexNIC", "FlexIO", "FlexWire", "CFlexSys",
+                "FlexNIC", "FlexIO", "FlexWire", "CFlexSys", "FlexStorm",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]

@@ -13,7 +13,7 @@ public struct NodeReport: Sendable {
     public var senders: DCCPSender.Counters
     /// Tuples for a worker id the config does not have.
     public var unknownDestination: UInt64
-    /// Demux mode: tuples bolts dropped because their output backlog was full.
+    /// Tuples bolts dropped because their output backlog was full.
     public var outputOverflow: UInt64
     /// Frames for the node itself that found its loopback ring full (sent again by
     /// their senders).
@@ -62,6 +62,13 @@ public struct NodeReport: Sendable {
                        node, mode.rawValue, tuplesPerSecond, processed, emitted, seconds)
         s += String(format: "  latency per tuple (mean): input %@, processing %@, output %@, network %@, total %@\n",
                     Self.format(l.input), Self.format(l.processing), Self.format(l.output), Self.format(l.network), Self.format(l.total))
+        for role in StormConfig.Role.allCases {
+            let w = workers.filter { $0.role == role && $0.processed > 0 }
+            let n = Double(w.reduce(0) { $0 + $1.processed })
+            guard n > 0 else { continue }
+            func m(_ k: KeyPath<WorkerStats.Snapshot, UInt64>) -> String { Self.format(Double(w.reduce(0) { $0 + $1[keyPath: k] }) / n) }
+            s += "    \(role) (\(Int(n)) tuples in): input \(m(\.inputNs)), processing \(m(\.processingNs)), output \(m(\.outputNs)), network \(m(\.networkNs))\n"
+        }
         s += "  drops: " + drops.map { "\($0.0) \($0.1)" }.joined(separator: ", ") + "\n"
         s += "  dccp: sent \(senders.sent), retransmitted \(senders.retransmitted) (\(senders.fastRetransmits) fast), window stalls \(senders.windowStalls), "
             + "peer down \(senders.timesDown)x; receive: "

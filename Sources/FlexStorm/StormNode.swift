@@ -212,7 +212,7 @@ public final class StormNode: @unchecked Sendable {
         let lane = mode == .steered ? i : 0
         let steering = SteeringLane()
         let output: TupleOutput = mode == .steered
-            ? DirectOutput(node: self, localIndex: i, lane: lane, steering: steering)
+            ? DirectOutput(node: self, localIndex: i, lane: lane, steering: steering, waits: local[i].role == .spout)
             : OutboxEmitter(node: self, ring: multiplexerOutbox(i), waits: local[i].role == .spout)
         let tuples = UnsafeMutablePointer<Tuple>.allocate(capacity: 32)
         defer { tuples.deallocate(); output.close() }
@@ -420,7 +420,7 @@ public final class StormNode: @unchecked Sendable {
     /// Sender counters, published by each sending thread as it goes.
     let senderCounters = Mutex<[DCCPSender.Counters]>([])
     let droppedUnknown = Atomic<UInt64>(0)
-    /// Demux mode: tuples a bolt dropped because its output backlog was full.
+    /// Tuples a bolt dropped because its output backlog was full.
     let outputOverflow = Atomic<UInt64>(0)
 
     func publish(_ counters: [DCCPSender.Counters], slot: inout Int?) {

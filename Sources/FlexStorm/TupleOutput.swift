@@ -16,15 +16,23 @@ protocol TupleOutput: TupleEmitter {
 }
 
 /// Steered mode: the worker sends its own tuples, one DCCP connection per destination
-/// node, on its own transmit queue. While a window is full the worker takes the
-/// node's receive turn (that is where acks come in) until there is room: the sender
-/// stalls, as flow control wants.
+/// node, on its own transmit queue.
+///
+/// A spout whose window is full waits, taking the node's receive turn meanwhile (that
+/// is where acks come in): the sender stalls, as flow control wants, and the source
+/// slows down. A bolt does not wait: what its full window cannot take goes into a
+/// per-destination backlog (at most `OutboxEmitter.backlogLimit` tuples; beyond, dropped
+/// and counted) that later passes send on, so the bolt keeps taking its input while a
+/// burst of output drains.
 final class DirectOutput: TupleOutput {
     unowned let node: StormNode
     let lane: Int
     let localIndex: Int
     let steering: SteeringLane
     let senders: [DCCPSender]
+    let waits: Bool
+    var backlogs: [[Tuple]]
+    var heads: [Int]
     let frames = PacketBatch(capacity: 64)
     let spare = PacketBatch(capacity: 32)
     let scratch = UnsafeMutableRawPointer.allocate(byteCount: Tuple.wireLength, alignment: 8)
@@ -32,23 +40,38 @@ final class DirectOutput: TupleOutput {
     var publishedSlot: Int?
     var nextPublish: UInt64 = 0
 
-    init(node: StormNode, localIndex: Int, lane: Int, steering: SteeringLane) {
+    init(node: StormNode, localIndex: Int, lane: Int, steering: SteeringLane, waits: Bool) {
         self.node = node
         self.localIndex = localIndex
         self.lane = lane
         self.steering = steering
+        self.waits = waits
         let nodes = node.config.nodes.count
         senders = (0..<nodes).map { node.makeSender(to: $0, index: localIndex * nodes + $0) }
+        backlogs = senders.map { _ in [] }
+        heads = senders.map { _ in 0 }
     }
+
+    func waiting(_ d: Int) -> Int { backlogs[d].count - heads[d] }
 
     func emit(_ tuple: Tuple, now: UInt64) {
         guard let w = node.config.worker(tuple.destination) else {
             node.droppedUnknown.wrappingAdd(1, ordering: .relaxed)
             return
         }
-        let s = senders[w.node]
+        emitted &+= 1
+        let d = w.node, s = senders[d]
         var now = now
         s.refresh(now: now)
+        if !waits && (waiting(d) > 0 || (!s.hasRoom && !s.isDown)) {
+            if waiting(d) < OutboxEmitter.backlogLimit {
+                if waiting(d) == 0 { s.countStall() }
+                backlogs[d].append(tuple)
+            } else {
+                node.outputOverflow.wrappingAdd(1, ordering: .relaxed)
+            }
+            return
+        }
         if !s.hasRoom && !s.isDown {
             s.countStall()
             repeat {
@@ -58,6 +81,12 @@ final class DirectOutput: TupleOutput {
                 s.refresh(now: now)
             } while !s.hasRoom && !s.isDown && node.running.load(ordering: .relaxed)
         }
+        send(tuple, on: s, now: now)
+    }
+
+    /// Frames `tuple` on `s` (which has room, unless its peer is down: then the tuple is
+    /// dropped and counted).
+    func send(_ tuple: Tuple, on s: DCCPSender, now: UInt64) {
         guard s.hasRoom && !s.isDown else { s.countRefused(); return }
         while frames.isFull {
             node.transmit(frames, lane: lane)
@@ -71,14 +100,25 @@ final class DirectOutput: TupleOutput {
         t.encode(to: scratch)
         s.send(scratch, into: &packet, now: now)
         frames.append(packet)
-        emitted &+= 1
     }
 
     func flush(now: UInt64) {
-        for s in senders where s.inFlight > 0 {
+        for (d, s) in senders.enumerated() where s.inFlight > 0 || waiting(d) > 0 {
             s.refresh(now: now)
             if frames.freeSpace < 8 { node.transmit(frames, lane: lane) }
             _ = s.retransmit(now: now, port: node.port, into: frames)
+            if s.isDown {
+                for _ in 0..<waiting(d) { s.countRefused() }
+                heads[d] = backlogs[d].count
+            }
+            while waiting(d) > 0 && s.hasRoom {
+                send(backlogs[d][heads[d]], on: s, now: now)
+                heads[d] += 1
+            }
+            if waiting(d) == 0 && heads[d] > 0 {
+                backlogs[d].removeAll(keepingCapacity: true)
+                heads[d] = 0
+            }
         }
         if !frames.isEmpty { node.transmit(frames, lane: lane) }
         if now >= nextPublish {
@@ -87,7 +127,7 @@ final class DirectOutput: TupleOutput {
         }
     }
 
-    var isDrained: Bool { senders.allSatisfy { $0.inFlight == 0 } }
+    var isDrained: Bool { senders.indices.allSatisfy { senders[$0].inFlight == 0 && waiting($0) == 0 } }
 
     func takeEmitted() -> UInt64 {
         defer { emitted = 0 }

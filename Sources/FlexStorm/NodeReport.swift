@@ -26,6 +26,14 @@ public struct NodeReport: Sendable {
     public var processed: UInt64 { workers.reduce(0) { $0 + $1.processed } }
     public var emitted: UInt64 { workers.reduce(0) { $0 + $1.emitted } }
     public var tuplesPerSecond: Double { seconds > 0 ? Double(processed) / seconds : 0 }
+    /// From the first tuple any worker here took to the last, in seconds: the node's
+    /// working time, without start-up (link up, peers starting) or waiting at the end.
+    public var activeSeconds: Double {
+        let w = workers.filter { $0.processed > 0 }
+        guard let first = w.map(\.firstTupleAt).min(), let last = w.map(\.lastTupleAt).max(), last > first else { return 0 }
+        return Double(last - first) / 1e9
+    }
+    public var activeTuplesPerSecond: Double { activeSeconds > 0 ? Double(processed) / activeSeconds : 0 }
 
     /// Mean nanoseconds per tuple of each part, over every tuple the node took in.
     public var latency: Latency {
@@ -36,6 +44,12 @@ public struct NodeReport: Sendable {
 
     public struct Latency: Sendable {
         public var input: Double, processing: Double, output: Double, network: Double
+        public init(input: Double, processing: Double, output: Double, network: Double) {
+            self.input = input
+            self.processing = processing
+            self.output = output
+            self.network = network
+        }
         public var total: Double { input + processing + output + network }
         /// Sums of several nodes' latencies, weighted by the tuples each took in.
         public static func weighted(_ reports: [NodeReport]) -> Latency {
@@ -58,8 +72,8 @@ public struct NodeReport: Sendable {
 
     public var text: String {
         let l = latency
-        var s = String(format: "node %@ (%@): %.0f tuples/s, %llu processed, %llu emitted in %.2f s\n",
-                       node, mode.rawValue, tuplesPerSecond, processed, emitted, seconds)
+        var s = "node \(node) (\(mode.rawValue)): " + String(format: "%.0f tuples/s, %llu processed, %llu emitted in %.2f s (active %.2f s: %.0f tuples/s)\n",
+                       tuplesPerSecond, processed, emitted, seconds, activeSeconds, activeTuplesPerSecond)
         s += String(format: "  latency per tuple (mean): input %@, processing %@, output %@, network %@, total %@\n",
                     Self.format(l.input), Self.format(l.processing), Self.format(l.output), Self.format(l.network), Self.format(l.total))
         for role in StormConfig.Role.allCases {
@@ -80,7 +94,9 @@ public struct NodeReport: Sendable {
     public var json: String {
         let l = latency
         let fields: [String] = [
-            "\"node\":\"\(node)\"", "\"mode\":\"\(mode.rawValue)\"", String(format: "\"seconds\":%.3f", seconds),
+            "\"node\":\"\(node)\"", "\"mode\":\"\(mode.rawValue)\"", String(format: "\"seconds\":%.3f", seconds), String(format: "\"active_seconds\":%.3f", activeSeconds),
+            "\"first_tuple_ns\":\(workers.filter { $0.processed > 0 }.map(\.firstTupleAt).min() ?? 0)",
+            "\"last_tuple_ns\":\(workers.map(\.lastTupleAt).max() ?? 0)",
             "\"processed\":\(processed)", "\"emitted\":\(emitted)", String(format: "\"tuples_per_second\":%.1f", tuplesPerSecond),
             String(format: "\"latency_ns\":{\"input\":%.0f,\"processing\":%.0f,\"output\":%.0f,\"network\":%.0f,\"total\":%.0f}",
                    l.input, l.processing, l.output, l.network, l.total),

@@ -55,6 +55,7 @@ public final class StormNode: @unchecked Sendable {
     let exited = DispatchSemaphore(value: 0)
     var threadCount = 0
     var startedAt: UInt64 = 0
+    let threadBody: @Sendable (() -> Void) -> Void
     let finishedAt = Atomic<UInt64>(0)
     @inline(__always) func clock() -> UInt64 { monotonicNanoseconds() }
 
@@ -62,9 +63,10 @@ public final class StormNode: @unchecked Sendable {
     public enum Transport {
         /// Kernel UDP sockets on the node's address and port, DCCP inside UDP (RFC 6773).
         case kernel
-        /// An Ethernet port (DPDK) opened with `queues(mode:config:node:)` queues: DCCP
-        /// directly in IPv4 (protocol 33).
-        case ethernet(any PacketPort)
+        /// An Ethernet port (DPDK) opened with `ethernetQueues(mode:config:)` queues:
+        /// DCCP directly in IPv4 (protocol 33). `threadBody` runs each of the node's
+        /// threads (DPDK: registered as an lcore, so mbufs come from per-thread caches).
+        case ethernet(any PacketPort, threadBody: @Sendable (() -> Void) -> Void = { $0() })
     }
 
     /// Transmit queues a node needs: one per worker when steered, demux thread and
@@ -101,7 +103,9 @@ public final class StormNode: @unchecked Sendable {
             port = try KernelUDPPort(address: me.address, port: me.port, queues: queueCount, bufferCount: 16_384,
                                      bufferSize: 256, receiveBufferBytes: max(1 << 20, inbound * 1_024))
             udpEncapsulated = true
-        case .ethernet(let p):
+            threadBody = { $0() }
+        case .ethernet(let p, let body):
+            threadBody = body
             guard p.txQueueCount >= queueCount else {
                 throw PortError("\(p.name) has \(p.txQueueCount) transmit queues; a \(mode) node with \(local.count) workers needs \(queueCount)")
             }
@@ -173,7 +177,7 @@ public final class StormNode: @unchecked Sendable {
 
     func spawn(_ name: String, _ body: @escaping () -> Void) {
         threadCount += 1
-        let t = Thread { body(); self.exited.signal() }
+        let t = Thread { self.threadBody(body); self.exited.signal() }
         t.name = name
         t.start()
     }
@@ -231,7 +235,7 @@ public final class StormNode: @unchecked Sendable {
                     burst.processing &+= after &- now
                     now = after
                 }
-                stat.add(burst)
+                stat.add(burst, at: now)
             }
             let now = clock()
             if component.tick(now: now, out: output) { did = true }

@@ -17,6 +17,9 @@ public final class WorkerStats: @unchecked Sendable {
     let processingNs = Atomic<UInt64>(0)
     let outputNs = Atomic<UInt64>(0)
     let networkNs = Atomic<UInt64>(0)
+    /// When the worker took its first and (so far) last tuple, ns.
+    let firstTupleAt = Atomic<UInt64>(0)
+    let lastTupleAt = Atomic<UInt64>(0)
 
     init(id: UInt16, role: StormConfig.Role) {
         self.id = id
@@ -34,8 +37,10 @@ public final class WorkerStats: @unchecked Sendable {
         }
     }
 
-    func add(_ b: Burst) {
+    func add(_ b: Burst, at now: UInt64) {
         guard b.tuples > 0 else { return }
+        if firstTupleAt.load(ordering: .relaxed) == 0 { firstTupleAt.store(now, ordering: .relaxed) }
+        lastTupleAt.store(now, ordering: .relaxed)
         processed.wrappingAdd(b.tuples, ordering: .relaxed)
         inputNs.wrappingAdd(b.input, ordering: .relaxed)
         processingNs.wrappingAdd(b.processing, ordering: .relaxed)
@@ -48,7 +53,8 @@ public final class WorkerStats: @unchecked Sendable {
     public var snapshot: Snapshot {
         Snapshot(id: id, role: role, processed: processed.load(ordering: .relaxed), emitted: emitted.load(ordering: .relaxed),
                  inputNs: inputNs.load(ordering: .relaxed), processingNs: processingNs.load(ordering: .relaxed),
-                 outputNs: outputNs.load(ordering: .relaxed), networkNs: networkNs.load(ordering: .relaxed))
+                 outputNs: outputNs.load(ordering: .relaxed), networkNs: networkNs.load(ordering: .relaxed),
+                 firstTupleAt: firstTupleAt.load(ordering: .relaxed), lastTupleAt: lastTupleAt.load(ordering: .relaxed))
     }
 
     public struct Snapshot: Sendable {
@@ -56,5 +62,6 @@ public final class WorkerStats: @unchecked Sendable {
         public var role: StormConfig.Role
         public var processed: UInt64, emitted: UInt64
         public var inputNs: UInt64, processingNs: UInt64, outputNs: UInt64, networkNs: UInt64
+        public var firstTupleAt: UInt64, lastTupleAt: UInt64
     }
 }

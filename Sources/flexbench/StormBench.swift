@@ -9,13 +9,15 @@ struct StormBench: ParsableCommand {
         commandName: "storm",
         abstract: "Run a FlexStorm cluster in demux and in steered mode, A B A B, and print throughput and latency ratios.",
         discussion: """
-            Every node of the config runs in this process on loopback (each on its own port, \
-            kernel sockets). Two phases: throughput, with spouts as fast as flow control lets \
-            them (spout tuples per second from start to the final ranking); then latency at one \
-            offered load for both modes (--rate per spout, default half of what demux reached), \
-            split into input queue, processing, output queue and network per tuple. Every run \
-            must end with the trace's exact top n; a run that does not is reported and counts \
-            as failed.
+            --io socket (default): every node of the config runs in this process on loopback, \
+            each on its own port (DCCP in UDP on kernel sockets). --io memif: a 2-node config \
+            runs as two `flexstorm node` processes joined by DPDK net_memif (DCCP in IPv4, \
+            kernel bypass). Two phases: throughput, with spouts as fast as flow control lets \
+            them (spout tuples per second over the cluster's active span, first tuple taken to \
+            last); then latency at one offered load for both modes (--rate per spout, default \
+            half of what demux reached), split into input queue, processing, output queue and \
+            network per tuple. Every run must end with the trace's exact top n; a run that \
+            does not is reported and counts as failed.
             """)
 
     @Option(help: "The cluster's TOML config (its addresses are remapped onto 127.0.0.1).")
@@ -27,6 +29,8 @@ struct StormBench: ParsableCommand {
     @Option(help: "Offered load for the latency phase, tuples/s per spout (0: half of demux's throughput).") var rate = 0.0
     @Option(help: "First UDP port of the loopback nodes.") var basePort: UInt16 = 27_100
     @Option(help: "Give up on a run after this many seconds.") var timeout = 120.0
+    @Option(help: "socket (in-process, kernel UDP) or memif (two processes, DPDK).") var io = "socket"
+    @Option(help: "flexstorm binary for --io memif (default: beside this flexbench).") var flexstorm: String?
 
     struct Run {
         var mode: StormNode.Mode
@@ -45,7 +49,18 @@ struct StormBench: ParsableCommand {
         let spouts = base.workers(.spout).count
         print("flexbench storm: \(config), \(base.nodes.count) nodes, \(base.workers.count) workers, \(names.count) tuples, \(rounds) rounds per mode")
 
+        guard io == "socket" || io == "memif" else { throw ValidationError("--io is socket or memif, not \(io)") }
+        if io == "memif" {
+            guard base.nodes.count == 2 else { throw ValidationError("--io memif runs a 2-node config (memif is point to point)") }
+            let path = flexstorm ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("flexstorm").path
+            guard FileManager.default.isExecutableFile(atPath: path) else { throw ValidationError("\(path) not found (swift build -c release)") }
+        }
+        let traceFile = "/tmp/flexbench-storm-\(getpid()).txt"
+        if io == "memif" { try UserTrace.write(names, to: traceFile) }
+        defer { unlink(traceFile) }
+
         func measure(_ mode: StormNode.Mode, rate: Double) throws -> Run {
+            if io == "memif" { return try measureOverMemif(mode, rate: rate, traceFile: traceFile, exact: exact, count: names.count) }
             var c = base
             c.spoutRate = rate
             let cluster = try LocalCluster(config: c, mode: mode, trace: names)
@@ -53,7 +68,7 @@ struct StormBench: ParsableCommand {
             let finished = cluster.waitUntilFinished(seconds: timeout)
             cluster.stop()
             let reports = cluster.reports()
-            let seconds = reports.map(\.seconds).max() ?? 0
+            let seconds = Self.activeSpan(reports.flatMap(\.workers))
             let drops = reports.reduce(0) { $0 + $1.drops.reduce(0) { $0 + $1.1 } }
             let ok = finished && cluster.finalRanking?.entries == exact
             if !ok { print("  \(mode): did not end with the exact top \(base.topN) (finished: \(finished), drops: \(drops))") }
@@ -62,12 +77,15 @@ struct StormBench: ParsableCommand {
         }
 
         func table(_ runs: [Run]) {
-            print("  mode      tuples/s   seconds   input      processing  output     network    total      exact  drops")
+            func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s + " " : s + String(repeating: " ", count: n - s.count) }
+            print("  " + ["mode", "tuples/s", "seconds", "input", "processing", "output", "network", "total", "exact", "drops"]
+                .enumerated().map { pad($0.1, [9, 10, 9, 11, 11, 11, 11, 11, 6, 6][$0.0]) }.joined())
             for r in runs {
                 let l = r.latency
-                print(String(format: "  %-8@ %9.0f   %7.2f   %-10@ %-11@ %-10@ %-10@ %-10@ %-6@ %llu", r.mode.rawValue, r.tuplesPerSecond, r.seconds,
+                let cells = [r.mode.rawValue, String(format: "%.0f", r.tuplesPerSecond), String(format: "%.2f", r.seconds),
                              NodeReport.format(l.input), NodeReport.format(l.processing), NodeReport.format(l.output),
-                             NodeReport.format(l.network), NodeReport.format(l.total), r.exact ? "yes" : "NO", r.drops))
+                             NodeReport.format(l.network), NodeReport.format(l.total), r.exact ? "yes" : "NO", "\(r.drops)"]
+                print("  " + cells.enumerated().map { pad($0.1, [9, 10, 9, 11, 11, 11, 11, 11, 6, 6][$0.0]) }.joined())
             }
         }
 
@@ -97,5 +115,72 @@ struct StormBench: ParsableCommand {
                      NodeReport.format(mean(paced, .demux) { $0.latency.processing }),
                      NodeReport.format(mean(paced, .steered) { $0.latency.processing })))
         if (peak + paced).contains(where: { !$0.exact }) { throw ExitCode(1) }
+    }
+
+    /// Seconds from the first tuple any worker took to the last one.
+    static func activeSpan(_ workers: [WorkerStats.Snapshot]) -> Double {
+        let w = workers.filter { $0.processed > 0 }
+        guard let first = w.map(\.firstTupleAt).min(), let last = w.map(\.lastTupleAt).max(), last > first else { return 0 }
+        return Double(last - first) / 1e9
+    }
+
+    /// One run as two `flexstorm node` processes on a memif link (node 0 the server).
+    func measureOverMemif(_ mode: StormNode.Mode, rate: Double, traceFile: String, exact: [RankEntry], count: Int) throws -> Run {
+        let binary = flexstorm ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("flexstorm").path
+        let tag = "fb\(getpid())"
+        let socket = "/tmp/\(tag)-memif.sock"
+        let base = try StormConfig.load(path: config)
+        var processes: [(name: String, process: Process, json: String)] = []
+        defer {
+            for p in processes where p.process.isRunning { p.process.terminate() }
+            for p in processes { unlink(p.json) }
+            unlink(socket)
+        }
+        for (i, node) in base.nodes.enumerated() {
+            let json = "/tmp/\(tag)-\(node.name).json"
+            let eal = "--no-huge --no-pci -m 256 --file-prefix=\(tag)\(node.name) --log-level=3 "
+                + "--vdev=net_memif0,role=\(i == 0 ? "server" : "client"),socket=\(socket),socket-abstract=no"
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: binary)
+            p.arguments = ["node", "--config", config, "--node", node.name, "--trace", traceFile, "--mode", mode.rawValue,
+                           "--spout-rate", String(rate), "--io", "dpdk", "--eal", eal, "--json", json,
+                           "--duration", String(timeout)]
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            processes.append((node.name, p, json))
+            if i == 0 { usleep(300_000) }  // the server's socket first
+        }
+        for p in processes { p.process.waitUntilExit() }
+        var reports: [[String: Any]] = []
+        var final: [RankEntry]?
+        for p in processes {
+            let lines = (try? String(contentsOfFile: p.json, encoding: .utf8))?.split(separator: "\n") ?? []
+            if let last = lines.last, let r = try? JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any], r["node"] != nil {
+                reports.append(r)
+            }
+            if let f = lines.last(where: { $0.contains("\"final\":true") }),
+               let o = try? JSONSerialization.jsonObject(with: Data(f.utf8)) as? [String: Any], let top = o["top"] as? [[String: Any]] {
+                final = top.compactMap { e in UserName(e["user"] as? String ?? "").map { RankEntry(user: $0, count: UInt64(e["count"] as? Int ?? 0)) } }
+            }
+        }
+        func number(_ r: [String: Any], _ path: String...) -> Double {
+            var v: Any? = r
+            for k in path { v = (v as? [String: Any])?[k] }
+            return (v as? NSNumber)?.doubleValue ?? 0
+        }
+        let processed = reports.map { number($0, "processed") }
+        let total = max(processed.reduce(0, +), 1)
+        func weighted(_ k: String) -> Double { zip(reports, processed).reduce(0) { $0 + number($1.0, "latency_ns", k) * $1.1 } / total }
+        let first = reports.map { number($0, "first_tuple_ns") }.filter { $0 > 0 }.min() ?? 0
+        let last = reports.map { number($0, "last_tuple_ns") }.max() ?? 0
+        let seconds = max(last - first, 0) / 1e9
+        let drops = UInt64(reports.reduce(0) { r, o in r + ((o["drops"] as? [String: Any])?.values.reduce(0) { $0 + ((($1 as? NSNumber)?.doubleValue) ?? 0) } ?? 0) })
+        let ok = reports.count == processes.count && final == exact
+        if !ok { print("  \(mode): did not end with the exact top \(exact.count) (reports \(reports.count), drops \(drops))") }
+        return Run(mode: mode, seconds: seconds, tuplesPerSecond: Double(count) / max(seconds, 1e-9),
+                   latency: .init(input: weighted("input"), processing: weighted("processing"), output: weighted("output"),
+                                  network: weighted("network")),
+                   exact: ok, drops: drops)
     }
 }

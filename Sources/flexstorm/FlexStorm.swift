@@ -62,13 +62,18 @@ struct Node: ParsableCommand {
     @Option(help: "demux (mux/demux threads) or steered (pipeline places tuples).") var mode: StormNode.Mode = .steered
     @OptionGroup var input: TraceOptions
     @Option(help: "Stop after this many seconds (0: when done).") var duration = 0.0
+    @Option(help: "Tuples/s per spout, instead of the config's spout_rate (0: unpaced).") var spoutRate: Double?
     @Option(help: "socket (DCCP in UDP on kernel sockets) or dpdk (DCCP in IPv4 on a DPDK port).") var io = "socket"
     @Option(parsing: .unconditional, help: "DPDK EAL arguments, blank-separated (with --io dpdk).") var eal: String?
     @Option(help: "DPDK device name or port number (with --io dpdk).") var dpdkDevice = "0"
     @Option(help: "Also write rankings and the report as JSON lines to this file.") var json: String?
 
     func run() throws {
-        let cluster = try StormConfig.load(path: config)
+        var cluster = try StormConfig.load(path: config)
+        if let spoutRate {
+            guard spoutRate >= 0 else { throw ValidationError("--spout-rate must not be negative") }
+            cluster.spoutRate = spoutRate
+        }
         let trace = try input.load()
         guard cluster.nodeIndex(named: node) != nil else {
             throw ValidationError("no node named \"\(node)\" in \(config) (\(cluster.nodes.map(\.name).joined(separator: ", ")))")
@@ -84,7 +89,7 @@ struct Node: ParsableCommand {
             var c = DPDKPort.Configuration()
             c.rxQueues = StormNode.ethernetQueues(mode: mode, config: cluster)
             c.txQueues = c.rxQueues
-            transport = .ethernet(try DPDKPort(device: dpdkDevice, configuration: c))
+            transport = .ethernet(try DPDKPort(device: dpdkDevice, configuration: c)) { body in DPDKEnvironment.asLcore(body) }
         default: throw ValidationError("--io is socket or dpdk, not \(io)")
         }
         let jsonFile = try json.map { path -> FileHandle in

@@ -64,37 +64,8 @@ import Glibc
 
     @Test(arguments: StormNode.Mode.allCases)
     func twoNodesOverDPDKMemif(mode: StormNode.Mode) throws {
-        let config = "/tmp/\(Self.tag)-memif.toml", socket = "/tmp/\(Self.tag)-storm.sock", json = "/tmp/\(Self.tag)-memif.json"
-        defer { for path in [config, socket, json] { unlink(path) } }
-        try """
-            [topology]
-            emit_interval_ms = 200
-            [[node]]
-            name = "a"
-            address = "198.18.2.1"
-            port = 7100
-            [[node]]
-            name = "b"
-            address = "198.18.2.2"
-            port = 7100
-            [[worker]]
-            kind = "spout"
-            node = "a"
-            replicas = 2
-            [[worker]]
-            kind = "counter"
-            node = "b"
-            replicas = 2
-            [[worker]]
-            kind = "ranker"
-            node = "a"
-            [[worker]]
-            kind = "ranker"
-            node = "b"
-            [[worker]]
-            kind = "total"
-            node = "a"
-            """.write(toFile: config, atomically: true, encoding: .utf8)
+        let config = "Configs/storm-2node.toml", socket = "/tmp/\(Self.tag)-storm.sock", json = "/tmp/\(Self.tag)-memif.json"
+        defer { for path in [socket, json] { unlink(path) } }
         let flexstorm = try builtExecutable("flexstorm")
         func node(_ name: String, role: String) throws -> ChildProcess {
             let eal = "--no-huge --no-pci -m 256 --file-prefix=\(Self.tag)\(name)\(mode.rawValue) --log-level=3 "

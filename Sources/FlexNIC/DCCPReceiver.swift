@@ -191,7 +191,7 @@ public final class DCCPReceiver<Slot: DeliverySlot>: @unchecked Sendable {
         let slot = q >= 0 ? Slot(payload: payload, length: payloadLength, arrival: now) : nil
         if q >= 0 && slot == nil { tally[.malformed] &+= 1 }
 
-        if parks[c].map({ $0.count > 0 }) != true && (slot == nil || !queues[q].isFull) {
+        if (parks[c]?.count ?? 0) == 0 && (slot == nil || !queues[q].isFull) {
             connections.expected[c] = expected &+ 1
             connections.acked[c] = sequence
             if let slot {
@@ -417,9 +417,9 @@ extension DCCPReceiver {
         }
 
         var slotAtHead: Slot? { slots[head] }
-        var queueAtHead: Int { slot(head) }
+        /// The queue the head tuple goes to, or -1 if it has nothing to deliver.
+        var queueAtHead: Int { slots[head] == nil ? -1 : Int(queues[head]) }
         var sequenceAtHead: UInt64 { sequences[head] }
-        func slot(_ i: Int) -> Int { slots[i] == nil ? -1 : Int(queues[i]) }
 
         func removeHead() {
             head = (head + 1) % capacity

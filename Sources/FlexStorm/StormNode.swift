@@ -253,11 +253,10 @@ public final class StormNode: @unchecked Sendable {
         }
     }
 
-    /// Sleeps until the worker's wakeup fires, the port has packets (steered: any
-    /// idle worker may take the receive turn) or the timeout passes.
-    /// Waits shorter than a millisecond (a paced spout's next tuple) sleep plainly.
-    /// Steered, one idle worker at a time also watches the port (the receive waiter);
-    /// the others sleep until the receive turn's holder feeds or acks them.
+    /// Sleeps until the worker's wakeup fires or the timeout passes; waits shorter than
+    /// a millisecond (a paced spout's next tuple) sleep plainly. Steered, one idle
+    /// worker at a time also watches the port (the receive waiter); the others sleep
+    /// until the receive turn's holder feeds or acks them.
     func idle(worker i: Int, nanoseconds: UInt64) {
         if nanoseconds < 1_000_000 {
             if nanoseconds > 20_000 { usleep(UInt32(nanoseconds / 1_000)) }
@@ -386,16 +385,6 @@ public final class StormNode: @unchecked Sendable {
         batch.count = kept
     }
 
-    /// A free port buffer from `spare`, refilled a burst at a time; nil only if the
-    /// port has none left even after `frames` went out on `lane`.
-    func takeBuffer(from spare: PacketBatch, sending frames: PacketBatch, lane: Int) -> Packet? {
-        if spare.isEmpty && port.allocate(count: spare.capacity, into: spare) == 0 {
-            transmit(frames, lane: lane)
-            guard port.allocate(count: 1, into: spare) == 1 else { return nil }
-        }
-        return spare.removeLast()
-    }
-
     func multiplexerOutbox(_ i: Int) -> SPSCRing<Tuple> { multiplexer!.outboxes[i] }
 
     // MARK: Reporting
@@ -404,7 +393,6 @@ public final class StormNode: @unchecked Sendable {
     public func report() -> NodeReport {
         let end = isFinished ? finishedAt.load(ordering: .acquiring) : clock()
         var senders = DCCPSender.Counters()
-        var refused: UInt64 = 0
         for c in senderCounters.withLock({ $0 }) {
             senders.sent += c.sent
             senders.retransmitted += c.retransmitted
@@ -413,10 +401,9 @@ public final class StormNode: @unchecked Sendable {
             senders.windowStalls += c.windowStalls
             senders.fastRetransmits += c.fastRetransmits
         }
-        refused += droppedUnknown.load(ordering: .relaxed)
         return NodeReport(node: config.nodes[nodeIndex].name, mode: mode, seconds: Double(end &- startedAt) / 1e9,
                           workers: stats.map(\.snapshot), receive: receiver.counters.snapshot, senders: senders,
-                          unknownDestination: refused, outputOverflow: outputOverflow.load(ordering: .relaxed),
+                          unknownDestination: droppedUnknown.load(ordering: .relaxed), outputOverflow: outputOverflow.load(ordering: .relaxed),
                           unsentFrames: unsentFrames.load(ordering: .relaxed), transmitBusy: transmitBusy.load(ordering: .relaxed),
                           portStatistics: port.statistics)
     }

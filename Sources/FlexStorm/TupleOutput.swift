@@ -5,6 +5,12 @@ import Foundation
 
 /// A worker's way out: `emit` (from `TupleEmitter`), then `flush` once per pass of the
 /// worker's loop.
+///
+/// In both node designs spouts wait when their output cannot take more (flow control
+/// reaches the source), while bolts keep what does not fit in a bounded backlog and go
+/// on taking input: with per-machine connections a bolt that waited could be waiting on
+/// a connection stalled by a tuple for its own full queue (head-of-line blocking), and a
+/// bolt that goes on draining its queue keeps latency low while a burst of output leaves.
 protocol TupleOutput: TupleEmitter {
     func flush(now: UInt64)
     /// Whether everything emitted has left the worker (and, when it sends itself, has
@@ -15,44 +21,115 @@ protocol TupleOutput: TupleEmitter {
     func close()
 }
 
-/// Steered mode: the worker sends its own tuples, one DCCP connection per destination
-/// node, on its own transmit queue.
-///
-/// A spout whose window is full waits, taking the node's receive turn meanwhile (that
-/// is where acks come in): the sender stalls, as flow control wants, and the source
-/// slows down. A bolt does not wait: what its full window cannot take goes into a
-/// per-destination backlog (at most `OutboxEmitter.backlogLimit` tuples; beyond, dropped
-/// and counted) that later passes send on, so the bolt keeps taking its input while a
-/// burst of output drains.
-final class DirectOutput: TupleOutput {
+/// Tuples waiting, first in first out: an array read from `head` and emptied, keeping
+/// its capacity, whenever it drains, so a steady state allocates nothing.
+struct TupleBacklog {
+    /// A bolt's backlog holds at most this many tuples; beyond, they are dropped and
+    /// counted (at-most-once).
+    static let limit = 1 << 16
+    private var items: [Tuple] = []
+    private var head = 0
+
+    init(reserving n: Int = 0) { items.reserveCapacity(n) }
+
+    var count: Int { items.count - head }
+    var isEmpty: Bool { head == items.count }
+    var first: Tuple { items[head] }
+    mutating func append(_ t: Tuple) { items.append(t) }
+    mutating func removeFirst() {
+        head += 1
+        if head == items.count { removeAll() }
+    }
+    mutating func removeAll() {
+        items.removeAll(keepingCapacity: true)
+        head = 0
+    }
+}
+
+/// One transmit lane's DCCP senders (one per destination node) and frames: tuples are
+/// framed into port buffers taken a burst at a time and sent in bursts; what the port
+/// will not take yet waits in order. Owned by one thread.
+final class SendLane {
     unowned let node: StormNode
     let lane: Int
-    let localIndex: Int
-    let steering: SteeringLane
     let senders: [DCCPSender]
-    let waits: Bool
-    var backlogs: [[Tuple]]
-    var heads: [Int]
     let frames = PacketBatch(capacity: 64)
     let spare = PacketBatch(capacity: 32)
     let scratch = UnsafeMutableRawPointer.allocate(byteCount: Tuple.wireLength, alignment: 8)
-    var emitted: UInt64 = 0
     var publishedSlot: Int?
     var nextPublish: UInt64 = 0
+
+    /// Senders to every node, acknowledged in registers `firstRegister ..< + nodes`.
+    init(node: StormNode, lane: Int, firstRegister: Int) {
+        self.node = node
+        self.lane = lane
+        senders = node.config.nodes.indices.map { node.makeSender(to: $0, index: firstRegister + $0) }
+    }
+
+    /// Frames `tuple`, stamped as sent `now`, as the next packet of `senders[d]` (which
+    /// must have room). False only when the port has no buffer left.
+    func frame(_ tuple: Tuple, to d: Int, now: UInt64) -> Bool {
+        if spare.isEmpty && node.port.allocate(count: spare.capacity, into: spare) == 0 {
+            transmit()
+            guard node.port.allocate(count: 1, into: spare) == 1 else { return false }
+        }
+        var packet = spare.removeLast()
+        var t = tuple
+        t.sent = now
+        t.encode(to: scratch)
+        senders[d].send(scratch, into: &packet, now: now)
+        frames.append(packet)
+        return true
+    }
+
+    /// Takes in `senders[d]`'s acks and sends its window again if that is due.
+    @discardableResult
+    func refresh(_ d: Int, now: UInt64) -> Int {
+        senders[d].refresh(now: now)
+        if frames.freeSpace < 8 { transmit() }
+        return senders[d].retransmit(now: now, port: node.port, into: frames)
+    }
+
+    func transmit() { node.transmit(frames, lane: lane) }
+
+    /// Publishes the senders' counters for the node's report, at most every 100 ms.
+    func publish(now: UInt64, force: Bool = false) {
+        guard force || now >= nextPublish else { return }
+        node.publish(senders.map(\.counters), slot: &publishedSlot)
+        nextPublish = now &+ 100_000_000
+    }
+
+    var allAcknowledged: Bool { senders.allSatisfy { $0.inFlight == 0 } }
+
+    func close() {
+        publish(now: 0, force: true)
+        node.port.release(spare)
+        node.port.release(frames)
+        scratch.deallocate()
+    }
+}
+
+/// Steered mode: the worker sends its own tuples, one DCCP connection per destination
+/// node, on its own transmit queue. A spout whose window is full takes the node's
+/// receive turn meanwhile (that is where acks come in) until there is room; a bolt's
+/// tuples wait in a per-destination backlog that later passes send on.
+final class DirectOutput: TupleOutput {
+    unowned let node: StormNode
+    let localIndex: Int
+    let steering: SteeringLane
+    let out: SendLane
+    let waits: Bool
+    var backlogs: [TupleBacklog]
+    var emitted: UInt64 = 0
 
     init(node: StormNode, localIndex: Int, lane: Int, steering: SteeringLane, waits: Bool) {
         self.node = node
         self.localIndex = localIndex
-        self.lane = lane
         self.steering = steering
         self.waits = waits
-        let nodes = node.config.nodes.count
-        senders = (0..<nodes).map { node.makeSender(to: $0, index: localIndex * nodes + $0) }
-        backlogs = senders.map { _ in [] }
-        heads = senders.map { _ in 0 }
+        out = SendLane(node: node, lane: lane, firstRegister: localIndex * node.config.nodes.count)
+        backlogs = node.config.nodes.map { _ in TupleBacklog() }
     }
-
-    func waiting(_ d: Int) -> Int { backlogs[d].count - heads[d] }
 
     func emit(_ tuple: Tuple, now: UInt64) {
         guard let w = node.config.worker(tuple.destination) else {
@@ -60,12 +137,12 @@ final class DirectOutput: TupleOutput {
             return
         }
         emitted &+= 1
-        let d = w.node, s = senders[d]
+        let d = w.node, s = out.senders[d]
         var now = now
         s.refresh(now: now)
-        if !waits && (waiting(d) > 0 || (!s.hasRoom && !s.isDown)) {
-            if waiting(d) < OutboxEmitter.backlogLimit {
-                if waiting(d) == 0 { s.countStall() }
+        if !waits && (!backlogs[d].isEmpty || (!s.hasRoom && !s.isDown)) {
+            if backlogs[d].count < TupleBacklog.limit {
+                if backlogs[d].isEmpty { s.countStall() }
                 backlogs[d].append(tuple)
             } else {
                 node.outputOverflow.wrappingAdd(1, ordering: .relaxed)
@@ -76,58 +153,48 @@ final class DirectOutput: TupleOutput {
             s.countStall()
             repeat {
                 flush(now: now)
-                node.waitForAcks(worker: localIndex, lane: lane, with: steering)
+                waitForRoom()
                 now = node.clock()
                 s.refresh(now: now)
             } while !s.hasRoom && !s.isDown && node.running.load(ordering: .relaxed)
         }
-        send(tuple, on: s, now: now)
+        send(tuple, to: d, now: now)
     }
 
-    /// Frames `tuple` on `s` (which has room, unless its peer is down: then the tuple is
-    /// dropped and counted).
-    func send(_ tuple: Tuple, on s: DCCPSender, now: UInt64) {
+    /// Takes the node's receive turn, or sleeps until its holder brings acks.
+    func waitForRoom() { node.waitForAcks(worker: localIndex, lane: out.lane, with: steering) }
+
+    /// Sends `tuple` on `out.senders[d]` (which has room, unless its peer is down: then
+    /// the tuple is dropped and counted).
+    func send(_ tuple: Tuple, to d: Int, now: UInt64) {
+        let s = out.senders[d]
         guard s.hasRoom && !s.isDown else { s.countRefused(); return }
-        while frames.isFull {
-            node.transmit(frames, lane: lane)
-            guard frames.isFull else { break }
+        while out.frames.isFull {
+            out.transmit()
+            guard out.frames.isFull else { break }
             guard node.running.load(ordering: .relaxed) else { s.countRefused(); return }
-            node.waitForAcks(worker: localIndex, lane: lane, with: steering)  // the peer drains meanwhile
+            waitForRoom()  // the peer drains the port meanwhile
         }
-        guard var packet = node.takeBuffer(from: spare, sending: frames, lane: lane) else { s.countRefused(); return }
-        var t = tuple
-        t.sent = now
-        t.encode(to: scratch)
-        s.send(scratch, into: &packet, now: now)
-        frames.append(packet)
+        if !out.frame(tuple, to: d, now: now) { s.countRefused() }
     }
 
     func flush(now: UInt64) {
-        for (d, s) in senders.enumerated() where s.inFlight > 0 || waiting(d) > 0 {
-            s.refresh(now: now)
-            if frames.freeSpace < 8 { node.transmit(frames, lane: lane) }
-            _ = s.retransmit(now: now, port: node.port, into: frames)
+        for (d, s) in out.senders.enumerated() where s.inFlight > 0 || !backlogs[d].isEmpty {
+            out.refresh(d, now: now)
             if s.isDown {
-                for _ in 0..<waiting(d) { s.countRefused() }
-                heads[d] = backlogs[d].count
+                for _ in 0..<backlogs[d].count { s.countRefused() }
+                backlogs[d].removeAll()
             }
-            while waiting(d) > 0 && s.hasRoom {
-                send(backlogs[d][heads[d]], on: s, now: now)
-                heads[d] += 1
-            }
-            if waiting(d) == 0 && heads[d] > 0 {
-                backlogs[d].removeAll(keepingCapacity: true)
-                heads[d] = 0
+            while !backlogs[d].isEmpty && s.hasRoom {
+                send(backlogs[d].first, to: d, now: now)
+                backlogs[d].removeFirst()
             }
         }
-        if !frames.isEmpty { node.transmit(frames, lane: lane) }
-        if now >= nextPublish {
-            node.publish(senders.map(\.counters), slot: &publishedSlot)
-            nextPublish = now &+ 100_000_000
-        }
+        if !out.frames.isEmpty { out.transmit() }
+        out.publish(now: now)
     }
 
-    var isDrained: Bool { senders.indices.allSatisfy { senders[$0].inFlight == 0 && waiting($0) == 0 } }
+    var isDrained: Bool { out.allAcknowledged && backlogs.allSatisfy(\.isEmpty) }
 
     func takeEmitted() -> UInt64 {
         defer { emitted = 0 }
@@ -135,29 +202,19 @@ final class DirectOutput: TupleOutput {
     }
 
     func close() {
-        node.publish(senders.map(\.counters), slot: &publishedSlot)
-        node.port.release(spare)
-        node.port.release(frames)
+        out.close()
         steering.close(port: node.port)
-        scratch.deallocate()
     }
 }
 
 /// Demux mode, worker side: every tuple goes into the worker's ring to the
-/// multiplexer thread.
-///
-/// A spout whose ring is full waits (flow control reaches the source). A bolt never
-/// waits: its per-machine connection may be stalled by a tuple for the bolt's own full
-/// input queue (head-of-line blocking), so waiting could deadlock. It keeps what does
-/// not fit in a backlog of at most `backlogLimit` tuples and drops (and counts) beyond
-/// that: at-most-once under overload.
+/// multiplexer thread. A spout whose ring is full waits; a bolt keeps what does not fit
+/// in its backlog.
 final class OutboxEmitter: TupleOutput {
     unowned let node: StormNode
     let ring: SPSCRing<Tuple>
     let waits: Bool
-    var backlog: [Tuple] = []
-    var backlogHead = 0
-    static let backlogLimit = 1 << 16
+    var backlog = TupleBacklog()
     var emitted: UInt64 = 0
     var pending = false
 
@@ -170,14 +227,14 @@ final class OutboxEmitter: TupleOutput {
     func emit(_ tuple: Tuple, now: UInt64) {
         emitted &+= 1
         pending = true
-        if backlogHead == backlog.count && ring.enqueue(tuple) { return }
+        if backlog.isEmpty && ring.enqueue(tuple) { return }
         if waits {
             while !ring.enqueue(tuple) {
                 _ = cflex_eventfd_signal(node.muxWakeup)
                 guard node.running.load(ordering: .relaxed) else { return }
                 usleep(20)
             }
-        } else if backlog.count - backlogHead < Self.backlogLimit {
+        } else if backlog.count < TupleBacklog.limit {
             backlog.append(tuple)
         } else {
             node.outputOverflow.wrappingAdd(1, ordering: .relaxed)
@@ -185,11 +242,7 @@ final class OutboxEmitter: TupleOutput {
     }
 
     func flush(now: UInt64) {
-        while backlogHead < backlog.count && ring.enqueue(backlog[backlogHead]) { backlogHead += 1 }
-        if backlogHead == backlog.count && backlogHead > 0 {
-            backlog.removeAll(keepingCapacity: true)
-            backlogHead = 0
-        }
+        while !backlog.isEmpty && ring.enqueue(backlog.first) { backlog.removeFirst() }
         if pending {
             _ = cflex_eventfd_signal(node.muxWakeup)
             pending = false
@@ -197,7 +250,7 @@ final class OutboxEmitter: TupleOutput {
     }
 
     /// The multiplexer's drain is the node's to wait for; the backlog is the worker's.
-    var isDrained: Bool { backlogHead == backlog.count }
+    var isDrained: Bool { backlog.isEmpty }
 
     func takeEmitted() -> UInt64 {
         defer { emitted = 0 }
@@ -210,53 +263,34 @@ final class OutboxEmitter: TupleOutput {
 /// Demux mode's multiplexer thread (thesis fig. 5.3): takes the workers' outgoing
 /// tuples, batches them per destination node, and sends a batch on that node's
 /// connection once its oldest tuple has waited `mux_batch_ms` or it fills a send
-/// window. While a window is full, tuples wait in the batch; when the batches are
-/// full, the workers' rings fill and the workers wait.
+/// window. While a window is full, tuples wait in the batch; while any batch is at its
+/// high-water mark the workers' rings are not read, so they fill and spouts wait.
 final class Multiplexer {
     unowned let node: StormNode
     let outboxes: [SPSCRing<Tuple>]
-    let senders: [DCCPSender]
-    /// Per destination node: tuples waiting, from `heads[d]` on.
-    var pending: [[Tuple]]
-    var heads: [Int]
+    let out: SendLane
+    /// Per destination node: the batch being gathered.
+    var pending: [TupleBacklog]
     let highWater: Int
-    let frames = PacketBatch(capacity: 64)
-    let spare = PacketBatch(capacity: 32)
-    let scratch = UnsafeMutableRawPointer.allocate(byteCount: Tuple.wireLength, alignment: 8)
-    var publishedSlot: Int?
 
     init(node: StormNode) {
         self.node = node
         outboxes = node.local.map { _ in SPSCRing<Tuple>(capacity: node.config.queueDepth) }
-        senders = (0..<node.config.nodes.count).map { node.makeSender(to: $0, index: $0) }
+        out = SendLane(node: node, lane: 1, firstRegister: 0)
         highWater = 4 * node.config.sendWindow
-        pending = senders.map { _ in
-            var a: [Tuple] = []
-            a.reserveCapacity(4 * node.config.sendWindow + 64)
-            return a
-        }
-        heads = senders.map { _ in 0 }
+        pending = node.config.nodes.map { _ in TupleBacklog(reserving: 4 * node.config.sendWindow + 64) }
     }
-
-    func waiting(_ d: Int) -> Int { pending[d].count - heads[d] }
 
     func run() {
         let taken = UnsafeMutablePointer<Tuple>.allocate(capacity: 32)
         defer {
             taken.deallocate()
-            scratch.deallocate()
-            node.publish(senders.map(\.counters), slot: &publishedSlot)
-            node.port.release(spare)
-            node.port.release(frames)
+            out.close()
         }
-        var nextPublish: UInt64 = 0
-        let batchTime = node.config.muxBatch
-        let lane = 1
+        let batchTime = node.config.muxBatch, window = node.config.sendWindow
         while node.running.load(ordering: .relaxed) {
-            var now = node.clock()
             var did = false
-            // Gather: stop taking while any batch is at its high-water mark.
-            if (0..<senders.count).allSatisfy({ waiting($0) < highWater }) {
+            if pending.allSatisfy({ $0.count < highWater }) {
                 for box in outboxes {
                     let n = box.dequeue(into: taken, maximum: 32)
                     for k in 0..<n {
@@ -269,49 +303,33 @@ final class Multiplexer {
                     did = did || n > 0
                 }
             }
-            now = node.clock()
+            let now = node.clock()
             var nextDue = now &+ 1_000_000
-            for d in 0..<senders.count {
-                let s = senders[d]
-                s.refresh(now: now)
-                if frames.freeSpace < 8 { node.transmit(frames, lane: lane) }
-                if s.retransmit(now: now, port: node.port, into: frames) > 0 { did = true }
-                guard waiting(d) > 0 else { continue }
+            for (d, s) in out.senders.enumerated() {
+                if out.refresh(d, now: now) > 0 { did = true }
+                guard !pending[d].isEmpty else { continue }
                 if s.isDown {
-                    for _ in 0..<waiting(d) { s.countRefused() }
-                    pending[d].removeAll(keepingCapacity: true)
-                    heads[d] = 0
+                    for _ in 0..<pending[d].count { s.countRefused() }
+                    pending[d].removeAll()
                     continue
                 }
-                let due = pending[d][heads[d]].created &+ batchTime
-                guard now >= due || waiting(d) >= node.config.sendWindow else {
+                let due = pending[d].first.created &+ batchTime
+                guard now >= due || pending[d].count >= window else {
                     nextDue = min(nextDue, due)
                     continue
                 }
                 if !s.hasRoom { s.countStall() }
-                while s.hasRoom && waiting(d) > 0 {
-                    if frames.isFull { node.transmit(frames, lane: lane) }
-                    guard !frames.isFull, var packet = node.takeBuffer(from: spare, sending: frames, lane: lane) else { break }
-                    var t = pending[d][heads[d]]
-                    heads[d] += 1
-                    t.sent = now
-                    t.encode(to: scratch)
-                    s.send(scratch, into: &packet, now: now)
-                    frames.append(packet)
+                while s.hasRoom && !pending[d].isEmpty {
+                    if out.frames.isFull { out.transmit() }
+                    guard !out.frames.isFull, out.frame(pending[d].first, to: d, now: now) else { break }
+                    pending[d].removeFirst()
                     did = true
                 }
-                if waiting(d) == 0 {
-                    pending[d].removeAll(keepingCapacity: true)
-                    heads[d] = 0
-                }
             }
-            if !frames.isEmpty { node.transmit(frames, lane: lane) }
-            if now >= nextPublish {
-                node.publish(senders.map(\.counters), slot: &publishedSlot)
-                nextPublish = now &+ 100_000_000
-            }
+            if !out.frames.isEmpty { out.transmit() }
+            out.publish(now: now)
             if node.allWorkersFinished && !node.isFinished && outboxes.allSatisfy(\.isEmpty)
-                && (0..<senders.count).allSatisfy({ waiting($0) == 0 && senders[$0].inFlight == 0 }) {
+                && pending.allSatisfy(\.isEmpty) && out.allAcknowledged {
                 node.markFinished()
             }
             if !did {
@@ -321,5 +339,4 @@ final class Multiplexer {
             }
         }
     }
-
 }

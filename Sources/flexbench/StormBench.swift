@@ -130,10 +130,14 @@ struct StormBench: ParsableCommand {
         let tag = "fb\(getpid())"
         let socket = "/tmp/\(tag)-memif.sock"
         let base = try StormConfig.load(path: config)
-        var processes: [(name: String, process: Process, json: String)] = []
+        var processes: [(name: String, process: Process, json: String, log: String)] = []
+        var keepLogs = false
         defer {
             for p in processes where p.process.isRunning { p.process.terminate() }
-            for p in processes { unlink(p.json) }
+            for p in processes {
+                unlink(p.json)
+                if !keepLogs { unlink(p.log) }
+            }
             unlink(socket)
         }
         for (i, node) in base.nodes.enumerated() {
@@ -145,11 +149,19 @@ struct StormBench: ParsableCommand {
             p.arguments = ["node", "--config", config, "--node", node.name, "--trace", traceFile, "--mode", mode.rawValue,
                            "--spout-rate", String(rate), "--io", "dpdk", "--eal", eal, "--json", json,
                            "--duration", String(timeout)]
-            p.standardOutput = FileHandle.nullDevice
-            p.standardError = FileHandle.nullDevice
+            let log = "/tmp/\(tag)-\(node.name)-\(mode.rawValue)-\(monotonicNanoseconds()).log"
+            guard FileManager.default.createFile(atPath: log, contents: nil), let out = FileHandle(forWritingAtPath: log) else {
+                throw ValidationError("cannot write \(log)")
+            }
+            p.standardOutput = out
+            p.standardError = out
             try p.run()
-            processes.append((node.name, p, json))
-            if i == 0 { usleep(300_000) }  // the server's socket first
+            processes.append((node.name, p, json, log))
+            if i == 0 {
+                // The client cannot start before the server's socket exists.
+                let deadline = Date().addingTimeInterval(10)
+                while !FileManager.default.fileExists(atPath: socket) && p.isRunning && Date() < deadline { usleep(10_000) }
+            }
         }
         for p in processes { p.process.waitUntilExit() }
         var reports: [[String: Any]] = []
@@ -177,7 +189,11 @@ struct StormBench: ParsableCommand {
         let seconds = max(last - first, 0) / 1e9
         let drops = UInt64(reports.reduce(0) { r, o in r + ((o["drops"] as? [String: Any])?.values.reduce(0) { $0 + ((($1 as? NSNumber)?.doubleValue) ?? 0) } ?? 0) })
         let ok = reports.count == processes.count && final == exact
-        if !ok { print("  \(mode): did not end with the exact top \(exact.count) (reports \(reports.count), drops \(drops))") }
+        if !ok {
+            keepLogs = true
+            let status = processes.map { "\($0.name) exited \($0.process.terminationStatus) (log \($0.log))" }.joined(separator: ", ")
+            print("  \(mode): did not end with the exact top \(exact.count) (reports \(reports.count), drops \(drops)); \(status)")
+        }
         return Run(mode: mode, seconds: seconds, tuplesPerSecond: Double(count) / max(seconds, 1e-9),
                    latency: .init(input: weighted("input"), processing: weighted("processing"), output: weighted("output"),
                                   network: weighted("network")),

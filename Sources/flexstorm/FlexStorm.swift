@@ -65,7 +65,7 @@ struct Node: ParsableCommand {
     @Option(help: "Tuples/s per spout, instead of the config's spout_rate (0: unpaced).") var spoutRate: Double?
     @Option(help: "socket (DCCP in UDP on kernel sockets) or dpdk (DCCP in IPv4 on a DPDK port).") var io = "socket"
     @Option(parsing: .unconditional, help: "DPDK EAL arguments, blank-separated (with --io dpdk).") var eal: String?
-    @Option(help: "DPDK device name or port number (with --io dpdk).") var dpdkDevice = "0"
+    @Option(help: "DPDK device name or port number (with --io dpdk). The node starts once its link is up.") var dpdkDevice = "0"
     @Option(help: "Also write rankings and the report as JSON lines to this file.") var json: String?
 
     func run() throws {
@@ -89,7 +89,12 @@ struct Node: ParsableCommand {
             var c = DPDKPort.Configuration()
             c.rxQueues = StormNode.ethernetQueues(mode: mode, config: cluster)
             c.txQueues = c.rxQueues
-            transport = .ethernet(try DPDKPort(device: dpdkDevice, configuration: c)) { body in DPDKEnvironment.asLcore(body) }
+            let port = try DPDKPort(device: dpdkDevice, configuration: c)
+            // Peers that are sent to before the link is up look down (`peer_down_ms`).
+            guard port.waitForLink(timeoutMilliseconds: 30_000) else {
+                throw ValidationError("\(port.name): the link did not come up within 30 s (is the peer running?)")
+            }
+            transport = .ethernet(port) { body in DPDKEnvironment.asLcore(body) }
         default: throw ValidationError("--io is socket or dpdk, not \(io)")
         }
         let jsonFile = try json.map { path -> FileHandle in

@@ -75,7 +75,9 @@ import Glibc
                                     + (name == "a" ? ["--json", json] : []))
         }
         let a = try node("a", role: "server")
-        usleep(300_000)
+        // The client cannot start before the server's socket exists.
+        let deadline = Date().addingTimeInterval(20)
+        while !FileManager.default.fileExists(atPath: socket) && a.process.isRunning && Date() < deadline { usleep(10_000) }
         let b = try node("b", role: "client")
         for n in [a, b] { #expect(n.waitForExit(timeout: 120) == 0, "\(n.output)") }
         try Self.expectExact(json, nodes: [a, b])

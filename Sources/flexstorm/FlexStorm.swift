@@ -133,15 +133,18 @@ struct Node: ParsableCommand {
 
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run every node of a config in this process (the config's addresses must be local).")
+        abstract: "Run every node of a config in this process (the config's addresses must be local, or --loopback).")
     @Option(help: "The cluster's TOML config.") var config: String
+    @Flag(help: "Put every node on 127.0.0.1, node i on the first node's port + i (a multi-host config on one machine).")
+    var loopback = false
     @Option(help: "demux or steered.") var mode: StormNode.Mode = .steered
     @OptionGroup var input: TraceOptions
     @Option(help: "Give up after this many seconds.") var timeout = 120.0
     @Flag(help: "Print rankings and reports as JSON lines.") var json = false
 
     func run() throws {
-        let cluster = try StormConfig.load(path: config)
+        var cluster = try StormConfig.load(path: config)
+        if loopback { cluster = cluster.onLoopback(basePort: cluster.nodes[0].port) }
         let trace = try input.load()
         let c = try LocalCluster(config: cluster, mode: mode, trace: trace)
         let start = monotonicNanoseconds()

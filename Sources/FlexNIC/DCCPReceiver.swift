@@ -98,8 +98,9 @@ public final class DCCPReceiver<Slot: DeliverySlot>: @unchecked Sendable {
         self.clock = clock
     }
 
-    /// Handles every packet of `batch` (which is emptied): acks go to `replies` (or are
-    /// released, counted, when it is full); everything else goes back to `port`.
+    /// Handles every packet of `batch` (which is emptied): acks go to `replies` (an ack
+    /// that finds it full is released: the sender's retransmission draws it again);
+    /// everything else goes back to `port`.
     public func process(_ batch: PacketBatch, port: some PacketPort, replies: PacketBatch, release: PacketBatch) {
         lastDelivered = 0
         var tally = DCCPReceiveCounters.Tally()

@@ -17,7 +17,7 @@ public struct NodeReport: Sendable {
     public var outputOverflow: UInt64
     /// Frames for the node itself that found its loopback ring full (sent again by
     /// their senders).
-    public var unsentFrames: UInt64
+    public var loopbackOverflow: UInt64
     /// Times a transmit queue stayed full through every try (the frames waited).
     public var transmitBusy: UInt64
     public var portStatistics: PortStatistics
@@ -87,7 +87,7 @@ public struct NodeReport: Sendable {
         s += "  dccp: sent \(senders.sent), retransmitted \(senders.retransmitted) (\(senders.fastRetransmits) fast), window stalls \(senders.windowStalls), "
             + "peer down \(senders.timesDown)x; receive: "
             + receive.filter { $0.value > 0 }.map { "\($0.name) \($0.value)" }.joined(separator: ", ")
-        s += "\n  port: \(portStatistics), transmit queue full \(transmitBusy)x, loopback overflow \(unsentFrames)"
+        s += "\n  port: \(portStatistics), transmit queue full \(transmitBusy)x, loopback overflow \(loopbackOverflow)"
         return s
     }
 

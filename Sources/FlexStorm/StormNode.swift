@@ -46,6 +46,9 @@ public final class StormNode: @unchecked Sendable {
     /// by the receive turn like another rx queue.
     let loopbacks: [SPSCRing<Packet>]
     let address: IPv4Address
+    /// The port is polled (DPDK): nothing to sleep on, and a full transmit ring frees
+    /// as the peer reads it.
+    let portIsPolled: Bool
     let wakeups: [Int32]
     let components: [Component]
     var multiplexer: Multiplexer?
@@ -115,6 +118,7 @@ public final class StormNode: @unchecked Sendable {
         inboxes = local.map { _ in SPSCRing<Tuple>(capacity: config.queueDepth) }
         loopbacks = udpEncapsulated ? [] : (0..<queueCount).map { _ in SPSCRing<Packet>(capacity: 1024) }
         address = me.address
+        portIsPolled = port.readinessDescriptor(queue: 0) == nil
         var targets = [Int16](repeating: -1, count: config.workers.count + 1)
         for (i, w) in local.enumerated() { targets[Int(w.id)] = Int16(i) }
         // Senders' DCCP ports sit next to the node's service port.
@@ -278,7 +282,7 @@ public final class StormNode: @unchecked Sendable {
     /// (DPDK) has nothing to sleep on: poll again after 50 us rather than spin, since
     /// the node's threads share the cores with the work they wait for.
     func waitForPort(also descriptor: Int32?) {
-        if port.readinessDescriptor(queue: 0) == nil {
+        if portIsPolled {
             usleep(50)
         } else {
             waitForAny((0..<port.rxQueueCount).map { (port, $0) }, descriptors: descriptor.map { [$0] } ?? [], timeoutMilliseconds: 1)
@@ -344,7 +348,7 @@ public final class StormNode: @unchecked Sendable {
         if !loopbacks.isEmpty { loopBack(batch, lane: lane) }
         var stuck = 0
         // A polled port's ring frees as the peer reads it: worth more tries than a socket.
-        let patience = port.readinessDescriptor(queue: 0) == nil ? 64 : 4
+        let patience = portIsPolled ? 64 : 4
         while !batch.isEmpty && stuck < patience {
             if port.transmit(queue: lane, batch) == 0 { stuck += 1 }
         }
@@ -354,7 +358,7 @@ public final class StormNode: @unchecked Sendable {
     let transmitBusy = Atomic<UInt64>(0)
     /// Frames for this node that found its loopback ring full (sent again by their
     /// senders).
-    let unsentFrames = Atomic<UInt64>(0)
+    let loopbackOverflow = Atomic<UInt64>(0)
     /// Bit i: worker i waits for acks (its window is full).
     let stalledWorkers = Atomic<UInt64>(0)
 
@@ -378,7 +382,7 @@ public final class StormNode: @unchecked Sendable {
                 batch[kept] = p
                 kept += 1
             } else if !loopbacks[lane].enqueue(p) {
-                unsentFrames.wrappingAdd(1, ordering: .relaxed)
+                loopbackOverflow.wrappingAdd(1, ordering: .relaxed)
                 port.release(p)
             }
         }
@@ -404,7 +408,7 @@ public final class StormNode: @unchecked Sendable {
         return NodeReport(node: config.nodes[nodeIndex].name, mode: mode, seconds: Double(end &- startedAt) / 1e9,
                           workers: stats.map(\.snapshot), receive: receiver.counters.snapshot, senders: senders,
                           unknownDestination: droppedUnknown.load(ordering: .relaxed), outputOverflow: outputOverflow.load(ordering: .relaxed),
-                          unsentFrames: unsentFrames.load(ordering: .relaxed), transmitBusy: transmitBusy.load(ordering: .relaxed),
+                          loopbackOverflow: loopbackOverflow.load(ordering: .relaxed), transmitBusy: transmitBusy.load(ordering: .relaxed),
                           portStatistics: port.statistics)
     }
 

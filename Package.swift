@@ -62,7 +62,7 @@ let package = Package(
             swiftSettings: hotPath
         ),
         .target(name: "FlexKVS", dependencies: ["FlexNIC", "FlexIO", "FlexWire", "CFlexSys"], swiftSettings: hotPath),
-        .target(name: "FlexIDS", dependencies: ["FlexNIC", "FlexIO", "FlexWire", "CPCRE2"], swiftSettings: hotPath),
+        .target(name: "FlexIDS", dependencies: ["FlexNIC", "FlexIO", "FlexWire", "CPCRE2", "CFlexSys"], swiftSettings: hotPath),
         .target(
             name: "FlexStorm",
             dependencies: ["FlexNIC", "FlexIO", "FlexWire", "CFlexSys", .product(name: "TOMLKit", package: "TOMLKit")],
@@ -80,7 +80,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "flexids",
-            dependencies: ["FlexIDS", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["FlexIDS", "FlexNIC", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "flexstorm",

@@ -27,8 +27,9 @@ public enum RuleParser {
             destination: try AddressSet(parsing: header[5], variables: variables),
             destinationPorts: try PortSet(parsing: header[6], variables: variables),
             location: location)
+        var cursorInBody = false
         for option in try splitOptions(body[body.index(after: open)..<body.index(before: body.endIndex)]) {
-            try apply(option, to: &rule)
+            try apply(option, to: &rule, fileData: &cursorInBody)
         }
         guard rule.sid > 0 else { throw .malformed("no sid") }
         return rule
@@ -53,7 +54,17 @@ public enum RuleParser {
         return out.filter { !$0.isEmpty }
     }
 
-    static func apply(_ option: Substring, to rule: inout SnortRule) throws(RuleError) {
+    /// Content modifiers that name an HTTP buffer (`http_raw_*` share the unnormalized one).
+    static let bufferModifiers: [Substring: InspectionBuffer] = [
+        "http_method": .httpMethod, "http_uri": .httpURI, "http_raw_uri": .httpURI,
+        "http_header": .httpHeader, "http_raw_header": .httpHeader,
+        "http_cookie": .httpCookie, "http_raw_cookie": .httpCookie, "http_client_body": .httpClientBody,
+        "http_stat_code": .httpStatCode, "http_stat_msg": .httpStatMessage,
+    ]
+
+    /// Applies one option. `fileData` is the sticky buffer state: after `file_data`,
+    /// contents and pcres without a buffer of their own look at the HTTP body.
+    static func apply(_ option: Substring, to rule: inout SnortRule, fileData: inout Bool) throws(RuleError) {
         let colon = option.firstIndex(of: ":")
         let name = (colon.map { option[..<$0] } ?? option).trimmingWhitespace
         let value = colon.map { option[option.index(after: $0)...].trimmingWhitespace } ?? ""
@@ -76,7 +87,22 @@ public enum RuleParser {
         case "priority": rule.priority = try number()
         case "classtype": rule.classtype = String(value)
         case "reference": rule.references.append(String(value))
-        case "content": rule.detection.append(.content(try content(value)))
+        case "content", "uricontent":
+            var c = try content(value)
+            c.buffer = name == "uricontent" ? .httpURI : fileData ? .fileData : .raw
+            rule.detection.append(.content(c))
+        case _ where bufferModifiers[name] != nil:
+            let buffer = bufferModifiers[name]!
+            try modifyLastContent { $0.buffer = buffer }
+        case "file_data":
+            fileData = true
+            rule.detection.append(.fileData)
+        case "pkt_data": fileData = false
+        case "isdataat": rule.detection.append(try dataAt(value))
+        case "flags": rule.tcpFlags = try flags(value)
+        case "dsize": rule.payloadSize = try size(value, name: name)
+        case "urilen": rule.uriLength = try size(value.split(separator: ",").first ?? "", name: name)
+        case "threshold": rule.threshold = try threshold(value)
         case "nocase": try modifyLastContent { $0.nocase = true }
         case "rawbytes": try modifyLastContent { _ in }  // we match raw bytes anyway
         case "offset": let n: Int = try number(); try modifyLastContent { $0.offset = n }
@@ -85,7 +111,7 @@ public enum RuleParser {
         case "within": let n: Int = try number(); try modifyLastContent { $0.within = n }
         case "fast_pattern":
             try modifyLastContent { $0.fastPattern = value == "only" ? .only : .chosen }
-        case "pcre": rule.detection.append(.pcre(try pcre(value)))
+        case "pcre": rule.detection.append(.pcre(try pcre(value, defaultBuffer: fileData ? .fileData : .raw)))
         case "flow": rule.flow = try flow(value)
         default:
             guard informational.contains(name) else { throw .unsupported(String(name)) }
@@ -138,8 +164,9 @@ public enum RuleParser {
 
     /// `pcre:[!]"/pattern/flags"`. Snort's flags map to PCRE2 options; R makes it
     /// relative; B (raw bytes) and O (no match limits) change nothing here; the HTTP
-    /// buffer flags (U, P, H, D, M, C, K, S, Y, I) are not implemented.
-    static func pcre(_ v: Substring) throws(RuleError) -> PCREMatch {
+    /// buffer flags pick the buffer (U and I the URI, H and D the header, P the client
+    /// body, M the method, C and K the cookie, S the status code, Y the status message).
+    static func pcre(_ v: Substring, defaultBuffer: InspectionBuffer) throws(RuleError) -> PCREMatch {
         let negated = v.first == "!"
         let quoted = negated ? v.dropFirst().trimmingWhitespace : v
         guard quoted.count >= 2, quoted.first == "\"", quoted.last == "\"" else { throw .malformed("pcre needs a quoted /pattern/") }
@@ -150,6 +177,7 @@ public enum RuleParser {
         let pattern = String(inner[inner.index(after: inner.startIndex)..<close])
         var options: UInt32 = 0
         var relative = false
+        var buffer = defaultBuffer
         for f in inner[inner.index(after: close)...] {
             switch f {
             case "i": options |= UInt32(PCRE2_CASELESS)
@@ -161,11 +189,92 @@ public enum RuleParser {
             case "G": options |= UInt32(PCRE2_UNGREEDY)
             case "R": relative = true
             case "B", "O": break
+            case "U", "I": buffer = .httpURI
+            case "H", "D": buffer = .httpHeader
+            case "P": buffer = .httpClientBody
+            case "M": buffer = .httpMethod
+            case "C", "K": buffer = .httpCookie
+            case "S": buffer = .httpStatCode
+            case "Y": buffer = .httpStatMessage
             default: throw .unsupported("pcre flag \(f)")
             }
         }
-        return PCREMatch(source: String(quoted), negated: negated, relative: relative,
+        return PCREMatch(source: String(quoted), negated: negated, relative: relative, buffer: buffer,
                          pattern: try CompiledPattern(pattern, options: options))
+    }
+
+    /// `isdataat:[!]N[,relative][,rawbytes]`.
+    static func dataAt(_ v: Substring) throws(RuleError) -> DetectionOption {
+        let parts = v.split(separator: ",").map { $0.trimmingWhitespace }
+        let negated = parts.first?.first == "!"
+        guard let first = parts.first, let n = Int(negated ? first.dropFirst() : first), n >= 0 else {
+            throw .malformed("isdataat needs [!]N[,relative], not \(v)")
+        }
+        for p in parts.dropFirst() where p != "relative" && p != "rawbytes" { throw .unsupported("isdataat:\(p)") }
+        return .dataAt(offset: n, relative: parts.contains("relative"), negated: negated)
+    }
+
+    /// `flags:[+*!]FSRPAUCE0[,12CE]`.
+    static func flags(_ v: Substring) throws(RuleError) -> FlagsTest {
+        let parts = v.split(separator: ",", maxSplits: 1).map { $0.trimmingWhitespace }
+        guard let spec = parts.first else { throw .malformed("flags needs flag letters") }
+        func bits(_ s: Substring) throws(RuleError) -> UInt8 {
+            var b: UInt8 = 0
+            for c in s {
+                switch c {
+                case "F": b |= 0x01
+                case "S": b |= 0x02
+                case "R": b |= 0x04
+                case "P": b |= 0x08
+                case "A": b |= 0x10
+                case "U": b |= 0x20
+                case "E", "2": b |= 0x40
+                case "C", "1": b |= 0x80
+                case "0": break
+                default: throw .malformed("unknown TCP flag \(c) in flags:\(v)")
+                }
+            }
+            return b
+        }
+        var mode = FlagsTest.Mode.exactly
+        var letters = spec
+        for (symbol, m) in [("+", FlagsTest.Mode.all), ("*", .any), ("!", .none)] as [(Character, FlagsTest.Mode)] {
+            if letters.first == symbol { mode = m; letters = letters.dropFirst() } else if letters.last == symbol { mode = m; letters = letters.dropLast() }
+        }
+        return FlagsTest(mode: mode, mask: try bits(letters), ignored: parts.count > 1 ? try bits(parts[1]) : 0)
+    }
+
+    /// `N`, `>N`, `<N`, `A<>B`.
+    static func size(_ v: Substring, name: Substring) throws(RuleError) -> SizeTest {
+        let t = v.trimmingWhitespace
+        let bad = RuleError.malformed("\(name) needs N, >N, <N or A<>B, not \(v)")
+        if let r = t.range(of: "<>") {
+            guard let a = Int(t[..<r.lowerBound].trimmingWhitespace), let b = Int(t[r.upperBound...].trimmingWhitespace) else { throw bad }
+            return SizeTest(comparison: .between, low: a, high: b)
+        }
+        let comparison: SizeTest.Comparison = t.first == ">" ? .greater : t.first == "<" ? .less : .equal
+        guard let n = Int((comparison == .equal ? t : t.dropFirst()).trimmingWhitespace) else { throw bad }
+        return SizeTest(comparison: comparison, low: n, high: n)
+    }
+
+    /// `type limit|threshold|both, track by_src|by_dst, count N, seconds S` (any order).
+    static func threshold(_ v: Substring) throws(RuleError) -> Threshold {
+        var kind: Threshold.Kind?, track: Bool?, count: Int?, seconds: Int?
+        for part in v.split(separator: ",") {
+            let words = part.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            guard words.count == 2 else { throw .malformed("threshold part \"\(part.trimmingWhitespace)\" is not `key value`") }
+            switch words[0] {
+            case "type": kind = Threshold.Kind(rawValue: String(words[1]))
+            case "track": track = words[1] == "by_src" ? true : words[1] == "by_dst" ? false : nil
+            case "count": count = Int(words[1])
+            case "seconds": seconds = Int(words[1])
+            default: throw .malformed("unknown threshold key \(words[0])")
+            }
+        }
+        guard let kind, let track, let count, count > 0, let seconds, seconds > 0 else {
+            throw .malformed("threshold needs type limit|threshold|both, track by_src|by_dst, count N > 0, seconds S > 0")
+        }
+        return Threshold(kind: kind, trackBySource: track, count: count, seconds: seconds)
     }
 
     /// `flow:to_server,established` and friends.

@@ -22,6 +22,14 @@ public struct SnortRule: Sendable {
     public var priority: Int?
     public var references: [String] = []
     public var flow = FlowConstraint()
+    /// `flags:`: the TCP flags test (only TCP packets pass one).
+    public var tcpFlags: FlagsTest?
+    /// `dsize:`: the payload size test.
+    public var payloadSize: SizeTest?
+    /// `urilen:`: the HTTP request URI's length test (no request, no match).
+    public var uriLength: SizeTest?
+    /// `threshold:`: an event filter applied to this rule's alerts after detection.
+    public var threshold: Threshold?
     public var detection: [DetectionOption] = []
     public var location: RuleLocation
 
@@ -47,6 +55,64 @@ public struct FlowConstraint: Sendable, Equatable {
 public enum DetectionOption: Sendable {
     case content(ContentMatch)
     case pcre(PCREMatch)
+    /// `isdataat:[!]N[,relative]`: there is (or, negated, is not) a byte at offset N.
+    case dataAt(offset: Int, relative: Bool, negated: Bool)
+    /// `file_data`: later contents and pcres without a buffer of their own look at the
+    /// HTTP body, starting at its first byte.
+    case fileData
+}
+
+/// Which bytes of a packet a content or pcre is matched against. `raw` is the whole
+/// payload; the HTTP buffers are ranges of it found by `HTTPBuffers` (not normalized:
+/// `http_uri` is the raw request target, as `http_raw_uri`).
+public enum InspectionBuffer: UInt8, Sendable {
+    case raw, httpMethod, httpURI, httpHeader, httpCookie, httpClientBody, httpStatCode, httpStatMessage, fileData
+}
+
+/// `flags:[modifier]FLAGS[,IGNORED]`. `mask` holds the named flags; `ignored` the bits
+/// the test disregards (`1`/`C` CWR, `2`/`E` ECE after the comma).
+public struct FlagsTest: Sendable, Equatable {
+    public enum Mode: Sendable, Equatable { case exactly, all, any, none }
+    public var mode: Mode
+    public var mask: UInt8
+    public var ignored: UInt8
+
+    public func matches(_ flags: UInt8) -> Bool {
+        let f = flags & ~ignored
+        switch mode {
+        case .exactly: return f == mask
+        case .all: return f & mask == mask
+        case .any: return f & mask != 0
+        case .none: return f & mask == 0
+        }
+    }
+}
+
+/// `dsize:N`, `dsize:>N`, `dsize:<N`, `dsize:A<>B` (exclusive, as Snort 2.9); also urilen.
+public struct SizeTest: Sendable, Equatable {
+    public enum Comparison: Sendable, Equatable { case equal, greater, less, between }
+    public var comparison: Comparison
+    public var low: Int
+    public var high: Int
+
+    public func matches(_ n: Int) -> Bool {
+        switch comparison {
+        case .equal: return n == low
+        case .greater: return n > low
+        case .less: return n < low
+        case .between: return n > low && n < high
+        }
+    }
+}
+
+/// `threshold:type limit|threshold|both, track by_src|by_dst, count N, seconds S`:
+/// Snort's event filter, applied to the alerts of a run in packet order.
+public struct Threshold: Sendable, Equatable {
+    public enum Kind: String, Sendable { case limit, threshold, both }
+    public var kind: Kind
+    public var trackBySource: Bool
+    public var count: Int
+    public var seconds: Int
 }
 
 /// `content` with its modifiers.
@@ -60,6 +126,7 @@ public struct ContentMatch: Sendable, Equatable {
     public var distance: Int?
     public var within: Int?
     public var fastPattern = FastPattern.auto
+    public var buffer = InspectionBuffer.raw
 
     /// Whether it is placed relative to the previous match (distance/within).
     public var isRelative: Bool { distance != nil || within != nil }
@@ -71,5 +138,6 @@ public struct PCREMatch: Sendable {
     public var source: String
     public var negated: Bool
     public var relative: Bool
+    public var buffer: InspectionBuffer
     public var pattern: CompiledPattern
 }

@@ -4,12 +4,13 @@ import CPcap
 /// the packet number (1-based).
 public struct PcapError: Error, CustomStringConvertible, Sendable {
     public let description: String
+    public init(description: String) { self.description = description }
 }
 
 /// Link types this project reads.
 public enum LinkType: Int32, Sendable {
     case ethernet = 1       // DLT_EN10MB
-    case raw = 101          // LINKTYPE_RAW (DLT_RAW is 12 on Linux)
+    case raw = 12           // DLT_RAW on Linux (LINKTYPE_RAW, 101, in the file)
     case linuxCooked = 113  // DLT_LINUX_SLL
 }
 

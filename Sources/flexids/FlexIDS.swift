@@ -1,5 +1,6 @@
 import ArgumentParser
 import FlexIDS
+import FlexNIC
 import Foundation
 
 /// flexids: Snort rules -> port groups -> flow-group profile -> partition -> steering.
@@ -8,41 +9,248 @@ struct FlexIDSCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "flexids",
         abstract: "An IDS steering partitioner and evaluator for Snort rule sets.",
-        subcommands: [CheckRules.self])
+        discussion: """
+            Typical use:
+              flexids generate --out /tmp/mix.pcap --flows 5000
+              flexids profile --rules R --vars V --pcap /tmp/mix.pcap --out /tmp/profile.json
+              flexids partition --profile /tmp/profile.json --instances 4 --out /tmp/steering.toml
+              flexids run --rules R --vars V --pcap /tmp/mix.pcap --instances 4 --steering partition --table /tmp/steering.toml
+            """,
+        subcommands: [CheckRules.self, Generate.self, ProfileCommand.self, PartitionCommand.self, Run.self])
 }
 
-/// `flexids rules`: load a rule set and report what was loaded and what was skipped.
+func warn(_ s: String) { FileHandle.standardError.write(Data("\(s)\n".utf8)) }
+
+/// Rule and variable files, loaded the same way by every subcommand.
+struct RuleOptions: ParsableArguments {
+    @Option(name: .long, help: "Snort rule file (repeat for several).") var rules: [String]
+    @Option(help: "Snort variables file (ipvar/portvar/var lines), e.g. Configs/ids/snort-vars.conf.") var vars: String?
+    @Option(help: "Skipped rules to list one by one (the summary counts them all; -1 lists all).") var warnings = 10
+
+    /// Loads the rules, prints warnings and the loaded/skipped summary to stderr.
+    func load(quiet: Bool = false) throws -> RuleSet {
+        let start = Date()
+        do {
+            let variables = try vars.map { try RuleVariables.load(path: $0) } ?? RuleVariables()
+            let set = try RuleSet.load(paths: rules, variables: variables)
+            for s in set.skipped.prefix(warnings < 0 ? Int.max : warnings) { warn("warning: \(s)") }
+            if warnings >= 0 && set.skipped.count > warnings {
+                warn("warning: \(set.skipped.count - warnings) more skipped rules (--warnings=-1 lists them)")
+            }
+            warn(String(format: "rules: loaded %d, skipped %d in %.2f s", set.rules.count, set.skipped.count, Date().timeIntervalSince(start)))
+            if !quiet { for s in set.skipSummary.prefix(8) { warn("  skipped \(s.count): \(s.reason) (first at \(s.first))") } }
+            return set
+        } catch {
+            throw ValidationError("\(error)")
+        }
+    }
+}
+
+func loadTrace(_ path: String) throws -> Trace {
+    let trace: Trace
+    do { trace = try Trace(path: path) } catch { throw ValidationError("\(error)") }
+    if let e = trace.error { warn("warning: \(e); using the \(trace.records.count) packets before it") }
+    if trace.skipped > 0 { warn("warning: \(path): \(trace.skipped) records skipped (oversized or not IP)") }
+    return trace
+}
+
+/// `flexids rules`: load a rule set and report what was loaded, skipped and built.
 struct CheckRules: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rules",
-        abstract: "Load Snort rules and report how many loaded and why the others were skipped.",
+        abstract: "Load Snort rules; report how many loaded, why the others were skipped, and the port groups.",
         discussion: """
-            Reads Snort 2.9 rules (header with address and port lists, ranges, negation and \
+            Reads Snort 2.9 rules: header with address and port lists, ranges, negation and \
             $VARIABLES; content with |hex|, nocase, offset, depth, distance, within, negation, \
-            fast_pattern; pcre via PCRE2 with JIT; flow; msg, sid, rev, classtype, reference). \
+            fast_pattern and the HTTP buffers (http_uri, http_method, http_header, http_cookie, \
+            http_client_body, http_stat_code, http_stat_msg, file_data, uricontent); pcre via \
+            PCRE2 with JIT (buffer flags U I H D P M C K S Y; R relative); flow; flags; dsize; \
+            urilen; isdataat; threshold; msg, sid, rev, gid, priority, classtype, reference. \
             A rule using anything else is skipped with a warning naming file and line.
             """)
 
-    @Option(name: .long, help: "Rule file (repeat for several).") var rules: [String]
-    @Option(help: "Snort variables file (ipvar/portvar/var lines), e.g. ../shared/data/rules/snort-vars.conf.") var vars: String?
-    @Option(help: "Skipped rules to list one by one (the summary counts them all; --warnings=-1 lists all).") var warnings = 20
+    @OptionGroup var ruleOptions: RuleOptions
+    @Flag(help: "List every port group with its rules and automaton size.") var groups = false
 
     func run() throws {
+        let set = try ruleOptions.load()
         let start = Date()
-        var variables = RuleVariables()
-        do {
-            if let vars { variables = try RuleVariables.load(path: vars) }
-            let set = try RuleSet.load(paths: rules, variables: variables)
-            let seconds = Date().timeIntervalSince(start)
-            for s in set.skipped.prefix(warnings < 0 ? Int.max : warnings) { FileHandle.standardError.write(Data("warning: \(s)\n".utf8)) }
-            if warnings >= 0 && set.skipped.count > warnings {
-                FileHandle.standardError.write(Data("warning: \(set.skipped.count - warnings) more skipped rules (--warnings=-1 lists them)\n".utf8))
+        let engine = DetectionEngine(rules: set.rules)
+        print(String(format: "port groups: %d, automata %.1f MiB, built in %.2f s", engine.groups.count,
+                     Double(engine.memoryFootprint) / 1048576, Date().timeIntervalSince(start)))
+        let shown = groups ? engine.groups : Array(engine.groups.sorted { $0.memoryFootprint > $1.memoryFootprint }.prefix(8))
+        if !groups { print("largest groups (--groups lists all):") }
+        for g in shown {
+            print(String(format: "  %-40@ %5d rules %7d states %8.1f KiB", g.name, g.rules.count, g.stateCount, Double(g.memoryFootprint) / 1024))
+        }
+    }
+}
+
+/// `flexids generate`: write the synthetic mix.
+struct Generate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write a pcap of synthetic traffic (HTTP, TLS, DNS, SMTP, SSH, FTP, MySQL, IRC, NTP, probes; both directions).",
+        discussion: "A share of the flows (--triggers) carries payloads that fire Configs/ids/flex-sample.rules.")
+
+    @Option(help: "Output pcap.") var out: String
+    @Option(help: "TCP connections and UDP exchanges to generate.") var flows = 2000
+    @Option(help: "Random seed (same seed, same file).") var seed: UInt64 = 1
+    @Option(help: "Fraction of flows with rule-triggering payloads.") var triggers = 0.04
+
+    func validate() throws {
+        guard flows > 0 else { throw ValidationError("--flows must be positive") }
+        guard (0...1).contains(triggers) else { throw ValidationError("--triggers is a fraction in 0...1") }
+    }
+
+    func run() throws {
+        var generator = TrafficGenerator(flows: flows, seed: seed, triggerShare: triggers)
+        let n = try generator.write(to: out)
+        print("wrote \(out): \(n) packets in \(flows) flows")
+    }
+}
+
+/// `flexids profile`.
+struct ProfileCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "profile",
+        abstract: "Inspect a trace prefix on one instance and record, per flow group, packets, bytes and cycles.",
+        discussion: """
+            A flow group is the protocol and the service ports of a flow (ports some rule \
+            group is keyed by); it fixes the port groups the flow's packets check, in both \
+            directions. The profile is JSON, heaviest flow group first.
+            """)
+
+    @OptionGroup var ruleOptions: RuleOptions
+    @Option(help: "Trace to profile (Ethernet, Linux cooked or raw IP; VLAN tags allowed).") var pcap: String
+    @Option(help: "Fraction of the trace to profile (from its start).") var prefix = 0.02
+    @Option(help: "Profile file to write.") var out = "ids-profile.json"
+
+    func validate() throws {
+        guard prefix > 0 && prefix <= 1 else { throw ValidationError("--prefix is a fraction in (0, 1]") }
+    }
+
+    func run() throws {
+        let set = try ruleOptions.load(quiet: true)
+        let engine = DetectionEngine(rules: set.rules)
+        let trace = try loadTrace(pcap)
+        let count = max(1, Int((Double(trace.records.count) * prefix).rounded()))
+        guard trace.records.count > 0 else { throw ValidationError("\(pcap): no packets") }
+        let profile = Profile.measure(engine: engine, trace: trace, count: min(count, trace.records.count), rules: ruleOptions.rules, prefix: prefix)
+        try profile.write(to: out)
+        let total = max(profile.entries.reduce(0) { $0 + $1.cycles }, 1)
+        print("profiled \(profile.packets) of \(trace.records.count) packets: \(profile.entries.count) flow groups -> \(out)")
+        for e in profile.entries.prefix(12) {
+            print(String(format: "  %-18@ %7d pkts %5.1f %% cycles  %@", e.name, e.packets, Double(e.cycles) * 100 / Double(total),
+                         e.portGroups.joined(separator: " | ")))
+        }
+    }
+}
+
+/// `flexids partition`.
+struct PartitionCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "partition",
+        abstract: "Assign flow groups to instances (greedy, heaviest first, least-loaded instance) and write the steering program.",
+        discussion: "The output is a FlexNIC steering program (TOML, as in Configs/steering/); traffic outside the profile is hashed symmetrically.")
+
+    @Option(help: "Profile from `flexids profile`.") var profile: String
+    @Option(help: "IDS instances.") var instances = 4
+    @Option(help: "Steering program to write.") var out = "ids-steering.toml"
+
+    func validate() throws {
+        guard (1...64).contains(instances) else { throw ValidationError("--instances must be 1...64") }
+    }
+
+    func run() throws {
+        let p: Profile
+        do { p = try Profile.load(path: profile) } catch { throw ValidationError("\(error)") }
+        let (assignment, load) = p.partition(instances: instances)
+        let text = IDSSteering.partitionProgramText(assignment: assignment, instances: instances)
+        do { _ = try ProgramFile.parse(text, source: out) } catch { throw ValidationError("internal: the program does not load: \(error)") }
+        guard FileManager.default.createFile(atPath: out, contents: Data(text.utf8)) else { throw ValidationError("\(out): cannot write") }
+        let total = Double(max(load.reduce(0, +), 1))
+        print("\(assignment.count) flow groups onto \(instances) instances -> \(out)")
+        for i in 0..<instances {
+            let mine = assignment.filter { $0.instance == i }.map { "\($0.group)" }
+            print(String(format: "  instance %d: %5.1f %% of profiled cycles  %@", i, Double(load[i]) * 100 / total,
+                         mine.prefix(8).joined(separator: ", ") + (mine.count > 8 ? ", ... (\(mine.count))" : "")))
+        }
+    }
+}
+
+/// `flexids run`.
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Replay a trace through a steering program to N instance threads and report throughput, load and alerts.",
+        discussion: """
+            The part of the trace after --prefix is replayed (the part `flexids profile` \
+            learned from is skipped). Each instance has its own flow table and matcher \
+            state; both directions of a flow reach the same instance in every mode, so the \
+            alerts are the same in every mode and with one instance.
+            """)
+
+    @OptionGroup var ruleOptions: RuleOptions
+    @Option(help: "Trace to replay.") var pcap: String
+    @Option(help: "IDS instances (threads).") var instances = 4
+    @Option(help: "hash (RSS, symmetric key), symmetric (sorted-tuple Toeplitz) or partition (needs --table).") var steering = "hash"
+    @Option(help: "Steering program from `flexids partition` (for --steering partition).") var table: String?
+    @Option(help: "Fraction at the start of the trace to skip (the profiled prefix).") var prefix = 0.02
+    @Option(help: "Flows each instance tracks (more are inspected without state, counted).") var flows = 65536
+    @Option(help: "Write alerts in Snort's fast format here (- for stdout).") var alerts: String?
+    @Option(help: "Write alerts as JSON lines here (- for stdout).") var json: String?
+    @Option(help: "Write each instance's share of the trace to DIR/instance-N.pcap (for Scripts/ids-cachegrind.sh).") var shares: String?
+
+    func validate() throws {
+        guard (1...64).contains(instances) else { throw ValidationError("--instances must be 1...64") }
+        guard SteeringMode(rawValue: steering) != nil else { throw ValidationError("--steering is hash, symmetric or partition") }
+        guard steering != "partition" || table != nil else { throw ValidationError("--steering partition needs --table (from flexids partition)") }
+        guard (0..<1).contains(prefix) else { throw ValidationError("--prefix is a fraction in [0, 1)") }
+    }
+
+    func run() throws {
+        let set = try ruleOptions.load(quiet: true)
+        let engine = DetectionEngine(rules: set.rules)
+        let trace = try loadTrace(pcap)
+        let program: SteeringProgram
+        switch SteeringMode(rawValue: steering)! {
+        case .hash: program = IDSSteering.hashProgram(instances: instances, symmetricSort: false)
+        case .symmetric: program = IDSSteering.hashProgram(instances: instances, symmetricSort: true)
+        case .partition:
+            do { program = try ProgramFile.load(path: table!) } catch { throw ValidationError("\(error)") }
+            guard program.queues == instances else {
+                throw ValidationError("\(table!) steers to \(program.queues) instances, not \(instances) (rerun flexids partition --instances \(instances))")
             }
-            let pcres = set.rules.reduce(0) { n, r in n + r.detection.filter { if case .pcre = $0 { true } else { false } }.count }
-            print(String(format: "rules: loaded %d, skipped %d (%d pcre compiled) in %.2f s", set.rules.count, set.skipped.count, pcres, seconds))
-            for s in set.skipSummary { print("  skipped \(s.count): \(s.reason) (first at \(s.first))") }
-        } catch {
-            throw ValidationError("\(error)")
+        }
+        let first = Int((Double(trace.records.count) * prefix).rounded())
+        let replay = try Replay(engine: engine, trace: trace, records: first..<trace.records.count, program: program, flowCapacity: flows)
+        warn("replaying \(trace.records.count - first) packets to \(instances) instances (\(steering) steering)...")
+        let r = replay.run(keepShares: shares != nil)
+        print(String(format: "%@ steering, %d instances: %d packets in %.3f s: %.0f packets/s, %.1f Mbit/s; %d alerts",
+                     steering, instances, r.packets, r.seconds, r.packetsPerSecond, r.megabitsPerSecond, r.alerts.count))
+        let inspected = r.instances.reduce(Inspector.Counters(), +)
+        print("  drops: \(r.slowPath) not steered (malformed), \(inspected.undecodable) undecodable, \(inspected.untrackedFlows) flows untracked (table full); dispatcher waited \(r.dispatcherWaits) times on a full ring")
+        let maxCycles = r.instances.map(\.cycles).max() ?? 0
+        for (i, c) in r.instances.enumerated() {
+            print(String(format: "  instance %d: %8d packets %6.1f %%  %7.0f cycles/packet  %6d alerts", i, c.packets,
+                         Double(c.packets) * 100 / Double(max(r.packets, 1)), Double(c.cycles) / Double(max(c.packets, 1)), c.alerts))
+        }
+        print(String(format: "  inspection cycles: total %.1f M (%.0f per packet), busiest instance %.1f M",
+                     Double(inspected.cycles) / 1e6, Double(inspected.cycles) / Double(max(inspected.packets, 1)), Double(maxCycles) / 1e6))
+        try writeAlerts(r.alerts, engine: engine)
+        if let dir = shares, let indices = r.shares {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            for (i, share) in indices.enumerated() { try trace.write(share, to: "\(dir)/instance-\(i).pcap") }
+            print("  shares written to \(dir)/instance-N.pcap")
+        }
+    }
+
+    func writeAlerts(_ list: [Alert], engine: DetectionEngine) throws {
+        for (path, format) in [(alerts, AlertFormat.fast), (json, AlertFormat.json)] {
+            guard let path else { continue }
+            let text = list.map { format($0, engine.rules[Int($0.rule)]) }.joined(separator: "\n") + (list.isEmpty ? "" : "\n")
+            if path == "-" { print(text, terminator: "") } else if !FileManager.default.createFile(atPath: path, contents: Data(text.utf8)) {
+                throw ValidationError("\(path): cannot write the alerts")
+            }
         }
     }
 }

@@ -1,0 +1,167 @@
+import FlexWire
+
+/// The compiled form of a rule set that instances share: the rules, their port groups
+/// and the port lookup tables. Immutable after `init`.
+public final class DetectionEngine: @unchecked Sendable {
+    public let rules: [SnortRule]
+    public let groups: [RuleGroup]
+    var tcp = PortGroupTable()
+    var udp = PortGroupTable()
+    var icmpGroup: Int16 = -1
+    var ipGroup: Int16 = -1
+
+    /// At most this many ports make a rule join per-port groups; more go to any-any.
+    public static let listedPortLimit = 1024
+    /// A port list at least this long (`$HTTP_PORTS`) keeps one group of its own, which
+    /// every port in it shares; shorter lists merge into each port's own group.
+    public static let sharedListMinimum = 8
+
+    public init(rules: [SnortRule]) {
+        self.rules = rules
+        struct Side: Hashable { var proto: SnortRule.TransportProtocol; var kind: RuleGroup.Kind }
+        struct PortList: Hashable { var side: Side; var ports: [UInt16] }
+        var lists: [PortList: (name: String, rules: [Int32])] = [:]
+        var anyRules: [SnortRule.TransportProtocol: [Int32]] = [:]
+        func add(_ proto: SnortRule.TransportProtocol, _ kind: RuleGroup.Kind, _ ports: [UInt16], _ text: String, _ rule: Int) {
+            lists[PortList(side: Side(proto: proto, kind: kind), ports: ports), default: (text, [])].rules.append(Int32(rule))
+        }
+        for (i, r) in rules.enumerated() {
+            switch r.proto {
+            case .icmp, .ip: anyRules[r.proto, default: []].append(Int32(i))
+            case .tcp, .udp:
+                if let ports = r.destinationPorts.listedPorts(limit: Self.listedPortLimit) {
+                    add(r.proto, .destination, ports, r.destinationPorts.text, i)
+                    if r.bidirectional { add(r.proto, .source, ports, r.destinationPorts.text, i) }
+                } else if let ports = r.sourcePorts.listedPorts(limit: Self.listedPortLimit) {
+                    add(r.proto, .source, ports, r.sourcePorts.text, i)
+                    if r.bidirectional { add(r.proto, .destination, ports, r.sourcePorts.text, i) }
+                } else {
+                    anyRules[r.proto, default: []].append(Int32(i))
+                }
+            }
+        }
+        var groups: [RuleGroup] = []
+        var perPort: [Side: [UInt16: [Int16]]] = [:]
+        // Long lists: one shared group each.
+        func order(_ l: PortList) -> (String, String, Int, UInt16) { (l.side.proto.rawValue, l.side.kind.rawValue, l.ports.count, l.ports[0]) }
+        let ordered = lists.sorted { order($0.key) != order($1.key) ? order($0.key) < order($1.key) : $0.key.ports.lexicographicallyPrecedes($1.key.ports) }
+        for (list, value) in ordered where list.ports.count >= Self.sharedListMinimum {
+            let id = Int16(groups.count)
+            groups.append(RuleGroup(proto: list.side.proto, kind: list.side.kind, ports: list.ports, label: value.name, rules: value.rules, all: rules))
+            for p in list.ports { perPort[list.side, default: [:]][p, default: []].append(id) }
+        }
+        // Short lists: merged per port; ports with the same merged rules share a group.
+        var extras: [Side: [UInt16: Set<Int32>]] = [:]
+        for (list, value) in ordered where list.ports.count < Self.sharedListMinimum {
+            for p in list.ports { extras[list.side, default: [:]][p, default: []].formUnion(value.rules) }
+        }
+        for side in extras.keys.sorted(by: { ($0.proto.rawValue, $0.kind.rawValue) < ($1.proto.rawValue, $1.kind.rawValue) }) {
+            var portsByRules: [[Int32]: [UInt16]] = [:]
+            for (port, set) in extras[side]! { portsByRules[set.sorted(), default: []].append(port) }
+            for (list, ports) in portsByRules.map({ ($0.key, $0.value.sorted()) }).sorted(by: { $0.1[0] < $1.1[0] }) {
+                let id = Int16(groups.count)
+                groups.append(RuleGroup(proto: side.proto, kind: side.kind, ports: ports, label: nil, rules: list, all: rules))
+                for p in ports { perPort[side, default: [:]][p, default: []].append(id) }
+            }
+        }
+        for proto in [SnortRule.TransportProtocol.tcp, .udp, .icmp, .ip] {
+            guard let list = anyRules[proto] else { continue }
+            let id = Int16(groups.count)
+            groups.append(RuleGroup(proto: proto, kind: .any, ports: [], label: nil, rules: list, all: rules))
+            switch proto {
+            case .tcp: tcp.any = id
+            case .udp: udp.any = id
+            case .icmp: icmpGroup = id
+            case .ip: ipGroup = id
+            }
+        }
+        for (side, ports) in perPort {
+            let table = PortGroupTable.Side(ports)
+            switch (side.proto, side.kind) {
+            case (.tcp, .destination): tcp.destination = table
+            case (.tcp, .source): tcp.source = table
+            case (.udp, .destination): udp.destination = table
+            case (.udp, .source): udp.source = table
+            default: break
+            }
+        }
+        self.groups = groups
+    }
+
+    /// The port-group tables of the frame's transport (nil: neither TCP nor UDP).
+    @inline(__always)
+    func table(for frame: ParsedFrame) -> PortGroupTable? {
+        frame.layers.contains(.tcp) ? tcp : frame.layers.contains(.udp) ? udp : nil
+    }
+
+    /// The catch-all groups a frame checks after its port groups: its protocol's any-any
+    /// group and the `ip` group (`-1`: none).
+    @inline(__always)
+    func catchAllGroups(for frame: ParsedFrame) -> (Int16, Int16) {
+        if frame.layers.contains(.tcp) { return (tcp.any, ipGroup) }
+        if frame.layers.contains(.udp) { return (udp.any, ipGroup) }
+        return (frame.ipProtocol == 1 ? icmpGroup : -1, ipGroup)
+    }
+
+    /// Whether `port` keys a group of the frame's protocol: a service port.
+    func isServicePort(_ port: UInt16, tcp isTCP: Bool) -> Bool {
+        isTCP ? tcp.keys(port) : udp.keys(port)
+    }
+
+    /// The flow group of a packet: its protocol and the service ports among its two
+    /// ports (0 for a port no group is keyed by), lower first. Both directions of a flow
+    /// have the same flow group, and it fixes every port group the flow's packets check.
+    public func flowGroup(of frame: ParsedFrame) -> FlowGroup {
+        guard frame.hasPorts else { return FlowGroup(proto: frame.ipProtocol, low: 0, high: 0) }
+        let isTCP = frame.layers.contains(.tcp)
+        let a = isServicePort(frame.sourcePort, tcp: isTCP) ? frame.sourcePort : 0
+        let b = isServicePort(frame.destinationPort, tcp: isTCP) ? frame.destinationPort : 0
+        return FlowGroup(proto: frame.ipProtocol, low: min(a, b), high: max(a, b))
+    }
+
+    /// The port groups a flow group's packets check, in either direction, by name.
+    public func groupNames(of flowGroup: FlowGroup) -> [String] {
+        let table: PortGroupTable? = flowGroup.proto == 6 ? tcp : flowGroup.proto == 17 ? udp : nil
+        var ids: [Int16] = []
+        if let table {
+            for p in [flowGroup.low, flowGroup.high] where p != 0 {
+                ids += table.destination.groups(p) + table.source.groups(p)
+            }
+            ids.append(table.any)
+        } else if flowGroup.proto == 1 {
+            ids.append(icmpGroup)
+        }
+        ids.append(ipGroup)
+        var seen = Set<Int16>()
+        return ids.filter { $0 >= 0 && seen.insert($0).inserted }.map { groups[Int($0)].name }
+    }
+
+    /// Bytes of all groups' automata and rule lists.
+    public var memoryFootprint: Int { groups.reduce(0) { $0 + $1.memoryFootprint } }
+}
+
+/// A class of traffic that checks the same port groups (thesis: a flow group): the IP
+/// protocol and the service ports of the flow, lower first (0: a port no group keys).
+public struct FlowGroup: Hashable, Sendable, Codable, Comparable, CustomStringConvertible {
+    public var proto: UInt8
+    public var low: UInt16
+    public var high: UInt16
+
+    public init(proto: UInt8, low: UInt16, high: UInt16) {
+        self.proto = proto
+        self.low = low
+        self.high = high
+    }
+
+    public static func < (a: FlowGroup, b: FlowGroup) -> Bool { (a.proto, a.low, a.high) < (b.proto, b.low, b.high) }
+
+    public var protocolName: String { proto == 6 ? "tcp" : proto == 17 ? "udp" : proto == 1 ? "icmp" : "ip\(proto)" }
+
+    public var description: String {
+        switch (low, high) {
+        case (0, 0): return "\(protocolName) other"
+        case (0, let p): return "\(protocolName) \(p)"
+        default: return "\(protocolName) \(low)+\(high)"
+        }
+    }
+}

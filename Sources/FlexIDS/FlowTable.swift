@@ -1,0 +1,109 @@
+import FlexWire
+
+/// What detection needs to know about a packet's flow: who sent it and whether the
+/// session is set up (Snort's `flow:to_server|to_client,established`).
+public struct FlowVerdict: Sendable {
+    /// The packet goes from the flow's client to its server.
+    public var toServer: Bool
+    public var established: Bool
+    /// The packet belongs to a tracked flow (false for non-TCP/UDP, or a full table).
+    public var tracked: Bool
+}
+
+/// Per-instance TCP and UDP flow state, as far as `flow:` needs it; open addressing with
+/// linear probing in one fixed allocation, so lookups allocate nothing.
+///
+/// - TCP: the sender of a SYN is the client (of a SYN-ACK, the receiver). The session is
+///   established when the client's ACK completes the handshake. A flow first seen
+///   mid-stream (no SYN) is picked up as established, as Snort's stream5 does, with the
+///   client guessed from the ports: the side on a service port (or on a port below 1024
+///   facing one above) is the server.
+/// - UDP: the first sender is the client unless the ports say otherwise; established
+///   once both sides have sent.
+///
+/// Flows are never evicted (a trace replay is finite). When the table is full, new
+/// flows are inspected statelessly (the mid-stream guesses) and counted in `untracked`.
+public struct FlowTable: ~Copyable {
+    struct Entry {
+        var addresses: UInt64 = 0   // low endpoint's address << 32 | high endpoint's
+        var ports: UInt32 = 0       // low endpoint's port << 16 | high endpoint's
+        var proto: UInt8 = 0        // 0: empty slot
+        var state: State = []
+    }
+    struct State: OptionSet {
+        let rawValue: UInt8
+        static let clientIsLow = State(rawValue: 1)
+        static let synAckSeen = State(rawValue: 2)
+        static let established = State(rawValue: 4)
+        static let lowSent = State(rawValue: 8)
+        static let highSent = State(rawValue: 16)
+    }
+
+    let slots: UnsafeMutablePointer<Entry>
+    let mask: Int
+    public let capacity: Int
+    public private(set) var count = 0
+    public private(set) var untracked = 0
+
+    /// A table for up to `capacity` flows (rounded up to a power of two; the slot array
+    /// is a quarter larger than that to keep probes short).
+    public init(capacity: Int) {
+        var n = 16
+        while n < capacity + capacity / 4 { n <<= 1 }
+        slots = .allocate(capacity: n)
+        slots.initialize(repeating: Entry(), count: n)
+        mask = n - 1
+        self.capacity = capacity
+    }
+
+    deinit { slots.deallocate() }
+
+    /// Updates the flow of `frame` and says how the packet relates to it.
+    /// `senderIsServer` guesses the roles of a flow seen first mid-stream.
+    public mutating func update(_ frame: ParsedFrame, senderIsServer: Bool) -> FlowVerdict {
+        let isTCP = frame.layers.contains(.tcp)
+        guard isTCP || frame.layers.contains(.udp) else { return FlowVerdict(toServer: true, established: false, tracked: false) }
+        let sa = UInt64(frame.sourceAddress), da = UInt64(frame.destinationAddress)
+        let senderIsLow = (sa, frame.sourcePort) <= (da, frame.destinationPort)
+        let addresses = senderIsLow ? sa << 32 | da : da << 32 | sa
+        let ports = senderIsLow ? UInt32(frame.sourcePort) << 16 | UInt32(frame.destinationPort)
+                                : UInt32(frame.destinationPort) << 16 | UInt32(frame.sourcePort)
+        var h = (addresses ^ UInt64(ports) << 7 ^ UInt64(frame.ipProtocol)) &* 0x9E37_79B9_7F4A_7C15
+        h ^= h >> 29
+        var i = Int(truncatingIfNeeded: h) & mask
+        let syn = frame.tcpFlags & 0x02 != 0, ack = frame.tcpFlags & 0x10 != 0
+        while true {
+            let e = slots + i
+            if e.pointee.proto == 0 {
+                // A new flow: who is the client?
+                var state: State = senderIsLow ? .lowSent : .highSent
+                let senderIsClient: Bool
+                if isTCP && syn { senderIsClient = !ack } else { senderIsClient = !senderIsServer }
+                if senderIsClient == senderIsLow { state.insert(.clientIsLow) }
+                if isTCP && syn && ack { state.insert(.synAckSeen) }
+                if isTCP && !syn { state.insert(.established) }  // mid-stream pickup
+                guard count < capacity else {
+                    untracked &+= 1
+                    return FlowVerdict(toServer: senderIsClient, established: isTCP && !syn, tracked: false)
+                }
+                e.pointee = Entry(addresses: addresses, ports: ports, proto: frame.ipProtocol, state: state)
+                count &+= 1
+                return FlowVerdict(toServer: senderIsClient, established: state.contains(.established), tracked: true)
+            }
+            if e.pointee.addresses == addresses && e.pointee.ports == ports && e.pointee.proto == frame.ipProtocol {
+                var state = e.pointee.state
+                let toServer = state.contains(.clientIsLow) == senderIsLow
+                state.insert(senderIsLow ? .lowSent : .highSent)
+                if isTCP {
+                    if syn && ack && !toServer { state.insert(.synAckSeen) }
+                    if !syn && ack && toServer && state.contains(.synAckSeen) { state.insert(.established) }
+                } else if state.contains([.lowSent, .highSent]) {
+                    state.insert(.established)
+                }
+                e.pointee.state = state
+                return FlowVerdict(toServer: toServer, established: state.contains(.established), tracked: true)
+            }
+            i = (i &+ 1) & mask
+        }
+    }
+}

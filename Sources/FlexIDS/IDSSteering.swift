@@ -1,0 +1,68 @@
+import FlexNIC
+
+/// How a replay spreads packets over IDS instances. Every mode keeps both directions of
+/// a flow on one instance (flow state is per instance), so the alerts do not depend on
+/// the mode; what changes is which rule groups each instance's cache must hold.
+public enum SteeringMode: String, CaseIterable, Sendable {
+    /// NIC receive-side scaling: Toeplitz over the 4-tuple with the repeating 0x6d5a key,
+    /// which hashes both directions alike (what IDS deployments configure).
+    case hash
+    /// FlexNIC's symmetric hash: addresses and ports each put in order, then Toeplitz
+    /// (`Configs/steering/ids-symmetric.toml`).
+    case symmetric
+    /// The table `flexids partition` wrote: flow groups pinned to instances, symmetric
+    /// hashing for the rest.
+    case partition
+}
+
+/// The FlexNIC programs behind the steering modes.
+public enum IDSSteering {
+    /// A Toeplitz key under which swapping source and destination (addresses and ports)
+    /// does not change the hash: its 16-bit period matches the fields' widths.
+    public static let symmetricRSSKey: [UInt8] = (0..<40).map { $0 % 2 == 0 ? 0x6D : 0x5A }
+
+    /// IPv4 packets are hashed to an instance; anything else goes to instance 0.
+    public static func hashProgram(instances: Int, symmetricSort: Bool) -> SteeringProgram {
+        SteeringProgram(
+            name: symmetricSort ? "ids-symmetric" : "ids-hash", queues: instances,
+            stages: [SteeringProgram.Stage("ipv4", fields: [FieldMatch(.etherType, .exact(0x0800))],
+                                           actions: [.hash(symmetricSort ? .symmetricFourTuple : .fourTuple), .redirect])],
+            defaultDisposition: .queue(0), toeplitzKey: symmetricSort ? ToeplitzHash.microsoftKey : symmetricRSSKey)
+    }
+
+    /// The TOML of a partition program: for each flow group, a stage per direction that
+    /// sends it to its instance (pairs of service ports first, so both directions of a
+    /// flow meet the same pair of stages), then symmetric hashing for the rest.
+    public static func partitionProgramText(assignment: [(group: FlowGroup, instance: Int, share: Double)], instances: Int) -> String {
+        var out = """
+            # FlexIDS partition steering (written by `flexids partition`): each flow group
+            # goes to its instance; traffic outside the profile is hashed symmetrically.
+            name = "ids-partition"
+            queues = \(instances)
+            default = "queue 0"
+
+            """
+        func stage(_ name: String, _ match: String, _ instance: Int) {
+            out += "\n[[stage]]\nname = \"\(name)\"\nmatch = { \(match) }\nactions = [\"queue \(instance)\"]\n"
+        }
+        // Pairs of service ports, then single service ports, then a protocol's other flows.
+        func rank(_ g: FlowGroup) -> Int { g.low != 0 ? 0 : g.high != 0 ? 1 : 2 }
+        let ordered = assignment.sorted { rank($0.group) != rank($1.group) ? rank($0.group) < rank($1.group) : $0.group < $1.group }
+        for (g, instance, share) in ordered {
+            let proto = "ip_proto = \(g.proto)"
+            let label = "\(g) (\(String(format: "%.1f", share * 100)) % of profiled cycles)"
+            switch (g.low, g.high) {
+            case (0, 0):
+                stage(label, proto, instance)
+            case (0, let p):
+                stage(label + " to server", "\(proto), dst_port = \(p)", instance)
+                stage(label + " to client", "\(proto), src_port = \(p)", instance)
+            case (let a, let b):
+                stage(label + " a->b", "\(proto), src_port = \(a), dst_port = \(b)", instance)
+                stage(label + " b->a", "\(proto), src_port = \(b), dst_port = \(a)", instance)
+            }
+        }
+        out += "\n[[stage]]\nname = \"outside the profile\"\nmatch = { ether_type = 0x0800 }\nactions = [\"hash symmetric\", \"redirect\"]\n"
+        return out
+    }
+}

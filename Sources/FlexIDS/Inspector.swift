@@ -1,0 +1,142 @@
+import CFlexSys
+import FlexWire
+
+/// One IDS instance's matcher state and its per-packet work: decode, update the flow,
+/// scan the packet's port groups with their automata, confirm candidate rules, record
+/// alerts. An instance is used by one thread; the engine it reads is shared.
+///
+/// Per packet nothing is allocated unless a rule fires (the alert is appended).
+public final class Inspector {
+    public let engine: DetectionEngine
+    var flows: FlowTable
+    let scratch = PatternScratch()
+    /// `checked[r] == stamp`: rule r was already a candidate for this packet.
+    let checked: UnsafeMutablePointer<UInt32>
+    var stamp: UInt32 = 0
+    let candidates: UnsafeMutablePointer<Int32>
+    var candidateCount = 0
+    public private(set) var alerts: [Alert] = []
+    public private(set) var counters = Counters()
+
+    public struct Counters: Sendable {
+        public var packets = 0
+        public var bytes = 0
+        /// Frames that are not IPv4 or whose headers are truncated or inconsistent.
+        public var undecodable = 0
+        /// rdtsc cycles spent in `inspect`.
+        public var cycles: UInt64 = 0
+        /// Automaton scans (one per group per packet with a payload).
+        public var scans = 0
+        public var candidates = 0
+        public var alerts = 0
+        /// New flows not tracked because the flow table was full.
+        public var untrackedFlows = 0
+
+        public init() {}
+
+        init(_ packets: Int, _ bytes: Int, _ undecodable: Int, _ cycles: UInt64, _ scans: Int, _ candidates: Int,
+             _ alerts: Int, _ untrackedFlows: Int) {
+            (self.packets, self.bytes, self.undecodable, self.cycles) = (packets, bytes, undecodable, cycles)
+            (self.scans, self.candidates, self.alerts, self.untrackedFlows) = (scans, candidates, alerts, untrackedFlows)
+        }
+
+        public static func + (a: Counters, b: Counters) -> Counters {
+            Counters(a.packets + b.packets, a.bytes + b.bytes, a.undecodable + b.undecodable, a.cycles + b.cycles, a.scans + b.scans,
+                     a.candidates + b.candidates, a.alerts + b.alerts, a.untrackedFlows + b.untrackedFlows)
+        }
+    }
+
+    public init(engine: DetectionEngine, flowCapacity: Int = 1 << 16) {
+        self.engine = engine
+        flows = FlowTable(capacity: flowCapacity)
+        let n = max(engine.rules.count, 1)
+        checked = .allocate(capacity: n)
+        checked.initialize(repeating: 0, count: n)
+        candidates = .allocate(capacity: n)
+        alerts.reserveCapacity(4096)
+    }
+
+    deinit {
+        checked.deallocate()
+        candidates.deallocate()
+    }
+
+    /// Inspects one Ethernet frame, trace packet `number`.
+    @inline(__always)
+    public func inspect(_ frame: UnsafeMutableRawBufferPointer, number: Int, timestampNanoseconds: UInt64) {
+        let start = cflex_rdtsc()
+        defer { counters.cycles &+= cflex_rdtsc() &- start }
+        counters.packets &+= 1
+        counters.bytes &+= frame.count
+        guard let parsed = try? ParsedFrame(parsing: frame), parsed.layers.contains(.ipv4) else {
+            counters.undecodable &+= 1
+            return
+        }
+        let isTCP = parsed.layers.contains(.tcp)
+        let senderIsServer = parsed.hasPorts && (engine.isServicePort(parsed.sourcePort, tcp: isTCP)
+            ? !engine.isServicePort(parsed.destinationPort, tcp: isTCP)
+            : parsed.sourcePort < 1024 && parsed.destinationPort >= 1024)
+        let flow = flows.update(parsed, senderIsServer: senderIsServer)
+        counters.untrackedFlows = flows.untracked
+
+        // Candidates: each group's automaton over the payload, plus its content-less rules.
+        stamp &+= 1
+        if stamp == 0 {
+            checked.update(repeating: 0, count: max(engine.rules.count, 1))
+            stamp = 1
+        }
+        candidateCount = 0
+        let payload = UnsafeRawBufferPointer(start: frame.baseAddress! + Int(parsed.payloadOffset),
+                                             count: min(Int(parsed.payloadLength), frame.count - Int(parsed.payloadOffset)))
+        if let table = engine.table(for: parsed) {
+            for k in table.destination.range(parsed.destinationPort) { collect(table.destination.ids[k], payload) }
+            for k in table.source.range(parsed.sourcePort) { collect(table.source.ids[k], payload) }
+        }
+        let catchAll = engine.catchAllGroups(for: parsed)
+        collect(catchAll.0, payload)
+        collect(catchAll.1, payload)
+        guard candidateCount > 0 else { return }
+        counters.candidates &+= candidateCount
+
+        var context = PacketContext(frame: parsed, payload: payload, flow: flow, scratch: scratch)
+        let rules = engine.rules
+        for k in 0..<candidateCount {
+            let r = candidates[k]
+            guard context.matches(rules[Int(r)]) else { continue }
+            counters.alerts &+= 1
+            alerts.append(Alert(packet: number, timestampNanoseconds: timestampNanoseconds, rule: r,
+                                proto: parsed.ipProtocol, source: parsed.sourceAddress, destination: parsed.destinationAddress,
+                                sourcePort: parsed.sourcePort, destinationPort: parsed.destinationPort))
+        }
+    }
+
+    @inline(__always)
+    func collect(_ id: Int16, _ payload: UnsafeRawBufferPointer) {
+        guard id >= 0 else { return }
+        let group = engine.groups[Int(id)]
+        for r in group.alwaysRules { add(r) }
+        guard payload.count > 0, group.matcher.patternCount > 0 else { return }
+        counters.scans &+= 1
+        group.patternRuleStart.withUnsafeBufferPointer { start in
+            group.patternRules.withUnsafeBufferPointer { list in
+                group.matcher.scan(payload) { p in
+                    for k in Int(start[Int(p)])..<Int(start[Int(p) + 1]) { add(list[k]) }
+                }
+            }
+        }
+    }
+
+    @inline(__always)
+    func add(_ rule: Int32) {
+        guard checked[Int(rule)] != stamp else { return }
+        checked[Int(rule)] = stamp
+        candidates[candidateCount] = rule
+        candidateCount &+= 1
+    }
+
+    /// Takes the alerts recorded so far.
+    public func takeAlerts() -> [Alert] {
+        defer { alerts.removeAll(keepingCapacity: true) }
+        return alerts
+    }
+}

@@ -1,0 +1,133 @@
+import CFlexSys
+import FlexIO
+import FlexNIC
+import Foundation
+
+/// Replays part of a trace through a FlexNIC steering program to N instance threads,
+/// each with its own `Inspector` (thesis 6.2.4). The dispatcher plays the NIC: it runs
+/// the program on each frame and hands the record's index to the chosen instance's
+/// SPSC ring, in batches. A full ring makes the dispatcher wait (a replay loses
+/// nothing), and the waits are counted.
+public final class Replay {
+    public struct Result: Sendable {
+        public var instances: [Inspector.Counters]
+        /// Packets steered to each instance.
+        public var steered: [Int]
+        /// Frames the program sent to the slow path (malformed headers): not inspected.
+        public var slowPath: Int
+        /// Times the dispatcher found an instance's ring full and waited.
+        public var dispatcherWaits: Int
+        public var packets: Int
+        public var bytes: Int
+        public var seconds: Double
+        /// All instances' alerts in packet order, after threshold filters.
+        public var alerts: [Alert]
+        /// Each instance's record indices, when asked for (to write per-instance traces).
+        public var shares: [[Int]]?
+
+        public var packetsPerSecond: Double { Double(packets) / max(seconds, 1e-9) }
+        public var megabitsPerSecond: Double { Double(bytes) * 8 / 1e6 / max(seconds, 1e-9) }
+    }
+
+    let engine: DetectionEngine
+    let trace: Trace
+    let records: Range<Int>
+    let pipeline: SteeringPipeline
+    let instances: Int
+    let flowCapacity: Int
+
+    static let batch = 32
+    static let ringCapacity = 4096
+    static let endOfTrace: Int32 = -1
+
+    public init(engine: DetectionEngine, trace: Trace, records: Range<Int>, program: SteeringProgram, flowCapacity: Int = 1 << 16) throws {
+        self.engine = engine
+        self.trace = trace
+        self.records = records
+        self.instances = program.queues
+        self.flowCapacity = flowCapacity
+        pipeline = try SteeringPipeline(program: program)
+    }
+
+    /// Where each record goes (-1: slow path), without inspecting: the steering alone.
+    public func steer() -> [Int] {
+        records.map { i in
+            let f = trace.frame(i)
+            var p = Packet(owner: nil, data: f.baseAddress!, length: UInt32(f.count), capacity: UInt32(f.count))
+            let v = pipeline.steer(&p)
+            return v.kind == .queue ? Int(v.queue) : -1
+        }
+    }
+
+    public func run(keepShares: Bool = false) -> Result {
+        let rings = (0..<instances).map { _ in SPSCRing<Int32>(capacity: Self.ringCapacity) }
+        let inspectors = (0..<instances).map { _ in Inspector(engine: engine, flowCapacity: flowCapacity) }
+        let done = DispatchGroup()
+        for q in 0..<instances {
+            done.enter()
+            let ring = rings[q], inspector = inspectors[q], trace = trace
+            let thread = Thread {
+                let buffer = UnsafeMutablePointer<Int32>.allocate(capacity: Self.batch)
+                defer { buffer.deallocate(); done.leave() }
+                var idle = 0
+                while true {
+                    let n = ring.dequeue(into: buffer, maximum: Self.batch)
+                    if n == 0 {
+                        idle += 1
+                        if idle > 64 { sched_yield() }
+                        continue
+                    }
+                    idle = 0
+                    for k in 0..<n {
+                        let i = Int(buffer[k])
+                        if i < 0 { return }
+                        let r = trace.records[i]
+                        inspector.inspect(trace.frame(i), number: r.number, timestampNanoseconds: r.timestampNanoseconds)
+                    }
+                }
+            }
+            thread.name = "ids-\(q)"
+            thread.stackSize = 8 << 20
+            thread.start()
+        }
+
+        let start = DispatchTime.now().uptimeNanoseconds
+        var staged = [[Int32]](repeating: [], count: instances)
+        for q in 0..<instances { staged[q].reserveCapacity(Self.batch) }
+        var steered = [Int](repeating: 0, count: instances)
+        var shares: [[Int]]? = keepShares ? Array(repeating: [], count: instances) : nil
+        var slowPath = 0, waits = 0, bytes = 0
+        func flush(_ q: Int) {
+            staged[q].withUnsafeBufferPointer { b in
+                var sent = 0
+                while sent < b.count {
+                    let n = rings[q].enqueue(b.baseAddress! + sent, count: b.count - sent)
+                    sent += n
+                    if sent < b.count { waits += 1; sched_yield() }
+                }
+            }
+            staged[q].removeAll(keepingCapacity: true)
+        }
+        for i in records {
+            let f = trace.frame(i)
+            bytes += f.count
+            var p = Packet(owner: nil, data: f.baseAddress!, length: UInt32(f.count), capacity: UInt32(f.count))
+            let v = pipeline.steer(&p)
+            guard v.kind == .queue, v.queue >= 0, Int(v.queue) < instances else { slowPath += 1; continue }
+            let q = Int(v.queue)
+            steered[q] += 1
+            shares?[q].append(i)
+            staged[q].append(Int32(i))
+            if staged[q].count == Self.batch { flush(q) }
+        }
+        for q in 0..<instances {
+            staged[q].append(Self.endOfTrace)
+            flush(q)
+        }
+        done.wait()
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        let alerts = ThresholdFilter.apply(inspectors.flatMap { $0.takeAlerts() }, rules: engine.rules)
+        return Result(instances: inspectors.map(\.counters), steered: steered, slowPath: slowPath, dispatcherWaits: waits,
+                      packets: records.count, bytes: bytes, seconds: seconds, alerts: alerts, shares: shares)
+    }
+}

@@ -1,0 +1,184 @@
+@testable import FlexIDS
+import FlexTestSupport
+import FlexWire
+import Foundation
+import Testing
+
+/// Helpers: frames from given endpoints, rules from text.
+enum Make {
+    static let client = FrameBuilder.Endpoints(source: IPv4Address(10, 0, 0, 1), destination: IPv4Address(93, 184, 216, 34),
+                                               sourcePort: 40000, destinationPort: 80)
+
+    static func tcp(_ payload: String, _ e: FrameBuilder.Endpoints = client, flags: TCPHeader.Flags = [.ack, .psh]) -> [UInt8] {
+        try! Frames.build { try FrameBuilder.tcp(into: $0, endpoints: e, payload: Array(payload.utf8), flags: flags) }
+    }
+
+    static func udp(_ payload: [UInt8], _ e: FrameBuilder.Endpoints) -> [UInt8] {
+        try! Frames.build { try FrameBuilder.udp(into: $0, endpoints: e, payload: payload) }
+    }
+
+    static func engine(_ rules: String) throws -> DetectionEngine {
+        var v = RuleVariables()
+        v.define("HOME_NET", "10.0.0.0/8")
+        v.define("EXTERNAL_NET", "!$HOME_NET")
+        v.define("HTTP_PORTS", "[80,8080]")
+        var set = RuleSet()
+        set.add(rules, file: "test.rules", variables: v)
+        guard set.skipped.isEmpty else { throw TestSetupError("skipped: \(set.skipped)") }
+        return DetectionEngine(rules: set.rules)
+    }
+
+    /// The sids that fire on `frames`, in order, inspected by one instance.
+    static func sids(_ engine: DetectionEngine, _ frames: [[UInt8]]) -> [UInt32] {
+        let inspector = Inspector(engine: engine)
+        for (i, var f) in frames.enumerated() {
+            f.withUnsafeMutableBytes { inspector.inspect($0, number: i + 1, timestampNanoseconds: UInt64(i)) }
+        }
+        return inspector.alerts.sorted().map { engine.rules[Int($0.rule)].sid }
+    }
+}
+
+@Suite struct MultiPatternMatcherTests {
+    /// The automaton finds exactly what a naive case-insensitive search finds.
+    @Test func agreesWithNaiveSearchOnRandomInput() {
+        var rng = SplitMix64(seed: 42)
+        let alphabet = Array("abcAB\r\n ".utf8)
+        let patterns: [[UInt8]] = (0..<60).map { _ in (0..<(1 + rng.next(below: 5))).map { _ in alphabet[rng.next(below: alphabet.count)] } }
+        let matcher = MultiPatternMatcher(patterns: patterns)
+        let fold = MultiPatternMatcher.fold
+        for _ in 0..<40 {
+            let text = (0..<300).map { _ in alphabet[rng.next(below: alphabet.count)] }
+            var got = Set<Int32>()
+            text.withUnsafeBytes { matcher.scan($0) { got.insert($0) } }
+            var expected = Set<Int32>()
+            for (id, p) in patterns.enumerated() {
+                for i in 0...(text.count - p.count) where (0..<p.count).allSatisfy({ fold[Int(text[i + $0])] == fold[Int(p[$0])] }) {
+                    expected.insert(Int32(id))
+                }
+            }
+            #expect(got == expected)
+        }
+    }
+
+    @Test func reportsEveryEndPosition() {
+        let matcher = MultiPatternMatcher(patterns: [Array("he".utf8), Array("she".utf8), Array("hers".utf8), Array("E".utf8)])
+        var hits: [Int32] = []
+        Array("uSHErs".utf8).withUnsafeBytes { matcher.scan($0) { hits.append($0) } }
+        #expect(hits.sorted() == [0, 1, 2, 3], "she, he, e at position 3; hers at 5")
+        #expect(matcher.memoryFootprint >= matcher.stateCount * 1024)
+    }
+}
+
+@Suite struct RuleConfirmationTests {
+    @Test func contentPositionsNegationAndBacktracking() throws {
+        let engine = try Make.engine("""
+            alert tcp any any -> any 80 (msg:"depth"; content:"GET"; depth:3; sid:1;)
+            alert tcp any any -> any 80 (msg:"offset too far"; content:"GET"; offset:1; sid:2;)
+            alert tcp any any -> any 80 (msg:"distance within"; content:"a="; content:"b="; distance:0; within:6; sid:3;)
+            alert tcp any any -> any 80 (msg:"backtrack"; content:"x"; content:"yz"; distance:0; within:2; sid:4;)
+            alert tcp any any -> any 80 (msg:"negated"; content:"GET"; content:!"evil"; sid:5;)
+            alert tcp any any -> any 80 (msg:"negated hit"; content:"GET"; content:!"b="; sid:6;)
+            alert tcp any any -> any 80 (msg:"case"; content:"get"; sid:7;)
+            alert tcp any any -> any 80 (msg:"nocase"; content:"get"; nocase; sid:8;)
+            alert tcp any any -> any 80 (msg:"pcre relative"; content:"a="; pcre:"/\\G1/R"; sid:9;)
+            alert tcp any any -> any 80 (msg:"isdataat"; content:"GET"; isdataat:5,relative; isdataat:!500,relative; sid:10;)
+            alert tcp any any -> any 80 (msg:"dsize"; dsize:>10; content:"GET"; sid:11;)
+            """)
+        // "x" first occurs where "yz" does not follow within 2; the second "x" has it.
+        #expect(Make.sids(engine, [Make.tcp("GET /?a=1&b=2 x..x yz xyz")]) == [1, 3, 4, 5, 8, 9, 10, 11])
+    }
+
+    @Test func httpBuffers() throws {
+        let engine = try Make.engine("""
+            alert tcp any any -> any $HTTP_PORTS (msg:"uri"; content:"/admin"; http_uri; sid:1;)
+            alert tcp any any -> any $HTTP_PORTS (msg:"uri not header"; content:"Host"; http_uri; sid:2;)
+            alert tcp any any -> any $HTTP_PORTS (msg:"method"; content:"POST"; http_method; sid:3;)
+            alert tcp any any -> any $HTTP_PORTS (msg:"cookie"; content:"id=7"; http_cookie; sid:4;)
+            alert tcp any any -> any $HTTP_PORTS (msg:"body"; content:"q=1"; http_client_body; sid:5;)
+            alert tcp any any -> any $HTTP_PORTS (msg:"header"; content:"Host|3a| x"; http_header; sid:6;)
+            alert tcp any any -> any $HTTP_PORTS (msg:"urilen"; urilen:6; sid:7;)
+            alert tcp any $HTTP_PORTS -> any any (msg:"status"; content:"404"; http_stat_code; sid:8;)
+            alert tcp any $HTTP_PORTS -> any any (msg:"file_data"; file_data; content:"<b>"; sid:9;)
+            alert tcp any $HTTP_PORTS -> any any (msg:"pcre Y"; pcre:"/not found/Yi"; sid:10;)
+            """)
+        let request = Make.tcp("POST /admin HTTP/1.1\r\nHost: x\r\nCookie: id=7\r\n\r\nq=1")
+        let response = Make.tcp("HTTP/1.1 404 Not Found\r\nServer: y\r\n\r\n<b>gone</b>", Make.client.reversed)
+        #expect(Make.sids(engine, [request]) == [1, 3, 4, 5, 6, 7])
+        #expect(Make.sids(engine, [response]) == [8, 9, 10])
+        #expect(Make.sids(engine, [Make.tcp("not http at all /admin POST")]).isEmpty)
+    }
+
+    @Test func headerFlowAndFlags() throws {
+        let engine = try Make.engine("""
+            alert tcp $HOME_NET any -> $EXTERNAL_NET 80 (msg:"to server est"; flow:to_server,established; content:"hi"; sid:1;)
+            alert tcp any 80 -> any any (msg:"to client"; flow:to_client; content:"hi"; sid:2;)
+            alert tcp $EXTERNAL_NET any -> any any (msg:"wrong direction"; content:"hi"; sid:3;)
+            alert tcp any any -> any 80 (msg:"syn"; flags:S; sid:4;)
+            alert tcp any any <> any 80 (msg:"bidirectional"; content:"hi"; sid:5;)
+            alert tcp any any -> any 80 (msg:"not established"; flow:not_established; content:"hi"; sid:6;)
+            """)
+        let server = Make.client.reversed
+        // Handshake: data before the third ACK is not established.
+        let frames = [Make.tcp("", flags: [.syn]), Make.tcp("hi", flags: [.ack]), Make.tcp("", server, flags: [.syn, .ack]),
+                      Make.tcp("", flags: [.ack]), Make.tcp("hi"), Make.tcp("hi", server)]
+        let inspector = Inspector(engine: engine)
+        var bySid: [UInt32: [Int]] = [:]
+        for (i, var f) in frames.enumerated() { f.withUnsafeMutableBytes { inspector.inspect($0, number: i + 1, timestampNanoseconds: 0) } }
+        for a in inspector.alerts { bySid[engine.rules[Int(a.rule)].sid, default: []].append(a.packet) }
+        #expect(bySid[4] == [1])
+        #expect(bySid[6] == [2])
+        #expect(bySid[1] == [5])
+        #expect(bySid[2] == [6])
+        #expect(bySid[5] == [2, 5, 6])
+        #expect(bySid[3] == [6])
+        // Mid-stream pickup: established at once, the client guessed from the ports.
+        #expect(Make.sids(engine, [Make.tcp("hi", server)]) == [2, 3, 5])
+        #expect(Make.sids(engine, [Make.tcp("hi")]) == [1, 5])
+    }
+
+    @Test func thresholdsFilterInPacketOrder() throws {
+        let engine = try Make.engine("""
+            alert tcp any any -> any 80 (msg:"limit"; content:"x"; threshold:type limit, track by_src, count 2, seconds 10; sid:1;)
+            alert tcp any any -> any 80 (msg:"every 3rd"; content:"x"; threshold:type threshold, track by_src, count 3, seconds 10; sid:2;)
+            alert tcp any any -> any 80 (msg:"once after 2"; content:"x"; threshold:type both, track by_dst, count 2, seconds 10; sid:3;)
+            """)
+        func alert(_ packet: Int, rule: Int32, seconds: UInt64) -> Alert {
+            Alert(packet: packet, timestampNanoseconds: seconds * 1_000_000_000, rule: rule, proto: 6, source: 1, destination: 2, sourcePort: 1, destinationPort: 80)
+        }
+        var alerts: [Alert] = []
+        for (i, t) in [0, 1, 2, 3, 4, 5, 12].enumerated() { for r in 0..<3 { alerts.append(alert(i + 1, rule: Int32(r), seconds: UInt64(t))) } }
+        let kept = ThresholdFilter.apply(alerts.shuffled(), rules: engine.rules)
+        #expect(kept.filter { $0.rule == 0 }.map(\.packet) == [1, 2, 7])
+        #expect(kept.filter { $0.rule == 1 }.map(\.packet) == [3, 6])
+        #expect(kept.filter { $0.rule == 2 }.map(\.packet) == [2])
+    }
+}
+
+@Suite struct PortGroupTests {
+    @Test func rulesLandInSnortsGroupsAndSharedListsAreShared() throws {
+        let engine = try Make.engine("""
+            alert tcp any any -> any $HTTP_PORTS (content:"a"; sid:1;)
+            alert tcp any any -> any 80 (content:"b"; sid:2;)
+            alert tcp any 22 -> any any (content:"c"; sid:3;)
+            alert tcp any any -> any any (content:"d"; sid:4;)
+            alert tcp any any -> any 1024: (content:"e"; sid:5;)
+            alert udp any any <> any 53 (content:"f"; sid:6;)
+            alert ip any any -> any any (content:"g"; sid:7;)
+            alert tcp any any -> any [1,2,3,4,5,6,7,8,9,10,80] (content:"h"; sid:8;)
+            """)
+        let names = Set(engine.groups.map(\.name))
+        #expect(names.contains("tcp dst $HTTP_PORTS (2 ports)") == false, "two ports is a short list: merged per port")
+        #expect(names.contains("tcp dst 80") && names.contains("tcp dst 8080"))
+        #expect(names.contains("tcp src 22") && names.contains("tcp any") && names.contains("ip any"))
+        #expect(names.contains("udp dst 53") && names.contains("udp src 53"))
+        #expect(names.contains("tcp dst [1,2,3,4,5,6,7,8,9,10,80] (11 ports)"))
+        let any = engine.groups.first { $0.name == "tcp any" }!
+        #expect(any.rules.map { engine.rules[Int($0)].sid } == [4, 5], "a broad range goes to any-any")
+        // Both directions of a flow have one flow group, which names every group it checks.
+        let forward = try Frames.parse(Make.tcp("x")), backward = try Frames.parse(Make.tcp("x", Make.client.reversed))
+        #expect(engine.flowGroup(of: forward) == engine.flowGroup(of: backward))
+        #expect(engine.flowGroup(of: forward) == FlowGroup(proto: 6, low: 0, high: 80))
+        #expect(engine.groupNames(of: FlowGroup(proto: 6, low: 0, high: 80)) == ["tcp dst [1,2,3,4,5,6,7,8,9,10,80] (11 ports)", "tcp dst 80", "tcp any", "ip any"])
+        #expect(Make.sids(engine, [Make.tcp("abcdefgh")]) == [1, 2, 4, 7, 8])
+    }
+}

@@ -80,7 +80,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "flexids",
-            dependencies: ["FlexIDS", "FlexNIC", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["FlexIDS", "FlexNIC", "FlexIO", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "flexstorm",

@@ -4,6 +4,9 @@ import FlexWire
 /// and the port lookup tables. Immutable after `init`.
 public final class DetectionEngine: @unchecked Sendable {
     public let rules: [SnortRule]
+    /// The rules again, in memory confirmation reads in place (no copy, no reference
+    /// counting per candidate).
+    let ruleStorage: UnsafeMutablePointer<SnortRule>
     public let groups: [RuleGroup]
     var tcp = PortGroupTable()
     var udp = PortGroupTable()
@@ -18,6 +21,8 @@ public final class DetectionEngine: @unchecked Sendable {
 
     public init(rules: [SnortRule]) {
         self.rules = rules
+        ruleStorage = .allocate(capacity: max(rules.count, 1))
+        ruleStorage.initialize(from: rules, count: rules.count)
         struct Side: Hashable { var proto: SnortRule.TransportProtocol; var kind: RuleGroup.Kind }
         struct PortList: Hashable { var side: Side; var ports: [UInt16] }
         var lists: [PortList: (name: String, rules: [Int32])] = [:]
@@ -86,6 +91,11 @@ public final class DetectionEngine: @unchecked Sendable {
             }
         }
         self.groups = groups
+    }
+
+    deinit {
+        ruleStorage.deinitialize(count: rules.count)
+        ruleStorage.deallocate()
     }
 
     /// The port-group tables of the frame's transport (nil: neither TCP nor UDP).

@@ -51,52 +51,69 @@ enum HeaderList {
 
     /// Splits at commas outside brackets.
     static func splitTopLevel(_ s: Substring) throws(RuleError) -> [Substring] {
-        var parts: [Substring] = []
-        var level = 0
-        var start = s.startIndex
-        for i in s.indices {
-            switch s[i] {
-            case "[": level += 1
-            case "]":
-                level -= 1
-                guard level >= 0 else { throw .malformed("unbalanced ] in \(s)") }
-            case "," where level == 0:
-                parts.append(s[start..<i])
-                start = s.index(after: i)
-            default: break
-            }
-        }
-        guard level == 0 else { throw .malformed("unbalanced [ in \(s)") }
-        parts.append(s[start...])
+        guard let parts = s.splitOutsideBrackets(UInt8(ascii: ",")) else { throw .malformed("unbalanced [ ] in \(s)") }
         return parts
     }
 }
 
 extension Substring {
+    /// Without leading and trailing blanks (spaces, tabs, CR), found on the UTF-8 bytes.
     var trimmingWhitespace: Substring {
-        var s = self
-        while let f = s.first, f == " " || f == "\t" { s = s.dropFirst() }
-        while let l = s.last, l == " " || l == "\t" { s = s.dropLast() }
-        return s
+        let u = utf8
+        var start = u.startIndex, end = u.endIndex
+        func blank(_ b: UInt8) -> Bool { b == 0x20 || b == 0x09 || b == 0x0D }
+        while start < end, blank(u[start]) { start = u.index(after: start) }
+        while end > start, blank(u[u.index(before: end)]) { end = u.index(before: end) }
+        return self[start..<end]
+    }
+
+    /// Splits at `separator` bytes outside brackets (`[...]`), on the UTF-8 bytes;
+    /// nil if the brackets do not balance.
+    func splitOutsideBrackets(_ separator: UInt8) -> [Substring]? {
+        var parts: [Substring] = []
+        var level = 0
+        var start = startIndex
+        var i = utf8.startIndex
+        while i < utf8.endIndex {
+            switch utf8[i] {
+            case UInt8(ascii: "["): level += 1
+            case UInt8(ascii: "]"):
+                level -= 1
+                if level < 0 { return nil }
+            case separator where level == 0:
+                parts.append(self[start..<i])
+                start = utf8.index(after: i)
+            default: break
+            }
+            i = utf8.index(after: i)
+        }
+        guard level == 0 else { return nil }
+        parts.append(self[start...])
+        return parts
     }
 }
 
 /// A rule header's addresses: IPv4 blocks included and excluded. A packet address
 /// matches when some included block (or `any`) holds it and no excluded block does.
+/// Blocks are kept as sorted, merged ranges, so a reputation list of thousands of
+/// addresses costs a binary search per packet.
 public struct AddressSet: Sendable, Equatable, CustomStringConvertible {
     struct Block: Sendable, Equatable {
         var network: UInt32
         var mask: UInt32
-        func contains(_ a: UInt32) -> Bool { a & mask == network }
+        var range: ClosedRange<UInt32> { network...(network | ~mask) }
     }
-    var included: [Block] = []
-    var excluded: [Block] = []
+    var included: [ClosedRange<UInt32>] = []
+    var excluded: [ClosedRange<UInt32>] = []
     public private(set) var isAny = false
     public private(set) var text: String
 
     public init(parsing text: Substring, variables: RuleVariables) throws(RuleError) {
         self.text = String(text)
-        (included, excluded, isAny) = try HeaderList.sets(text, variables: variables, parse: Self.block)
+        let (inc, exc, any) = try HeaderList.sets(text, variables: variables, parse: Self.block)
+        included = Self.merged(inc.map(\.range))
+        excluded = Self.merged(exc.map(\.range))
+        isAny = any
     }
 
     static func block(_ s: Substring) throws(RuleError) -> Block {
@@ -117,8 +134,30 @@ public struct AddressSet: Sendable, Equatable, CustomStringConvertible {
         return Block(network: value & mask, mask: mask)
     }
 
+    /// Sorted, with overlapping and adjacent ranges joined.
+    static func merged(_ ranges: [ClosedRange<UInt32>]) -> [ClosedRange<UInt32>] {
+        var out: [ClosedRange<UInt32>] = []
+        for r in ranges.sorted(by: { $0.lowerBound < $1.lowerBound }) {
+            if let last = out.last, r.lowerBound <= last.upperBound || r.lowerBound == last.upperBound &+ 1 {
+                out[out.count - 1] = last.lowerBound...max(last.upperBound, r.upperBound)
+            } else {
+                out.append(r)
+            }
+        }
+        return out
+    }
+
+    static func find(_ a: UInt32, in ranges: [ClosedRange<UInt32>]) -> Bool {
+        var lo = 0, hi = ranges.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if ranges[mid].upperBound < a { lo = mid + 1 } else { hi = mid }
+        }
+        return lo < ranges.count && ranges[lo].contains(a)
+    }
+
     public func contains(_ address: UInt32) -> Bool {
-        (isAny || included.contains { $0.contains(address) }) && !excluded.contains { $0.contains(address) }
+        (isAny || Self.find(address, in: included)) && !Self.find(address, in: excluded)
     }
 
     public var description: String { text }

@@ -16,6 +16,8 @@ public final class Inspector {
     let candidates: UnsafeMutablePointer<Int32>
     var candidateCount = 0
     public private(set) var alerts: [Alert] = []
+    /// Per rule: how often it was a candidate (only when profiling rules).
+    public private(set) var candidateCounts: [Int]?
     public private(set) var counters = Counters()
 
     public struct Counters: Sendable {
@@ -46,7 +48,8 @@ public final class Inspector {
         }
     }
 
-    public init(engine: DetectionEngine, flowCapacity: Int = 1 << 16) {
+    /// `profileRules`: count how often each rule is a candidate (`candidateCounts`).
+    public init(engine: DetectionEngine, flowCapacity: Int = 1 << 16, profileRules: Bool = false) {
         self.engine = engine
         flows = FlowTable(capacity: flowCapacity)
         let n = max(engine.rules.count, 1)
@@ -54,6 +57,7 @@ public final class Inspector {
         checked.initialize(repeating: 0, count: n)
         candidates = .allocate(capacity: n)
         alerts.reserveCapacity(4096)
+        if profileRules { candidateCounts = Array(repeating: 0, count: n) }
     }
 
     deinit {
@@ -99,10 +103,9 @@ public final class Inspector {
         counters.candidates &+= candidateCount
 
         var context = PacketContext(frame: parsed, payload: payload, flow: flow, scratch: scratch)
-        let rules = engine.rules
         for k in 0..<candidateCount {
             let r = candidates[k]
-            guard context.matches(rules[Int(r)]) else { continue }
+            guard context.matches(engine.ruleStorage + Int(r)) else { continue }
             counters.alerts &+= 1
             alerts.append(Alert(packet: number, timestampNanoseconds: timestampNanoseconds, rule: r,
                                 proto: parsed.ipProtocol, source: parsed.sourceAddress, destination: parsed.destinationAddress,
@@ -130,6 +133,7 @@ public final class Inspector {
     func add(_ rule: Int32) {
         guard checked[Int(rule)] != stamp else { return }
         checked[Int(rule)] = stamp
+        candidateCounts?[Int(rule)] += 1
         candidates[candidateCount] = rule
         candidateCount &+= 1
     }

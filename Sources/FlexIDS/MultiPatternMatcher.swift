@@ -23,66 +23,73 @@ public final class MultiPatternMatcher: @unchecked Sendable {
     /// Compiles `patterns` (pattern id = index; empty patterns never match).
     public init(patterns: [[UInt8]]) {
         patternCount = patterns.count
-        // 1. The trie, with sparse children while building.
-        var children: [[UInt8: Int32]] = [[:]]
+        // 1. The trie, built in the transition table itself (`none`: no child yet).
+        let none = UInt32.max
+        var table = [UInt32](repeating: none, count: 256)
         var own: [[Int32]] = [[]]
         for (id, pattern) in patterns.enumerated() where !pattern.isEmpty {
             var s = 0
             for b in pattern {
-                let c = Self.fold[Int(b)]
-                if let next = children[s][c] { s = Int(next); continue }
-                children.append([:])
-                own.append([])
-                children[s][c] = Int32(children.count - 1)
-                s = children.count - 1
+                let cell = s * 256 + Int(Self.fold[Int(b)])
+                if table[cell] == none {
+                    table[cell] = UInt32(own.count)
+                    own.append([])
+                    table.append(contentsOf: repeatElement(none, count: 256))
+                }
+                s = Int(table[cell])
             }
             own[s].append(Int32(id))
         }
-        let n = children.count
+        let n = own.count
         stateCount = n
-        // 2. Breadth-first: failure links, merged outputs and the full transition table.
-        let table = UnsafeMutablePointer<UInt32>.allocate(capacity: n * 256)
-        table.initialize(repeating: 0, count: n * 256)
+        // 2. Breadth-first: a missing child becomes the failure state's transition; a
+        //    child's failure state is its parent's failure state's transition. Parents'
+        //    failure rows are complete before their children are visited.
         var fail = [Int](repeating: 0, count: n)
         var merged = own
-        var order: [Int] = []
-        order.reserveCapacity(n)
-        for (c, child) in children[0] {
-            table[Int(c)] = UInt32(child)
-            order.append(Int(child))
+        var queue: [Int] = []
+        queue.reserveCapacity(n)
+        for c in 0..<256 {
+            if table[c] == none { table[c] = 0 } else { queue.append(Int(table[c])) }
         }
         var head = 0
-        while head < order.count {
-            let s = order[head]
+        while head < queue.count {
+            let s = queue[head]
             head += 1
             merged[s] += merged[fail[s]]
-            for c in 0..<256 where children[s][UInt8(c)] == nil {
-                table[s * 256 + c] = table[fail[s] * 256 + c]
-            }
-            for (c, child) in children[s] {
-                fail[Int(child)] = Int(table[fail[s] * 256 + Int(c)] & ~Self.outputFlag)
-                table[s * 256 + Int(c)] = UInt32(child)
-                order.append(Int(child))
+            let row = s * 256, failRow = fail[s] * 256
+            for c in 0..<256 {
+                let child = table[row + c]
+                if child == none {
+                    table[row + c] = table[failRow + c]
+                } else {
+                    fail[Int(child)] = Int(table[failRow + c])
+                    queue.append(Int(child))
+                }
             }
         }
-        // Copy fold: uppercase columns behave as their lowercase ones.
-        for s in 0..<n {
-            for c in 0..<256 where Self.fold[c] != UInt8(c) {
-                table[s * 256 + c] = table[s * 256 + Int(Self.fold[c])]
+        // 3. Case folding: upper-case columns behave as their lower-case ones; and the
+        //    flag on every transition into a state that ends a pattern.
+        let hasOutput = merged.map { !$0.isEmpty }
+        let upper = (0..<256).filter { Self.fold[$0] != UInt8($0) }
+        let flat = UnsafeMutablePointer<UInt32>.allocate(capacity: n * 256)
+        table.withUnsafeBufferPointer { t in
+            for s in 0..<n {
+                let row = s * 256
+                for c in 0..<256 { flat[row + c] = t[row + c] }
+                for c in upper { flat[row + c] = t[row + Int(Self.fold[c])] }
+                for c in 0..<256 where hasOutput[Int(flat[row + c])] { flat[row + c] |= Self.outputFlag }
             }
         }
         var starts: [Int32] = [0]
-        var flat: [Int32] = []
+        var outputList: [Int32] = []
         for s in 0..<n {
-            flat += merged[s]
-            starts.append(Int32(flat.count))
+            outputList += merged[s]
+            starts.append(Int32(outputList.count))
         }
-        for i in 0..<(n * 256) where !merged[Int(table[i] & ~Self.outputFlag)].isEmpty {
-            table[i] |= Self.outputFlag
-        }
-        transitions = table
+        transitions = flat
         outputStart = starts
-        outputs = flat
+        outputs = outputList
     }
 
     deinit { transitions.deallocate() }

@@ -32,38 +32,40 @@ struct PacketContext {
         return http!.range(buffer, payloadCount: payload.count)
     }
 
-    mutating func matches(_ rule: SnortRule) -> Bool {
-        guard headerMatches(rule) else { return false }
-        switch rule.flow.direction {
-        case .any: break
-        case .toServer: guard flow.toServer else { return false }
-        case .toClient: guard !flow.toServer else { return false }
-        }
-        if rule.flow.established && !flow.established { return false }
-        if rule.flow.notEstablished && flow.established { return false }
-        if let f = rule.tcpFlags, !(frame.layers.contains(.tcp) && f.matches(frame.tcpFlags)) { return false }
-        if let d = rule.payloadSize, !d.matches(payload.count) { return false }
-        if let u = rule.uriLength {
-            guard let r = range(.httpURI), u.matches(r.count) else { return false }
-        }
-        steps = 0
-        return evaluate(rule.detection, 0, cursor: Cursor(buffer: .raw, position: 0))
-    }
-
-    func headerMatches(_ r: SnortRule) -> Bool {
-        switch r.proto {
+    /// Whether `rule` fires on this packet. The rule is read in place: cheap tests
+    /// first (protocol, flow, flags, sizes), then addresses and ports, then detection.
+    mutating func matches(_ rule: UnsafePointer<SnortRule>) -> Bool {
+        switch rule.pointee.proto {
         case .tcp: guard frame.layers.contains(.tcp) else { return false }
         case .udp: guard frame.layers.contains(.udp) else { return false }
         case .icmp: guard frame.ipProtocol == 1 else { return false }
         case .ip: break
         }
+        switch rule.pointee.flow.direction {
+        case .any: break
+        case .toServer: guard flow.toServer else { return false }
+        case .toClient: guard !flow.toServer else { return false }
+        }
+        if rule.pointee.flow.established && !flow.established { return false }
+        if rule.pointee.flow.notEstablished && flow.established { return false }
+        if let f = rule.pointee.tcpFlags, !(frame.layers.contains(.tcp) && f.matches(frame.tcpFlags)) { return false }
+        if let d = rule.pointee.payloadSize, !d.matches(payload.count) { return false }
+        guard endpointsMatch(rule) else { return false }
+        if let u = rule.pointee.uriLength {
+            guard let r = range(.httpURI), u.matches(r.count) else { return false }
+        }
+        steps = 0
+        return evaluate(rule.pointee.detection, 0, cursor: Cursor(buffer: .raw, position: 0))
+    }
+
+    func endpointsMatch(_ r: UnsafePointer<SnortRule>) -> Bool {
         let ports = frame.hasPorts
         func side(_ src: UInt32, _ sp: UInt16, _ dst: UInt32, _ dp: UInt16) -> Bool {
-            r.source.contains(src) && r.destination.contains(dst)
-                && (!ports || (r.sourcePorts.contains(sp) && r.destinationPorts.contains(dp)))
+            r.pointee.source.contains(src) && r.pointee.destination.contains(dst)
+                && (!ports || (r.pointee.sourcePorts.contains(sp) && r.pointee.destinationPorts.contains(dp)))
         }
         return side(frame.sourceAddress, frame.sourcePort, frame.destinationAddress, frame.destinationPort)
-            || (r.bidirectional && side(frame.destinationAddress, frame.destinationPort, frame.sourceAddress, frame.sourcePort))
+            || (r.pointee.bidirectional && side(frame.destinationAddress, frame.destinationPort, frame.sourceAddress, frame.sourcePort))
     }
 
     struct Cursor {

@@ -39,19 +39,21 @@ public enum RuleParser {
     /// `;` (rules write `|3b|` or `\;`), so a stray quote inside a pcre is harmless.
     static func splitOptions(_ s: Substring) throws(RuleError) -> [Substring] {
         var out: [Substring] = []
-        var start = s.startIndex
-        var i = s.startIndex
-        while i < s.endIndex {
-            if s[i] == "\\" {
-                i = s.index(after: i)
-            } else if s[i] == ";" {
-                out.append(s[start..<i].trimmingWhitespace)
-                start = s.index(after: i)
+        let u = s.utf8
+        var start = u.startIndex
+        var i = u.startIndex
+        while i < u.endIndex {
+            if u[i] == UInt8(ascii: "\\") {
+                i = u.index(after: i)
+            } else if u[i] == UInt8(ascii: ";") {
+                let option = s[start..<i].trimmingWhitespace
+                if !option.isEmpty { out.append(option) }
+                start = u.index(after: i)
             }
-            if i < s.endIndex { i = s.index(after: i) }
+            if i < u.endIndex { i = u.index(after: i) }
         }
         guard s[start...].trimmingWhitespace.isEmpty else { throw .malformed("the last option lacks its `;`") }
-        return out.filter { !$0.isEmpty }
+        return out
     }
 
     /// Content modifiers that name an HTTP buffer (`http_raw_*` share the unnormalized one).

@@ -31,9 +31,11 @@ public struct RuleSet: Sendable {
     public mutating func add(_ text: String, file: String, variables: RuleVariables) {
         var pending = ""
         var firstLine = 0
-        for (i, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            var line = raw
-            if line.last == "\r" { line = line.dropLast() }
+        // Lines split on the bytes: a CR LF pair is one Character, so a Character split
+        // would not see the LF.
+        for (i, raw) in text.utf8.split(separator: 0x0A, omittingEmptySubsequences: false).enumerated() {
+            var line = Substring(raw)
+            if line.utf8.last == 0x0D { line = line.dropLast() }
             if pending.isEmpty {
                 let t = line.trimmingWhitespace
                 if t.isEmpty || t.first == "#" { continue }

@@ -21,7 +21,7 @@ public struct RuleVariables: Sendable {
 
     /// Adds the definitions in `text` (errors name `file` and the line).
     public mutating func parse(_ text: String, file: String) throws(RuleError) {
-        for (i, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        for (i, raw) in text.utf8.split(separator: 0x0A, omittingEmptySubsequences: false).map(Substring.init).enumerated() {
             let line = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
             let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" })
             guard let keyword = words.first, ["ipvar", "portvar", "var"].contains(keyword) else { continue }

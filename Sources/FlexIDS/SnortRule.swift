@@ -34,11 +34,14 @@ public struct SnortRule: Sendable {
     public var location: RuleLocation
 
     /// The content the multi-pattern automaton looks for: the one marked fast_pattern,
-    /// else the longest non-negated content (Snort's choice). nil: the rule has none and
-    /// is checked for every packet of its port group.
+    /// else the longest non-negated content in a buffer Snort's fast-pattern matcher
+    /// serves (not the method, cookie or status buffers). nil: the rule has none and is
+    /// checked for every packet of its port group.
     public var fastPattern: ContentMatch? {
         let contents = detection.compactMap { if case .content(let c) = $0, !c.negated { c } else { nil } }
-        return contents.first { $0.fastPattern != .auto } ?? contents.max { $0.bytes.count < $1.bytes.count }
+        if let chosen = contents.first(where: { $0.fastPattern != .auto }) { return chosen }
+        return contents.filter { ![.httpMethod, .httpCookie, .httpStatCode, .httpStatMessage].contains($0.buffer) }
+            .max { $0.bytes.count < $1.bytes.count }
     }
 }
 

@@ -80,6 +80,30 @@ public final class Trace: @unchecked Sendable {
         }
     }
 
+    /// Takes every frame `port` receives on queue 0 until it has been idle for
+    /// `idleMilliseconds` (a DPDK `net_pcap` vdev replays its file once, then goes
+    /// quiet). Frames are numbered in arrival order and stamped with the arrival time.
+    public init(port: some PacketPort, name: String, idleMilliseconds: Int = 500) {
+        path = name
+        capacity = 1 << 20
+        bytes = .allocate(byteCount: capacity, alignment: 64)
+        let batch = PacketBatch(capacity: 64)
+        var lastArrival = DispatchTime.now().uptimeNanoseconds
+        while DispatchTime.now().uptimeNanoseconds - lastArrival < UInt64(idleMilliseconds) * 1_000_000 {
+            let n = port.receive(queue: 0, into: batch)
+            guard n > 0 else { usleep(100); continue }
+            lastArrival = DispatchTime.now().uptimeNanoseconds
+            for k in 0..<batch.count {
+                let frame = UnsafeRawBufferPointer(batch[k].bytes)
+                reserve(frame.count)
+                if frame.count > 0 { (bytes + used).copyMemory(from: frame.baseAddress!, byteCount: frame.count) }
+                records.append(Record(offset: used, length: frame.count, timestampNanoseconds: lastArrival, number: records.count + 1))
+                used += (frame.count + 63) & ~63
+            }
+            port.release(batch)
+        }
+    }
+
     deinit { bytes.deallocate() }
 
     private func reserve(_ n: Int) {

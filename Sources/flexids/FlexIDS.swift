@@ -1,5 +1,6 @@
 import ArgumentParser
 import FlexIDS
+import FlexIO
 import FlexNIC
 import Foundation
 
@@ -16,7 +17,7 @@ struct FlexIDSCommand: ParsableCommand {
               flexids partition --profile /tmp/profile.json --instances 4 --out /tmp/steering.toml
               flexids run --rules R --vars V --pcap /tmp/mix.pcap --instances 4 --steering partition --table /tmp/steering.toml
             """,
-        subcommands: [CheckRules.self, Generate.self, ProfileCommand.self, PartitionCommand.self, Run.self])
+        subcommands: [CheckRules.self, Generate.self, ProfileCommand.self, PartitionCommand.self, Run.self, Inspect.self])
 }
 
 func warn(_ s: String) { FileHandle.standardError.write(Data("\(s)\n".utf8)) }
@@ -43,6 +44,23 @@ struct RuleOptions: ParsableArguments {
         } catch {
             throw ValidationError("\(error)")
         }
+    }
+}
+
+/// Loads the trace through a DPDK `net_pcap` vdev replaying `path`.
+func loadTraceThroughDPDK(_ path: String, eal: String?) throws -> Trace {
+    guard FileManager.default.isReadableFile(atPath: path) else { throw ValidationError("\(path): cannot read the capture") }
+    let arguments = eal.map(DPDKEnvironment.split)
+        ?? ["--no-huge", "--no-pci", "-m", "512", "--log-level=3", "--file-prefix=flexids\(getpid())", "--vdev=net_pcap0,rx_pcap=\(path)"]
+    do {
+        try DPDKEnvironment.initialize(arguments: arguments)
+        return try DPDKEnvironment.asLcore {
+            let port = try DPDKPort(device: "net_pcap0")
+            defer { port.stop() }
+            return Trace(port: port, name: "dpdk:net_pcap0(\(path))")
+        }
+    } catch {
+        throw ValidationError("\(error)")
     }
 }
 
@@ -199,18 +217,21 @@ struct Run: ParsableCommand {
     @Option(help: "Write alerts in Snort's fast format here (- for stdout).") var alerts: String?
     @Option(help: "Write alerts as JSON lines here (- for stdout).") var json: String?
     @Option(help: "Write each instance's share of the trace to DIR/instance-N.pcap (for Scripts/ids-cachegrind.sh).") var shares: String?
+    @Option(help: "How the trace is read: pcap (libpcap) or dpdk (a DPDK net_pcap vdev replaying --pcap; frames stamped on arrival).") var io = "pcap"
+    @Option(help: "EAL arguments for --io dpdk (default: --no-huge --no-pci -m 512 --vdev=net_pcap0,rx_pcap=<pcap>).") var eal: String?
 
     func validate() throws {
         guard (1...64).contains(instances) else { throw ValidationError("--instances must be 1...64") }
         guard SteeringMode(rawValue: steering) != nil else { throw ValidationError("--steering is hash, symmetric or partition") }
         guard steering != "partition" || table != nil else { throw ValidationError("--steering partition needs --table (from flexids partition)") }
         guard (0..<1).contains(prefix) else { throw ValidationError("--prefix is a fraction in [0, 1)") }
+        guard io == "pcap" || io == "dpdk" else { throw ValidationError("--io is pcap or dpdk") }
     }
 
     func run() throws {
         let set = try ruleOptions.load(quiet: true)
         let engine = DetectionEngine(rules: set.rules)
-        let trace = try loadTrace(pcap)
+        let trace = io == "dpdk" ? try loadTraceThroughDPDK(pcap, eal: eal) : try loadTrace(pcap)
         let program: SteeringProgram
         switch SteeringMode(rawValue: steering)! {
         case .hash: program = IDSSteering.hashProgram(instances: instances, symmetricSort: false)
@@ -236,21 +257,59 @@ struct Run: ParsableCommand {
         }
         print(String(format: "  inspection cycles: total %.1f M (%.0f per packet), busiest instance %.1f M",
                      Double(inspected.cycles) / 1e6, Double(inspected.cycles) / Double(max(inspected.packets, 1)), Double(maxCycles) / 1e6))
-        try writeAlerts(r.alerts, engine: engine)
+        try writeAlerts(r.alerts, engine: engine, fast: alerts, json: json)
         if let dir = shares, let indices = r.shares {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
             for (i, share) in indices.enumerated() { try trace.write(share, to: "\(dir)/instance-\(i).pcap") }
             print("  shares written to \(dir)/instance-N.pcap")
         }
     }
+}
 
-    func writeAlerts(_ list: [Alert], engine: DetectionEngine) throws {
-        for (path, format) in [(alerts, AlertFormat.fast), (json, AlertFormat.json)] {
-            guard let path else { continue }
-            let text = list.map { format($0, engine.rules[Int($0.rule)]) }.joined(separator: "\n") + (list.isEmpty ? "" : "\n")
-            if path == "-" { print(text, terminator: "") } else if !FileManager.default.createFile(atPath: path, contents: Data(text.utf8)) {
-                throw ValidationError("\(path): cannot write the alerts")
+/// `flexids inspect`: one instance, on the calling thread, no steering.
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Inspect a whole trace on one instance in the calling thread (no steering, no threads) and print its alerts.",
+        discussion: "What Scripts/ids-cachegrind.sh runs under cachegrind for each instance's share of a trace.")
+
+    @OptionGroup var ruleOptions: RuleOptions
+    @Option(help: "Trace to inspect.") var pcap: String
+    @Option(help: "Write alerts in Snort's fast format here (- for stdout).") var alerts: String?
+    @Option(help: "Write alerts as JSON lines here (- for stdout).") var json: String?
+    @Option(help: "List the N rules most often confirmed (their fast pattern matched): what costs the most.") var topRules = 0
+
+    func run() throws {
+        let set = try ruleOptions.load(quiet: true)
+        let engine = DetectionEngine(rules: set.rules)
+        let trace = try loadTrace(pcap)
+        let inspector = Inspector(engine: engine, profileRules: topRules > 0)
+        for i in 0..<trace.records.count {
+            let r = trace.records[i]
+            inspector.inspect(trace.frame(i), number: r.number, timestampNanoseconds: r.timestampNanoseconds)
+        }
+        let c = inspector.counters
+        let list = ThresholdFilter.apply(inspector.takeAlerts(), rules: engine.rules)
+        print(String(format: "inspected %d packets (%d undecodable): %.0f cycles/packet, %d scans, %d candidate rules, %d alerts",
+                     c.packets, c.undecodable, Double(c.cycles) / Double(max(c.packets, 1)), c.scans, c.candidates, list.count))
+        try writeAlerts(list, engine: engine, fast: alerts, json: json)
+        if let counts = inspector.candidateCounts {
+            print("rules most often confirmed (candidates per packet, fast pattern, where):")
+            for (r, n) in counts.enumerated().sorted(by: { $0.element > $1.element }).prefix(topRules) where n > 0 {
+                let rule = engine.rules[r]
+                let pattern = rule.fastPattern.map { String(decoding: $0.bytes, as: UTF8.self).debugDescription } ?? "(none)"
+                print(String(format: "  %6.3f  %@  sid %d %@ (%@)", Double(n) / Double(max(c.packets, 1)), pattern, rule.sid, rule.message, rule.location.description))
             }
+        }
+    }
+}
+
+/// Writes alerts in Snort's fast format and/or as JSON lines (`-`: standard output).
+func writeAlerts(_ list: [Alert], engine: DetectionEngine, fast: String?, json: String?) throws {
+    for (path, format) in [(fast, AlertFormat.fast), (json, AlertFormat.json)] {
+        guard let path else { continue }
+        let text = list.map { format($0, engine.rules[Int($0.rule)]) }.joined(separator: "\n") + (list.isEmpty ? "" : "\n")
+        if path == "-" { print(text, terminator: "") } else if !FileManager.default.createFile(atPath: path, contents: Data(text.utf8)) {
+            throw ValidationError("\(path): cannot write the alerts")
         }
     }
 }

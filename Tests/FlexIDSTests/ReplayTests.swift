@@ -178,6 +178,24 @@ import Testing
         #expect(fast["hash"] == fast["partition"] && fast["hash"]!.contains("[1:9000001:1] FLEX WEB request for /etc/passwd [**] [Classification: attempted-recon] [Priority: 2] {TCP}"))
     }
 
+    /// Reading the trace through a DPDK net_pcap vdev gives the alerts libpcap gives
+    /// (frames are stamped on arrival, so timestamps differ).
+    @Test func dpdkNetPcapInput() throws {
+        let flexids = try builtExecutable("flexids")
+        let dir = NSTemporaryDirectory() + "flexids-cli-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let rules = ["--rules", "Configs/ids/flex-sample.rules", "--vars", "Configs/ids/snort-vars.conf", "--pcap", ReplayTests.trace, "--prefix", "0"]
+        var alerts: [String] = []
+        for io in ["pcap", "dpdk"] {
+            let (rc, out) = try runProcess(flexids, ["run"] + rules + ["--io", io, "--json", "\(dir)/\(io).json"])
+            #expect(rc == 0 && out.contains("6116 packets"), "\(out)")
+            let text = try String(contentsOfFile: "\(dir)/\(io).json", encoding: .utf8)
+            alerts.append(text.replacingOccurrences(of: #""timestamp_ns":[0-9]+,"#, with: "", options: .regularExpression))
+        }
+        #expect(alerts[0] == alerts[1] && alerts[0].split(separator: "\n").count > 100)
+    }
+
     @Test func brokenInputsGetClearMessages() throws {
         let flexids = try builtExecutable("flexids")
         let dir = NSTemporaryDirectory() + "flexids-cli-\(UUID().uuidString)"

@@ -31,9 +31,10 @@ public enum IDSSteering {
     }
 
     /// The TOML of a partition program: for each flow group, a stage per direction that
-    /// sends it to its instance (pairs of service ports first, so both directions of a
-    /// flow meet the same pair of stages), then symmetric hashing for the rest.
-    public static func partitionProgramText(assignment: [(group: FlowGroup, instance: Int, share: Double)], instances: Int) -> String {
+    /// sends it to its instance, or spreads it over its instances by a symmetric hash
+    /// (pairs of service ports first, so both directions of a flow meet the same pair of
+    /// stages), then symmetric hashing for the rest.
+    public static func partitionProgramText(assignment: [Profile.Assignment], instances: Int) -> String {
         var out = """
             # FlexIDS partition steering (written by `flexids partition`): each flow group
             # goes to its instance; traffic outside the profile is hashed symmetrically.
@@ -42,13 +43,16 @@ public enum IDSSteering {
             default = "queue 0"
 
             """
-        func stage(_ name: String, _ match: String, _ instance: Int) {
-            out += "\n[[stage]]\nname = \"\(name)\"\nmatch = { \(match) }\nactions = [\"queue \(instance)\"]\n"
+        func stage(_ name: String, _ match: String, _ instances: [Int]) {
+            let actions = instances.count == 1 ? "\"queue \(instances[0])\""
+                : "\"hash symmetric\", \"spread \(instances.map(String.init).joined(separator: " "))\""
+            out += "\n[[stage]]\nname = \"\(name)\"\nmatch = { \(match) }\nactions = [\(actions)]\n"
         }
         // Pairs of service ports, then single service ports, then a protocol's other flows.
         func rank(_ g: FlowGroup) -> Int { g.low != 0 ? 0 : g.high != 0 ? 1 : 2 }
         let ordered = assignment.sorted { rank($0.group) != rank($1.group) ? rank($0.group) < rank($1.group) : $0.group < $1.group }
-        for (g, instance, share) in ordered {
+        for a in ordered {
+            let (g, instance, share) = (a.group, a.instances, a.share)
             let proto = "ip_proto = \(g.proto)"
             let label = "\(g) (\(String(format: "%.1f", share * 100)) % of profiled cycles)"
             switch (g.low, g.high) {

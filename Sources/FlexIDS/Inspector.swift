@@ -93,12 +93,12 @@ public final class Inspector {
         let payload = UnsafeRawBufferPointer(start: frame.baseAddress! + Int(parsed.payloadOffset),
                                              count: min(Int(parsed.payloadLength), frame.count - Int(parsed.payloadOffset)))
         if let table = engine.table(for: parsed) {
-            for k in table.destination.range(parsed.destinationPort) { collect(table.destination.ids[k], payload) }
-            for k in table.source.range(parsed.sourcePort) { collect(table.source.ids[k], payload) }
+            for k in table.destination.range(parsed.destinationPort) { collect(table.destination.ids[k], payload, parsed) }
+            for k in table.source.range(parsed.sourcePort) { collect(table.source.ids[k], payload, parsed) }
         }
         let catchAll = engine.catchAllGroups(for: parsed)
-        collect(catchAll.0, payload)
-        collect(catchAll.1, payload)
+        collect(catchAll.0, payload, parsed)
+        collect(catchAll.1, payload, parsed)
         guard candidateCount > 0 else { return }
         counters.candidates &+= candidateCount
 
@@ -114,10 +114,16 @@ public final class Inspector {
     }
 
     @inline(__always)
-    func collect(_ id: Int16, _ payload: UnsafeRawBufferPointer) {
+    func collect(_ id: Int16, _ payload: UnsafeRawBufferPointer, _ frame: ParsedFrame) {
         guard id >= 0 else { return }
         let group = engine.groups[Int(id)]
         for r in group.alwaysRules { add(r) }
+        if !group.sourceListedRules.isEmpty && AddressSet.find(frame.sourceAddress, in: group.sourceUnion) {
+            for r in group.sourceListedRules { add(r) }
+        }
+        if !group.destinationListedRules.isEmpty && AddressSet.find(frame.destinationAddress, in: group.destinationUnion) {
+            for r in group.destinationListedRules { add(r) }
+        }
         guard payload.count > 0, group.matcher.patternCount > 0 else { return }
         counters.scans &+= 1
         group.patternRuleStart.withUnsafeBufferPointer { start in

@@ -25,8 +25,15 @@ public final class RuleGroup: @unchecked Sendable {
     /// pattern `p`.
     let patternRuleStart: [Int32]
     let patternRules: [Int32]
-    /// Rules without a fast pattern: candidates for every packet of the group.
+    /// Rules without a fast pattern: candidates for every packet of the group...
     let alwaysRules: [Int32]
+    /// ...except those that name source (destination) addresses, IP reputation lists
+    /// mostly: candidates only when the packet's source (destination) falls in the union
+    /// of their address ranges, one binary search per packet for all of them.
+    let sourceListedRules: [Int32]
+    let sourceUnion: [ClosedRange<UInt32>]
+    let destinationListedRules: [Int32]
+    let destinationUnion: [ClosedRange<UInt32>]
 
     /// `tcp dst 80`, `udp any`, `ip any`.
     /// The port list as rules wrote it (`$HTTP_PORTS`), for a shared list's group.
@@ -47,9 +54,22 @@ public final class RuleGroup: @unchecked Sendable {
         var patternIndex: [[UInt8]: Int] = [:]
         var patterns: [[UInt8]] = []
         var byPattern: [[Int32]] = []
-        var always: [Int32] = []
+        var always: [Int32] = [], bySource: [Int32] = [], byDestination: [Int32] = []
+        var sources: [ClosedRange<UInt32>] = [], destinations: [ClosedRange<UInt32>] = []
         for r in rules {
-            guard let fp = all[Int(r)].fastPattern else { always.append(r); continue }
+            let rule = all[Int(r)]
+            guard let fp = rule.fastPattern else {
+                if !rule.bidirectional && !rule.source.isAny {
+                    bySource.append(r)
+                    sources += rule.source.included
+                } else if !rule.bidirectional && !rule.destination.isAny {
+                    byDestination.append(r)
+                    destinations += rule.destination.included
+                } else {
+                    always.append(r)
+                }
+                continue
+            }
             let key = fp.bytes.map { MultiPatternMatcher.fold[Int($0)] }
             if let p = patternIndex[key] {
                 byPattern[p].append(r)
@@ -65,13 +85,20 @@ public final class RuleGroup: @unchecked Sendable {
         patternRuleStart = start
         patternRules = byPattern.flatMap { $0 }
         alwaysRules = always
+        sourceListedRules = bySource
+        sourceUnion = AddressSet.merged(sources)
+        destinationListedRules = byDestination
+        destinationUnion = AddressSet.merged(destinations)
     }
 
     /// States of the group's automaton.
     public var stateCount: Int { matcher.stateCount }
 
     /// Bytes of rule state a core touches to inspect with this group.
-    public var memoryFootprint: Int { matcher.memoryFootprint + (patternRules.count + alwaysRules.count) * 4 }
+    public var memoryFootprint: Int {
+        matcher.memoryFootprint + (patternRules.count + alwaysRules.count + sourceListedRules.count + destinationListedRules.count) * 4
+            + (sourceUnion.count + destinationUnion.count) * 8
+    }
 }
 
 /// The port-group lookup tables of one transport: which groups a port selects, per

@@ -59,17 +59,31 @@ public struct Profile: Codable, Sendable {
     }
 
     /// Greedy partition (thesis 5.3): flow groups heaviest first, each onto the instance
-    /// with the fewest cycles so far (ties: the lower instance).
-    public func partition(instances: Int) -> (assignment: [(group: FlowGroup, instance: Int, share: Double)], load: [UInt64]) {
+    /// with the fewest cycles so far (ties: the lower instance). With `split`, a group
+    /// heavier than an instance's fair share (all cycles / N) is spread over as many of
+    /// the least-loaded instances as it has fair shares (rounded up), its flows divided
+    /// among them by a symmetric hash; otherwise one heavy group can leave an instance
+    /// with far more than its share.
+    public func partition(instances: Int, split: Bool = true) -> (assignment: [Assignment], load: [UInt64]) {
         var load = [UInt64](repeating: 0, count: instances)
-        let total = Double(max(entries.reduce(0) { $0 + $1.cycles }, 1))
-        var out: [(FlowGroup, Int, Double)] = []
+        let total = max(entries.reduce(0) { $0 + $1.cycles }, 1)
+        let fair = Double(total) / Double(instances)
+        var out: [Assignment] = []
         for e in entries {
-            let target = load.indices.min { load[$0] != load[$1] ? load[$0] < load[$1] : $0 < $1 }!
-            load[target] &+= e.cycles
-            out.append((e.group, target, Double(e.cycles) / total))
+            let parts = split ? min(instances, max(1, Int((Double(e.cycles) / fair).rounded(.up)))) : 1
+            let chosen = load.indices.sorted { load[$0] != load[$1] ? load[$0] < load[$1] : $0 < $1 }.prefix(parts).sorted()
+            for i in chosen { load[i] &+= e.cycles / UInt64(parts) }
+            out.append(Assignment(group: e.group, instances: Array(chosen), share: Double(e.cycles) / Double(total)))
         }
         return (out, load)
+    }
+
+    /// Where a flow group goes: one instance, or several sharing its flows.
+    public struct Assignment: Sendable {
+        public var group: FlowGroup
+        public var instances: [Int]
+        /// Its fraction of the profiled cycles.
+        public var share: Double
     }
 }
 

@@ -7,7 +7,9 @@ import Foundation
 /// each with its own `Inspector` (thesis 6.2.4). The dispatcher plays the NIC: it runs
 /// the program on each frame and hands the record's index to the chosen instance's
 /// SPSC ring, in batches. A full ring makes the dispatcher wait (a replay loses
-/// nothing), and the waits are counted.
+/// nothing), and the waits are counted. Idle instances and a waiting dispatcher sleep
+/// in short naps rather than spin, so that on a machine with fewer cores than threads
+/// the busy instances get the cores.
 public final class Replay {
     public struct Result: Sendable {
         public var instances: [Inspector.Counters]
@@ -73,8 +75,10 @@ public final class Replay {
                 while true {
                     let n = ring.dequeue(into: buffer, maximum: Self.batch)
                     if n == 0 {
+                        // Spin briefly, then sleep: instances outnumber cores here, and
+                        // an idle one must not take a core from a busy one.
                         idle += 1
-                        if idle > 64 { sched_yield() }
+                        if idle > 64 { usleep(20) } else { sched_yield() }
                         continue
                     }
                     idle = 0
@@ -103,7 +107,7 @@ public final class Replay {
                 while sent < b.count {
                     let n = rings[q].enqueue(b.baseAddress! + sent, count: b.count - sent)
                     sent += n
-                    if sent < b.count { waits += 1; sched_yield() }
+                    if sent < b.count { waits += 1; usleep(20) }
                 }
             }
             staged[q].removeAll(keepingCapacity: true)

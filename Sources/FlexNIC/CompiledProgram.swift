@@ -32,7 +32,7 @@ final class CompiledProgram: @unchecked Sendable {
     enum Op: UInt8 {
         case drop, toQueue, hashFourTuple, hashSymmetric, hashAddresses, hashPayload, hashToken
         case hashField  // a = offset, b = lengthAt, c = skipAt (-1: none)
-        case redirect, writeHash, strip, appendToLog, slowPath
+        case redirect, spread, writeHash, strip, appendToLog, slowPath
         case reply  // a = first edit, b = edit count
         case replyFromTable  // a = key offset, b = max key length, c = kept prefix
     }
@@ -90,6 +90,12 @@ final class CompiledProgram: @unchecked Sendable {
                 case .hash(.payloadField(let o, let l, let k)):
                     ins.append(Instruction(op: .hashField, a: Int32(o), b: Int32(l), c: Int32(k ?? -1)))
                 case .redirect: ins.append(Instruction(op: .redirect, a: 0, b: 0)); queueChosen = true
+                case .spread(let queues):
+                    // The queue set as a 64-bit mask, low half in a, high half in b.
+                    let mask = queues.reduce(UInt64(0)) { $0 | 1 << UInt64($1) }
+                    ins.append(Instruction(op: .spread, a: Int32(bitPattern: UInt32(truncatingIfNeeded: mask)),
+                                           b: Int32(bitPattern: UInt32(truncatingIfNeeded: mask >> 32))))
+                    queueChosen = true
                 case .writeHash: ins.append(Instruction(op: .writeHash, a: 0, b: 0))
                 case .strip(let l): ins.append(Instruction(op: .strip, a: l == .l2 ? 2 : l == .l3 ? 3 : 4, b: 0))
                 case .appendToLog(let o, let l):

@@ -22,7 +22,8 @@ import TOMLKit
 /// src_port, dst_port, tcp_flags, dccp_type, payload_length, and `payload[OFFSET:WIDTH]`
 /// (WIDTH 1, 2, 4 or 8 bytes, big-endian). Actions: `drop`, `queue N`, `hash 4-tuple`,
 /// `hash symmetric`, `hash addresses`, `hash payload OFFSET [LENGTH]`,
-/// `hash payload-token OFFSET MAXLEN`, `hash payload-field OFFSET LENGTHAT [SKIPAT]`, `redirect`, `write-hash`, `strip l2|l3|l4`,
+/// `hash payload-token OFFSET MAXLEN`, `hash payload-field OFFSET LENGTHAT [SKIPAT]`, `redirect`,
+/// `spread Q...` (one of these queues by the last hash), `write-hash`, `strip l2|l3|l4`,
 /// `log OFFSET [LENGTH]`, `slow-path`, `reply-from-table KEYOFFSET MAXLEN KEEP`, and `reply EDIT...` with edits `swap-eth`,
 /// `swap-ip`, `swap-ports`, `dccp-ack`, `truncate N`, `set FIELD VALUE`.
 /// Payload offsets count from the start of the L4 payload.
@@ -206,6 +207,9 @@ public enum ProgramFile {
         case "redirect"?: return .redirect
         case "write-hash"?: return .writeHash
         case "queue"?: return .toQueue(try int(1))
+        case "spread"?:
+            guard w.count > 1 else { throw bad }
+            return .spread(try (1..<w.count).map { try int($0) })
         case "strip"?:
             guard w.count == 2, let l = StripLayer(rawValue: w[1]) else { throw bad }
             return .strip(l)

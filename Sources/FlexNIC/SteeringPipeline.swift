@@ -261,6 +261,10 @@ public final class SteeringPipeline: @unchecked Sendable {
                     queue = ins.a
                 case .redirect:
                     queue = Int32(truncatingIfNeeded: redirection.queue(for: hash))
+                case .spread:
+                    var mask = UInt64(UInt32(bitPattern: ins.a)) | UInt64(UInt32(bitPattern: ins.b)) << 32
+                    for _ in 0..<(Int(hash) % mask.nonzeroBitCount) { mask &= mask &- 1 }
+                    queue = Int32(mask.trailingZeroBitCount)
                 case .drop:
                     return Verdict(kind: .drop, detail: UInt8(truncatingIfNeeded: s))
                 case .slowPath:

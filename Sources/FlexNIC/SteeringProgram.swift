@@ -169,6 +169,9 @@ public enum Action: Sendable, Equatable {
     case hash(HashInput)
     /// Picks the queue from the redirection table by the last computed hash.
     case redirect
+    /// Picks one of these queues (fewer than 64, each once) by the last computed hash:
+    /// a class of traffic spread over a subset of the cores.
+    case spread([Int])
     /// Hands the last computed hash to the core in the descriptor.
     case writeHash
     case strip(StripLayer)
@@ -237,6 +240,8 @@ extension SteeringProgram {
                 switch a {
                 case .toQueue(let q) where !(0..<queues).contains(q):
                     throw ProgramError("\(at): queue \(q) out of range 0..<\(queues)")
+                case .spread(let list) where list.isEmpty || Set(list).count != list.count || !list.allSatisfy({ (0..<min(queues, 64)).contains($0) }):
+                    throw ProgramError("\(at): spread needs distinct queues in 0..<\(min(queues, 64))")
                 case .hash(.payload(let o, let l)) where o < 0 || (l ?? 1) < 1:
                     throw ProgramError("\(at): bad payload hash range")
                 case .hash(.payloadToken(let o, let m)) where o < 0 || m < 1:
@@ -264,6 +269,7 @@ extension SteeringProgram {
                 if a.decides {
                     if case .toQueue = a { continue }
                     if case .redirect = a { continue }
+                    if case .spread = a { continue }
                     decided = true
                 }
             }

@@ -17,7 +17,7 @@ struct FlexIDSCommand: ParsableCommand {
               flexids partition --profile /tmp/profile.json --instances 4 --out /tmp/steering.toml
               flexids run --rules R --vars V --pcap /tmp/mix.pcap --instances 4 --steering partition --table /tmp/steering.toml
             """,
-        subcommands: [CheckRules.self, Generate.self, ProfileCommand.self, PartitionCommand.self, Run.self, Inspect.self])
+        subcommands: [CheckRules.self, Generate.self, ProfileCommand.self, PartitionCommand.self, Run.self, Inspect.self, Compare.self])
 }
 
 func warn(_ s: String) { FileHandle.standardError.write(Data("\(s)\n".utf8)) }
@@ -174,6 +174,7 @@ struct PartitionCommand: ParsableCommand {
     @Option(help: "Profile from `flexids profile`.") var profile: String
     @Option(help: "IDS instances.") var instances = 4
     @Option(help: "Steering program to write.") var out = "ids-steering.toml"
+    @Flag(help: "Never spread a flow group over several instances (the thesis's plain greedy), even one heavier than an instance's share.") var noSplit = false
 
     func validate() throws {
         guard (1...64).contains(instances) else { throw ValidationError("--instances must be 1...64") }
@@ -182,14 +183,14 @@ struct PartitionCommand: ParsableCommand {
     func run() throws {
         let p: Profile
         do { p = try Profile.load(path: profile) } catch { throw ValidationError("\(error)") }
-        let (assignment, load) = p.partition(instances: instances)
+        let (assignment, load) = p.partition(instances: instances, split: !noSplit)
         let text = IDSSteering.partitionProgramText(assignment: assignment, instances: instances)
         do { _ = try ProgramFile.parse(text, source: out) } catch { throw ValidationError("internal: the program does not load: \(error)") }
         guard FileManager.default.createFile(atPath: out, contents: Data(text.utf8)) else { throw ValidationError("\(out): cannot write") }
         let total = Double(max(load.reduce(0, +), 1))
         print("\(assignment.count) flow groups onto \(instances) instances -> \(out)")
         for i in 0..<instances {
-            let mine = assignment.filter { $0.instance == i }.map { "\($0.group)" }
+            let mine = assignment.filter { $0.instances.contains(i) }.map { $0.instances.count > 1 ? "\($0.group) (1/\($0.instances.count))" : "\($0.group)" }
             print(String(format: "  instance %d: %5.1f %% of profiled cycles  %@", i, Double(load[i]) * 100 / total,
                          mine.prefix(8).joined(separator: ", ") + (mine.count > 8 ? ", ... (\(mine.count))" : "")))
         }
@@ -311,5 +312,70 @@ func writeAlerts(_ list: [Alert], engine: DetectionEngine, fast: String?, json: 
         if path == "-" { print(text, terminator: "") } else if !FileManager.default.createFile(atPath: path, contents: Data(text.utf8)) {
             throw ValidationError("\(path): cannot write the alerts")
         }
+    }
+}
+
+/// `flexids compare`: the evaluation in one invocation.
+struct Compare: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Profile, partition, then replay with hash and partition steering alternately (A B A B); print the ratios.",
+        discussion: """
+            Loads the rules and the trace once, profiles the first --prefix, partitions onto \
+            --instances, and replays the rest --rounds times in each mode, alternating. \
+            Prints packets/s per round, the median ratio partition / hash, and the \
+            instances' inspection cycles per packet. Fails if any round's alerts differ \
+            from the first round's.
+            """)
+
+    @OptionGroup var ruleOptions: RuleOptions
+    @Option(help: "Trace to replay.") var pcap: String
+    @Option(help: "IDS instances (threads).") var instances = 4
+    @Option(help: "Fraction of the trace to profile (the rest is replayed).") var prefix = 0.02
+    @Option(help: "Rounds per mode.") var rounds = 3
+    @Flag(help: "Partition without spreading heavy flow groups (see flexids partition --help).") var noSplit = false
+
+    func validate() throws {
+        guard (1...64).contains(instances) else { throw ValidationError("--instances must be 1...64") }
+        guard prefix > 0 && prefix < 1 else { throw ValidationError("--prefix is a fraction in (0, 1)") }
+        guard rounds > 0 else { throw ValidationError("--rounds must be positive") }
+    }
+
+    func run() throws {
+        let set = try ruleOptions.load(quiet: true)
+        let engine = DetectionEngine(rules: set.rules)
+        let trace = try loadTrace(pcap)
+        let first = max(1, Int((Double(trace.records.count) * prefix).rounded()))
+        guard first < trace.records.count else { throw ValidationError("\(pcap): too few packets for --prefix \(prefix)") }
+        let profile = Profile.measure(engine: engine, trace: trace, count: first, rules: ruleOptions.rules, prefix: prefix)
+        let (assignment, load) = profile.partition(instances: instances, split: !noSplit)
+        let total = Double(max(load.reduce(0, +), 1))
+        print("profiled \(first) packets, \(profile.entries.count) flow groups; partition loads " +
+              load.map { String(format: "%.0f %%", Double($0) * 100 / total) }.joined(separator: " / "))
+        let programs: [(String, SteeringProgram)] = [
+            ("hash", IDSSteering.hashProgram(instances: instances, symmetricSort: false)),
+            ("partition", try ProgramFile.parse(IDSSteering.partitionProgramText(assignment: assignment, instances: instances))),
+        ]
+        var rates: [String: [Double]] = [:], cycles: [String: [Double]] = [:]
+        var reference: [Alert]?
+        for round in 1...rounds {
+            for (name, program) in programs {
+                let r = try Replay(engine: engine, trace: trace, records: first..<trace.records.count, program: program).run()
+                if reference == nil { reference = r.alerts }
+                guard r.alerts == reference else {
+                    throw ValidationError("\(name) round \(round): \(r.alerts.count) alerts, first round had \(reference!.count)")
+                }
+                let c = r.instances.reduce(Inspector.Counters(), +)
+                let perPacket = Double(c.cycles) / Double(max(c.packets, 1))
+                rates[name, default: []].append(r.packetsPerSecond)
+                cycles[name, default: []].append(perPacket)
+                print(String(format: "  round %d %-9@ %9.0f packets/s %7.1f Mbit/s  %7.0f cycles/packet  busiest instance %4.1f %% of packets",
+                             round, name, r.packetsPerSecond, r.megabitsPerSecond, perPacket,
+                             Double(r.steered.max() ?? 0) * 100 / Double(max(r.packets, 1))))
+            }
+        }
+        func median(_ v: [Double]) -> Double { v.sorted()[v.count / 2] }
+        print(String(format: "partition / hash: packets/s %.2fx (medians %.0f / %.0f), inspection cycles per packet %.2f; alerts identical (%d)",
+                     median(rates["partition"]!) / median(rates["hash"]!), median(rates["partition"]!), median(rates["hash"]!),
+                     median(cycles["partition"]!) / median(cycles["hash"]!), reference?.count ?? 0))
     }
 }

@@ -136,6 +136,25 @@ enum Make {
         #expect(Make.sids(engine, [Make.tcp("hi")]) == [1, 5])
     }
 
+    /// Content-less rules that name addresses (reputation lists) are candidates only
+    /// for packets from (to) those addresses, and still fire on them.
+    @Test func addressListedRulesWithoutContent() throws {
+        let engine = try Make.engine("""
+            alert tcp [10.0.0.1,192.0.2.0/24] any -> any any (msg:"bad source"; sid:1;)
+            alert tcp any any -> [93.184.216.34,198.51.100.7] any (msg:"bad destination"; sid:2;)
+            alert tcp any any -> any any (msg:"everything"; flags:A+; sid:3;)
+            """)
+        let group = engine.groups.first { $0.name == "tcp any" }!
+        #expect(group.sourceListedRules.count == 1 && group.destinationListedRules.count == 1 && group.alwaysRules.count == 1)
+        #expect(Make.sids(engine, [Make.tcp("x")]) == [1, 2, 3])
+        let other = FrameBuilder.Endpoints(source: IPv4Address(10, 0, 0, 2), destination: IPv4Address(93, 184, 216, 35), sourcePort: 1, destinationPort: 2)
+        #expect(Make.sids(engine, [Make.tcp("x", other)]) == [3])
+        let inspector = Inspector(engine: engine)
+        var frame = Make.tcp("x", other)
+        frame.withUnsafeMutableBytes { inspector.inspect($0, number: 1, timestampNanoseconds: 0) }
+        #expect(inspector.counters.candidates == 1, "only the rule without addresses is a candidate")
+    }
+
     @Test func thresholdsFilterInPacketOrder() throws {
         let engine = try Make.engine("""
             alert tcp any any -> any 80 (msg:"limit"; content:"x"; threshold:type limit, track by_src, count 2, seconds 10; sid:1;)

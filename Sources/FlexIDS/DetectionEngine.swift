@@ -4,14 +4,14 @@ import FlexWire
 /// and the port lookup tables. Immutable after `init`.
 public final class DetectionEngine: @unchecked Sendable {
     public let rules: [SnortRule]
-    /// The rules again, in memory confirmation reads in place (no copy, no reference
-    /// counting per candidate).
+    /// The rules again, in memory confirmation reads in place (no copy of the rule
+    /// per candidate).
     let ruleStorage: UnsafeMutablePointer<SnortRule>
     public let groups: [RuleGroup]
-    var tcp = PortGroupTable()
-    var udp = PortGroupTable()
-    var icmpGroup: Int16 = -1
-    var ipGroup: Int16 = -1
+    let tcp: PortGroupTable
+    let udp: PortGroupTable
+    let icmpGroup: Int32
+    let ipGroup: Int32
 
     /// At most this many ports make a rule join per-port groups; more go to any-any.
     public static let listedPortLimit = 1024
@@ -46,12 +46,14 @@ public final class DetectionEngine: @unchecked Sendable {
             }
         }
         var groups: [RuleGroup] = []
-        var perPort: [Side: [UInt16: [Int16]]] = [:]
+        var tcp = PortGroupTable(), udp = PortGroupTable()
+        var icmpGroup: Int32 = -1, ipGroup: Int32 = -1
+        var perPort: [Side: [UInt16: [Int32]]] = [:]
         // Long lists: one shared group each.
         func order(_ l: PortList) -> (String, String, Int, UInt16) { (l.side.proto.rawValue, l.side.kind.rawValue, l.ports.count, l.ports[0]) }
         let ordered = lists.sorted { order($0.key) != order($1.key) ? order($0.key) < order($1.key) : $0.key.ports.lexicographicallyPrecedes($1.key.ports) }
         for (list, value) in ordered where list.ports.count >= Self.sharedListMinimum {
-            let id = Int16(groups.count)
+            let id = Int32(groups.count)
             groups.append(RuleGroup(proto: list.side.proto, kind: list.side.kind, ports: list.ports, label: value.name, rules: value.rules, all: rules))
             for p in list.ports { perPort[list.side, default: [:]][p, default: []].append(id) }
         }
@@ -64,14 +66,14 @@ public final class DetectionEngine: @unchecked Sendable {
             var portsByRules: [[Int32]: [UInt16]] = [:]
             for (port, set) in extras[side]! { portsByRules[set.sorted(), default: []].append(port) }
             for (list, ports) in portsByRules.map({ ($0.key, $0.value.sorted()) }).sorted(by: { $0.1[0] < $1.1[0] }) {
-                let id = Int16(groups.count)
+                let id = Int32(groups.count)
                 groups.append(RuleGroup(proto: side.proto, kind: side.kind, ports: ports, label: nil, rules: list, all: rules))
                 for p in ports { perPort[side, default: [:]][p, default: []].append(id) }
             }
         }
         for proto in [SnortRule.TransportProtocol.tcp, .udp, .icmp, .ip] {
             guard let list = anyRules[proto] else { continue }
-            let id = Int16(groups.count)
+            let id = Int32(groups.count)
             groups.append(RuleGroup(proto: proto, kind: .any, ports: [], label: nil, rules: list, all: rules))
             switch proto {
             case .tcp: tcp.any = id
@@ -91,6 +93,7 @@ public final class DetectionEngine: @unchecked Sendable {
             }
         }
         self.groups = groups
+        (self.tcp, self.udp, self.icmpGroup, self.ipGroup) = (tcp, udp, icmpGroup, ipGroup)
     }
 
     deinit {
@@ -107,7 +110,7 @@ public final class DetectionEngine: @unchecked Sendable {
     /// The catch-all groups a frame checks after its port groups: its protocol's any-any
     /// group and the `ip` group (`-1`: none).
     @inline(__always)
-    func catchAllGroups(for frame: ParsedFrame) -> (Int16, Int16) {
+    func catchAllGroups(for frame: ParsedFrame) -> (Int32, Int32) {
         if frame.layers.contains(.tcp) { return (tcp.any, ipGroup) }
         if frame.layers.contains(.udp) { return (udp.any, ipGroup) }
         return (frame.ipProtocol == 1 ? icmpGroup : -1, ipGroup)
@@ -132,7 +135,7 @@ public final class DetectionEngine: @unchecked Sendable {
     /// The port groups a flow group's packets check, in either direction, by name.
     public func groupNames(of flowGroup: FlowGroup) -> [String] {
         let table: PortGroupTable? = flowGroup.proto == 6 ? tcp : flowGroup.proto == 17 ? udp : nil
-        var ids: [Int16] = []
+        var ids: [Int32] = []
         if let table {
             for p in [flowGroup.low, flowGroup.high] where p != 0 {
                 ids += table.destination.groups(p) + table.source.groups(p)
@@ -142,7 +145,7 @@ public final class DetectionEngine: @unchecked Sendable {
             ids.append(icmpGroup)
         }
         ids.append(ipGroup)
-        var seen = Set<Int16>()
+        var seen = Set<Int32>()
         return ids.filter { $0 >= 0 && seen.insert($0).inserted }.map { groups[Int($0)].name }
     }
 

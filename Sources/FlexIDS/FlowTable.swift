@@ -14,7 +14,8 @@ public struct FlowVerdict: Sendable {
 /// linear probing in one fixed allocation, so lookups allocate nothing.
 ///
 /// - TCP: the sender of a SYN is the client (of a SYN-ACK, the receiver). The session is
-///   established when the client's ACK completes the handshake. A flow first seen
+///   established when the client's ACK completes the handshake, and ends with a RST; a
+///   new SYN on an established 5-tuple starts a new session. A flow first seen
 ///   mid-stream (no SYN) is picked up as established, as Snort's stream5 does, with the
 ///   client guessed from the ports: the side on a service port (or on a port below 1024
 ///   facing one above) is the server.
@@ -92,6 +93,19 @@ public struct FlowTable: ~Copyable {
             }
             if e.pointee.addresses == addresses && e.pointee.ports == ports && e.pointee.proto == frame.ipProtocol {
                 var state = e.pointee.state
+                if isTCP && syn && !ack && state.contains(.established) {
+                    // The 5-tuple is reused by a new connection: start over, the SYN's sender
+                    // as the client.
+                    state = senderIsLow ? [.lowSent, .clientIsLow] : [.highSent]
+                    e.pointee.state = state
+                    return FlowVerdict(toServer: true, established: false, tracked: true)
+                }
+                if isTCP && frame.tcpFlags & 0x04 != 0 {
+                    // RST: the session is over; what follows is not established.
+                    state.subtract([.established, .synAckSeen])
+                    e.pointee.state = state
+                    return FlowVerdict(toServer: state.contains(.clientIsLow) == senderIsLow, established: false, tracked: true)
+                }
                 let toServer = state.contains(.clientIsLow) == senderIsLow
                 state.insert(senderIsLow ? .lowSent : .highSent)
                 if isTCP {

@@ -2,7 +2,9 @@ import FlexNIC
 
 /// How a replay spreads packets over IDS instances. Every mode keeps both directions of
 /// a flow on one instance (flow state is per instance), so the alerts do not depend on
-/// the mode; what changes is which rule groups each instance's cache must hold.
+/// the mode as long as every instance's flow table holds its flows (a full table is
+/// counted: its overflow flows are inspected without state); what changes is which rule
+/// groups each instance's cache must hold.
 public enum SteeringMode: String, CaseIterable, Sendable {
     /// NIC receive-side scaling: Toeplitz over the 4-tuple with the repeating 0x6d5a key,
     /// which hashes both directions alike (what IDS deployments configure).
@@ -48,9 +50,15 @@ public enum IDSSteering {
                 : "\"hash symmetric\", \"spread \(instances.map(String.init).joined(separator: " "))\""
             out += "\n[[stage]]\nname = \"\(name)\"\nmatch = { \(match) }\nactions = [\(actions)]\n"
         }
+        // A program has at most `SteeringProgram.maximumStages` stages: the lightest flow
+        // groups beyond that are left to the hash stage.
+        let kept = assignment.sorted { $0.share > $1.share }.prefix((SteeringProgram.maximumStages - 1) / 2)
+        if kept.count < assignment.count {
+            out += "# \(assignment.count - kept.count) lightest flow groups are hashed: the program holds \(SteeringProgram.maximumStages) stages.\n"
+        }
         // Pairs of service ports, then single service ports, then a protocol's other flows.
         func rank(_ g: FlowGroup) -> Int { g.low != 0 ? 0 : g.high != 0 ? 1 : 2 }
-        let ordered = assignment.sorted { rank($0.group) != rank($1.group) ? rank($0.group) < rank($1.group) : $0.group < $1.group }
+        let ordered = kept.sorted { rank($0.group) != rank($1.group) ? rank($0.group) < rank($1.group) : $0.group < $1.group }
         for a in ordered {
             let (g, instance, share) = (a.group, a.instances, a.share)
             let proto = "ip_proto = \(g.proto)"

@@ -77,9 +77,13 @@ public final class Inspector {
             return
         }
         let isTCP = parsed.layers.contains(.tcp)
-        let senderIsServer = parsed.hasPorts && (engine.isServicePort(parsed.sourcePort, tcp: isTCP)
-            ? !engine.isServicePort(parsed.destinationPort, tcp: isTCP)
-            : parsed.sourcePort < 1024 && parsed.destinationPort >= 1024)
+        var senderIsServer = false
+        if parsed.hasPorts {
+            let sourceServes = engine.isServicePort(parsed.sourcePort, tcp: isTCP)
+            let destinationServes = engine.isServicePort(parsed.destinationPort, tcp: isTCP)
+            senderIsServer = sourceServes != destinationServes ? sourceServes
+                : parsed.sourcePort < 1024 && parsed.destinationPort >= 1024
+        }
         let flow = flows.update(parsed, senderIsServer: senderIsServer)
         counters.untrackedFlows = flows.untracked
 
@@ -90,8 +94,11 @@ public final class Inspector {
             stamp = 1
         }
         candidateCount = 0
-        let payload = UnsafeRawBufferPointer(start: frame.baseAddress! + Int(parsed.payloadOffset),
-                                             count: min(Int(parsed.payloadLength), frame.count - Int(parsed.payloadOffset)))
+        // ICMP rules look past the 8-byte ICMP header, as Snort's do.
+        let skip = parsed.ipProtocol == 1 && !parsed.layers.contains(.fragment) ? 8 : 0
+        let payloadStart = min(Int(parsed.payloadOffset) + skip, frame.count)
+        let payload = UnsafeRawBufferPointer(start: frame.baseAddress! + payloadStart,
+                                             count: max(0, min(Int(parsed.payloadLength) - skip, frame.count - payloadStart)))
         if let table = engine.table(for: parsed) {
             for k in table.destination.range(parsed.destinationPort) { collect(table.destination.ids[k], payload, parsed) }
             for k in table.source.range(parsed.sourcePort) { collect(table.source.ids[k], payload, parsed) }
@@ -114,7 +121,7 @@ public final class Inspector {
     }
 
     @inline(__always)
-    func collect(_ id: Int16, _ payload: UnsafeRawBufferPointer, _ frame: ParsedFrame) {
+    func collect(_ id: Int32, _ payload: UnsafeRawBufferPointer, _ frame: ParsedFrame) {
         guard id >= 0 else { return }
         let group = engine.groups[Int(id)]
         for r in group.alwaysRules { add(r) }
@@ -142,6 +149,13 @@ public final class Inspector {
         candidateCounts?[Int(rule)] += 1
         candidates[candidateCount] = rule
         candidateCount &+= 1
+    }
+
+    /// Inspects record `i` of `trace`.
+    @inline(__always)
+    public func inspect(_ trace: Trace, record i: Int) {
+        let r = trace.records[i]
+        inspect(trace.frame(i), number: r.number, timestampNanoseconds: r.timestampNanoseconds)
     }
 
     /// Takes the alerts recorded so far.

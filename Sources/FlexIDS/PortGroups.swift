@@ -35,10 +35,10 @@ public final class RuleGroup: @unchecked Sendable {
     let destinationListedRules: [Int32]
     let destinationUnion: [ClosedRange<UInt32>]
 
-    /// `tcp dst 80`, `udp any`, `ip any`.
     /// The port list as rules wrote it (`$HTTP_PORTS`), for a shared list's group.
     public let label: String?
 
+    /// `tcp dst 80`, `tcp dst $HTTP_PORTS (104 ports)`, `udp any`, `ip any`.
     public var name: String {
         guard kind != .any else { return "\(proto.rawValue) any" }
         let list = ports.count <= 3 ? ports.map(String.init).joined(separator: ",") : "\(ports[0]),\(ports[1]),... (\(ports.count) ports)"
@@ -107,9 +107,9 @@ struct PortGroupTable {
     /// Port -> group ids, flat: `ids[start[p] ..< start[p + 1]]`.
     struct Side {
         var start: [Int32]
-        var ids: [Int16]
+        var ids: [Int32]
 
-        init(_ groups: [UInt16: [Int16]] = [:]) {
+        init(_ groups: [UInt16: [Int32]] = [:]) {
             start = [Int32](repeating: 0, count: 65537)
             ids = []
             for p in 0..<65536 {
@@ -120,12 +120,12 @@ struct PortGroupTable {
         }
 
         @inline(__always) func range(_ port: UInt16) -> Range<Int> { Int(start[Int(port)])..<Int(start[Int(port) + 1]) }
-        func groups(_ port: UInt16) -> [Int16] { Array(ids[range(port)]) }
+        func groups(_ port: UInt16) -> [Int32] { Array(ids[range(port)]) }
     }
 
     var destination = Side()
     var source = Side()
-    var any: Int16 = -1
+    var any: Int32 = -1
 
     /// Whether some group is keyed by `port` (either side): a service port.
     func keys(_ port: UInt16) -> Bool { !destination.range(port).isEmpty || !source.range(port).isEmpty }

@@ -27,9 +27,8 @@ public struct Profile: Codable, Sendable {
         var sums: [FlowGroup: (packets: Int, bytes: Int, cycles: UInt64)] = [:]
         for i in 0..<count {
             let frame = trace.frame(i)
-            let r = trace.records[i]
             let before = inspector.counters.cycles
-            inspector.inspect(frame, number: r.number, timestampNanoseconds: r.timestampNanoseconds)
+            inspector.inspect(trace, record: i)
             let spent = inspector.counters.cycles &- before
             guard let parsed = try? ParsedFrame(parsing: frame), parsed.layers.contains(.ipv4) else { continue }
             let g = engine.flowGroup(of: parsed)
@@ -66,14 +65,14 @@ public struct Profile: Codable, Sendable {
     /// with far more than its share.
     public func partition(instances: Int, split: Bool = true) -> (assignment: [Assignment], load: [UInt64]) {
         var load = [UInt64](repeating: 0, count: instances)
-        let total = max(entries.reduce(0) { $0 + $1.cycles }, 1)
-        let fair = Double(total) / Double(instances)
+        let total = max(entries.reduce(0.0) { $0 + Double($1.cycles) }, 1)
+        let fair = total / Double(instances)
         var out: [Assignment] = []
         for e in entries {
             let parts = split ? min(instances, max(1, Int((Double(e.cycles) / fair).rounded(.up)))) : 1
             let chosen = load.indices.sorted { load[$0] != load[$1] ? load[$0] < load[$1] : $0 < $1 }.prefix(parts).sorted()
-            for i in chosen { load[i] &+= e.cycles / UInt64(parts) }
-            out.append(Assignment(group: e.group, instances: Array(chosen), share: Double(e.cycles) / Double(total)))
+            for i in chosen { load[i] &+= e.cycles / UInt64(parts) }  // wraps only on a forged profile
+            out.append(Assignment(group: e.group, instances: Array(chosen), share: Double(e.cycles) / total))
         }
         return (out, load)
     }

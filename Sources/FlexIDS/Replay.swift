@@ -52,13 +52,15 @@ public final class Replay {
     }
 
     /// Where each record goes (-1: slow path), without inspecting: the steering alone.
-    public func steer() -> [Int] {
-        records.map { i in
-            let f = trace.frame(i)
-            var p = Packet(owner: nil, data: f.baseAddress!, length: UInt32(f.count), capacity: UInt32(f.count))
-            let v = pipeline.steer(&p)
-            return v.kind == .queue ? Int(v.queue) : -1
-        }
+    public func steer() -> [Int] { records.map(instance(for:)) }
+
+    /// The instance the program sends record `i` to; -1: the slow path.
+    @inline(__always)
+    func instance(for i: Int) -> Int {
+        let f = trace.frame(i)
+        var p = Packet(owner: nil, data: f.baseAddress!, length: UInt32(f.count), capacity: UInt32(f.count))
+        let v = pipeline.steer(&p)
+        return v.kind == .queue && v.queue >= 0 && Int(v.queue) < instances ? Int(v.queue) : -1
     }
 
     public func run(keepShares: Bool = false) -> Result {
@@ -83,10 +85,8 @@ public final class Replay {
                     }
                     idle = 0
                     for k in 0..<n {
-                        let i = Int(buffer[k])
-                        if i < 0 { return }
-                        let r = trace.records[i]
-                        inspector.inspect(trace.frame(i), number: r.number, timestampNanoseconds: r.timestampNanoseconds)
+                        if buffer[k] < 0 { return }
+                        inspector.inspect(trace, record: Int(buffer[k]))
                     }
                 }
             }
@@ -113,12 +113,9 @@ public final class Replay {
             staged[q].removeAll(keepingCapacity: true)
         }
         for i in records {
-            let f = trace.frame(i)
-            bytes += f.count
-            var p = Packet(owner: nil, data: f.baseAddress!, length: UInt32(f.count), capacity: UInt32(f.count))
-            let v = pipeline.steer(&p)
-            guard v.kind == .queue, v.queue >= 0, Int(v.queue) < instances else { slowPath += 1; continue }
-            let q = Int(v.queue)
+            bytes += trace.records[i].length
+            let q = instance(for: i)
+            guard q >= 0 else { slowPath += 1; continue }
             steered[q] += 1
             shares?[q].append(i)
             staged[q].append(Int32(i))

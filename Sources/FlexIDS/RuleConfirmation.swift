@@ -84,13 +84,28 @@ struct PacketContext {
             let exists = (relative ? cursor.position : 0) + offset < r.count
             return exists != negated && evaluate(options, index + 1, cursor: cursor)
         case .pcre(let p):
+            // Relative: the subject starts at the cursor, so `^` anchors there (as Snort).
             guard let r = range(p.buffer) else { return false }
             let bytes = UnsafeRawBufferPointer(rebasing: payload[r])
-            let start = p.relative && cursor.buffer == p.buffer ? min(cursor.position, r.count) : 0
-            let m = p.pattern.firstMatch(in: bytes, from: start, scratch: scratch)
-            if p.negated { return m == nil && evaluate(options, index + 1, cursor: cursor) }
-            guard let m else { return false }
-            return evaluate(options, index + 1, cursor: Cursor(buffer: p.buffer, position: m.upperBound))
+            let base = p.relative && cursor.buffer == p.buffer ? min(cursor.position, bytes.count) : 0
+            let subject = UnsafeRawBufferPointer(rebasing: bytes[base...])
+            // Only raw and body matches move the cursor; an HTTP-buffer pcre leaves it.
+            let moves = p.buffer == .raw || p.buffer == .fileData
+            var from = 0
+            while true {
+                switch p.pattern.search(subject, from: from, scratch: scratch) {
+                case .failed: return false
+                case .noMatch: return p.negated && evaluate(options, index + 1, cursor: cursor)
+                case .match(let m):
+                    if p.negated { return false }
+                    let next = moves ? Cursor(buffer: p.buffer, position: base + m.upperBound) : cursor
+                    if evaluate(options, index + 1, cursor: next) { return true }
+                    // Search again past this match's start, unless nothing new can come of it.
+                    steps += 1
+                    guard moves, !p.pattern.isAnchored, steps < Self.backtrackLimit, m.lowerBound < subject.count else { return false }
+                    from = m.lowerBound + 1
+                }
+            }
         case .content(let c):
             guard let r = range(c.buffer) else { return false }
             let bytes = UnsafeRawBufferPointer(rebasing: payload[r])

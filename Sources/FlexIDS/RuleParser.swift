@@ -74,12 +74,29 @@ public enum RuleParser {
             guard let n = T(value) else { throw .malformed("\(name) needs a number, not \"\(value)\"") }
             return n
         }
+        /// A content modifier changes the content it follows (other modifiers may come
+        /// between, a pcre or another option may not).
         func modifyLastContent(_ change: (inout ContentMatch) throws(RuleError) -> Void) throws(RuleError) {
-            guard let i = rule.detection.lastIndex(where: { if case .content = $0 { true } else { false } }),
-                  case .content(var c) = rule.detection[i] else { throw .malformed("\(name) without a content before it") }
+            guard let i = rule.detection.indices.last, case .content(var c) = rule.detection[i] else {
+                throw .malformed("\(name) must follow a content")
+            }
             try change(&c)
             if let depth = c.depth, depth < c.bytes.count { throw .malformed("depth \(depth) is shorter than the content") }
+            if (c.offset != nil || c.depth != nil) && (c.distance != nil || c.within != nil) {
+                throw .malformed("offset/depth and distance/within cannot modify the same content")
+            }
             rule.detection[i] = .content(c)
+        }
+        /// Snort's bounds: positions within a packet, -65535...65535; lengths 1...65535.
+        func position() throws(RuleError) -> Int {
+            let n: Int = try number()
+            guard (-65535...65535).contains(n) else { throw .malformed("\(name) \(n) is outside -65535...65535") }
+            return n
+        }
+        func length() throws(RuleError) -> Int {
+            let n: Int = try number()
+            guard (1...65535).contains(n) else { throw .malformed("\(name) \(n) is outside 1...65535") }
+            return n
         }
         switch name {
         case "msg": rule.message = try unquote(value)
@@ -107,10 +124,10 @@ public enum RuleParser {
         case "threshold": rule.threshold = try threshold(value)
         case "nocase": try modifyLastContent { $0.nocase = true }
         case "rawbytes": try modifyLastContent { _ in }  // we match raw bytes anyway
-        case "offset": let n: Int = try number(); try modifyLastContent { $0.offset = n }
-        case "depth": let n: Int = try number(); try modifyLastContent { $0.depth = n }
-        case "distance": let n: Int = try number(); try modifyLastContent { $0.distance = n }
-        case "within": let n: Int = try number(); try modifyLastContent { $0.within = n }
+        case "offset": let n = try position(); try modifyLastContent { $0.offset = n }
+        case "depth": let n = try length(); try modifyLastContent { $0.depth = n }
+        case "distance": let n = try position(); try modifyLastContent { $0.distance = n }
+        case "within": let n = try length(); try modifyLastContent { $0.within = n }
         case "fast_pattern":
             try modifyLastContent { $0.fastPattern = value == "only" ? .only : .chosen }
         case "pcre": rule.detection.append(.pcre(try pcre(value, defaultBuffer: fileData ? .fileData : .raw)))
@@ -209,8 +226,8 @@ public enum RuleParser {
     static func dataAt(_ v: Substring) throws(RuleError) -> DetectionOption {
         let parts = v.split(separator: ",").map { $0.trimmingWhitespace }
         let negated = parts.first?.first == "!"
-        guard let first = parts.first, let n = Int(negated ? first.dropFirst() : first), n >= 0 else {
-            throw .malformed("isdataat needs [!]N[,relative], not \(v)")
+        guard let first = parts.first, let n = Int(negated ? first.dropFirst() : first), (0...65535).contains(n) else {
+            throw .malformed("isdataat needs [!]N[,relative] with N in 0...65535, not \(v)")
         }
         for p in parts.dropFirst() where p != "relative" && p != "rawbytes" { throw .unsupported("isdataat:\(p)") }
         return .dataAt(offset: n, relative: parts.contains("relative"), negated: negated)
@@ -251,11 +268,12 @@ public enum RuleParser {
         let t = v.trimmingWhitespace
         let bad = RuleError.malformed("\(name) needs N, >N, <N or A<>B, not \(v)")
         if let r = t.range(of: "<>") {
-            guard let a = Int(t[..<r.lowerBound].trimmingWhitespace), let b = Int(t[r.upperBound...].trimmingWhitespace) else { throw bad }
+            guard let a = Int(t[..<r.lowerBound].trimmingWhitespace), let b = Int(t[r.upperBound...].trimmingWhitespace),
+                  (0...65535).contains(a), (a...65535).contains(b) else { throw bad }
             return SizeTest(comparison: .between, low: a, high: b)
         }
         let comparison: SizeTest.Comparison = t.first == ">" ? .greater : t.first == "<" ? .less : .equal
-        guard let n = Int((comparison == .equal ? t : t.dropFirst()).trimmingWhitespace) else { throw bad }
+        guard let n = Int((comparison == .equal ? t : t.dropFirst()).trimmingWhitespace), (0...65535).contains(n) else { throw bad }
         return SizeTest(comparison: comparison, low: n, high: n)
     }
 
@@ -273,8 +291,8 @@ public enum RuleParser {
             default: throw .malformed("unknown threshold key \(words[0])")
             }
         }
-        guard let kind, let track, let count, count > 0, let seconds, seconds > 0 else {
-            throw .malformed("threshold needs type limit|threshold|both, track by_src|by_dst, count N > 0, seconds S > 0")
+        guard let kind, let track, let count, (1...1_000_000_000).contains(count), let seconds, (1...1_000_000_000).contains(seconds) else {
+            throw .malformed("threshold needs type limit|threshold|both, track by_src|by_dst, count N and seconds S (1...10^9)")
         }
         return Threshold(kind: kind, trackBySource: track, count: count, seconds: seconds)
     }

@@ -91,7 +91,7 @@ public struct FlagsTest: Sendable, Equatable {
     }
 }
 
-/// `dsize:N`, `dsize:>N`, `dsize:<N`, `dsize:A<>B` (exclusive, as Snort 2.9); also urilen.
+/// `dsize:N`, `dsize:>N`, `dsize:<N`, `dsize:A<>B` (inclusive, as Snort 2.9); also urilen.
 public struct SizeTest: Sendable, Equatable {
     public enum Comparison: Sendable, Equatable { case equal, greater, less, between }
     public var comparison: Comparison
@@ -103,7 +103,7 @@ public struct SizeTest: Sendable, Equatable {
         case .equal: return n == low
         case .greater: return n > low
         case .less: return n < low
-        case .between: return n > low && n < high
+        case .between: return n >= low && n <= high
         }
     }
 }

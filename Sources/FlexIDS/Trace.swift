@@ -24,7 +24,7 @@ public final class Trace: @unchecked Sendable {
     private var used = 0
     /// Why loading stopped before the end of the file, if it did.
     public private(set) var error: String?
-    /// Records skipped: longer than 65535 bytes, or not IPv4/IPv6 in a cooked capture.
+    /// Records skipped: longer than 65535 bytes, or shorter than a cooked capture's header.
     public private(set) var skipped = 0
 
     static let maximumFrame = 65535

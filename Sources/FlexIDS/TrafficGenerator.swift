@@ -40,8 +40,8 @@ public struct TrafficGenerator {
     // MARK: Flows
 
     mutating func generateFlow(start: UInt64) {
-        let trigger = rng.unit() < triggerShare
-        let r = rng.unit()
+        let trigger = rng.nextUnit() < triggerShare
+        let r = rng.nextUnit()
         switch r {
         case ..<0.30: http(start, trigger: trigger)
         case ..<0.52: tls(start, trigger: trigger)
@@ -135,7 +135,7 @@ public struct TrafficGenerator {
         // Attacks come from outside; a malicious body comes back to an inside client;
         // the failing application server is one inside host.
         let attack = trigger ? rng.next(below: 9) : -1
-        let inbound = attack == 7 ? false : attack >= 0 || rng.unit() < 0.3
+        let inbound = attack == 7 ? false : attack >= 0 || rng.nextUnit() < 0.3
         let port: UInt16 = [80, 80, 80, 8080, 8000][rng.next(below: 5)]
         var e = endpoints(port: port, inbound: inbound)
         if attack == 6 { e.destination = IPv4Address(10, 1, 0, 80) }
@@ -154,7 +154,7 @@ public struct TrafficGenerator {
         case 8: agent = "Mozilla/5.00 (Nikto/2.1.6) (Evasions:None) (Test:000001)"
         default: break
         }
-        if !inbound && rng.unit() < 0.1 { agent = "curl/8.4.0" }
+        if !inbound && rng.nextUnit() < 0.1 { agent = "curl/8.4.0" }
         var request = "\(method) \(path) HTTP/1.1\r\nHost: www.\(Self.words[rng.next(below: Self.words.count)]).example\r\nUser-Agent: \(agent)\r\nAccept: */*\r\nCookie: \(cookie)\r\n"
         if !body.isEmpty { request += "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: \(body.utf8.count)\r\n" }
         request += "\r\n" + body
@@ -163,7 +163,7 @@ public struct TrafficGenerator {
     }
 
     mutating func tls(_ start: UInt64, trigger: Bool) {
-        let e = endpoints(port: 443, inbound: rng.unit() < 0.2)
+        let e = endpoints(port: 443, inbound: rng.nextUnit() < 0.2)
         let name = trigger ? "update.evil-c2.example" : "www.\(Self.words[rng.next(below: Self.words.count)]).example"
         var ext: [UInt8] = [0x00, 0x00] + be16(name.utf8.count + 5) + be16(name.utf8.count + 3) + [0x00] + be16(name.utf8.count) + Array(name.utf8)
         ext += [0x00, 0x0b, 0x00, 0x02, 0x01, 0x00]
@@ -178,25 +178,25 @@ public struct TrafficGenerator {
 
     mutating func dns(_ start: UInt64, trigger: Bool) {
         var e = endpoints(port: 53, inbound: false)
-        e.destination = rng.unit() < 0.5 ? IPv4Address(8, 8, 8, 8) : IPv4Address(8, 8, 4, 4)
+        e.destination = rng.nextUnit() < 0.5 ? IPv4Address(8, 8, 8, 8) : IPv4Address(8, 8, 4, 4)
         let labels = trigger ? ["duskgytldkxiuqc6", "onion"] : [Self.words[rng.next(below: Self.words.count)], "example", "com"]
         let id = be16(rng.next(below: 65536))
         var question: [UInt8] = []
         for l in labels { question += [UInt8(l.utf8.count)] + Array(l.utf8) }
         question += [0x00, 0x00, 0x01, 0x00, 0x01]
         let query = id + [0x01, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00] + question
-        let nx = trigger || rng.unit() < 0.05
+        let nx = trigger || rng.nextUnit() < 0.05
         let answer: [UInt8] = nx ? [] : [0xc0, 0x0c, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00, 0x0e, 0x10, 0x00, 0x04] + random(4)
         let response = id + (nx ? [0x81, 0x83] : [0x81, 0x80]) + [0x00, 0x01, 0x00, nx ? 0 : 1, 0x00, 0x00, 0x00, 0x00] + question + answer
         udpExchange(e, start: start, [(true, query), (false, response)])
     }
 
     mutating func smtp(_ start: UInt64, trigger: Bool) {
-        let inbound = rng.unit() < 0.5 || trigger
+        let inbound = rng.nextUnit() < 0.5 || trigger
         let e = endpoints(port: 25, inbound: inbound)
         var lines: [(Bool, String)] = [(false, "220 mail.example ESMTP Postfix\r\n"), (true, "EHLO client.example\r\n"),
                                        (false, "250-mail.example\r\n250-SIZE 10240000\r\n250 8BITMIME\r\n")]
-        if trigger && rng.unit() < 0.5 {
+        if trigger && rng.nextUnit() < 0.5 {
             lines += [(true, "EXPN root\r\n"), (false, "502 5.5.2 Error: command not recognized\r\n")]
         } else {
             let attachment = trigger ? "invoice_2026.exe" : "report.pdf"
@@ -210,8 +210,8 @@ public struct TrafficGenerator {
     }
 
     mutating func ssh(_ start: UInt64, trigger: Bool) {
-        let e = endpoints(port: 22, inbound: rng.unit() < 0.6)
-        let client = trigger && rng.unit() < 0.5 ? "SSH-1.5-OpenSSH_2.9p2\r\n" : "SSH-2.0-OpenSSH_9.6\r\n"
+        let e = endpoints(port: 22, inbound: rng.nextUnit() < 0.6)
+        let client = trigger && rng.nextUnit() < 0.5 ? "SSH-1.5-OpenSSH_2.9p2\r\n" : "SSH-2.0-OpenSSH_9.6\r\n"
         let server = trigger ? "SSH-2.0-libssh_0.8.1\r\n" : "SSH-2.0-OpenSSH_8.9p1 Ubuntu-3ubuntu0.6\r\n"
         tcpFlow(e, start: start, [(false, Array(server.utf8)), (true, Array(client.utf8)), (true, random(1400)), (false, random(1100)),
                                   (true, random(48)), (false, random(500)), (true, random(96))])
@@ -253,7 +253,7 @@ public struct TrafficGenerator {
 
     /// Scans and oddities: SYNs to telnet, a NOP sled, a marker in a UDP datagram.
     mutating func probe(_ start: UInt64, trigger: Bool) {
-        let trigger = trigger || rng.unit() < 0.3
+        let trigger = trigger || rng.nextUnit() < 0.3
         switch rng.next(below: 3) {
         case 0:
             let e = endpoints(port: 23, inbound: true)
@@ -274,19 +274,4 @@ public struct TrafficGenerator {
 
     func be16(_ n: Int) -> [UInt8] { [UInt8(n >> 8 & 0xff), UInt8(n & 0xff)] }
     mutating func random(_ n: Int) -> [UInt8] { (0..<n).map { _ in UInt8(truncatingIfNeeded: rng.next()) } }
-}
-
-/// A small, fast, seedable generator (Steele, Lea, Flood 2014).
-struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func next(below n: Int) -> Int { Int(next() % UInt64(n)) }
-    mutating func unit() -> Double { Double(next() >> 11) / Double(1 << 53) }
 }

@@ -9,10 +9,12 @@
 ///    hold (a stage with none matches everything). Its actions then run in order.
 /// 3. Actions that only annotate (`hash`, `writeHash`, `strip`) let processing go on to
 ///    the next stage. Once a matching stage has decided the packet's fate (`drop`,
-///    `toQueue`, `redirect`, `appendToLog`, `reply`, `slowPath`), no later stage runs.
+///    `toQueue`, `redirect`, `spread`, `appendToLog`, `reply`, `slowPath`), no later
+///    stage runs.
 /// 4. If no stage decides, `defaultDisposition` does.
 ///
-/// Work per packet is bounded: no loops, payload reads limited to the frame.
+/// Work per packet is bounded: loops only over the stages and within `spread` (at most
+/// 63 steps), payload reads limited to the frame.
 public struct SteeringProgram: Sendable, Equatable {
     public var name: String
     public var stages: [Stage]
@@ -205,6 +207,9 @@ public struct ProgramError: Error, CustomStringConvertible, Sendable {
 }
 
 extension SteeringProgram {
+    /// The most stages a program may have (a stage's index must fit a byte, with room).
+    public static let maximumStages = 250
+
     /// Checks everything that can be checked before packets flow. Errors start with
     /// `label` (default: the program's name).
     public func validate(label: String? = nil) throws {
@@ -213,7 +218,7 @@ extension SteeringProgram {
         guard redirectionEntries > 0, redirectionEntries & (redirectionEntries - 1) == 0 else {
             throw ProgramError("\(name): redirection table size \(redirectionEntries) is not a power of two")
         }
-        guard stages.count <= 250 else { throw ProgramError("\(name): more than 250 stages") }
+        guard stages.count <= Self.maximumStages else { throw ProgramError("\(name): more than \(Self.maximumStages) stages") }
         guard toeplitzKey.count >= 16 else { throw ProgramError("\(name): Toeplitz key shorter than 16 bytes") }
         if case .queue(let q) = defaultDisposition, !(0..<queues).contains(q) {
             throw ProgramError("\(name): default queue \(q) out of range 0..<\(queues)")

@@ -45,6 +45,9 @@ struct RuleOptions: ParsableArguments {
             throw ValidationError("\(error)")
         }
     }
+
+    /// Loads the rules (summary on stderr) and compiles their port groups.
+    func engine() throws -> DetectionEngine { DetectionEngine(rules: try load(quiet: true).rules) }
 }
 
 /// Loads the trace through a DPDK `net_pcap` vdev replaying `path`.
@@ -68,7 +71,7 @@ func loadTrace(_ path: String) throws -> Trace {
     let trace: Trace
     do { trace = try Trace(path: path) } catch { throw ValidationError("\(error)") }
     if let e = trace.error { warn("warning: \(e); using the \(trace.records.count) packets before it") }
-    if trace.skipped > 0 { warn("warning: \(path): \(trace.skipped) records skipped (oversized or not IP)") }
+    if trace.skipped > 0 { warn("warning: \(path): \(trace.skipped) records skipped (over 65535 bytes, or shorter than the link header)") }
     return trace
 }
 
@@ -148,8 +151,7 @@ struct ProfileCommand: ParsableCommand {
     }
 
     func run() throws {
-        let set = try ruleOptions.load(quiet: true)
-        let engine = DetectionEngine(rules: set.rules)
+        let engine = try ruleOptions.engine()
         let trace = try loadTrace(pcap)
         let count = max(1, Int((Double(trace.records.count) * prefix).rounded()))
         guard trace.records.count > 0 else { throw ValidationError("\(pcap): no packets") }
@@ -227,11 +229,11 @@ struct Run: ParsableCommand {
         guard steering != "partition" || table != nil else { throw ValidationError("--steering partition needs --table (from flexids partition)") }
         guard (0..<1).contains(prefix) else { throw ValidationError("--prefix is a fraction in [0, 1)") }
         guard io == "pcap" || io == "dpdk" else { throw ValidationError("--io is pcap or dpdk") }
+        guard (1...(1 << 26)).contains(flows) else { throw ValidationError("--flows must be 1...\(1 << 26)") }
     }
 
     func run() throws {
-        let set = try ruleOptions.load(quiet: true)
-        let engine = DetectionEngine(rules: set.rules)
+        let engine = try ruleOptions.engine()
         let trace = io == "dpdk" ? try loadTraceThroughDPDK(pcap, eal: eal) : try loadTrace(pcap)
         let program: SteeringProgram
         switch SteeringMode(rawValue: steering)! {
@@ -280,14 +282,10 @@ struct Inspect: ParsableCommand {
     @Option(help: "List the N rules most often confirmed (their fast pattern matched): what costs the most.") var topRules = 0
 
     func run() throws {
-        let set = try ruleOptions.load(quiet: true)
-        let engine = DetectionEngine(rules: set.rules)
+        let engine = try ruleOptions.engine()
         let trace = try loadTrace(pcap)
         let inspector = Inspector(engine: engine, profileRules: topRules > 0)
-        for i in 0..<trace.records.count {
-            let r = trace.records[i]
-            inspector.inspect(trace.frame(i), number: r.number, timestampNanoseconds: r.timestampNanoseconds)
-        }
+        for i in 0..<trace.records.count { inspector.inspect(trace, record: i) }
         let c = inspector.counters
         let list = ThresholdFilter.apply(inspector.takeAlerts(), rules: engine.rules)
         print(String(format: "inspected %d packets (%d undecodable): %.0f cycles/packet, %d scans, %d candidate rules, %d alerts",
@@ -341,8 +339,7 @@ struct Compare: ParsableCommand {
     }
 
     func run() throws {
-        let set = try ruleOptions.load(quiet: true)
-        let engine = DetectionEngine(rules: set.rules)
+        let engine = try ruleOptions.engine()
         let trace = try loadTrace(pcap)
         let first = max(1, Int((Double(trace.records.count) * prefix).rounded()))
         guard first < trace.records.count else { throw ValidationError("\(pcap): too few packets for --prefix \(prefix)") }

@@ -88,6 +88,20 @@ enum Make {
         #expect(Make.sids(engine, [Make.tcp("GET /?a=1&b=2 x..x yz xyz")]) == [1, 3, 4, 5, 8, 9, 10, 11])
     }
 
+    @Test func pcreRelativeAnchorsAtTheCursorAndIsRetried() throws {
+        let engine = try Make.engine("""
+            alert tcp any any -> any 80 (msg:"anchored at cursor"; content:"id="; pcre:"/^[0-9]+&/R"; sid:1;)
+            alert tcp any any -> any 80 (msg:"anchored, wrong"; content:"id="; pcre:"/^x/R"; sid:2;)
+            alert tcp any any -> any 80 (msg:"retried"; pcre:"/k[0-9]/"; content:"!"; distance:0; within:1; sid:3;)
+            alert tcp any any -> any 80 (msg:"negated"; content:"id="; pcre:!"/^[a-z]/R"; sid:4;)
+            alert tcp any any -> any 80 (msg:"runaway"; pcre:"/(a+)+$/"; sid:5;)
+            """)
+        // "k1" is not followed by "!", "k2" is: the pcre must be searched again.
+        #expect(Make.sids(engine, [Make.tcp("GET /?id=42&k1.k2! ")]) == [1, 3, 4])
+        // Catastrophic backtracking hits the match limit: the rule fails, nothing hangs.
+        #expect(Make.sids(engine, [Make.tcp(String(repeating: "a", count: 40) + "!")]).isEmpty)
+    }
+
     @Test func httpBuffers() throws {
         let engine = try Make.engine("""
             alert tcp any any -> any $HTTP_PORTS (msg:"uri"; content:"/admin"; http_uri; sid:1;)
@@ -131,6 +145,11 @@ enum Make {
         #expect(bySid[2] == [6])
         #expect(bySid[5] == [2, 5, 6])
         #expect(bySid[3] == [6])
+        // A RST ends the session; a new SYN on the 5-tuple starts a new one.
+        let after = [Make.tcp("", flags: [.rst, .ack]), Make.tcp("hi"), Make.tcp("", flags: [.syn]), Make.tcp("hi")]
+        for (i, var f) in after.enumerated() { f.withUnsafeMutableBytes { inspector.inspect($0, number: 7 + i, timestampNanoseconds: 0) } }
+        let late = inspector.alerts.filter { $0.packet >= 7 }.map { "\(engine.rules[Int($0.rule)].sid)@\($0.packet)" }
+        #expect(Set(late) == ["6@8", "5@8", "4@9", "6@10", "5@10"], "\(late)")
         // Mid-stream pickup: established at once, the client guessed from the ports.
         #expect(Make.sids(engine, [Make.tcp("hi", server)]) == [2, 3, 5])
         #expect(Make.sids(engine, [Make.tcp("hi")]) == [1, 5])

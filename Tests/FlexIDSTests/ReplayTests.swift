@@ -6,6 +6,13 @@ import FlexWire
 import Foundation
 import Testing
 
+/// A fresh directory for one test's files (the caller removes it).
+func temporaryDirectory() throws -> String {
+    let dir = NSTemporaryDirectory() + "flexids-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    return dir
+}
+
 /// The shipped trace and sample rules, end to end: steering modes, instances, link
 /// types and damaged captures.
 @Suite struct ReplayTests {
@@ -18,11 +25,6 @@ import Testing
         return DetectionEngine(rules: set.rules)
     }
 
-    func temporaryDirectory() throws -> String {
-        let dir = NSTemporaryDirectory() + "flexids-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        return dir
-    }
 
     /// The alert set does not depend on the steering mode or the number of instances,
     /// every sample rule fires on the shipped trace, and nothing is dropped.
@@ -192,8 +194,7 @@ import Testing
 @Suite(.serialized) struct FlexIDSCommandTests {
     @Test func profilePartitionRunWorkflow() throws {
         let flexids = try builtExecutable("flexids")
-        let dir = NSTemporaryDirectory() + "flexids-cli-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let rules = ["--rules", "Configs/ids/flex-sample.rules", "--vars", "Configs/ids/snort-vars.conf"]
         var (rc, out) = try runProcess(flexids, ["profile"] + rules + ["--pcap", ReplayTests.trace, "--prefix", "0.1", "--out", "\(dir)/p.json"])
@@ -218,8 +219,7 @@ import Testing
     /// (frames are stamped on arrival, so timestamps differ).
     @Test func dpdkNetPcapInput() throws {
         let flexids = try builtExecutable("flexids")
-        let dir = NSTemporaryDirectory() + "flexids-cli-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let rules = ["--rules", "Configs/ids/flex-sample.rules", "--vars", "Configs/ids/snort-vars.conf", "--pcap", ReplayTests.trace, "--prefix", "0"]
         var alerts: [String] = []
@@ -234,8 +234,7 @@ import Testing
 
     @Test func brokenInputsGetClearMessages() throws {
         let flexids = try builtExecutable("flexids")
-        let dir = NSTemporaryDirectory() + "flexids-cli-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try """
             alert tcp any any -> any 80 (msg:"fine"; content:"a"; sid:1;)

@@ -16,6 +16,7 @@
 #
 # Usage: Scripts/ids-cachegrind.sh [--rules FILE]... [--vars FILE] [--flows N]
 #          [--instances N] [--private BYTES] [--ll BYTES] [--jobs N] [--keep DIR]
+#          [--no-split] [--slack X]      (passed to flexids partition)
 # Defaults: ET Open from ../shared/data/rules if present, else Configs/ids/flex-sample.rules
 # (which fits in any cache, so expect no difference); 6000 flows; 4 instances;
 # private 524288; LL 8388608; 2 parallel valgrind jobs. With ET Open (16k rules) each
@@ -23,7 +24,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-RULES=() VARS="" FLOWS=6000 INSTANCES=4 PRIVATE=524288 LL=8388608 JOBS=2 KEEP=""
+RULES=() VARS="" FLOWS=6000 INSTANCES=4 PRIVATE=524288 LL=8388608 JOBS=2 KEEP="" PARTITION=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --rules) RULES+=(--rules "$2"); shift 2 ;;
@@ -34,7 +35,9 @@ while [[ $# -gt 0 ]]; do
         --ll) LL="$2"; shift 2 ;;
         --jobs) JOBS="$2"; shift 2 ;;
         --keep) KEEP="$2"; shift 2 ;;
-        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+        --no-split) PARTITION+=(--no-split); shift ;;
+        --slack) PARTITION+=(--slack "$2"); shift 2 ;;
+        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
         *) echo "ids-cachegrind: unknown argument $1 (--help)" >&2; exit 2 ;;
     esac
 done
@@ -64,7 +67,7 @@ export SWIFT_DETERMINISTIC_HASHING=1  # the same rule-loading work in every run
 echo "== trace, profile, partition, replay (${INSTANCES} instances)"
 "$FLEXIDS" generate --out "$WORK/trace.pcap" --flows "$FLOWS" --seed 11
 "$FLEXIDS" profile "${RULEARGS[@]}" --pcap "$WORK/trace.pcap" --prefix 0.05 --out "$WORK/profile.json" 2>/dev/null | head -8
-"$FLEXIDS" partition --profile "$WORK/profile.json" --instances "$INSTANCES" --out "$WORK/steering.toml"
+"$FLEXIDS" partition --profile "$WORK/profile.json" --instances "$INSTANCES" --out "$WORK/steering.toml" "${PARTITION[@]}"
 for mode in hash partition; do
     "$FLEXIDS" run "${RULEARGS[@]}" --pcap "$WORK/trace.pcap" --prefix 0.05 --instances "$INSTANCES" --steering "$mode" \
         --table "$WORK/steering.toml" --shares "$WORK/$mode" --alerts "$WORK/$mode.alerts" 2>/dev/null | head -1

@@ -20,6 +20,8 @@ public struct Profile: Codable, Sendable {
     public var packets: Int
     /// Heaviest (most cycles) first.
     public var entries: [Entry]
+    /// Bytes of rule state (automaton and rule lists) of each port group named above.
+    public var portGroupBytes: [String: Int]
 
     /// Inspects records `0 ..< count` of `trace` on one instance and sums per flow group.
     public static func measure(engine: DetectionEngine, trace: Trace, count: Int, rules: [String], prefix: Double) -> Profile {
@@ -39,7 +41,9 @@ public struct Profile: Codable, Sendable {
         let entries = sums.map { g, s in
             Entry(group: g, name: g.description, portGroups: engine.groupNames(of: g), packets: s.packets, bytes: s.bytes, cycles: s.cycles)
         }.sorted { $0.cycles != $1.cycles ? $0.cycles > $1.cycles : $0.group < $1.group }
-        return Profile(rules: rules, pcap: trace.path, prefix: prefix, packets: count, entries: entries)
+        var bytes: [String: Int] = [:]
+        for g in engine.groups { bytes[g.name] = g.memoryFootprint }
+        return Profile(rules: rules, pcap: trace.path, prefix: prefix, packets: count, entries: entries, portGroupBytes: bytes)
     }
 
     public static func load(path: String) throws -> Profile {
@@ -58,21 +62,36 @@ public struct Profile: Codable, Sendable {
     }
 
     /// Greedy partition (thesis 5.3): flow groups heaviest first, each onto the instance
-    /// with the fewest cycles so far (ties: the lower instance). With `split`, a group
-    /// heavier than an instance's fair share (all cycles / N) is spread over as many of
-    /// the least-loaded instances as it has fair shares (rounded up), its flows divided
-    /// among them by a symmetric hash; otherwise one heavy group can leave an instance
-    /// with far more than its share.
-    public func partition(instances: Int, split: Bool = true) -> (assignment: [Assignment], load: [UInt64]) {
+    /// with the fewest cycles so far. Among instances within `slack` of a fair share
+    /// (all cycles / N) of that least load, the one already holding the most bytes of the
+    /// group's port groups wins (then the less loaded, then the lower), so groups that
+    /// share automata share an instance; `slack` 0 is the plain greedy.
+    ///
+    /// With `split`, a group heavier than a fair share is spread over as many instances
+    /// as it has fair shares (rounded up), its flows divided among them by a symmetric
+    /// hash; otherwise one heavy group can leave an instance with far more than its share.
+    public func partition(instances: Int, split: Bool = true, slack: Double = 0.15) -> (assignment: [Assignment], load: [UInt64]) {
         var load = [UInt64](repeating: 0, count: instances)
+        var held = [Set<String>](repeating: [], count: instances)
         let total = max(entries.reduce(0.0) { $0 + Double($1.cycles) }, 1)
         let fair = total / Double(instances)
         var out: [Assignment] = []
         for e in entries {
             let parts = split ? min(instances, max(1, Int((Double(e.cycles) / fair).rounded(.up)))) : 1
-            let chosen = load.indices.sorted { load[$0] != load[$1] ? load[$0] < load[$1] : $0 < $1 }.prefix(parts).sorted()
-            for i in chosen { load[i] &+= e.cycles / UInt64(parts) }  // wraps only on a forged profile
-            out.append(Assignment(group: e.group, instances: Array(chosen), share: Double(e.cycles) / total))
+            func overlap(_ i: Int) -> Int { e.portGroups.reduce(0) { $0 + (held[i].contains($1) ? portGroupBytes[$1] ?? 0 : 0) } }
+            var chosen: [Int] = []
+            for _ in 0..<parts {
+                let free = load.indices.filter { !chosen.contains($0) }
+                let least = Double(free.map { load[$0] }.min()!)
+                let near = free.filter { Double(load[$0]) <= least + slack * fair }
+                chosen.append(near.max { (overlap($0), -Double(load[$0]), -$0) < (overlap($1), -Double(load[$1]), -$1) }!)
+            }
+            chosen.sort()
+            for i in chosen {
+                load[i] &+= e.cycles / UInt64(parts)  // wraps only on a forged profile
+                held[i].formUnion(e.portGroups)
+            }
+            out.append(Assignment(group: e.group, instances: chosen, share: Double(e.cycles) / total))
         }
         return (out, load)
     }

@@ -177,15 +177,17 @@ struct PartitionCommand: ParsableCommand {
     @Option(help: "IDS instances.") var instances = 4
     @Option(help: "Steering program to write.") var out = "ids-steering.toml"
     @Flag(help: "Never spread a flow group over several instances (the thesis's plain greedy), even one heavier than an instance's share.") var noSplit = false
+    @Option(help: "Load slack, in fair shares, within which a flow group goes where its port groups already are (0: plain greedy).") var slack = 0.15
 
     func validate() throws {
         guard (1...64).contains(instances) else { throw ValidationError("--instances must be 1...64") }
+        guard slack >= 0 else { throw ValidationError("--slack must not be negative") }
     }
 
     func run() throws {
         let p: Profile
         do { p = try Profile.load(path: profile) } catch { throw ValidationError("\(error)") }
-        let (assignment, load) = p.partition(instances: instances, split: !noSplit)
+        let (assignment, load) = p.partition(instances: instances, split: !noSplit, slack: slack)
         let text = IDSSteering.partitionProgramText(assignment: assignment, instances: instances)
         do { _ = try ProgramFile.parse(text, source: out) } catch { throw ValidationError("internal: the program does not load: \(error)") }
         guard FileManager.default.createFile(atPath: out, contents: Data(text.utf8)) else { throw ValidationError("\(out): cannot write") }
@@ -331,6 +333,7 @@ struct Compare: ParsableCommand {
     @Option(help: "Fraction of the trace to profile (the rest is replayed).") var prefix = 0.02
     @Option(help: "Rounds per mode.") var rounds = 3
     @Flag(help: "Partition without spreading heavy flow groups (see flexids partition --help).") var noSplit = false
+    @Option(help: "Partition load slack (see flexids partition --help).") var slack = 0.15
 
     func validate() throws {
         guard (1...64).contains(instances) else { throw ValidationError("--instances must be 1...64") }
@@ -344,7 +347,7 @@ struct Compare: ParsableCommand {
         let first = max(1, Int((Double(trace.records.count) * prefix).rounded()))
         guard first < trace.records.count else { throw ValidationError("\(pcap): too few packets for --prefix \(prefix)") }
         let profile = Profile.measure(engine: engine, trace: trace, count: first, rules: ruleOptions.rules, prefix: prefix)
-        let (assignment, load) = profile.partition(instances: instances, split: !noSplit)
+        let (assignment, load) = profile.partition(instances: instances, split: !noSplit, slack: slack)
         let total = Double(max(load.reduce(0, +), 1))
         print("profiled \(first) packets, \(profile.entries.count) flow groups; partition loads " +
               load.map { String(format: "%.0f %%", Double($0) * 100 / total) }.joined(separator: " / "))

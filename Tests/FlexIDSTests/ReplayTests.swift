@@ -55,7 +55,8 @@ func temporaryDirectory() throws -> String {
         let engine = try Self.sampleEngine()
         let trace = try Trace(path: Self.trace)
         let profile = Profile.measure(engine: engine, trace: trace, count: 1000, rules: [], prefix: 0.1)
-        let (assignment, load) = profile.partition(instances: 3)
+        let (assignment, _) = profile.partition(instances: 3)
+        let load = profile.partition(instances: 3, split: false, slack: 0).load
         #expect(load.max()! - load.min()! <= profile.entries[0].cycles, "greedy: imbalance at most the heaviest group")
         // Without splitting each flow group has one instance; with it, a group gets as
         // many instances as it has fair shares (all cycles / 3), rounded up.
@@ -77,6 +78,21 @@ func temporaryDirectory() throws -> String {
                 }
             }
         }
+    }
+
+    /// Within the slack, a flow group joins the instance that already holds its big port
+    /// groups; with no slack, the least loaded instance takes it.
+    @Test func partitionPrefersInstancesHoldingTheSamePortGroups() {
+        func entry(_ port: UInt16, _ groups: [String], _ cycles: UInt64) -> Profile.Entry {
+            Profile.Entry(group: FlowGroup(proto: 6, low: 0, high: port), name: "tcp \(port)", portGroups: groups, packets: 1, bytes: 1, cycles: cycles)
+        }
+        let profile = Profile(rules: [], pcap: "", prefix: 0.1, packets: 4, entries: [
+            entry(80, ["http", "any"], 100), entry(22, ["ssh", "any"], 90), entry(8080, ["http", "any"], 20), entry(25, ["smtp", "any"], 15),
+        ], portGroupBytes: ["http": 1_000_000, "ssh": 1000, "smtp": 1000, "any": 5000])
+        let affine = profile.partition(instances: 2, split: false, slack: 0.15).assignment
+        #expect(affine.first { $0.group.high == 8080 }!.instances == [0], "8080 joins 80's instance (100 vs 90 is within the slack)")
+        let plain = profile.partition(instances: 2, split: false, slack: 0).assignment
+        #expect(plain.first { $0.group.high == 8080 }!.instances == [1], "plain greedy: the least loaded instance")
     }
 
     /// `spread` keeps each flow whole on one of its queues and uses them all.

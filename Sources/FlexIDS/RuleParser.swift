@@ -74,12 +74,11 @@ public enum RuleParser {
             guard let n = T(value) else { throw .malformed("\(name) needs a number, not \"\(value)\"") }
             return n
         }
-        /// A content modifier changes the content it follows (other modifiers may come
-        /// between, a pcre or another option may not).
+        /// A content modifier changes the latest content, even across a pcre between them,
+        /// as Snort 2.9 does (ET Open has rules written so).
         func modifyLastContent(_ change: (inout ContentMatch) throws(RuleError) -> Void) throws(RuleError) {
-            guard let i = rule.detection.indices.last, case .content(var c) = rule.detection[i] else {
-                throw .malformed("\(name) must follow a content")
-            }
+            guard let i = rule.detection.lastIndex(where: { if case .content = $0 { true } else { false } }),
+                  case .content(var c) = rule.detection[i] else { throw .malformed("\(name) without a content before it") }
             try change(&c)
             if let depth = c.depth, depth < c.bytes.count { throw .malformed("depth \(depth) is shorter than the content") }
             if (c.offset != nil || c.depth != nil) && (c.distance != nil || c.within != nil) {

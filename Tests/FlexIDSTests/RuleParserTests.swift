@@ -50,6 +50,10 @@ import Testing
         // Without fast_pattern, the longest non-negated content is the fast pattern.
         let d = try parse(#"alert tcp any any -> any any (content:"ab"; content:!"very long negated"; content:"abcd"; sid:6;)"#)
         #expect(d.fastPattern?.bytes == Array("abcd".utf8))
+        // A modifier after a pcre applies to the latest content (ET Open writes rules so).
+        let e = try parse(#"alert tcp any any -> any any (content:"ab"; pcre:"/x/"; distance:0; sid:7;)"#)
+        guard case .content(let ab) = e.detection[0] else { Issue.record("no content"); return }
+        #expect(ab.distance == 0)
     }
 
     @Test func pcreFlagsFlowAndInformationalOptions() throws {
@@ -91,7 +95,6 @@ import Testing
             #"alert tcp any any -> any any (threshold:type limit, count 1; sid:1;)"#,  // no track, no seconds
             #"alert tcp any any -> any any (isdataat:-1; sid:1;)"#,
             #"alert tcp any any -> any any (http_uri; sid:1;)"#,  // buffer modifier without content
-            #"alert tcp any any -> any any (content:"a"; pcre:"/b/"; nocase; sid:1;)"#,  // modifier after a pcre
             #"alert tcp any any -> any any (content:"a"; offset:1; distance:2; sid:1;)"#,  // absolute and relative
             #"alert tcp any any -> any any (content:"a"; within:9223372036854775807; sid:1;)"#,
             #"alert tcp any any -> any any (content:"a"; offset:-70000; sid:1;)"#,

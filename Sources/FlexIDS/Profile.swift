@@ -70,7 +70,7 @@ public struct Profile: Codable, Sendable {
     /// With `split`, a group heavier than a fair share is spread over as many instances
     /// as it has fair shares (rounded up), its flows divided among them by a symmetric
     /// hash; otherwise one heavy group can leave an instance with far more than its share.
-    public func partition(instances: Int, split: Bool = true, slack: Double = 0.15) -> (assignment: [Assignment], load: [UInt64]) {
+    public func partition(instances: Int, split: Bool = true, slack: Double = 0) -> (assignment: [Assignment], load: [UInt64]) {
         var load = [UInt64](repeating: 0, count: instances)
         var held = [Set<String>](repeating: [], count: instances)
         let total = max(entries.reduce(0.0) { $0 + Double($1.cycles) }, 1)

@@ -177,7 +177,7 @@ struct PartitionCommand: ParsableCommand {
     @Option(help: "IDS instances.") var instances = 4
     @Option(help: "Steering program to write.") var out = "ids-steering.toml"
     @Flag(help: "Never spread a flow group over several instances (the thesis's plain greedy), even one heavier than an instance's share.") var noSplit = false
-    @Option(help: "Load slack, in fair shares, within which a flow group goes where its port groups already are (0: plain greedy).") var slack = 0.15
+    @Option(help: "Load slack, in fair shares, within which a flow group goes where its port groups already are (0: plain greedy).") var slack = 0.0
 
     func validate() throws {
         guard (1...64).contains(instances) else { throw ValidationError("--instances must be 1...64") }
@@ -209,7 +209,8 @@ struct Run: ParsableCommand {
             The part of the trace after --prefix is replayed (the part `flexids profile` \
             learned from is skipped). Each instance has its own flow table and matcher \
             state; both directions of a flow reach the same instance in every mode, so the \
-            alerts are the same in every mode and with one instance.
+            alerts are the same in every mode and with one instance, as long as no \
+            instance's flow table overflows (--flows; overflow is counted and reported).
             """)
 
     @OptionGroup var ruleOptions: RuleOptions
@@ -333,7 +334,7 @@ struct Compare: ParsableCommand {
     @Option(help: "Fraction of the trace to profile (the rest is replayed).") var prefix = 0.02
     @Option(help: "Rounds per mode.") var rounds = 3
     @Flag(help: "Partition without spreading heavy flow groups (see flexids partition --help).") var noSplit = false
-    @Option(help: "Partition load slack (see flexids partition --help).") var slack = 0.15
+    @Option(help: "Partition load slack (see flexids partition --help).") var slack = 0.0
 
     func validate() throws {
         guard (1...64).contains(instances) else { throw ValidationError("--instances must be 1...64") }

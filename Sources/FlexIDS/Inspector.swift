@@ -18,7 +18,13 @@ public final class Inspector {
     public private(set) var alerts: [Alert] = []
     /// Per rule: how often it was a candidate (only when profiling rules).
     public private(set) var candidateCounts: [Int]?
-    public private(set) var counters = Counters()
+    var counts = Counters()
+    /// What this instance has done (untracked flows read from the flow table).
+    public var counters: Counters {
+        var c = counts
+        c.untrackedFlows = flows.untracked
+        return c
+    }
 
     public struct Counters: Sendable {
         public var packets = 0
@@ -65,16 +71,17 @@ public final class Inspector {
         candidates.deallocate()
     }
 
-    /// Inspects one Ethernet frame, trace packet `number`.
-    @inline(__always)
-    public func inspect(_ frame: UnsafeMutableRawBufferPointer, number: Int, timestampNanoseconds: UInt64) {
+    /// Inspects one Ethernet frame, trace packet `number`; returns its parsed headers
+    /// (nil: not IPv4 or undecodable, counted).
+    @inline(__always) @discardableResult
+    public func inspect(_ frame: UnsafeMutableRawBufferPointer, number: Int, timestampNanoseconds: UInt64) -> ParsedFrame? {
         let start = cflex_rdtsc()
-        defer { counters.cycles &+= cflex_rdtsc() &- start }
-        counters.packets &+= 1
-        counters.bytes &+= frame.count
+        defer { counts.cycles &+= cflex_rdtsc() &- start }
+        counts.packets &+= 1
+        counts.bytes &+= frame.count
         guard let parsed = try? ParsedFrame(parsing: frame), parsed.layers.contains(.ipv4) else {
-            counters.undecodable &+= 1
-            return
+            counts.undecodable &+= 1
+            return nil
         }
         let isTCP = parsed.layers.contains(.tcp)
         var senderIsServer = false
@@ -85,7 +92,6 @@ public final class Inspector {
                 : parsed.sourcePort < 1024 && parsed.destinationPort >= 1024
         }
         let flow = flows.update(parsed, senderIsServer: senderIsServer)
-        counters.untrackedFlows = flows.untracked
 
         // Candidates: each group's automaton over the payload, plus its content-less rules.
         stamp &+= 1
@@ -106,18 +112,19 @@ public final class Inspector {
         let catchAll = engine.catchAllGroups(for: parsed)
         collect(catchAll.0, payload, parsed)
         collect(catchAll.1, payload, parsed)
-        guard candidateCount > 0 else { return }
-        counters.candidates &+= candidateCount
+        guard candidateCount > 0 else { return parsed }
+        counts.candidates &+= candidateCount
 
         var context = PacketContext(frame: parsed, payload: payload, flow: flow, scratch: scratch)
         for k in 0..<candidateCount {
             let r = candidates[k]
             guard context.matches(engine.ruleStorage + Int(r)) else { continue }
-            counters.alerts &+= 1
+            counts.alerts &+= 1
             alerts.append(Alert(packet: number, timestampNanoseconds: timestampNanoseconds, rule: r,
                                 proto: parsed.ipProtocol, source: parsed.sourceAddress, destination: parsed.destinationAddress,
                                 sourcePort: parsed.sourcePort, destinationPort: parsed.destinationPort))
         }
+        return parsed
     }
 
     @inline(__always)
@@ -132,7 +139,7 @@ public final class Inspector {
             for r in group.destinationListedRules { add(r) }
         }
         guard payload.count > 0, group.matcher.patternCount > 0 else { return }
-        counters.scans &+= 1
+        counts.scans &+= 1
         group.patternRuleStart.withUnsafeBufferPointer { start in
             group.patternRules.withUnsafeBufferPointer { list in
                 group.matcher.scan(payload) { p in
@@ -151,11 +158,11 @@ public final class Inspector {
         candidateCount &+= 1
     }
 
-    /// Inspects record `i` of `trace`.
-    @inline(__always)
-    public func inspect(_ trace: Trace, record i: Int) {
+    /// Inspects record `i` of `trace`; returns its parsed headers (nil: not inspected).
+    @inline(__always) @discardableResult
+    public func inspect(_ trace: Trace, record i: Int) -> ParsedFrame? {
         let r = trace.records[i]
-        inspect(trace.frame(i), number: r.number, timestampNanoseconds: r.timestampNanoseconds)
+        return inspect(trace.frame(i), number: r.number, timestampNanoseconds: r.timestampNanoseconds)
     }
 
     /// Takes the alerts recorded so far.

@@ -1,4 +1,3 @@
-import CFlexSys
 import FlexWire
 import Foundation
 
@@ -28,14 +27,13 @@ public struct Profile: Codable, Sendable {
         let inspector = Inspector(engine: engine)
         var sums: [FlowGroup: (packets: Int, bytes: Int, cycles: UInt64)] = [:]
         for i in 0..<count {
-            let frame = trace.frame(i)
             let before = inspector.counters.cycles
-            inspector.inspect(trace, record: i)
+            let parsed = inspector.inspect(trace, record: i)
             let spent = inspector.counters.cycles &- before
-            guard let parsed = try? ParsedFrame(parsing: frame), parsed.layers.contains(.ipv4) else { continue }
+            guard let parsed else { continue }
             let g = engine.flowGroup(of: parsed)
             sums[g, default: (0, 0, 0)].packets += 1
-            sums[g, default: (0, 0, 0)].bytes += frame.count
+            sums[g, default: (0, 0, 0)].bytes += trace.records[i].length
             sums[g, default: (0, 0, 0)].cycles &+= spent
         }
         let entries = sums.map { g, s in

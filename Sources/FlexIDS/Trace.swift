@@ -65,18 +65,15 @@ public final class Trace: @unchecked Sendable {
             }
             let length = header >= 0 ? l3.count + 14 : raw.count
             guard length <= Self.maximumFrame else { skipped += 1; continue }
-            reserve(length)
-            let out = bytes + used
-            if header >= 0 {
-                out.initializeMemory(as: UInt8.self, repeating: 0, count: 12)
-                out.storeBytes(of: etherType.bigEndian, toByteOffset: 12, as: UInt16.self)
-                if l3.count > 0 { (out + 14).copyMemory(from: l3.baseAddress!, byteCount: l3.count) }
-            } else if raw.count > 0 {
-                out.copyMemory(from: raw.baseAddress!, byteCount: raw.count)
+            append(length: length, timestampNanoseconds: record.timestampNanoseconds, number: reader.packetNumber) { out in
+                if header >= 0 {
+                    out.initializeMemory(as: UInt8.self, repeating: 0, count: 12)
+                    out.storeBytes(of: etherType.bigEndian, toByteOffset: 12, as: UInt16.self)
+                    if l3.count > 0 { (out + 14).copyMemory(from: l3.baseAddress!, byteCount: l3.count) }
+                } else if raw.count > 0 {
+                    out.copyMemory(from: raw.baseAddress!, byteCount: raw.count)
+                }
             }
-            records.append(Record(offset: used, length: length, timestampNanoseconds: record.timestampNanoseconds,
-                                  number: reader.packetNumber))
-            used += (length + 63) & ~63
         }
     }
 
@@ -95,16 +92,24 @@ public final class Trace: @unchecked Sendable {
             lastArrival = DispatchTime.now().uptimeNanoseconds
             for k in 0..<batch.count {
                 let frame = UnsafeRawBufferPointer(batch[k].bytes)
-                reserve(frame.count)
-                if frame.count > 0 { (bytes + used).copyMemory(from: frame.baseAddress!, byteCount: frame.count) }
-                records.append(Record(offset: used, length: frame.count, timestampNanoseconds: lastArrival, number: records.count + 1))
-                used += (frame.count + 63) & ~63
+                append(length: frame.count, timestampNanoseconds: lastArrival, number: records.count + 1) { out in
+                    if frame.count > 0 { out.copyMemory(from: frame.baseAddress!, byteCount: frame.count) }
+                }
             }
             port.release(batch)
         }
     }
 
     deinit { bytes.deallocate() }
+
+    /// Adds a record of `length` bytes, which `write` fills; each frame starts on a
+    /// cache line.
+    private func append(length: Int, timestampNanoseconds: UInt64, number: Int, write: (UnsafeMutableRawPointer) -> Void) {
+        reserve(length)
+        write(bytes + used)
+        records.append(Record(offset: used, length: length, timestampNanoseconds: timestampNanoseconds, number: number))
+        used += (length + 63) & ~63
+    }
 
     private func reserve(_ n: Int) {
         guard used + n + 64 > capacity else { return }

@@ -32,7 +32,7 @@ enum Make {
     static func sids(_ engine: DetectionEngine, _ frames: [[UInt8]]) -> [UInt32] {
         let inspector = Inspector(engine: engine)
         for (i, var f) in frames.enumerated() {
-            f.withUnsafeMutableBytes { inspector.inspect($0, number: i + 1, timestampNanoseconds: UInt64(i)) }
+            f.withUnsafeMutableBytes { _ = inspector.inspect($0, number: i + 1, timestampNanoseconds: UInt64(i)) }
         }
         return inspector.alerts.sorted().map { engine.rules[Int($0.rule)].sid }
     }
@@ -137,7 +137,7 @@ enum Make {
                       Make.tcp("", flags: [.ack]), Make.tcp("hi"), Make.tcp("hi", server)]
         let inspector = Inspector(engine: engine)
         var bySid: [UInt32: [Int]] = [:]
-        for (i, var f) in frames.enumerated() { f.withUnsafeMutableBytes { inspector.inspect($0, number: i + 1, timestampNanoseconds: 0) } }
+        for (i, var f) in frames.enumerated() { f.withUnsafeMutableBytes { _ = inspector.inspect($0, number: i + 1, timestampNanoseconds: 0) } }
         for a in inspector.alerts { bySid[engine.rules[Int(a.rule)].sid, default: []].append(a.packet) }
         #expect(bySid[4] == [1])
         #expect(bySid[6] == [2])
@@ -147,7 +147,7 @@ enum Make {
         #expect(bySid[3] == [6])
         // A RST ends the session; a new SYN on the 5-tuple starts a new one.
         let after = [Make.tcp("", flags: [.rst, .ack]), Make.tcp("hi"), Make.tcp("", flags: [.syn]), Make.tcp("hi")]
-        for (i, var f) in after.enumerated() { f.withUnsafeMutableBytes { inspector.inspect($0, number: 7 + i, timestampNanoseconds: 0) } }
+        for (i, var f) in after.enumerated() { f.withUnsafeMutableBytes { _ = inspector.inspect($0, number: 7 + i, timestampNanoseconds: 0) } }
         let late = inspector.alerts.filter { $0.packet >= 7 }.map { "\(engine.rules[Int($0.rule)].sid)@\($0.packet)" }
         #expect(Set(late) == ["6@8", "5@8", "4@9", "6@10", "5@10"], "\(late)")
         // Mid-stream pickup: established at once, the client guessed from the ports.
@@ -170,7 +170,7 @@ enum Make {
         #expect(Make.sids(engine, [Make.tcp("x", other)]) == [3])
         let inspector = Inspector(engine: engine)
         var frame = Make.tcp("x", other)
-        frame.withUnsafeMutableBytes { inspector.inspect($0, number: 1, timestampNanoseconds: 0) }
+        frame.withUnsafeMutableBytes { _ = inspector.inspect($0, number: 1, timestampNanoseconds: 0) }
         #expect(inspector.counters.candidates == 1, "only the rule without addresses is a candidate")
     }
 

@@ -12,9 +12,15 @@ import Synchronization
 /// FIN and no payload. Transmitting a frame writes its TCP payload to the connection
 /// named by `flow`; FIN in the frame closes the connection once its output is flushed.
 ///
-/// Queue i has its own `SO_REUSEPORT` listener and epoll set. Output the peer does not
-/// read is buffered up to `maxPendingOutput` bytes per connection; past that the
-/// connection is closed and counted, so a client that never reads cannot hold memory.
+/// Queue i has its own `SO_REUSEPORT` listener and epoll set. At most `maxConnections`
+/// connections are open over all queues; one more is answered `rejectMessage` and
+/// closed, and counted (memcached's -c). Output the peer does not read is buffered up to
+/// `maxPendingOutput` bytes per connection; past that the connection is closed and
+/// counted, so a client that never reads cannot hold memory.
+///
+/// Every connection the port closes by itself (the peer reset it, it overran its
+/// output, a write failed) is reported as a FIN frame on its queue's next receive, like
+/// a peer's close, so whoever keeps state per flow frees it at once.
 public final class KernelTCPPort: PacketPort, @unchecked Sendable {
     public let name: String
     public var rxQueueCount: Int { queues.count }
@@ -22,30 +28,37 @@ public final class KernelTCPPort: PacketPort, @unchecked Sendable {
     public var hasHardwareSteering: Bool { queues.count > 1 }
     public let address: IPv4Address
     public let port: UInt16
-    public let maxConnectionsPerQueue: Int
+    public let maxConnections: Int
     public let maxPendingOutput: Int
+    /// Sent to a connection refused for being over `maxConnections`, before it is closed.
+    public let rejectMessage: [UInt8]
     let queues: [ConnectionQueue]
     let pool: BufferPool
     let counters = PortCounters()
     /// Connections refused because a queue's table was full, or closed for not reading.
     let refused = Atomic<UInt64>(0)
     let overrun = Atomic<UInt64>(0)
+    /// Open connections over all queues, and connections accepted so far.
+    let open = Atomic<Int>(0)
+    let accepted = Atomic<UInt64>(0)
 
     static let listenToken = UInt64.max
     static let headroom = FrameBuilder.tcpHeadersLength
 
     public init(address: IPv4Address = .loopback, port: UInt16, queues: Int = 1, maxConnections: Int = 1024,
-                maxPendingOutput: Int = 1 << 20, bufferCount: Int = 4096, bufferSize: Int = 2048) throws {
-        precondition(queues > 0 && maxConnections > 0)
+                maxPendingOutput: Int = 1 << 20, bufferCount: Int = 4096, bufferSize: Int = 2048,
+                rejectMessage: String = "", backlog: Int32 = 1024) throws {
+        precondition(queues > 0 && maxConnections > 0 && maxConnections <= 0xFFFF, "1...65535 connections")
         var made: [ConnectionQueue] = []
         var chosen = port
         do {
             for _ in 0..<queues {
                 let fd = try Socket.bound(type: Int32(SOCK_STREAM.rawValue), ip: address, port: chosen)
                 chosen = Socket.localEndpoint(fd).1
-                let q = try ConnectionQueue(listener: fd, capacity: max(1, (maxConnections + queues - 1) / queues))
+                // Any queue may hold every connection: the limit is the server's, not a queue's.
+                let q = try ConnectionQueue(index: made.count, listener: fd, capacity: maxConnections)
                 made.append(q)
-                guard listen(fd, 1024) == 0 else { throw Socket.errorText("listen") }
+                guard listen(fd, backlog) == 0 else { throw Socket.errorText("listen") }
             }
         } catch {
             made.forEach { $0.closeAll() }
@@ -54,8 +67,9 @@ public final class KernelTCPPort: PacketPort, @unchecked Sendable {
         self.queues = made
         self.address = address
         self.port = chosen
-        self.maxConnectionsPerQueue = max(1, (maxConnections + queues - 1) / queues)
+        self.maxConnections = maxConnections
         self.maxPendingOutput = maxPendingOutput
+        self.rejectMessage = Array(rejectMessage.utf8)
         name = "tcp:\(address):\(chosen)"
         pool = BufferPool(bufferCount: bufferCount, bufferSize: bufferSize)
     }
@@ -65,8 +79,9 @@ public final class KernelTCPPort: PacketPort, @unchecked Sendable {
     /// Connections refused (table full) and closed for unread output, so far.
     public var refusedConnections: UInt64 { refused.load(ordering: .relaxed) }
     public var overrunConnections: UInt64 { overrun.load(ordering: .relaxed) }
-    /// Open connections over all queues.
-    public var openConnections: Int { queues.reduce(0) { $0 + $1.table.withLock { $0.open } } }
+    /// Open connections over all queues, and connections accepted since the start.
+    public var openConnections: Int { open.load(ordering: .relaxed) }
+    public var acceptedConnections: UInt64 { accepted.load(ordering: .relaxed) }
 
     public func readinessDescriptor(queue: Int) -> Int32? { queues[queue].epoll }
 
@@ -77,10 +92,18 @@ public final class KernelTCPPort: PacketPort, @unchecked Sendable {
     public func receive(queue: Int, into batch: PacketBatch) -> Int {
         let q = queues[queue]
         let n = Int(max(0, cflex_epoll_wait(q.epoll, q.tokens, q.masks, 64, 0)))
-        guard n > 0 else { return 0 }
+        guard n > 0 || q.hasOrphans.load(ordering: .relaxed) else { return 0 }
         let start = batch.count
         var bytes = 0
         q.table.withLock { table in
+            // Connections the port closed by itself since the last receive end as FINs.
+            while let closed = table.orphans.last, !batch.isFull, pool.allocate(count: 1, into: batch) == 1 {
+                table.orphans.removeLast()
+                let p = batch.packets + (batch.count - 1)
+                writeHeaders(p, FrameBuilder.Endpoints(source: closed.peer.0, destination: address, sourcePort: closed.peer.1,
+                                                       destinationPort: port), payload: 0, sequence: 0, fin: true)
+                p.pointee.flow = closed.flow
+            }
             for e in 0..<n {
                 let token = q.tokens[e], mask = q.masks[e]
                 if token == Self.listenToken {
@@ -109,8 +132,9 @@ public final class KernelTCPPort: PacketPort, @unchecked Sendable {
                 p.pointee.flow = q.flowID(queue: queue, index: index, generation: conn.generation)
                 table.slots[index].received &+= UInt64(payload)
                 bytes += payload
-                if fin { q.close(&table, index) }
+                if fin { close(q, &table, index, reported: true) }
             }
+            q.hasOrphans.store(!table.orphans.isEmpty, ordering: .relaxed)
         }
         let got = batch.count - start
         counters.countReceived(packets: got, bytes: bytes)
@@ -138,11 +162,14 @@ public final class KernelTCPPort: PacketPort, @unchecked Sendable {
                 }
             }
             guard fd >= 0 else { return }
-            guard let index = table.freeSlot() else {
+            guard open.load(ordering: .relaxed) < maxConnections, let index = table.freeSlot() else {
                 refused.wrappingAdd(1, ordering: .relaxed)
-                close(fd)
+                if !rejectMessage.isEmpty { _ = rejectMessage.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) } }
+                Glibc.close(fd)
                 continue
             }
+            open.wrappingAdd(1, ordering: .relaxed)
+            accepted.wrappingAdd(1, ordering: .relaxed)
             var one: Int32 = 1
             setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
             table.slots[index].fd = fd
@@ -160,9 +187,9 @@ public final class KernelTCPPort: PacketPort, @unchecked Sendable {
         let fd = table.slots[index].fd
         let n = table.slots[index].pending.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
         if n > 0 { table.slots[index].pending.removeFirst(n) }
-        if n < 0 && errno != EAGAIN && errno != EINTR { q.close(&table, index); return }
+        if n < 0 && errno != EAGAIN && errno != EINTR { close(q, &table, index, reported: false); return }
         if table.slots[index].pending.isEmpty {
-            if table.slots[index].closing { q.close(&table, index); return }
+            if table.slots[index].closing { close(q, &table, index, reported: false); return }
             _ = cflex_epoll_ctl(q.epoll, Int32(CFLEX_EPOLL_MOD), fd, UInt32(CFLEX_EPOLLIN | CFLEX_EPOLLRDHUP), UInt64(index))
         }
     }
@@ -181,13 +208,18 @@ public final class KernelTCPPort: PacketPort, @unchecked Sendable {
                 let fin = parsed.tcpFlags & TCPHeader.Flags.fin.rawValue != 0
                 var written = 0
                 if table.slots[index].pending.isEmpty && payload.count > 0 {
-                    written = max(0, send(table.slots[index].fd, payload.baseAddress, payload.count, Int32(MSG_NOSIGNAL)))
+                    let sent = send(table.slots[index].fd, payload.baseAddress, payload.count, Int32(MSG_NOSIGNAL))
+                    if sent < 0 && errno != EAGAIN && errno != EINTR {
+                        close(q, &table, index, reported: false)  // EPIPE, ECONNRESET: the peer is gone
+                        continue
+                    }
+                    written = max(0, sent)
                 }
                 bytes += payload.count
                 if written < payload.count {
                     if table.slots[index].pending.count + payload.count - written > maxPendingOutput {
                         overrun.wrappingAdd(1, ordering: .relaxed)  // before the peer can see the close
-                        q.close(&table, index)
+                        close(q, &table, index, reported: false)
                         continue
                     }
                     if table.slots[index].pending.isEmpty {
@@ -198,7 +230,7 @@ public final class KernelTCPPort: PacketPort, @unchecked Sendable {
                 }
                 if fin {
                     table.slots[index].closing = true
-                    if table.slots[index].pending.isEmpty { q.close(&table, index) }
+                    if table.slots[index].pending.isEmpty { close(q, &table, index, reported: false) }
                 }
             }
         }
@@ -206,6 +238,19 @@ public final class KernelTCPPort: PacketPort, @unchecked Sendable {
         counters.countTransmitErrors(errors)
         pool.release(batch)
         return n
+    }
+
+    /// Closes connection `index`; unless its close was already `reported` as a FIN
+    /// frame, one is queued for the next receive.
+    func close(_ q: ConnectionQueue, _ table: inout ConnectionTable, _ index: Int, reported: Bool) {
+        guard table.slots[index].fd >= 0 else { return }
+        if !reported {
+            table.orphans.append((q.flowID(queue: q.index, index: index, generation: table.slots[index].generation),
+                                  table.slots[index].peer))
+            q.hasOrphans.store(true, ordering: .relaxed)
+        }
+        q.close(&table, index)
+        open.wrappingSubtract(1, ordering: .relaxed)
     }
 
     public func allocate(count: Int, into batch: PacketBatch) -> Int { pool.allocate(count: count, into: batch) }
@@ -227,6 +272,9 @@ struct Connection {
 struct ConnectionTable: ~Copyable {
     var slots: [Connection]
     var open = 0
+    /// Connections closed by the port, not by their peer, whose FIN is still to be
+    /// delivered: flow id and peer.
+    var orphans: [(flow: UInt32, peer: (IPv4Address, UInt16))] = []
 
     func freeSlot() -> Int? { slots.firstIndex { $0.fd < 0 } }
 }
@@ -234,13 +282,17 @@ struct ConnectionTable: ~Copyable {
 /// A queue's listener, epoll set and connection table (guarded by a lock taken once
 /// per receive or transmit burst).
 final class ConnectionQueue: @unchecked Sendable {
+    let index: Int
     let listener: Int32
+    /// Whether `orphans` is non-empty (read without the lock, to skip idle receives).
+    let hasOrphans = Atomic<Bool>(false)
     let epoll: Int32
     let table: Mutex<ConnectionTable>
     let tokens = UnsafeMutablePointer<UInt64>.allocate(capacity: 64)
     let masks = UnsafeMutablePointer<UInt32>.allocate(capacity: 64)
 
-    init(listener: Int32, capacity: Int) throws {
+    init(index: Int, listener: Int32, capacity: Int) throws {
+        self.index = index
         self.listener = listener
         let ep = cflex_epoll_create()
         guard ep >= 0 else { Glibc.close(listener); throw Socket.errorText("epoll_create", -ep) }

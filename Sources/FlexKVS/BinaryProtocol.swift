@@ -149,11 +149,12 @@ enum BinaryProtocol {
             case .stored(let cas): if !op.isQuiet { respond(s, h, .ok, cas: cas) }
             case .notStored:
                 if mode == .add { respond(s, h, .keyExists, text: "Data exists for key.") }
+                else if isConcat { respond(s, h, .notStored, text: "Not stored.") }
                 else { respond(s, h, .keyNotFound, text: "Not found") }
             case .exists: respond(s, h, .keyExists, text: "Data exists for key.")
             case .notFound: respond(s, h, .keyNotFound, text: "Not found")
-            case .tooLarge: respond(s, h, .valueTooLarge, text: "Too large.")
-            case .outOfMemory: respond(s, h, .outOfMemory, text: "Out of memory")
+            case .tooLarge: ctx.count(.storeTooLarge); respond(s, h, .valueTooLarge, text: "Too large.")
+            case .outOfMemory: ctx.count(.storeNoMemory); respond(s, h, .outOfMemory, text: "Out of memory")
             }
 
         case .delete, .deleteQ:
@@ -176,12 +177,19 @@ enum BinaryProtocol {
 
         case .touch:
             guard extras.count == 4 else { invalid(); return }
-            let ok = store.withPartition(hash) { $0.touch(key, hash: hash, expiry: store.clock.expiry(Int64(be32(extras, 0)))) != nil }
-            respond(s, h, ok ? .ok : .keyNotFound, text: ok ? nil : "Not found")
+            // As memcached: a touched item's flags and CAS come back.
+            let found: Bool = store.withPartition(hash) { p in
+                guard let it = p.touch(key, hash: hash, expiry: store.clock.expiry(Int64(be32(extras, 0)))) else { return false }
+                respond(s, h, .ok, cas: it.cas, flags: it.flags)
+                return true
+            }
+            if !found { respond(s, h, .keyNotFound, text: "Not found") }
 
         case .flush, .flushQ:
             guard extras.count == 0 || extras.count == 4 else { invalid(); return }
-            store.flushAll(delaySeconds: extras.count == 4 ? be32(extras, 0) : 0)
+            ctx.count(.flushCommands)
+            guard ctx.flushEnabled else { respond(s, h, .invalidArguments, text: "Flush disabled"); return }
+            store.flushAll(exptime: extras.count == 4 ? Int64(Int32(bitPattern: be32(extras, 0))) : 0)
             if !op.isQuiet { respond(s, h, .ok) }
 
         case .noop: respond(s, h, .ok)
@@ -192,16 +200,19 @@ enum BinaryProtocol {
 
         case .stat:
             var lines: [(String, String)]
+            let name = String(decoding: key, as: UTF8.self)
             if key.isEmpty { lines = ctx.generalStats() }
-            else {
-                switch String(decoding: key, as: UTF8.self) {
-                case "items": lines = ctx.itemStats()
-                case "slabs", "segments": lines = ctx.segmentStats()
-                case "settings": lines = ctx.settings
-                case "steering": lines = ctx.steeringStats()
+            else if name == "reset" { ctx.resetStats(); lines = [] }
+            else if name.hasPrefix("detail") {
+                // memcached answers a bare end packet to "detail on"/"detail off".
+                switch name {
+                case "detail on": ctx.detailEnabled.store(true, ordering: .relaxed); lines = []
+                case "detail off": ctx.detailEnabled.store(false, ordering: .relaxed); lines = []
+                case "detail dump": lines = []
                 default: respond(s, h, .keyNotFound, text: "Not found"); return
                 }
-            }
+            } else if let report = ctx.statsReport(name) { lines = report }
+            else { respond(s, h, .keyNotFound, text: "Not found"); return }
             for (k, v) in lines {
                 Array(k.utf8).withUnsafeBytes { kb in Array(v.utf8).withUnsafeBytes { respond(s, h, .ok, key: kb, value: $0) } }
             }

@@ -5,7 +5,11 @@
 /// its oldest segment (memcached's LRU, at segment granularity).
 struct ItemLog {
     let pool: SegmentPool
-    let quota: Int
+    /// Partitions sharing the pool: each may hold an equal share of its segment limit.
+    let sharers: Int
+    /// Segments this partition may hold (the pool's limit can change at run time:
+    /// `cache_memlimit`).
+    var quota: Int { max(2, pool.segmentLimit / sharers) }
     var active = -1
     var offset = 0
     /// Full segments, oldest first.
@@ -14,10 +18,10 @@ struct ItemLog {
     /// join `full` when the pipeline has filled them.
     var placing = 0
 
-    init(pool: SegmentPool, quota: Int) {
+    init(pool: SegmentPool, sharers: Int) {
         self.pool = pool
-        self.quota = max(2, quota)
-        full.reserveCapacity(self.quota)
+        self.sharers = max(1, sharers)
+        full.reserveCapacity(max(2, pool.segmentCount / self.sharers))
     }
 
     var segmentsHeld: Int { full.count + placing + (active >= 0 ? 1 : 0) }

@@ -53,8 +53,15 @@ public final class KVSServer: @unchecked Sendable {
         public var udpPort: UInt16? = nil
         public var threads = 1
         public var maxConnections = 1024
+        /// The TCP listen backlog (memcached's -b).
+        public var backlog: Int32 = 1024
+        /// flush_all allowed (memcached's -F turns it off).
+        public var flushEnabled = true
         public var store = KVStore.Configuration()
-        public var verbose = false
+        /// memcached's -v count: 1 errors, 2 commands, 3 connections too.
+        public var verbosity = 0
+        /// memcached's -B: which protocols connections may speak.
+        public var binding = KVSContext.Binding.auto
         public init() {}
     }
 
@@ -64,6 +71,9 @@ public final class KVSServer: @unchecked Sendable {
 
     /// The memcached UDP frame header: request id, sequence, datagram count, reserved.
     static let udpFrameHeader = 8
+    /// The largest UDP request datagram (the most IPv4 can carry; memcached reads up to
+    /// 64 KB).
+    static let maxUDPRequest = 65_507
     /// Reply bytes per UDP datagram (memcached keeps datagrams under 1400 bytes).
     static let udpPayload = 1400 - udpFrameHeader
 
@@ -90,10 +100,20 @@ public final class KVSServer: @unchecked Sendable {
         store.locksPartitions = true
         if c.replyOffload && c.udpPort != nil { store.replyTable = ReplyTable(slots: 4096) }
         context = KVSContext(store: store, threads: c.threads)
-        tcp = try KernelTCPPort(address: c.tcpAddress ?? c.address, port: c.tcpPort, queues: c.threads, maxConnections: c.maxConnections)
+        tcp = try KernelTCPPort(address: c.tcpAddress ?? c.address, port: c.tcpPort, queues: c.threads, maxConnections: c.maxConnections,
+                                rejectMessage: "ERROR Too many open connections\r\n", backlog: c.backlog)
+        context.maxConnections = c.maxConnections
+        context.binding = c.binding
+        context.verbosity.store(c.verbosity, ordering: .relaxed)
+        context.flushEnabled = c.flushEnabled
         switch c.io {
         case .socket:
-            let kernel = try c.udpPort.map { try KernelUDPPort(address: c.address, port: $0, queues: c.threads) }
+            // Buffers take the largest datagram (memcached reads requests of up to 64 KB):
+            // the pool is reserved, not touched, and reused last-in first-out.
+            let kernel = try c.udpPort.map {
+                try KernelUDPPort(address: c.address, port: $0, queues: c.threads, bufferCount: 1024,
+                                  bufferSize: FrameBuilder.udpHeadersLength + Self.maxUDPRequest)
+            }
             udp = kernel
             udpPort = kernel?.port
             dpdk = nil
@@ -115,7 +135,10 @@ public final class KVSServer: @unchecked Sendable {
             ("tcpport", String(tcp.port)), ("udpport", String(udpPort ?? 0)), ("inter", c.address.description),
             ("num_threads", String(c.threads)), ("item_size_max", String(store.maxItemSize)),
             ("segment_size", String(store.pool.segmentSize)), ("steering", c.steering.rawValue), ("io", dpdk == nil ? "socket" : "dpdk"),
-            ("reply_offload", store.replyTable == nil ? "no" : "yes"),
+            ("reply_offload", store.replyTable == nil ? "no" : "yes"), ("cas_enabled", c.store.casEnabled ? "yes" : "no"),
+            ("flush_enabled", c.flushEnabled ? "yes" : "no"), ("tcp_backlog", String(c.backlog)),
+            ("binding_protocol", c.binding.rawValue), ("verbosity", String(c.verbosity)),
+            ("evictions", c.store.evictionsEnabled ? "on" : "off"),
         ]
         // dma: partition q registers segments with every worker w's pipeline.
         if c.steering == .dma {
@@ -145,6 +168,18 @@ public final class KVSServer: @unchecked Sendable {
         // flow steering only its own pipeline ever fills its ring.
         for w in workers { w.udpInboxes = workers.compactMap { $0.udpSteering?.pipeline.rings[w.queue] } }
         context.steeringStats = { [unowned self] in self.steeringStats() }
+        context.udpConnections = udp == nil ? 0 : c.threads
+        context.transport = { [unowned self] in
+            var t = KVSContext.TransportCounters()
+            let tcp = self.tcp.statistics
+            let udp = self.udp?.statistics
+            t.bytesRead = tcp.receivedBytes + (udp?.receivedBytes ?? 0)
+            t.bytesWritten = tcp.transmittedBytes + (udp?.transmittedBytes ?? 0)
+            t.rejectedConnections = self.tcp.refusedConnections
+            t.currentConnections = self.tcp.openConnections
+            t.totalConnections = self.tcp.acceptedConnections
+            return t
+        }
     }
 
     /// A configuration the server cannot run with.
@@ -188,6 +223,7 @@ public final class KVSServer: @unchecked Sendable {
                     (p + "steered_to_others", String(c.queueSteered.dropLast().enumerated().filter { $0.offset != w.queue }.reduce(0) { $0 + $1.element })),
                     (p + "slow_path", String(c.slowPathTotal)), (p + "dropped_full", String(c.queueDroppedFull.reduce(0, +))),
                     (p + "requests", String(w.requests.load(ordering: .relaxed))),
+                    (p + "tcp_sessions", String(w.sessionCount.load(ordering: .relaxed))),
                     (p + "cycles_per_request_median", String(w.cycles.median())),
                     (p + "cycles_per_request_p90", String(w.cycles.percentile(0.9))),
                     (p + "receive_cycles_per_packet_median", String(w.receiveCycles.median())),

@@ -16,6 +16,11 @@ public final class KVStore: @unchecked Sendable {
         public var partitions = 1
         /// Initial hash buckets per partition (grows on demand).
         public var initialBuckets = 1 << 12
+        /// Items carry CAS uniques (memcached's -C turns them off).
+        public var casEnabled = true
+        /// A full partition evicts its oldest segment to store more (memcached's -M
+        /// turns this off: stores fail with out of memory instead).
+        public var evictionsEnabled = true
         public init() {}
     }
 
@@ -33,10 +38,18 @@ public final class KVStore: @unchecked Sendable {
         var segment = max(4096, c.segmentSize)
         while segment < c.maxItemSize + ItemView.headerSize + 256 { segment <<= 1 }
         pool = SegmentPool(memoryLimit: c.memoryLimit, segmentSize: segment)
-        let quota = pool.segmentCount / max(1, c.partitions)
         partitions = (0..<max(1, c.partitions)).map {
-            Partition(index: $0, store: self, quota: quota, buckets: c.initialBuckets)
+            Partition(index: $0, store: self, buckets: c.initialBuckets)
         }
+    }
+
+    /// Whether an item fits the -I limit as memcached counts it: its 48-byte item header,
+    /// the key and a NUL, 4 bytes of flags when they are not 0, the value and its CR LF,
+    /// and 8 bytes of CAS unless -C. (With -I 1m a 1-byte key takes values up to
+    /// 1,048,516 bytes, the same as memcached.)
+    public func fits(keyLength: Int, flags: UInt32, valueLength: Int) -> Bool {
+        let size = 48 + keyLength + 1 + (flags != 0 ? 4 : 0) + valueLength + 2 + (configuration.casEnabled ? 8 : 0)
+        return valueLength >= 0 && size <= maxItemSize
     }
 
     /// The hash of a key, as the steering layer computes it.
@@ -63,11 +76,19 @@ public final class KVStore: @unchecked Sendable {
         return locksPartitions ? try p.withLock(body) : try body(p)
     }
 
-    /// flush_all: items stored before now (+ delay seconds) stop being served then.
-    public func flushAll(delaySeconds: UInt32 = 0) {
+    /// flush_all: items stored before the deadline stop being served then. `exptime` is
+    /// memcached's: 0 or less now, up to 30 days a delay in seconds, beyond that an
+    /// absolute unix time (now, if it has passed).
+    public func flushAll(exptime: Int64 = 0) {
+        var delay = max(0, exptime)
+        if delay > ServerClock.relativeLimit { delay = max(0, delay - clock.unixTime) }
         replyTable?.invalidateAll()
-        flushDeadline.store(clock.nanos + UInt64(delaySeconds) * 1_000_000_000, ordering: .relaxed)
+        flushDeadline.store(clock.nanos + UInt64(delay) * 1_000_000_000, ordering: .relaxed)
     }
+
+    /// cache_memlimit: item memory becomes `bytes` (at most what -m reserved); false if
+    /// it cannot.
+    public func setMemoryLimit(_ bytes: Int) -> Bool { pool.setLimit(bytes: bytes) }
 
     /// Sum of one counter over partitions.
     public func total(_ c: KVStats.Counter) -> Int64 { partitions.reduce(0) { $0 + $1.stats[c] } }

@@ -59,11 +59,20 @@ enum MetaProtocol {
                         dataStart: Int) -> Bool {
         let store = ctx.store
         let command = b[t.starts[0] + 1]
-        if command == 0x6E { s.consumed = dataStart; s.commands += 1; s.write("MN\r\n"); return true }  // mn
-        guard t.count >= 2, t.ends[1] - t.starts[1] <= TextProtocol.maxKeyLength else {
-            s.consumed = dataStart
-            s.write("CLIENT_ERROR bad command line format\r\n")
-            ctx.countError()
+        func lineOnly() { s.consumed = dataStart; s.commands += 1 }
+        if command == 0x6E { lineOnly(); s.write("MN\r\n"); return true }  // mn
+        // As memcached: a meta command without a key is not a command; one with an
+        // over-long key, or an ms without a valid length, is a format error; neither
+        // ends the connection.
+        guard t.count >= 2 else {
+            lineOnly()
+            TextProtocol.error(s, ctx, false, command == 0x65 ? "CLIENT_ERROR bad command line format\r\n" : "ERROR\r\n")
+            return true
+        }
+        guard t.ends[1] - t.starts[1] <= TextProtocol.maxKeyLength,
+              command != 0x73 || (t.count >= 3 && TextProtocol.signed(b, t, 2).map({ $0 >= 0 && $0 <= Int32.max - 2 }) == true) else {
+            lineOnly()
+            TextProtocol.error(s, ctx, false, "CLIENT_ERROR bad command line format\r\n")
             return true
         }
         let key = TextProtocol.token(b, t, 1)
@@ -93,15 +102,9 @@ enum MetaProtocol {
             return true
 
         case 0x73:  // ms <key> <datalen> <flags>*
-            guard t.count >= 3, let length = TextProtocol.number(b, t, 2), length <= UInt64(Int32.max) else {
-                s.consumed = dataStart
-                s.write("CLIENT_ERROR bad data chunk\r\n")
-                ctx.countError()
-                s.closing = true
-                return true
-            }
-            let count = Int(length)
-            if count > store.maxItemSize {
+            let count = Int(TextProtocol.signed(b, t, 2)!)
+            let flagsValue = UInt32(truncatingIfNeeded: value(flags(b, t, from: 3), "F")?.number ?? 0)
+            if !store.fits(keyLength: key.count, flags: flagsValue, valueLength: count) {
                 s.consumed = dataStart; s.commands += 1
                 s.swallow = count + 2
                 s.write("SERVER_ERROR object too large for cache\r\n")
@@ -127,7 +130,6 @@ enum MetaProtocol {
                 return true
             }
             if let c = value(f, "C")?.number { mode = .cas(c) }
-            let flagsValue = UInt32(clamping: value(f, "F")?.number ?? 0)
             let expiry = store.clock.expiry(value(f, "T")?.signed ?? 0)
             let h = s.hash(key)
             let data = UnsafeRawBufferPointer(rebasing: b[dataStart..<(dataStart + count)])

@@ -40,10 +40,10 @@ public final class Partition: @unchecked Sendable {
     public let stats = KVStats()
     let lockWord = Atomic<Bool>(false)
 
-    init(index: Int, store: KVStore, quota: Int, buckets: Int) {
+    init(index: Int, store: KVStore, buckets: Int) {
         self.index = index
         self.store = store
-        log = ItemLog(pool: store.pool, quota: quota)
+        log = ItemLog(pool: store.pool, sharers: store.configuration.partitions)
         table = HashTable(buckets: buckets)
         let pool = store.pool
         table.hashOf = { ref in ItemView(pool.base(of: ItemLog.segment(of: ref)) + Int(ref & 0xFFFF_FFFF)).hash }
@@ -148,6 +148,12 @@ public final class Partition: @unchecked Sendable {
         return true
     }
 
+    /// Drops `key`'s item, if any, without counting a delete: a SET refused (too large,
+    /// no memory) must not leave the old value readable (memcached unlinks it too).
+    public func discard(_ key: UnsafeRawBufferPointer, hash: UInt32) {
+        if let (ref, _) = lookup(key, hash) { unlink(ref, hash: hash) }
+    }
+
     /// SET and friends. `value` may be written by `fill` directly into the new item (the
     /// DMA path) instead of copied from `value`.
     public func store(_ mode: StoreMode, key: UnsafeRawBufferPointer, hash: UInt32, flags: UInt32, expiry: UInt32,
@@ -174,8 +180,16 @@ public final class Partition: @unchecked Sendable {
             old = Array(UnsafeRawBufferPointer(it.value))
         }
         let total = old.count + value.count
+        guard store.fits(keyLength: key.count, flags: itemFlags, valueLength: total) else {
+            // memcached: an append that would pass -I is not stored; a SET too large to
+            // store leaves no stale value behind.
+            if mode == .append || mode == .prepend { return .notStored }
+            if mode == .set { discard(key, hash: hash) }
+            return .tooLarge
+        }
         guard let (ref, it) = allocate(key: key, hash: hash, valueLength: total, flags: itemFlags, expiry: itemExpiry) else {
-            return total > store.maxItemSize ? .tooLarge : .outOfMemory
+            if mode == .set { discard(key, hash: hash) }
+            return .outOfMemory
         }
         let out = it.value
         old.withUnsafeBytes { o in
@@ -187,8 +201,10 @@ public final class Partition: @unchecked Sendable {
         return .stored(cas: it.cas)
     }
 
-    /// INCR/DECR: the value must be a decimal number (at most 20 digits); DECR stops at
-    /// 0, INCR wraps at 2^64 as memcached does. `initial` (binary protocol) creates a
+    /// INCR/DECR: the value must start with a decimal number as memcached reads it
+    /// (`DecimalText`: `12 abc` is 12); DECR stops at 0, INCR wraps at 2^64. The new
+    /// number replaces the value, space-padded to the old length when it is shorter
+    /// (memcached's in-place update). `initial` (binary protocol) creates a
     /// missing item with that value.
     public func delta(_ key: UnsafeRawBufferPointer, hash: UInt32, increment: Bool, by amount: UInt64,
                       initial: (UInt64, UInt32)? = nil, cas: UInt64 = 0) -> DeltaResult {
@@ -201,7 +217,7 @@ public final class Partition: @unchecked Sendable {
             return .notFound
         }
         if cas != 0 && it.cas != cas { return .exists }
-        guard let current = Self.parseDecimal(UnsafeRawBufferPointer(it.value), trailingBlanks: true) else { return .nonNumeric }
+        guard let current = DecimalText.unsigned64(UnsafeRawBufferPointer(it.value)) else { return .nonNumeric }
         stats.add(increment ? .incrHits : .decrHits)
         let next = increment ? current &+ amount : (amount > current ? 0 : current - amount)
         var text = Array(String(next).utf8)
@@ -242,12 +258,11 @@ public final class Partition: @unchecked Sendable {
     func allocate(key: UnsafeRawBufferPointer, hash: UInt32, valueLength: Int, flags: UInt32, expiry: UInt32)
         -> (ItemRef, ItemView)?
     {
-        guard valueLength <= store.maxItemSize else { return nil }
         let size = ItemView.recordSize(keyLength: key.count, valueLength: valueLength)
         guard size <= store.pool.segmentSize else { return nil }
         var ref = log.allocate(size)
         while ref == nil {
-            guard evictOldest() else { return nil }
+            guard store.configuration.evictionsEnabled, evictOldest() else { return nil }
             ref = log.allocate(size)
         }
         let it = item(ref!)
@@ -258,6 +273,7 @@ public final class Partition: @unchecked Sendable {
 
     /// A CAS unique no other item of any partition has had.
     @inline(__always) func nextCAS() -> UInt64 {
+        guard store.configuration.casEnabled else { return 0 }  // -C: memcached reports 0
         casCounter += 1
         return casCounter &* UInt64(store.partitions.count) &+ UInt64(index) &+ 1
     }
@@ -348,6 +364,15 @@ public final class Partition: @unchecked Sendable {
 
     /// Takes back a placing segment the pipeline filled to `used` bytes.
     public func adoptPlaced(_ segment: Int, used: Int) { log.adoptPlaced(segment, used: used) }
+
+    /// Calls `body` with every item that may still be served (stats and dumps; the
+    /// caller holds the lock).
+    func forEachItem(_ body: (ItemView) -> Void) {
+        table.forEach { ref in
+            let it = item(ref)
+            if invalidity(it) == nil { body(it) }
+        }
+    }
 
     /// Every live item's key (tests and debugging).
     public func keys() -> [[UInt8]] {

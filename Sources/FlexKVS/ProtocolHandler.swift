@@ -4,7 +4,9 @@ public enum ProtocolHandler {
     /// Runs the complete requests in the session's input (those starting at or before
     /// input offset `through`).
     public static func run(_ s: Session, _ ctx: KVSContext, through: Int = .max) {
-        guard decideDialect(s) else { return }
+        guard decideDialect(s, ctx) else { return }
+        // -B binary: a text request is not understood, and the connection ends (memcached).
+        if s.dialect == .text && ctx.binding == .binary { ctx.countError(); s.closing = true; return }
         switch s.dialect {
         case .binary: BinaryProtocol.run(s, ctx, through: through)
         case .text, .undecided: TextProtocol.run(s, ctx, through: through)
@@ -12,10 +14,10 @@ public enum ProtocolHandler {
     }
 
     /// Settles the session's dialect from its first byte; false if none has arrived.
-    static func decideDialect(_ s: Session) -> Bool {
+    static func decideDialect(_ s: Session, _ ctx: KVSContext) -> Bool {
         if s.dialect == .undecided {
             guard let first = s.input.dropFirst(s.consumed).first else { return false }
-            s.dialect = first == BinaryProtocol.requestMagic ? .binary : .text
+            s.dialect = first == BinaryProtocol.requestMagic && ctx.binding != .ascii ? .binary : .text
         }
         return true
     }

@@ -31,7 +31,7 @@ enum RequestFramer {
 
     static func text(_ b: UnsafeRawBufferPointer, _ start: Int, _ s: Session, _ maxLength: Int) -> Frame {
         guard let nl = TextProtocol.newline(b, from: start) else {
-            return b.count - start > Session.maxLine ? .local : .incomplete
+            return b.count - start > TextProtocol.maxLine ? .local : .incomplete
         }
         let lineEnd = nl > start && b[nl - 1] == 0x0D ? nl - 1 : nl
         let t = TextProtocol.Tokens(b, start, lineEnd, in: s)

@@ -23,6 +23,7 @@ public final class SegmentPool: @unchecked Sendable {
         guard let m = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0),
               m != MAP_FAILED else { fatalError("SegmentPool: cannot reserve \(bytes) bytes") }
         memory = m
+        limit = Atomic(segmentCount)
         free = Mutex((0..<Int32(segmentCount)).reversed())
         freedBytes = .allocate(capacity: segmentCount)
         for i in 0..<segmentCount { (freedBytes + i).initialize(to: Atomic(0)) }
@@ -42,6 +43,19 @@ public final class SegmentPool: @unchecked Sendable {
     }
 
     public var freeSegments: Int { free.withLock { $0.count } }
+
+    /// Segments the partitions may hold together: `segmentCount` unless lowered at run
+    /// time (`cache_memlimit`); partitions over their share evict as they next allocate.
+    public var segmentLimit: Int { limit.load(ordering: .relaxed) }
+    let limit: Atomic<Int>
+
+    /// Sets the limit to `bytes` of segments; false if that is more than was reserved.
+    public func setLimit(bytes: Int) -> Bool {
+        let segments = bytes / segmentSize
+        guard segments >= 2, segments <= segmentCount else { return false }
+        limit.store(segments, ordering: .relaxed)
+        return true
+    }
 
     func take() -> Int? {
         guard let s = free.withLock({ $0.popLast() }) else { return nil }

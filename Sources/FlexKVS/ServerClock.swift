@@ -43,6 +43,12 @@ public struct ServerClock: Sendable {
         return UInt32(clamping: Int64(seconds) + exptime)
     }
 
+    /// The unix time of a server-relative expiry.
+    public func unixTime(atServerSeconds t: UInt32) -> Int64 { startUnix + Int64(t) - 1 }
+
+    /// The unix time of a server nanosecond stamp.
+    public func unixTime(atServerNanos t: UInt64) -> Int64 { startUnix + Int64(t / 1_000_000_000) }
+
     /// Unix time now.
     public var unixTime: Int64 { startUnix + Int64(seconds) - 1 }
 }

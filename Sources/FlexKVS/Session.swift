@@ -28,14 +28,12 @@ public final class Session {
     var endpoints: FrameBuilder.Endpoints?
     /// Set while the session waits in a worker's list of sessions to send.
     var queuedForSend = false
-    /// Bytes a single command line may take before the session is ended.
-    static let maxLine = 2048
 
     public init() {
         input.reserveCapacity(4096)
         output.reserveCapacity(4096)
-        tokenStarts.reserveCapacity(TextProtocol.maxTokens)
-        tokenEnds.reserveCapacity(TextProtocol.maxTokens)
+        tokenStarts.reserveCapacity(TextProtocol.maxWords)
+        tokenEnds.reserveCapacity(TextProtocol.maxWords)
     }
 
     /// Forgets everything (a UDP session is reused for each datagram).

@@ -1,32 +1,75 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// memcached's text protocol (protocol.txt, "Commands"): retrieval (get, gets, gat,
 /// gats), storage (set, add, replace, append, prepend, cas), delete, incr/decr, touch,
-/// flush_all, stats, version, verbosity, quit, and the meta commands (`MetaProtocol`). Replies are memcached's, byte for byte,
-/// so its clients and memccapable work unchanged.
+/// flush_all, stats, version, verbosity, cache_memlimit, lru_crawler, shutdown, quit,
+/// and the meta commands (`MetaProtocol`).
+///
+/// Replies are memcached 1.6's byte for byte, and so is how a line is read, since
+/// clients depend on it: a line splits at spaces into at most 23 words (a multi-key
+/// get reads the rest in further rounds, so it takes any number of keys); a command
+/// with the wrong number of words is `ERROR`; numbers are read as `DecimalText`
+/// says; a trailing `noreply` silences every reply of that command, errors included;
+/// a malformed command line never ends the connection and never swallows the data
+/// block (the client's data line is then read as a command, as memcached does); only
+/// a value refused as too large is swallowed. A line of more than 2,048 bytes with no
+/// newline ends the connection unless it is a `get`/`gets` (which may run to
+/// `maxGetLine`); so does a line whose last word starts with `HTTP/`.
 enum TextProtocol {
     static let maxKeyLength = 250
-    static let maxTokens = 24
+    /// Words a line is split into at a time (memcached's MAX_TOKENS less its terminal).
+    static let maxWords = 23
+    /// Bytes a line may reach with no newline before the session ends (memcached's).
+    static let maxLine = 2048
+    /// Bytes a `get`/`gets` line may reach (memcached grows its buffer without bound;
+    /// this bounds a session's memory).
+    static let maxGetLine = 32 << 20
 
-    /// A command line split at spaces: token i is `line[starts[i]..<ends[i]]`. The
+    /// A command line split at spaces: word i is `line[starts[i]..<ends[i]]`. The
     /// boundaries live in the session's reused arrays.
     struct Tokens {
         let starts: [Int]
         let ends: [Int]
+        /// Where the unsplit rest of the line starts, when it had more than `maxWords`
+        /// words; nil when the whole line was split.
+        let rest: Int?
+        /// The end of the line (its first NUL, CR LF or LF).
+        let lineEnd: Int
         var count: Int { starts.count }
+        /// memcached's token count: the words and its terminal token.
+        var ntokens: Int { starts.count + 1 }
 
         init(_ b: UnsafeRawBufferPointer, _ from: Int, _ to: Int, in s: Session) {
             s.tokenStarts.removeAll(keepingCapacity: true)
             s.tokenEnds.removeAll(keepingCapacity: true)
+            var rest: Int? = nil
+            var start = from
             var i = from
-            while i < to && s.tokenStarts.count < TextProtocol.maxTokens {
-                while i < to && b[i] == 0x20 { i += 1 }
-                if i == to { break }
-                let start = i
-                while i < to && b[i] != 0x20 { i += 1 }
+            while i < to {
+                if b[i] == 0x20 {
+                    if start < i {
+                        s.tokenStarts.append(start)
+                        s.tokenEnds.append(i)
+                        if s.tokenStarts.count == TextProtocol.maxWords {
+                            if i + 1 < to { rest = i + 1 }
+                            start = to
+                            break
+                        }
+                    }
+                    start = i + 1
+                }
+                i += 1
+            }
+            if start < to {
                 s.tokenStarts.append(start)
-                s.tokenEnds.append(i)
+                s.tokenEnds.append(to)
             }
             starts = s.tokenStarts
             ends = s.tokenEnds
+            self.rest = rest
+            lineEnd = to
         }
     }
 
@@ -43,33 +86,48 @@ enum TextProtocol {
                 }
                 guard s.unparsed > 0, s.consumed <= through else { break }
                 guard let nl = newline(b, from: s.consumed) else {
-                    if s.unparsed > Session.maxLine {
-                        s.write("CLIENT_ERROR line too long\r\n")
+                    if s.unparsed > maxLine && !mayGrow(b, from: s.consumed) {
                         ctx.countError()
                         s.closing = true
                     }
                     break
                 }
-                let lineEnd = nl > s.consumed && b[nl - 1] == 0x0D ? nl - 1 : nl
+                // As memcached: CR is dropped only from a line of 2 bytes or more, and the
+                // line ends at its first NUL.
+                var lineEnd = nl - s.consumed > 1 && b[nl - 1] == 0x0D ? nl - 1 : nl
+                if let zero = firstNUL(b, s.consumed, lineEnd) { lineEnd = zero }
                 let t = Tokens(b, s.consumed, lineEnd, in: s)
-                guard t.count > 0 else {
-                    s.write("ERROR\r\n")
-                    s.consumed = nl + 1
-                    continue
-                }
                 if !execute(s, ctx, b, t, dataStart: nl + 1) { break }  // waits for a value's bytes
             }
         }
         s.compact()
     }
 
-    @inline(__always) static func newline(_ b: UnsafeRawBufferPointer, from: Int) -> Int? {
+    /// Whether a line with no newline yet, longer than `maxLine`, may keep growing:
+    /// only a multi-key `get`/`gets` (after at most 100 spaces), up to `maxGetLine`.
+    static func mayGrow(_ b: UnsafeRawBufferPointer, from: Int) -> Bool {
+        guard b.count - from <= maxGetLine else { return false }
         var i = from
-        while i < b.count {
-            if b[i] == 0x0A { return i }
-            i += 1
+        while i < b.count && b[i] == 0x20 { i += 1 }
+        guard i - from <= 100 else { return false }
+        func startsWith(_ w: StaticString) -> Bool {
+            w.withUTF8Buffer { w in
+                guard b.count - i >= w.count else { return false }
+                for k in 0..<w.count where b[i + k] != w[k] { return false }
+                return true
+            }
         }
-        return nil
+        return startsWith("get ") || startsWith("gets ")
+    }
+
+    @inline(__always) static func newline(_ b: UnsafeRawBufferPointer, from: Int) -> Int? {
+        guard from < b.count, let p = memchr(b.baseAddress! + from, 0x0A, b.count - from) else { return nil }
+        return UnsafeRawPointer(p) - b.baseAddress!
+    }
+
+    @inline(__always) static func firstNUL(_ b: UnsafeRawBufferPointer, _ from: Int, _ to: Int) -> Int? {
+        guard from < to, let p = memchr(b.baseAddress! + from, 0, to - from) else { return nil }
+        return UnsafeRawPointer(p) - b.baseAddress!
     }
 
     static func equals(_ b: UnsafeRawBufferPointer, _ t: Tokens, _ i: Int, _ word: StaticString) -> Bool {
@@ -85,59 +143,164 @@ enum TextProtocol {
         UnsafeRawBufferPointer(rebasing: b[t.starts[i]..<t.ends[i]])
     }
 
+    static func length(_ t: Tokens, _ i: Int) -> Int { t.ends[i] - t.starts[i] }
+
+    /// A word as memcached's `safe_strtoull` reads it.
     static func number(_ b: UnsafeRawBufferPointer, _ t: Tokens, _ i: Int) -> UInt64? {
         guard i < t.count else { return nil }
-        return Partition.parseDecimal(token(b, t, i))
+        return DecimalText.unsigned64(token(b, t, i))
     }
 
-    /// A signed decimal (exptime may be negative).
-    static func signed(_ b: UnsafeRawBufferPointer, _ t: Tokens, _ i: Int) -> Int64? {
+    /// A word as memcached's `safe_strtol` reads it (exptimes, lengths).
+    static func signed(_ b: UnsafeRawBufferPointer, _ t: Tokens, _ i: Int) -> Int32? {
         guard i < t.count else { return nil }
-        let tok = token(b, t, i)
-        if tok.first == 0x2D {
-            guard let v = Partition.parseDecimal(UnsafeRawBufferPointer(rebasing: tok.dropFirst())), v <= UInt64(Int64.max) else { return nil }
-            return -Int64(v)
-        }
-        guard let v = Partition.parseDecimal(tok), v <= UInt64(Int64.max) else { return nil }
-        return Int64(v)
+        return DecimalText.signed32(token(b, t, i))
     }
 
     static func noreply(_ b: UnsafeRawBufferPointer, _ t: Tokens, at i: Int) -> Bool {
         i < t.count && equals(b, t, i, "noreply")
     }
 
-    static func badFormat(_ s: Session, _ ctx: KVSContext) {
-        s.write("CLIENT_ERROR bad command line format\r\n")
+    /// memcached's `set_noreply_maybe`: the line's last word is `noreply`.
+    static func endsInNoreply(_ b: UnsafeRawBufferPointer, _ t: Tokens) -> Bool {
+        t.count > 0 && t.rest == nil && equals(b, t, t.count - 1, "noreply")
+    }
+
+    /// Writes a reply line unless the command said noreply.
+    @inline(__always) static func reply(_ s: Session, _ quiet: Bool, _ line: StaticString) {
+        if !quiet { s.write(line) }
+    }
+
+    /// An error reply (counted), unless the command said noreply.
+    static func error(_ s: Session, _ ctx: KVSContext, _ quiet: Bool, _ line: StaticString) {
         ctx.countError()
+        reply(s, quiet, line)
     }
 
     /// Runs one command; false if it needs more input (nothing consumed).
     static func execute(_ s: Session, _ ctx: KVSContext, _ b: UnsafeRawBufferPointer, _ t: Tokens, dataStart: Int) -> Bool {
-        let store = ctx.store
-        func consumeLine() { s.consumed = dataStart; s.commands += 1 }
-        let c = t.ends[0] - t.starts[0]
-        let first = b[t.starts[0]]
-
-        if c == 2 && first == 0x6D {  // "m?": meta commands
+        if let mode = storeMode(b, t) { return update(s, ctx, b, t, mode, dataStart: dataStart) }
+        if t.count > 0 && length(t, 0) == 2 && b[t.starts[0]] == 0x6D {  // "m?": meta commands
             return MetaProtocol.execute(s, ctx, b, t, dataStart: dataStart)
         }
-
-        // Retrieval: get, gets, gat, gats.
-        if equals(b, t, 0, "get") || equals(b, t, 0, "gets") || equals(b, t, 0, "gat") || equals(b, t, 0, "gats") {
-            consumeLine()
-            let touching = first == 0x67 && b[t.starts[0] + 1] == 0x61  // "ga…"
-            let withCas = b[t.ends[0] - 1] == 0x73  // "…s"
-            var firstKey = 1
-            var expiry: UInt32 = 0
-            if touching {
-                guard let e = signed(b, t, 1) else { badFormat(s, ctx); return true }
-                expiry = store.clock.expiry(e)
-                firstKey = 2
+        s.consumed = dataStart
+        s.commands += 1
+        guard t.count > 0, length(t, 0) >= 2 else { error(s, ctx, false, "ERROR\r\n"); return true }
+        let first = b[t.starts[0]]
+        let nt = t.ntokens
+        func want(_ ok: Bool) -> Bool {
+            if !ok { error(s, ctx, false, "ERROR\r\n") }
+            return ok
+        }
+        switch length(t, 0) {
+        case 3 where equals(b, t, 0, "get"), 4 where equals(b, t, 0, "gets"), 3 where equals(b, t, 0, "gat"),
+             4 where equals(b, t, 0, "gats"), 4 where equals(b, t, 0, "bget"):
+            guard want(nt >= 3) else { return true }
+            retrieve(s, ctx, b, t, touching: b[t.starts[0] + 1] == 0x61, withCas: b[t.ends[0] - 1] == 0x73 && first == 0x67)
+        case 6 where equals(b, t, 0, "delete"):
+            guard want(nt >= 3 && nt <= 5) else { return true }
+            delete(s, ctx, b, t)
+        case 4 where equals(b, t, 0, "incr"), 4 where equals(b, t, 0, "decr"):
+            guard want(nt == 4 || nt == 5) else { return true }
+            arithmetic(s, ctx, b, t, increment: first == 0x69)
+        case 5 where equals(b, t, 0, "touch"):
+            guard want(nt == 4 || nt == 5) else { return true }
+            let quiet = endsInNoreply(b, t)
+            guard length(t, 1) <= maxKeyLength else { error(s, ctx, quiet, "CLIENT_ERROR bad command line format\r\n"); return true }
+            guard let e = signed(b, t, 2) else { error(s, ctx, quiet, "CLIENT_ERROR invalid exptime argument\r\n"); return true }
+            let key = token(b, t, 1)
+            let h = s.hash(key)
+            let store = ctx.store
+            let touched = store.withPartition(h) { $0.touch(key, hash: h, expiry: store.clock.expiry(Int64(e))) != nil }
+            reply(s, quiet, touched ? "TOUCHED\r\n" : "NOT_FOUND\r\n")
+        case 9 where equals(b, t, 0, "flush_all"):
+            guard want(nt >= 2 && nt <= 4) else { return true }
+            flushAll(s, ctx, b, t)
+        case 7 where equals(b, t, 0, "version"):
+            s.write("VERSION \(KVSContext.version)\r\n")
+        case 4 where equals(b, t, 0, "quit"):
+            s.closing = true
+        case 9 where equals(b, t, 0, "verbosity"):
+            guard want(nt == 3 || nt == 4) else { return true }
+            let quiet = endsInNoreply(b, t)
+            guard let v = number(b, t, 1).map({ UInt32(truncatingIfNeeded: $0) }) else {
+                error(s, ctx, quiet, "CLIENT_ERROR bad command line format\r\n")
+                return true
             }
-            guard t.count > firstKey else { s.write("ERROR\r\n"); ctx.countError(); return true }
-            for i in firstKey..<t.count {
-                let key = token(b, t, i)
-                guard key.count <= maxKeyLength else { badFormat(s, ctx); return true }
+            ctx.verbosity.store(Int(min(v, 2)), ordering: .relaxed)
+            reply(s, quiet, "OK\r\n")
+        case 14 where equals(b, t, 0, "cache_memlimit"):
+            guard want(nt == 3 || nt == 4) else { return true }
+            let quiet = endsInNoreply(b, t)
+            guard let megabytes = number(b, t, 1).map({ UInt32(truncatingIfNeeded: $0) }) else {
+                error(s, ctx, quiet, "ERROR\r\n")
+                return true
+            }
+            if megabytes < 8 { reply(s, quiet, "MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m\r\n") }
+            else if megabytes > 1_000_000_000 { reply(s, quiet, "MEMLIMIT_ADJUST_FAILED input value is megabytes not bytes\r\n") }
+            else if ctx.store.setMemoryLimit(Int(megabytes) << 20) { reply(s, quiet, "OK\r\n") }
+            else { reply(s, quiet, "MEMLIMIT_ADJUST_FAILED out of bounds or unable to adjust\r\n") }
+        case 5 where equals(b, t, 0, "stats"):
+            stats(s, ctx, b, t)
+        case 11 where equals(b, t, 0, "lru_crawler"):
+            lruCrawler(s, ctx, b, t)
+        case 8 where equals(b, t, 0, "shutdown"):
+            guard let shutdown = ctx.shutdown else { s.write("ERROR: shutdown not enabled\r\n"); return true }
+            if nt == 2 || (nt == 3 && equals(b, t, 1, "graceful")) {
+                s.closing = true
+                shutdown()
+            } else {
+                s.write("CLIENT_ERROR invalid shutdown mode\r\n")
+            }
+        default:
+            // As memcached: something that looks like an HTTP request ends the connection.
+            let last = t.count - 1
+            if t.rest == nil, length(t, last) >= 5, memcmp(b.baseAddress! + t.starts[last], "HTTP/", 5) == 0 {
+                s.closing = true
+            } else {
+                error(s, ctx, false, "ERROR\r\n")
+            }
+        }
+        return true
+    }
+
+    /// The storage command a line names, if it names one.
+    static func storeMode(_ b: UnsafeRawBufferPointer, _ t: Tokens) -> StoreMode? {
+        guard t.count > 0 else { return nil }
+        switch length(t, 0) {
+        case 3 where equals(b, t, 0, "set"): return .set
+        case 3 where equals(b, t, 0, "add"): return .add
+        case 3 where equals(b, t, 0, "cas"): return .cas(0)
+        case 7 where equals(b, t, 0, "replace"): return .replace
+        case 7 where equals(b, t, 0, "prepend"): return .prepend
+        case 6 where equals(b, t, 0, "append"): return .append
+        default: return nil
+        }
+    }
+
+    /// get, gets, gat, gats: every key of the line, in as many rounds of `maxWords` as
+    /// it takes. A key over 250 bytes voids the whole reply: only the error is sent.
+    static func retrieve(_ s: Session, _ ctx: KVSContext, _ b: UnsafeRawBufferPointer, _ t: Tokens, touching: Bool, withCas: Bool) {
+        let store = ctx.store
+        var expiry: UInt32 = 0
+        var next = 1
+        if touching {
+            guard let e = signed(b, t, 1) else { error(s, ctx, false, "CLIENT_ERROR invalid exptime argument\r\n"); return }
+            expiry = store.clock.expiry(Int64(e))
+            next = 2
+        }
+        let replyStart = s.output.count
+        let singleKey = t.count == next + 1 && t.rest == nil
+        var words = t
+        while true {
+            while next < words.count {
+                let key = token(b, words, next)
+                next += 1
+                guard key.count <= maxKeyLength else {
+                    s.output.removeSubrange(replyStart...)
+                    error(s, ctx, false, "CLIENT_ERROR bad command line format\r\n")
+                    return
+                }
                 let h = s.hash(key)
                 store.withPartition(h) { p in
                     guard let it = touching ? p.touch(key, hash: h, expiry: expiry) : p.get(key, hash: h) else { return }
@@ -146,7 +309,7 @@ enum TextProtocol {
                     defer {
                         // A hot single-key GET of a non-expiring item: install its reply for
                         // the pipeline (under the partition, so no write can interleave).
-                        if let table = store.replyTable, !touching, !withCas, t.count == 2, it.expiry == 0, table.isHot(hash: h) {
+                        if let table = store.replyTable, !touching, !withCas, singleKey, it.expiry == 0, table.isHot(hash: h) {
                             let reply = Array(s.output[start...]) + Array("END\r\n".utf8)
                             reply.withUnsafeBytes { _ = table.install(hash: h, key: key, reply: $0) }
                         }
@@ -166,158 +329,188 @@ enum TextProtocol {
                     s.write("\r\n")
                 }
             }
-            s.write("END\r\n")
+            guard let rest = words.rest else { break }
+            words = Tokens(b, rest, words.lineEnd, in: s)
+            next = 0
+        }
+        s.write("END\r\n")
+    }
+
+    /// set, add, replace, append, prepend, cas. Returns false while the data block has
+    /// not all arrived.
+    static func update(_ s: Session, _ ctx: KVSContext, _ b: UnsafeRawBufferPointer, _ t: Tokens, _ mode: StoreMode,
+                       dataStart: Int) -> Bool {
+        let store = ctx.store
+        let isCas = mode == .cas(0)
+        let nt = t.ntokens
+        func lineOnly() { s.consumed = dataStart; s.commands += 1 }
+        guard nt == (isCas ? 7 : 6) || nt == (isCas ? 8 : 7) else {
+            lineOnly()
+            error(s, ctx, false, "ERROR\r\n")
             return true
         }
-
-        // Storage: set, add, replace, append, prepend, cas.
-        let mode: StoreMode?
-        switch c {
-        case 3 where equals(b, t, 0, "set"): mode = .set
-        case 3 where equals(b, t, 0, "add"): mode = .add
-        case 3 where equals(b, t, 0, "cas"): mode = .cas(0)
-        case 7 where equals(b, t, 0, "replace"): mode = .replace
-        case 7 where equals(b, t, 0, "prepend"): mode = .prepend
-        case 6 where equals(b, t, 0, "append"): mode = .append
-        default: mode = nil
+        let quiet = endsInNoreply(b, t)
+        guard length(t, 1) <= maxKeyLength, let flags = number(b, t, 2).map({ UInt32(truncatingIfNeeded: $0) }),
+              let exptime = signed(b, t, 3), let length = signed(b, t, 4) else {
+            lineOnly()
+            error(s, ctx, quiet, "CLIENT_ERROR bad command line format\r\n")
+            return true
         }
-        if var mode {
-            let isCas = mode == .cas(0)
-            let needed = isCas ? 6 : 5
-            guard t.count >= needed, t.count <= needed + 1, t.ends[1] - t.starts[1] <= maxKeyLength,
-                  let flags = number(b, t, 2), flags <= UInt64(UInt32.max), let exptime = signed(b, t, 3),
-                  let length = number(b, t, 4), length <= UInt64(Int32.max) else {
-                consumeLine()
-                badFormat(s, ctx)
-                // The client will send a data block we cannot size: end the session.
-                s.closing = true
+        var mode = mode
+        if isCas {
+            guard let unique = number(b, t, 5) else {
+                lineOnly()
+                error(s, ctx, quiet, "CLIENT_ERROR bad command line format\r\n")
                 return true
             }
-            if isCas {
-                guard let unique = number(b, t, 5) else { consumeLine(); badFormat(s, ctx); s.closing = true; return true }
-                mode = .cas(unique)
-            }
-            let quiet = noreply(b, t, at: needed)
-            let count = Int(length)
-            if count > store.maxItemSize {
-                consumeLine()
-                s.swallow = count + 2
-                s.write("SERVER_ERROR object too large for cache\r\n")
-                return true
-            }
-            guard b.count - dataStart >= count + 2 else { return false }  // wait for the value
-            s.consumed = dataStart + count + 2
-            s.commands += 1
-            guard b[dataStart + count] == 0x0D, b[dataStart + count + 1] == 0x0A else {
-                s.write("CLIENT_ERROR bad data chunk\r\n")
-                ctx.countError()
-                return true
-            }
-            let key = token(b, t, 1)
-            let h = s.hash(key)
-            let value = UnsafeRawBufferPointer(rebasing: b[dataStart..<(dataStart + count)])
-            let result = store.withPartition(h) { p in
-                p.store(mode, key: key, hash: h, flags: UInt32(flags), expiry: store.clock.expiry(exptime), value: value)
-            }
-            if quiet { return true }
-            switch result {
-            case .stored: s.write("STORED\r\n")
-            case .notStored: s.write("NOT_STORED\r\n")
-            case .exists: s.write("EXISTS\r\n")
-            case .notFound: s.write("NOT_FOUND\r\n")
-            case .tooLarge: s.write("SERVER_ERROR object too large for cache\r\n")
-            case .outOfMemory: s.write("SERVER_ERROR out of memory storing object\r\n")
+            mode = .cas(unique)
+        }
+        guard length >= 0, length <= Int32.max - 2 else {
+            lineOnly()
+            error(s, ctx, quiet, "CLIENT_ERROR bad command line format\r\n")
+            return true
+        }
+        let count = Int(length)
+        let key = token(b, t, 1)
+        guard store.fits(keyLength: key.count, flags: flags, valueLength: count) else {
+            lineOnly()
+            s.swallow = count + 2
+            ctx.count(.storeTooLarge)
+            reply(s, quiet, "SERVER_ERROR object too large for cache\r\n")
+            if mode == .set {
+                let h = s.hash(key)
+                store.withPartition(h) { $0.discard(key, hash: h) }
             }
             return true
         }
-
-        consumeLine()
-        if equals(b, t, 0, "delete") {
-            // "delete <key> [0] [noreply]": memcached still accepts a zero time.
-            var quietAt = 2
-            if t.count > 2 && equals(b, t, 2, "0") { quietAt = 3 }
-            guard t.count >= 2, t.count <= quietAt + 1, t.ends[1] - t.starts[1] <= maxKeyLength,
-                  t.count == quietAt || noreply(b, t, at: quietAt) else {
-                s.write("CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n")
-                ctx.countError()
-                return true
-            }
-            let key = token(b, t, 1)
-            let h = s.hash(key)
-            let deleted = store.withPartition(h) { $0.delete(key, hash: h) }
-            if !noreply(b, t, at: quietAt) { s.write(deleted ? "DELETED\r\n" : "NOT_FOUND\r\n") }
-        } else if equals(b, t, 0, "incr") || equals(b, t, 0, "decr") {
-            guard t.count == 3 || t.count == 4, t.ends[1] - t.starts[1] <= maxKeyLength else { badFormat(s, ctx); return true }
-            guard let amount = number(b, t, 2) else {
-                s.write("CLIENT_ERROR invalid numeric delta argument\r\n")
-                ctx.countError()
-                return true
-            }
-            let key = token(b, t, 1)
-            let h = s.hash(key)
-            let r = store.withPartition(h) { $0.delta(key, hash: h, increment: first == 0x69, by: amount) }
-            if noreply(b, t, at: 3) { return true }
-            switch r {
-            case .value(let v, _): s.write(number: v); s.write("\r\n")
-            case .notFound, .exists: s.write("NOT_FOUND\r\n")
-            case .nonNumeric: s.write("CLIENT_ERROR cannot increment or decrement non-numeric value\r\n")
-            }
-        } else if equals(b, t, 0, "touch") {
-            guard t.count == 3 || t.count == 4, let e = signed(b, t, 2) else { badFormat(s, ctx); return true }
-            let key = token(b, t, 1)
-            let h = s.hash(key)
-            let touched = store.withPartition(h) { $0.touch(key, hash: h, expiry: store.clock.expiry(e)) != nil }
-            if !noreply(b, t, at: 3) { s.write(touched ? "TOUCHED\r\n" : "NOT_FOUND\r\n") }
-        } else if equals(b, t, 0, "flush_all") {
-            var delay: UInt64 = 0
-            var quietAt = 1
-            if t.count > 1 && !noreply(b, t, at: 1) {
-                guard let d = number(b, t, 1), d <= UInt64(UInt32.max) else { badFormat(s, ctx); return true }
-                delay = d
-                quietAt = 2
-            }
-            store.flushAll(delaySeconds: UInt32(delay))
-            if !noreply(b, t, at: quietAt) { s.write("OK\r\n") }
-        } else if equals(b, t, 0, "version") {
-            s.write("VERSION \(KVSContext.version)\r\n")  // memcached 1.6 ignores extra tokens here
-        } else if equals(b, t, 0, "verbosity") {
-            // As memcached: a trailing noreply silences even a malformed verbosity.
-            let quiet = noreply(b, t, at: t.count - 1)
-            if t.count >= 2, let v = number(b, t, 1) { ctx.verbosity.store(Int(min(v, 10)), ordering: .relaxed) }
-            else if !quiet { s.write("ERROR\r\n"); return true }
-            if !quiet { s.write("OK\r\n") }
-        } else if equals(b, t, 0, "quit") {
-            s.closing = true
-        } else if equals(b, t, 0, "stats") {
-            stats(s, ctx, b, t)
-        } else {
-            s.write("ERROR\r\n")
-            ctx.countError()
+        guard b.count - dataStart >= count + 2 else { return false }  // wait for the value
+        s.consumed = dataStart + count + 2
+        s.commands += 1
+        guard b[dataStart + count] == 0x0D, b[dataStart + count + 1] == 0x0A else {
+            error(s, ctx, quiet, "CLIENT_ERROR bad data chunk\r\n")
+            return true
+        }
+        let h = s.hash(key)
+        let value = UnsafeRawBufferPointer(rebasing: b[dataStart..<(dataStart + count)])
+        let result = store.withPartition(h) { p in
+            p.store(mode, key: key, hash: h, flags: flags, expiry: store.clock.expiry(Int64(exptime)), value: value)
+        }
+        switch result {
+        case .stored: reply(s, quiet, "STORED\r\n")
+        case .notStored: reply(s, quiet, "NOT_STORED\r\n")
+        case .exists: reply(s, quiet, "EXISTS\r\n")
+        case .notFound: reply(s, quiet, "NOT_FOUND\r\n")
+        case .tooLarge: reply(s, quiet, "SERVER_ERROR object too large for cache\r\n")
+        case .outOfMemory:
+            ctx.count(.storeNoMemory)
+            reply(s, quiet, "SERVER_ERROR out of memory storing object\r\n")
         }
         return true
+    }
+
+    /// `delete <key> [0] [noreply]`: memcached still accepts a zero hold time.
+    static func delete(_ s: Session, _ ctx: KVSContext, _ b: UnsafeRawBufferPointer, _ t: Tokens) {
+        let nt = t.ntokens
+        var quiet = false
+        if nt > 3 {
+            let holdIsZero = equals(b, t, 2, "0")
+            quiet = endsInNoreply(b, t)
+            guard (nt == 4 && (holdIsZero || quiet)) || (nt == 5 && holdIsZero && quiet) else {
+                error(s, ctx, quiet, "CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n")
+                return
+            }
+        }
+        guard length(t, 1) <= maxKeyLength else { error(s, ctx, quiet, "CLIENT_ERROR bad command line format\r\n"); return }
+        let key = token(b, t, 1)
+        let h = s.hash(key)
+        let deleted = ctx.store.withPartition(h) { $0.delete(key, hash: h) }
+        reply(s, quiet, deleted ? "DELETED\r\n" : "NOT_FOUND\r\n")
+    }
+
+    static func arithmetic(_ s: Session, _ ctx: KVSContext, _ b: UnsafeRawBufferPointer, _ t: Tokens, increment: Bool) {
+        let quiet = endsInNoreply(b, t)
+        guard length(t, 1) <= maxKeyLength else { error(s, ctx, quiet, "CLIENT_ERROR bad command line format\r\n"); return }
+        guard let amount = number(b, t, 2) else { error(s, ctx, quiet, "CLIENT_ERROR invalid numeric delta argument\r\n"); return }
+        let key = token(b, t, 1)
+        let h = s.hash(key)
+        let r = ctx.store.withPartition(h) { $0.delta(key, hash: h, increment: increment, by: amount) }
+        switch r {
+        case .value(let v, _):
+            if !quiet { s.write(number: v); s.write("\r\n") }
+        case .notFound, .exists: reply(s, quiet, "NOT_FOUND\r\n")
+        case .nonNumeric: error(s, ctx, quiet, "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n")
+        }
+    }
+
+    /// `flush_all [delay] [noreply]`; a delay past 30 days is an absolute unix time.
+    static func flushAll(_ s: Session, _ ctx: KVSContext, _ b: UnsafeRawBufferPointer, _ t: Tokens) {
+        let quiet = endsInNoreply(b, t)
+        ctx.count(.flushCommands)
+        guard ctx.flushEnabled else { error(s, ctx, quiet, "CLIENT_ERROR flush_all not allowed\r\n"); return }
+        var delay: Int32 = 0
+        if t.ntokens != (quiet ? 3 : 2) {
+            guard let d = signed(b, t, 1) else { error(s, ctx, quiet, "CLIENT_ERROR invalid exptime argument\r\n"); return }
+            delay = d
+        }
+        ctx.store.flushAll(exptime: Int64(delay))
+        reply(s, quiet, "OK\r\n")
     }
 
     static func stats(_ s: Session, _ ctx: KVSContext, _ b: UnsafeRawBufferPointer, _ t: Tokens) {
         let lines: [(String, String)]
         if t.count == 1 {
             lines = ctx.generalStats()
-        } else if equals(b, t, 1, "items") {
-            lines = ctx.itemStats()
-        } else if equals(b, t, 1, "slabs") || equals(b, t, 1, "segments") {
-            lines = ctx.segmentStats()
-        } else if equals(b, t, 1, "settings") {
-            lines = ctx.settings
-        } else if equals(b, t, 1, "steering") {
-            lines = ctx.steeringStats()
         } else if equals(b, t, 1, "reset") {
             ctx.resetStats()
             s.write("RESET\r\n")
             return
+        } else if equals(b, t, 1, "detail") {
+            switch t.count > 2 ? String(decoding: token(b, t, 2), as: UTF8.self) : "" {
+            case "on": ctx.detailEnabled.store(true, ordering: .relaxed); s.write("OK\r\n")
+            case "off": ctx.detailEnabled.store(false, ordering: .relaxed); s.write("OK\r\n")
+            case "dump": s.write("END\r\n")
+            default: s.write("CLIENT_ERROR usage: stats detail on|off|dump\r\n")
+            }
+            return
+        } else if equals(b, t, 1, "cachedump") {
+            guard t.count >= 4 else { s.write("CLIENT_ERROR bad command line\r\n"); return }
+            guard let id = number(b, t, 2), let limit = number(b, t, 3) else {
+                s.write("CLIENT_ERROR bad command line format\r\n")
+                return
+            }
+            guard id < 64 else { s.write("CLIENT_ERROR Illegal slab id\r\n"); return }
+            ctx.cacheDump(into: s, sizeClass: Int(id), limit: Int(truncatingIfNeeded: limit))
+            return
+        } else if let report = ctx.statsReport(String(decoding: token(b, t, 1), as: UTF8.self)) {
+            lines = report
         } else {
             s.write("ERROR\r\n")
             return
         }
         for (k, v) in lines { s.write("STAT \(k) \(v)\r\n") }
         s.write("END\r\n")
+    }
+
+    /// `lru_crawler metadump all|<class list>` lists every live item (memcached-tool
+    /// `dump`, libmemcached's `memdump`); the other subcommands are accepted as no-ops
+    /// (there is no crawler to tune: expired items are dropped when found or evicted).
+    static func lruCrawler(_ s: Session, _ ctx: KVSContext, _ b: UnsafeRawBufferPointer, _ t: Tokens) {
+        let nt = t.ntokens
+        if nt == 4 && equals(b, t, 1, "metadump") {
+            ctx.metadump(into: s, classes: String(decoding: token(b, t, 2), as: UTF8.self))
+        } else if nt == 4 && equals(b, t, 1, "crawl") {
+            s.write("OK\r\n")
+        } else if nt == 4 && (equals(b, t, 1, "tocrawl") || equals(b, t, 1, "sleep")) {
+            guard let v = number(b, t, 2).map({ UInt32(truncatingIfNeeded: $0) }) else {
+                s.write("CLIENT_ERROR bad command line format\r\n")
+                return
+            }
+            if equals(b, t, 1, "sleep") && v > 1_000_000 { s.write("CLIENT_ERROR sleep must be one second or less\r\n"); return }
+            s.write("OK\r\n")
+        } else if nt == 3 && (equals(b, t, 1, "enable") || equals(b, t, 1, "disable")) {
+            s.write("OK\r\n")
+        } else {
+            s.write("ERROR\r\n")
+        }
     }
 }

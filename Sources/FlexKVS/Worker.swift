@@ -26,7 +26,9 @@ final class Worker: @unchecked Sendable {
     let inbox = UnsafeMutablePointer<Descriptor>.allocate(capacity: 64)
     /// Hashes of a burst's requests for our partition, to prefetch.
     let burstHashes = UnsafeMutablePointer<UInt32>.allocate(capacity: 64)
-    var sessions: [UInt32: Session] = [:]
+    var sessions: [UInt32: Session] = [:] { didSet { sessionCount.store(sessions.count, ordering: .relaxed) } }
+    /// Open TCP sessions (`stats steering`: every closed connection's session is freed).
+    let sessionCount = Atomic<Int>(0)
     /// Rings other workers' UDP pipelines (and ours) fill for this worker.
     var udpInboxes: [DescriptorRing] = []
     /// The one ring TCP requests arrive on (TCP stays with the accepting worker).
@@ -227,9 +229,9 @@ final class Worker: @unchecked Sendable {
         guard let frame = try? ParsedFrame(parsing: d.packet.bytes) else { return }
         let flow = d.packet.flow
         if frame.tcpFlags & TCPHeader.Flags.fin.rawValue != 0 {
-            if sessions.removeValue(forKey: flow) != nil {
-                context.currentConnections.wrappingSubtract(1, ordering: .relaxed)
-            }
+            // The peer closed, or the port closed the connection (reset, overrun): the
+            // session and every reply it still held go at once.
+            sessions.removeValue(forKey: flow)
             return
         }
         let session: Session
@@ -238,8 +240,6 @@ final class Worker: @unchecked Sendable {
         } else {
             session = Session()
             sessions[flow] = session
-            context.currentConnections.wrappingAdd(1, ordering: .relaxed)
-            context.totalConnections.wrappingAdd(1, ordering: .relaxed)
         }
         if session.endpoints == nil {
             session.endpoints = FrameBuilder.Endpoints(replyingTo: frame)
@@ -290,9 +290,7 @@ final class Worker: @unchecked Sendable {
             session.output.removeFirst(total)
         }
         session.order.sent(total)
-        if finishing, sessions.removeValue(forKey: flow) != nil {
-            context.currentConnections.wrappingSubtract(1, ordering: .relaxed)
-        }
+        if finishing { sessions.removeValue(forKey: flow) }
     }
 
     // MARK: TCP under key steering
@@ -302,7 +300,7 @@ final class Worker: @unchecked Sendable {
     /// key (one running here for a foreign key, or a `local` one) waits until the
     /// session has nothing away, so every key sees the session's requests in order.
     func runForwarding(_ s: Session, flow: UInt32) {
-        guard ProtocolHandler.decideDialect(s) else { return }
+        guard ProtocolHandler.decideDialect(s, context) else { return }
         let store = context.store
         while !s.closing {
             switch RequestFramer.next(s, maxLength: Self.forwardBufferSize) {
@@ -416,8 +414,10 @@ final class Worker: @unchecked Sendable {
 
     // MARK: UDP
 
-    /// A UDP request is one datagram: the 8-byte frame header (request id, sequence 0,
-    /// count 1) and a text or binary request. Anything else is counted and dropped.
+    /// A UDP request is one datagram: the 8-byte frame header (request id, sequence,
+    /// datagram count 1) and a text or binary request. As memcached, the sequence number
+    /// is not looked at; a request that claims more than one datagram is counted and
+    /// dropped.
     func handleUDP(_ d: Descriptor, _ steeringCycles: UInt64) {
         let t0 = cflex_rdtsc()
         guard let udp = server.udp else { return }
@@ -433,7 +433,7 @@ final class Worker: @unchecked Sendable {
         let bytes = d.packet.bytes
         // The pipeline parsed and verified this frame; only the addresses are wanted.
         guard payload.count > Self.headerLength, let frame = try? ParsedFrame(parsing: bytes, verifyingChecksum: false),
-              payload[2] == 0, payload[3] == 0, payload[4] == 0, payload[5] == 1 else {
+              payload[4] == 0, payload[5] == 1 else {
             badFrames.wrappingAdd(1, ordering: .relaxed)
             return
         }

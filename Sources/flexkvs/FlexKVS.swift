@@ -12,10 +12,23 @@ struct FlexKVSCommand: ParsableCommand {
         commandName: "flexkvs",
         abstract: "A memcached-compatible key-value server on the FlexNIC steering layer.",
         discussion: """
-            Speaks memcached's text and binary protocols over TCP and UDP (8-byte frame \
-            header). Flags follow memcached's; --config reads the same settings from TOML \
-            (see Configs/flexkvs.toml) and flags given on the command line win. \
-            Stats: `stats`, `stats items`, `stats slabs`, `stats settings`, `stats steering`.
+            Speaks memcached's text (incl. meta) and binary protocols over TCP and UDP \
+            (8-byte frame header). Flags follow memcached 1.6's and mean the same; \
+            --config reads the same settings from TOML (see Configs/flexkvs.toml) and flags \
+            given on the command line win. Stats: `stats`, `stats items`, `stats slabs`, \
+            `stats settings`, `stats conns`, `stats detail`, `stats cachedump`, \
+            `lru_crawler metadump`, and flexkvs's own `stats segments` and `stats steering`.
+
+            Where flexkvs differs from memcached: -c counts client connections only \
+            (memcached also counts its own descriptors against it, so it accepts about \
+            10 + 3 x threads fewer); flexkvs runs as root without -u (DPDK needs root) and \
+            warns; -s (Unix domain socket), -k, -L, -r, -S and -Z are refused; of -o only \
+            `maxconns_fast`, `tail_repair_time`, `hashpower`, `lru_crawler`, \
+            `no_lru_crawler`, `lru_maintainer`, `no_lru_maintainer`, `modern`, \
+            `no_modern`, `idle_timeout`, `slab_reassign`, `slab_automove` and \
+            `hash_algorithm` are accepted, as settings with no effect here (flexkvs has no \
+            slabs or LRU threads); others are warned about and ignored. Items are \
+            evicted a log segment at a time, oldest first.
             """,
         version: KVSContext.version)
 
@@ -24,8 +37,21 @@ struct FlexKVSCommand: ParsableCommand {
     @Option(name: .customShort("l"), help: "IPv4 address to listen on (default 127.0.0.1).") var listen: String?
     @Option(name: .customShort("t"), help: "Worker threads (default 1).") var threads: Int?
     @Option(name: .customShort("m"), help: "Item memory in megabytes (default 64).") var memory: Int?
-    @Option(name: .customShort("c"), help: "Max simultaneous connections (default 1024).") var connections: Int?
-    @Option(name: .customShort("I"), help: "Max item size, e.g. 1m, 512k (default 1m).") var maxItemSize: String?
+    @Option(name: .customShort("c"), help: "Max simultaneous client connections (default 1024); one more is answered `ERROR Too many open connections` and closed, and counted in rejected_connections.") var connections: Int?
+    @Option(name: .customShort("I"), help: "Max item size, e.g. 1m, 512k (default 1m); as memcached, it counts the item's header, key and flags, so the largest value is a little smaller.") var maxItemSize: String?
+    @Option(name: .customShort("u"), help: "Run as this user after binding the ports (when started as root).") var user: String?
+    @Option(name: .customShort("P"), help: "Write the server's pid to this file (removed on a clean exit).") var pidFile: String?
+    @Flag(name: .customShort("d"), help: "Run as a daemon (in the background, detached from the terminal).") var daemonize = false
+    @Option(name: .customShort("B"), help: "Binding protocol: auto, ascii or binary (default auto).") var bindingProtocol: String?
+    @Flag(name: .customShort("F"), help: "Disable flush_all (answered `CLIENT_ERROR flush_all not allowed`).") var disableFlush = false
+    @Flag(name: .customShort("C"), help: "Disable CAS (items carry CAS 0).") var disableCAS = false
+    @Flag(name: .customShort("A"), help: "Enable the `shutdown` command.") var enableShutdown = false
+    @Flag(name: .customShort("M"), help: "Return an error when memory is exhausted instead of evicting items.") var noEvictions = false
+    @Option(name: .customShort("R"), help: "Requests per event (accepted for memcached compatibility; workers batch by burst).") var requestsPerEvent: Int?
+    @Option(name: .customShort("b"), help: "TCP listen backlog (default 1024).") var backlog: Int32?
+    @Option(name: .customShort("o"), parsing: .singleValue, help: "memcached's extended options, comma-separated key[=value] (see the discussion).") var extendedOptions: [String] = []
+    @Option(name: .customShort("s"), help: "Unix domain socket path (not supported: refused).") var unixSocket: String?
+    @Option(name: .customShort("a"), help: "Unix socket access mask (with -s).") var unixMask: String?
     @Option(help: "Item log segment size, e.g. 1m (raised to fit the largest item).") var segmentSize: String?
     @Option(help: ArgumentHelp("I/O for UDP: socket (kernel sockets) or dpdk.", discussion: """
         With dpdk, UDP requests arrive on a DPDK ethdev (--eal, --dpdk-device) with one queue \
@@ -40,8 +66,7 @@ struct FlexKVSCommand: ParsableCommand {
     @Option(help: "Steering: flow (by 4-tuple), key (to the key's owner; TCP requests forwarded), dma (key + binary UDP SETs placed in the owner's log; needs -U).") var steering: String?
     @Option(help: "TOML file with these settings (Configs/flexkvs.toml).") var config: String?
     @Flag(help: "Do not answer hot keys' UDP GETs from the pipeline's reply table.") var noReplyOffload = false
-    @Flag(name: .customShort("v"), help: "Verbose: print settings and errors.") var verbose = false
-
+    @Flag(name: .customShort("v"), help: "Verbose (-v: errors and warnings; -vv: also client commands and replies; -vvv: also connections opened and closed).") var verbosity: Int
     /// Settings from a --config file; every field optional.
     struct FileSettings: Decodable {
         var listen: String?
@@ -57,6 +82,12 @@ struct FlexKVSCommand: ParsableCommand {
         var dpdk_device: String?
         var steering: String?
     }
+
+    /// memcached -o options accepted as settings without an effect here.
+    static let inertOptions: Set<String> = [
+        "maxconns_fast", "tail_repair_time", "hashpower", "lru_crawler", "no_lru_crawler", "lru_maintainer",
+        "no_lru_maintainer", "modern", "no_modern", "idle_timeout", "slab_reassign", "slab_automove", "hash_algorithm",
+    ]
 
     static func size(_ text: String, _ what: String) throws -> Int {
         let t = text.lowercased().trimmingCharacters(in: .whitespaces)
@@ -122,17 +153,54 @@ struct FlexKVSCommand: ParsableCommand {
         case let other: throw ValidationError("--steering \(other): expected flow, key or dma")
         }
         c.replyOffload = !noReplyOffload
-        c.verbose = verbose
+        c.verbosity = verbosity
+        c.flushEnabled = !disableFlush
+        c.store.casEnabled = !disableCAS
+        c.store.evictionsEnabled = !noEvictions
+        if let backlog {
+            guard backlog > 0 else { throw ValidationError("-b must be at least 1") }
+            c.backlog = backlog
+        }
+        if let requestsPerEvent, requestsPerEvent < 1 { throw ValidationError("-R must be at least 1") }
+        switch bindingProtocol ?? "auto" {
+        case "auto", "negotiate": c.binding = .auto
+        case "ascii": c.binding = .ascii
+        case "binary": c.binding = .binary
+        case let other: throw ValidationError("-B \(other): expected auto, ascii or binary")
+        }
+        guard unixSocket == nil else {
+            throw ValidationError("-s: Unix domain sockets are not supported by flexkvs; listen on TCP (-l 127.0.0.1 -p PORT)")
+        }
+        _ = unixMask
+        for option in extendedOptions.flatMap({ $0.split(separator: ",") }) {
+            let name = option.split(separator: "=", maxSplits: 1).first.map(String.init) ?? ""
+            if !Self.inertOptions.contains(name) {
+                FileHandle.standardError.write(Data("flexkvs: -o \(option): not supported here; ignored\n".utf8))
+            }
+        }
         return c
     }
 
     func run() throws {
         let c = try settings()
+        // Made absolute now: a daemon changes its directory to /.
+        let pidPath = pidFile.map { URL(fileURLWithPath: $0).path }
+        if daemonize {
+            // Before any thread starts: fork, detach, stdio to /dev/null unless verbose.
+            guard daemon(0, verbosity > 0 ? 1 : 0) == 0 else { throw ValidationError("-d: cannot daemonize (\(String(cString: strerror(errno))))") }
+        }
         let server: KVSServer
         do {
             server = try KVSServer(c)
         } catch {
             throw ValidationError("cannot start: \(error)")
+        }
+        try dropPrivileges()
+        if enableShutdown { server.context.shutdown = { kill(getpid(), SIGTERM) } }
+        if let pidPath {
+            guard FileManager.default.createFile(atPath: pidPath, contents: Data("\(getpid())\n".utf8)) else {
+                throw ValidationError("-P \(pidPath): cannot write the pid file")
+            }
         }
         server.start()
         let udp = server.udpPort.map { ", udp \($0)" } ?? ""
@@ -140,9 +208,12 @@ struct FlexKVSCommand: ParsableCommand {
         print("flexkvs \(KVSContext.version): \(c.address) tcp \(server.tcp.port)\(udp), \(c.threads) thread(s), "
               + "\(c.store.memoryLimit >> 20) MB, steering \(c.steering.rawValue), io \(io)")
         fflush(stdout)
-        // Serve until SIGINT/SIGTERM.
+        // Serve until SIGINT/SIGTERM; SIGHUP is ignored (memcached reopens nothing on it
+        // either) and SIGPIPE never kills the server.
         signal(SIGINT, SIG_IGN)
         signal(SIGTERM, SIG_IGN)
+        signal(SIGHUP, SIG_IGN)
+        signal(SIGPIPE, SIG_IGN)
         let stop = DispatchSemaphore(value: 0)
         let sources = [SIGINT, SIGTERM].map { sig -> DispatchSourceSignal in
             let s = DispatchSource.makeSignalSource(signal: sig)
@@ -153,6 +224,23 @@ struct FlexKVSCommand: ParsableCommand {
         stop.wait()
         sources.forEach { $0.cancel() }
         server.stop()
+        if let pidPath { unlink(pidPath) }
         print("flexkvs: stopped")
+    }
+
+    /// memcached's -u: once the ports are bound, a server started as root runs as the
+    /// given user. Without -u it stays root (memcached refuses to; flexkvs allows it
+    /// because DPDK needs root) and says so.
+    func dropPrivileges() throws {
+        guard getuid() == 0 || geteuid() == 0 else { return }
+        guard let user else {
+            if verbosity > 0 { FileHandle.standardError.write(Data("flexkvs: running as root (give -u USER to drop privileges)\n".utf8)) }
+            return
+        }
+        guard let entry = getpwnam(user) else { throw ValidationError("-u \(user): can't find the user") }
+        _ = setgroups(0, nil)
+        guard setgid(entry.pointee.pw_gid) == 0, setuid(entry.pointee.pw_uid) == 0 else {
+            throw ValidationError("-u \(user): failed to assume the user's identity (\(String(cString: strerror(errno))))")
+        }
     }
 }

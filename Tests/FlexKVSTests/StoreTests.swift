@@ -109,7 +109,7 @@ func makeStore(memoryMB: Int = 8, partitions: Int = 2, segment: Int = 64 << 10, 
         #expect(s.get("a") == nil)
         s.set("b", "2")
         #expect(s.get("b") == "2")  // stored after the flush
-        s.flushAll(delaySeconds: 100)
+        s.flushAll(exptime: 100)
         #expect(s.get("b") == "2")  // not yet
     }
 

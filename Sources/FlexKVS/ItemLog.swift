@@ -21,7 +21,7 @@ struct ItemLog {
     init(pool: SegmentPool, sharers: Int) {
         self.pool = pool
         self.sharers = max(1, sharers)
-        full.reserveCapacity(max(2, pool.segmentCount / self.sharers))
+        full.reserveCapacity(max(2, pool.segmentLimit / self.sharers))
     }
 
     var segmentsHeld: Int { full.count + placing + (active >= 0 ? 1 : 0) }

@@ -287,8 +287,8 @@ public final class KVSContext: @unchecked Sendable {
     /// flexkvs's log segments (`stats segments`).
     func segmentStats() -> [(String, String)] {
         var out: [(String, String)] = [
-            ("segment_size", String(store.pool.segmentSize)), ("segments_total", String(store.pool.segmentCount)),
-            ("segments_limit", String(store.pool.segmentLimit)), ("segments_free", String(store.pool.freeSegments)),
+            ("segment_size", String(store.pool.segmentSize)), ("segments_reserved", String(store.pool.segmentCount)),
+            ("segments_limit", String(store.pool.segmentLimit)), ("segments_free", String(max(0, store.pool.segmentLimit - (store.pool.segmentCount - store.pool.freeSegments)))),
             ("item_header_bytes", String(ItemView.headerSize))]
         for p in store.partitions {
             let prefix = "partition:\(p.index):"

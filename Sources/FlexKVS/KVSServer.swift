@@ -131,7 +131,7 @@ public final class KVSServer: @unchecked Sendable {
             dpdk = ethdev
         }
         context.settings = [
-            ("maxbytes", String(store.pool.segmentCount * store.pool.segmentSize)), ("maxconns", String(c.maxConnections)),
+            ("maxbytes", String(store.pool.segmentLimit * store.pool.segmentSize)), ("maxconns", String(c.maxConnections)),
             ("tcpport", String(tcp.port)), ("udpport", String(udpPort ?? 0)), ("inter", c.address.description),
             ("num_threads", String(c.threads)), ("item_size_max", String(store.maxItemSize)),
             ("segment_size", String(store.pool.segmentSize)), ("steering", c.steering.rawValue), ("io", dpdk == nil ? "socket" : "dpdk"),
@@ -146,7 +146,7 @@ public final class KVSServer: @unchecked Sendable {
                 throw ConfigurationError("--steering dma places binary UDP SETs: enable UDP (-U PORT)")
             }
             let placing = Self.placingSegments(threads: c.threads) * c.threads
-            let quota = store.pool.segmentCount / c.threads
+            let quota = store.pool.segmentLimit / c.threads
             guard quota >= placing + 2 else {
                 let need = (placing + 2) * c.threads * store.pool.segmentSize
                 throw ConfigurationError("-m \(c.store.memoryLimit >> 20) is too small for --steering dma with \(c.threads) thread(s): "

@@ -37,7 +37,8 @@ public final class KVStore: @unchecked Sendable {
         maxItemSize = c.maxItemSize
         var segment = max(4096, c.segmentSize)
         while segment < c.maxItemSize + ItemView.headerSize + 256 { segment <<= 1 }
-        pool = SegmentPool(memoryLimit: c.memoryLimit, segmentSize: segment)
+        // Address space for cache_memlimit to grow into: up to 16x -m (at most 16 GiB).
+        pool = SegmentPool(memoryLimit: c.memoryLimit, segmentSize: segment, reserve: min(16 << 30, 16 * c.memoryLimit))
         partitions = (0..<max(1, c.partitions)).map {
             Partition(index: $0, store: self, buckets: c.initialBuckets)
         }

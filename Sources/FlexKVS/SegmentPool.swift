@@ -9,21 +9,25 @@ import Synchronization
 /// so memory in use never exceeds the limit plus the fixed tables.
 public final class SegmentPool: @unchecked Sendable {
     public let segmentSize: Int
+    /// Segments reserved: the most `segmentLimit` can be raised to.
     public let segmentCount: Int
     let memory: UnsafeMutableRawPointer
     let free: Mutex<[Int32]>
     /// Bytes of dead items per segment (written by the owning partition).
     let freedBytes: UnsafeMutablePointer<Atomic<UInt32>>
 
-    public init(memoryLimit: Int, segmentSize: Int) {
+    /// `memoryLimit` bytes of segments may be held at first; `reserve` bytes of address
+    /// space are reserved (not touched) so the limit can be raised to that at run time.
+    public init(memoryLimit: Int, segmentSize: Int, reserve: Int = 0) {
         precondition(segmentSize >= 4096 && segmentSize & (segmentSize - 1) == 0, "segment size: a power of two >= 4 KiB")
         self.segmentSize = segmentSize
-        segmentCount = max(2, memoryLimit / segmentSize)
+        let limit = max(2, memoryLimit / segmentSize)
+        segmentCount = max(limit, reserve / segmentSize)
         let bytes = segmentCount * segmentSize
         guard let m = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0),
               m != MAP_FAILED else { fatalError("SegmentPool: cannot reserve \(bytes) bytes") }
         memory = m
-        limit = Atomic(segmentCount)
+        self.limit = Atomic(limit)
         free = Mutex((0..<Int32(segmentCount)).reversed())
         freedBytes = .allocate(capacity: segmentCount)
         for i in 0..<segmentCount { (freedBytes + i).initialize(to: Atomic(0)) }
@@ -44,12 +48,13 @@ public final class SegmentPool: @unchecked Sendable {
 
     public var freeSegments: Int { free.withLock { $0.count } }
 
-    /// Segments the partitions may hold together: `segmentCount` unless lowered at run
-    /// time (`cache_memlimit`); partitions over their share evict as they next allocate.
+    /// Segments the partitions may hold together (-m, or `cache_memlimit` at run time);
+    /// partitions over their share evict as they next allocate.
     public var segmentLimit: Int { limit.load(ordering: .relaxed) }
     let limit: Atomic<Int>
 
     /// Sets the limit to `bytes` of segments; false if that is more than was reserved.
+    /// (Segments beyond the limit stay in the free list, never touched until taken.)
     public func setLimit(bytes: Int) -> Bool {
         let segments = bytes / segmentSize
         guard segments >= 2, segments <= segmentCount else { return false }

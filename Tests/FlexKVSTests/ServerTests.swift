@@ -410,24 +410,8 @@ final class Client {
     /// The same command script against memcached 1.6 (when installed; CI installs it)
     /// and flexkvs gives the same replies.
     @Test func metaAndClassicCommandsMatchMemcached() throws {
-        let binary = "/usr/bin/memcached"
-        guard FileManager.default.isExecutableFile(atPath: binary) else {
-            Issue.record("memcached is not installed (apt-get install memcached)")
-            return
-        }
-        // A port below the kernel's ephemeral range (32768+), so no test socket holds it;
-        // if memcached cannot bind it (another run), try the next.
-        var peer: (ChildProcess, Client)?
-        for attempt in 0..<5 where peer == nil {
-            let port = UInt16(20_000 + (Int(getpid()) * 7 + attempt * 1_009) % 10_000)
-            let mc = try ChildProcess(binary, ["-p", String(port), "-U", "0", "-l", "127.0.0.1"] + (getuid() == 0 ? ["-u", "root"] : []))
-            for _ in 0..<40 where peer == nil && mc.process.isRunning {
-                if let c = try? Client(tcp: port) { peer = (mc, c) } else { usleep(50_000) }
-            }
-            if peer == nil { mc.stop(signal: SIGKILL) }
-        }
-        let (mc, reference) = try #require(peer, "memcached did not start")
-        defer { mc.stop(signal: SIGKILL) }
+        let mc = try ReferenceMemcached()
+        let reference = try Client(tcp: mc.port)
         let flex = try TestServer()
         let script = [
             "mn", "mg missing v", "mg missing v q", "ms foo 3 T0 F5\r\nbar", "mg foo v f s k O123 t",

@@ -126,12 +126,12 @@ func makeStore(memoryMB: Int = 8, partitions: Int = 2, segment: Int = 64 << 10, 
         let value = String(repeating: "v", count: 900)
         for i in 0..<20_000 { s.set("key:\(i)", value) }
         #expect(s.total(.evictions) > 0)
-        for p in s.partitions { #expect(p.segmentsHeld <= s.pool.segmentCount / 2) }
+        for p in s.partitions { #expect(p.segmentsHeld <= s.pool.segmentLimit / 2) }
         for i in 19_900..<20_000 { #expect(s.get("key:\(i)") == value, "recent key \(i)") }
         #expect(s.get("key:0") == nil)
         let items = s.total(.currItems)
         #expect(items > 0 && items == Int64(s.partitions.reduce(0) { $0 + $1.itemCount }))
-        #expect(s.total(.bytes) <= Int64(s.pool.segmentCount * s.pool.segmentSize))
+        #expect(s.total(.bytes) <= Int64(s.pool.segmentLimit * s.pool.segmentSize))
     }
 
     @Test func compactionMovesLiveItemsAndFreesSegments() {

@@ -57,7 +57,10 @@ enum BinaryProtocol {
                 let h = Header(opcode: b[o + 1], keyLength: Int(be16(b, o + 2)), extrasLength: Int(b[o + 4]),
                                bodyLength: Int(be32(b, o + 8)), opaque: be32(b, o + 12), cas: be64(b, o + 16))
                 guard h.bodyLength <= maxBody, h.keyLength + h.extrasLength <= h.bodyLength else {
-                    respond(s, h, .invalidArguments)
+                    // A body we will not buffer, or one its key and extras do not fit in
+                    // (memcached's answer to that), and the session ends.
+                    if h.bodyLength > maxBody { respond(s, h, .invalidArguments) }
+                    else { respond(s, h, .unknownCommand, text: "Unknown command") }
                     ctx.countError()
                     s.closing = true
                     break
@@ -105,13 +108,29 @@ enum BinaryProtocol {
         let extras = UnsafeRawBufferPointer(rebasing: body[0..<h.extrasLength])
         let key = UnsafeRawBufferPointer(rebasing: body[h.extrasLength..<(h.extrasLength + h.keyLength)])
         let value = UnsafeRawBufferPointer(rebasing: body[(h.extrasLength + h.keyLength)...])
-        func invalid() { respond(s, h, .invalidArguments, text: "Invalid arguments"); ctx.countError() }
+        /// As memcached: a request with the wrong extras, key or value for its opcode is
+        /// answered "Invalid arguments" and ends the connection.
+        func invalid() {
+            respond(s, h, .invalidArguments, text: "Invalid arguments")
+            ctx.countError()
+            s.closing = true
+        }
         let needsKey: Bool
         switch op {
         case .noop, .version, .quit, .quitQ, .flush, .flushQ, .stat, .verbosity: needsKey = false
         default: needsKey = true
         }
         if needsKey && (key.isEmpty || key.count > TextProtocol.maxKeyLength) { invalid(); return }
+        // The shapes memcached accepts for the keyless opcodes.
+        switch op {
+        case .noop, .version, .quit, .quitQ: if h.bodyLength != 0 { invalid(); return }
+        case .flush, .flushQ: if !key.isEmpty || !value.isEmpty { invalid(); return }
+        case .stat: if !extras.isEmpty || !value.isEmpty { invalid(); return }
+        case .verbosity:
+            // memcached does not know a verbosity request of another shape.
+            if extras.count != 4 || !key.isEmpty || !value.isEmpty { respond(s, h, .unknownCommand, text: "Unknown command"); return }
+        default: break
+        }
         let hash = needsKey ? s.hash(key) : 0
 
         switch op {
@@ -135,7 +154,7 @@ enum BinaryProtocol {
             var mode: StoreMode
             switch op {
             case .set, .setQ: mode = h.cas != 0 ? .cas(h.cas) : .set
-            case .add, .addQ: mode = .add
+            case .add, .addQ: mode = h.cas != 0 ? .cas(h.cas) : .add  // memcached: a CAS on a missing item is a miss
             case .replace, .replaceQ: mode = h.cas != 0 ? .cas(h.cas) : .replace
             case .append, .appendQ: mode = .append
             default: mode = .prepend
@@ -159,8 +178,16 @@ enum BinaryProtocol {
 
         case .delete, .deleteQ:
             guard extras.isEmpty, value.isEmpty else { invalid(); return }
-            let deleted = store.withPartition(hash) { $0.delete(key, hash: hash) }
-            if !deleted { respond(s, h, .keyNotFound, text: "Not found") } else if !op.isQuiet { respond(s, h, .ok) }
+            // With a CAS, only that version of the item is deleted (memcached).
+            let status: Status = store.withPartition(hash) { p in
+                if h.cas != 0, let (_, it) = p.lookup(key, hash), it.cas != h.cas { return .keyExists }
+                return p.delete(key, hash: hash) ? .ok : .keyNotFound
+            }
+            switch status {
+            case .ok: if !op.isQuiet { respond(s, h, .ok) }
+            case .keyExists: respond(s, h, .keyExists, text: "Data exists for key.")
+            default: respond(s, h, .keyNotFound, text: "Not found")
+            }
 
         case .increment, .incrementQ, .decrement, .decrementQ:
             guard extras.count == 20, value.isEmpty else { invalid(); return }

@@ -159,6 +159,12 @@ public final class Partition: @unchecked Sendable {
     public func store(_ mode: StoreMode, key: UnsafeRawBufferPointer, hash: UInt32, flags: UInt32, expiry: UInt32,
                       value: UnsafeRawBufferPointer) -> StoreResult {
         stats.add(.cmdSet)
+        // The new bytes alone must fit before anything else is decided (memcached
+        // allocates the item first).
+        guard store.fits(keyLength: key.count, flags: flags, valueLength: value.count) else {
+            if mode == .set { discard(key, hash: hash) }
+            return .tooLarge
+        }
         let existing = lookup(key, hash)
         switch mode {
         case .add where existing != nil: return .notStored

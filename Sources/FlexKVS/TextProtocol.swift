@@ -88,7 +88,7 @@ enum TextProtocol {
                 guard let nl = newline(b, from: s.consumed) else {
                     if s.unparsed > maxLine && !mayGrow(b, from: s.consumed) {
                         ctx.countError()
-                        s.closing = true
+                        closeAbruptly(s)
                     }
                     break
                 }
@@ -118,6 +118,14 @@ enum TextProtocol {
             }
         }
         return startsWith("get ") || startsWith("gets ")
+    }
+
+    /// Ends the session the way memcached drops a connection it cannot read: replies
+    /// not yet sent are dropped with it (unless some are still due from other workers,
+    /// whose places in the output must stay).
+    static func closeAbruptly(_ s: Session) {
+        if s.order.isEmpty { s.output.removeAll(keepingCapacity: true) }
+        s.closing = true
     }
 
     @inline(__always) static func newline(_ b: UnsafeRawBufferPointer, from: Int) -> Int? {
@@ -256,7 +264,7 @@ enum TextProtocol {
             // As memcached: something that looks like an HTTP request ends the connection.
             let last = t.count - 1
             if t.rest == nil, length(t, last) >= 5, memcmp(b.baseAddress! + t.starts[last], "HTTP/", 5) == 0 {
-                s.closing = true
+                closeAbruptly(s)
             } else {
                 error(s, ctx, false, "ERROR\r\n")
             }

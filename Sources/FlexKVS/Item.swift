@@ -4,6 +4,20 @@ import FlexNIC
 /// offset in the low 32.
 public typealias ItemRef = UInt64
 
+/// What memcached's meta commands remember about an item besides its value.
+public struct ItemMarks: OptionSet, Sendable {
+    public let rawValue: UInt8
+    public init(rawValue: UInt8) { self.rawValue = rawValue }
+    /// Read at least once since it was stored (meta `h`).
+    public static let fetched = ItemMarks(rawValue: 1)
+    /// Invalidated (`md I`, `ms I`): served with `X` until replaced.
+    public static let stale = ItemMarks(rawValue: 2)
+    /// A client was given the win token (`W`) to recache it; others see `Z`.
+    public static let tokenSent = ItemMarks(rawValue: 4)
+    /// Its key was given base64-encoded (meta `b`) and is returned that way.
+    public static let binaryKey = ItemMarks(rawValue: 8)
+}
+
 /// An item in a log segment. Layout (40-byte header, then key, then value, padded to 8):
 ///
 /// | offset | field |
@@ -11,6 +25,7 @@ public typealias ItemRef = UInt64
 /// | 0 | record size (UInt32, header + key + value + padding) |
 /// | 4 | key length (UInt8) |
 /// | 5 | live (UInt8: 1 while the hash table points here) |
+/// | 6 | marks (`ItemMarks`: fetched, stale, win token sent, binary key) |
 /// | 8 | value length (UInt32) |
 /// | 12 | client flags (UInt32) |
 /// | 16 | expiry (UInt32, server seconds; 0 never) |
@@ -34,6 +49,10 @@ public struct ItemView {
     @inlinable public var isLive: Bool {
         get { base.load(fromByteOffset: 5, as: UInt8.self) != 0 }
         nonmutating set { base.storeBytes(of: newValue ? 1 : 0, toByteOffset: 5, as: UInt8.self) }
+    }
+    @inlinable public var marks: ItemMarks {
+        get { ItemMarks(rawValue: base.load(fromByteOffset: 6, as: UInt8.self)) }
+        nonmutating set { base.storeBytes(of: newValue.rawValue, toByteOffset: 6, as: UInt8.self) }
     }
     @inlinable public var valueLength: Int { Int(base.load(fromByteOffset: 8, as: UInt32.self)) }
     @inlinable public var flags: UInt32 { base.load(fromByteOffset: 12, as: UInt32.self) }

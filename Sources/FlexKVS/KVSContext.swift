@@ -95,7 +95,7 @@ public final class KVSContext: @unchecked Sendable {
         let udp = udpConnections
         let n = { (c: KVStats.Counter) in String(self.reported(c)) }
         return [
-            ("pid", String(getpid())), ("uptime", String(s.clock.seconds)), ("time", String(s.clock.unixTime)),
+            ("pid", String(getpid())), ("uptime", String(s.clock.uptime)), ("time", String(s.clock.unixTime)),
             ("version", Self.version), ("libevent", "none"), ("pointer_size", "64"),
             ("rusage_user", seconds(usage.ru_utime)), ("rusage_system", seconds(usage.ru_stime)),
             ("max_connections", String(maxConnections)),

@@ -122,6 +122,7 @@ public final class Partition: @unchecked Sendable {
             return nil
         }
         stats.add(.getHits)
+        it.marks.insert(.fetched)
         return it
     }
 
@@ -133,6 +134,7 @@ public final class Partition: @unchecked Sendable {
             return nil
         }
         stats.add(.touchHits)
+        it.marks.insert(.fetched)
         if expiry != it.expiry { store.replyTable?.invalidate(hash: hash, key: key) }
         it.expiry = expiry
         return it
@@ -154,10 +156,13 @@ public final class Partition: @unchecked Sendable {
         if let (ref, _) = lookup(key, hash) { unlink(ref, hash: hash) }
     }
 
-    /// SET and friends. `value` may be written by `fill` directly into the new item (the
-    /// DMA path) instead of copied from `value`.
+    /// SET and friends, with memcached's CAS rules: `.cas` on a missing item is
+    /// NOT_FOUND; `requestCas` (meta C) makes append/prepend EXISTS on a mismatch; with
+    /// `allowStale` (meta I) a `.cas` older than the item's stores the value marked stale,
+    /// keeping the item's expiry. `marks` are given to the new item.
     public func store(_ mode: StoreMode, key: UnsafeRawBufferPointer, hash: UInt32, flags: UInt32, expiry: UInt32,
-                      value: UnsafeRawBufferPointer) -> StoreResult {
+                      value: UnsafeRawBufferPointer, requestCas: UInt64 = 0, allowStale: Bool = false,
+                      marks: ItemMarks = []) -> StoreResult {
         stats.add(.cmdSet)
         // The new bytes alone must fit before anything else is decided (memcached
         // allocates the item first).
@@ -172,11 +177,21 @@ public final class Partition: @unchecked Sendable {
             return .notStored
         case .cas(let unique):
             guard let (_, it) = existing else { stats.add(.casMisses); return .notFound }
-            guard it.cas == unique else { stats.add(.casBadval); return .exists }
+            if it.cas != unique && !(allowStale && unique != 0 && unique < it.cas) { stats.add(.casBadval); return .exists }
             stats.add(.casHits)
+        case .append, .prepend:
+            if requestCas != 0, let (_, it) = existing, it.cas != requestCas { return .exists }
         default: break
         }
         var itemFlags = flags, itemExpiry = expiry
+        // An append or prepend makes a fresh item: memcached gives it no marks at all.
+        var itemMarks = mode == .append || mode == .prepend ? [] : marks
+        if case .cas(let unique) = mode, let (_, it) = existing, unique != it.cas {
+            // A stale write (meta I): the value is kept, marked stale, with the old expiry.
+            itemExpiry = it.expiry
+            itemMarks.insert(.stale)
+            itemMarks.formUnion(it.marks.intersection(.tokenSent))
+        }
         // append/prepend: the old value joins the new one; flags and expiry stay the
         // item's. It is copied out first: allocating may evict the segment it lives in.
         var old: [UInt8] = []
@@ -203,6 +218,7 @@ public final class Partition: @unchecked Sendable {
             if first.count > 0 { out.baseAddress!.copyMemory(from: first.baseAddress!, byteCount: first.count) }
             if second.count > 0 { (out.baseAddress! + first.count).copyMemory(from: second.baseAddress!, byteCount: second.count) }
         }
+        it.marks = itemMarks
         link(ref, it, key: key, hash: hash)
         return .stored(cas: it.cas)
     }
@@ -222,6 +238,7 @@ public final class Partition: @unchecked Sendable {
             if case .stored(let c) = r { return .value(value, cas: c) }
             return .notFound
         }
+        guard it.valueLength > 0 else { return .nonNumeric }
         if cas != 0 && it.cas != cas { return .exists }
         guard let current = DecimalText.unsigned64(UnsafeRawBufferPointer(it.value)) else { return .nonNumeric }
         stats.add(increment ? .incrHits : .decrHits)
@@ -229,32 +246,12 @@ public final class Partition: @unchecked Sendable {
         var text = Array(String(next).utf8)
         // As memcached: a number that got shorter keeps the value's length, space-padded.
         if text.count < it.valueLength { text += [UInt8](repeating: 0x20, count: it.valueLength - text.count) }
-        let flags = it.flags, expiry = it.expiry
-        let r = text.withUnsafeBytes { store(.set, key: key, hash: hash, flags: flags, expiry: expiry, value: $0) }
+        // In place (memcached keeps the item and its marks) unless the number grew.
+        let flags = it.flags, expiry = it.expiry, marks = text.count == it.valueLength ? it.marks : []
+        let r = text.withUnsafeBytes { store(.set, key: key, hash: hash, flags: flags, expiry: expiry, value: $0, marks: marks) }
         stats.add(.cmdSet, -1)  // an incr is not a set
         if case .stored(let c) = r { return .value(next, cas: c) }
         return .notFound
-    }
-
-    /// A decimal of at most 20 digits; `trailingBlanks` accepts the spaces memcached
-    /// pads decremented values with.
-    static func parseDecimal(_ b: UnsafeRawBufferPointer, trailingBlanks: Bool = false) -> UInt64? {
-        var digits = b
-        if trailingBlanks {
-            var n = b.count
-            while n > 0 && b[n - 1] == 0x20 { n -= 1 }
-            digits = UnsafeRawBufferPointer(rebasing: b[..<n])
-        }
-        guard !digits.isEmpty, digits.count <= 20 else { return nil }
-        var v: UInt64 = 0
-        for c in digits {
-            guard c >= 0x30 && c <= 0x39 else { return nil }
-            let (m, o1) = v.multipliedReportingOverflow(by: 10)
-            let (a, o2) = m.addingReportingOverflow(UInt64(c - 0x30))
-            if o1 || o2 { return nil }
-            v = a
-        }
-        return v
     }
 
     // MARK: Allocation, linking, eviction

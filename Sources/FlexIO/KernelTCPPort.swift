@@ -14,9 +14,14 @@ import Synchronization
 ///
 /// Queue i has its own `SO_REUSEPORT` listener and epoll set. At most `maxConnections`
 /// connections are open over all queues; one more is answered `rejectMessage` and
-/// closed, and counted (memcached's -c). Output the peer does not read is buffered up to
-/// `maxPendingOutput` bytes per connection; past that the connection is closed and
-/// counted, so a client that never reads cannot hold memory.
+/// closed, and counted (memcached's -c).
+///
+/// Backpressure: output the peer does not take at once is buffered; once a
+/// connection's backlog passes `pauseThreshold` the port stops reading its requests
+/// until the backlog is sent (as memcached stops reading while a reply is being
+/// written), then reports an empty frame (no payload, no FIN) so the owner can go on
+/// with requests it held back (`isBackpressured`). A backlog past `maxPendingOutput`
+/// (an owner that ignores the pause) closes the connection and is counted.
 ///
 /// Every connection the port closes by itself (the peer reset it, it overran its
 /// output, a write failed) is reported as a FIN frame on its queue's next receive, like
@@ -30,6 +35,7 @@ public final class KernelTCPPort: PacketPort, @unchecked Sendable {
     public let port: UInt16
     public let maxConnections: Int
     public let maxPendingOutput: Int
+    public let pauseThreshold: Int
     /// Sent to a connection refused for being over `maxConnections`, before it is closed.
     public let rejectMessage: [UInt8]
     let queues: [ConnectionQueue]
@@ -46,7 +52,7 @@ public final class KernelTCPPort: PacketPort, @unchecked Sendable {
     static let headroom = FrameBuilder.tcpHeadersLength
 
     public init(address: IPv4Address = .loopback, port: UInt16, queues: Int = 1, maxConnections: Int = 1024,
-                maxPendingOutput: Int = 1 << 20, bufferCount: Int = 4096, bufferSize: Int = 2048,
+                maxPendingOutput: Int = 1 << 20, pauseThreshold: Int = 256 << 10, bufferCount: Int = 4096, bufferSize: Int = 2048,
                 rejectMessage: String = "", backlog: Int32 = 1024) throws {
         precondition(queues > 0 && maxConnections > 0 && maxConnections <= 0xFFFF, "1...65535 connections")
         var made: [ConnectionQueue] = []
@@ -69,6 +75,7 @@ public final class KernelTCPPort: PacketPort, @unchecked Sendable {
         self.port = chosen
         self.maxConnections = maxConnections
         self.maxPendingOutput = maxPendingOutput
+        self.pauseThreshold = pauseThreshold
         self.rejectMessage = Array(rejectMessage.utf8)
         name = "tcp:\(address):\(chosen)"
         pool = BufferPool(bufferCount: bufferCount, bufferSize: bufferSize)
@@ -92,17 +99,18 @@ public final class KernelTCPPort: PacketPort, @unchecked Sendable {
     public func receive(queue: Int, into batch: PacketBatch) -> Int {
         let q = queues[queue]
         let n = Int(max(0, cflex_epoll_wait(q.epoll, q.tokens, q.masks, 64, 0)))
-        guard n > 0 || q.hasOrphans.load(ordering: .relaxed) else { return 0 }
+        guard n > 0 || q.hasNotices.load(ordering: .relaxed) else { return 0 }
         let start = batch.count
         var bytes = 0
         q.table.withLock { table in
-            // Connections the port closed by itself since the last receive end as FINs.
-            while let closed = table.orphans.last, !batch.isFull, pool.allocate(count: 1, into: batch) == 1 {
-                table.orphans.removeLast()
+            // Connections closed by the port (FIN) or writable again (empty frame) since
+            // the last receive.
+            while let notice = table.notices.last, !batch.isFull, pool.allocate(count: 1, into: batch) == 1 {
+                table.notices.removeLast()
                 let p = batch.packets + (batch.count - 1)
-                writeHeaders(p, FrameBuilder.Endpoints(source: closed.peer.0, destination: address, sourcePort: closed.peer.1,
-                                                       destinationPort: port), payload: 0, sequence: 0, fin: true)
-                p.pointee.flow = closed.flow
+                writeHeaders(p, FrameBuilder.Endpoints(source: notice.peer.0, destination: address, sourcePort: notice.peer.1,
+                                                       destinationPort: port), payload: 0, sequence: 0, fin: notice.closed)
+                p.pointee.flow = notice.flow
             }
             for e in 0..<n {
                 let token = q.tokens[e], mask = q.masks[e]
@@ -113,7 +121,9 @@ public final class KernelTCPPort: PacketPort, @unchecked Sendable {
                 let index = Int(token)
                 guard index < table.slots.count, table.slots[index].fd >= 0 else { continue }
                 if mask & UInt32(CFLEX_EPOLLOUT) != 0 { flush(q, &table, index) }
-                guard table.slots[index].fd >= 0, mask & UInt32(CFLEX_EPOLLIN | CFLEX_EPOLLHUP | CFLEX_EPOLLERR) != 0,
+                // A paused connection is read only once its peer has closed (RDHUP).
+                guard table.slots[index].fd >= 0,
+                      mask & UInt32(CFLEX_EPOLLIN | CFLEX_EPOLLHUP | CFLEX_EPOLLERR | CFLEX_EPOLLRDHUP) != 0,
                       !batch.isFull, pool.allocate(count: 1, into: batch) == 1 else { continue }
                 let p = batch.packets + (batch.count - 1)
                 let room = Int(p.pointee.capacity) - Self.headroom
@@ -134,7 +144,7 @@ public final class KernelTCPPort: PacketPort, @unchecked Sendable {
                 bytes += payload
                 if fin { close(q, &table, index, reported: true) }
             }
-            q.hasOrphans.store(!table.orphans.isEmpty, ordering: .relaxed)
+            q.hasNotices.store(!table.notices.isEmpty, ordering: .relaxed)
         }
         let got = batch.count - start
         counters.countReceived(packets: got, bytes: bytes)
@@ -176,6 +186,7 @@ public final class KernelTCPPort: PacketPort, @unchecked Sendable {
             table.slots[index].peer = Socket.endpoint(peer)
             table.slots[index].received = 0
             table.slots[index].pending = []
+            table.slots[index].paused = false
             table.slots[index].closing = false
             table.open += 1
             _ = cflex_epoll_ctl(q.epoll, Int32(CFLEX_EPOLL_ADD), fd, UInt32(CFLEX_EPOLLIN | CFLEX_EPOLLRDHUP), UInt64(index))
@@ -191,6 +202,10 @@ public final class KernelTCPPort: PacketPort, @unchecked Sendable {
         if table.slots[index].pending.isEmpty {
             if table.slots[index].closing { close(q, &table, index, reported: false); return }
             _ = cflex_epoll_ctl(q.epoll, Int32(CFLEX_EPOLL_MOD), fd, UInt32(CFLEX_EPOLLIN | CFLEX_EPOLLRDHUP), UInt64(index))
+            if table.slots[index].paused {
+                table.slots[index].paused = false
+                notify(q, &table, index, closed: false)
+            }
         }
     }
 
@@ -222,11 +237,15 @@ public final class KernelTCPPort: PacketPort, @unchecked Sendable {
                         close(q, &table, index, reported: false)
                         continue
                     }
-                    if table.slots[index].pending.isEmpty {
-                        _ = cflex_epoll_ctl(q.epoll, Int32(CFLEX_EPOLL_MOD), table.slots[index].fd,
-                                            UInt32(CFLEX_EPOLLIN | CFLEX_EPOLLOUT | CFLEX_EPOLLRDHUP), UInt64(index))
-                    }
+                    let wasEmpty = table.slots[index].pending.isEmpty
                     table.slots[index].pending.append(contentsOf: payload[written...])
+                    let pause = !table.slots[index].paused && table.slots[index].pending.count > pauseThreshold
+                    if pause { table.slots[index].paused = true }
+                    if wasEmpty || pause {
+                        let reading = table.slots[index].paused ? 0 : CFLEX_EPOLLIN
+                        _ = cflex_epoll_ctl(q.epoll, Int32(CFLEX_EPOLL_MOD), table.slots[index].fd,
+                                            UInt32(reading | CFLEX_EPOLLOUT | CFLEX_EPOLLRDHUP), UInt64(index))
+                    }
                 }
                 if fin {
                     table.slots[index].closing = true
@@ -240,14 +259,26 @@ public final class KernelTCPPort: PacketPort, @unchecked Sendable {
         return n
     }
 
+    /// Whether the port holds back `flow`'s requests until its output backlog is sent
+    /// (an empty frame will say when).
+    public func isBackpressured(queue: Int, flow: UInt32) -> Bool {
+        let q = queues[queue]
+        return q.table.withLock { table in q.slotIndex(flow: flow, table: table).map { table.slots[$0].paused } ?? false }
+    }
+
+    /// Queues a frame about connection `index` for the next receive.
+    func notify(_ q: ConnectionQueue, _ table: inout ConnectionTable, _ index: Int, closed: Bool) {
+        table.notices.append((q.flowID(queue: q.index, index: index, generation: table.slots[index].generation),
+                              table.slots[index].peer, closed))
+        q.hasNotices.store(true, ordering: .relaxed)
+    }
+
     /// Closes connection `index`; unless its close was already `reported` as a FIN
     /// frame, one is queued for the next receive.
     func close(_ q: ConnectionQueue, _ table: inout ConnectionTable, _ index: Int, reported: Bool) {
         guard table.slots[index].fd >= 0 else { return }
         if !reported {
-            table.orphans.append((q.flowID(queue: q.index, index: index, generation: table.slots[index].generation),
-                                  table.slots[index].peer))
-            q.hasOrphans.store(true, ordering: .relaxed)
+            notify(q, &table, index, closed: true)
         }
         q.close(&table, index)
         open.wrappingSubtract(1, ordering: .relaxed)
@@ -266,15 +297,17 @@ struct Connection {
     var received: UInt64 = 0
     /// Output the peer has not taken yet (empty on the fast path).
     var pending: [UInt8] = []
+    /// Not read until `pending` is sent (backpressure).
+    var paused = false
     var closing = false
 }
 
 struct ConnectionTable: ~Copyable {
     var slots: [Connection]
     var open = 0
-    /// Connections closed by the port, not by their peer, whose FIN is still to be
-    /// delivered: flow id and peer.
-    var orphans: [(flow: UInt32, peer: (IPv4Address, UInt16))] = []
+    /// Frames still to be delivered about connections: closed by the port, not by their
+    /// peer (FIN), or writable again after a pause (empty).
+    var notices: [(flow: UInt32, peer: (IPv4Address, UInt16), closed: Bool)] = []
 
     func freeSlot() -> Int? { slots.firstIndex { $0.fd < 0 } }
 }
@@ -284,8 +317,8 @@ struct ConnectionTable: ~Copyable {
 final class ConnectionQueue: @unchecked Sendable {
     let index: Int
     let listener: Int32
-    /// Whether `orphans` is non-empty (read without the lock, to skip idle receives).
-    let hasOrphans = Atomic<Bool>(false)
+    /// Whether `notices` is non-empty (read without the lock, to skip idle receives).
+    let hasNotices = Atomic<Bool>(false)
     let epoll: Int32
     let table: Mutex<ConnectionTable>
     let tokens = UnsafeMutablePointer<UInt64>.allocate(capacity: 64)

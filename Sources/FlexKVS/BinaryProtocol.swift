@@ -47,7 +47,7 @@ enum BinaryProtocol {
     /// input offset `through`.
     static func run(_ s: Session, _ ctx: KVSContext, through: Int = .max) {
         s.input.withUnsafeBytes { b in
-            while !s.closing && s.unparsed >= headerSize && s.consumed <= through {
+            while !s.closing && s.unparsed >= headerSize && s.consumed <= through && s.output.count < s.outputBudget {
                 let o = s.consumed
                 guard b[o] == requestMagic else {
                     ctx.countError()

@@ -101,6 +101,9 @@ public final class KVSServer: @unchecked Sendable {
         if c.replyOffload && c.udpPort != nil { store.replyTable = ReplyTable(slots: 4096) }
         context = KVSContext(store: store, threads: c.threads)
         tcp = try KernelTCPPort(address: c.tcpAddress ?? c.address, port: c.tcpPort, queues: c.threads, maxConnections: c.maxConnections,
+                                // Backlog: a session's budget, one reply over it, and what the
+                                // pipeline had in flight; beyond that the owner is at fault.
+                                maxPendingOutput: 8 << 20 + 2 * (Session.tcpOutputBudget + c.store.maxItemSize),
                                 rejectMessage: "ERROR Too many open connections\r\n", backlog: c.backlog)
         context.maxConnections = c.maxConnections
         context.binding = c.binding

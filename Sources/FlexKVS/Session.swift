@@ -28,6 +28,13 @@ public final class Session {
     var endpoints: FrameBuilder.Endpoints?
     /// Set while the session waits in a worker's list of sessions to send.
     var queuedForSend = false
+    /// Reply bytes after which the protocols stop running further requests until the
+    /// output is taken (a TCP client's pipelined requests wait while the replies are
+    /// sent: memory is bounded by this plus one reply). UDP sessions have no budget.
+    var outputBudget = Int.max
+    /// Whether complete requests wait because the output passed its budget.
+    var heldBack: Bool { output.count >= outputBudget && unparsed > 0 }
+    static let tcpOutputBudget = 1 << 20
 
     public init() {
         input.reserveCapacity(4096)

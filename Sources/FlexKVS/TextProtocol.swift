@@ -77,7 +77,7 @@ enum TextProtocol {
     /// input offset `through`.
     static func run(_ s: Session, _ ctx: KVSContext, through: Int = .max) {
         s.input.withUnsafeBytes { b in
-            while !s.closing {
+            while !s.closing && s.output.count < s.outputBudget {
                 if s.swallow > 0 {
                     let n = min(s.swallow, s.unparsed)
                     s.consumed += n

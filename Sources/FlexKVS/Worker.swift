@@ -239,16 +239,27 @@ final class Worker: @unchecked Sendable {
             session = s
         } else {
             session = Session()
+            session.outputBudget = Session.tcpOutputBudget
             sessions[flow] = session
         }
         if session.endpoints == nil {
             session.endpoints = FrameBuilder.Endpoints(replyingTo: frame)
         }
+        // An empty frame: the port sent a paused connection's backlog; held-back
+        // requests may run again.
         session.receive(UnsafeRawBufferPointer(d.payload))
-        let before = session.commands
-        if forwarding != nil { runForwarding(session, flow: flow) } else { ProtocolHandler.run(session, context) }
-        record(commands: session.commands - before, since: t0, steeringCycles)
-        sendTCP(session, flow: flow)
+        while true {
+            let before = session.commands
+            if forwarding != nil { runForwarding(session, flow: flow) } else { ProtocolHandler.run(session, context) }
+            record(commands: session.commands - before, since: t0, steeringCycles)
+            let heldBack = session.heldBack
+            sendTCP(session, flow: flow)
+            // Requests held back for the output budget run on while the port takes
+            // their replies; once it pauses the connection, its empty frame resumes them.
+            guard heldBack, sessions[flow] != nil else { break }
+            if !tcpOut.isEmpty { _ = port.transmit(queue: queue, tcpOut) }
+            if port.isBackpressured(queue: queue, flow: flow) { break }
+        }
     }
 
     func record(commands: Int, since t0: UInt64, _ steeringCycles: UInt64) {
@@ -302,7 +313,7 @@ final class Worker: @unchecked Sendable {
     func runForwarding(_ s: Session, flow: UInt32) {
         guard ProtocolHandler.decideDialect(s, context) else { return }
         let store = context.store
-        while !s.closing {
+        while !s.closing && s.output.count < s.outputBudget {
             switch RequestFramer.next(s, maxLength: Self.forwardBufferSize) {
             case .incomplete:
                 s.compact()

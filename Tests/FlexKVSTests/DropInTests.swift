@@ -164,6 +164,24 @@ extension Client {
         #expect(admin.receive(until: "END\r\n").utf8.count == value.utf8.count + 27)  // VALUE big 0 500000, the value, END
     }
 
+    /// A client that pipelines more replies than it reads for a while (pymemcache's
+    /// get_many of large values, a slow reader) gets every reply: the server stops
+    /// reading its requests while the replies wait, instead of closing it.
+    @Test(arguments: [KVSServer.Steering.flow, .key])
+    func slowReadersGetEveryReply(steering: KVSServer.Steering) throws {
+        let t = try TestServer(steering: steering)
+        let value = String(repeating: "v", count: 500_000)
+        let admin = try Client(tcp: t.tcpPort)
+        admin.send("set big 0 0 \(value.utf8.count)\r\n\(value)\r\n")
+        #expect(admin.receive(until: "\r\n") == "STORED\r\n")
+        let slow = try Client(tcp: t.tcpPort)
+        slow.send(String(repeating: "get big\r\n", count: 24) + "version\r\n")
+        usleep(500_000)
+        let all = slow.receive(until: "VERSION \(KVSContext.version)\r\n")
+        #expect(all.components(separatedBy: "VALUE big 0 500000\r\n").count - 1 == 24)
+        #expect(all.utf8.count == 24 * (value.utf8.count + 27) + "VERSION \(KVSContext.version)\r\n".utf8.count)
+    }
+
     /// -c is one server-wide limit: the client past it gets memcached's reply and is
     /// closed, counted in rejected_connections; the others keep being served.
     @Test func connectionLimitIsServerWideWithMemcachedsReply() throws {

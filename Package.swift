@@ -73,7 +73,7 @@ let package = Package(
         .executableTarget(
             name: "flexkvs",
             dependencies: [
-                "FlexKVS", "FlexNIC", "FlexIO", "FlexWire",
+                "FlexKVS", "FlexNIC", "FlexIO", "FlexWire", "CFlexSys",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ]

@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "CFlexSys.h"
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <sched.h>
 #include <string.h>
@@ -100,4 +101,9 @@ int cflex_eventfd_signal(int fd) {
 int cflex_eventfd_drain(int fd) {
     uint64_t value;
     return read(fd, &value, sizeof(value)) == sizeof(value) ? 0 : -errno;
+}
+
+int cflex_malloc_tune(size_t mmap_threshold, size_t trim_threshold) {
+    int ok = mallopt(M_MMAP_THRESHOLD, (int)mmap_threshold) && mallopt(M_TRIM_THRESHOLD, (int)trim_threshold);
+    return ok ? 0 : -1;
 }

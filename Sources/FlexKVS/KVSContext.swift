@@ -143,7 +143,15 @@ public final class KVSContext: @unchecked Sendable {
         case "items": return itemStats()
         case "slabs": return slabStats()
         case "sizes": return [("sizes_status", "disabled")]
-        case "settings": return settings + [("detail_enabled", detailEnabled.load(ordering: .relaxed) ? "yes" : "no")]
+        case "settings":
+            return settings.map { name, value in
+                switch name {
+                case "maxbytes": return (name, String(store.pool.segmentLimit * store.pool.segmentSize))
+                case "verbosity": return (name, String(verbosity.load(ordering: .relaxed)))
+                case "detail_enabled": return (name, detailEnabled.load(ordering: .relaxed) ? "yes" : "no")
+                default: return (name, value)
+                }
+            }
         case "conns": return connectionStats()
         case "segments": return segmentStats()
         case "steering": return steeringStats()

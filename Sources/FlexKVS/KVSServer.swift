@@ -57,6 +57,11 @@ public final class KVSServer: @unchecked Sendable {
         public var backlog: Int32 = 1024
         /// flush_all allowed (memcached's -F turns it off).
         public var flushEnabled = true
+        /// The `shutdown` command allowed (memcached's -A); the server's owner says what
+        /// it does (`KVSContext.shutdown`).
+        public var shutdownEnabled = false
+        /// memcached's -R (reported; workers batch by burst, not by a request count).
+        public var requestsPerEvent = 20
         public var store = KVStore.Configuration()
         /// memcached's -v count: 1 errors, 2 commands, 3 connections too.
         public var verbosity = 0
@@ -133,15 +138,35 @@ public final class KVSServer: @unchecked Sendable {
             udpPort = port
             dpdk = ethdev
         }
+        // memcached's `stats settings`, in its order; what flexkvs has no such machinery
+        // for (slab mover, LRU threads, extstore, TLS) reads as memcached's defaults or off.
+        // maxbytes, verbosity and detail_enabled are filled in when asked (they change).
         context.settings = [
-            ("maxbytes", String(store.pool.segmentLimit * store.pool.segmentSize)), ("maxconns", String(c.maxConnections)),
-            ("tcpport", String(tcp.port)), ("udpport", String(udpPort ?? 0)), ("inter", c.address.description),
-            ("num_threads", String(c.threads)), ("item_size_max", String(store.maxItemSize)),
-            ("segment_size", String(store.pool.segmentSize)), ("steering", c.steering.rawValue), ("io", dpdk == nil ? "socket" : "dpdk"),
-            ("reply_offload", store.replyTable == nil ? "no" : "yes"), ("cas_enabled", c.store.casEnabled ? "yes" : "no"),
-            ("flush_enabled", c.flushEnabled ? "yes" : "no"), ("tcp_backlog", String(c.backlog)),
-            ("binding_protocol", c.binding.rawValue), ("verbosity", String(c.verbosity)),
-            ("evictions", c.store.evictionsEnabled ? "on" : "off"),
+            ("maxbytes", ""), ("maxconns", String(c.maxConnections)), ("tcpport", String(tcp.port)),
+            ("udpport", String(udpPort ?? 0)), ("inter", c.address.description), ("verbosity", ""), ("oldest", "0"),
+            ("evictions", c.store.evictionsEnabled ? "on" : "off"), ("domain_socket", "NULL"), ("umask", "700"),
+            ("shutdown_command", c.shutdownEnabled ? "yes" : "no"), ("growth_factor", "1.25"), ("chunk_size", "48"),
+            ("num_threads", String(c.threads)), ("num_threads_per_udp", String(c.threads)), ("stat_key_prefix", ":"),
+            ("detail_enabled", ""), ("reqs_per_event", String(c.requestsPerEvent)),
+            ("cas_enabled", c.store.casEnabled ? "yes" : "no"), ("tcp_backlog", String(c.backlog)),
+            ("binding_protocol", c.binding.rawValue), ("auth_enabled_sasl", "no"), ("auth_enabled_ascii", "no"),
+            ("item_size_max", String(store.maxItemSize)), ("maxconns_fast", "yes"), ("hashpower_init", "0"),
+            ("slab_reassign", "no"), ("slab_automove", "0"), ("slab_automove_ratio", "0.80"), ("slab_automove_window", "30"),
+            ("slab_chunk_max", String(SizeClasses.chunkMax)), ("lru_crawler", "no"), ("lru_crawler_sleep", "100"),
+            ("lru_crawler_tocrawl", "0"), ("tail_repair_time", "0"), ("flush_enabled", c.flushEnabled ? "yes" : "no"),
+            ("dump_enabled", "yes"), ("hash_algorithm", "murmur3"), ("lru_maintainer_thread", "no"), ("lru_segmented", "no"),
+            ("hot_lru_pct", "20"), ("warm_lru_pct", "40"), ("hot_max_factor", "0.20"), ("warm_max_factor", "2.00"),
+            ("temp_lru", "no"), ("temporary_ttl", "61"), ("idle_timeout", "0"), ("watcher_logbuf_size", "262144"),
+            ("worker_logbuf_size", "65536"), ("read_buf_mem_limit", "0"), ("track_sizes", "no"), ("inline_ascii_response", "no"),
+            ("ext_item_size", "512"), ("ext_item_age", "4294967295"), ("ext_low_ttl", "0"), ("ext_recache_rate", "2000"),
+            ("ext_wbuf_size", "4194304"), ("ext_compact_under", "0"), ("ext_drop_under", "0"), ("ext_max_sleep", "1000000"),
+            ("ext_max_frag", "0.80"), ("slab_automove_freeratio", "0.010"), ("ext_drop_unread", "no"), ("ssl_enabled", "no"),
+            ("ssl_chain_cert", "(null)"), ("ssl_key", "(null)"), ("ssl_verify_mode", "0"), ("ssl_keyformat", "1"),
+            ("ssl_ciphers", "NULL"), ("ssl_ca_cert", "NULL"), ("ssl_wbuf_size", "16384"), ("ssl_session_cache", "no"),
+            ("ssl_kernel_tls", "no"), ("ssl_min_version", "tlsv1.2"), ("num_napi_ids", "(null)"), ("memory_file", "(null)"),
+            // flexkvs's own.
+            ("segment_size", String(store.pool.segmentSize)), ("steering", c.steering.rawValue),
+            ("io", dpdk == nil ? "socket" : "dpdk"), ("reply_offload", store.replyTable == nil ? "no" : "yes"),
         ]
         // dma: partition q registers segments with every worker w's pipeline.
         if c.steering == .dma {

@@ -487,8 +487,8 @@ enum MetaProtocol {
                 let now = Int64(store.clock.seconds)
                 s.write("ME ")
                 if it.marks.contains(.binaryKey) { Base64.encode(it.key, into: &s.output) } else { s.write(it.key) }
-                // memcached prints exp as now - expiry (negative while the item lives).
-                s.write(" exp=\(it.expiry == 0 ? -1 : now - Int64(it.expiry))")
+                // memcached prints exp as now - expiry in 32 bits (negative while the item lives).
+                s.write(" exp=\(it.expiry == 0 ? -1 : Int32(truncatingIfNeeded: now - Int64(it.expiry)))")
                 s.write(" la="); s.write(number: UInt64(max(0, now - Int64(store.clock.seconds(atServerNanos: it.storedAt)))))
                 s.write(" cas="); s.write(number: it.cas)
                 s.write(it.marks.contains(.fetched) ? " fetch=yes" : " fetch=no")

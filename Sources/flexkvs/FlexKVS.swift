@@ -1,3 +1,4 @@
+import CFlexSys
 import ArgumentParser
 import FlexIO
 import FlexKVS
@@ -161,7 +162,11 @@ struct FlexKVSCommand: ParsableCommand {
             guard backlog > 0 else { throw ValidationError("-b must be at least 1") }
             c.backlog = backlog
         }
-        if let requestsPerEvent, requestsPerEvent < 1 { throw ValidationError("-R must be at least 1") }
+        if let requestsPerEvent {
+            guard requestsPerEvent >= 1 else { throw ValidationError("-R must be at least 1") }
+            c.requestsPerEvent = requestsPerEvent
+        }
+        c.shutdownEnabled = enableShutdown
         switch bindingProtocol ?? "auto" {
         case "auto", "negotiate": c.binding = .auto
         case "ascii": c.binding = .ascii
@@ -189,6 +194,11 @@ struct FlexKVSCommand: ParsableCommand {
             // Before any thread starts: fork, detach, stdio to /dev/null unless verbose.
             guard daemon(0, verbosity > 0 ? 1 : 0) == 0 else { throw ValidationError("-d: cannot daemonize (\(String(cString: strerror(errno))))") }
         }
+        // Reply and backlog buffers of a megabyte or more come and go with clients: give
+        // them their own mappings, returned to the kernel when freed, so memory goes back
+        // down once the clients are gone (glibc's sliding threshold would keep them in the
+        // heap after the first free).
+        _ = cflex_malloc_tune(256 << 10, 4 << 20)
         let server: KVSServer
         do {
             server = try KVSServer(c)

@@ -65,4 +65,9 @@ int cflex_eventfd_drain(int fd);
 /// Pins the calling thread to `cpu`; returns 0 or -errno.
 int cflex_pin_thread(int cpu);
 
+/// glibc malloc: allocations of `mmap_threshold` bytes or more get their own mapping
+/// (returned to the kernel on free; the threshold no longer slides up), and free heap
+/// top past `trim_threshold` bytes is given back. 0 on success.
+int cflex_malloc_tune(size_t mmap_threshold, size_t trim_threshold);
+
 #endif

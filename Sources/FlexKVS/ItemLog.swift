@@ -1,15 +1,9 @@
-/// One partition's item log (thesis 5.1): items are appended to an active segment; a
-/// segment that cannot take the next item is closed and joins the partition's list of
-/// full segments, oldest first. The partition holds at most `quota` segments, so one
-/// busy partition cannot starve the others of the shared pool; at the quota it evicts
-/// its oldest segment (memcached's LRU, at segment granularity).
+/// One FIFO log of items (thesis 5.1): items are appended to an active segment; a
+/// segment that cannot take the next item is closed and joins the list of full
+/// segments, oldest first. A partition keeps two (`Partition`: probation and main) and
+/// decides whether a log may open another segment (its quota is theirs together).
 struct ItemLog {
     let pool: SegmentPool
-    /// Partitions sharing the pool: each may hold an equal share of its segment limit.
-    let sharers: Int
-    /// Segments this partition may hold (the pool's limit can change at run time:
-    /// `cache_memlimit`).
-    var quota: Int { max(2, pool.segmentLimit / sharers) }
     var active = -1
     var offset = 0
     /// Full segments, oldest first.
@@ -18,10 +12,9 @@ struct ItemLog {
     /// join `full` when the pipeline has filled them.
     var placing = 0
 
-    init(pool: SegmentPool, sharers: Int) {
+    init(pool: SegmentPool, expectedSegments: Int) {
         self.pool = pool
-        self.sharers = max(1, sharers)
-        full.reserveCapacity(max(2, pool.segmentLimit / self.sharers))
+        full.reserveCapacity(expectedSegments)
     }
 
     var segmentsHeld: Int { full.count + placing + (active >= 0 ? 1 : 0) }
@@ -32,16 +25,17 @@ struct ItemLog {
 
     @inline(__always) static func segment(of ref: ItemRef) -> Int { Int(ref >> 32) - 1 }
 
-    /// Room for a `size`-byte record, or nil when a segment is needed and the partition
-    /// is at its quota or the pool is empty (the caller evicts and retries).
-    mutating func allocate(_ size: Int) -> ItemRef? {
+    /// Room for a `size`-byte record, or nil when a segment is needed and `mayOpen` is
+    /// false (the partition is at its quota) or the pool is empty (the caller evicts and
+    /// retries).
+    mutating func allocate(_ size: Int, mayOpen: Bool) -> ItemRef? {
         precondition(size <= pool.segmentSize)
         if active >= 0 && offset + size <= pool.segmentSize {
             let ref = ItemRef(active + 1) << 32 | ItemRef(offset)
             offset += size
             return ref
         }
-        guard segmentsHeld < quota, let s = pool.take() else { return nil }
+        guard mayOpen, let s = pool.take() else { return nil }
         closeActive()
         active = s
         offset = size
@@ -59,10 +53,10 @@ struct ItemLog {
         active = -1
     }
 
-    /// A segment for the pipeline to place items into, or nil at the quota or with the
-    /// pool empty (the caller evicts and retries).
-    mutating func takeForPlacing() -> Int? {
-        guard segmentsHeld < quota, let s = pool.take() else { return nil }
+    /// A segment for the pipeline to place items into, or nil when `mayOpen` is false
+    /// or the pool is empty (the caller evicts and retries).
+    mutating func takeForPlacing(mayOpen: Bool) -> Int? {
+        guard mayOpen, let s = pool.take() else { return nil }
         placing += 1
         return s
     }

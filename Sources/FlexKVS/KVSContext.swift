@@ -134,6 +134,7 @@ public final class KVSContext: @unchecked Sendable {
             // flexkvs's own.
             ("protocol_errors", String(protocolErrors.load(ordering: .relaxed))),
             ("segments_compacted", n(.compactions)), ("items_compacted", n(.compactedItems)),
+            ("items_second_chance", n(.secondChances)),
         ]
     }
 

@@ -8,7 +8,7 @@ public final class KVStats: @unchecked Sendable {
         case deleteHits, deleteMisses, incrHits, incrMisses, decrHits, decrMisses
         case casHits, casMisses, casBadval, touchHits, touchMisses
         case evictions, reclaimed, totalItems, currItems, bytes
-        case compactions, compactedItems
+        case compactions, compactedItems, secondChances
 
         /// memcached's name for the counter.
         public var name: String {
@@ -38,6 +38,7 @@ public final class KVStats: @unchecked Sendable {
             case .bytes: return "bytes"
             case .compactions: return "segments_compacted"
             case .compactedItems: return "items_compacted"
+            case .secondChances: return "items_second_chance"
             }
         }
     }

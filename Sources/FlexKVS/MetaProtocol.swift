@@ -213,7 +213,7 @@ enum MetaProtocol {
             // Flags that need the item before its access is recorded (memcached's
             // "locked" fetch) delay that to the end; others record it at once.
             let delayed = o.reportsAccess || o.vivify || o.newTTL || (2..<t.count).contains { b[t.starts[$0]] == 0x52 }
-            if !o.noUpdate && !delayed { it.marks.insert(.fetched) }
+            if !o.noUpdate && !delayed { it.marks.insert(.fetched); it.marks.countRead() }
             guard opaqueFits else { return }
             var won = false
             var touched = false
@@ -258,7 +258,7 @@ enum MetaProtocol {
                 s.write(UnsafeRawBufferPointer(it.value))
                 s.write("\r\n")
             }
-            if !o.noUpdate { it.marks.insert(.fetched) }
+            if !o.noUpdate { it.marks.insert(.fetched); it.marks.countRead() }
             if touched {
                 p.stats.add(.cmdTouch)
                 p.stats.add(.touchHits)

@@ -71,16 +71,21 @@ func binarySetDatagram(key: String, value: [UInt8], opcode: UInt8 = 0x01, opaque
         #expect(log.adopted == 1 && log.segments.isArmed(filled.segment) && log.segments.segment(filled.segment) != oldBase)
         // The adopted segment walks as items: 2 dead, the rest live with their values.
         let adopted = store.pool.segment(containing: oldBase)
-        #expect(p.log.full == [adopted])
+        #expect(p.probation.full == [adopted])
         var live = 0, dead = 0
-        p.log.forEachRecord(in: adopted) { _, it in if it.isLive { live += 1 } else { dead += 1 } }
+        p.probation.forEachRecord(in: adopted) { _, it in if it.isLive { live += 1 } else { dead += 1 } }
         #expect(dead == 2 && live == records.count - 3)
         #expect(store.get("k0") == nil && store.get("k1") == nil)
         for n in 2..<(records.count - 1) { #expect(store.get("k\(n)") == String(decoding: Self.value(n), as: UTF8.self)) }
         #expect(store.total(.currItems) == Int64(records.count - 3))
-        // Eviction of the adopted segment unlinks its items and nothing else breaks.
-        #expect(p.evictOldest())
-        #expect(store.get("k2") == nil && store.total(.currItems) == 0)
+        // Evicting the adopted segment: its items, all read above, move to main as far as
+        // the promotion share allows; the rest are dropped, and nothing else breaks.
+        #expect(p.evictOne())
+        #expect(p.probation.full.isEmpty)
+        let promoted = store.total(.secondChances)
+        #expect(promoted > 0 && promoted < Int64(records.count - 3) && store.total(.currItems) == promoted)
+        let readable = (2..<(records.count - 1)).filter { store.get("k\($0)") == String(decoding: Self.value($0), as: UTF8.self) }
+        #expect(readable.count == Int(promoted))
     }
 
     @Test func overwrittenPlacedItemsCompact() throws {

@@ -134,6 +134,24 @@ func makeStore(memoryMB: Int = 8, partitions: Int = 2, segment: Int = 64 << 10, 
         #expect(s.total(.bytes) <= Int64(s.pool.segmentLimit * s.pool.segmentSize))
     }
 
+    /// Eviction keeps what is read: keys written first and read now and then survive a
+    /// stream of one-hit keys four times the memory (plain FIFO drops them on its first
+    /// pass through the log).
+    @Test func hotKeysWrittenLongAgoSurviveAStreamOfOneHitKeys() {
+        let s = makeStore(memoryMB: 1, partitions: 1, segment: 64 << 10)
+        let value = String(repeating: "v", count: 1_000)
+        let hot = (0..<40).map { "hot\($0)" }
+        for k in hot { s.set(k, value) }
+        var lost = 0
+        for i in 0..<4_000 {  // about 4 MB of one-hit keys through 1 MB
+            s.set("cold\(i)", value)
+            if i % 50 == 0 { for k in hot where s.get(k) == nil { lost += 1; s.set(k, value) } }
+        }
+        #expect(lost == 0, "\(lost) reads of hot keys missed")
+        #expect(s.total(.evictions) > 3_000)
+        #expect(hot.allSatisfy { s.get($0) != nil })
+    }
+
     @Test func compactionMovesLiveItemsAndFreesSegments() {
         let s = makeStore(memoryMB: 4, partitions: 1, segment: 64 << 10)
         let value = String(repeating: "c", count: 500)

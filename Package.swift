@@ -36,6 +36,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
     ],
     targets: [
         // MARK: C shims
@@ -61,7 +62,11 @@ let package = Package(
             dependencies: ["FlexWire", "FlexIO", "CFlexSys", .product(name: "TOMLKit", package: "TOMLKit")],
             swiftSettings: hotPath
         ),
-        .target(name: "FlexKVS", dependencies: ["FlexNIC", "FlexIO", "FlexWire", "CFlexSys"], swiftSettings: hotPath),
+        .target(
+            name: "FlexKVS",
+            dependencies: ["FlexNIC", "FlexIO", "FlexWire", "CFlexSys", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: hotPath
+        ),
         .target(name: "FlexIDS", dependencies: ["FlexNIC", "FlexIO", "FlexWire", "CPCRE2", "CFlexSys"], swiftSettings: hotPath),
         .target(
             name: "FlexStorm",
@@ -73,7 +78,7 @@ let package = Package(
         .executableTarget(
             name: "flexkvs",
             dependencies: [
-                "FlexKVS", "FlexNIC", "FlexIO", "FlexWire", "CFlexSys",
+                "FlexKVS", "FlexNIC", "FlexIO", "FlexWire", "CFlexSys", .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ]

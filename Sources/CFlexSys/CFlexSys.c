@@ -9,6 +9,8 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 #include <sys/uio.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 
 enum { CFLEX_MAX_BATCH = 256 };
 
@@ -106,4 +108,29 @@ int cflex_eventfd_drain(int fd) {
 int cflex_malloc_tune(size_t mmap_threshold, size_t trim_threshold) {
     int ok = mallopt(M_MMAP_THRESHOLD, (int)mmap_threshold) && mallopt(M_TRIM_THRESHOLD, (int)trim_threshold);
     return ok ? 0 : -1;
+}
+
+int cflex_unix_listener(const char *path, unsigned mask, int backlog) {
+    struct sockaddr_un addr;
+    memset(&addr, 0, sizeof(addr));
+    addr.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof(addr.sun_path)) return -ENAMETOOLONG;
+    strcpy(addr.sun_path, path);
+    struct stat st;
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) return -EEXIST;
+        unlink(path);
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    mode_t old = umask(~mask & 0777);
+    int rc = bind(fd, (struct sockaddr *)&addr, sizeof(addr));
+    int err = errno;
+    umask(old);
+    if (rc != 0 || listen(fd, backlog) != 0) {
+        if (rc == 0) err = errno;
+        close(fd);
+        return -err;
+    }
+    return fd;
 }

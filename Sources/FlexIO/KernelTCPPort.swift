@@ -38,6 +38,8 @@ public final class KernelTCPPort: PacketPort, @unchecked Sendable {
     public let pauseThreshold: Int
     /// Sent to a connection refused for being over `maxConnections`, before it is closed.
     public let rejectMessage: [UInt8]
+    /// The Unix domain socket listened on, if this port is one.
+    public private(set) var unixPath: String?
     let queues: [ConnectionQueue]
     let pool: BufferPool
     let counters = PortCounters()
@@ -51,37 +53,71 @@ public final class KernelTCPPort: PacketPort, @unchecked Sendable {
     static let listenToken = UInt64.max
     static let headroom = FrameBuilder.tcpHeadersLength
 
-    public init(address: IPv4Address = .loopback, port: UInt16, queues: Int = 1, maxConnections: Int = 1024,
-                maxPendingOutput: Int = 1 << 20, pauseThreshold: Int = 256 << 10, bufferCount: Int = 4096, bufferSize: Int = 2048,
-                rejectMessage: String = "", backlog: Int32 = 1024) throws {
-        precondition(queues > 0 && maxConnections > 0 && maxConnections <= 0xFFFF, "1...65535 connections")
-        var made: [ConnectionQueue] = []
+    public convenience init(address: IPv4Address = .loopback, port: UInt16, queues: Int = 1, maxConnections: Int = 1024,
+                            maxPendingOutput: Int = 1 << 20, pauseThreshold: Int = 256 << 10, bufferCount: Int = 4096,
+                            bufferSize: Int = 2048, rejectMessage: String = "", backlog: Int32 = 1024) throws {
+        var listeners: [Int32] = []
         var chosen = port
         do {
             for _ in 0..<queues {
                 let fd = try Socket.bound(type: Int32(SOCK_STREAM.rawValue), ip: address, port: chosen)
+                listeners.append(fd)
                 chosen = Socket.localEndpoint(fd).1
-                // Any queue may hold every connection: the limit is the server's, not a queue's.
-                let q = try ConnectionQueue(index: made.count, listener: fd, capacity: maxConnections)
-                made.append(q)
                 guard listen(fd, backlog) == 0 else { throw Socket.errorText("listen") }
+            }
+        } catch {
+            listeners.forEach { _ = Glibc.close($0) }
+            throw error
+        }
+        try self.init(listeners: listeners, shared: false, address: address, port: chosen, name: "tcp:\(address):\(chosen)",
+                      maxConnections: maxConnections, maxPendingOutput: maxPendingOutput, pauseThreshold: pauseThreshold,
+                      bufferCount: bufferCount, bufferSize: bufferSize, rejectMessage: rejectMessage)
+    }
+
+    /// A Unix domain stream socket at `path` (a stale socket file there is replaced),
+    /// its permissions `accessMask` (memcached's -s and -a); every queue accepts from it.
+    /// Its connections' frames carry 127.0.0.1, port 0, as the peer.
+    public convenience init(unixPath: String, accessMask: UInt32 = 0o700, queues: Int = 1, maxConnections: Int = 1024,
+                            maxPendingOutput: Int = 1 << 20, pauseThreshold: Int = 256 << 10, bufferCount: Int = 4096,
+                            bufferSize: Int = 2048, rejectMessage: String = "", backlog: Int32 = 1024) throws {
+        let fd = cflex_unix_listener(unixPath, accessMask, backlog)
+        guard fd >= 0 else { throw Socket.errorText("unix socket \(unixPath)", -fd) }
+        try self.init(listeners: Array(repeating: fd, count: queues), shared: true, address: .loopback, port: 0,
+                      name: "unix:\(unixPath)", maxConnections: maxConnections, maxPendingOutput: maxPendingOutput,
+                      pauseThreshold: pauseThreshold, bufferCount: bufferCount, bufferSize: bufferSize, rejectMessage: rejectMessage)
+        self.unixPath = unixPath
+    }
+
+    /// Queue i accepts from `listeners[i]` (the same one for all with `shared`).
+    init(listeners: [Int32], shared: Bool, address: IPv4Address, port: UInt16, name: String, maxConnections: Int,
+         maxPendingOutput: Int, pauseThreshold: Int, bufferCount: Int, bufferSize: Int, rejectMessage: String) throws {
+        precondition(!listeners.isEmpty && maxConnections > 0 && maxConnections <= 0xFFFF, "1...65535 connections")
+        var made: [ConnectionQueue] = []
+        do {
+            for (i, fd) in listeners.enumerated() {
+                // Any queue may hold every connection: the limit is the server's, not a queue's.
+                made.append(try ConnectionQueue(index: i, listener: fd, ownsListener: !shared || i == 0, capacity: maxConnections))
             }
         } catch {
             made.forEach { $0.closeAll() }
             throw error
         }
-        self.queues = made
+        queues = made
         self.address = address
-        self.port = chosen
+        self.port = port
         self.maxConnections = maxConnections
         self.maxPendingOutput = maxPendingOutput
         self.pauseThreshold = pauseThreshold
         self.rejectMessage = Array(rejectMessage.utf8)
-        name = "tcp:\(address):\(chosen)"
+        self.name = name
+        unixPath = nil
         pool = BufferPool(bufferCount: bufferCount, bufferSize: bufferSize)
     }
 
-    deinit { queues.forEach { $0.closeAll() } }
+    deinit {
+        queues.forEach { $0.closeAll() }
+        if let unixPath { unlink(unixPath) }
+    }
 
     /// Connections refused (table full) and closed for unread output, so far.
     public var refusedConnections: UInt64 { refused.load(ordering: .relaxed) }
@@ -166,7 +202,7 @@ public final class KernelTCPPort: PacketPort, @unchecked Sendable {
         while true {
             var peer = sockaddr_in()
             var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-            let fd = withUnsafeMutablePointer(to: &peer) {
+            let fd = unixPath != nil ? cflex_accept(q.listener, nil, nil) : withUnsafeMutablePointer(to: &peer) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                     cflex_accept(q.listener, $0, &len)
                 }
@@ -183,7 +219,7 @@ public final class KernelTCPPort: PacketPort, @unchecked Sendable {
             var one: Int32 = 1
             setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
             table.slots[index].fd = fd
-            table.slots[index].peer = Socket.endpoint(peer)
+            table.slots[index].peer = unixPath == nil ? Socket.endpoint(peer) : (.loopback, 0)
             table.slots[index].received = 0
             table.slots[index].pending = []
             table.slots[index].paused = false
@@ -324,11 +360,18 @@ final class ConnectionQueue: @unchecked Sendable {
     let tokens = UnsafeMutablePointer<UInt64>.allocate(capacity: 64)
     let masks = UnsafeMutablePointer<UInt32>.allocate(capacity: 64)
 
-    init(index: Int, listener: Int32, capacity: Int) throws {
+    /// Whether `listener` is this queue's to close (a Unix socket is shared by all).
+    let ownsListener: Bool
+
+    init(index: Int, listener: Int32, ownsListener: Bool, capacity: Int) throws {
         self.index = index
         self.listener = listener
+        self.ownsListener = ownsListener
         let ep = cflex_epoll_create()
-        guard ep >= 0 else { Glibc.close(listener); throw Socket.errorText("epoll_create", -ep) }
+        guard ep >= 0 else {
+            if ownsListener { Glibc.close(listener) }
+            throw Socket.errorText("epoll_create", -ep)
+        }
         epoll = ep
         table = Mutex(ConnectionTable(slots: Array(repeating: Connection(), count: capacity)))
         _ = cflex_epoll_ctl(ep, Int32(CFLEX_EPOLL_ADD), listener, UInt32(CFLEX_EPOLLIN), KernelTCPPort.listenToken)
@@ -365,6 +408,6 @@ final class ConnectionQueue: @unchecked Sendable {
     func closeAll() {
         table.withLock { t in for i in t.slots.indices { close(&t, i) } }
         Glibc.close(epoll)
-        Glibc.close(listener)
+        if ownsListener { Glibc.close(listener) }
     }
 }

@@ -40,6 +40,7 @@ enum BinaryProtocol {
     }
 
     static func be16(_ b: UnsafeRawBufferPointer, _ o: Int) -> UInt16 { UInt16(b[o]) << 8 | UInt16(b[o + 1]) }
+    static func be16(_ b: [UInt8], _ o: Int) -> UInt16 { UInt16(b[o]) << 8 | UInt16(b[o + 1]) }
     static func be32(_ b: UnsafeRawBufferPointer, _ o: Int) -> UInt32 { UInt32(be16(b, o)) << 16 | UInt32(be16(b, o + 2)) }
     static func be64(_ b: UnsafeRawBufferPointer, _ o: Int) -> UInt64 { UInt64(be32(b, o)) << 32 | UInt64(be32(b, o + 4)) }
 
@@ -69,7 +70,13 @@ enum BinaryProtocol {
                 let body = UnsafeRawBufferPointer(rebasing: b[(o + headerSize)..<(o + headerSize + h.bodyLength)])
                 s.consumed = o + headerSize + h.bodyLength
                 s.commands += 1
+                let replyStart = s.output.count
                 execute(s, ctx, h, body)
+                if ctx.logs(3) {
+                    let status = s.output.count >= replyStart + headerSize ? be16(s.output, replyStart + 6) : nil
+                    let outcome = status.map { "status 0x\(String($0, radix: 16))" } ?? "no reply"
+                    ctx.logger.info("<\(s.logID) binary opcode 0x\(String(h.opcode, radix: 16)) key \(h.keyLength) B body \(h.bodyLength) B, \(outcome)")
+                }
             }
         }
         s.compact()

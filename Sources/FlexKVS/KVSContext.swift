@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Logging
 import Synchronization
 
 /// What a protocol handler needs besides the store: the server's identity and
@@ -45,6 +46,22 @@ public final class KVSContext: @unchecked Sendable {
     }()
     let detailEnabled = Atomic<Bool>(false)
     public let verbosity = Atomic<Int>(0)
+    /// Where -v output goes: memcached's lines (`<id command`, `>id reply`), one
+    /// message each (the flexkvs command bootstraps a handler that prints them to
+    /// stderr as memcached does).
+    public var logger = Logger(label: "flexkvs")
+
+    /// Whether memcached's -v level `level` is on: 1 client errors, 2 connections,
+    /// commands and the first line of each reply, 3 binary requests too.
+    @inline(__always) func logs(_ level: Int) -> Bool { verbosity.load(ordering: .relaxed) >= level }
+
+    /// Logs one text command of session `id` and the first line of its reply.
+    func logCommand(_ id: UInt32, _ line: UnsafeRawBufferPointer, reply: ArraySlice<UInt8>) {
+        logger.info("<\(id) \(String(decoding: line.prefix(256), as: UTF8.self))")
+        guard !reply.isEmpty else { return }
+        let end = reply.firstIndex(of: 0x0D) ?? reply.endIndex
+        logger.info(">\(id) \(String(decoding: reply[..<end].prefix(256), as: UTF8.self))")
+    }
     /// Values of the counters above at the last `stats reset`.
     let resetAt = Mutex<[Int]>([0, 0, 0])
     /// Counter values at the last `stats reset` (reported values are relative to them;

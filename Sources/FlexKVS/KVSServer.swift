@@ -53,6 +53,9 @@ public final class KVSServer: @unchecked Sendable {
         public var udpPort: UInt16? = nil
         public var threads = 1
         public var maxConnections = 1024
+        /// Listen on this Unix domain socket, with these permissions, instead of TCP
+        /// and UDP (memcached's -s and -a).
+        public var unixSocket: (path: String, accessMask: UInt32)? = nil
         /// The TCP listen backlog (memcached's -b).
         public var backlog: Int32 = 1024
         /// flush_all allowed (memcached's -F turns it off).
@@ -105,11 +108,20 @@ public final class KVSServer: @unchecked Sendable {
         store.locksPartitions = true
         if c.replyOffload && c.udpPort != nil { store.replyTable = ReplyTable(slots: 4096) }
         context = KVSContext(store: store, threads: c.threads)
-        tcp = try KernelTCPPort(address: c.tcpAddress ?? c.address, port: c.tcpPort, queues: c.threads, maxConnections: c.maxConnections,
-                                // Backlog: a session's budget, one reply over it, and what the
-                                // pipeline had in flight; beyond that the owner is at fault.
-                                maxPendingOutput: 8 << 20 + 2 * (Session.tcpOutputBudget + c.store.maxItemSize),
-                                rejectMessage: "ERROR Too many open connections\r\n", backlog: c.backlog)
+        // Backlog: a session's budget, one reply over it, and what the pipeline had in
+        // flight; beyond that the owner is at fault.
+        let maxPending = 8 << 20 + 2 * (Session.tcpOutputBudget + c.store.maxItemSize)
+        let reject = "ERROR Too many open connections\r\n"
+        if let unix = c.unixSocket {
+            guard c.udpPort == nil, c.io == .socket else {
+                throw ConfigurationError("-s serves a Unix domain socket only: give no -U and no --io dpdk with it")
+            }
+            tcp = try KernelTCPPort(unixPath: unix.path, accessMask: unix.accessMask, queues: c.threads, maxConnections: c.maxConnections,
+                                    maxPendingOutput: maxPending, rejectMessage: reject, backlog: c.backlog)
+        } else {
+            tcp = try KernelTCPPort(address: c.tcpAddress ?? c.address, port: c.tcpPort, queues: c.threads, maxConnections: c.maxConnections,
+                                    maxPendingOutput: maxPending, rejectMessage: reject, backlog: c.backlog)
+        }
         context.maxConnections = c.maxConnections
         context.binding = c.binding
         context.verbosity.store(c.verbosity, ordering: .relaxed)
@@ -144,7 +156,8 @@ public final class KVSServer: @unchecked Sendable {
         context.settings = [
             ("maxbytes", ""), ("maxconns", String(c.maxConnections)), ("tcpport", String(tcp.port)),
             ("udpport", String(udpPort ?? 0)), ("inter", c.address.description), ("verbosity", ""), ("oldest", "0"),
-            ("evictions", c.store.evictionsEnabled ? "on" : "off"), ("domain_socket", "NULL"), ("umask", "700"),
+            ("evictions", c.store.evictionsEnabled ? "on" : "off"), ("domain_socket", c.unixSocket?.path ?? "NULL"),
+            ("umask", String(c.unixSocket?.accessMask ?? 0o700, radix: 8)),
             ("shutdown_command", c.shutdownEnabled ? "yes" : "no"), ("growth_factor", "1.25"), ("chunk_size", "48"),
             ("num_threads", String(c.threads)), ("num_threads_per_udp", String(c.threads)), ("stat_key_prefix", ":"),
             ("detail_enabled", ""), ("reqs_per_event", String(c.requestsPerEvent)),

@@ -24,6 +24,8 @@ public final class Session {
     /// Replies of requests forwarded to other workers, and where they go (TCP under
     /// key steering).
     var order = ReplyOrder()
+    /// The connection's id in -vv logs (its flow id).
+    var logID: UInt32 = 0
     /// Where the connection's reply frames are addressed (TCP).
     var endpoints: FrameBuilder.Endpoints?
     /// Set while the session waits in a worker's list of sessions to send.

@@ -76,6 +76,7 @@ enum TextProtocol {
     /// Runs every complete command in the session's input that starts at or before
     /// input offset `through`.
     static func run(_ s: Session, _ ctx: KVSContext, through: Int = .max) {
+        let logging = ctx.logs(1)
         s.input.withUnsafeBytes { b in
             while !s.closing && s.output.count < s.outputBudget {
                 if s.swallow > 0 {
@@ -97,7 +98,9 @@ enum TextProtocol {
                 var lineEnd = nl - s.consumed > 1 && b[nl - 1] == 0x0D ? nl - 1 : nl
                 if let zero = firstNUL(b, s.consumed, lineEnd) { lineEnd = zero }
                 let t = Tokens(b, s.consumed, lineEnd, in: s)
+                let lineStart = s.consumed, replyStart = s.output.count
                 if !execute(s, ctx, b, t, dataStart: nl + 1) { break }  // waits for a value's bytes
+                if logging { log(s, ctx, UnsafeRawBufferPointer(rebasing: b[lineStart..<lineEnd]), replyStart: replyStart) }
             }
         }
         s.compact()
@@ -118,6 +121,15 @@ enum TextProtocol {
             }
         }
         return startsWith("get ") || startsWith("gets ")
+    }
+
+    /// -vv: every command and its reply's first line; -v: only commands answered with
+    /// an error.
+    static func log(_ s: Session, _ ctx: KVSContext, _ line: UnsafeRawBufferPointer, replyStart: Int) {
+        let reply = s.output[min(replyStart, s.output.count)...]
+        if ctx.logs(2) || reply.starts(with: "CLIENT_ERROR".utf8) || reply.starts(with: "SERVER_ERROR".utf8) {
+            ctx.logCommand(s.logID, line, reply: reply)
+        }
     }
 
     /// Ends the session the way memcached drops a connection it cannot read: replies

@@ -231,7 +231,7 @@ final class Worker: @unchecked Sendable {
         if frame.tcpFlags & TCPHeader.Flags.fin.rawValue != 0 {
             // The peer closed, or the port closed the connection (reset, overrun): the
             // session and every reply it still held go at once.
-            sessions.removeValue(forKey: flow)
+            if sessions.removeValue(forKey: flow) != nil, context.logs(2) { context.logger.info("<\(flow) connection closed.") }
             return
         }
         let session: Session
@@ -240,7 +240,9 @@ final class Worker: @unchecked Sendable {
         } else {
             session = Session()
             session.outputBudget = Session.tcpOutputBudget
+            session.logID = flow
             sessions[flow] = session
+            if context.logs(2) { context.logger.info("<\(flow) new auto-negotiating client connection") }
         }
         if session.endpoints == nil {
             session.endpoints = FrameBuilder.Endpoints(replyingTo: frame)

@@ -4,6 +4,7 @@ import FlexIO
 import FlexKVS
 import FlexWire
 import Foundation
+import Logging
 import TOMLKit
 
 /// flexkvs: a memcached-compatible key-value server on the FlexNIC steering layer.
@@ -23,7 +24,7 @@ struct FlexKVSCommand: ParsableCommand {
             Where flexkvs differs from memcached: -c counts client connections only \
             (memcached also counts its own descriptors against it, so it accepts about \
             10 + 3 x threads fewer); flexkvs runs as root without -u (DPDK needs root) and \
-            warns; -s (Unix domain socket), -k, -L, -r, -S and -Z are refused; of -o only \
+            warns; -k, -L, -r, -S and -Z are not accepted; of -o only \
             `maxconns_fast`, `tail_repair_time`, `hashpower`, `lru_crawler`, \
             `no_lru_crawler`, `lru_maintainer`, `no_lru_maintainer`, `modern`, \
             `no_modern`, `idle_timeout`, `slab_reassign`, `slab_automove` and \
@@ -51,8 +52,8 @@ struct FlexKVSCommand: ParsableCommand {
     @Option(name: .customShort("R"), help: "Requests per event (accepted for memcached compatibility; workers batch by burst).") var requestsPerEvent: Int?
     @Option(name: .customShort("b"), help: "TCP listen backlog (default 1024).") var backlog: Int32?
     @Option(name: .customShort("o"), parsing: .singleValue, help: "memcached's extended options, comma-separated key[=value] (see the discussion).") var extendedOptions: [String] = []
-    @Option(name: .customShort("s"), help: "Unix domain socket path (not supported: refused).") var unixSocket: String?
-    @Option(name: .customShort("a"), help: "Unix socket access mask (with -s).") var unixMask: String?
+    @Option(name: .customShort("s"), help: "Listen on this Unix domain socket instead of TCP and UDP.") var unixSocket: String?
+    @Option(name: .customShort("a"), help: "The Unix socket's access mask, octal (default 700).") var unixMask: String?
     @Option(help: "Item log segment size, e.g. 1m (raised to fit the largest item).") var segmentSize: String?
     @Option(help: ArgumentHelp("I/O for UDP: socket (kernel sockets) or dpdk.", discussion: """
         With dpdk, UDP requests arrive on a DPDK ethdev (--eal, --dpdk-device) with one queue \
@@ -173,10 +174,15 @@ struct FlexKVSCommand: ParsableCommand {
         case "binary": c.binding = .binary
         case let other: throw ValidationError("-B \(other): expected auto, ascii or binary")
         }
-        guard unixSocket == nil else {
-            throw ValidationError("-s: Unix domain sockets are not supported by flexkvs; listen on TCP (-l 127.0.0.1 -p PORT)")
+        if let unixSocket {
+            guard let mask = UInt32(unixMask ?? "700", radix: 8), mask <= 0o777 else {
+                throw ValidationError("-a \(unixMask ?? ""): expected an octal mask such as 700")
+            }
+            c.unixSocket = (unixSocket, mask)
+            c.udpPort = nil  // as memcached: -s disables network support
+        } else if unixMask != nil {
+            throw ValidationError("-a sets the Unix socket's mask: give -s PATH with it")
         }
-        _ = unixMask
         for option in extendedOptions.flatMap({ $0.split(separator: ",") }) {
             let name = option.split(separator: "=", maxSplits: 1).first.map(String.init) ?? ""
             if !Self.inertOptions.contains(name) {
@@ -194,6 +200,8 @@ struct FlexKVSCommand: ParsableCommand {
             // Before any thread starts: fork, detach, stdio to /dev/null unless verbose.
             guard daemon(0, verbosity > 0 ? 1 : 0) == 0 else { throw ValidationError("-d: cannot daemonize (\(String(cString: strerror(errno))))") }
         }
+        // -v output: memcached's plain lines on stderr.
+        LoggingSystem.bootstrap { _ in MemcachedStyleLogHandler() }
         // Reply and backlog buffers of a megabyte or more come and go with clients: give
         // them their own mappings, returned to the kernel when freed, so memory goes back
         // down once the clients are gone (glibc's sliding threshold would keep them in the
@@ -214,8 +222,9 @@ struct FlexKVSCommand: ParsableCommand {
         }
         server.start()
         let udp = server.udpPort.map { ", udp \($0)" } ?? ""
+        let listening = server.tcp.unixPath.map { "unix \($0)" } ?? "\(c.address) tcp \(server.tcp.port)\(udp)"
         let io = server.dpdk.map { "dpdk \($0.name) \($0.driverName) mac \($0.macAddress), tcp on \(c.tcpAddress ?? c.address)" } ?? "socket"
-        print("flexkvs \(KVSContext.version): \(c.address) tcp \(server.tcp.port)\(udp), \(c.threads) thread(s), "
+        print("flexkvs \(KVSContext.version): \(listening), \(c.threads) thread(s), "
               + "\(c.store.memoryLimit >> 20) MB, steering \(c.steering.rawValue), io \(io)")
         fflush(stdout)
         // Serve until SIGINT/SIGTERM; SIGHUP is ignored (memcached reopens nothing on it
@@ -235,6 +244,7 @@ struct FlexKVSCommand: ParsableCommand {
         sources.forEach { $0.cancel() }
         server.stop()
         if let pidPath { unlink(pidPath) }
+        if let socket = server.tcp.unixPath { unlink(socket) }
         print("flexkvs: stopped")
     }
 
@@ -252,5 +262,23 @@ struct FlexKVSCommand: ParsableCommand {
         guard setgid(entry.pointee.pw_gid) == 0, setuid(entry.pointee.pw_uid) == 0 else {
             throw ValidationError("-u \(user): failed to assume the user's identity (\(String(cString: strerror(errno))))")
         }
+    }
+}
+
+/// Prints each log message alone on a line to stderr, as memcached's -v output is (the
+/// messages are memcached's: `<id command`, `>id reply`); levels and metadata are not
+/// printed.
+struct MemcachedStyleLogHandler: LogHandler {
+    var logLevel: Logger.Level = .info
+    var metadata: Logger.Metadata = [:]
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String,
+             function: String, line: UInt) {
+        FileHandle.standardError.write(Data((message.description + "\n").utf8))
     }
 }

@@ -212,6 +212,39 @@ extension Client {
         #expect(Array(reply.dropFirst(8)) == Array("END\r\n".utf8))
     }
 
+    /// memcached's -s and -a: a Unix domain socket with the given permissions, served
+    /// like TCP by every worker.
+    @Test func unixDomainSocket() throws {
+        let path = NSTemporaryDirectory() + "flexkvs-test-\(getpid()).sock"
+        var c = KVSServer.Configuration()
+        c.threads = 2
+        c.unixSocket = (path, 0o770)
+        let server = try KVSServer(c)
+        server.start()
+        defer { server.stop() }
+        var st = stat()
+        #expect(stat(path, &st) == 0 && st.st_mode & 0o777 == 0o770)
+        for _ in 0..<4 {  // several connections: any worker may accept them
+            let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+            defer { close(fd) }
+            var a = sockaddr_un()
+            a.sun_family = sa_family_t(AF_UNIX)
+            withUnsafeMutableBytes(of: &a.sun_path) { p in _ = path.utf8CString.withUnsafeBytes { memcpy(p.baseAddress!, $0.baseAddress!, $0.count) } }
+            let rc = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+            try #require(rc == 0, "connect: errno \(errno)")
+            let request = Array("set u 0 0 2\r\nok\r\nget u\r\n".utf8)
+            _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+            var reply: [UInt8] = []
+            var buf = [UInt8](repeating: 0, count: 4096)
+            while !String(decoding: reply, as: UTF8.self).hasSuffix("END\r\n") {
+                let n = recv(fd, &buf, buf.count, 0)
+                if n <= 0 { break }
+                reply += buf[..<n]
+            }
+            #expect(String(decoding: reply, as: UTF8.self) == "STORED\r\nVALUE u 0 2\r\nok\r\nEND\r\n")
+        }
+    }
+
     /// flush_all with an absolute unix time flushes what was stored before it, then.
     @Test func flushAllAtAnAbsoluteTime() throws {
         let t = try TestServer()

@@ -56,6 +56,11 @@ int cflex_socket(int type);
 /// accept4 with SOCK_NONBLOCK | SOCK_CLOEXEC; returns the fd or -1 with errno set.
 int cflex_accept(int fd, struct sockaddr *addr, socklen_t *len);
 
+/// A non-blocking Unix domain stream socket listening at `path` (a stale socket file
+/// there is removed first), created with permissions `mask` (octal, as memcached's -a).
+/// Returns the descriptor or -errno.
+int cflex_unix_listener(const char *path, unsigned mask, int backlog);
+
 /// A non-blocking eventfd for waking a thread that sleeps in poll(); signal adds one,
 /// drain resets it. Return -errno on failure.
 int cflex_eventfd(void);

@@ -14,7 +14,7 @@ struct FlexKVSCommand: ParsableCommand {
         commandName: "flexkvs",
         abstract: "A memcached-compatible key-value server on the FlexNIC steering layer.",
         discussion: """
-            Speaks memcached's text (incl. meta) and binary protocols over TCP and UDP \
+            Speaks memcached's text (incl. meta) and binary protocols over TCP, UDP and Unix sockets \
             (8-byte frame header). Flags follow memcached 1.6's and mean the same; \
             --config reads the same settings from TOML (see Configs/flexkvs.toml) and flags \
             given on the command line win. Stats: `stats`, `stats items`, `stats slabs`, \
@@ -24,13 +24,17 @@ struct FlexKVSCommand: ParsableCommand {
             Where flexkvs differs from memcached: -c counts client connections only \
             (memcached also counts its own descriptors against it, so it accepts about \
             10 + 3 x threads fewer); flexkvs runs as root without -u (DPDK needs root) and \
-            warns; -k, -L, -r, -S and -Z are not accepted; of -o only \
-            `maxconns_fast`, `tail_repair_time`, `hashpower`, `lru_crawler`, \
+            says so at -v; it binds before dropping privileges (memcached drops first); a \
+            client that does not read its replies is held back (its requests are not read \
+            while more than 256 KiB of replies wait), so it holds at most about 2 MiB; a \
+            get line may grow to 32 MiB; -k, -L, -r, -S and -Z are not accepted; of -o \
+            only `maxconns_fast`, `tail_repair_time`, `hashpower`, `lru_crawler`, \
             `no_lru_crawler`, `lru_maintainer`, `no_lru_maintainer`, `modern`, \
             `no_modern`, `idle_timeout`, `slab_reassign`, `slab_automove` and \
             `hash_algorithm` are accepted, as settings with no effect here (flexkvs has no \
-            slabs or LRU threads); others are warned about and ignored. Items are \
-            evicted a log segment at a time, oldest first.
+            slabs or LRU threads); others are warned about and ignored. Items live in log \
+            segments evicted S3-FIFO style (recently read items are kept); `stats items` \
+            and `stats slabs` report them in memcached's slab classes.
             """,
         version: KVSContext.version)
 

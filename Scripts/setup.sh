@@ -21,12 +21,12 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 # The python3 on PATH runs the interop tests; install their clients for it.
-if ! python3 -c "import pytest, pymemcache, pylibmc, bmemcached" 2>/dev/null; then
+if ! python3 -c "import pytest, pymemcache, pylibmc, bmemcached, memcache" 2>/dev/null; then
     echo "setup: pip install -r Tests/Interop/requirements.txt"
     # Debian's own python3 refuses system-wide pip installs (PEP 668) unless told.
     python3 -m pip install -q --disable-pip-version-check -r Tests/Interop/requirements.txt 2>/dev/null \
         || python3 -m pip install -q --disable-pip-version-check --break-system-packages -r Tests/Interop/requirements.txt
-    python3 -c "import pytest, pymemcache, pylibmc, bmemcached"
+    python3 -c "import pytest, pymemcache, pylibmc, bmemcached, memcache"
 fi
 command -v swift >/dev/null || { echo "setup: swift is not on PATH (install Swift 6.x)" >&2; exit 1; }
 echo "setup: system packages and Python clients present; $(swift --version 2>/dev/null | head -1)"

@@ -723,6 +723,25 @@ def test_bmemcached_binary_protocol(server):
     c.disconnect_all()
 
 
+def test_python_memcached_stats_parse(server):
+    """python-memcached reads `stats`, `stats slabs` and `stats items` into dicts; a
+    line of another shape (flexkvs once printed `STAT segment_size`) breaks it."""
+    memcache = pytest.importorskip("memcache", reason="python-memcached not installed (pip install python-memcached)")
+    c = memcache.Client([f"{HOST}:{server.port}"])
+    for i in range(50):
+        assert c.set(f"pm{i}", "x" * (10 + i * 40))
+    assert c.get("pm3") == "x" * 130
+    (_, general), = c.get_stats()
+    assert int(general["curr_items"]) == 50
+    (_, slabs), = c.get_slab_stats()
+    classes = {k: v for k, v in slabs.items() if k.isdigit()}
+    assert classes and all("chunk_size" in v and "used_chunks" in v for v in classes.values()), slabs
+    assert sum(int(v["used_chunks"]) for v in classes.values()) == 50
+    (_, items), = c.get_stats("items")
+    assert sum(int(v) for k, v in items.items() if k.endswith(":number")) == 50
+    c.disconnect_all()
+
+
 def test_bmemcached_get_multi_large_reply(server):
     """get_multi of 20 x 500 KB values over binary: getkq x 20 + noop, 10 MB back."""
     bmemcached = pytest.importorskip(

@@ -208,13 +208,15 @@ public final class KernelTCPPort: PacketPort, @unchecked Sendable {
                 }
             }
             guard fd >= 0 else { return }
-            guard open.load(ordering: .relaxed) < maxConnections, let index = table.freeSlot() else {
+            // Counted before the check, so accepts on other queues cannot pass -c together.
+            let admitted = open.wrappingAdd(1, ordering: .relaxed).newValue <= maxConnections
+            guard admitted, let index = table.freeSlot() else {
+                open.wrappingSubtract(1, ordering: .relaxed)
                 refused.wrappingAdd(1, ordering: .relaxed)
                 if !rejectMessage.isEmpty { _ = rejectMessage.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) } }
                 Glibc.close(fd)
                 continue
             }
-            open.wrappingAdd(1, ordering: .relaxed)
             accepted.wrappingAdd(1, ordering: .relaxed)
             var one: Int32 = 1
             setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))

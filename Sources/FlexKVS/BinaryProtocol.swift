@@ -40,7 +40,6 @@ enum BinaryProtocol {
     }
 
     static func be16(_ b: UnsafeRawBufferPointer, _ o: Int) -> UInt16 { UInt16(b[o]) << 8 | UInt16(b[o + 1]) }
-    static func be16(_ b: [UInt8], _ o: Int) -> UInt16 { UInt16(b[o]) << 8 | UInt16(b[o + 1]) }
     static func be32(_ b: UnsafeRawBufferPointer, _ o: Int) -> UInt32 { UInt32(be16(b, o)) << 16 | UInt32(be16(b, o + 2)) }
     static func be64(_ b: UnsafeRawBufferPointer, _ o: Int) -> UInt64 { UInt64(be32(b, o)) << 32 | UInt64(be32(b, o + 4)) }
 
@@ -73,7 +72,7 @@ enum BinaryProtocol {
                 let replyStart = s.output.count
                 execute(s, ctx, h, body)
                 if ctx.logs(3) {
-                    let status = s.output.count >= replyStart + headerSize ? be16(s.output, replyStart + 6) : nil
+                    let status = s.output.count >= replyStart + headerSize ? UInt16(s.output[replyStart + 6]) << 8 | UInt16(s.output[replyStart + 7]) : nil
                     let outcome = status.map { "status 0x\(String($0, radix: 16))" } ?? "no reply"
                     ctx.logger.info("<\(s.logID) binary opcode 0x\(String(h.opcode, radix: 16)) key \(h.keyLength) B body \(h.bodyLength) B, \(outcome)")
                 }
@@ -134,8 +133,9 @@ enum BinaryProtocol {
         case .flush, .flushQ: if !key.isEmpty || !value.isEmpty { invalid(); return }
         case .stat: if !extras.isEmpty || !value.isEmpty { invalid(); return }
         case .verbosity:
-            // memcached does not know a verbosity request of another shape.
-            if extras.count != 4 || !key.isEmpty || !value.isEmpty { respond(s, h, .unknownCommand, text: "Unknown command"); return }
+            // memcached 1.6.18 has no handler for it: Unknown command, whatever its shape.
+            respond(s, h, .unknownCommand, text: "Unknown command")
+            return
         default: break
         }
         let hash = needsKey ? s.hash(key) : 0
@@ -228,7 +228,7 @@ enum BinaryProtocol {
 
         case .noop: respond(s, h, .ok)
         case .version: Array(KVSContext.version.utf8).withUnsafeBytes { respond(s, h, .ok, value: $0) }
-        case .verbosity: respond(s, h, .ok)
+        case .verbosity: break  // answered above
         case .quit: respond(s, h, .ok); s.closing = true
         case .quitQ: s.closing = true
 

@@ -74,12 +74,4 @@ enum DecimalText {
         let v = negative ? 0 &- Int64(truncatingIfNeeded: m) : Int64(m)
         return Int32(truncatingIfNeeded: v)
     }
-
-    /// memcached's `safe_strtoll`.
-    static func signed64(_ text: UnsafeRawBufferPointer) -> Int64? {
-        guard let (m, negative) = scan(text, negativeLimit: UInt64(Int64.max) + 1, positiveLimit: UInt64(Int64.max)) else {
-            return nil
-        }
-        return negative ? 0 &- Int64(truncatingIfNeeded: m) : Int64(m)
-    }
 }

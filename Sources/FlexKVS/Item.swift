@@ -16,8 +16,8 @@ public struct ItemMarks: OptionSet, Sendable {
     public static let tokenSent = ItemMarks(rawValue: 4)
     /// Its key was given base64-encoded (meta `b`) and is returned that way.
     public static let binaryKey = ItemMarks(rawValue: 8)
-    /// Reads counted since it was written, 0...3 (two bits): eviction moves items with
-    /// reads to the log's head instead of dropping them, densest first, spending one.
+    /// Reads counted, 0...3 (two bits): an eviction moves an item with reads to the main
+    /// log's head instead of dropping it (densest first), spending one of them.
     public var reads: Int { Int(rawValue >> 4) & 3 }
     /// One more read, saturating at 3.
     public mutating func countRead() { if reads < 3 { self = ItemMarks(rawValue: rawValue &+ 16) } }
@@ -32,7 +32,7 @@ public struct ItemMarks: OptionSet, Sendable {
 /// | 0 | record size (UInt32, header + key + value + padding) |
 /// | 4 | key length (UInt8) |
 /// | 5 | live (UInt8: 1 while the hash table points here) |
-/// | 6 | marks (`ItemMarks`: fetched, stale, win token sent, binary key; bits 4-5: reads since last moved) |
+/// | 6 | marks (`ItemMarks`: fetched, stale, win token sent, binary key; bits 4-5: reads not yet spent) |
 /// | 8 | value length (UInt32) |
 /// | 12 | client flags (UInt32) |
 /// | 16 | expiry (UInt32, server seconds; 0 never) |

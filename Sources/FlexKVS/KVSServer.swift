@@ -66,7 +66,7 @@ public final class KVSServer: @unchecked Sendable {
         /// memcached's -R (reported; workers batch by burst, not by a request count).
         public var requestsPerEvent = 20
         public var store = KVStore.Configuration()
-        /// memcached's -v count: 1 errors, 2 commands, 3 connections too.
+        /// memcached's -v count: 1 errors, 2 connections and commands, 3 binary requests too.
         public var verbosity = 0
         /// memcached's -B: which protocols connections may speak.
         public var binding = KVSContext.Binding.auto

@@ -32,7 +32,8 @@ enum MetaProtocol {
         var decodedKey: [UInt8]? = nil
     }
 
-    /// Parses the flags from word `from` on; an error line on failure.
+    /// Parses the flags from word `from` on; an error line on failure. As memcached's,
+    /// the last error's message is the one sent (a bad `F` keeps the message as it is).
     static func parse(_ b: UnsafeRawBufferPointer, _ t: TextProtocol.Tokens, from: Int) -> Result<Options, MetaError> {
         var o = Options()
         var seen = Set<UInt8>()
@@ -42,12 +43,12 @@ enum MetaProtocol {
             let argument = UnsafeRawBufferPointer(rebasing: b[(t.starts[i] + 1)..<t.ends[i]])
             guard letter < 127, seen.insert(letter).inserted else { return .failure(.duplicate) }
             func signed() -> Int32? {
-                guard let v = DecimalText.signed32(argument) else { failure = failure ?? .badToken; return nil }
+                guard let v = DecimalText.signed32(argument) else { failure = .badToken; return nil }
                 return v
             }
             switch letter {
             case 0x62:  // b
-                if let key = Base64.decode(TextProtocol.token(b, t, 1)) { o.decodedKey = key } else { failure = failure ?? .decoding }
+                if let key = Base64.decode(TextProtocol.token(b, t, 1)) { o.decodedKey = key } else { failure = .decoding }
                 o.binaryKey = true
             case 0x4E: o.vivify = true; if let v = signed() { o.vivifyExptime = v }  // N
             case 0x54: o.newTTL = true; if let v = signed() { o.exptime = v }  // T
@@ -60,13 +61,13 @@ enum MetaProtocol {
             case 0x46:  // F
                 if let v = DecimalText.unsigned32(argument) { o.clientFlags = v } else { failure = failure ?? .format }
             case 0x43:  // C
-                if let v = DecimalText.unsigned64(argument) { o.cas = v; o.hasCas = true } else { failure = failure ?? .badToken }
+                if let v = DecimalText.unsigned64(argument) { o.cas = v; o.hasCas = true } else { failure = .badToken }
             case 0x4D:  // M
-                if argument.count == 1 { o.mode = argument[0] } else { failure = failure ?? .modeLength }
+                if argument.count == 1 { o.mode = argument[0] } else { failure = .modeLength }
             case 0x4A:  // J
-                if let v = DecimalText.unsigned64(argument) { o.initial = v } else { failure = failure ?? .initial }
+                if let v = DecimalText.unsigned64(argument) { o.initial = v } else { failure = .initial }
             case 0x44:  // D
-                if let v = DecimalText.unsigned64(argument) { o.delta = v } else { failure = failure ?? .delta }
+                if let v = DecimalText.unsigned64(argument) { o.delta = v } else { failure = .delta }
             case 0x49: o.invalidate = true  // I
             default: return .failure(.invalidFlag)
             }
@@ -176,7 +177,7 @@ enum MetaProtocol {
         switch command {
         case 0x67: get(s, ctx, b, t, o, key: key, opaqueFits: opaqueFits)
         case 0x64: if opaqueFits { delete(s, ctx, b, t, o, key: key) }
-        default: arithmetic(s, ctx, b, t, o, key: key)
+        default: return arithmetic(s, ctx, b, t, o, key: key, opaqueFits: opaqueFits)
         }
         return opaqueFits
     }
@@ -201,8 +202,8 @@ enum MetaProtocol {
                 }
             }
             guard let it = found else {
-                p.stats.add(.cmdGet)
-                p.stats.add(.getMisses)
+                p.stats.add(o.newTTL ? .cmdTouch : .cmdGet)
+                p.stats.add(o.newTTL ? .touchMisses : .getMisses)
                 if o.quiet { return }
                 s.write("EN")
                 writeEchoes(s, b, t, key: key, binary: o.binaryKey)
@@ -236,7 +237,7 @@ enum MetaProtocol {
                 case 0x74: writeTTL(s, it, now: now)
                 case 0x63: s.write(" c"); s.write(number: it.cas)
                 case 0x66: s.write(" f"); s.write(number: it.flags)
-                case 0x6C:  // seconds since last access (the store, within memcached's 60 s bump interval)
+                case 0x6C:  // seconds since it was stored (memcached: since its last access, bumped at most once a minute)
                     s.write(" l"); s.write(number: now &- store.clock.seconds(atServerNanos: it.storedAt))
                 case 0x68: s.write(fetchedBefore ? " h1" : " h0")
                 case 0x4F: s.output.append(0x20); s.write(TextProtocol.token(b, t, i))
@@ -258,7 +259,7 @@ enum MetaProtocol {
                 s.write(UnsafeRawBufferPointer(it.value))
                 s.write("\r\n")
             }
-            if !o.noUpdate { it.marks.insert(.fetched); it.marks.countRead() }
+            if !o.noUpdate && delayed { it.marks.insert(.fetched); it.marks.countRead() }
             if touched {
                 p.stats.add(.cmdTouch)
                 p.stats.add(.touchHits)
@@ -405,8 +406,10 @@ enum MetaProtocol {
 
     // MARK: ma
 
+    /// False if an opaque is too long (found, as memcached finds it, once the value
+    /// has changed: the caller then sends only that error).
     static func arithmetic(_ s: Session, _ ctx: KVSContext, _ b: UnsafeRawBufferPointer, _ t: TextProtocol.Tokens, _ o: Options,
-                           key: UnsafeRawBufferPointer) {
+                           key: UnsafeRawBufferPointer, opaqueFits: Bool) -> Bool {
         let store = ctx.store
         let increment: Bool
         switch o.mode {
@@ -414,35 +417,38 @@ enum MetaProtocol {
         case 0x44, 0x2D: increment = false  // D, -
         default:
             TextProtocol.error(s, ctx, false, "CLIENT_ERROR invalid mode for ma M token\r\n")
-            return
+            return true
         }
         let h = s.hash(key)
-        store.withPartition(h) { p in
+        return store.withPartition(h) { p in
             var value: UInt64
             var created = false
-            switch p.delta(key, hash: h, increment: increment, by: o.delta, cas: o.hasCas ? o.cas : 0) {
+            let result = p.delta(key, hash: h, increment: increment, by: o.delta, cas: o.hasCas ? o.cas : 0)
+            switch result {
             case .value(let v, _):
                 value = v
             case .nonNumeric:
                 TextProtocol.error(s, ctx, false, "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n")
-                return
+                return true
             case .notFound where o.vivify:
                 let text = Array(String(o.initial).utf8)
                 guard case .stored = text.withUnsafeBytes({
                     p.store(.add, key: key, hash: h, flags: 0, expiry: 0, value: $0)
                 }) else {
                     s.write("NS\r\n")
-                    return
+                    return true
                 }
+                p.stats.add(.cmdSet, -1)  // a vivified counter is not a set (memcached)
                 value = o.initial
                 created = true
             case .notFound, .exists:
-                s.write(p.lookup(key, h) == nil ? "NF" : "EX")  // .exists: the CAS did not match
+                guard opaqueFits else { return false }
+                s.write(result == .notFound ? "NF" : "EX")  // EX: the CAS did not match
                 writeEchoes(s, b, t, key: key, binary: o.binaryKey)
                 s.write("\r\n")
-                return
+                return true
             }
-            guard let (_, it) = p.lookup(key, h) else { return }
+            guard let (_, it) = p.lookup(key, h) else { return true }
             let start = s.output.count
             defer { if o.quiet && !created { s.output.removeSubrange(start...) } }  // q: nothing, but flags still act
             let digits = String(value)
@@ -460,6 +466,7 @@ enum MetaProtocol {
             }
             if o.value { s.write("\r\n"); s.write(digits) }
             s.write("\r\n")
+            return opaqueFits
         }
     }
 

@@ -319,6 +319,10 @@ public final class Partition: @unchecked Sendable {
     /// Frees one segment: probation's oldest while probation holds more than its share
     /// (or main has none), else main's oldest. False if there is none to free.
     func evictOne() -> Bool {
+        if probation.full.isEmpty && main.full.isEmpty {
+            // Only active segments are held (a quota of 2): close one so it can go.
+            if probation.active >= 0 { probation.closeActive() } else if main.active >= 0 { main.closeActive() } else { return false }
+        }
         let probationShare = max(1, quota / 20)
         if !probation.full.isEmpty && (probation.segmentsHeld > probationShare || main.full.isEmpty) {
             evict(probation.takeOldest()!, fromProbation: true)

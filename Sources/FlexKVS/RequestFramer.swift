@@ -22,7 +22,7 @@ enum RequestFramer {
     /// Classifies the request at the session's `consumed` offset; requests longer than
     /// `maxLength` bytes are `local`. The session's dialect must be decided.
     static func next(_ s: Session, maxLength: Int) -> Frame {
-        guard s.swallow == 0 else { return .local }
+        guard s.swallow == 0, s.pendingRetrieval == nil else { return .local }
         guard s.unparsed > 0 else { return .incomplete }
         return s.input.withUnsafeBytes { b in
             s.dialect == .binary ? binary(b, s.consumed, maxLength) : text(b, s.consumed, s, maxLength)
@@ -34,6 +34,8 @@ enum RequestFramer {
             return b.count - start > TextProtocol.maxLine ? .local : .incomplete
         }
         let lineEnd = nl > start && b[nl - 1] == 0x0D ? nl - 1 : nl
+        // A NUL ends the line for the protocol: the key it names is not the token here.
+        guard TextProtocol.firstNUL(b, start, lineEnd) == nil else { return .local }
         let t = TextProtocol.Tokens(b, start, lineEnd, in: s)
         guard t.count >= 2 else { return .local }
         func eq(_ w: StaticString) -> Bool { TextProtocol.equals(b, t, 0, w) }

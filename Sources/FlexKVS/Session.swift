@@ -34,6 +34,13 @@ public final class Session {
     /// output is taken (a TCP client's pipelined requests wait while the replies are
     /// sent: memory is bounded by this plus one reply). UDP sessions have no budget.
     var outputBudget = Int.max
+    /// A get whose keys did not all fit the output budget: the rest of its line starts
+    /// at `consumed` and is served first once the output has been taken (so one
+    /// request for many large values never holds them all at once).
+    var pendingRetrieval: TextProtocol.Retrieval?
+    /// Where the search for the next newline goes on from (a long line arriving in
+    /// pieces is not scanned again from its start each time).
+    var scannedTo = 0
     /// Whether complete requests wait because the output passed its budget.
     var heldBack: Bool { output.count >= outputBudget && unparsed > 0 }
     static let tcpOutputBudget = 1 << 20
@@ -50,6 +57,8 @@ public final class Session {
         dialect = .undecided
         input.removeAll(keepingCapacity: true)
         consumed = 0
+        scannedTo = 0
+        pendingRetrieval = nil
         output.removeAll(keepingCapacity: true)
         swallow = 0
         closing = false
@@ -71,6 +80,7 @@ public final class Session {
         if consumed > 0 && consumed == input.count {
             input.removeAll(keepingCapacity: true)
             consumed = 0
+            scannedTo = 0
         }
         input.append(contentsOf: bytes)
     }
@@ -80,8 +90,10 @@ public final class Session {
         if consumed == input.count {
             input.removeAll(keepingCapacity: true)
             consumed = 0
+            scannedTo = 0
         } else if consumed > 4096 && consumed * 2 > input.count {
             input.removeFirst(consumed)
+            scannedTo = max(0, scannedTo - consumed)
             consumed = 0
         }
     }

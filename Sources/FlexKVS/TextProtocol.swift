@@ -86,8 +86,9 @@ enum TextProtocol {
                     if s.swallow > 0 { break }
                 }
                 guard s.unparsed > 0, s.consumed <= through else { break }
-                guard let nl = newline(b, from: s.consumed) else {
-                    if s.unparsed > maxLine && !mayGrow(b, from: s.consumed) {
+                guard let nl = newline(b, from: max(s.consumed, s.scannedTo)) else {
+                    s.scannedTo = b.count
+                    if s.unparsed > maxLine && s.pendingRetrieval == nil && !mayGrow(b, from: s.consumed) {
                         ctx.countError()
                         closeAbruptly(s)
                     }
@@ -97,6 +98,13 @@ enum TextProtocol {
                 // line ends at its first NUL.
                 var lineEnd = nl - s.consumed > 1 && b[nl - 1] == 0x0D ? nl - 1 : nl
                 if let zero = firstNUL(b, s.consumed, lineEnd) { lineEnd = zero }
+                if let retrieval = s.pendingRetrieval {  // the rest of a get's keys
+                    s.pendingRetrieval = nil
+                    let keys = Tokens(b, s.consumed, lineEnd, in: s)
+                    s.consumed = nl + 1
+                    retrieveKeys(s, ctx, b, keys, from: 0, retrieval, singleKey: false)
+                    continue
+                }
                 let t = Tokens(b, s.consumed, lineEnd, in: s)
                 let lineStart = s.consumed, replyStart = s.output.count
                 if !execute(s, ctx, b, t, dataStart: nl + 1) { break }  // waits for a value's bytes
@@ -171,6 +179,12 @@ enum TextProtocol {
         return DecimalText.unsigned64(token(b, t, i))
     }
 
+    /// A word as memcached's `safe_strtoul` reads it into 32 bits (flags, levels).
+    static func number32(_ b: UnsafeRawBufferPointer, _ t: Tokens, _ i: Int) -> UInt32? {
+        guard i < t.count else { return nil }
+        return DecimalText.unsigned32(token(b, t, i))
+    }
+
     /// A word as memcached's `safe_strtol` reads it (exptimes, lengths).
     static func signed(_ b: UnsafeRawBufferPointer, _ t: Tokens, _ i: Int) -> Int32? {
         guard i < t.count else { return nil }
@@ -243,7 +257,7 @@ enum TextProtocol {
         case 9 where equals(b, t, 0, "verbosity"):
             guard want(nt == 3 || nt == 4) else { return true }
             let quiet = endsInNoreply(b, t)
-            guard let v = number(b, t, 1).map({ UInt32(truncatingIfNeeded: $0) }) else {
+            guard let v = number32(b, t, 1) else {
                 error(s, ctx, quiet, "CLIENT_ERROR bad command line format\r\n")
                 return true
             }
@@ -252,7 +266,7 @@ enum TextProtocol {
         case 14 where equals(b, t, 0, "cache_memlimit"):
             guard want(nt == 3 || nt == 4) else { return true }
             let quiet = endsInNoreply(b, t)
-            guard let megabytes = number(b, t, 1).map({ UInt32(truncatingIfNeeded: $0) }) else {
+            guard let megabytes = number32(b, t, 1) else {
                 error(s, ctx, quiet, "ERROR\r\n")
                 return true
             }
@@ -298,20 +312,35 @@ enum TextProtocol {
         }
     }
 
+    /// How a get serves its keys (kept while the rest of its line waits).
+    struct Retrieval {
+        let touching: Bool
+        let withCas: Bool
+        let expiry: UInt32
+    }
+
     /// get, gets, gat, gats: every key of the line, in as many rounds of `maxWords` as
-    /// it takes. A key over 250 bytes voids the whole reply: only the error is sent.
+    /// it takes. A key over 250 bytes voids the reply: only the error is sent.
     static func retrieve(_ s: Session, _ ctx: KVSContext, _ b: UnsafeRawBufferPointer, _ t: Tokens, touching: Bool, withCas: Bool) {
-        let store = ctx.store
         var expiry: UInt32 = 0
-        var next = 1
+        var first = 1
         if touching {
             guard let e = signed(b, t, 1) else { error(s, ctx, false, "CLIENT_ERROR invalid exptime argument\r\n"); return }
-            expiry = store.clock.expiry(Int64(e))
-            next = 2
+            expiry = ctx.store.clock.expiry(Int64(e))
+            first = 2
         }
+        retrieveKeys(s, ctx, b, t, from: first, Retrieval(touching: touching, withCas: withCas, expiry: expiry),
+                     singleKey: t.count == first + 1 && t.rest == nil)
+    }
+
+    /// Serves the keys from word `next` of `words` on, then END. Past the session's
+    /// output budget, with keys left, it stops after a value and leaves the rest of the
+    /// line for later (`Session.pendingRetrieval`).
+    static func retrieveKeys(_ s: Session, _ ctx: KVSContext, _ b: UnsafeRawBufferPointer, _ words: Tokens, from next: Int,
+                             _ r: Retrieval, singleKey: Bool) {
+        let store = ctx.store
         let replyStart = s.output.count
-        let singleKey = t.count == next + 1 && t.rest == nil
-        var words = t
+        var words = words, next = next
         while true {
             while next < words.count {
                 let key = token(b, words, next)
@@ -323,13 +352,12 @@ enum TextProtocol {
                 }
                 let h = s.hash(key)
                 store.withPartition(h) { p in
-                    guard let it = touching ? p.touch(key, hash: h, expiry: expiry) : p.get(key, hash: h) else { return }
-                    if touching { p.stats.add(.cmdGet); p.stats.add(.getHits) }
+                    guard let it = r.touching ? p.touch(key, hash: h, expiry: r.expiry) : p.get(key, hash: h) else { return }
                     let start = s.output.count
                     defer {
                         // A hot single-key GET of a non-expiring item: install its reply for
                         // the pipeline (under the partition, so no write can interleave).
-                        if let table = store.replyTable, !touching, !withCas, singleKey, it.expiry == 0, table.isHot(hash: h) {
+                        if let table = store.replyTable, !r.touching, !r.withCas, singleKey, it.expiry == 0, table.isHot(hash: h) {
                             let reply = Array(s.output[start...]) + Array("END\r\n".utf8)
                             reply.withUnsafeBytes { _ = table.install(hash: h, key: key, reply: $0) }
                         }
@@ -340,13 +368,18 @@ enum TextProtocol {
                     s.write(number: it.flags)
                     s.output.append(0x20)
                     s.write(number: it.valueLength)
-                    if withCas {
+                    if r.withCas {
                         s.output.append(0x20)
                         s.write(number: it.cas)
                     }
                     s.write("\r\n")
                     s.write(UnsafeRawBufferPointer(it.value))
                     s.write("\r\n")
+                }
+                if s.output.count >= s.outputBudget, let resume = next < words.count ? words.starts[next] : words.rest {
+                    s.consumed = resume
+                    s.pendingRetrieval = r
+                    return
                 }
             }
             guard let rest = words.rest else { break }
@@ -370,7 +403,7 @@ enum TextProtocol {
             return true
         }
         let quiet = endsInNoreply(b, t)
-        guard length(t, 1) <= maxKeyLength, let flags = number(b, t, 2).map({ UInt32(truncatingIfNeeded: $0) }),
+        guard length(t, 1) <= maxKeyLength, let flags = number32(b, t, 2),
               let exptime = signed(b, t, 3), let length = signed(b, t, 4) else {
             lineOnly()
             error(s, ctx, quiet, "CLIENT_ERROR bad command line format\r\n")
@@ -521,7 +554,7 @@ enum TextProtocol {
         } else if nt == 4 && equals(b, t, 1, "crawl") {
             s.write("OK\r\n")
         } else if nt == 4 && (equals(b, t, 1, "tocrawl") || equals(b, t, 1, "sleep")) {
-            guard let v = number(b, t, 2).map({ UInt32(truncatingIfNeeded: $0) }) else {
+            guard let v = number32(b, t, 2) else {
                 s.write("CLIENT_ERROR bad command line format\r\n")
                 return
             }

@@ -237,6 +237,8 @@ final class Worker: @unchecked Sendable {
         let session: Session
         if let s = sessions[flow] {
             session = s
+        } else if d.payload.count == 0 {
+            return  // a resume notice for a connection already closed
         } else {
             session = Session()
             session.outputBudget = Session.tcpOutputBudget
@@ -250,15 +252,23 @@ final class Worker: @unchecked Sendable {
         // An empty frame: the port sent a paused connection's backlog; held-back
         // requests may run again.
         session.receive(UnsafeRawBufferPointer(d.payload))
+        runAndSend(session, flow: flow, since: t0, steeringCycles)
+    }
+
+    /// Runs the session's requests and sends their replies, again while requests were
+    /// held back for the output budget and their replies leave: it stops when the
+    /// session waits for input, for replies from other workers (nothing could be sent;
+    /// their arrival runs it again), or for the port to take its backlog (the port's
+    /// empty frame runs it again).
+    func runAndSend(_ session: Session, flow: UInt32, since t0: UInt64, _ steeringCycles: UInt64) {
+        let port = server.tcp
         while true {
             let before = session.commands
             if forwarding != nil { runForwarding(session, flow: flow) } else { ProtocolHandler.run(session, context) }
             record(commands: session.commands - before, since: t0, steeringCycles)
-            let heldBack = session.heldBack
+            let heldBack = session.heldBack, pending = session.output.count
             sendTCP(session, flow: flow)
-            // Requests held back for the output budget run on while the port takes
-            // their replies; once it pauses the connection, its empty frame resumes them.
-            guard heldBack, sessions[flow] != nil else { break }
+            guard heldBack, session.output.count < pending, sessions[flow] != nil else { break }
             if !tcpOut.isEmpty { _ = port.transmit(queue: queue, tcpOut) }
             if port.isBackpressured(queue: queue, flow: flow) { break }
         }
@@ -417,8 +427,7 @@ final class Worker: @unchecked Sendable {
         if !forwardDone.isEmpty { forwardPool?.release(forwardDone) }
         for (flow, s) in toSend {
             s.queuedForSend = false
-            if s.unparsed > 0 { runForwarding(s, flow: flow) }  // it may have waited for these replies
-            sendTCP(s, flow: flow)
+            runAndSend(s, flow: flow, since: cflex_rdtsc(), 0)  // it may have waited for these replies
         }
         toSend.removeAll(keepingCapacity: true)
         if !tcpOut.isEmpty { _ = server.tcp.transmit(queue: queue, tcpOut) }

@@ -72,7 +72,7 @@ struct FlexKVSCommand: ParsableCommand {
     @Option(help: "Steering: flow (by 4-tuple), key (to the key's owner; TCP requests forwarded), dma (key + binary UDP SETs placed in the owner's log; needs -U).") var steering: String?
     @Option(help: "TOML file with these settings (Configs/flexkvs.toml).") var config: String?
     @Flag(help: "Do not answer hot keys' UDP GETs from the pipeline's reply table.") var noReplyOffload = false
-    @Flag(name: .customShort("v"), help: "Verbose (-v: errors and warnings; -vv: also client commands and replies; -vvv: also connections opened and closed).") var verbosity: Int
+    @Flag(name: .customShort("v"), help: "Verbose, to stderr in memcached's lines (-v: warnings and commands answered with an error; -vv: also connections opened and closed, every command and its reply's first line; -vvv: also binary requests).") var verbosity: Int
     /// Settings from a --config file; every field optional.
     struct FileSettings: Decodable {
         var listen: String?

@@ -182,6 +182,59 @@ extension Client {
         #expect(all.utf8.count == 24 * (value.utf8.count + 27) + "VERSION \(KVSContext.version)\r\n".utf8.count)
     }
 
+    /// One get of many large values, read late: the reply is built a budget at a time
+    /// (the rest of the key list waits), and every value arrives, in order.
+    @Test(arguments: [KVSServer.Steering.flow, .key])
+    func aGetOfManyLargeValuesArrivesWhole(steering: KVSServer.Steering) throws {
+        let t = try TestServer(steering: steering)
+        let c = try Client(tcp: t.tcpPort)
+        let keys = (0..<12).map { "large\($0)" }
+        for (i, k) in keys.enumerated() {
+            let value = String(repeating: Character(UnicodeScalar(97 + i)!), count: 400_000)
+            c.send("set \(k) 0 0 \(value.utf8.count)\r\n\(value)\r\n")
+            #expect(c.receive(until: "\r\n") == "STORED\r\n")
+        }
+        c.send("get " + (keys + keys).joined(separator: " ") + "\r\nversion\r\n")
+        usleep(300_000)
+        let reply = c.receive(until: "VERSION \(KVSContext.version)\r\n")
+        let expected = (keys + keys).enumerated().map { i, k in
+            "VALUE \(k) 0 400000\r\n" + String(repeating: Character(UnicodeScalar(97 + i % 12)!), count: 400_000) + "\r\n"
+        }.joined() + "END\r\nVERSION \(KVSContext.version)\r\n"
+        #expect(reply.utf8.count == expected.utf8.count)
+        #expect(reply == expected)
+    }
+
+    /// Key steering, a pipeline mixing requests other workers own (forwarded) with large
+    /// local ones past the output budget: every reply comes back in order (a worker
+    /// must not spin on replies it cannot send before the forwarded ones return).
+    @Test func forwardedAndLargeLocalRepliesKeepOrder() throws {
+        let t = try TestServer(threads: 2, steering: .key)
+        let store = t.server.context.store
+        func key(on partition: Int, _ n: Int) -> String {
+            var i = 0
+            while true {
+                let k = "p\(partition)-\(n)-\(i)"
+                if Array(k.utf8).withUnsafeBytes({ store.partitionIndex(for: KVStore.hash($0)) }) == partition { return k }
+                i += 1
+            }
+        }
+        let c = try Client(tcp: t.tcpPort)
+        var pipeline = "", expected = ""
+        for n in 0..<6 {
+            for partition in 0..<2 {
+                let k = key(on: partition, n)
+                let value = String(repeating: "\(partition)", count: n % 2 == 0 ? 10 : 600_000)
+                c.send("set \(k) 0 0 \(value.utf8.count)\r\n\(value)\r\n")
+                #expect(c.receive(until: "\r\n") == "STORED\r\n")
+                pipeline += "get \(k)\r\n"
+                expected += "VALUE \(k) 0 \(value.utf8.count)\r\n\(value)\r\nEND\r\n"
+            }
+        }
+        c.send(pipeline + "version\r\n")
+        let reply = c.receive(until: "VERSION \(KVSContext.version)\r\n")
+        #expect(reply == expected + "VERSION \(KVSContext.version)\r\n")
+    }
+
     /// -c is one server-wide limit: the client past it gets memcached's reply and is
     /// closed, counted in rejected_connections; the others keep being served.
     @Test func connectionLimitIsServerWideWithMemcachedsReply() throws {

@@ -152,6 +152,20 @@ func makeStore(memoryMB: Int = 8, partitions: Int = 2, segment: Int = 64 << 10, 
         #expect(hot.allSatisfy { s.get($0) != nil })
     }
 
+    /// A partition allowed only 2 segments (small -m, many threads) keeps storing: when
+    /// both are active segments (probation's and main's) one is closed and evicted.
+    @Test func aQuotaOfTwoSegmentsKeepsStoring() {
+        let s = makeStore(memoryMB: 1, partitions: 8, segment: 64 << 10)
+        let value = String(repeating: "q", count: 2_000)
+        var failures = 0
+        for i in 0..<3_000 {
+            if case .outOfMemory = s.set("q\(i)", value) { failures += 1 }
+            _ = s.get("q\(i / 2)")  // reads, so eviction promotes items to main
+        }
+        #expect(failures == 0)
+        #expect(s.total(.evictions) > 1_000)
+    }
+
     @Test func compactionMovesLiveItemsAndFreesSegments() {
         let s = makeStore(memoryMB: 4, partitions: 1, segment: 64 << 10)
         let value = String(repeating: "c", count: 500)

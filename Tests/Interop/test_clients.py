@@ -24,8 +24,7 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-HOST = "127.0.0.1"
+from support import HOST, flexkvs_path, free_port, memcached_path
 KINDS = ["memcached", "flexkvs"]
 N_KEYS = 2000
 BIG_SIZE = 500 * 1024
@@ -35,24 +34,6 @@ MEMCACHED_TOOL = "/usr/share/memcached/scripts/memcached-tool"
 # --------------------------------------------------------------------------
 # Server management
 # --------------------------------------------------------------------------
-
-def flexkvs_path():
-    p = os.environ.get("FLEXKVS", ".build/debug/flexkvs")
-    path = Path(p)
-    if not path.is_absolute():
-        path = REPO_ROOT / path
-    return path
-
-
-def memcached_path():
-    return shutil.which(os.environ.get("MEMCACHED", "memcached"))
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
 
 def wait_for_memcache(port, proc, log_path, timeout=15.0):
     """Wait until the server answers `version` on the port."""

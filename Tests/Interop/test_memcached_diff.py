@@ -4,23 +4,21 @@ and to flexkvs, and every reply must match byte for byte (0 differences, and eve
 STAT name memcached prints printed by flexkvs too)."""
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from support import flexkvs_path, memcached_path
+
 HERE = Path(__file__).resolve().parent
-REPO_ROOT = HERE.parents[1]
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_replies_match_memcached(seed, tmp_path):
-    flexkvs = Path(os.environ.get("FLEXKVS", ".build/debug/flexkvs"))
-    if not flexkvs.is_absolute():
-        flexkvs = REPO_ROOT / flexkvs
-    memcached = shutil.which(os.environ.get("MEMCACHED", "memcached"))
+    flexkvs = flexkvs_path()
+    memcached = memcached_path()
     assert flexkvs.exists(), f"flexkvs binary not found at {flexkvs} (swift build first)"
     assert memcached, "memcached is not installed (apt-get install memcached)"
     ops = int(os.environ.get("DIFF_OPS", "30000"))

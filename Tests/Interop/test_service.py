@@ -15,19 +15,7 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-HOST = "127.0.0.1"
-
-
-def flexkvs_path():
-    path = Path(os.environ.get("FLEXKVS", ".build/debug/flexkvs"))
-    return path if path.is_absolute() else REPO_ROOT / path
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
+from support import HOST, flexkvs_path, free_port
 
 
 def ask(port, request, terminator=b"\r\n"):

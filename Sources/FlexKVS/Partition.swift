@@ -90,11 +90,14 @@ public final class Partition: @unchecked Sendable {
     var mayOpen: Bool { segmentsHeld < quota }
 
     /// The live entry for `key`, dropping it if it expired or was flushed.
-    func lookup(_ key: UnsafeRawBufferPointer, _ hash: UInt32) -> (ItemRef, ItemView)? {
+    /// With `storing`, an expired or flushed item found is also counted as reclaimed
+    /// (memcached: a store that reuses an expired item's memory).
+    func lookup(_ key: UnsafeRawBufferPointer, _ hash: UInt32, storing: Bool = false) -> (ItemRef, ItemView)? {
         guard let ref = table.find(hash, { item($0).keyEquals(key) }) else { return nil }
         let it = item(ref)
         if let reason = invalidity(it) {
             stats.add(reason)
+            if storing { stats.add(.reclaimed) }
             unlink(ref, hash: hash)
             return nil
         }
@@ -193,7 +196,7 @@ public final class Partition: @unchecked Sendable {
             if mode == .set { discard(key, hash: hash) }
             return .tooLarge
         }
-        let existing = lookup(key, hash)
+        let existing = lookup(key, hash, storing: true)
         switch mode {
         case .add where existing != nil: return .notStored
         case .replace where existing == nil, .append where existing == nil, .prepend where existing == nil:

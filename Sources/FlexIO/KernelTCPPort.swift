@@ -247,47 +247,69 @@ public final class KernelTCPPort: PacketPort, @unchecked Sendable {
         }
     }
 
+    /// Writes each frame's payload to its connection. Consecutive frames for the same
+    /// connection go out in one `sendmsg` while nothing is pending for it (a large
+    /// reply is many frames: one system call, not one per frame); what the socket does
+    /// not take is kept in order, with the backpressure and overrun rules above.
     public func transmit(queue: Int, _ batch: PacketBatch) -> Int {
         let n = batch.count
         var bytes = 0
         var errors = 0
         queues[queue].table.withLock { table in
             let q = queues[queue]
-            for i in 0..<n {
-                let p = batch[i]
-                guard let parsed = try? ParsedFrame(parsing: p.bytes), parsed.layers.contains(.tcp),
-                      let index = q.slotIndex(flow: p.flow, table: table) else { errors += 1; continue }
-                let payload = UnsafeRawBufferPointer(start: p.data + Int(parsed.payloadOffset), count: Int(parsed.payloadLength))
-                let fin = parsed.tcpFlags & TCPHeader.Flags.fin.rawValue != 0
-                var written = 0
-                if table.slots[index].pending.isEmpty && payload.count > 0 {
-                    let sent = send(table.slots[index].fd, payload.baseAddress, payload.count, Int32(MSG_NOSIGNAL))
+            var i = 0
+            while i < n {
+                let flow = batch[i].flow
+                guard let index = q.slotIndex(flow: flow, table: table) else { errors += 1; i += 1; continue }
+                // The run of frames for this connection, up to the first FIN.
+                var count = 0
+                while i + count < n && count < ConnectionQueue.maxRun && batch[i + count].flow == flow {
+                    let f = batch[i + count]
+                    guard let parsed = try? ParsedFrame(parsing: f.bytes), parsed.layers.contains(.tcp) else { break }
+                    q.iov[count] = iovec(iov_base: f.data + Int(parsed.payloadOffset), iov_len: Int(parsed.payloadLength))
+                    q.fin[count] = parsed.tcpFlags & TCPHeader.Flags.fin.rawValue != 0
+                    count += 1
+                    if q.fin[count - 1] { break }
+                }
+                guard count > 0 else { errors += 1; i += 1; continue }
+                defer { i += count }
+                var credit = 0
+                if table.slots[index].pending.isEmpty {
+                    var message = msghdr()
+                    message.msg_iov = q.iov
+                    message.msg_iovlen = count
+                    let sent = sendmsg(table.slots[index].fd, &message, Int32(MSG_NOSIGNAL))
                     if sent < 0 && errno != EAGAIN && errno != EINTR {
                         close(q, &table, index, reported: false)  // EPIPE, ECONNRESET: the peer is gone
                         continue
                     }
-                    written = max(0, sent)
+                    credit = max(0, sent)
                 }
-                bytes += payload.count
-                if written < payload.count {
-                    if table.slots[index].pending.count + payload.count - written > maxPendingOutput {
-                        overrun.wrappingAdd(1, ordering: .relaxed)  // before the peer can see the close
-                        close(q, &table, index, reported: false)
-                        continue
+                for k in 0..<count {
+                    let payload = UnsafeRawBufferPointer(start: q.iov[k].iov_base, count: q.iov[k].iov_len)
+                    let written = min(credit, payload.count)
+                    credit -= written
+                    bytes += payload.count
+                    if written < payload.count {
+                        if table.slots[index].pending.count + payload.count - written > maxPendingOutput {
+                            overrun.wrappingAdd(1, ordering: .relaxed)  // before the peer can see the close
+                            close(q, &table, index, reported: false)
+                            break
+                        }
+                        let wasEmpty = table.slots[index].pending.isEmpty
+                        table.slots[index].pending.append(contentsOf: payload[written...])
+                        let pause = !table.slots[index].paused && table.slots[index].pending.count > pauseThreshold
+                        if pause { table.slots[index].paused = true }
+                        if wasEmpty || pause {
+                            let reading = table.slots[index].paused ? 0 : CFLEX_EPOLLIN
+                            _ = cflex_epoll_ctl(q.epoll, Int32(CFLEX_EPOLL_MOD), table.slots[index].fd,
+                                                UInt32(reading | CFLEX_EPOLLOUT | CFLEX_EPOLLRDHUP), UInt64(index))
+                        }
                     }
-                    let wasEmpty = table.slots[index].pending.isEmpty
-                    table.slots[index].pending.append(contentsOf: payload[written...])
-                    let pause = !table.slots[index].paused && table.slots[index].pending.count > pauseThreshold
-                    if pause { table.slots[index].paused = true }
-                    if wasEmpty || pause {
-                        let reading = table.slots[index].paused ? 0 : CFLEX_EPOLLIN
-                        _ = cflex_epoll_ctl(q.epoll, Int32(CFLEX_EPOLL_MOD), table.slots[index].fd,
-                                            UInt32(reading | CFLEX_EPOLLOUT | CFLEX_EPOLLRDHUP), UInt64(index))
+                    if q.fin[k] {
+                        table.slots[index].closing = true
+                        if table.slots[index].pending.isEmpty { close(q, &table, index, reported: false) }
                     }
-                }
-                if fin {
-                    table.slots[index].closing = true
-                    if table.slots[index].pending.isEmpty { close(q, &table, index, reported: false) }
                 }
             }
         }
@@ -361,6 +383,10 @@ final class ConnectionQueue: @unchecked Sendable {
     let table: Mutex<ConnectionTable>
     let tokens = UnsafeMutablePointer<UInt64>.allocate(capacity: 64)
     let masks = UnsafeMutablePointer<UInt32>.allocate(capacity: 64)
+    /// A transmit run's payloads and FIN flags (used under the table's lock).
+    static let maxRun = 64
+    let iov = UnsafeMutablePointer<iovec>.allocate(capacity: maxRun)
+    let fin = UnsafeMutablePointer<Bool>.allocate(capacity: maxRun)
 
     /// Whether `listener` is this queue's to close (a Unix socket is shared by all).
     let ownsListener: Bool
@@ -382,6 +408,8 @@ final class ConnectionQueue: @unchecked Sendable {
     deinit {
         tokens.deallocate()
         masks.deallocate()
+        iov.deallocate()
+        fin.deallocate()
     }
 
     /// The flow id of slot `index`: queue (4 bits), generation (12), slot (16).

@@ -43,7 +43,7 @@ public final class KernelTCPPort: PacketPort, @unchecked Sendable {
     let queues: [ConnectionQueue]
     let pool: BufferPool
     let counters = PortCounters()
-    /// Connections refused because a queue's table was full, or closed for not reading.
+    /// Connections refused for being over `maxConnections`, and closed for unread output.
     let refused = Atomic<UInt64>(0)
     let overrun = Atomic<UInt64>(0)
     /// Open connections over all queues, and connections accepted so far.
@@ -226,7 +226,6 @@ public final class KernelTCPPort: PacketPort, @unchecked Sendable {
             table.slots[index].pending = []
             table.slots[index].paused = false
             table.slots[index].closing = false
-            table.open += 1
             _ = cflex_epoll_ctl(q.epoll, Int32(CFLEX_EPOLL_ADD), fd, UInt32(CFLEX_EPOLLIN | CFLEX_EPOLLRDHUP), UInt64(index))
         }
     }
@@ -364,7 +363,6 @@ struct Connection {
 
 struct ConnectionTable: ~Copyable {
     var slots: [Connection]
-    var open = 0
     /// Frames still to be delivered about connections: closed by the port, not by their
     /// peer (FIN), or writable again after a pause (empty).
     var notices: [(flow: UInt32, peer: (IPv4Address, UInt16), closed: Bool)] = []
@@ -432,7 +430,6 @@ final class ConnectionQueue: @unchecked Sendable {
         table.slots[index].fd = -1
         table.slots[index].pending = []
         table.slots[index].generation &+= 1
-        table.open -= 1
     }
 
     func closeAll() {

@@ -19,10 +19,6 @@ struct ItemLog {
 
     var segmentsHeld: Int { full.count + placing + (active >= 0 ? 1 : 0) }
 
-    @inline(__always) func pointer(_ ref: ItemRef) -> UnsafeMutableRawPointer {
-        pool.base(of: Int(ref >> 32) - 1) + Int(ref & 0xFFFF_FFFF)
-    }
-
     @inline(__always) static func segment(of ref: ItemRef) -> Int { Int(ref >> 32) - 1 }
 
     /// Room for a `size`-byte record, or nil when a segment is needed and `mayOpen` is

@@ -187,7 +187,7 @@ public final class KVSServer: @unchecked Sendable {
                 throw ConfigurationError("--steering dma places binary UDP SETs: enable UDP (-U PORT)")
             }
             let placing = Self.placingSegments(threads: c.threads) * c.threads
-            let quota = store.pool.segmentLimit / c.threads
+            let quota = Partition.quota(of: store)
             guard quota >= placing + 2 else {
                 let need = (placing + 2) * c.threads * store.pool.segmentSize
                 throw ConfigurationError("-m \(c.store.memoryLimit >> 20) is too small for --steering dma with \(c.threads) thread(s): "

@@ -53,13 +53,13 @@ public final class Partition: @unchecked Sendable {
     init(index: Int, store: KVStore, buckets: Int) {
         self.index = index
         self.store = store
-        let share = max(2, store.pool.segmentLimit / max(1, store.configuration.partitions))
+        let share = Self.quota(of: store)
         probation = ItemLog(pool: store.pool, expectedSegments: share)
         main = ItemLog(pool: store.pool, expectedSegments: share)
         ghosts = GhostTable(capacity: share * store.pool.segmentSize / 512)
         table = HashTable(buckets: buckets)
         let pool = store.pool
-        table.hashOf = { ref in ItemView(pool.base(of: ItemLog.segment(of: ref)) + Int(ref & 0xFFFF_FFFF)).hash }
+        table.hashOf = { ref in ItemView(pool.pointer(to: ref)).hash }
     }
 
     // MARK: Locking (flow steering)
@@ -79,13 +79,14 @@ public final class Partition: @unchecked Sendable {
 
     @inline(__always) func item(_ ref: ItemRef) -> ItemView { ItemView(pointer(ref)) }
 
-    @inline(__always) func pointer(_ ref: ItemRef) -> UnsafeMutableRawPointer {
-        store.pool.base(of: ItemLog.segment(of: ref)) + Int(ref & 0xFFFF_FFFF)
-    }
+    @inline(__always) func pointer(_ ref: ItemRef) -> UnsafeMutableRawPointer { store.pool.pointer(to: ref) }
 
-    /// Segments this partition may hold, probation and main together (the pool's limit
-    /// can change at run time: `cache_memlimit`).
-    var quota: Int { max(2, store.pool.segmentLimit / max(1, store.configuration.partitions)) }
+    /// Segments a partition may hold, probation and main together: an equal share of
+    /// the pool's limit (which can change at run time: `cache_memlimit`), at least 2.
+    static func quota(of store: KVStore) -> Int {
+        max(2, store.pool.segmentLimit / max(1, store.configuration.partitions))
+    }
+    var quota: Int { Self.quota(of: store) }
     /// Whether another segment may be opened.
     var mayOpen: Bool { segmentsHeld < quota }
 
@@ -227,12 +228,10 @@ public final class Partition: @unchecked Sendable {
             old = Array(UnsafeRawBufferPointer(it.value))
         }
         let total = old.count + value.count
-        guard store.fits(keyLength: key.count, flags: itemFlags, valueLength: total) else {
-            // memcached: an append that would pass -I is not stored; a SET too large to
-            // store leaves no stale value behind.
-            if mode == .append || mode == .prepend { return .notStored }
-            if mode == .set { discard(key, hash: hash) }
-            return .tooLarge
+        // memcached: an append that would pass -I is not stored (other modes store the
+        // new bytes alone, checked above).
+        if (mode == .append || mode == .prepend) && !store.fits(keyLength: key.count, flags: itemFlags, valueLength: total) {
+            return .notStored
         }
         guard let (ref, it) = allocate(key: key, hash: hash, valueLength: total, flags: itemFlags, expiry: itemExpiry) else {
             if mode == .set { discard(key, hash: hash) }
@@ -291,15 +290,18 @@ public final class Partition: @unchecked Sendable {
         guard size <= store.pool.segmentSize else { return nil }
         // A key evicted from probation not long ago comes back to main.
         let toMain = ghosts.remove(hash)
-        var ref = toMain ? main.allocate(size, mayOpen: mayOpen) : probation.allocate(size, mayOpen: mayOpen)
-        while ref == nil {
+        var ref: ItemRef
+        while true {
+            if let r = toMain ? main.allocate(size, mayOpen: mayOpen) : probation.allocate(size, mayOpen: mayOpen) {
+                ref = r
+                break
+            }
             guard store.configuration.evictionsEnabled, evictOne() else { return nil }
-            ref = toMain ? main.allocate(size, mayOpen: mayOpen) : probation.allocate(size, mayOpen: mayOpen)
         }
-        let it = item(ref!)
+        let it = item(ref)
         it.initialize(key: key, hash: hash, valueLength: valueLength, flags: flags, expiry: expiry,
                       cas: nextCAS(), storedAt: store.clock.nanos)
-        return (ref!, it)
+        return (ref, it)
     }
 
     /// A CAS unique no other item of any partition has had.

@@ -41,6 +41,11 @@ public final class SegmentPool: @unchecked Sendable {
 
     @inline(__always) public func base(of segment: Int) -> UnsafeMutableRawPointer { memory + segment &* segmentSize }
 
+    /// Where the record `ref` names lies (its segment's base plus its offset).
+    @inline(__always) func pointer(to ref: ItemRef) -> UnsafeMutableRawPointer {
+        base(of: ItemLog.segment(of: ref)) + Int(ref & 0xFFFF_FFFF)
+    }
+
     /// The segment `pointer` lies in (it must lie in the pool).
     @inline(__always) public func segment(containing pointer: UnsafeRawPointer) -> Int {
         (pointer - UnsafeRawPointer(memory)) / segmentSize

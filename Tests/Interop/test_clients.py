@@ -455,6 +455,19 @@ def test_pymemcache_get_many_large_reply(server):
     c.close()
 
 
+def keys_per_server(kv, servers):
+    """How many of `kv`'s keys each server holds (single-key gets straight to each);
+    every key is on exactly one, and each server has more than a tenth of them."""
+    counts = []
+    for s in servers:
+        c = base_client(s.addr)
+        counts.append(sum(1 for k in kv if c.get(k) is not None))
+        c.close()
+    assert sum(counts) == len(kv), f"keys per server {counts}, expected total {len(kv)}"
+    assert all(n > len(kv) // 10 for n in counts), f"keys not spread over the servers: {counts}"
+    return counts
+
+
 def test_pymemcache_hashclient_three_servers(three_servers):
     pymemcache_mod()
     from pymemcache.client.hash import HashClient
@@ -463,15 +476,7 @@ def test_pymemcache_hashclient_three_servers(three_servers):
     kv = keys_values("hc")
     for k, v in kv.items():
         assert hc.set(k, v) is True, f"set {k}"
-    # Where did they land?  Single-key gets straight to each server.
-    per_server = []
-    for s in three_servers:
-        c = base_client(s.addr)
-        per_server.append({k for k in kv if c.get(k) is not None})
-        c.close()
-    counts = [len(x) for x in per_server]
-    assert sum(counts) == len(kv), f"keys per server {counts}, expected total {len(kv)}"
-    assert all(n > len(kv) // 10 for n in counts), f"values not spread: {counts}"
+    counts = keys_per_server(kv, three_servers)
     for k, v in kv.items():
         assert hc.get(k) == v, f"HashClient get {k}"
     got = multiget(hc.get_many, kv, "HashClient.get_many",
@@ -655,13 +660,7 @@ def test_pylibmc_ketama_three_servers(three_servers, binary):
     kv = keys_values("plk")
     for k, v in kv.items():
         assert mc.set(k, v) is True, f"set {k}"
-    per_server = []
-    for s in three_servers:
-        c = base_client(s.addr)
-        per_server.append(sum(1 for k in kv if c.get(k) is not None))
-        c.close()
-    assert sum(per_server) == len(kv), f"keys per server {per_server}"
-    assert all(n > len(kv) // 10 for n in per_server), f"ketama did not spread: {per_server}"
+    per_server = keys_per_server(kv, three_servers)
     for k, v in kv.items():
         assert mc.get(k) == v
     got = multiget(mc.get_multi, kv, "pylibmc ketama get_multi",

@@ -72,7 +72,10 @@ public struct ItemView {
         get { base.load(fromByteOffset: 24, as: UInt64.self) }
         nonmutating set { base.storeBytes(of: newValue, toByteOffset: 24, as: UInt64.self) }
     }
-    @inlinable public var storedAt: UInt64 { base.load(fromByteOffset: 32, as: UInt64.self) }
+    @inlinable public var storedAt: UInt64 {
+        get { base.load(fromByteOffset: 32, as: UInt64.self) }
+        nonmutating set { base.storeBytes(of: newValue, toByteOffset: 32, as: UInt64.self) }
+    }
 
     @inlinable public var key: UnsafeRawBufferPointer {
         UnsafeRawBufferPointer(start: base + Self.headerSize, count: keyLength)

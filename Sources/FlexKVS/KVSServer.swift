@@ -11,16 +11,19 @@ import Synchronization
 /// - flow steering: the kernel spreads flows over workers by their 4-tuple; a worker
 ///   serves everything it received, touching any partition.
 /// - key steering: over UDP the pipeline parses each request, hashes its key once, and
-///   steers it over an SPSC ring to the worker that owns the key's partition, handing
-///   over the hash; that worker serves it and replies. A TCP connection stays with the
-///   worker that accepted it; requests whose key another worker owns are forwarded to
-///   it over rings (`TCPForwarding`) and their replies keep the connection's order.
+///   steers it over an SPSC ring to the worker its shard's redirection-table entry
+///   names (`KVStore.shards`), handing over the hash; that worker serves it and replies.
+///   A TCP connection stays with the worker that accepted it; requests whose shard
+///   another worker owns are forwarded to it over rings (`TCPForwarding`) and their
+///   replies keep the connection's order. A rebalancer moves shards from a worker that
+///   carries clearly more than its share to the idlest (`ShardBalancer`).
 /// - dma steering: key steering, and each partition registers log segments with every
 ///   worker's pipeline; the pipeline appends binary UDP SETs into the owner's segment
 ///   laid out as items, and the owner writes the item header and links it.
 ///
-/// Partitions keep their locks in both modes: a multi-key get or a slow-path request
-/// may still reach a foreign partition. Under key steering they are uncontended.
+/// Partitions keep their locks in every mode: a multi-key get, a slow-path request or
+/// one racing a shard move may still reach a foreign partition. Under key steering they
+/// are uncontended.
 public final class KVSServer: @unchecked Sendable {
     public enum Steering: String, Sendable, CaseIterable {
         case flow, key
@@ -70,7 +73,16 @@ public final class KVSServer: @unchecked Sendable {
         public var verbosity = 0
         /// memcached's -B: which protocols connections may speak.
         public var binding = KVSContext.Binding.auto
+        /// Online rebalancing under key and dma steering with more than one thread
+        /// (interval 0: off; it is off with -M, where moving items could fail).
+        public var rebalancing = ShardBalancer.Policy()
         public init() {}
+    }
+
+    /// Whether the server moves shards between workers as their load changes.
+    public var rebalances: Bool {
+        configuration.steering != .flow && configuration.threads > 1 && configuration.rebalancing.interval > 0
+            && configuration.store.evictionsEnabled
     }
 
     /// Log segments each partition registers with each worker's pipeline under dma
@@ -97,15 +109,18 @@ public final class KVSServer: @unchecked Sendable {
     var workers: [Worker] = []
     let running = Atomic<Bool>(false)
     let finished = DispatchSemaphore(value: 0)
+    /// The rebalancer's state, read by `stats steering` (guarded by `balancerLock`).
+    var balancer: ShardBalancer
+    let balancerLock = NSLock()
 
     public init(_ c: Configuration) throws {
         configuration = c
+        balancer = ShardBalancer(shards: RedirectionTable.defaultEntries, workers: c.threads, policy: c.rebalancing)
         var storeConfig = c.store
-        // One partition per worker: the redirection table's default spread (hash & 127
-        // round-robin over queues) then names the owning worker of every key.
+        // One partition per worker; the store's redirection table (its shards) is the
+        // one every key-steering pipeline redirects by.
         storeConfig.partitions = c.threads
         let store = KVStore(storeConfig)
-        store.locksPartitions = true
         if c.replyOffload && c.udpPort != nil { store.replyTable = ReplyTable(slots: 4096) }
         context = KVSContext(store: store, threads: c.threads)
         // Backlog: a session's budget, one reply over it, and what the pipeline had in
@@ -241,17 +256,67 @@ public final class KVSServer: @unchecked Sendable {
             t.name = "flexkvs-worker-\(w.queue)"
             t.start()
         }
+        if rebalances {
+            let t = Thread { [self] in
+                rebalance()
+                finished.signal()
+            }
+            t.name = "flexkvs-rebalancer"
+            t.start()
+        }
     }
 
-    /// Stops the workers and waits for them.
+    /// Stops the workers (and the rebalancer) and waits for them.
     public func stop() {
         guard running.exchange(false, ordering: .acquiringAndReleasing) else { return }
-        for _ in workers { finished.wait() }
+        for _ in 0..<(workers.count + (rebalances ? 1 : 0)) { finished.wait() }
         dpdk?.stop()
     }
 
+    /// The rebalancer's thread: every interval, one `ShardBalancer` round over the
+    /// shards' request counts, and the moves it plans.
+    func rebalance() {
+        let store = context.store
+        let step = 0.05
+        var waited = 0.0
+        while running.load(ordering: .relaxed) {
+            Thread.sleep(forTimeInterval: step)
+            waited += step
+            guard waited >= configuration.rebalancing.interval else { continue }
+            waited = 0
+            let counts = (0..<store.shards.count).map { store.requests(ofShard: $0) }
+            let owners = store.shards.snapshot
+            balancerLock.lock()
+            let moves = balancer.plan(counts: counts, owners: owners)
+            balancerLock.unlock()
+            for m in moves {
+                store.moveShard(m.shard, to: m.to)
+                if context.logs(2) { context.logger.info("shard \(m.shard) moved to worker \(m.to)") }
+            }
+        }
+    }
+
     func steeringStats() -> [(String, String)] {
+        let store = context.store
         var out: [(String, String)] = [("mode", configuration.steering.rawValue), ("workers", String(workers.count))]
+        balancerLock.lock()
+        let b = balancer
+        balancerLock.unlock()
+        out += [("rebalancing", rebalances ? "on" : "off"), ("rebalance_rounds", String(b.round)),
+                ("load_imbalance", String(format: "%.2f", b.imbalance)), ("rebalance_paused_rounds", String(b.pausedRounds)),
+                ("shard_moves", String(store.shardMoves.load(ordering: .relaxed))),
+                ("shard_items_moved", String(store.itemsMoved.load(ordering: .relaxed)))]
+        var shardsPerWorker = [Int](repeating: 0, count: workers.count)
+        var requestsPerWorker = [UInt64](repeating: 0, count: workers.count)
+        var shardLines: [(String, String)] = []
+        for s in 0..<store.shards.count {
+            let owner = store.shards[s], n = store.requests(ofShard: s)
+            if owner < workers.count {
+                shardsPerWorker[owner] += 1
+                requestsPerWorker[owner] += n
+            }
+            if n > 0 { shardLines += [("shard:\(s):worker", String(owner)), ("shard:\(s):requests", String(n))] }
+        }
         if let t = context.store.replyTable {
             out += [("reply_table_served", String(t.served.load(ordering: .relaxed))),
                     ("reply_table_installs", String(t.installs.load(ordering: .relaxed))),
@@ -260,7 +325,8 @@ public final class KVSServer: @unchecked Sendable {
         for w in workers {
             let c = w.pipelineCounters
             let p = "worker:\(w.queue):"
-            out += [(p + "packets", String(c.packets)), (p + "steered", String(c.queueSteered.dropLast().reduce(0, +))),
+            out += [(p + "shards", String(shardsPerWorker[w.queue])), (p + "shard_requests", String(requestsPerWorker[w.queue])),
+                    (p + "packets", String(c.packets)), (p + "steered", String(c.queueSteered.dropLast().reduce(0, +))),
                     (p + "steered_to_others", String(c.queueSteered.dropLast().enumerated().filter { $0.offset != w.queue }.reduce(0) { $0 + $1.element })),
                     (p + "slow_path", String(c.slowPathTotal)), (p + "dropped_full", String(c.queueDroppedFull.reduce(0, +))),
                     (p + "requests", String(w.requests.load(ordering: .relaxed))),
@@ -279,6 +345,6 @@ public final class KVSServer: @unchecked Sendable {
             }
             for (i, m) in c.stageMatched.enumerated() { out.append((p + "stage:\(i):matched", String(m))) }
         }
-        return out
+        return out + shardLines
     }
 }

@@ -1,10 +1,17 @@
 import FlexNIC
 import Synchronization
 
-/// The key-value store: partitions over a shared segment pool. A key's partition is a
-/// fixed function of its hash, `(hash & 127) % partitions`, the same mapping the
-/// steering layer's default redirection table gives, so key steering sends a request
-/// straight to the core that owns its partition.
+/// The key-value store: partitions over a shared segment pool, one per worker.
+///
+/// Keys are grouped in shards: a key's shard is its entry in the redirection table
+/// (`shards`), the table every key-steering pipeline redirects by, so the worker a
+/// shard's entry names is the one its requests are steered to. Each shard's items live
+/// in one partition, its home, which follows the table: `moveShard` re-points the
+/// entry (new requests go to the new worker at once), then moves the shard's items
+/// between the two partitions holding both locks and changes the home. A request
+/// locks the home it read and checks it is still the home, so one that races a move
+/// waits for it and then runs on the new home: every request is served once, by the
+/// partition that holds the shard's current items.
 public final class KVStore: @unchecked Sendable {
     public struct Configuration: Sendable {
         /// Item memory (memcached's -m), bytes.
@@ -28,6 +35,16 @@ public final class KVStore: @unchecked Sendable {
     public let pool: SegmentPool
     public let clock = ServerClock()
     public private(set) var partitions: [Partition] = []
+    /// Key steering's redirection table: shard (entry) -> the worker its requests go to.
+    public let shards: RedirectionTable
+    /// Shard -> the partition holding its items (equal to `shards` but during a move).
+    let homes: UnsafeMutablePointer<Atomic<Int>>
+    /// Keyed requests per shard, counted under the home partition's lock (the
+    /// rebalancer reads them to find hot workers).
+    let shardRequests: UnsafeMutablePointer<Atomic<UInt64>>
+    /// Shards moved, and items moved with them.
+    public let shardMoves = Atomic<UInt64>(0)
+    public let itemsMoved = Atomic<UInt64>(0)
     public let maxItemSize: Int
     /// Server nanoseconds at which items stored earlier become invalid (flush_all).
     let flushDeadline = Atomic<UInt64>(0)
@@ -39,9 +56,24 @@ public final class KVStore: @unchecked Sendable {
         while segment < c.maxItemSize + ItemView.headerSize + 256 { segment <<= 1 }
         // Address space for cache_memlimit to grow into: up to 16x -m (at most 16 GiB).
         pool = SegmentPool(memoryLimit: c.memoryLimit, segmentSize: segment, reserve: min(16 << 30, 16 * c.memoryLimit))
-        partitions = (0..<max(1, c.partitions)).map {
+        let count = max(1, c.partitions)
+        shards = RedirectionTable(queues: count)
+        homes = .allocate(capacity: shards.count)
+        shardRequests = .allocate(capacity: shards.count)
+        for s in 0..<shards.count {
+            (homes + s).initialize(to: Atomic(shards[s]))
+            (shardRequests + s).initialize(to: Atomic(0))
+        }
+        partitions = (0..<count).map {
             Partition(index: $0, store: self, buckets: c.initialBuckets)
         }
+    }
+
+    deinit {
+        homes.deinitialize(count: shards.count)
+        homes.deallocate()
+        shardRequests.deinitialize(count: shards.count)
+        shardRequests.deallocate()
     }
 
     /// Whether an item fits the -I limit as memcached counts it: its 48-byte item header,
@@ -58,23 +90,56 @@ public final class KVStore: @unchecked Sendable {
         KeyHash.hash(key.baseAddress!, count: key.count)
     }
 
-    @inline(__always) public func partitionIndex(for hash: UInt32) -> Int { Int(hash & 127) % partitions.count }
+    /// The index of the partition holding `hash`'s shard now.
+    @inline(__always) public func partitionIndex(for hash: UInt32) -> Int { home(ofShard: shards.entry(for: hash)) }
     @inline(__always) public func partition(for hash: UInt32) -> Partition { partitions[partitionIndex(for: hash)] }
+    @inline(__always) func home(ofShard s: Int) -> Int { homes[s].load(ordering: .acquiring) }
+    /// Keyed requests served for shard `s` so far.
+    public func requests(ofShard s: Int) -> UInt64 { shardRequests[s].load(ordering: .relaxed) }
 
     /// Hot keys' GET replies, answered by the steering pipeline (reply offload); every
     /// change to a key invalidates its entry before the change is acknowledged.
     public var replyTable: ReplyTable?
 
-    /// Whether partitions are locked around each request: needed when any core may
-    /// reach any partition (flow steering), not when each partition has one owner.
-    public var locksPartitions = true
-
-    /// Runs `body` on the partition owning `hash`, under its lock if partitions are
-    /// shared between cores.
+    /// Runs `body` on the partition holding `hash`'s shard, under its lock (any worker
+    /// may reach any partition: flow steering, and requests racing a shard move), and
+    /// counts the request against the shard.
     @inline(__always)
     public func withPartition<T>(_ hash: UInt32, _ body: (Partition) throws -> T) rethrows -> T {
-        let p = partition(for: hash)
-        return locksPartitions ? try p.withLock(body) : try body(p)
+        let shard = shards.entry(for: hash)
+        while true {
+            let home = home(ofShard: shard)
+            let result: T? = try partitions[home].withLock { p in
+                // Moved while we waited for the lock: the items are at the new home.
+                guard homes[shard].load(ordering: .relaxed) == home else { return nil }
+                shardRequests[shard].store(shardRequests[shard].load(ordering: .relaxed) &+ 1, ordering: .relaxed)
+                return try body(p)
+            }
+            if let result { return result }
+        }
+    }
+
+    /// Moves shard `s` to `worker`: its requests are steered there from now on, and its
+    /// items move to that worker's partition (both partitions locked meanwhile). Items
+    /// the new home has no room for are dropped as evictions (a move needs evictions on:
+    /// with -M nothing moves). False if nothing had to move or it may not.
+    @discardableResult
+    public func moveShard(_ s: Int, to worker: Int) -> Bool {
+        precondition(partitions.indices.contains(worker), "no worker \(worker)")
+        let from = home(ofShard: s)
+        guard from != worker, configuration.evictionsEnabled else { return false }
+        shards[s] = worker
+        let (first, second) = from < worker ? (partitions[from], partitions[worker]) : (partitions[worker], partitions[from])
+        let moved = first.withLock { _ in
+            second.withLock { _ in
+                let n = partitions[from].moveItems(ofShard: s, mask: UInt32(shards.count - 1), to: partitions[worker])
+                homes[s].store(worker, ordering: .releasing)
+                return n
+            }
+        }
+        shardMoves.wrappingAdd(1, ordering: .relaxed)
+        itemsMoved.wrappingAdd(UInt64(moved), ordering: .relaxed)
+        return true
     }
 
     /// flush_all: items stored before the deadline stop being served then. `exptime` is

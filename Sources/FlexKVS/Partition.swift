@@ -454,6 +454,37 @@ public final class Partition: @unchecked Sendable {
     /// Takes back a placing segment the pipeline filled to `used` bytes.
     public func adoptPlaced(_ segment: Int, used: Int) { probation.adoptPlaced(segment, used: used) }
 
+    // MARK: Shard moves
+
+    /// Moves every item of shard `shard` (hash & `mask`) to `destination`, keeping its
+    /// value, flags, expiry, CAS, time stored and marks; items no longer servable are
+    /// dropped. An item the destination cannot make room for is dropped and counted as
+    /// an eviction there. Returns how many moved. The caller holds both locks.
+    func moveItems(ofShard shard: Int, mask: UInt32, to destination: Partition) -> Int {
+        var refs: [ItemRef] = []
+        table.forEach { ref in if Int(item(ref).hash & mask) == shard { refs.append(ref) } }
+        var moved = 0
+        for ref in refs {
+            let it = item(ref)
+            let hash = it.hash
+            defer { unlink(ref, hash: hash) }
+            guard invalidity(it) == nil else { continue }
+            guard let (newRef, copy) = destination.allocate(key: it.key, hash: hash, valueLength: it.valueLength,
+                                                           flags: it.flags, expiry: it.expiry) else {
+                destination.stats.add(.evictions)
+                continue
+            }
+            copy.value.baseAddress!.copyMemory(from: it.value.baseAddress!, byteCount: it.valueLength)
+            copy.cas = it.cas
+            copy.storedAt = it.storedAt
+            copy.marks = it.marks
+            destination.link(newRef, copy, key: it.key, hash: hash)
+            destination.stats.add(.totalItems, -1)  // the same item, not a new one
+            moved += 1
+        }
+        return moved
+    }
+
     /// Calls `body` with every item that may still be served (stats and dumps; the
     /// caller holds the lock).
     func forEachItem(_ body: (ItemView) -> Void) {

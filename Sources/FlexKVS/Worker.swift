@@ -93,8 +93,9 @@ final class Worker: @unchecked Sendable {
                                : KVSPrograms.flow(protocolNumber: 17, port: port, queues: queues, own: queue)
             // On an Ethernet link other hosts' traffic reaches the port too.
             if server.dpdk != nil { program = KVSPrograms.addressed(to: server.configuration.address, program) }
-            return SteeringEmulator(port: udp, pipeline: try SteeringPipeline(program: program, logs: logs, replyTable: table),
-                                    rxQueue: queue, txQueue: queue)
+            // Key steering redirects by the store's shard table, shared by every worker.
+            let pipeline = try SteeringPipeline(program: program, redirection: server.context.store.shards, logs: logs, replyTable: table)
+            return SteeringEmulator(port: udp, pipeline: pipeline, rxQueue: queue, txQueue: queue)
         }
     }
 
@@ -339,7 +340,7 @@ final class Worker: @unchecked Sendable {
                 if s.unparsed == unparsed && s.swallow == swallow { return }  // waits for more input
             case let .keyed(length, keyStart, keyLength):
                 let hash = s.input.withUnsafeBytes { KVStore.hash(UnsafeRawBufferPointer(rebasing: $0[keyStart..<(keyStart + keyLength)])) }
-                let owner = store.partitionIndex(for: hash)
+                let owner = store.shards.queue(for: hash)
                 if owner != queue {
                     if forward(s, flow: flow, length: length, hash: hash, to: owner) {
                         s.consumed += length
@@ -511,13 +512,14 @@ final class Worker: @unchecked Sendable {
 
 
     /// Stores a binary SET the pipeline placed in our segments, writing its reply (none
-    /// for SETQ) to `s`. False if the record was not ours to store as it lies; the
-    /// caller then serves the frame the ordinary way.
+    /// for SETQ) to `s`. False if the record was not ours to store as it lies (its
+    /// shard's items live in another partition, e.g. while the shard moves); the caller
+    /// then serves the frame the ordinary way.
     func storePlaced(_ d: Descriptor, into s: Session) -> Bool {
         // All our placing logs belong to our partition, the one the hash must name.
-        guard let record = d.record, let partition = placements.first?.partition,
-              context.store.partition(for: d.hash) === partition else { return false }
-        let stored: PlacementLog.StoredSet? = partition.withLock { _ in
+        guard let record = d.record, let partition = placements.first?.partition else { return false }
+        let stored: PlacementLog.StoredSet? = context.store.withPartition(d.hash) { home in
+            guard home === partition else { return nil }
             for log in placements {
                 if let placed = log.accept(record) { return log.storeSet(placed, hash: d.hash) }
             }

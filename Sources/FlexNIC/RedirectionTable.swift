@@ -28,6 +28,10 @@ public final class RedirectionTable: @unchecked Sendable {
         entries.deallocate()
     }
 
+    /// The entry `hash` selects: with key steering, the key's shard.
+    @inlinable @inline(__always)
+    public func entry(for hash: UInt32) -> Int { Int(hash & mask) }
+
     /// The queue for `hash`.
     @inlinable @inline(__always)
     public func queue(for hash: UInt32) -> Int {
@@ -45,6 +49,7 @@ public final class RedirectionTable: @unchecked Sendable {
         for (i, q) in queues.enumerated() { self[i] = q }
     }
 
-    /// The current entries.
+    /// The current entries (each read on its own: a table re-programmed meanwhile may
+    /// show a mix of old and new entries).
     public var snapshot: [Int] { (0..<count).map { self[$0] } }
 }

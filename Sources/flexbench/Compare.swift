@@ -89,7 +89,7 @@ struct Compare: ParsableCommand {
                               + "p99 \(r.latency.valueAtPercentile(99)) p99.9 \(r.latency.valueAtPercentile(99.9))")
                     }
                 }
-                if let steering = try? statsSteering(port: flexkvsPort) {
+                if let steering = try? Self.statsSteering(port: flexkvsPort) {
                     let cycles = steering.filter { $0.contains("cycles_per") }
                     print("  flexkvs server cycles/request (\(mode)): " + cycles.joined(separator: ", "))
                 }
@@ -98,7 +98,7 @@ struct Compare: ParsableCommand {
     }
 
     /// `stats steering` lines from flexkvs.
-    func statsSteering(port: UInt16) throws -> [String] {
+    static func statsSteering(port: UInt16) throws -> [String] {
         let fd = try KVSLoad.connect((.loopback, port), udp: false, blocking: true)
         defer { close(fd) }
         try KVSLoad.sendAll(fd, Array("stats steering\r\n".utf8))

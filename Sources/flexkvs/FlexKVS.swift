@@ -70,6 +70,7 @@ struct FlexKVSCommand: ParsableCommand {
         """)) var eal: String?
     @Option(help: "The ethdev to serve on with --io dpdk: a --vdev name or a port id (default 0).") var dpdkDevice: String?
     @Option(help: "Steering: flow (by 4-tuple), key (to the key's owner; TCP requests forwarded), dma (key + binary UDP SETs placed in the owner's log; needs -U).") var steering: String?
+    @Option(help: "With key or dma steering and -t 2 or more: seconds between rebalancing rounds, which move shards from a worker carrying clearly more than its share of requests to the idlest (0: never move; default 1). Moves show in `stats steering`.") var rebalanceInterval: Double?
     @Option(help: "TOML file with these settings (Configs/flexkvs.toml).") var config: String?
     @Flag(help: "Do not answer hot keys' UDP GETs from the pipeline's reply table.") var noReplyOffload = false
     @Flag(name: .customShort("v"), help: "Verbose, to stderr in memcached's lines (-v: warnings and commands answered with an error; -vv: also connections opened and closed, every command and its reply's first line; -vvv: also binary requests).") var verbosity: Int
@@ -87,6 +88,7 @@ struct FlexKVSCommand: ParsableCommand {
         var eal: String?
         var dpdk_device: String?
         var steering: String?
+        var rebalance_interval: Double?
     }
 
     /// memcached -o options accepted as settings without an effect here.
@@ -157,6 +159,10 @@ struct FlexKVSCommand: ParsableCommand {
         case "key": c.steering = .key
         case "dma": c.steering = .dma
         case let other: throw ValidationError("--steering \(other): expected flow, key or dma")
+        }
+        c.rebalancing.interval = rebalanceInterval ?? file.rebalance_interval ?? 1
+        guard c.rebalancing.interval >= 0, c.rebalancing.interval.isFinite else {
+            throw ValidationError("--rebalance-interval must be 0 (off) or a number of seconds")
         }
         c.replyOffload = !noReplyOffload
         c.verbosity = verbosity

@@ -19,7 +19,7 @@ final class TestServer {
 
     /// TCP and UDP on ephemeral ports.
     init(threads: Int = 2, steering: KVSServer.Steering = .flow, memoryMB: Int = 32, maxItem: Int = 1 << 20,
-         segmentSize: Int = 1 << 20, maxConnections: Int = 64) throws {
+         segmentSize: Int = 1 << 20, maxConnections: Int = 64, rebalanceInterval: Double = 0) throws {
         var c = KVSServer.Configuration()
         c.tcpPort = 0
         c.udpPort = 0
@@ -29,6 +29,7 @@ final class TestServer {
         c.store.memoryLimit = memoryMB << 20
         c.store.maxItemSize = maxItem
         c.store.segmentSize = segmentSize
+        c.rebalancing.interval = rebalanceInterval
         server = try KVSServer(c)
         server.start()
     }

@@ -94,7 +94,7 @@ let package = Package(
         .executableTarget(
             name: "flexbench",
             dependencies: [
-                "FlexNIC", "FlexIO", "FlexWire", "CFlexSys", "FlexStorm",
+                "FlexKVS", "FlexNIC", "FlexIO", "FlexWire", "CFlexSys", "FlexStorm",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]

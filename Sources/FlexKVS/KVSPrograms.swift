@@ -4,7 +4,7 @@ import FlexWire
 /// flexkvs's steering programs: what the FlexNIC pipeline of each worker runs on its
 /// TCP and UDP queues, per steering mode. Payload offsets count from the UDP payload,
 /// which starts with memcached's 8-byte frame header.
-enum KVSPrograms {
+public enum KVSPrograms {
     /// Flow steering (and TCP under key steering): everything addressed to the server's
     /// port goes to this worker's own queue; the kernel chose the worker by the flow.
     static func flow(protocolNumber: UInt8, port: UInt16, queues: Int, own: Int) -> SteeringProgram {
@@ -50,7 +50,7 @@ enum KVSPrograms {
     /// With `placing`, binary SETs (and SETQs) in one datagram are also appended to the
     /// owning worker's log segments from the frame header's last 4 bytes on, which puts
     /// the key 40 bytes after the record's start: an item's layout (`PlacementLog`).
-    static func key(port: UInt16, queues: Int, own: Int, offload: Bool, placing: Bool = false) -> SteeringProgram {
+    public static func key(port: UInt16, queues: Int, own: Int, offload: Bool, placing: Bool = false) -> SteeringProgram {
         let header = KVSServer.udpFrameHeader
         let binaryKey = HashInput.payloadField(offset: header + BinaryProtocol.headerSize, lengthAt: header + 2, skipAt: header + 4)
         func text(_ command: String) -> SteeringProgram.Stage {

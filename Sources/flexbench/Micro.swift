@@ -1,14 +1,16 @@
 import ArgumentParser
 import CFlexSys
 import FlexIO
+import FlexKVS
 import FlexNIC
+import FlexStorm
 import FlexWire
 import Foundation
 
 /// Micro-benchmarks of the steering layer's building blocks (issue 2's targets).
 struct Micro: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Steering-layer micro-benchmarks: Toeplitz hash, a 3-stage program, SPSC ring.",
+        abstract: "Steering-layer micro-benchmarks: Toeplitz hash, a 3-stage program, flexkvs's key program, FlexStorm's DCCP receive, SPSC ring.",
         discussion: """
             Each figure is the median of --runs runs. Targets on a 2-core machine (release \
             build): hash <= 15 ns, 3-stage program <= 60 ns/packet (10 GbE line rate for \
@@ -30,6 +32,10 @@ struct Micro: ParsableCommand {
         let program = try ProgramBench()
         report("3-stage program, 64 B UDP (steer)", measure(program.steer))
         report("3-stage program, 64 B UDP (burst 32 -> rings)", measure(program.burst))
+        let kvs = try ProgramBench(KVSPrograms.key(port: 11211, queues: 2, own: 0, offload: false))
+        report("flexkvs key program, 64 B UDP GET (burst 32)", measure(kvs.burst))
+        let dccp = DCCPReceiveBench()
+        report("DCCP receive, 64 B tuples (burst 32 -> acks)", measure(dccp.run))
         report("SPSC ring enqueue+dequeue, batch 32 (1 thread)", measure(ringSameThread))
         if !singleThreadOnly {
             report("SPSC ring, batch 32, producer+consumer threads", measure(ringTwoThreads))
@@ -144,8 +150,8 @@ struct ProgramBench {
         .init("steer", fields: [FieldMatch(.destinationPort, .exact(11211))], actions: [.redirect]),
     ])
 
-    init() throws {
-        pipeline = try SteeringPipeline(program: Self.program, ringCapacity: 4096)
+    init(_ program: SteeringProgram = ProgramBench.program) throws {
+        pipeline = try SteeringPipeline(program: program, ringCapacity: 4096)
         memory = UnsafeMutableRawPointer.allocate(byteCount: Self.frames * Self.frameLength, alignment: 64)
         for i in 0..<Self.frames {
             // 8-byte memcached UDP frame header, then "get kNNNNN\r\n", padded to 64 bytes.
@@ -193,5 +199,76 @@ struct ProgramBench {
             i &+= 32
         }
         return acc
+    }
+}
+
+/// FlexStorm's receive path over 4,096 DCCP Data frames in UDP carrying 64-byte tuples:
+/// 32 connections, each sending sequence numbers 1...128 in turn, a burst of 32 frames
+/// holding one of each, every tuple placed into one of 4 worker queues (drained after
+/// each burst, so none fills) and every frame turned into its ack. Each run starts from
+/// a fresh receiver, and each burst's frames are copied from pristine templates (the
+/// receiver rewrites them into acks): both are part of the figure.
+final class DCCPReceiveBench {
+    static let connections = 32
+    static let perConnection = 128
+    static let frameSize = 128
+    let templates: [[UInt8]]
+    let memory = UnsafeMutableRawPointer.allocate(byteCount: 32 * DCCPReceiveBench.frameSize, alignment: 64)
+    let port = MemoryPort(name: "dccp-bench", bufferCount: 64)
+    let queues = (0..<4).map { _ in SPSCRing<Tuple>(capacity: 256) }
+    let acks = AckBoard(basePort: 7101, count: 4)
+
+    init() {
+        var t: [[UInt8]] = []
+        for seq in 1...Self.perConnection {
+            for c in 0..<Self.connections {
+                var wire = [UInt8](repeating: 0, count: Tuple.wireLength)
+                wire.withUnsafeMutableBytes {
+                    Tuple(destination: UInt16(c % 4), source: 1, kind: .user, user: UserName("user\(c)")!).encode(to: $0.baseAddress!)
+                }
+                var frame = [UInt8](repeating: 0, count: Self.frameSize)
+                let e = FrameBuilder.Endpoints(source: IPv4Address(198, 18, 1, UInt8(2 + c % 8)), destination: IPv4Address(198, 18, 1, 1),
+                                               sourcePort: 7100, destinationPort: 7100)
+                let n = frame.withUnsafeMutableBytes { b in
+                    wire.withUnsafeBytes {
+                        try! FrameBuilder.dccpData(into: b, endpoints: e, udpEncapsulated: true, dccpPorts: (UInt16(7200 + c), 7100),
+                                                   sequence: UInt64(seq), payload: $0.baseAddress!, count: wire.count)
+                    }
+                }
+                t.append(Array(frame[..<n]))
+            }
+        }
+        templates = t
+    }
+
+    func run(_ n: Int) -> UInt64 {
+        let batch = PacketBatch(capacity: 32), replies = PacketBatch(capacity: 64), release = PacketBatch(capacity: 64)
+        var receiver = makeReceiver()
+        var acc: UInt64 = 0
+        var i = 0, sent = 0
+        while sent < n {
+            if i == templates.count {
+                receiver = makeReceiver()
+                i = 0
+            }
+            for k in 0..<32 {
+                let t = templates[i &+ k]
+                let data = memory + k &* Self.frameSize
+                t.withUnsafeBytes { data.copyMemory(from: $0.baseAddress!, byteCount: t.count) }
+                batch.packets[k] = Packet(owner: nil, data: data, length: UInt32(t.count), capacity: UInt32(Self.frameSize))
+            }
+            batch.count = 32
+            receiver.process(batch, port: port, replies: replies, release: release)
+            acc &+= UInt64(replies.count)
+            replies.removeAll()
+            for q in queues { while let tuple = q.dequeue() { acc &+= UInt64(tuple.destination) } }
+            i &+= 32
+            sent &+= 32
+        }
+        return acc
+    }
+
+    func makeReceiver() -> DCCPReceiver<Tuple> {
+        DCCPReceiver(port: 7100, udpEncapsulated: true, queues: queues, targets: [0, 1, 2, 3], acks: acks, clock: { 0 })
     }
 }

@@ -10,19 +10,25 @@ final class CompiledProgram: @unchecked Sendable {
         var actionStart: Int32, actionCount: Int32
     }
 
-    /// Field sources: header fields by number, or a payload word.
+    /// Field sources: header fields by number, a payload word, or metadata.
     enum Source: UInt8 {
         case etherType, vlanID, ipProtocol, sourceAddress, destinationAddress
-        case sourcePort, destinationPort, tcpFlags, dccpType, payloadLength, payloadWord
+        case sourcePort, destinationPort, tcpFlags, payloadLength, payloadWord
+        case dccpType, dccpExtended, dccpSourcePort, dccpDestinationPort, dccpSequence
+        case flowState, flowRegister, comparison, placement
+
+        /// Whether reading it needs the frame's DCCP header.
+        var isDCCP: Bool { self.rawValue >= Source.dccpType.rawValue && self.rawValue <= Source.dccpSequence.rawValue }
     }
 
     struct Field {
         var source: Source
         var width: UInt8       // payload word width in bytes
-        var offset: Int32      // payload word offset
+        var offset: Int32      // payload word offset; register number; comparison slot
         var lo: UInt64         // exact/range low; masked value
         var hi: UInt64         // range high; mask
         var isRange: Bool      // else masked compare (exact is mask all-ones)
+        var negated = false
     }
 
     struct Payload {
@@ -35,6 +41,11 @@ final class CompiledProgram: @unchecked Sendable {
         case redirect, spread, writeHash, strip, appendToLog, slowPath
         case reply  // a = first edit, b = edit count
         case replyFromTable  // a = key offset, b = max key length, c = kept prefix
+        case lookupFlow  // a = condition (index in `fields`, -1: none)
+        case compare  // a = field (index in `fields`), b = register, c = slot
+        case setRegister  // a = field (index in `fields`), b = register, c = index of the addend in `constants`
+        case recordAck
+        case place  // a = target offset
     }
 
     struct Instruction {
@@ -44,7 +55,7 @@ final class CompiledProgram: @unchecked Sendable {
         var c: Int32 = -1
     }
 
-    enum EditOp: UInt8 { case swapEthernet, swapIPv4, swapPorts, set, dccpAck, truncate }
+    enum EditOp: UInt8 { case swapEthernet, swapIPv4, swapPorts, set, dccpAck, dccpAckToSender, truncate }
     struct Edit {
         var op: EditOp
         var field: Source
@@ -57,17 +68,35 @@ final class CompiledProgram: @unchecked Sendable {
     let pool: UnsafeMutableBufferPointer<UInt8>
     let instructions: UnsafeMutableBufferPointer<Instruction>
     let edits: UnsafeMutableBufferPointer<Edit>
+    /// Fields actions read (`lookupFlow` conditions, `compare`, `setRegister`), apart
+    /// from the stages' matches.
+    let operands: UnsafeMutableBufferPointer<Field>
+    let constants: UnsafeMutableBufferPointer<UInt64>
+    /// Whether any match or action reads the DCCP header (the pipeline reads it once
+    /// per packet only then).
+    let readsDCCP: Bool
+    /// Whether the program reads DCCP headers or keeps state: it runs the pipeline's
+    /// stateful specialization.
+    let keepsState: Bool
 
     init(_ program: SteeringProgram) throws {
         try program.validate()
         var st: [Stage] = [], fs: [Field] = [], ps: [Payload] = [], bytes: [UInt8] = []
-        var ins: [Instruction] = [], es: [Edit] = []
+        var ins: [Instruction] = [], es: [Edit] = [], ops: [Field] = [], ks: [UInt64] = []
+        var dccp = program.dccpInUDP
+        func operand(_ f: MatchField) -> Int32 {
+            let (src, width, offset) = Self.source(f)
+            if src.isDCCP { dccp = true }
+            ops.append(Field(source: src, width: width, offset: offset, lo: 0, hi: ~0, isRange: false))
+            return Int32(ops.count - 1)
+        }
         for (i, s) in program.stages.enumerated() {
             let stage = Stage(fieldStart: Int32(fs.count), fieldCount: 0, payloadStart: Int32(ps.count),
                               payloadCount: Int32(s.payload.count), actionStart: Int32(ins.count),
                               actionCount: Int32(s.actions.count))
             var fieldCount: Int32 = 0
             for f in s.fields {
+                if Self.source(f.field).0.isDCCP { dccp = true }
                 guard let field = Self.compile(f) else { continue }  // wildcard: nothing to test
                 fs.append(field)
                 fieldCount += 1
@@ -108,7 +137,30 @@ final class CompiledProgram: @unchecked Sendable {
                     ins.append(Instruction(op: .replyFromTable, a: Int32(o), b: Int32(m), c: Int32(k)))
                 case .reply(let list):
                     ins.append(Instruction(op: .reply, a: Int32(es.count), b: Int32(list.count)))
-                    for e in list { es.append(Self.compile(e)) }
+                    for e in list {
+                        if case .dccpAckToSender = e { dccp = true }
+                        es.append(Self.compile(e))
+                    }
+                case .lookupFlow(let condition):
+                    var index: Int32 = -1
+                    if let condition {
+                        if Self.source(condition.field).0.isDCCP { dccp = true }
+                        // A wildcard condition always holds: an all-zero mask.
+                        ops.append(Self.compile(condition) ?? Field(source: .etherType, width: 0, offset: 0, lo: 0, hi: 0, isRange: false))
+                        index = Int32(ops.count - 1)
+                    }
+                    ins.append(Instruction(op: .lookupFlow, a: index, b: 0))
+                case .compare(let f, let r, let slot):
+                    ins.append(Instruction(op: .compare, a: operand(f), b: Int32(r), c: Int32(slot)))
+                case .setRegister(let r, let f, let plus):
+                    ks.append(plus)
+                    ins.append(Instruction(op: .setRegister, a: operand(f), b: Int32(r), c: Int32(ks.count - 1)))
+                case .recordAck:
+                    dccp = true
+                    ins.append(Instruction(op: .recordAck, a: 0, b: 0))
+                case .place(let o):
+                    dccp = true
+                    ins.append(Instruction(op: .place, a: Int32(o), b: 0))
                 }
             }
             var s2 = stage
@@ -121,11 +173,16 @@ final class CompiledProgram: @unchecked Sendable {
         pool = Self.buffer(bytes)
         instructions = Self.buffer(ins)
         edits = Self.buffer(es)
+        operands = Self.buffer(ops)
+        constants = Self.buffer(ks)
+        readsDCCP = dccp
+        keepsState = dccp || program.flowRegisters != nil
     }
 
     deinit {
         stages.deallocate(); fields.deallocate(); payloads.deallocate()
         pool.deallocate(); instructions.deallocate(); edits.deallocate()
+        operands.deallocate(); constants.deallocate()
     }
 
     static func buffer<T>(_ a: [T]) -> UnsafeMutableBufferPointer<T> {
@@ -144,9 +201,17 @@ final class CompiledProgram: @unchecked Sendable {
         case .sourcePort: return (.sourcePort, 0, 0)
         case .destinationPort: return (.destinationPort, 0, 0)
         case .tcpFlags: return (.tcpFlags, 0, 0)
-        case .dccpType: return (.dccpType, 0, 0)
         case .payloadLength: return (.payloadLength, 0, 0)
         case .payloadWord(let o, let w): return (.payloadWord, UInt8(w), Int32(o))
+        case .dccpType: return (.dccpType, 0, 0)
+        case .dccpExtended: return (.dccpExtended, 0, 0)
+        case .dccpSourcePort: return (.dccpSourcePort, 0, 0)
+        case .dccpDestinationPort: return (.dccpDestinationPort, 0, 0)
+        case .dccpSequence: return (.dccpSequence, 0, 0)
+        case .flowState: return (.flowState, 0, 0)
+        case .flowRegister(let r): return (.flowRegister, 0, Int32(r))
+        case .comparison(let slot): return (.comparison, 0, Int32(slot))
+        case .placement: return (.placement, 0, 0)
         }
     }
 
@@ -154,14 +219,18 @@ final class CompiledProgram: @unchecked Sendable {
         let (src, width, offset) = source(m.field)
         let bits = m.field.bitWidth
         let all: UInt64 = bits == 64 ? ~0 : (1 << UInt64(bits)) - 1
+        let n = m.negated
         switch m.pattern {
-        case .any: return nil
-        case .exact(let v): return Field(source: src, width: width, offset: offset, lo: v & all, hi: all, isRange: false)
-        case .range(let lo, let hi): return Field(source: src, width: width, offset: offset, lo: lo, hi: hi, isRange: true)
-        case .masked(let v, let mask): return Field(source: src, width: width, offset: offset, lo: v & mask, hi: mask, isRange: false)
-        case .prefix(let v, let n):
-            let mask: UInt64 = n == 0 ? 0 : (all >> UInt64(bits - n)) << UInt64(bits - n)
-            return Field(source: src, width: width, offset: offset, lo: v & mask, hi: mask, isRange: false)
+        case .any:
+            // Nothing to test, unless negated (never matches) or the field may be absent.
+            if n { return Field(source: src, width: width, offset: offset, lo: 1, hi: 0, isRange: true) }
+            return nil
+        case .exact(let v): return Field(source: src, width: width, offset: offset, lo: v & all, hi: all, isRange: false, negated: n)
+        case .range(let lo, let hi): return Field(source: src, width: width, offset: offset, lo: lo, hi: hi, isRange: true, negated: n)
+        case .masked(let v, let mask): return Field(source: src, width: width, offset: offset, lo: v & mask, hi: mask, isRange: false, negated: n)
+        case .prefix(let v, let bitsKept):
+            let mask: UInt64 = bitsKept == 0 ? 0 : (all >> UInt64(bits - bitsKept)) << UInt64(bits - bitsKept)
+            return Field(source: src, width: width, offset: offset, lo: v & mask, hi: mask, isRange: false, negated: n)
         }
     }
 
@@ -172,6 +241,7 @@ final class CompiledProgram: @unchecked Sendable {
         case .swapPorts: return Edit(op: .swapPorts, field: .etherType, value: 0)
         case .set(let f, let v): return Edit(op: .set, field: source(f).0, value: v)
         case .dccpAck: return Edit(op: .dccpAck, field: .etherType, value: 0)
+        case .dccpAckToSender(let r): return Edit(op: .dccpAckToSender, field: .etherType, value: r.map { UInt64($0) + 1 } ?? 0)
         case .truncatePayload(let n): return Edit(op: .truncate, field: .etherType, value: UInt64(n))
         }
     }

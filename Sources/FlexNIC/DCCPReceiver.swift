@@ -1,75 +1,57 @@
 import FlexIO
 import FlexWire
-import Synchronization
 
-/// What a queue slot of a `DCCPReceiver` is: a fixed-size record decoded from a Data
-/// packet's payload, placed whole into the target's queue (the thesis's custom queue
-/// format: the ring's per-slot flag marks a taken position, thesis 5.2.1).
-public protocol DeliverySlot: BitwiseCopyable {
-    /// Decodes the payload, stamping the time it reached the queue (`arrival`,
-    /// nanoseconds); nil if the payload is malformed.
-    init?(payload: UnsafeRawPointer, length: Int, arrival: UInt64)
-}
-
-/// The FlexNIC receive program of FlexStorm (thesis 5.2.1, fig. 5.4) as one steering
-/// element, for DCCP carried in IPv4 or in UDP (`FrameBuilder.dccpData`):
+/// FlexStorm's receive path (thesis 5.2.1, fig. 5.4) as a steering program that
+/// `SteeringPipeline` runs, for DCCP over IPv4 or in UDP (`FrameBuilder.dccpData`),
+/// with a `QueuePlacement` over the application's queues behind its `place` action:
 ///
-/// - A Data packet's checksum is verified; a bad one is dropped and counted.
-/// - Its target (a big-endian 16-bit id at `targetOffset` in the payload) is looked up
-///   in a table of target -> queue; the payload is decoded into a slot and placed
-///   straight into that queue; the packet itself is turned into the Ack of it
-///   (addresses and ports swapped, type Ack, ack = seq, checksum) and sent back.
-/// - Flow control: when the target's queue is full the ack is withheld. The tuple waits
-///   in its connection's park (at most `parkCapacity` tuples, in order; everything in
-///   order behind it waits there too) and is placed, and only then acknowledged, once
-///   the queue has room. The sender's window fills and it stalls; nothing is lost inside
-///   the node and nothing needs sending again. Only when a park is full is a packet
-///   dropped without an ack (counted), for the sender to retransmit.
-/// - Beyond fig. 5.4, each connection (source address and DCCP port) has registers
-///   with the next sequence number it expects and the last one acknowledged, so that a
-///   withheld ack never lets a later packet overtake: only the expected packet is
-///   taken; an earlier one (a retransmission) is not delivered, so nothing is
-///   duplicated, and is acknowledged again only if it is the newest acknowledged one; a
-///   later one is dropped and the last acknowledged number sent again (a duplicate ack,
-///   for fast retransmit). Acks never
-///   cover parked tuples. Endpoints are preconfigured and there is no handshake: every
-///   connection starts at sequence number 1 (`DCCPSender`), and the receiver opens one
-///   only on that packet, so packets sent before the receiver was up are sent again,
-///   never skipped. (A receiver that restarts cannot resume its peers' connections;
-///   they find it down and drop, counted, what they have for it.)
-/// - Unknown targets and undecodable payloads are acknowledged and dropped (counted):
-///   at-most-once, and a bad tuple never stalls its connection.
-/// - Ack packets raise the `AckBoard` register of the local sender they are for.
+/// - A frame that is not DCCP, or whose DCCP header is malformed, goes to the slow path;
+///   one whose DCCP checksum fails too (`verifyL4Checksums`). Both are freed, counted.
+/// - Ack and DataAck packets raise the `AckBoard` register of the local sender their
+///   destination port names (`recordAck`); an Ack is then done.
+/// - Each connection (source address and DCCP port) has flow registers: the next
+///   sequence number it must deliver and the last one acknowledged. A connection opens
+///   only on sequence number 1 (`DCCPSender` starts there and there is no handshake),
+///   so packets sent before the receiver was up are sent again, never skipped. (A
+///   receiver that restarts cannot resume its peers' connections; they find it down
+///   and drop, counted, what they have for it.)
+/// - Only the expected packet is taken. An earlier one (a retransmission) is not
+///   delivered again, and is acknowledged again only if it is the newest acknowledged
+///   one (one ack per go-back-N round, never the three duplicates of fast retransmit);
+///   a later one is dropped and the last acknowledged number sent again (a duplicate
+///   ack, for fast retransmit).
+/// - The expected packet is placed: its payload decoded into a slot in the queue its
+///   target id (a big-endian 16-bit id at `targetOffset`) names, and the packet turned
+///   into its Ack. Flow control: when the queue is full the ack is withheld and the
+///   packet parked; it is placed and acknowledged once the queue has room. The
+///   sender's window fills and it stalls; nothing is lost inside the node. Only when a
+///   park is full is a packet dropped without an ack (counted), to be sent again.
+///
+/// Every outcome is a stage, so the pipeline's stage counters are the receive counters
+/// (`DCCPReceiveCounter`).
 ///
 /// Threading: one thread at a time calls `process` (an rx thread, or cores taking turns
 /// under the caller's lock; the handover must be a release/acquire pair). That thread
 /// is the producer of every queue. The per-packet path allocates nothing and takes no
 /// lock.
-public final class DCCPReceiver<Slot: DeliverySlot>: @unchecked Sendable {
-    public let queues: [SPSCRing<Slot>]
+public final class DCCPReceiver: @unchecked Sendable {
+    public let pipeline: SteeringPipeline
+    public let placement: QueuePlacement
     public let acks: AckBoard
     /// The DCCP port Data packets must be addressed to.
     public let port: UInt16
     public let udpEncapsulated: Bool
-    public let targetOffset: Int
-    /// Target id -> queue index, or -1.
-    let targets: [Int16]
-    let connections: ConnectionTable
-    let clock: @Sendable () -> UInt64
-    public let counters = DCCPReceiveCounters()
+    public var queues: [any PlacementQueue] { placement.queues }
     /// Bit q is set if the last `process` call delivered to queue q (q < 64), so the
     /// caller can wake those consumers.
-    public private(set) var lastDelivered: UInt64 = 0
+    public var lastDelivered: UInt64 { placement.lastDelivered }
     /// Whether the last `process` call raised any ack register (senders may have room).
     public private(set) var lastTookAcks = false
-    /// Tuples a connection may have waiting for room; nil until it first needs one.
-    let parkCapacity: Int
-    var parks: [Park?]
-    /// Connections whose park is not empty.
-    var parked: [Int] = []
     /// Whether tuples wait in parks: call `process` (with an empty batch, if need be)
     /// on every receive turn so they move on as queues drain.
-    public var hasParked: Bool { !parked.isEmpty }
+    public var hasParked: Bool { placement.hasWithheld }
+    let slowInbox = UnsafeMutablePointer<Descriptor>.allocate(capacity: 64)
+    var acksRecorded: UInt64 = 0
 
     /// - Parameters:
     ///   - targets: for each target id, the index of its queue in `queues` (-1: not
@@ -79,241 +61,149 @@ public final class DCCPReceiver<Slot: DeliverySlot>: @unchecked Sendable {
     ///   - parkCapacity: tuples each connection may have waiting for a full queue (the
     ///     senders' window is a good size).
     ///   - clock: nanoseconds, for the slots' arrival stamps.
-    public init(port: UInt16, udpEncapsulated: Bool, queues: [SPSCRing<Slot>], targets: [Int16],
+    public init(port: UInt16, udpEncapsulated: Bool, queues: [any PlacementQueue], targets: [Int16],
                 targetOffset: Int = 0, acks: AckBoard, connections: Int = 256, parkCapacity: Int = 128,
                 clock: @escaping @Sendable () -> UInt64) {
-        precondition(queues.count <= 64, "at most 64 queues")
-        precondition(targets.allSatisfy { $0 < queues.count }, "target table names a queue that does not exist")
         self.port = port
         self.udpEncapsulated = udpEncapsulated
-        self.queues = queues
-        self.targets = targets
-        self.targetOffset = targetOffset
         self.acks = acks
-        let table = ConnectionTable(capacity: connections)
-        self.connections = table
-        self.parkCapacity = max(1, parkCapacity)
-        parks = [Park?](repeating: nil, count: table.mask + 1)
-        parked.reserveCapacity(table.mask + 1)
-        self.clock = clock
+        placement = QueuePlacement(queues: queues, targets: targets, parkCapacity: parkCapacity,
+                                  acknowledgedRegister: Self.acknowledged, clock: clock)
+        let program = Self.program(port: port, udpEncapsulated: udpEncapsulated, acks: acks, connections: connections,
+                                   targetOffset: targetOffset)
+        do {
+            pipeline = try SteeringPipeline(program: program, ringCapacity: 64, acks: acks, placement: placement)
+        } catch {
+            preconditionFailure("the DCCP receive program is invalid: \(error)")
+        }
+    }
+
+    deinit { slowInbox.deallocate() }
+
+    /// The flow registers: the next sequence number expected, the last acknowledged.
+    static var expected: Int { 0 }
+    static var acknowledged: Int { 1 }
+
+    /// The program's stages, in order; each one's match count is a receive counter.
+    /// A Data packet taken in order, the common case, is decided by the sixth stage;
+    /// the stages it does not need come after (their matches exclude each other).
+    enum Stage: Int, CaseIterable {
+        case ackReceived, ackNotForUs, ack
+        case connection, inOrder, placed, withheld, parkFull
+        case connectionNotOpen, connectionTableFull
+        case retransmissionOfLastAcked, retransmission, gapAfterAcked, gap
+        case unsupportedType, notForUs, shortSequence
+    }
+
+    /// The receive program for a node serving DCCP `port` whose local senders' ack
+    /// registers are `acks`.
+    public static func program(port: UInt16, udpEncapsulated: Bool, acks: AckBoard, connections: Int, targetOffset: Int) -> SteeringProgram {
+        let data = UInt64(DCCPHeader.PacketType.data.rawValue)
+        let ack = UInt64(DCCPHeader.PacketType.ack.rawValue), dataAck = UInt64(DCCPHeader.PacketType.dataAck.rawValue)
+        let board = FieldPattern.range(UInt64(acks.basePort), UInt64(acks.basePort) + UInt64(acks.count) - 1)
+        let sequenceVsExpected = 0, sequenceVsAcked = 1
+        func compared(_ slot: Int, _ c: Comparison) -> FieldMatch { FieldMatch(.comparison(slot), .exact(UInt64(c.rawValue))) }
+        func placed(_ p: Placement) -> FieldMatch { FieldMatch(.placement, .exact(UInt64(p.rawValue))) }
+        let stages: [SteeringProgram.Stage] = Stage.allCases.map { stage in
+            let name = String(describing: stage)
+            switch stage {
+            case .ackReceived:
+                return .init(name, fields: [FieldMatch(.dccpType, .range(ack, dataAck)), FieldMatch(.dccpDestinationPort, board)],
+                             actions: [.recordAck])
+            case .ackNotForUs:
+                return .init(name, fields: [FieldMatch(.dccpType, .range(ack, dataAck)), FieldMatch(.dccpDestinationPort, board, negated: true)],
+                             actions: [])
+            case .ack:
+                return .init(name, fields: [FieldMatch(.dccpType, .exact(ack))], actions: [.drop])
+            case .unsupportedType:
+                return .init(name, fields: [FieldMatch(.dccpType, .range(data, dataAck), negated: true)], actions: [.drop])
+            case .notForUs:
+                return .init(name, fields: [FieldMatch(.dccpDestinationPort, .exact(UInt64(port)), negated: true)], actions: [.drop])
+            case .shortSequence:
+                return .init(name, fields: [FieldMatch(.dccpExtended, .exact(0))], actions: [.drop])
+            case .connection:
+                // A Data or DataAck packet (Acks are done) for us with a long sequence number.
+                return .init(name, fields: [FieldMatch(.dccpType, .range(data, dataAck)), FieldMatch(.dccpDestinationPort, .exact(UInt64(port))),
+                                            FieldMatch(.dccpExtended, .exact(1))], actions: [
+                    .lookupFlow(openWhen: FieldMatch(.dccpSequence, .exact(1))),
+                    .compare(.dccpSequence, register: expected, slot: sequenceVsExpected),
+                    .compare(.dccpSequence, register: acknowledged, slot: sequenceVsAcked),
+                ])
+            case .connectionNotOpen:
+                // Its start was lost: wait for the sender to go back to 1.
+                return .init(name, fields: [FieldMatch(.flowState, .exact(UInt64(FlowRegisters.State.notOpen.rawValue)))], actions: [.drop])
+            case .connectionTableFull:
+                return .init(name, fields: [FieldMatch(.flowState, .exact(UInt64(FlowRegisters.State.full.rawValue)))], actions: [.drop])
+            case .retransmissionOfLastAcked:
+                return .init(name, fields: [compared(sequenceVsExpected, .less), compared(sequenceVsAcked, .equal)],
+                             actions: [.reply([.dccpAckToSender(register: nil)])])
+            case .retransmission:
+                return .init(name, fields: [compared(sequenceVsExpected, .less)], actions: [.drop])
+            case .gapAfterAcked:
+                return .init(name, fields: [compared(sequenceVsExpected, .greater), FieldMatch(.flowRegister(acknowledged), .range(1, UInt64.max))],
+                             actions: [.reply([.dccpAckToSender(register: acknowledged)])])
+            case .gap:
+                return .init(name, fields: [compared(sequenceVsExpected, .greater)], actions: [.drop])
+            case .inOrder:
+                return .init(name, fields: [compared(sequenceVsExpected, .equal)], actions: [.place(targetAt: targetOffset)])
+            case .placed:
+                return .init(name, fields: [placed(.placed)], actions: [
+                    .setRegister(expected, to: .dccpSequence, plus: 1), .setRegister(acknowledged, to: .dccpSequence, plus: 0),
+                    .reply([.dccpAckToSender(register: nil)]),
+                ])
+            case .withheld:
+                return .init(name, fields: [placed(.withheld)], actions: [.setRegister(expected, to: .dccpSequence, plus: 1), .drop])
+            case .parkFull:
+                return .init(name, fields: [placed(.refused)], actions: [.drop])
+            }
+        }
+        return SteeringProgram(name: "storm-dccp-receive", queues: 1, stages: stages, defaultDisposition: .slowPath,
+                               verifyL4Checksums: true,
+                               flowRegisters: .init(capacity: connections, initial: [1, 0]), dccpInUDP: udpEncapsulated)
     }
 
     /// Handles every packet of `batch` (which is emptied): acks go to `replies` (an ack
     /// that finds it full is released: the sender's retransmission draws it again);
-    /// everything else goes back to `port`.
+    /// everything else goes back to `port` (`release` is the batch for that).
     public func process(_ batch: PacketBatch, port: some PacketPort, replies: PacketBatch, release: PacketBatch) {
-        lastDelivered = 0
-        var tally = DCCPReceiveCounters.Tally()
-        let now = clock()
-        if !parked.isEmpty { moveParked(port: port, replies: replies, tally: &tally) }
-        for i in 0..<batch.count {
-            var p = batch.packets[i]
-            if handle(&p, now: now, tally: &tally) && !replies.isFull {
-                replies.append(p)
-                tally[.acksSent] &+= 1
-            } else {
-                if release.isFull { port.release(release) }
-                release.append(p)
-            }
-        }
-        batch.removeAll()
-        if !release.isEmpty { port.release(release) }
-        lastTookAcks = tally[.acksReceived] > 0
-        counters.add(tally)
-    }
-
-    /// One packet; true if it was turned into an ack to send.
-    @inline(__always)
-    func handle(_ p: inout Packet, now: UInt64, tally: inout DCCPReceiveCounters.Tally) -> Bool {
-        tally[.packets] &+= 1
-        guard let f = try? ParsedFrame(parsing: p.bytes), f.layers.contains(.ipv4),
-              let (offset, length) = f.dccpPacket(udpEncapsulated: udpEncapsulated) else {
-            tally[.malformed] &+= 1
-            return false
-        }
-        let bytes = UnsafeMutableRawBufferPointer(start: p.data + offset, count: length)
-        guard let dccp = try? DCCPHeader(bytes) else { tally[.malformed] &+= 1; return false }
-        let ip = IPv4Header(unchecked: p.data + Int(f.l3Offset), headerLength: Int(f.l4Offset &- f.l3Offset))
-        guard (try? dccp.verifyChecksum(ip: ip, packetLength: length)) != nil else { tally[.badChecksum] &+= 1; return false }
-
-        switch dccp.type {
-        case .ack, .dataAck:
-            if acks.record(port: dccp.destinationPort, acknowledgement: dccp.acknowledgementNumber ?? 0) {
-                tally[.acksReceived] &+= 1
-            } else {
-                tally[.notForUs] &+= 1
-            }
-            if dccp.type == .ack { return false }
-        case .data: break
-        default:
-            tally[.unsupportedType] &+= 1
-            return false
-        }
-        guard dccp.destinationPort == self.port else { tally[.notForUs] &+= 1; return false }
-        guard dccp.extendedSequence else { tally[.malformed] &+= 1; return false }
-
-        let sequence = dccp.sequenceNumber
-        let c: Int
-        switch connections.slot(address: f.sourceAddress, port: dccp.sourcePort, opening: sequence == 1) {
-        case .found(let i): c = i
-        case .notOpen:
-            tally[.outOfOrder] &+= 1  // its start was lost: wait for the sender to go back to 1
-            return false
-        case .full:
-            tally[.connectionTableFull] &+= 1
-            return false
-        }
-        let expected = connections.expected[c]
-        let acked = connections.acked[c]
-        if sequence < expected {
-            // A retransmission. Acknowledged again only if it is the newest packet
-            // acknowledged: one ack per go-back-N round, which restores a lost ack but
-            // never adds up to the three duplicates of fast retransmit. Parked tuples'
-            // copies get nothing: their acks are withheld on purpose.
-            tally[.duplicates] &+= 1
-            return sequence == acked && ack(&p, f, offset, acknowledging: acked)
-        }
-        if sequence > expected {
-            tally[.outOfOrder] &+= 1  // something before it was lost: a duplicate ack
-            return acked > 0 && ack(&p, f, offset, acknowledging: acked)
-        }
-
-        let payload = UnsafeRawPointer(p.data) + offset + dccp.headerLength
-        let payloadLength = length &- dccp.headerLength
-        var q = -1
-        if targetOffset &+ 2 <= payloadLength {
-            let target = Int(payload.loadBE16(at: targetOffset))
-            q = target < targets.count ? Int(targets[target]) : -1
-            if q < 0 { tally[.unknownTarget] &+= 1 }
-        } else {
-            tally[.malformed] &+= 1
-        }
-        // Decoded only for a known target; nil (acknowledged, not delivered) otherwise.
-        let slot = q >= 0 ? Slot(payload: payload, length: payloadLength, arrival: now) : nil
-        if q >= 0 && slot == nil { tally[.malformed] &+= 1 }
-
-        if (parks[c]?.count ?? 0) == 0 && (slot == nil || !queues[q].isFull) {
-            connections.expected[c] = expected &+ 1
-            connections.acked[c] = sequence
-            if let slot {
-                _ = queues[q].enqueue(slot)
-                tally[.delivered] &+= 1
-                if q < 64 { lastDelivered |= 1 << UInt64(q) }
-            }
-            return ack(&p, f, offset, acknowledging: sequence)
-        }
-        // The queue is full, or earlier tuples of this connection wait: park it, ack later.
-        let park = parks[c] ?? makePark(c)
-        guard park.count < parkCapacity else {
-            tally[.parkFull] &+= 1  // no ack: the sender sends it again
-            return false
-        }
-        if park.count == 0 { parked.append(c) }
-        park.append(slot, queue: q, sequence: sequence)
-        connections.expected[c] = expected &+ 1
-        tally[.withheld] &+= 1
-        // Keep this packet, turned into an ack, as the template of the ack to come.
-        if ack(&p, f, offset, acknowledging: sequence) { park.keepTemplate(p) }
-        return false
-    }
-
-    func makePark(_ c: Int) -> Park {
-        let park = Park(capacity: parkCapacity)
-        parks[c] = park
-        return park
-    }
-
-    /// Moves parked tuples into their queues as far as there is room, in each
-    /// connection's order, and acknowledges what moved (one ack per connection, built
-    /// from its template).
-    func moveParked(port: some PacketPort, replies: PacketBatch, tally: inout DCCPReceiveCounters.Tally) {
-        var i = 0
-        while i < parked.count {
-            let c = parked[i]
-            let park = parks[c]!
-            var last: UInt64 = 0
-            while park.count > 0 {
-                let q = park.queueAtHead
-                if q >= 0 {
-                    guard queues[q].enqueue(park.slotAtHead!) else { break }
-                    tally[.delivered] &+= 1
-                    if q < 64 { lastDelivered |= 1 << UInt64(q) }
-                }
-                last = park.sequenceAtHead
-                park.removeHead()
-            }
-            if last > 0 {
-                connections.acked[c] = last
-                if !replies.isFull, park.writeAck(last, port: port, into: replies) { tally[.acksSent] &+= 1 }
-            }
-            if park.count == 0 {
-                parked.swapAt(i, parked.count - 1)
-                parked.removeLast()
-            } else {
-                i += 1
-            }
-        }
-    }
-
-    @inline(__always)
-    func ack(_ p: inout Packet, _ f: ParsedFrame, _ offset: Int, acknowledging n: UInt64) -> Bool {
-        guard let length = FrameBuilder.rewriteDCCPDataAsAck(p.data, capacity: Int(p.capacity), parsed: f,
-                                                             dccpOffset: offset, acknowledgement: n) else { return false }
-        p.length = UInt32(length)
-        return true
-    }
-}
-
-/// Per-connection receive registers: the next sequence number each sending
-/// connection (source address, DCCP source port) must deliver. Open addressing over a
-/// fixed power-of-two table, so its memory is bounded and lookups never allocate.
-final class ConnectionTable {
-    let keys: UnsafeMutablePointer<UInt64>
-    let expected: UnsafeMutablePointer<UInt64>
-    /// The last sequence number acknowledged (all before it delivered or dropped).
-    let acked: UnsafeMutablePointer<UInt64>
-    let mask: Int
-    var used = 0
-
-    init(capacity: Int) {
-        var n = 8
-        while n < capacity * 2 { n <<= 1 }  // at most half full
-        mask = n - 1
-        keys = .allocate(capacity: n)
-        keys.initialize(repeating: 0, count: n)
-        expected = .allocate(capacity: n)
-        expected.initialize(repeating: 0, count: n)
-        acked = .allocate(capacity: n)
-        acked.initialize(repeating: 0, count: n)
-    }
-
-    deinit {
-        keys.deallocate()
-        expected.deallocate()
-        acked.deallocate()
-    }
-
-    enum Lookup { case found(Int), notOpen, full }
-
-    /// The connection's slot. An unknown connection is opened (expecting sequence
-    /// number 1) only if `opening`, while the table has room.
-    @inline(__always)
-    func slot(address: UInt32, port: UInt16, opening: Bool) -> Lookup {
-        let key = 1 << 63 | UInt64(address) << 16 | UInt64(port)
-        var i = Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) >> 40) & mask
+        pipeline.process(batch, port: port, replies: replies)
+        // Malformed frames, bad checksums and frames that are not DCCP: counted by the
+        // pipeline, freed here.
         while true {
-            if keys[i] == key { return .found(i) }
-            if keys[i] == 0 {
-                guard opening else { return .notOpen }
-                guard used < (mask + 1) / 2 else { return .full }
-                keys[i] = key
-                expected[i] = 1
-                acked[i] = 0
-                used &+= 1
-                return .found(i)
+            let n = pipeline.slowPathRing.dequeue(into: slowInbox, maximum: 64)
+            guard n > 0 else { break }
+            for i in 0..<n {
+                if release.isFull { port.release(release) }
+                release.append(slowInbox[i].packet)
             }
-            i = (i &+ 1) & mask
         }
+        if !release.isEmpty { port.release(release) }
+        let recorded = pipeline.counters.value(pipeline.counters.stageBase + Stage.ackReceived.rawValue)
+        lastTookAcks = recorded != acksRecorded
+        acksRecorded = recorded
+    }
+
+    /// The receive counters, from the pipeline's stage counters and the placement's.
+    public var counters: DCCPReceiveCounters {
+        let c = pipeline.counters.snapshot
+        func matched(_ stages: Stage...) -> UInt64 { stages.reduce(0) { $0 + c.stageMatched[$1.rawValue] } }
+        var v = DCCPReceiveCounters()
+        v[.packets] = c.packets
+        v[.delivered] = placement.delivered.load(ordering: .relaxed)
+        v[.acksSent] = c.replied + placement.acksSent.load(ordering: .relaxed)
+        v[.acksReceived] = matched(.ackReceived)
+        v[.withheld] = matched(.withheld)
+        v[.parkFull] = matched(.parkFull)
+        v[.duplicates] = matched(.retransmissionOfLastAcked, .retransmission)
+        v[.outOfOrder] = matched(.connectionNotOpen, .gapAfterAcked, .gap)
+        v[.unknownTarget] = placement.unknownTarget.load(ordering: .relaxed)
+        v[.malformed] = (c.slowPath[.malformed] ?? 0) + (c.slowPath[.rule] ?? 0) + matched(.shortSequence)
+            + placement.undecodable.load(ordering: .relaxed)
+        v[.badChecksum] = c.slowPath[.badChecksum] ?? 0
+        v[.notForUs] = matched(.ackNotForUs, .notForUs)
+        v[.unsupportedType] = matched(.unsupportedType)
+        v[.connectionTableFull] = matched(.connectionTableFull)
+        return v
     }
 }
 
@@ -348,111 +238,15 @@ public enum DCCPReceiveCounter: Int, CaseIterable, Sendable {
     }
 }
 
-/// A `DCCPReceiver`'s counters, added to once per burst and readable from any thread.
-public final class DCCPReceiveCounters: @unchecked Sendable {
-    /// One burst's counts, kept in registers until the burst ends.
-    struct Tally {
-        var values = SIMD16<UInt64>()
-        @inline(__always) subscript(_ c: DCCPReceiveCounter) -> UInt64 {
-            get { values[c.rawValue] }
-            set { values[c.rawValue] = newValue }
-        }
+/// A `DCCPReceiver`'s counters at one moment.
+public struct DCCPReceiveCounters: Sendable {
+    var values = [UInt64](repeating: 0, count: DCCPReceiveCounter.allCases.count)
+
+    public subscript(_ c: DCCPReceiveCounter) -> UInt64 {
+        get { values[c.rawValue] }
+        set { values[c.rawValue] = newValue }
     }
-
-    let values: UnsafeMutablePointer<Atomic<UInt64>>
-    static let count = DCCPReceiveCounter.allCases.count
-
-    init() {
-        values = .allocate(capacity: Self.count)
-        for i in 0..<Self.count { (values + i).initialize(to: Atomic(0)) }
-    }
-
-    deinit { values.deallocate() }
-
-    func add(_ t: Tally) {
-        for i in 0..<Self.count where t.values[i] > 0 { values[i].wrappingAdd(t.values[i], ordering: .relaxed) }
-    }
-
-    public subscript(_ c: DCCPReceiveCounter) -> UInt64 { values[c.rawValue].load(ordering: .relaxed) }
 
     /// Every counter by name.
     public var snapshot: [(name: String, value: UInt64)] { DCCPReceiveCounter.allCases.map { ($0.name, self[$0]) } }
-}
-
-extension DCCPReceiver {
-    /// One connection's tuples waiting for room, in order: a fixed ring allocated on
-    /// the connection's first wait, and the ack to send when they move on.
-    final class Park {
-        let capacity: Int
-        let slots: UnsafeMutablePointer<Slot?>
-        let queues: UnsafeMutablePointer<Int16>
-        let sequences: UnsafeMutablePointer<UInt64>
-        var head = 0
-        private(set) var count = 0
-        /// An ack frame for this connection (addresses, ports), rewritten per use.
-        let template = UnsafeMutableRawPointer.allocate(byteCount: 128, alignment: 8)
-        var templateLength = 0
-
-        init(capacity: Int) {
-            self.capacity = capacity
-            slots = .allocate(capacity: capacity)
-            slots.initialize(repeating: nil, count: capacity)
-            queues = .allocate(capacity: capacity)
-            sequences = .allocate(capacity: capacity)
-        }
-
-        deinit {
-            slots.deallocate()
-            queues.deallocate()
-            sequences.deallocate()
-            template.deallocate()
-        }
-
-        /// `slot` nil: nothing to deliver (a bad tuple), only to acknowledge in turn.
-        func append(_ slot: Slot?, queue: Int, sequence: UInt64) {
-            let i = (head + count) % capacity
-            slots[i] = slot
-            queues[i] = Int16(queue)
-            sequences[i] = sequence
-            count += 1
-        }
-
-        var slotAtHead: Slot? { slots[head] }
-        /// The queue the head tuple goes to, or -1 if it has nothing to deliver.
-        var queueAtHead: Int { slots[head] == nil ? -1 : Int(queues[head]) }
-        var sequenceAtHead: UInt64 { sequences[head] }
-
-        func removeHead() {
-            head = (head + 1) % capacity
-            count -= 1
-        }
-
-        func keepTemplate(_ p: Packet) {
-            guard p.length <= 128 else { return }
-            template.copyMemory(from: p.data, byteCount: Int(p.length))
-            templateLength = Int(p.length)
-        }
-
-        /// Appends an ack of `sequence` built from the template, in a buffer from `port`.
-        func writeAck(_ sequence: UInt64, port: some PacketPort, into replies: PacketBatch) -> Bool {
-            guard templateLength > 0, port.allocate(count: 1, into: replies) == 1 else { return false }
-            var p = replies.packets[replies.count - 1]
-            p.data.copyMemory(from: template, byteCount: templateLength)
-            p.length = UInt32(templateLength)
-            replies.packets[replies.count - 1] = p
-            guard let f = try? ParsedFrame(parsing: p.bytes),
-                  let (offset, length) = f.dccpPacket(udpEncapsulated: !f.layers.contains(.dccp)),
-                  let dccp = try? DCCPHeader(UnsafeMutableRawBufferPointer(start: p.data + offset, count: length)) else {
-                port.release(replies.removeLast())
-                return false
-            }
-            dccp.setAcknowledgementNumber(sequence)
-            let ip = IPv4Header(unchecked: p.data + Int(f.l3Offset), headerLength: Int(f.l4Offset &- f.l3Offset))
-            guard (try? dccp.updateChecksum(ip: ip, packetLength: length)) != nil else {
-                port.release(replies.removeLast())
-                return false
-            }
-            return true
-        }
-    }
 }

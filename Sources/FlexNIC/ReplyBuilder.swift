@@ -5,7 +5,7 @@ extension SteeringPipeline {
     /// Applies a stage's reply edits to the packet in place (the received packet is the
     /// reply's template), then fixes lengths and the IPv4 and L4 checksums. False if an
     /// edit does not fit the packet (the caller sends it to the slow path).
-    func buildReply(_ p: inout Packet, _ f: ParsedFrame, edits start: Int, count: Int) -> Bool {
+    func buildReply(_ p: inout Packet, _ f: ParsedFrame, edits start: Int, count: Int, _ st: PacketState) -> Bool {
         let base = p.data
         let l3 = Int(f.l3Offset), l4 = Int(f.l4Offset)
         let isIPv4 = f.layers.contains(.ipv4)
@@ -26,6 +26,23 @@ extension SteeringPipeline {
                 guard set(e.field, e.value, base: base, f) else { return false }
             case .dccpAck:
                 guard f.layers.contains(.dccp), let length = dccpAck(base: base, f, capacity: Int(p.capacity)) else { return false }
+                frameLength = length
+            case .dccpAckToSender:
+                guard let sequence = st.dccpSequence else { return false }
+                let n: UInt64
+                if e.value == 0 {
+                    n = sequence
+                } else {
+                    guard st.flowRow >= 0 else { return false }
+                    n = flows.unsafelyUnwrapped[Int(st.flowRow), Int(e.value &- 1)]
+                }
+                guard let length = FrameBuilder.rewriteDCCPDataAsAck(base, capacity: Int(p.capacity), parsed: f, dccpOffset: Int(st.dccpOffset),
+                                                                     acknowledgement: n) else { return false }
+                // Addresses, ports, lengths and checksums are done.
+                if k == start + count - 1 {
+                    p.length = UInt32(length)
+                    return true
+                }
                 frameLength = length
             case .truncate:
                 let payloadEnd = Int(f.payloadOffset) + Int(e.value)
@@ -111,7 +128,8 @@ extension SteeringPipeline {
             guard f.layers.contains(.dccp) else { return false }
             let b = UnsafeRawPointer(base).loadByte(at: l4 + 8)
             base.storeByte(b & 0xE1 | (UInt8(truncatingIfNeeded: v) & 0x0F) << 1, at: l4 + 8)
-        case .ipProtocol, .payloadLength, .payloadWord:
+        case .ipProtocol, .payloadLength, .payloadWord, .dccpExtended, .dccpSourcePort, .dccpDestinationPort, .dccpSequence,
+             .flowState, .flowRegister, .comparison, .placement:
             return false  // rejected when the program is validated
         }
         return true

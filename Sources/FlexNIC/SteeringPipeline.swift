@@ -21,6 +21,12 @@ public final class SteeringPipeline: @unchecked Sendable {
     public let logs: [LogSegments]?
     /// Replies installed by the application for `replyFromTable`.
     public let replyTable: ReplyTable?
+    /// The program's per-flow registers, if it declares them.
+    public let flows: FlowRegisters?
+    /// Where `recordAck` raises local senders' ack registers.
+    public let acks: AckBoard?
+    /// The element behind `place`.
+    public let placement: QueuePlacement?
     /// Where a table reply is copied before it is known to be current.
     let replyScratch = UnsafeMutableRawPointer.allocate(byteCount: ReplyTable.capacity, alignment: 64)
     public let counters: SteeringCounters
@@ -42,14 +48,24 @@ public final class SteeringPipeline: @unchecked Sendable {
     ///   - redirection: a table to share between instances; nil makes one that spreads
     ///     the program's queues round-robin.
     ///   - logs: one `LogSegments` per queue, required if the program appends to logs.
+    ///   - acks: the ack registers `recordAck` raises, required if the program records acks.
+    ///   - placement: the element `place` calls, required if the program places.
     ///   - burst: the largest burst `process` is given.
     public init(program: SteeringProgram, ringCapacity: Int = 1024, redirection: RedirectionTable? = nil,
-                logs: [LogSegments]? = nil, replyTable: ReplyTable? = nil, burst: Int = 64) throws {
-        if program.stages.contains(where: { $0.actions.contains { if case .replyFromTable = $0 { return true }; return false } }),
-           replyTable == nil {
+                logs: [LogSegments]? = nil, replyTable: ReplyTable? = nil, acks: AckBoard? = nil,
+                placement: QueuePlacement? = nil, burst: Int = 64) throws {
+        func uses(_ test: (Action) -> Bool) -> Bool { program.stages.contains { $0.actions.contains(where: test) } }
+        if uses({ if case .replyFromTable = $0 { return true }; return false }), replyTable == nil {
             throw ProgramError("\(program.name): answers from a reply table but none was given")
         }
+        if uses({ $0 == .recordAck }), acks == nil { throw ProgramError("\(program.name): records acks but no ack board was given") }
+        if uses({ if case .place = $0 { return true }; return false }), placement == nil {
+            throw ProgramError("\(program.name): places packets but no placement element was given")
+        }
         self.replyTable = replyTable
+        self.acks = acks
+        self.placement = placement
+        flows = program.flowRegisters.map(FlowRegisters.init)
         code = try CompiledProgram(program)
         if program.stages.contains(where: { $0.actions.contains { if case .appendToLog = $0 { return true }; return false } }),
            logs?.count != program.queues {
@@ -88,11 +104,23 @@ public final class SteeringPipeline: @unchecked Sendable {
     /// `replies` for the caller to transmit; if `replies` is full a reply is dropped and
     /// counted. Freed packets go back to `port`.
     public func process(_ batch: PacketBatch, port: some PacketPort, replies: PacketBatch) {
+        if let placement, let flows { placement.beginBurst(flows: flows, port: port, replies: replies) }
+        if code.keepsState {
+            steer(batch, replies: replies, Stateful.self)
+        } else {
+            steer(batch, replies: replies, Stateless.self)
+        }
+        flushStaged(port: port)
+    }
+
+    /// Runs the program over the burst, staging descriptors per ring (generic only over
+    /// the program's shape, so each shape's loop is specialized whatever the port).
+    func steer<Shape: ProgramShape>(_ batch: PacketBatch, replies: PacketBatch, _: Shape.Type) {
         let n = batch.count
         counters.count(.packets, UInt64(n))
         for i in 0..<n {
             var p = batch.packets[i]
-            let v = steer(&p)
+            let v = steer(&p, Shape.self)
             switch v.kind {
             case .queue:
                 stage(Descriptor(packet: p, kind: .packet, hash: v.hash, payloadOffset: v.payloadOffset, detail: v.detail),
@@ -117,7 +145,6 @@ public final class SteeringPipeline: @unchecked Sendable {
             }
         }
         batch.removeAll()
-        flushStaged(port: port)
     }
 
     @inline(__always)
@@ -198,11 +225,19 @@ public final class SteeringPipeline: @unchecked Sendable {
 
     /// Runs the program on one packet. A reply is built in place in the packet's buffer
     /// (whose length may change). Counts stage matches; other counting is `process`'s.
-    @inline(__always)
     public func steer(_ p: inout Packet) -> Verdict {
+        code.keepsState ? steer(&p, Stateful.self) : steer(&p, Stateless.self)
+    }
+
+    /// `steer`, compiled twice: for programs with state or DCCP fields, and without
+    /// (whose hot loop then has no trace of them).
+    @inline(__always)
+    func steer<Shape: ProgramShape>(_ p: inout Packet, _: Shape.Type) -> Verdict {
         let frame: ParsedFrame
         do { frame = try ParsedFrame(parsing: p.bytes) } catch { return .slow(.malformed) }
-        if verifyL4 && !l4ChecksumOK(p, frame) { return .slow(.badChecksum) }
+        var st = PacketState()
+        if Shape.keepsState && code.readsDCCP && !findDCCP(p, frame, &st) { return .slow(.malformed) }
+        if verifyL4 && !l4ChecksumOK(p, frame, st) { return .slow(.badChecksum) }
 
         var hash: UInt32 = 0
         var hashOut: UInt32 = 0
@@ -213,11 +248,10 @@ public final class SteeringPipeline: @unchecked Sendable {
 
         let stages = code.stages, instructions = code.instructions
         for s in 0..<stages.count {
-            let st = stages[s]
-            guard matches(st, frame, payload, payloadLength) else { continue }
+            guard matches(stages[s], frame, payload, payloadLength, st, Shape.self) else { continue }
             counters.countMatch(stage: s)
-            let end = Int(st.actionStart &+ st.actionCount)
-            for i in Int(st.actionStart)..<end {
+            let end = Int(stages[s].actionStart &+ stages[s].actionCount)
+            for i in Int(stages[s].actionStart)..<end {
                 let ins = instructions[i]
                 switch ins.op {
                 case .hashFourTuple:
@@ -281,11 +315,13 @@ public final class SteeringPipeline: @unchecked Sendable {
                         return Verdict(kind: .reply, detail: UInt8(truncatingIfNeeded: s))
                     }
                 case .reply:
-                    guard buildReply(&p, frame, edits: Int(ins.a), count: Int(ins.b)) else {
+                    guard buildReply(&p, frame, edits: Int(ins.a), count: Int(ins.b), st) else {
                         counters.count(.replyErrors)
                         return .slow(.rule)
                     }
                     return Verdict(kind: .reply, detail: UInt8(truncatingIfNeeded: s))
+                case .lookupFlow, .compare, .setRegister, .recordAck, .place:
+                    if Shape.keepsState { runStateful(ins, p, frame, payload, payloadLength, &st) }
                 }
             }
             if queue >= 0 {
@@ -300,11 +336,60 @@ public final class SteeringPipeline: @unchecked Sendable {
         }
     }
 
+    /// The stateful actions (kept out of `steer`'s loop, which header-only programs
+    /// run hot): they read and write the flow registers and the packet's metadata.
+    @inline(never)
+    func runStateful(_ ins: CompiledProgram.Instruction, _ p: Packet, _ frame: ParsedFrame, _ payload: UnsafeRawPointer,
+                     _ payloadLength: Int, _ st: inout PacketState) {
+        switch ins.op {
+        case .lookupFlow:
+            let flows = flows.unsafelyUnwrapped
+            let opening = ins.a < 0 || holds(code.operands[Int(ins.a)], frame, payload, payloadLength, st)
+            let found = flows.lookup(address: frame.sourceAddress, port: st.hasDCCP ? st.dccp.sourcePort : frame.sourcePort,
+                                     opening: opening)
+            st.flowRow = Int32(truncatingIfNeeded: found.row)
+            st.flowState = found.state.rawValue
+        case .compare:
+            guard st.flowRow >= 0, let v = value(code.operands[Int(ins.a)], frame, payload, payloadLength, st) else { return }
+            let register = flows.unsafelyUnwrapped[Int(st.flowRow), Int(ins.b)]
+            st.setComparison(slot: Int(ins.c), v < register ? .less : v == register ? .equal : .greater)
+        case .setRegister:
+            guard st.flowRow >= 0, let v = value(code.operands[Int(ins.a)], frame, payload, payloadLength, st) else { return }
+            flows.unsafelyUnwrapped[Int(st.flowRow), Int(ins.b)] = v &+ code.constants[Int(ins.c)]
+        case .recordAck:
+            if st.hasDCCP {
+                let d = st.dccp
+                _ = acks.unsafelyUnwrapped.record(port: d.destinationPort, acknowledgement: d.acknowledgement)
+            }
+        case .place:
+            guard st.flowRow >= 0, st.hasDCCP else { return }
+            st.placement = placement.unsafelyUnwrapped.place(p, frame, dccp: st.dccp, targetAt: Int(ins.a), flow: Int(st.flowRow)).rawValue
+        default: break
+        }
+    }
+
+    /// Finds the frame's DCCP header for a program that reads it; false if the header
+    /// is malformed (the frame goes to the slow path).
+    @inline(never)
+    func findDCCP(_ p: Packet, _ frame: ParsedFrame, _ st: inout PacketState) -> Bool {
+        switch DCCPView.read(p, frame, inUDP: program.dccpInUDP) {
+        case .success(let d)?:
+            st.dccpHeader = d.base
+            st.dccpOffset = Int32(truncatingIfNeeded: d.offset)
+            st.dccpLength = Int32(truncatingIfNeeded: d.length)
+            if d.extended { st.dccpSequence = d.sequence }
+            return true
+        case .failure?: return false
+        case nil: return true
+        }
+    }
+
     @inline(__always)
-    func matches(_ st: CompiledProgram.Stage, _ f: ParsedFrame, _ payload: UnsafeRawPointer, _ payloadLength: Int) -> Bool {
+    func matches<Shape: ProgramShape>(_ stage: CompiledProgram.Stage, _ f: ParsedFrame, _ payload: UnsafeRawPointer, _ payloadLength: Int,
+                                      _ st: PacketState, _: Shape.Type) -> Bool {
         let fields = code.fields
-        var i = Int(st.fieldStart)
-        let fieldEnd = i &+ Int(st.fieldCount)
+        var i = Int(stage.fieldStart)
+        let fieldEnd = i &+ Int(stage.fieldCount)
         while i < fieldEnd {
             let m = fields[i]
             let v: UInt64
@@ -317,7 +402,6 @@ public final class SteeringPipeline: @unchecked Sendable {
             case .sourcePort: guard f.hasPorts else { return false }; v = UInt64(f.sourcePort)
             case .destinationPort: guard f.hasPorts else { return false }; v = UInt64(f.destinationPort)
             case .tcpFlags: guard f.layers.contains(.tcp) else { return false }; v = UInt64(f.tcpFlags)
-            case .dccpType: guard f.layers.contains(.dccp) else { return false }; v = UInt64(f.dccpType)
             case .payloadLength: v = UInt64(f.payloadLength)
             case .payloadWord:
                 let o = Int(m.offset), w = Int(m.width)
@@ -325,17 +409,22 @@ public final class SteeringPipeline: @unchecked Sendable {
                 var x: UInt64 = 0
                 for k in 0..<w { x = x << 8 | UInt64(payload.load(fromByteOffset: o &+ k, as: UInt8.self)) }
                 v = x
+            case .flowState, .comparison, .placement, .dccpType, .dccpExtended, .dccpSourcePort, .dccpDestinationPort:
+                // Programs without state never get here: the compiler drops this branch
+                // from their specialization.
+                guard Shape.keepsState, let x = metadataOrDCCPValue(m, f, st) else { return false }
+                v = x
+            default:
+                guard Shape.keepsState, let x = stateValue(m, f, st) else { return false }
+                v = x
             }
-            if m.isRange {
-                if v < m.lo || v > m.hi { return false }
-            } else if v & m.hi != m.lo {
-                return false
-            }
+            let inPattern = m.isRange ? v >= m.lo && v <= m.hi : v & m.hi == m.lo
+            if inPattern == m.negated { return false }
             i &+= 1
         }
         let payloads = code.payloads
-        var j = Int(st.payloadStart)
-        let payloadEnd = j &+ Int(st.payloadCount)
+        var j = Int(stage.payloadStart)
+        let payloadEnd = j &+ Int(stage.payloadCount)
         while j < payloadEnd {
             let m = payloads[j]
             let o = Int(m.offset), n = Int(m.length)
@@ -350,11 +439,83 @@ public final class SteeringPipeline: @unchecked Sendable {
         return true
     }
 
-    func l4ChecksumOK(_ p: Packet, _ f: ParsedFrame) -> Bool {
+    /// Whether field match `m` holds (a field the packet lacks never does), for the
+    /// fields actions read (`lookupFlow` conditions).
+    func holds(_ m: CompiledProgram.Field, _ f: ParsedFrame, _ payload: UnsafeRawPointer, _ payloadLength: Int,
+               _ st: PacketState) -> Bool {
+        guard let v = value(m, f, payload, payloadLength, st) else { return false }
+        let inPattern = m.isRange ? v >= m.lo && v <= m.hi : v & m.hi == m.lo
+        return inPattern != m.negated
+    }
+
+    /// The value of `m`'s field in this packet, or nil if it has none (what actions
+    /// read; stages match the same values in `matches`).
+    func value(_ m: CompiledProgram.Field, _ f: ParsedFrame, _ payload: UnsafeRawPointer, _ payloadLength: Int,
+               _ st: PacketState) -> UInt64? {
+        switch m.source {
+        case .etherType: return UInt64(f.etherType)
+        case .vlanID: return f.layers.contains(.vlan) ? UInt64(f.vlanID) : nil
+        case .ipProtocol: return f.layers.contains(.ipv4) ? UInt64(f.ipProtocol) : nil
+        case .sourceAddress: return f.layers.contains(.ipv4) ? UInt64(f.sourceAddress) : nil
+        case .destinationAddress: return f.layers.contains(.ipv4) ? UInt64(f.destinationAddress) : nil
+        case .sourcePort: return f.hasPorts ? UInt64(f.sourcePort) : nil
+        case .destinationPort: return f.hasPorts ? UInt64(f.destinationPort) : nil
+        case .tcpFlags: return f.layers.contains(.tcp) ? UInt64(f.tcpFlags) : nil
+        case .payloadLength: return UInt64(f.payloadLength)
+        case .payloadWord:
+            let o = Int(m.offset), w = Int(m.width)
+            guard o &+ w <= payloadLength else { return nil }
+            var x: UInt64 = 0
+            for k in 0..<w { x = x << 8 | UInt64(payload.load(fromByteOffset: o &+ k, as: UInt8.self)) }
+            return x
+        case .dccpSequence: return st.dccpSequence
+        default: return stateValue(m, f, st)
+        }
+    }
+
+    /// Metadata, or a DCCP header field but the sequence number: cheap reads, inlined
+    /// into stateful programs' matching.
+    @inline(__always)
+    func metadataOrDCCPValue(_ m: CompiledProgram.Field, _ f: ParsedFrame, _ st: PacketState) -> UInt64? {
+        switch m.source {
+        case .flowState: return UInt64(st.flowState)
+        case .comparison: return UInt64(st.comparison(slot: Int(m.offset)))
+        case .placement: return UInt64(st.placement)
+        default: break
+        }
+        guard let h = st.dccpHeader else { return m.source == .dccpType && f.layers.contains(.dccp) ? UInt64(f.dccpType) : nil }
+        switch m.source {
+        case .dccpType: return UInt64(h.load(fromByteOffset: 8, as: UInt8.self) >> 1 & 0x0F)
+        case .dccpExtended: return UInt64(h.load(fromByteOffset: 8, as: UInt8.self) & 1)
+        case .dccpSourcePort: return UInt64(UnsafeRawPointer(h).loadBE16(at: 0))
+        default: return UInt64(UnsafeRawPointer(h).loadBE16(at: 2))
+        }
+    }
+
+    /// A DCCP header field or metadata: nil if the packet has no DCCP header (the
+    /// sequence number also on a short one) or no flow was looked up (registers).
+    @inline(never)
+    func stateValue(_ m: CompiledProgram.Field, _ f: ParsedFrame, _ st: PacketState) -> UInt64? {
+        switch m.source {
+        case .flowRegister: return st.flowRow >= 0 ? flows.unsafelyUnwrapped[Int(st.flowRow), Int(m.offset)] : nil
+        case .dccpSequence: return st.dccpSequence
+        case .flowState, .comparison, .placement, .dccpType, .dccpExtended, .dccpSourcePort, .dccpDestinationPort:
+            return metadataOrDCCPValue(m, f, st)
+        default: return nil
+        }
+    }
+
+    func l4ChecksumOK(_ p: Packet, _ f: ParsedFrame, _ st: PacketState) -> Bool {
         guard f.layers.contains(.ipv4), !f.layers.contains(.fragment) else { return true }
         let ip = IPv4Header(unchecked: p.data + Int(f.l3Offset), headerLength: Int(f.l4Offset - f.l3Offset))
         let l4 = p.data + Int(f.l4Offset)
         let length = Int(f.payloadOffset - f.l4Offset) + Int(f.payloadLength)
+        if st.hasDCCP && f.layers.contains(.udp) {
+            // DCCP in UDP: the datagram's checksum (if it has one) and DCCP's own.
+            guard UDPHeader(unchecked: l4).verifyChecksum(ip: ip) else { return false }
+            let d = st.dccp
+            return (try? d.header.verifyChecksum(ip: ip, packetLength: d.length)) != nil
+        }
         if f.layers.contains(.udp) { return UDPHeader(unchecked: l4).verifyChecksum(ip: ip) }
         if f.layers.contains(.tcp) { return TCPHeader(unchecked: l4, headerLength: 20).verifyChecksum(ip: ip, segmentLength: length) }
         if f.layers.contains(.dccp) {
@@ -364,3 +525,38 @@ public final class SteeringPipeline: @unchecked Sendable {
         return true
     }
 }
+
+/// What the pipeline knows about one packet besides its parsed headers: where its DCCP
+/// header is (found once, when the program looks at DCCP) and the metadata its stages'
+/// stateful actions wrote for later stages to match. Lives in registers for one
+/// `steer` call.
+struct PacketState {
+    /// The validated DCCP header, at `dccpOffset` in the frame; nil (and -1) if none.
+    var dccpHeader: UnsafeMutableRawPointer? = nil
+    var dccpOffset: Int32 = -1
+    var dccpLength: Int32 = 0
+    /// The DCCP sequence number when the header has the long (X=1) form, else nil.
+    var dccpSequence: UInt64? = nil
+    /// The looked-up flow's row in the flow registers, or -1.
+    var flowRow: Int32 = -1
+    /// Comparison slots 0...3, one byte each.
+    var comparisons: UInt32 = 0
+    var flowState: UInt8 = 0
+    var placement: UInt8 = 0
+
+    @inline(__always) var hasDCCP: Bool { dccpHeader != nil }
+    @inline(__always) var dccp: DCCPView {
+        DCCPView(base: dccpHeader.unsafelyUnwrapped, offset: Int(dccpOffset), length: Int(dccpLength))
+    }
+    @inline(__always) func comparison(slot: Int) -> UInt8 { UInt8(truncatingIfNeeded: comparisons >> UInt32(slot &* 8)) }
+    @inline(__always) mutating func setComparison(slot: Int, _ c: Comparison) {
+        let shift = UInt32(slot &* 8)
+        comparisons = comparisons & ~(0xFF << shift) | UInt32(c.rawValue) << shift
+    }
+}
+
+/// Whether a program keeps state (flow registers, metadata) or reads DCCP headers: the
+/// pipeline's hot path is specialized for each, once, when the program is compiled.
+protocol ProgramShape { static var keepsState: Bool { get } }
+enum Stateless: ProgramShape { static var keepsState: Bool { false } }
+enum Stateful: ProgramShape { static var keepsState: Bool { true } }

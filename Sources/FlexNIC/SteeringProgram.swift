@@ -7,14 +7,22 @@
 ///    the slow-path queue; no stage sees it.
 /// 2. Stages are tried in order. A stage matches when all its field and payload matches
 ///    hold (a stage with none matches everything). Its actions then run in order.
-/// 3. Actions that only annotate (`hash`, `writeHash`, `strip`) let processing go on to
-///    the next stage. Once a matching stage has decided the packet's fate (`drop`,
-///    `toQueue`, `redirect`, `spread`, `appendToLog`, `reply`, `slowPath`), no later
-///    stage runs.
+/// 3. Actions that only annotate (`hash`, `writeHash`, `strip`) or work on state
+///    (`lookupFlow`, `compare`, `setRegister`, `recordAck`, `place`) let processing go
+///    on to the next stage. Once a matching stage has decided the packet's fate
+///    (`drop`, `toQueue`, `redirect`, `spread`, `appendToLog`, `reply`, `slowPath`),
+///    no later stage runs.
 /// 4. If no stage decides, `defaultDisposition` does.
 ///
+/// State (stateful elements): a program may declare per-flow registers
+/// (`flowRegisters`). `lookupFlow` finds (or opens) the packet's flow; `compare` and
+/// `setRegister` read and write its registers; `place` hands the packet to the
+/// application's placement element, which enqueues it or withholds it. Their outcomes
+/// are metadata (`MatchField.flowState`, `.comparison`, `.placement`, `.flowRegister`)
+/// that later stages match, as they match header fields.
+///
 /// Work per packet is bounded: loops only over the stages and within `spread` (at most
-/// 63 steps), payload reads limited to the frame.
+/// 63 steps) and a flow lookup (a half-full table), payload reads limited to the frame.
 public struct SteeringProgram: Sendable, Equatable {
     public var name: String
     public var stages: [Stage]
@@ -27,10 +35,17 @@ public struct SteeringProgram: Sendable, Equatable {
     public var verifyL4Checksums: Bool
     /// RSS key for Toeplitz hashing.
     public var toeplitzKey: [UInt8]
+    /// Per-flow registers, if the program keeps state.
+    public var flowRegisters: FlowRegisterSpec?
+    /// UDP datagrams carry DCCP (`FrameBuilder.dccpData`'s encapsulation): the DCCP
+    /// fields read the header in the UDP payload, and a malformed one sends the frame
+    /// to the slow path as a malformed header would.
+    public var dccpInUDP: Bool
 
     public init(name: String, queues: Int, stages: [Stage], defaultDisposition: Disposition = .slowPath,
                 redirectionEntries: Int = RedirectionTable.defaultEntries, verifyL4Checksums: Bool = false,
-                toeplitzKey: [UInt8] = ToeplitzHash.microsoftKey) {
+                toeplitzKey: [UInt8] = ToeplitzHash.microsoftKey, flowRegisters: FlowRegisterSpec? = nil,
+                dccpInUDP: Bool = false) {
         self.name = name
         self.queues = queues
         self.stages = stages
@@ -38,6 +53,22 @@ public struct SteeringProgram: Sendable, Equatable {
         self.redirectionEntries = redirectionEntries
         self.verifyL4Checksums = verifyL4Checksums
         self.toeplitzKey = toeplitzKey
+        self.flowRegisters = flowRegisters
+        self.dccpInUDP = dccpInUDP
+    }
+
+    /// A table of per-flow registers: flows are keyed by source address and source
+    /// port (the DCCP header's port when the frame carries DCCP).
+    public struct FlowRegisterSpec: Sendable, Equatable {
+        /// Flows tracked: the table's memory limit. An unknown flow beyond it is
+        /// refused (`flowState` full).
+        public var capacity: Int
+        /// A new flow's registers; their count (1...4) is the registers per flow.
+        public var initial: [UInt64]
+        public init(capacity: Int, initial: [UInt64]) {
+            self.capacity = capacity
+            self.initial = initial
+        }
     }
 
     /// What happens to a packet no stage decided on.
@@ -65,20 +96,35 @@ public struct SteeringProgram: Sendable, Equatable {
 /// A value a stage can match on.
 public enum MatchField: Sendable, Equatable {
     case etherType, vlanID, ipProtocol, sourceAddress, destinationAddress
-    case sourcePort, destinationPort, tcpFlags, dccpType, payloadLength
+    case sourcePort, destinationPort, tcpFlags, payloadLength
     /// `width` (1, 2, 4 or 8) payload bytes at `offset`, read big-endian. A frame whose
     /// payload is too short does not match.
     case payloadWord(offset: Int, width: Int)
+    /// DCCP header fields (over IPv4, or in UDP with `dccpInUDP`); a frame without DCCP
+    /// does not match, nor does `dccpSequence` on a short (X=0) header.
+    case dccpType, dccpExtended, dccpSourcePort, dccpDestinationPort, dccpSequence
+    /// Metadata (state): what `lookupFlow` found (`FlowRegisters.State`; 0 before a
+    /// lookup), register `n` of the flow it found (no match without one), what
+    /// `compare` into slot `n` (0...3) found (`Comparison`; 0 before), and what `place`
+    /// did (`Placement`; 0 before).
+    case flowState, flowRegister(Int), comparison(Int), placement
 
     /// Bits in the field, for prefix matches.
     public var bitWidth: Int {
         switch self {
-        case .etherType, .vlanID, .sourcePort, .destinationPort, .payloadLength: return 16
-        case .ipProtocol, .tcpFlags, .dccpType: return 8
+        case .etherType, .vlanID, .sourcePort, .destinationPort, .payloadLength, .dccpSourcePort, .dccpDestinationPort: return 16
+        case .ipProtocol, .tcpFlags, .dccpType, .dccpExtended, .flowState, .comparison, .placement: return 8
         case .sourceAddress, .destinationAddress: return 32
+        case .dccpSequence: return 48
+        case .flowRegister: return 64
         case .payloadWord(_, let w): return w * 8
         }
     }
+}
+
+/// What `compare` writes into its slot: how the field stands to the register.
+public enum Comparison: UInt8, Sendable {
+    case less = 1, equal = 2, greater = 3
 }
 
 /// How a field is compared.
@@ -96,9 +142,12 @@ public enum FieldPattern: Sendable, Equatable {
 public struct FieldMatch: Sendable, Equatable {
     public var field: MatchField
     public var pattern: FieldPattern
-    public init(_ field: MatchField, _ pattern: FieldPattern) {
+    /// Matches when the pattern does not (a field the frame lacks still never matches).
+    public var negated: Bool
+    public init(_ field: MatchField, _ pattern: FieldPattern, negated: Bool = false) {
         self.field = field
         self.pattern = pattern
+        self.negated = negated
     }
 }
 
@@ -153,13 +202,19 @@ public enum ReplyEdit: Sendable, Equatable {
     case swapEthernet
     case swapIPv4
     case swapPorts
-    /// Sets a header field: `.tcpFlags`, `.dccpType` or `.ipProtocol` is not allowed
-    /// (use `.dccpType` only with care: `dccpAck` builds a valid Ack).
+    /// Sets a header field: the Ethernet type, VLAN id, an IPv4 address, a port, the TCP
+    /// flags or the DCCP type (with care: `dccpAck` builds a valid Ack); `validate`
+    /// refuses any other.
     case set(MatchField, UInt64)
     /// Turns a DCCP Data or DataAck packet into the Ack of it (RFC 4340, thesis fig.
     /// 5.4): type Ack, acknowledgement number = the packet's sequence number, payload
-    /// removed. Requires long (X=1) sequence numbers.
+    /// removed. Requires long (X=1) sequence numbers and DCCP over IPv4.
     case dccpAck
+    /// The whole Ack back to the sender, in one edit: `dccpAck` with Ethernet and IPv4
+    /// addresses and ports swapped (DCCP's, and UDP's when `dccpInUDP`). The
+    /// acknowledgement number is the packet's sequence number, or the looked-up flow's
+    /// register `register` (a duplicate ack of the last one acknowledged).
+    case dccpAckToSender(register: Int?)
     /// Cuts the payload to at most `n` bytes.
     case truncatePayload(Int)
 }
@@ -190,12 +245,38 @@ public enum Action: Sendable, Equatable {
     /// stored reply, addresses and ports swapped. On a miss, the next action runs.
     case replyFromTable(keyOffset: Int, maxKeyLength: Int, keepPrefix: Int)
     case slowPath
+    /// Finds the packet's flow in `flowRegisters` (`flowState`), opening it with the
+    /// initial registers if it is new and `openWhen` holds (nil: always).
+    case lookupFlow(openWhen: FieldMatch?)
+    /// Compares `field` with the looked-up flow's register `register`; the outcome goes
+    /// to metadata slot `slot` (`MatchField.comparison(slot)`). No flow: no outcome.
+    case compare(MatchField, register: Int, slot: Int)
+    /// Sets the looked-up flow's register `register` to `field` plus `plus`.
+    case setRegister(Int, to: MatchField, plus: UInt64)
+    /// Raises the `AckBoard` register of the local sender the DCCP packet's destination
+    /// port names to its acknowledgement number (the stage should match the board's
+    /// ports).
+    case recordAck
+    /// "Enqueue or withhold": hands the packet of the looked-up flow to the pipeline's
+    /// placement element, which places its payload into the queue the target id at
+    /// DCCP payload offset `targetAt` names, or withholds it; the outcome is
+    /// `MatchField.placement`.
+    case place(targetAt: Int)
 
     /// Whether this action decides the packet's fate.
     public var decides: Bool {
         switch self {
-        case .hash, .writeHash, .strip, .replyFromTable: return false
+        case .hash, .writeHash, .strip, .replyFromTable, .lookupFlow, .compare, .setRegister, .recordAck, .place: return false
         default: return true
+        }
+    }
+
+    /// Whether this action needs the flow registers.
+    var usesFlow: Bool {
+        switch self {
+        case .lookupFlow, .compare, .setRegister, .place: return true
+        case .reply(let edits): return edits.contains { if case .dccpAckToSender(.some) = $0 { return true }; return false }
+        default: return false
         }
     }
 }
@@ -223,9 +304,35 @@ extension SteeringProgram {
         if case .queue(let q) = defaultDisposition, !(0..<queues).contains(q) {
             throw ProgramError("\(name): default queue \(q) out of range 0..<\(queues)")
         }
+        if let spec = flowRegisters {
+            guard (1...4).contains(spec.initial.count), spec.capacity >= 1, spec.capacity <= 1 << 24 else {
+                throw ProgramError("\(name): flow registers need 1...4 registers and a capacity of 1...16777216 flows")
+            }
+        }
+        func checkRegister(_ r: Int, _ at: String) throws {
+            guard let spec = flowRegisters else { throw ProgramError("\(at): register \(r) but no flow registers") }
+            guard (0..<spec.initial.count).contains(r) else {
+                throw ProgramError("\(at): register \(r) out of range 0..<\(spec.initial.count)")
+            }
+        }
+        // Fields an action reads: the packet's, or a flow register.
+        func checkReadable(_ f: MatchField, _ at: String) throws {
+            switch f {
+            case .flowState, .comparison, .placement:
+                throw ProgramError("\(at): an action cannot read \(f)")
+            case .flowRegister(let r): try checkRegister(r, at)
+            case .payloadWord(let o, let w) where o < 0 || ![1, 2, 4, 8].contains(w):
+                throw ProgramError("\(at): payload word at \(o) of width \(w) (widths 1, 2, 4, 8)")
+            default: break
+            }
+        }
         for (i, s) in stages.enumerated() {
             let at = "\(name): stage \(i + 1) (\(s.name))"
             for f in s.fields {
+                if case .flowRegister(let r) = f.field { try checkRegister(r, at) }
+                if case .comparison(let slot) = f.field, !(0..<4).contains(slot) {
+                    throw ProgramError("\(at): comparison slot \(slot) (slots 0...3)")
+                }
                 if case .payloadWord(let o, let w) = f.field, o < 0 || ![1, 2, 4, 8].contains(w) {
                     throw ProgramError("\(at): payload word at \(o) of width \(w) (widths 1, 2, 4, 8)")
                 }
@@ -259,13 +366,28 @@ extension SteeringProgram {
                     for e in edits {
                         if case .set(let f, _) = e {
                             switch f {
-                            case .ipProtocol, .payloadLength, .payloadWord: throw ProgramError("\(at): a reply cannot set \(f)")
-                            default: break
+                            case .etherType, .vlanID, .sourceAddress, .destinationAddress, .sourcePort, .destinationPort, .tcpFlags, .dccpType:
+                                break
+                            default: throw ProgramError("\(at): a reply cannot set \(f)")
                             }
                         }
+                        if case .dccpAckToSender(.some(let r)) = e { try checkRegister(r, at) }
                     }
+                case .compare(let f, let r, let slot):
+                    try checkRegister(r, at)
+                    guard (0..<4).contains(slot) else { throw ProgramError("\(at): comparison slot \(slot) (slots 0...3)") }
+                    try checkReadable(f, at)
+                case .setRegister(let r, let f, _):
+                    try checkRegister(r, at)
+                    try checkReadable(f, at)
+                case .lookupFlow(let condition):
+                    guard flowRegisters != nil else { throw ProgramError("\(at): lookup-flow needs flow registers") }
+                    if let condition { try checkReadable(condition.field, at) }
+                case .place(let o) where o < 0:
+                    throw ProgramError("\(at): place needs a non-negative target offset")
                 default: break
                 }
+                if a.usesFlow && flowRegisters == nil { throw ProgramError("\(at): \(a) needs flow registers") }
                 // appendToLog needs a queue: toQueue/redirect come first in the same stage.
                 if case .appendToLog = a {
                     decided = true

@@ -9,8 +9,8 @@ import Synchronization
 /// node's port, and one of two designs for moving tuples (thesis 5.2, fig. 5.3):
 ///
 /// - `demux`: per-machine connections. A demultiplexer thread receives every packet,
-///   runs the receive pipeline (`DCCPReceiver`: checksum, in-order delivery into the
-///   worker's queue, ack) and wakes the workers it fed. Workers hand every outgoing
+///   runs the receive pipeline (`DCCPReceiver`'s steering program: checksum, in-order
+///   delivery into the worker's queue, ack) and wakes the workers it fed. Workers hand every outgoing
 ///   tuple to a multiplexer thread, which batches them per destination node for up to
 ///   `mux_batch_ms` (or a send window's worth) and sends them on one DCCP connection
 ///   per node.
@@ -34,7 +34,7 @@ public final class StormNode: @unchecked Sendable {
     public let mode: Mode
     public let port: any PacketPort
     let udpEncapsulated: Bool
-    let receiver: DCCPReceiver<Tuple>
+    let receiver: DCCPReceiver
     let acks: AckBoard
     /// The workers this node runs, in local index order (their input queue, wakeup and
     /// stats have the same index).

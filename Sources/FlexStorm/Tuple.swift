@@ -22,7 +22,7 @@ import FlexNIC
 /// `arrived` is not on the wire: the receive pipeline stamps it when it places the
 /// tuple into the input queue. One machine's monotonic clock serves every node on it
 /// (network namespaces share it), so the latency split is exact in the cluster tests.
-public struct Tuple: DeliverySlot, Sendable, Equatable {
+public struct Tuple: BitwiseCopyable, Sendable, Equatable {
     public enum Kind: UInt8, Sendable, BitwiseCopyable {
         /// A user was active (spout -> counter).
         case user = 1
@@ -108,5 +108,25 @@ extension UserName {
         self.w0 = w0
         self.w1 = w1
         self.w2 = w2
+    }
+}
+
+/// Worker queues are the queues FlexStorm's receive program places tuples into.
+extension SPSCRing: PlacementQueue where Element == Tuple {
+    public var slotSize: Int { MemoryLayout<Tuple>.stride }
+
+    public func decode(_ payload: UnsafeRawPointer, length: Int, arrival: UInt64, into slot: UnsafeMutableRawPointer) -> Bool {
+        guard let t = Tuple(payload: payload, length: length, arrival: arrival) else { return false }
+        slot.storeBytes(of: t, as: Tuple.self)
+        return true
+    }
+
+    public func enqueue(decoded slot: UnsafeRawPointer) -> Bool { enqueue(slot.load(as: Tuple.self)) }
+
+    public func place(_ payload: UnsafeRawPointer, length: Int, arrival: UInt64, overflow: UnsafeMutableRawPointer) -> SlotOutcome {
+        guard let t = Tuple(payload: payload, length: length, arrival: arrival) else { return .undecodable }
+        if enqueue(t) { return .enqueued }
+        overflow.storeBytes(of: t, as: Tuple.self)
+        return .full
     }
 }

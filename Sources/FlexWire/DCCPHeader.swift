@@ -146,7 +146,9 @@ public struct DCCPHeader: PortHeader {
         return h
     }
 
-    @inlinable init(unchecked base: UnsafeMutableRawPointer, headerLength: Int, type: PacketType, extended: Bool) {
+    /// A view of a header that was validated before (by `init(_:)`, or written by
+    /// `write`): nothing is checked.
+    @inlinable public init(unchecked base: UnsafeMutableRawPointer, headerLength: Int, type: PacketType, extended: Bool) {
         self.base = base
         self.headerLength = headerLength
         self.type = type

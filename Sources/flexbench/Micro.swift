@@ -202,59 +202,59 @@ struct ProgramBench {
     }
 }
 
-/// FlexStorm's receive path over 4,096 DCCP Data frames in UDP carrying 64-byte tuples:
-/// 32 connections, each sending sequence numbers 1...128 in turn, a burst of 32 frames
-/// holding one of each, every tuple placed into one of 4 worker queues (drained after
-/// each burst, so none fills) and every frame turned into its ack. Each run starts from
-/// a fresh receiver, and each burst's frames are copied from pristine templates (the
-/// receiver rewrites them into acks): both are part of the figure.
+/// FlexStorm's receive path on DCCP Data frames in UDP carrying 64-byte tuples: 32
+/// connections, a burst of 32 frames holding the next sequence number of each, every
+/// tuple placed into one of 4 worker queues (drained after each burst, so none fills)
+/// and every frame turned into its ack. Each burst's frames are copied from templates
+/// and given their sequence number and DCCP checksum (the receiver rewrites them into
+/// acks): that copy and checksum are part of the figure.
 final class DCCPReceiveBench {
     static let connections = 32
-    static let perConnection = 128
     static let frameSize = 128
     let templates: [[UInt8]]
     let memory = UnsafeMutableRawPointer.allocate(byteCount: 32 * DCCPReceiveBench.frameSize, alignment: 64)
     let port = MemoryPort(name: "dccp-bench", bufferCount: 64)
     let queues = (0..<4).map { _ in SPSCRing<Tuple>(capacity: 256) }
     let acks = AckBoard(basePort: 7101, count: 4)
+    let receiver: DCCPReceiver
+    var sequence: UInt64 = 0
 
     init() {
-        var t: [[UInt8]] = []
-        for seq in 1...Self.perConnection {
-            for c in 0..<Self.connections {
-                var wire = [UInt8](repeating: 0, count: Tuple.wireLength)
-                wire.withUnsafeMutableBytes {
-                    Tuple(destination: UInt16(c % 4), source: 1, kind: .user, user: UserName("user\(c)")!).encode(to: $0.baseAddress!)
-                }
-                var frame = [UInt8](repeating: 0, count: Self.frameSize)
-                let e = FrameBuilder.Endpoints(source: IPv4Address(198, 18, 1, UInt8(2 + c % 8)), destination: IPv4Address(198, 18, 1, 1),
-                                               sourcePort: 7100, destinationPort: 7100)
-                let n = frame.withUnsafeMutableBytes { b in
-                    wire.withUnsafeBytes {
-                        try! FrameBuilder.dccpData(into: b, endpoints: e, udpEncapsulated: true, dccpPorts: (UInt16(7200 + c), 7100),
-                                                   sequence: UInt64(seq), payload: $0.baseAddress!, count: wire.count)
-                    }
-                }
-                t.append(Array(frame[..<n]))
+        templates = (0..<Self.connections).map { c in
+            var wire = [UInt8](repeating: 0, count: Tuple.wireLength)
+            wire.withUnsafeMutableBytes {
+                Tuple(destination: UInt16(c % 4), source: 1, kind: .user, user: UserName("user\(c)")!).encode(to: $0.baseAddress!)
             }
+            var frame = [UInt8](repeating: 0, count: Self.frameSize)
+            let e = FrameBuilder.Endpoints(source: IPv4Address(198, 18, 1, UInt8(2 + c % 8)), destination: IPv4Address(198, 18, 1, 1),
+                                           sourcePort: 7100, destinationPort: 7100)
+            let n = frame.withUnsafeMutableBytes { b in
+                wire.withUnsafeBytes {
+                    try! FrameBuilder.dccpData(into: b, endpoints: e, udpEncapsulated: true, dccpPorts: (UInt16(7200 + c), 7100),
+                                               sequence: 1, payload: $0.baseAddress!, count: wire.count)
+                }
+            }
+            return Array(frame[..<n])
         }
-        templates = t
+        receiver = DCCPReceiver(port: 7100, udpEncapsulated: true, queues: queues, targets: [0, 1, 2, 3], acks: acks, clock: { 0 })
     }
 
     func run(_ n: Int) -> UInt64 {
         let batch = PacketBatch(capacity: 32), replies = PacketBatch(capacity: 64), release = PacketBatch(capacity: 64)
-        var receiver = makeReceiver()
+        let dccpOffset = FrameBuilder.dccpOffset(udpEncapsulated: true)
         var acc: UInt64 = 0
-        var i = 0, sent = 0
+        var sent = 0
         while sent < n {
-            if i == templates.count {
-                receiver = makeReceiver()
-                i = 0
-            }
+            sequence &+= 1
             for k in 0..<32 {
-                let t = templates[i &+ k]
+                let t = templates[k]
                 let data = memory + k &* Self.frameSize
                 t.withUnsafeBytes { data.copyMemory(from: $0.baseAddress!, byteCount: t.count) }
+                let length = t.count - dccpOffset
+                let dccp = try! DCCPHeader(UnsafeMutableRawBufferPointer(start: data + dccpOffset, count: length))
+                dccp.sequenceNumber = sequence
+                try! dccp.updateChecksum(ip: IPv4Header(unchecked: data + EthernetHeader.length, headerLength: IPv4Header.minimumLength),
+                                         packetLength: length)
                 batch.packets[k] = Packet(owner: nil, data: data, length: UInt32(t.count), capacity: UInt32(Self.frameSize))
             }
             batch.count = 32
@@ -262,13 +262,9 @@ final class DCCPReceiveBench {
             acc &+= UInt64(replies.count)
             replies.removeAll()
             for q in queues { while let tuple = q.dequeue() { acc &+= UInt64(tuple.destination) } }
-            i &+= 32
             sent &+= 32
         }
+        precondition(receiver.counters[.delivered] == UInt64(sequence) * 32, "the receive bench lost tuples")
         return acc
-    }
-
-    func makeReceiver() -> DCCPReceiver<Tuple> {
-        DCCPReceiver(port: 7100, udpEncapsulated: true, queues: queues, targets: [0, 1, 2, 3], acks: acks, clock: { 0 })
     }
 }

@@ -17,7 +17,7 @@ import Testing
         let port = MemoryPort()
         let queues: [SPSCRing<Tuple>]
         let acks = AckBoard(basePort: 7101, count: 4)
-        let receiver: DCCPReceiver<Tuple>
+        let receiver: DCCPReceiver
 
         init(depth: Int = 8, udp: Bool = true, park: Int = 8) {
             queues = [SPSCRing<Tuple>(capacity: depth), SPSCRing<Tuple>(capacity: depth)]
@@ -183,8 +183,8 @@ import Testing
         let acks = rig.feed([Self.data(1), Self.data(2)])
         let sender = Rig()
         let board = AckBoard(basePort: 7201, count: 1)
-        let receiver = DCCPReceiver<Tuple>(port: 7100, udpEncapsulated: true, queues: sender.queues, targets: [],
-                                           acks: board, clock: { 0 })
+        let receiver = DCCPReceiver(port: 7100, udpEncapsulated: true, queues: sender.queues, targets: [],
+                                    acks: board, clock: { 0 })
         for a in acks { #expect(sender.port.inject(a)) }
         let batch = PacketBatch(capacity: 8), replies = PacketBatch(capacity: 8), release = PacketBatch(capacity: 8)
         _ = sender.port.receive(queue: 0, into: batch)

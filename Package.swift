@@ -4,6 +4,7 @@
 //
 // Module layering (arrows point one way):
 //   apps (flexkvs, flexids, flexstorm, flexbench, FlexKVS, FlexIDS, FlexStorm) -> FlexNIC (steering) -> FlexIO (ports) -> FlexWire (headers)
+//   FlexConfig (steering programs as TOML) -> FlexNIC, used by the executables and tests
 //   C shims (CDPDK, CPcap, CPCRE2, CFlexSys) sit under FlexIO and the apps that need them.
 import PackageDescription
 
@@ -28,6 +29,7 @@ let package = Package(
         .library(name: "FlexWire", targets: ["FlexWire"]),
         .library(name: "FlexIO", targets: ["FlexIO"]),
         .library(name: "FlexNIC", targets: ["FlexNIC"]),
+        .library(name: "FlexConfig", targets: ["FlexConfig"]),
         .library(name: "FlexKVS", targets: ["FlexKVS"]),
         .library(name: "FlexIDS", targets: ["FlexIDS"]),
         .library(name: "FlexStorm", targets: ["FlexStorm"]),
@@ -57,11 +59,9 @@ let package = Package(
         // MARK: Libraries
         .target(name: "FlexWire", swiftSettings: hotPath),
         .target(name: "FlexIO", dependencies: ["FlexWire", "CDPDK", "CPcap", "CFlexSys"], swiftSettings: hotPath),
-        .target(
-            name: "FlexNIC",
-            dependencies: ["FlexWire", "FlexIO", "CFlexSys", .product(name: "TOMLKit", package: "TOMLKit")],
-            swiftSettings: hotPath
-        ),
+        .target(name: "FlexNIC", dependencies: ["FlexWire", "FlexIO", "CFlexSys"], swiftSettings: hotPath),
+        /// Steering programs as TOML files, read and written (apart, so FlexNIC needs no TOML).
+        .target(name: "FlexConfig", dependencies: ["FlexNIC", "FlexWire", .product(name: "TOMLKit", package: "TOMLKit")]),
         .target(
             name: "FlexKVS",
             dependencies: ["FlexNIC", "FlexIO", "FlexWire", "CFlexSys", .product(name: "Logging", package: "swift-log")],
@@ -85,7 +85,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "flexids",
-            dependencies: ["FlexIDS", "FlexNIC", "FlexIO", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["FlexIDS", "FlexNIC", "FlexConfig", "FlexIO", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "flexstorm",
@@ -94,7 +94,7 @@ let package = Package(
         .executableTarget(
             name: "flexbench",
             dependencies: [
-                "FlexKVS", "FlexNIC", "FlexIO", "FlexWire", "CFlexSys", "FlexStorm",
+                "FlexKVS", "FlexNIC", "FlexConfig", "FlexIDS", "FlexIO", "FlexWire", "CFlexSys", "FlexStorm",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
@@ -103,10 +103,10 @@ let package = Package(
         // MARK: Tests
         .target(name: "FlexTestSupport", dependencies: ["FlexWire"], path: "Tests/FlexTestSupport"),
         .testTarget(name: "FlexWireTests", dependencies: ["FlexWire", "FlexTestSupport"]),
-        .testTarget(name: "FlexNICTests", dependencies: ["FlexNIC", "FlexIO", "FlexWire", "FlexTestSupport"]),
-        .testTarget(name: "FlexKVSTests", dependencies: ["FlexKVS", "FlexIO", "FlexWire", "FlexTestSupport"]),
-        .testTarget(name: "FlexIDSTests", dependencies: ["FlexIDS", "FlexTestSupport"]),
-        .testTarget(name: "FlexStormTests", dependencies: ["FlexStorm", "FlexNIC", "FlexIO", "FlexWire", "FlexTestSupport"]),
+        .testTarget(name: "FlexNICTests", dependencies: ["FlexNIC", "FlexConfig", "FlexIO", "FlexWire", "FlexTestSupport"]),
+        .testTarget(name: "FlexKVSTests", dependencies: ["FlexKVS", "FlexConfig", "FlexIO", "FlexWire", "FlexTestSupport"]),
+        .testTarget(name: "FlexIDSTests", dependencies: ["FlexIDS", "FlexConfig", "FlexTestSupport"]),
+        .testTarget(name: "FlexStormTests", dependencies: ["FlexStorm", "FlexNIC", "FlexConfig", "FlexIO", "FlexWire", "FlexTestSupport"]),
         .testTarget(
             name: "FlexIOTests",
             dependencies: ["FlexIO", "FlexNIC", "FlexWire", "CDPDK", "CPCRE2", "FlexTestSupport"]

@@ -32,49 +32,40 @@ public enum IDSSteering {
             defaultDisposition: .queue(0), toeplitzKey: symmetricSort ? ToeplitzHash.microsoftKey : symmetricRSSKey)
     }
 
-    /// The TOML of a partition program: for each flow group, a stage per direction that
-    /// sends it to its instance, or spreads it over its instances by a symmetric hash
-    /// (pairs of service ports first, so both directions of a flow meet the same pair of
-    /// stages), then symmetric hashing for the rest.
-    public static func partitionProgramText(assignment: [Profile.Assignment], instances: Int) -> String {
-        var out = """
-            # FlexIDS partition steering (written by `flexids partition`): each flow group
-            # goes to its instance; traffic outside the profile is hashed symmetrically.
-            name = "ids-partition"
-            queues = \(instances)
-            default = "queue 0"
-
-            """
-        func stage(_ name: String, _ match: String, _ instances: [Int]) {
-            let actions = instances.count == 1 ? "\"queue \(instances[0])\""
-                : "\"hash symmetric\", \"spread \(instances.map(String.init).joined(separator: " "))\""
-            out += "\n[[stage]]\nname = \"\(name)\"\nmatch = { \(match) }\nactions = [\(actions)]\n"
-        }
-        // A program has at most `SteeringProgram.maximumStages` stages: the lightest flow
-        // groups beyond that are left to the hash stage.
+    /// The partition program: for each flow group, a stage per direction that sends it
+    /// to its instance, or spreads it over its instances by a symmetric hash (pairs of
+    /// service ports first, so both directions of a flow meet the same pair of stages),
+    /// then symmetric hashing for the rest. A program has at most
+    /// `SteeringProgram.maximumStages` stages: the lightest flow groups beyond that are
+    /// left to the hash stage (`omitted` counts them).
+    public static func partitionProgram(assignment: [Profile.Assignment], instances: Int) -> (program: SteeringProgram, omitted: Int) {
         let kept = assignment.sorted { $0.share > $1.share }.prefix((SteeringProgram.maximumStages - 1) / 2)
-        if kept.count < assignment.count {
-            out += "# \(assignment.count - kept.count) lightest flow groups are hashed: the program holds \(SteeringProgram.maximumStages) stages.\n"
+        var stages: [SteeringProgram.Stage] = []
+        func stage(_ name: String, _ fields: [FieldMatch], _ instances: [Int]) {
+            stages.append(.init(name, fields: fields,
+                                actions: instances.count == 1 ? [.toQueue(instances[0])] : [.hash(.symmetricFourTuple), .spread(instances)]))
         }
         // Pairs of service ports, then single service ports, then a protocol's other flows.
         func rank(_ g: FlowGroup) -> Int { g.low != 0 ? 0 : g.high != 0 ? 1 : 2 }
         let ordered = kept.sorted { rank($0.group) != rank($1.group) ? rank($0.group) < rank($1.group) : $0.group < $1.group }
         for a in ordered {
             let (g, instance, share) = (a.group, a.instances, a.share)
-            let proto = "ip_proto = \(g.proto)"
+            let proto = FieldMatch(.ipProtocol, .exact(UInt64(g.proto)))
+            func port(_ f: MatchField, _ p: UInt16) -> FieldMatch { FieldMatch(f, .exact(UInt64(p))) }
             let label = "\(g) (\(String(format: "%.1f", share * 100)) % of profiled cycles)"
             switch (g.low, g.high) {
             case (0, 0):
-                stage(label, proto, instance)
+                stage(label, [proto], instance)
             case (0, let p):
-                stage(label + " to server", "\(proto), dst_port = \(p)", instance)
-                stage(label + " to client", "\(proto), src_port = \(p)", instance)
+                stage(label + " to server", [proto, port(.destinationPort, p)], instance)
+                stage(label + " to client", [proto, port(.sourcePort, p)], instance)
             case (let a, let b):
-                stage(label + " a->b", "\(proto), src_port = \(a), dst_port = \(b)", instance)
-                stage(label + " b->a", "\(proto), src_port = \(b), dst_port = \(a)", instance)
+                stage(label + " a->b", [proto, port(.sourcePort, a), port(.destinationPort, b)], instance)
+                stage(label + " b->a", [proto, port(.sourcePort, b), port(.destinationPort, a)], instance)
             }
         }
-        out += "\n[[stage]]\nname = \"outside the profile\"\nmatch = { ether_type = 0x0800 }\nactions = [\"hash symmetric\", \"redirect\"]\n"
-        return out
+        stages.append(.init("outside the profile", fields: [FieldMatch(.etherType, .exact(0x0800))], actions: [.hash(.symmetricFourTuple), .redirect]))
+        return (SteeringProgram(name: "ids-partition", queues: instances, stages: stages, defaultDisposition: .queue(0)),
+                assignment.count - kept.count)
     }
 }

@@ -105,7 +105,8 @@ public final class DCCPReceiver: @unchecked Sendable {
         func compared(_ slot: Int, _ c: Comparison) -> FieldMatch { FieldMatch(.comparison(slot), .exact(UInt64(c.rawValue))) }
         func placed(_ p: Placement) -> FieldMatch { FieldMatch(.placement, .exact(UInt64(p.rawValue))) }
         let stages: [SteeringProgram.Stage] = Stage.allCases.map { stage in
-            let name = String(describing: stage)
+            // ackReceived -> ack-received
+            let name = String(describing: stage).reduce(into: "") { out, c in out += c.isUppercase ? "-" + c.lowercased() : String(c) }
             switch stage {
             case .ackReceived:
                 return .init(name, fields: [FieldMatch(.dccpType, .range(ack, dataAck)), FieldMatch(.dccpDestinationPort, board)],

@@ -9,5 +9,5 @@ struct FlexBench: ParsableCommand {
             Benchmarks print figures (ns per packet, cycles, ratios); they assert nothing. \
             Run them from a release build: swift run -c release flexbench micro
             """,
-        subcommands: [Micro.self, KVSBench.self, Compare.self, Rebalance.self, HitRatio.self, StormBench.self, Reflect.self, UDPPing.self])
+        subcommands: [Micro.self, KVSBench.self, Compare.self, Rebalance.self, HitRatio.self, StormBench.self, Reflect.self, UDPPing.self, Programs.self])
 }

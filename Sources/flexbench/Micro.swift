@@ -142,13 +142,8 @@ struct ProgramBench {
     let memory: UnsafeMutableRawPointer
     let port = MemoryPort(name: "bench", bufferCount: 64)
 
-    static let program = SteeringProgram(name: "bench-3-stage", queues: 2, stages: [
-        .init("udp-memcached", fields: [FieldMatch(.ipProtocol, .exact(17)), FieldMatch(.destinationPort, .exact(11211))],
-              actions: [.strip(.l4)]),
-        .init("get-key", payload: [PayloadMatch(offset: 8, text: "get ")],
-              actions: [.hash(.payloadToken(offset: 12, maxLength: 250)), .writeHash]),
-        .init("steer", fields: [FieldMatch(.destinationPort, .exact(11211))], actions: [.redirect]),
-    ])
+    /// The thesis' 3-stage key-steering program (`Configs/steering/kvs-udp-key.toml`).
+    static let program = SteeringProgram.thesisKeySteering()
 
     init(_ program: SteeringProgram = ProgramBench.program) throws {
         pipeline = try SteeringPipeline(program: program, ringCapacity: 4096)

@@ -25,11 +25,7 @@ struct Reflect: ParsableCommand {
         try DPDKEnvironment.initialize(arguments: DPDKEnvironment.split(eal))
         let port = try DPDKPort(device: device)
         defer { port.stop() }
-        let program = SteeringProgram(name: "reflect", queues: 1, stages: [
-            .init("reflect-ipv4", fields: [FieldMatch(.etherType, .exact(0x0800))],
-                  actions: [.reply([.swapEthernet, .swapIPv4, .swapPorts])]),
-        ], defaultDisposition: .slowPath)
-        let pipeline = try SteeringPipeline(program: program)
+        let pipeline = try SteeringPipeline(program: .reflector)
         let emulator = SteeringEmulator(port: port, pipeline: pipeline)
         let drain = UnsafeMutablePointer<Descriptor>.allocate(capacity: 64)
         defer { drain.deallocate() }

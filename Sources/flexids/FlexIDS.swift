@@ -1,6 +1,7 @@
 import ArgumentParser
 import FlexIDS
 import FlexIO
+import FlexConfig
 import FlexNIC
 import Foundation
 
@@ -188,8 +189,11 @@ struct PartitionCommand: ParsableCommand {
         let p: Profile
         do { p = try Profile.load(path: profile) } catch { throw ValidationError("\(error)") }
         let (assignment, load) = p.partition(instances: instances, split: !noSplit, slack: slack)
-        let text = IDSSteering.partitionProgramText(assignment: assignment, instances: instances)
-        do { _ = try ProgramFile.parse(text, source: out) } catch { throw ValidationError("internal: the program does not load: \(error)") }
+        let (program, omitted) = IDSSteering.partitionProgram(assignment: assignment, instances: instances)
+        var comment = "FlexIDS partition steering (written by `flexids partition`): each flow group\n"
+            + "goes to its instance; traffic outside the profile is hashed symmetrically."
+        if omitted > 0 { comment += "\n\(omitted) lightest flow groups are hashed: the program holds \(SteeringProgram.maximumStages) stages." }
+        let text = try ProgramFile.write(program, comment: comment)
         guard FileManager.default.createFile(atPath: out, contents: Data(text.utf8)) else { throw ValidationError("\(out): cannot write") }
         let total = Double(max(load.reduce(0, +), 1))
         print("\(assignment.count) flow groups onto \(instances) instances -> \(out)")
@@ -354,7 +358,7 @@ struct Compare: ParsableCommand {
               load.map { String(format: "%.0f %%", Double($0) * 100 / total) }.joined(separator: " / "))
         let programs: [(String, SteeringProgram)] = [
             ("hash", IDSSteering.hashProgram(instances: instances, symmetricSort: false)),
-            ("partition", try ProgramFile.parse(IDSSteering.partitionProgramText(assignment: assignment, instances: instances))),
+            ("partition", IDSSteering.partitionProgram(assignment: assignment, instances: instances).program),
         ]
         var rates: [String: [Double]] = [:], cycles: [String: [Double]] = [:]
         var reference: [Alert]?

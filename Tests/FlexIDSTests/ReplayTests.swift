@@ -1,5 +1,6 @@
 @testable import FlexIDS
 import FlexIO
+import FlexConfig
 import FlexNIC
 import FlexTestSupport
 import FlexWire
@@ -39,7 +40,8 @@ func temporaryDirectory() throws -> String {
 
         let prefix = trace.records.count / 10
         let profile = Profile.measure(engine: engine, trace: trace, count: prefix, rules: [], prefix: 0.1)
-        let partition = try ProgramFile.parse(IDSSteering.partitionProgramText(assignment: profile.partition(instances: 4).assignment, instances: 4))
+        let partition = try ProgramFile.parse(ProgramFile.write(IDSSteering.partitionProgram(assignment: profile.partition(instances: 4).assignment,
+                                                                                             instances: 4).program))
         for program in [IDSSteering.hashProgram(instances: 4, symmetricSort: false), IDSSteering.hashProgram(instances: 4, symmetricSort: true), partition] {
             let r = try Replay(engine: engine, trace: trace, records: all, program: program).run()
             #expect(r.alerts == single.alerts, "\(program.name): \(r.alerts.count) alerts, one instance \(single.alerts.count)")
@@ -62,7 +64,7 @@ func temporaryDirectory() throws -> String {
         // many instances as it has fair shares (all cycles / 3), rounded up.
         #expect(profile.partition(instances: 3, split: false).assignment.allSatisfy { $0.instances.count == 1 })
         for a in assignment { #expect(a.instances.count == min(3, max(1, Int((a.share * 3 - 1e-9).rounded(.up))))) }
-        let program = try ProgramFile.parse(IDSSteering.partitionProgramText(assignment: assignment, instances: 3))
+        let program = try ProgramFile.parse(ProgramFile.write(IDSSteering.partitionProgram(assignment: assignment, instances: 3).program))
         let instancesOf = Dictionary(uniqueKeysWithValues: assignment.map { ($0.group, $0.instances) })
         for p in [IDSSteering.hashProgram(instances: 3, symmetricSort: false), IDSSteering.hashProgram(instances: 3, symmetricSort: true), program] {
             let targets = try Replay(engine: engine, trace: trace, records: 0..<trace.records.count, program: p).steer()
@@ -96,6 +98,12 @@ func temporaryDirectory() throws -> String {
     }
 
     /// `spread` keeps each flow whole on one of its queues and uses them all.
+    /// `Configs/steering/ids-symmetric.toml` is what `--mode symmetric` runs.
+    @Test func theShippedSymmetricProgramIsWhatReplayRuns() throws {
+        let file = try ProgramFile.load(path: "Configs/steering/ids-symmetric.toml")
+        #expect(file == ProgramFile.canonical(IDSSteering.hashProgram(instances: 4, symmetricSort: true)))
+    }
+
     @Test func spreadSharesAFlowGroupByFlow() throws {
         let engine = try Self.sampleEngine()
         let trace = try Trace(path: Self.trace)

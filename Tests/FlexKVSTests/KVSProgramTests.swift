@@ -1,4 +1,5 @@
 @testable import FlexKVS
+import FlexConfig
 import FlexIO
 import FlexNIC
 import FlexTestSupport
@@ -35,5 +36,18 @@ import Testing
         var arp = [UInt8](repeating: 0, count: 60)
         _ = arp.withUnsafeMutableBytes { ARP.writeRequest(into: $0, from: Frames.endpoints.sourceMAC, address: Frames.endpoints.source, asking: Self.server) }
         #expect(try verdict(program, arp).kind == .slowPath)
+    }
+
+    /// `Configs/steering/flexkvs-udp-key.toml` is the program a worker really runs
+    /// (`flexbench programs` writes it), and every key program survives the file format.
+    @Test func theShippedFileIsWhatWorkersRun() throws {
+        let file = try ProgramFile.load(path: "Configs/steering/flexkvs-udp-key.toml")
+        #expect(file == ProgramFile.canonical(KVSPrograms.key(port: 11211, queues: 2, own: 0, offload: true)))
+        for offload in [false, true] {
+            for placing in [false, true] {
+                let p = KVSPrograms.addressed(to: Self.server, KVSPrograms.key(port: 11211, queues: 4, own: 1, offload: offload, placing: placing))
+                #expect(try ProgramFile.parse(ProgramFile.write(p)) == ProgramFile.canonical(p))
+            }
+        }
     }
 }

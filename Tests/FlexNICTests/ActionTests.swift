@@ -1,7 +1,9 @@
 import FlexIO
+import FlexConfig
 import FlexNIC
 import FlexTestSupport
 import FlexWire
+import Foundation
 import Testing
 
 @Suite struct ReplyActionTests {
@@ -178,6 +180,48 @@ import Testing
         #expect(f.contains(FieldMatch(.payloadWord(offset: 2, width: 2), .exact(0xBEEF))))
         #expect(p.stages[0].payload == [PayloadMatch(offset: 4, bytes: [0x0A, 0x0B], mask: [0xFF, 0x0F])])
         #expect(p.stages[0].actions == [.reply([.swapEthernet, .set(.destinationPort, 9), .truncatePayload(4)])])
+    }
+
+    /// What `write` writes, `parse` reads back to the same program (matches in key
+    /// order), for every kind of match, value and action.
+    @Test func programsRoundTrip() throws {
+        var patterns = SteeringProgram(name: "patterns", queues: 3, stages: [
+            .init("all", fields: [FieldMatch(.sourceAddress, .prefix(0x0A00_0000, bits: 8)), FieldMatch(.destinationPort, .range(1000, 2000)),
+                                  FieldMatch(.tcpFlags, .masked(2, mask: 0x12)), FieldMatch(.vlanID, .any),
+                                  FieldMatch(.payloadWord(offset: 2, width: 2), .exact(0xBEEF)), FieldMatch(.destinationAddress, .exact(0x0A00_0002), negated: true)],
+                  payload: [PayloadMatch(offset: 4, bytes: [0x0A, 0x0B], mask: [0xFF, 0x0F]), PayloadMatch(offset: 0, text: "say \"hi\"")],
+                  actions: [.hash(.payloadField(offset: 1, lengthAt: 2, skipAt: 3)), .spread([0, 2]), .appendToLog(offset: 4, length: nil)]),
+            .init("replies", actions: [.hash(.payload(offset: 0, length: 8)), .replyFromTable(keyOffset: 12, maxKeyLength: 250, keepPrefix: 8),
+                                       .reply([.swapEthernet, .set(.destinationAddress, 0x0A00_0001), .truncatePayload(4), .dccpAck])]),
+        ], defaultDisposition: .queue(2), redirectionEntries: 64, verifyL4Checksums: true, toeplitzKey: Array(repeating: 0x6D, count: 40))
+        patterns.stages[0].name = "all \"fields\""
+        let acks = AckBoard(basePort: 7101, count: 4)
+        for p in [patterns, .thesisKeySteering(), .reflector, .receiveSideScaling(),
+                  DCCPReceiver.program(port: 7100, udpEncapsulated: false, acks: acks, connections: 64, targetOffset: 2),
+                  StatefulElementTests.inOrder()] {
+            let text = try ProgramFile.write(p)
+            #expect(try ProgramFile.parse(text) == ProgramFile.canonical(p), "\(p.name):\n\(text)")
+        }
+        let twice = SteeringProgram(name: "twice", queues: 1, stages: [
+            .init("s", fields: [FieldMatch(.destinationPort, .range(1, 9)), FieldMatch(.destinationPort, .exact(5), negated: true)], actions: [.drop]),
+        ])
+        #expect(throws: ProgramError.self) { try ProgramFile.write(twice) }
+    }
+
+    /// Every file in Configs/steering/ is a program the code builds (`flexbench programs`
+    /// writes them); the ones FlexNIC builds are checked here, the servers' in their suites.
+    @Test func shippedFilesAreWhatTheCodeBuilds() throws {
+        let names = Set(try FileManager.default.contentsOfDirectory(atPath: Self.configs).filter { $0.hasSuffix(".toml") })
+        #expect(names == ["kvs-udp-key.toml", "flexkvs-udp-key.toml", "tcp-flow.toml", "reflect.toml", "ids-symmetric.toml",
+                          "storm-dccp-receive.toml"])
+        let built: [(String, SteeringProgram)] = [
+            ("kvs-udp-key", .thesisKeySteering()), ("tcp-flow", .receiveSideScaling()), ("reflect", .reflector),
+            ("storm-dccp-receive", DCCPReceiver.program(port: 7100, udpEncapsulated: true, acks: AckBoard(basePort: 7101, count: 4),
+                                                        connections: 256, targetOffset: 0)),
+        ]
+        for (name, program) in built {
+            #expect(try ProgramFile.load(path: "\(Self.configs)/\(name).toml") == ProgramFile.canonical(program), "\(name)")
+        }
     }
 
     @Test(arguments: [

@@ -1,4 +1,5 @@
 import FlexIO
+import FlexConfig
 import FlexNIC
 import FlexTestSupport
 import FlexWire

@@ -119,17 +119,6 @@ int cdpdk_link_up(uint16_t port) {
     return link.link_status == RTE_ETH_LINK_UP;
 }
 
-int cdpdk_reta_update(uint16_t port, const uint16_t *queues, uint16_t size) {
-    struct rte_eth_rss_reta_entry64 conf[RTE_ETH_RSS_RETA_SIZE_512 / RTE_ETH_RETA_GROUP_SIZE];
-    if (size > RTE_ETH_RSS_RETA_SIZE_512) return -EINVAL;
-    memset(conf, 0, sizeof(conf));
-    for (uint16_t i = 0; i < size; i++) {
-        conf[i / RTE_ETH_RETA_GROUP_SIZE].mask |= 1ULL << (i % RTE_ETH_RETA_GROUP_SIZE);
-        conf[i / RTE_ETH_RETA_GROUP_SIZE].reta[i % RTE_ETH_RETA_GROUP_SIZE] = queues[i];
-    }
-    return rte_eth_dev_rss_reta_update(port, conf, size);
-}
-
 static inline void fill(struct cdpdk_packet *p, struct rte_mbuf *m) {
     p->mbuf = m;
     p->data = rte_pktmbuf_mtod(m, void *);

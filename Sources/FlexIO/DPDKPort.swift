@@ -13,7 +13,6 @@ public final class DPDKPort: PacketPort, @unchecked Sendable {
     public let rxQueueCount: Int
     public let txQueueCount: Int
     public let info: cdpdk_port_info
-    public let hasHardwareSteering: Bool
     let pool: OpaquePointer
     var stopped = false
     var closed = false
@@ -69,7 +68,6 @@ public final class DPDKPort: PacketPort, @unchecked Sendable {
         info = i
         rxQueueCount = c.rxQueues
         txQueueCount = c.txQueues
-        hasHardwareSteering = rss
         name = "dpdk:\(device)"
     }
 
@@ -110,12 +108,6 @@ public final class DPDKPort: PacketPort, @unchecked Sendable {
             waited += 10
         }
         return isLinkUp
-    }
-
-    /// Programs the device's RSS redirection table (queue per entry).
-    public func updateRedirectionTable(_ queues: [UInt16]) throws {
-        let rc = queues.withUnsafeBufferPointer { cdpdk_reta_update(portID, $0.baseAddress, UInt16($0.count)) }
-        guard rc == 0 else { throw PortError("DPDK: RETA update failed: \(String(cString: cdpdk_strerror(rc)))") }
     }
 
     @inline(__always) func shimPackets(_ p: UnsafeMutablePointer<Packet>) -> UnsafeMutablePointer<cdpdk_packet> {

@@ -30,7 +30,6 @@ public final class KernelTCPPort: PacketPort, @unchecked Sendable {
     public let name: String
     public var rxQueueCount: Int { queues.count }
     public var txQueueCount: Int { queues.count }
-    public var hasHardwareSteering: Bool { queues.count > 1 }
     public let address: IPv4Address
     public let port: UInt16
     public let maxConnections: Int

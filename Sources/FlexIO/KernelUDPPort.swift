@@ -16,7 +16,6 @@ public final class KernelUDPPort: PacketPort, @unchecked Sendable {
     public var rxQueueCount: Int { sockets.count }
     public var txQueueCount: Int { sockets.count }
     /// The kernel spreads flows over the sockets by its own hash.
-    public var hasHardwareSteering: Bool { sockets.count > 1 }
     public let address: IPv4Address
     public let port: UInt16
     let sockets: [Int32]

@@ -7,7 +7,6 @@ public final class MemoryPort: PacketPort, @unchecked Sendable {
     public let name: String
     public let rxQueueCount: Int
     public let txQueueCount: Int
-    public var hasHardwareSteering: Bool { false }
     public let pool: BufferPool
     let counters = PortCounters()
     let pending: [InjectedFrames]

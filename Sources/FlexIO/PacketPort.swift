@@ -11,9 +11,6 @@ public protocol PacketPort: AnyObject, Sendable {
     var name: String { get }
     var rxQueueCount: Int { get }
     var txQueueCount: Int { get }
-    /// Whether the device steers flows to rx queues itself (RSS): if not, an emulator
-    /// runs the steering program in software.
-    var hasHardwareSteering: Bool { get }
 
     /// Appends up to `batch.freeSpace` received frames; returns how many. Never blocks.
     func receive(queue: Int, into batch: PacketBatch) -> Int

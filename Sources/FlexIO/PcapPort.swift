@@ -7,7 +7,6 @@ public final class PcapPort: PacketPort, @unchecked Sendable {
     public let name: String
     public var rxQueueCount: Int { 1 }
     public var txQueueCount: Int { 1 }
-    public var hasHardwareSteering: Bool { false }
     let reader: PcapReader?
     let writer: Mutex<PcapWriter?>
     let pool: BufferPool

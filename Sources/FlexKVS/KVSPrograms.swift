@@ -34,7 +34,7 @@ public enum KVSPrograms {
                         + then)
     }
 
-    /// Flow steering over UDP, with reply offload: like `flowProgram`, but hot GETs are
+    /// Flow steering over UDP, with reply offload: like `flow`, but hot GETs are
     /// answered by the pipeline.
     static func flowWithOffload(port: UInt16, queues: Int, own: Int) -> SteeringProgram {
         var p = flow(protocolNumber: 17, port: port, queues: queues, own: own)

@@ -337,7 +337,8 @@ public final class KVSServer: @unchecked Sendable {
                     (p + "udp_bad_frames", String(w.badFrames.load(ordering: .relaxed))),
                     (p + "arp_answered", String(w.arpAnswered.load(ordering: .relaxed))),
                     (p + "tcp_forwarded", String(w.forwarded.load(ordering: .relaxed))),
-                    (p + "tcp_forwarded_served", String(w.forwardedServed.load(ordering: .relaxed)))]
+                    (p + "tcp_forwarded_served", String(w.forwardedServed.load(ordering: .relaxed))),
+                    (p + "replies_unsent", String(w.tcpSteering.droppedReplies + (w.udpSteering?.droppedReplies ?? 0)))]
             if !w.placements.isEmpty {
                 out += [(p + "placed_sets", String(w.placements.reduce(0) { $0 + $1.placed })),
                         (p + "placed_records_lost", String(w.placements.reduce(0) { $0 + $1.lost })),

@@ -100,12 +100,6 @@ public final class Session {
 
     var unparsed: Int { input.count - consumed }
 
-    /// Takes the reply bytes (the caller sends them).
-    public func takeOutput() -> [UInt8] {
-        defer { output.removeAll(keepingCapacity: true) }
-        return output
-    }
-
     @inline(__always) func write(_ s: StaticString) {
         s.withUTF8Buffer { output.append(contentsOf: $0) }
     }

@@ -71,9 +71,6 @@ public final class LogSegments: @unchecked Sendable {
         return nil
     }
 
-    /// Largest payload one record can hold.
-    public var maximumRecord: Int { segmentSize - 8 }
-
     /// Bytes a record of `count` payload bytes takes in a segment (length word, padding).
     @inline(__always) public static func stride(forRecordOf count: Int) -> Int { (4 &+ count &+ 7) & ~7 }
 

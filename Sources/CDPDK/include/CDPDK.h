@@ -71,8 +71,6 @@ int cdpdk_port_stop(uint16_t port);
 int cdpdk_port_close(uint16_t port);
 /// 1 if the link is up, 0 if not.
 int cdpdk_link_up(uint16_t port);
-/// Writes `size` redirection-table entries (queue numbers).
-int cdpdk_reta_update(uint16_t port, const uint16_t *queues, uint16_t size);
 
 uint16_t cdpdk_rx_burst(uint16_t port, uint16_t queue, struct cdpdk_packet *pkts, uint16_t n);
 /// Sends up to `n` packets, first setting each mbuf's data offset and length from the

@@ -60,6 +60,8 @@ let package = Package(
         .target(name: "FlexWire", swiftSettings: hotPath),
         .target(name: "FlexIO", dependencies: ["FlexWire", "CDPDK", "CPcap", "CFlexSys"], swiftSettings: hotPath),
         .target(name: "FlexNIC", dependencies: ["FlexWire", "FlexIO", "CFlexSys"], swiftSettings: hotPath),
+        /// What the four command lines share: runtime failures, termination signals.
+        .target(name: "FlexCLI"),
         /// Steering programs as TOML files, read and written (apart, so FlexNIC needs no TOML).
         .target(name: "FlexConfig", dependencies: ["FlexNIC", "FlexWire", .product(name: "TOMLKit", package: "TOMLKit")]),
         .target(
@@ -78,23 +80,23 @@ let package = Package(
         .executableTarget(
             name: "flexkvs",
             dependencies: [
-                "FlexKVS", "FlexNIC", "FlexIO", "FlexWire", "CFlexSys", .product(name: "Logging", package: "swift-log"),
+                "FlexKVS", "FlexCLI", "FlexNIC", "FlexIO", "FlexWire", "CFlexSys", .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ]
         ),
         .executableTarget(
             name: "flexids",
-            dependencies: ["FlexIDS", "FlexNIC", "FlexConfig", "FlexIO", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["FlexIDS", "FlexNIC", "FlexConfig", "FlexCLI", "FlexIO", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "flexstorm",
-            dependencies: ["FlexStorm", "FlexIO", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["FlexStorm", "FlexIO", "FlexCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "flexbench",
             dependencies: [
-                "FlexKVS", "FlexNIC", "FlexConfig", "FlexIDS", "FlexIO", "FlexWire", "CFlexSys", "FlexStorm",
+                "FlexKVS", "FlexNIC", "FlexConfig", "FlexCLI", "FlexIDS", "FlexIO", "FlexWire", "CFlexSys", "FlexStorm",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]

@@ -59,7 +59,7 @@ public final class KernelTCPPort: PacketPort, @unchecked Sendable {
         var chosen = port
         do {
             for _ in 0..<queues {
-                let fd = try Socket.bound(type: Int32(SOCK_STREAM.rawValue), ip: address, port: chosen)
+                let fd = try Socket.bound(type: Int32(SOCK_STREAM.rawValue), ip: address, port: chosen, claiming: listeners.isEmpty)
                 listeners.append(fd)
                 chosen = Socket.localEndpoint(fd).1
                 guard listen(fd, backlog) == 0 else { throw Socket.errorText("listen") }

@@ -38,7 +38,7 @@ public final class KernelUDPPort: PacketPort, @unchecked Sendable {
         var chosen = port
         do {
             for _ in 0..<queues {
-                let fd = try Socket.bound(type: Int32(SOCK_DGRAM.rawValue), ip: address, port: chosen)
+                let fd = try Socket.bound(type: Int32(SOCK_DGRAM.rawValue), ip: address, port: chosen, claiming: fds.isEmpty)
                 fds.append(fd)
                 if let receiveBufferBytes { Socket.setReceiveBuffer(fd, bytes: receiveBufferBytes) }
                 chosen = Socket.localEndpoint(fd).1

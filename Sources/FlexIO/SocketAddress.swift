@@ -24,15 +24,34 @@ enum Socket {
 
     /// A non-blocking socket bound to `ip:port` with SO_REUSEADDR and SO_REUSEPORT, so
     /// that several queues can share the port and the kernel spreads flows over them.
-    static func bound(type: Int32, ip: IPv4Address, port: UInt16) throws -> Int32 {
+    /// With `claiming` (a port group's first socket), the port must be free first: a
+    /// second server started on the port of a running one fails, as memcached does,
+    /// instead of silently taking half its traffic.
+    static func bound(type: Int32, ip: IPv4Address, port: UInt16, claiming: Bool = false) throws -> Int32 {
+        if claiming && port != 0 { try claim(type: type, ip: ip, port: port) }
         let fd = cflex_socket(type)
         guard fd >= 0 else { throw errorText("socket") }
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, socklen_t(MemoryLayout<Int32>.size))
+        return try bind(fd, ip, port)
+    }
+
+    /// Binds and closes a socket without SO_REUSEPORT: fails if anything holds the port
+    /// (TCP keeps SO_REUSEADDR, so connections lingering in TIME_WAIT do not count).
+    static func claim(type: Int32, ip: IPv4Address, port: UInt16) throws {
+        let fd = cflex_socket(type)
+        guard fd >= 0 else { throw errorText("socket") }
+        var one: Int32 = 1
+        if type == Int32(SOCK_STREAM.rawValue) { setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size)) }
+        close(try bind(fd, ip, port))
+    }
+
+    /// `fd` bound to `ip:port`, or closed and an error naming the address.
+    static func bind(_ fd: Int32, _ ip: IPv4Address, _ port: UInt16) throws -> Int32 {
         var a = address(ip, port)
         let rc = withUnsafePointer(to: &a) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         guard rc == 0 else {
             let e = errno

@@ -1,4 +1,5 @@
 import ArgumentParser
+import FlexCLI
 import FlexWire
 import Foundation
 
@@ -28,7 +29,7 @@ struct Compare: ParsableCommand {
     func run() throws {
         let flexPath = flexkvs ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("flexkvs").path
         for path in [memcached, flexPath] where !FileManager.default.isExecutableFile(atPath: path) {
-            throw ValidationError("\(path) not found (apt-get install memcached; swift build -c release)")
+            throw RuntimeFailure("\(path) not found (apt-get install memcached; swift build -c release)")
         }
         let threadCounts = try threads.split(separator: ",").map { s -> Int in
             guard let t = Int(s), t >= 1 else { throw ValidationError("--threads: \(s)") }

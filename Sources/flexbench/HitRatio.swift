@@ -1,4 +1,5 @@
 import ArgumentParser
+import FlexCLI
 import FlexWire
 import Foundation
 
@@ -47,7 +48,7 @@ struct HitRatio: ParsableCommand {
     func run() throws {
         let flexPath = flexkvs ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("flexkvs").path
         for path in [memcached, flexPath] where !FileManager.default.isExecutableFile(atPath: path) {
-            throw ValidationError("\(path) not found (apt-get install memcached; swift build -c release)")
+            throw RuntimeFailure("\(path) not found (apt-get install memcached; swift build -c release)")
         }
         let sizes = ValueSizes(min: minValue, max: maxValue)
         let keys = Int(workingSet * Double(memory << 20) / sizes.mean)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import FlexCLI
 import FlexConfig
 import FlexIDS
 import FlexKVS
@@ -59,12 +60,12 @@ struct Programs: ParsableCommand {
                 let file = FileManager.default.contents(atPath: path).map { String(decoding: $0, as: UTF8.self) }
                 if file != text { stale.append(path) }
             } else {
-                guard FileManager.default.createFile(atPath: path, contents: Data(text.utf8)) else { throw ValidationError("\(path): cannot write") }
+                guard FileManager.default.createFile(atPath: path, contents: Data(text.utf8)) else { throw RuntimeFailure("\(path): cannot write") }
                 print("wrote \(path)")
             }
         }
         if !stale.isEmpty {
-            throw ValidationError("differ from the programs the code builds (run `flexbench programs`): \(stale.joined(separator: ", "))")
+            throw RuntimeFailure("differ from the programs the code builds (run `flexbench programs`): \(stale.joined(separator: ", "))")
         }
     }
 }

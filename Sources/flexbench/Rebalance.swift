@@ -1,4 +1,5 @@
 import ArgumentParser
+import FlexCLI
 import FlexWire
 import Foundation
 
@@ -28,7 +29,7 @@ struct Rebalance: ParsableCommand {
 
     func run() throws {
         let flexPath = flexkvs ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("flexkvs").path
-        guard FileManager.default.isExecutableFile(atPath: flexPath) else { throw ValidationError("\(flexPath) not found (swift build -c release)") }
+        guard FileManager.default.isExecutableFile(atPath: flexPath) else { throw RuntimeFailure("\(flexPath) not found (swift build -c release)") }
         guard let wire = WireFormat(rawValue: format) else { throw ValidationError("--format: \(format)") }
         let threadCounts = try threads.split(separator: ",").map { s -> Int in
             guard let t = Int(s), t >= 2 else { throw ValidationError("--threads: \(s) (at least 2: one worker has nothing to balance)") }

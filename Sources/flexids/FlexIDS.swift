@@ -1,4 +1,5 @@
 import ArgumentParser
+import FlexCLI
 import FlexIDS
 import FlexIO
 import FlexConfig
@@ -43,7 +44,7 @@ struct RuleOptions: ParsableArguments {
             if !quiet { for s in set.skipSummary.prefix(8) { warn("  skipped \(s.count): \(s.reason) (first at \(s.first))") } }
             return set
         } catch {
-            throw ValidationError("\(error)")
+            throw RuntimeFailure("\(error)")
         }
     }
 
@@ -53,7 +54,7 @@ struct RuleOptions: ParsableArguments {
 
 /// Loads the trace through a DPDK `net_pcap` vdev replaying `path`.
 func loadTraceThroughDPDK(_ path: String, eal: String?) throws -> Trace {
-    guard FileManager.default.isReadableFile(atPath: path) else { throw ValidationError("\(path): cannot read the capture") }
+    guard FileManager.default.isReadableFile(atPath: path) else { throw RuntimeFailure("\(path): cannot read the capture") }
     let arguments = eal.map(DPDKEnvironment.split)
         ?? ["--no-huge", "--no-pci", "-m", "512", "--log-level=3", "--file-prefix=flexids\(getpid())", "--vdev=net_pcap0,rx_pcap=\(path)"]
     do {
@@ -64,13 +65,13 @@ func loadTraceThroughDPDK(_ path: String, eal: String?) throws -> Trace {
             return Trace(port: port, name: "dpdk:net_pcap0(\(path))")
         }
     } catch {
-        throw ValidationError("\(error)")
+        throw RuntimeFailure("\(error)")
     }
 }
 
 func loadTrace(_ path: String) throws -> Trace {
     let trace: Trace
-    do { trace = try Trace(path: path) } catch { throw ValidationError("\(error)") }
+    do { trace = try Trace(path: path) } catch { throw RuntimeFailure("\(error)") }
     if let e = trace.error { warn("warning: \(e); using the \(trace.records.count) packets before it") }
     if trace.skipped > 0 { warn("warning: \(path): \(trace.skipped) records skipped (over 65535 bytes, or shorter than the link header)") }
     return trace
@@ -155,7 +156,7 @@ struct ProfileCommand: ParsableCommand {
         let engine = try ruleOptions.engine()
         let trace = try loadTrace(pcap)
         let count = max(1, Int((Double(trace.records.count) * prefix).rounded()))
-        guard trace.records.count > 0 else { throw ValidationError("\(pcap): no packets") }
+        guard trace.records.count > 0 else { throw RuntimeFailure("\(pcap): no packets") }
         let profile = Profile.measure(engine: engine, trace: trace, count: min(count, trace.records.count), rules: ruleOptions.rules, prefix: prefix)
         try profile.write(to: out)
         let total = max(profile.entries.reduce(0) { $0 + $1.cycles }, 1)
@@ -187,14 +188,14 @@ struct PartitionCommand: ParsableCommand {
 
     func run() throws {
         let p: Profile
-        do { p = try Profile.load(path: profile) } catch { throw ValidationError("\(error)") }
+        do { p = try Profile.load(path: profile) } catch { throw RuntimeFailure("\(error)") }
         let (assignment, load) = p.partition(instances: instances, split: !noSplit, slack: slack)
         let (program, omitted) = IDSSteering.partitionProgram(assignment: assignment, instances: instances)
         var comment = "FlexIDS partition steering (written by `flexids partition`): each flow group\n"
             + "goes to its instance; traffic outside the profile is hashed symmetrically."
         if omitted > 0 { comment += "\n\(omitted) lightest flow groups are hashed: the program holds \(SteeringProgram.maximumStages) stages." }
         let text = try ProgramFile.write(program, comment: comment)
-        guard FileManager.default.createFile(atPath: out, contents: Data(text.utf8)) else { throw ValidationError("\(out): cannot write") }
+        guard FileManager.default.createFile(atPath: out, contents: Data(text.utf8)) else { throw RuntimeFailure("\(out): cannot write") }
         let total = Double(max(load.reduce(0, +), 1))
         print("\(assignment.count) flow groups onto \(instances) instances -> \(out)")
         for i in 0..<instances {
@@ -247,9 +248,9 @@ struct Run: ParsableCommand {
         case .hash: program = IDSSteering.hashProgram(instances: instances, symmetricSort: false)
         case .symmetric: program = IDSSteering.hashProgram(instances: instances, symmetricSort: true)
         case .partition:
-            do { program = try ProgramFile.load(path: table!) } catch { throw ValidationError("\(error)") }
+            do { program = try ProgramFile.load(path: table!) } catch { throw RuntimeFailure("\(error)") }
             guard program.queues == instances else {
-                throw ValidationError("\(table!) steers to \(program.queues) instances, not \(instances) (rerun flexids partition --instances \(instances))")
+                throw RuntimeFailure("\(table!) steers to \(program.queues) instances, not \(instances) (rerun flexids partition --instances \(instances))")
             }
         }
         let first = Int((Double(trace.records.count) * prefix).rounded())
@@ -315,7 +316,7 @@ func writeAlerts(_ list: [Alert], engine: DetectionEngine, fast: String?, json: 
         guard let path else { continue }
         let text = list.map { format($0, engine.rules[Int($0.rule)]) }.joined(separator: "\n") + (list.isEmpty ? "" : "\n")
         if path == "-" { print(text, terminator: "") } else if !FileManager.default.createFile(atPath: path, contents: Data(text.utf8)) {
-            throw ValidationError("\(path): cannot write the alerts")
+            throw RuntimeFailure("\(path): cannot write the alerts")
         }
     }
 }
@@ -350,7 +351,7 @@ struct Compare: ParsableCommand {
         let engine = try ruleOptions.engine()
         let trace = try loadTrace(pcap)
         let first = max(1, Int((Double(trace.records.count) * prefix).rounded()))
-        guard first < trace.records.count else { throw ValidationError("\(pcap): too few packets for --prefix \(prefix)") }
+        guard first < trace.records.count else { throw RuntimeFailure("\(pcap): too few packets for --prefix \(prefix)") }
         let profile = Profile.measure(engine: engine, trace: trace, count: first, rules: ruleOptions.rules, prefix: prefix)
         let (assignment, load) = profile.partition(instances: instances, split: !noSplit, slack: slack)
         let total = Double(max(load.reduce(0, +), 1))
@@ -367,7 +368,7 @@ struct Compare: ParsableCommand {
                 let r = try Replay(engine: engine, trace: trace, records: first..<trace.records.count, program: program).run()
                 if reference == nil { reference = r.alerts }
                 guard r.alerts == reference else {
-                    throw ValidationError("\(name) round \(round): \(r.alerts.count) alerts, first round had \(reference!.count)")
+                    throw RuntimeFailure("\(name) round \(round): \(r.alerts.count) alerts, first round had \(reference!.count)")
                 }
                 let c = r.instances.reduce(Inspector.Counters(), +)
                 let perPacket = Double(c.cycles) / Double(max(c.packets, 1))

@@ -1,5 +1,6 @@
 import CFlexSys
 import ArgumentParser
+import FlexCLI
 import FlexIO
 import FlexKVS
 import FlexWire
@@ -110,16 +111,16 @@ struct FlexKVSCommand: ParsableCommand {
         var file = FileSettings()
         if let config {
             guard let text = try? String(contentsOfFile: config, encoding: .utf8) else {
-                throw ValidationError("--config \(config): cannot read the file")
+                throw RuntimeFailure("--config \(config): cannot read the file")
             }
             do {
                 file = try TOMLDecoder(strictDecoding: true).decode(FileSettings.self, from: text)
             } catch let e as TOMLParseError {
-                throw ValidationError("\(config): line \(e.source.begin.line): \(e.description)")
+                throw RuntimeFailure("\(config): line \(e.source.begin.line): \(e.description)")
             } catch let e as UnexpectedKeysError {
-                throw ValidationError("\(config): unknown setting(s) \(e.keys.keys.sorted().joined(separator: ", "))")
+                throw RuntimeFailure("\(config): unknown setting(s) \(e.keys.keys.sorted().joined(separator: ", "))")
             } catch {
-                throw ValidationError("\(config): \(error)")
+                throw RuntimeFailure("\(config): \(error)")
             }
         }
         var c = KVSServer.Configuration()
@@ -208,7 +209,7 @@ struct FlexKVSCommand: ParsableCommand {
         let pidPath = pidFile.map { URL(fileURLWithPath: $0).path }
         if daemonize {
             // Before any thread starts: fork, detach, stdio to /dev/null unless verbose.
-            guard daemon(0, verbosity > 0 ? 1 : 0) == 0 else { throw ValidationError("-d: cannot daemonize (\(String(cString: strerror(errno))))") }
+            guard daemon(0, verbosity > 0 ? 1 : 0) == 0 else { throw RuntimeFailure("-d: cannot daemonize (\(String(cString: strerror(errno))))") }
         }
         // -v output: memcached's plain lines on stderr.
         LoggingSystem.bootstrap { _ in MemcachedStyleLogHandler() }
@@ -221,15 +222,16 @@ struct FlexKVSCommand: ParsableCommand {
         do {
             server = try KVSServer(c)
         } catch {
-            throw ValidationError("cannot start: \(error)")
+            throw RuntimeFailure("cannot start: \(error)")
         }
         try dropPrivileges()
         if enableShutdown { server.context.shutdown = { kill(getpid(), SIGTERM) } }
         if let pidPath {
             guard FileManager.default.createFile(atPath: pidPath, contents: Data("\(getpid())\n".utf8)) else {
-                throw ValidationError("-P \(pidPath): cannot write the pid file")
+                throw RuntimeFailure("-P \(pidPath): cannot write the pid file")
             }
         }
+        Termination.install()
         server.start()
         let udp = server.udpPort.map { ", udp \($0)" } ?? ""
         let listening = server.tcp.unixPath.map { "unix \($0)" } ?? "\(c.address) tcp \(server.tcp.port)\(udp)"
@@ -239,19 +241,7 @@ struct FlexKVSCommand: ParsableCommand {
         fflush(stdout)
         // Serve until SIGINT/SIGTERM; SIGHUP is ignored (memcached reopens nothing on it
         // either) and SIGPIPE never kills the server.
-        signal(SIGINT, SIG_IGN)
-        signal(SIGTERM, SIG_IGN)
-        signal(SIGHUP, SIG_IGN)
-        signal(SIGPIPE, SIG_IGN)
-        let stop = DispatchSemaphore(value: 0)
-        let sources = [SIGINT, SIGTERM].map { sig -> DispatchSourceSignal in
-            let s = DispatchSource.makeSignalSource(signal: sig)
-            s.setEventHandler { stop.signal() }
-            s.resume()
-            return s
-        }
-        stop.wait()
-        sources.forEach { $0.cancel() }
+        Termination.wait()
         server.stop()
         if let pidPath { unlink(pidPath) }
         if let socket = server.tcp.unixPath { unlink(socket) }
@@ -267,10 +257,10 @@ struct FlexKVSCommand: ParsableCommand {
             if verbosity > 0 { FileHandle.standardError.write(Data("flexkvs: running as root (give -u USER to drop privileges)\n".utf8)) }
             return
         }
-        guard let entry = getpwnam(user) else { throw ValidationError("-u \(user): can't find the user") }
+        guard let entry = getpwnam(user) else { throw RuntimeFailure("-u \(user): can't find the user") }
         _ = setgroups(0, nil)
         guard setgid(entry.pointee.pw_gid) == 0, setuid(entry.pointee.pw_uid) == 0 else {
-            throw ValidationError("-u \(user): failed to assume the user's identity (\(String(cString: strerror(errno))))")
+            throw RuntimeFailure("-u \(user): failed to assume the user's identity (\(String(cString: strerror(errno))))")
         }
     }
 }

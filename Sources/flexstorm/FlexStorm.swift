@@ -1,4 +1,5 @@
 import ArgumentParser
+import FlexCLI
 import FlexIO
 import FlexStorm
 import Foundation
@@ -19,14 +20,6 @@ struct FlexStormCommand: ParsableCommand {
             """,
         subcommands: [Node.self, Run.self, Generate.self, TopN.self]
     )
-}
-
-/// Stops a run on SIGINT or SIGTERM.
-let stopRequested = Atomic<Bool>(false)
-
-func installStopHandlers() {
-    signal(SIGINT) { _ in stopRequested.store(true, ordering: .relaxed) }
-    signal(SIGTERM) { _ in stopRequested.store(true, ordering: .relaxed) }
 }
 
 struct TraceOptions: ParsableArguments {
@@ -76,7 +69,7 @@ struct Node: ParsableCommand {
         }
         let trace = try input.load()
         guard cluster.nodeIndex(named: node) != nil else {
-            throw ValidationError("no node named \"\(node)\" in \(config) (\(cluster.nodes.map(\.name).joined(separator: ", ")))")
+            throw RuntimeFailure("no node named \"\(node)\" in \(config) (\(cluster.nodes.map(\.name).joined(separator: ", ")))")
         }
         let transport: StormNode.Transport
         switch io {
@@ -92,14 +85,14 @@ struct Node: ParsableCommand {
             let port = try DPDKPort(device: dpdkDevice, configuration: c)
             // Peers that are sent to before the link is up look down (`peer_down_ms`).
             guard port.waitForLink(timeoutMilliseconds: 30_000) else {
-                throw ValidationError("\(port.name): the link did not come up within 30 s (is the peer running?)")
+                throw RuntimeFailure("\(port.name): the link did not come up within 30 s (is the peer running?)")
             }
             transport = .ethernet(port) { body in DPDKEnvironment.asLcore(body) }
         default: throw ValidationError("--io is socket or dpdk, not \(io)")
         }
         let jsonFile = try json.map { path -> FileHandle in
             guard FileManager.default.createFile(atPath: path, contents: nil), let h = FileHandle(forWritingAtPath: path) else {
-                throw ValidationError("cannot write \(path)")
+                throw RuntimeFailure("cannot write \(path)")
             }
             return h
         }
@@ -109,12 +102,12 @@ struct Node: ParsableCommand {
             fflush(stdout)
             jsonFile?.write(Data((ranking.json(since: start) + "\n").utf8))
         }
-        installStopHandlers()
+        Termination.install()
         n.start()
         var lastProcessed: UInt64 = 0
         var nextStatus = Date().addingTimeInterval(1)
         let deadline = duration > 0 ? Date().addingTimeInterval(duration) : .distantFuture
-        while !n.isFinished && !stopRequested.load(ordering: .relaxed) && Date() < deadline {
+        while !n.isFinished && !Termination.requested && Date() < deadline {
             usleep(10_000)
             if Date() >= nextStatus {
                 let r = n.report()
@@ -148,17 +141,17 @@ struct Run: ParsableCommand {
         let trace = try input.load()
         let c = try LocalCluster(config: cluster, mode: mode, trace: trace)
         let start = monotonicNanoseconds()
-        installStopHandlers()
+        Termination.install()
         c.start()
         let deadline = Date().addingTimeInterval(timeout)
         var finished = false
-        while !stopRequested.load(ordering: .relaxed) && Date() < deadline {
+        while !Termination.requested && Date() < deadline {
             if c.waitUntilFinished(seconds: 0.05) { finished = true; break }
         }
         c.stop()
         for r in c.allRankings { print(json ? r.json(since: start) : r.text(since: start)) }
         for r in c.reports() { print(json ? r.json : r.text) }
-        if !finished { throw ValidationError("the cluster did not finish within \(timeout) s") }
+        if !finished { throw RuntimeFailure("the cluster did not finish within \(timeout) s") }
     }
 }
 

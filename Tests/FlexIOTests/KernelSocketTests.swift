@@ -92,6 +92,21 @@ final class TCPClient {
         #expect(server.statistics.receivedPackets == 400 && server.statistics.transmittedPackets == 400)
     }
 
+    /// A port another server holds is refused, as memcached refuses it, although the
+    /// queues of one port share it (SO_REUSEPORT): a second server must not take half
+    /// the first one's traffic.
+    @Test func aPortInUseIsRefusedButSharedByOnesOwnQueues() throws {
+        let tcp = try KernelTCPPort(port: 0, queues: 2)
+        let udp = try KernelUDPPort(port: 0, queues: 2)
+        #expect(throws: PortError.self) { try KernelTCPPort(port: tcp.port, queues: 2) }
+        #expect(throws: PortError.self) { try KernelUDPPort(port: udp.port, queues: 1) }
+        do {
+            _ = try KernelTCPPort(port: tcp.port)
+        } catch {
+            #expect("\(error)".contains("Address already in use"))
+        }
+    }
+
     @Test func oversizedDatagramsAreCountedNotDelivered() throws {
         let server = try KernelUDPPort(address: .loopback, port: 0, bufferSize: 256)
         let s = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)

@@ -25,9 +25,9 @@ public enum KVSPrograms {
     /// The reply-offload stage: a single-datagram `get <key>` is answered from the reply
     /// table when it holds the key; otherwise the hash it computed goes on to `then`.
     static func offloadStage(then: [Action]) -> SteeringProgram.Stage {
-        let header = KVSServer.udpFrameHeader
+        let header = MemcachedUDPFrame.headerLength
         return .init("ascii-get-offload",
-                     fields: [FieldMatch(.payloadWord(offset: 2, width: 4), .exact(1))],  // sequence 0 of 1 datagram
+                     fields: [FieldMatch(.payloadWord(offset: MemcachedUDPFrame.sequenceAndCountOffset, width: 4), .exact(1))],  // sequence 0 of 1 datagram
                      payload: [PayloadMatch(offset: header, text: "get ")],
                      actions: [.hash(.payloadToken(offset: header + 4, maxLength: TextProtocol.maxKeyLength)),
                                .replyFromTable(keyOffset: header + 4, maxKeyLength: TextProtocol.maxKeyLength, keepPrefix: header)]
@@ -51,7 +51,7 @@ public enum KVSPrograms {
     /// owning worker's log segments from the frame header's last 4 bytes on, which puts
     /// the key 40 bytes after the record's start: an item's layout (`PlacementLog`).
     public static func key(port: UInt16, queues: Int, own: Int, offload: Bool, placing: Bool = false) -> SteeringProgram {
-        let header = KVSServer.udpFrameHeader
+        let header = MemcachedUDPFrame.headerLength
         let binaryKey = HashInput.payloadField(offset: header + BinaryProtocol.headerSize, lengthAt: header + 2, skipAt: header + 4)
         func text(_ command: String) -> SteeringProgram.Stage {
             .init("ascii-\(command)", payload: [PayloadMatch(offset: header, text: command + " ")],
@@ -63,7 +63,7 @@ public enum KVSPrograms {
         ] + (placing ? [
             .init("binary-set-placed",
                   fields: [FieldMatch(.destinationPort, .exact(UInt64(port))),
-                           FieldMatch(.payloadWord(offset: 2, width: 4), .exact(1)),  // sequence 0 of 1 datagram
+                           FieldMatch(.payloadWord(offset: MemcachedUDPFrame.sequenceAndCountOffset, width: 4), .exact(1)),  // sequence 0 of 1 datagram
                            FieldMatch(.payloadWord(offset: header, width: 1), .exact(UInt64(BinaryProtocol.requestMagic))),
                            FieldMatch(.payloadWord(offset: header + 1, width: 1), .masked(0x01, mask: 0xEF)),  // SET, SETQ
                            FieldMatch(.payloadWord(offset: header + 4, width: 1), .exact(8))],  // flags + expiry

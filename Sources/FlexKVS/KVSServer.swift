@@ -89,14 +89,6 @@ public final class KVSServer: @unchecked Sendable {
     /// steering (a core registers 4 in all, or 2 per pipeline with more workers).
     static func placingSegments(threads: Int) -> Int { max(2, 4 / threads) }
 
-    /// The memcached UDP frame header: request id, sequence, datagram count, reserved.
-    static let udpFrameHeader = 8
-    /// The largest UDP request datagram (the most IPv4 can carry; memcached reads up to
-    /// 64 KB).
-    static let maxUDPRequest = 65_507
-    /// Reply bytes per UDP datagram (memcached keeps datagrams under 1400 bytes).
-    static let udpPayload = 1400 - udpFrameHeader
-
     public let configuration: Configuration
     public let context: KVSContext
     public let tcp: KernelTCPPort
@@ -147,7 +139,7 @@ public final class KVSServer: @unchecked Sendable {
             // the pool is reserved, not touched, and reused last-in first-out.
             let kernel = try c.udpPort.map {
                 try KernelUDPPort(address: c.address, port: $0, queues: c.threads, bufferCount: 1024,
-                                  bufferSize: FrameBuilder.udpHeadersLength + Self.maxUDPRequest)
+                                  bufferSize: FrameBuilder.udpHeadersLength + MemcachedUDPFrame.maximumRequest)
             }
             udp = kernel
             udpPort = kernel?.port

@@ -452,11 +452,8 @@ final class Worker: @unchecked Sendable {
         // release); if it is not used for that, it is released with the burst.
         var request: Packet? = d.packet
         defer { if let r = request { finished(r, udpDone, udp) } }
-        let payload = UnsafeRawBufferPointer(d.payload)
-        let bytes = d.packet.bytes
-        // The pipeline parsed and verified this frame; only the addresses are wanted.
-        guard payload.count > Self.headerLength, let frame = try? ParsedFrame(parsing: bytes, verifyingChecksum: false),
-              payload[4] == 0, payload[5] == 1 else {
+        // The pipeline parsed and verified this frame and stripped it to the UDP payload.
+        guard let frame = MemcachedUDPFrame(UnsafeRawBufferPointer(d.payload)), frame.isWhole else {
             badFrames.wrappingAdd(1, ordering: .relaxed)
             return
         }
@@ -466,20 +463,20 @@ final class Worker: @unchecked Sendable {
             record(commands: 1, since: t0, steeringCycles)
         } else {
             if d.hash != 0 { s.hashHint = d.hash }
-            s.receive(UnsafeRawBufferPointer(rebasing: payload[Self.headerLength...]))
+            s.receive(frame.request)
             ProtocolHandler.run(s, context)
             record(commands: s.commands, since: t0, steeringCycles)
         }
-        sendUDP(s.output, requestID: (payload[0], payload[1]), to: FrameBuilder.Endpoints(replyingTo: frame, bytes: UnsafeRawBufferPointer(bytes)),
-                reusing: &request, port: udp)
+        sendUDP(s.output, requestID: frame.requestID,
+                to: FrameBuilder.Endpoints(replyingToUDP: d.packet.data, payloadOffset: Int(d.payloadOffset)), reusing: &request, port: udp)
     }
 
     /// Sends `output` as the reply datagrams to `reply`, the first one in `request`'s
     /// buffer (which is then used up).
-    func sendUDP(_ output: [UInt8], requestID: (UInt8, UInt8), to reply: FrameBuilder.Endpoints, reusing request: inout Packet?,
+    func sendUDP(_ output: [UInt8], requestID: UInt16, to reply: FrameBuilder.Endpoints, reusing request: inout Packet?,
                  port udp: any PacketPort) {
         let total = output.count
-        let datagrams = max(1, (total + KVSServer.udpPayload - 1) / KVSServer.udpPayload)
+        let datagrams = MemcachedUDPFrame.datagrams(forReply: total)
         guard total > 0, datagrams <= Int(UInt16.max) else { return }
         for i in 0..<datagrams {
             if udpOut.isFull { _ = udp.transmit(queue: queue, udpOut) }
@@ -490,23 +487,18 @@ final class Worker: @unchecked Sendable {
                 guard udp.allocate(count: 1, into: udpOut) == 1 else { return }
             }
             var p = udpOut[udpOut.count - 1]
-            let start = i * KVSServer.udpPayload
-            let n = min(KVSServer.udpPayload, total - start)
+            let start = i * MemcachedUDPFrame.replyBytesPerDatagram
+            let n = min(MemcachedUDPFrame.replyBytesPerDatagram, total - start)
             let body = p.data + FrameBuilder.udpHeadersLength
-            body.storeBytes(of: requestID.0, toByteOffset: 0, as: UInt8.self)
-            body.storeBytes(of: requestID.1, toByteOffset: 1, as: UInt8.self)
-            body.storeBE16(UInt16(i), at: 2)
-            body.storeBE16(UInt16(datagrams), at: 4)
-            body.storeBE16(0, at: 6)
-            output.withUnsafeBytes { (body + Self.headerLength).copyMemory(from: $0.baseAddress! + start, byteCount: n) }
+            MemcachedUDPFrame.writeHeader(at: body, requestID: requestID, sequence: i, count: datagrams)
+            output.withUnsafeBytes { (body + MemcachedUDPFrame.headerLength).copyMemory(from: $0.baseAddress! + start, byteCount: n) }
             let length = (try? FrameBuilder.writeUDPHeaders(into: UnsafeMutableRawBufferPointer(start: p.data, count: Int(p.capacity)),
-                                                            endpoints: reply, payloadLength: Self.headerLength + n, checksum: false)) ?? 0
+                                                            endpoints: reply, payloadLength: MemcachedUDPFrame.headerLength + n,
+                                                            checksum: false)) ?? 0
             p.length = UInt32(length)
             udpOut[udpOut.count - 1] = p
         }
     }
-
-    static let headerLength = KVSServer.udpFrameHeader
 
     // MARK: Placed SETs (dma steering)
 

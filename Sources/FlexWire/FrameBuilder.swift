@@ -41,6 +41,19 @@ public enum FrameBuilder {
             }
         }
 
+        /// The endpoints of a reply to the UDP datagram whose payload starts at
+        /// `payloadOffset` in `frame`, MACs included, read straight from the headers: for
+        /// a frame `ParsedFrame` validated (IPv4 after at most one VLAN tag, the UDP
+        /// header right before the payload), so a core need not parse it again.
+        public init(replyingToUDP frame: UnsafeRawPointer, payloadOffset: Int) {
+            let l3 = frame.loadBE16(at: 12) == EthernetHeader.EtherType.vlan.rawValue
+                ? EthernetHeader.length + EthernetHeader.vlanTagLength : EthernetHeader.length
+            let l4 = payloadOffset - UDPHeader.length
+            self.init(sourceMAC: .load(from: frame), destinationMAC: .load(from: frame + 6),
+                      source: IPv4Address(frame.loadBE32(at: l3 + 16)), destination: IPv4Address(frame.loadBE32(at: l3 + 12)),
+                      sourcePort: frame.loadBE16(at: l4 + 2), destinationPort: frame.loadBE16(at: l4))
+        }
+
         /// The same endpoints seen from the other side.
         public var reversed: Endpoints {
             Endpoints(sourceMAC: destinationMAC, destinationMAC: sourceMAC, source: destination,

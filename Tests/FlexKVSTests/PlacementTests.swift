@@ -32,8 +32,8 @@ func binarySetDatagram(key: String, value: [UInt8], opcode: UInt8 = 0x01, opaque
     /// 4 bytes on).
     static func place(_ datagram: [UInt8], _ log: PlacementLog) -> LogSegments.Append {
         datagram.withUnsafeBytes {
-            log.segments.append($0.baseAddress! + KVSServer.udpFrameHeader - PlacementLog.recordPrefix,
-                                count: $0.count - KVSServer.udpFrameHeader + PlacementLog.recordPrefix)
+            log.segments.append($0.baseAddress! + MemcachedUDPFrame.headerLength - PlacementLog.recordPrefix,
+                                count: $0.count - MemcachedUDPFrame.headerLength + PlacementLog.recordPrefix)
         }
     }
 

@@ -52,7 +52,12 @@ public final class PcapReader {
         case 1:
             packetNumber += 1
             let h = header!.pointee
-            return Record(timestampNanoseconds: UInt64(h.ts.tv_sec) * 1_000_000_000 + UInt64(h.ts.tv_usec),
+            // The file's seconds are an unsigned 32-bit field (good until 2106); libpcap
+            // may hand them over sign-extended from 2038 on, so only the low 32 bits count.
+            // The fraction is below 10^9 in a valid file; a larger one is taken as is.
+            let seconds = UInt64(UInt32(truncatingIfNeeded: h.ts.tv_sec))
+            let fraction = UInt64(UInt32(truncatingIfNeeded: h.ts.tv_usec))
+            return Record(timestampNanoseconds: seconds &* 1_000_000_000 &+ fraction,
                           bytes: UnsafeRawBufferPointer(start: data, count: Int(h.caplen)),
                           originalLength: Int(h.len))
         case PCAP_ERROR_BREAK:

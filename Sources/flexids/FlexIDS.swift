@@ -28,7 +28,7 @@ func warn(_ s: String) { FileHandle.standardError.write(Data("\(s)\n".utf8)) }
 struct RuleOptions: ParsableArguments {
     @Option(name: .long, help: "Snort rule file (repeat for several).") var rules: [String]
     @Option(help: "Snort variables file (ipvar/portvar/var lines), e.g. Configs/ids/snort-vars.conf.") var vars: String?
-    @Option(help: "Skipped rules to list one by one (the summary counts them all; -1 lists all).") var warnings = 10
+    @Option(parsing: .unconditional, help: "Skipped rules to list one by one (the summary counts them all; -1 lists all).") var warnings = 10
 
     /// Loads the rules, prints warnings and the loaded/skipped summary to stderr.
     func load(quiet: Bool = false) throws -> RuleSet {
@@ -38,7 +38,7 @@ struct RuleOptions: ParsableArguments {
             let set = try RuleSet.load(paths: rules, variables: variables)
             for s in set.skipped.prefix(warnings < 0 ? Int.max : warnings) { warn("warning: \(s)") }
             if warnings >= 0 && set.skipped.count > warnings {
-                warn("warning: \(set.skipped.count - warnings) more skipped rules (--warnings=-1 lists them)")
+                warn("warning: \(set.skipped.count - warnings) more skipped rules (--warnings -1 lists them)")
             }
             warn(String(format: "rules: loaded %d, skipped %d in %.2f s", set.rules.count, set.skipped.count, Date().timeIntervalSince(start)))
             if !quiet { for s in set.skipSummary.prefix(8) { warn("  skipped \(s.count): \(s.reason) (first at \(s.first))") } }

@@ -89,6 +89,25 @@ import Testing
         }
     }
 
+    /// The format's seconds are unsigned 32-bit: a capture from 2038 on (2^31 s and
+    /// more) is read with its true time, not a trap (flexids crashed on one).
+    @Test func timestampsFrom2038OnAreRead() throws {
+        let path = temporary("y2038.pcap")
+        defer { unlink(path) }
+        func le32(_ v: UInt32) -> [UInt8] { [UInt8(v & 0xFF), UInt8(v >> 8 & 0xFF), UInt8(v >> 16 & 0xFF), UInt8(v >> 24)] }
+        func le16(_ v: UInt16) -> [UInt8] { [UInt8(v & 0xFF), UInt8(v >> 8)] }
+        var file = le32(0xA1B2_C3D4) + le16(2) + le16(4) + le32(0) + le32(0) + le32(65535) + le32(1)  // microseconds, Ethernet
+        let frame = [UInt8](repeating: 0xAB, count: 60)
+        for seconds: UInt32 in [0x7FFF_FFFF, 0x8000_0000, 0xFFFF_FFFF] {
+            file += le32(seconds) + le32(999_999) + le32(UInt32(frame.count)) + le32(UInt32(frame.count)) + frame
+        }
+        #expect(FileManager.default.createFile(atPath: path, contents: Data(file)))
+        let r = try PcapReader(path: path)
+        var times: [UInt64] = []
+        while let record = try r.next() { times.append(record.timestampNanoseconds) }
+        #expect(times == [0x7FFF_FFFF, 0x8000_0000, 0xFFFF_FFFF].map { UInt64($0) * 1_000_000_000 + 999_999_000 })
+    }
+
     @Test func garbageAndMissingFilesAreErrors() throws {
         let path = temporary("junk.pcap")
         defer { unlink(path) }

@@ -215,7 +215,7 @@ func temporaryDirectory() throws -> String {
 }
 
 /// The `flexids` command line: the whole workflow, and clear errors.
-@Suite(.serialized) struct FlexIDSCommandTests {
+@Suite(.serialized, .tags(.integration)) struct FlexIDSCommandIntegrationTests {
     @Test func profilePartitionRunWorkflow() throws {
         let flexids = try builtExecutable("flexids")
         let dir = try temporaryDirectory()

@@ -85,7 +85,7 @@ func roundTrip(_ port: DPDKPort, _ frames: [[UInt8]], timeout: TimeInterval = 10
     return received
 }
 
-@Suite(.serialized) struct DPDKTests {
+@Suite(.serialized, .tags(.integration)) struct DPDKIntegrationTests {
     /// EAL pins the thread that initialises it to one core; threads the servers start
     /// afterwards would inherit that and share it. The shim restores the affinity.
     @Test func ealLeavesTheCallersCPUAffinityAlone() throws {

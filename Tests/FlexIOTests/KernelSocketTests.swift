@@ -42,7 +42,7 @@ final class TCPClient {
     }
 }
 
-@Suite(.serialized) struct KernelSocketTests {
+@Suite(.serialized, .tags(.integration)) struct KernelSocketIntegrationTests {
     static let reflect = SteeringProgram(name: "reflect", queues: 1, stages: [
         .init("reflect", actions: [.reply([.swapEthernet, .swapIPv4, .swapPorts])]),
     ])

@@ -10,7 +10,7 @@ import Glibc
 /// flexkvs with `--io dpdk`: over net_af_packet a kernel client in another network
 /// namespace reaches it by ARP and UDP; over net_memif `flexbench kvs` drives it from
 /// another process with no kernel in between.
-@Suite(.serialized) struct DPDKServerTests {
+@Suite(.serialized, .tags(.integration)) struct DPDKServerIntegrationTests {
     static let tag = "kvsdpdk\(getpid())"
 
     /// A UDP socket in this (the root) namespace, bound to `local`, talking to `server`.

@@ -62,7 +62,7 @@ extension Client {
 /// The cases users hit when they swapped memcached for flexkvs, as data: each request
 /// goes to memcached 1.6 and to flexkvs on a fresh connection, in order (earlier cases
 /// leave their items behind), and the replies must be the same bytes.
-@Suite(.serialized) struct DropInTests {
+@Suite(.serialized, .tags(.integration)) struct DropInIntegrationTests {
     static let longKey = String(repeating: "k", count: 251)
     static let manyKeys = (0..<2_000).map { "key\($0)" }
 

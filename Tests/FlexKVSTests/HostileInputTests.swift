@@ -1,5 +1,6 @@
 @testable import FlexKVS
 import FlexWire
+import FlexTestSupport
 import Testing
 
 /// Seeded streams of hostile requests (command words with numbers past every bound,
@@ -7,7 +8,7 @@ import Testing
 /// bytes), fed to a session in random pieces as a TCP connection delivers them. Nothing
 /// may trap; every run serves all the complete requests it has (a second run without new
 /// input does nothing) or ends the session.
-@Suite struct HostileInputTests {
+@Suite(.tags(.integration)) struct HostileInputIntegrationTests {
     static let words: [[UInt8]] = [
         "get", "gets", "gat", "gats", "set", "add", "cas", "append", "prepend", "replace", "incr", "decr", "delete", "touch",
         "flush_all", "verbosity", "stats", "stats items", "stats slabs", "stats cachedump 1 0", "lru_crawler metadump all",

@@ -1,6 +1,7 @@
 @testable import FlexKVS
 import FlexNIC
 import Foundation
+import FlexTestSupport
 import Testing
 
 /// A memcached binary SET (or SETQ) in one UDP datagram: frame header, request header,
@@ -137,7 +138,7 @@ enum KVServerConfig {
 
 /// flexkvs with `--steering dma` over kernel UDP: binary SETs are placed by the
 /// pipeline into the owning partition's segments and become items there.
-@Suite(.serialized) struct PlacedSetServerTests {
+@Suite(.serialized, .tags(.integration)) struct PlacedSetServerIntegrationTests {
     /// The first 24 bytes of a binary reply after the frame header: (opcode, status, opaque, cas).
     static func header(_ d: [UInt8]) -> (UInt8, Int, UInt32, UInt64)? {
         guard d.count >= 8 + 24, d[8] == 0x81 else { return nil }

@@ -117,7 +117,7 @@ final class Client {
     }
 }
 
-@Suite(.serialized) struct ServerTests {
+@Suite(.serialized, .tags(.integration)) struct ServerIntegrationTests {
     @Test func textProtocolRoundTrip() throws {
         let t = try TestServer()
         let c = try Client(tcp: t.tcpPort)
@@ -320,7 +320,7 @@ final class Client {
     }
 }
 
-@Suite(.serialized) struct KeySteeringTests {
+@Suite(.serialized, .tags(.integration)) struct KeySteeringIntegrationTests {
     /// Under key steering every UDP request lands on the worker owning its key; with
     /// two workers, some requests cross between them, and every reply is right.
     @Test func requestsReachTheOwningWorker() throws {
@@ -407,7 +407,7 @@ final class Client {
     }
 }
 
-@Suite(.serialized) struct MemcachedParityTests {
+@Suite(.serialized, .tags(.integration)) struct MemcachedParityIntegrationTests {
     /// The same command script against memcached 1.6 (when installed; CI installs it)
     /// and flexkvs gives the same replies.
     @Test func metaAndClassicCommandsMatchMemcached() throws {
@@ -433,7 +433,7 @@ final class Client {
     }
 }
 
-@Suite(.serialized) struct ReplyOffloadTests {
+@Suite(.serialized, .tags(.integration)) struct ReplyOffloadIntegrationTests {
     /// One hot key, hammered: a writer SETs increasing numbers and records each one the
     /// server acknowledged; readers GET the key and check that no reply is older than
     /// the last acknowledged SET at the time the GET was sent. Many of the GETs must be

@@ -2,6 +2,7 @@ import FlexKVS
 import FlexNIC
 import Foundation
 import Synchronization
+import FlexTestSupport
 import Testing
 
 /// A key's shard is its redirection-table entry; moving a shard moves its requests
@@ -197,7 +198,7 @@ import Testing
     }
 }
 
-@Suite(.serialized) struct RebalancingServerTests {
+@Suite(.serialized, .tags(.integration)) struct RebalancingServerIntegrationTests {
     /// flexkvs with two workers under key steering, and clients (two over UDP, one
     /// over TCP) whose keys all lie in worker 0's shards: the rebalancer moves shards
     /// to worker 1 while they run, and every request gets its reply, every GET the

@@ -12,7 +12,7 @@ import Glibc
 
 /// Whole clusters in one process on loopback, each node on its own kernel UDP port:
 /// the final ranking must be the exact top n of the trace, in both node designs.
-@Suite(.serialized) struct ClusterTests {
+@Suite(.serialized, .tags(.integration)) struct ClusterIntegrationTests {
     /// Ports far from the ephemeral range, different for each test.
     static func basePort(_ k: Int) -> UInt16 { UInt16(20_000 + (Int(getpid()) % 500) * 20 + k * 3) }
 

@@ -11,7 +11,7 @@ import Glibc
 /// three network namespaces on a bridge (DCCP in UDP over kernel sockets), and a
 /// 2-node cluster over DPDK net_memif (DCCP in IPv4, kernel bypass). The total
 /// ranker's final ranking must be the trace's exact top n.
-@Suite(.serialized) struct MultiProcessTests {
+@Suite(.serialized, .tags(.integration)) struct MultiProcessIntegrationTests {
     static let tag = "fst\(getpid() % 100_000)"
     static let trace = "Traces/storm-users-small.txt"
 

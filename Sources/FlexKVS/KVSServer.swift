@@ -99,6 +99,8 @@ public final class KVSServer: @unchecked Sendable {
     /// With `--io dpdk`: the ethdev UDP arrives on (also `udp`).
     public let dpdk: DPDKPort?
     var workers: [Worker] = []
+    /// Workers signal each other when they steer requests to one that may sleep.
+    let wakeups: WakeSet
     let running = Atomic<Bool>(false)
     let finished = DispatchSemaphore(value: 0)
     /// The rebalancer's state, read by `stats steering` (guarded by `balancerLock`).
@@ -108,6 +110,7 @@ public final class KVSServer: @unchecked Sendable {
     public init(_ c: Configuration) throws {
         configuration = c
         balancer = ShardBalancer(shards: RedirectionTable.defaultEntries, workers: c.threads, policy: c.rebalancing)
+        wakeups = try WakeSet(count: c.threads)
         var storeConfig = c.store
         // One partition per worker; the store's redirection table (its shards) is the
         // one every key-steering pipeline redirects by.

@@ -40,8 +40,6 @@ final class Worker: @unchecked Sendable {
     let cycles = CycleHistogram()
     /// Cycles per packet of fetching bursts from the port (kernel I/O with sockets).
     let receiveCycles = CycleHistogram()
-    /// Other workers signal this when they steer requests to us while we may sleep.
-    let wakeup: Int32
 
     /// Key steering over TCP: rings to and from the other workers, the buffers this
     /// worker's forwarded requests travel in, and how many are out per owner.
@@ -75,9 +73,6 @@ final class Worker: @unchecked Sendable {
         forwardPool = forwarding.map { BufferPool(bufferCount: 2 * $0.ringCapacity * max(1, $0.requests.count - 1), bufferSize: Self.forwardBufferSize) }
         inFlight = Array(repeating: 0, count: server.configuration.threads)
         toSend.reserveCapacity(64)
-        let fd = cflex_eventfd()
-        guard fd >= 0 else { throw PortError("eventfd failed (\(-fd))") }
-        wakeup = fd
         let queues = server.configuration.threads
         tcpSteering = SteeringEmulator(
             port: server.tcp,
@@ -102,7 +97,6 @@ final class Worker: @unchecked Sendable {
     deinit {
         inbox.deallocate()
         burstHashes.deallocate()
-        close(wakeup)
     }
 
     var pipelineCounters: SteeringCounters.Snapshot {
@@ -139,8 +133,8 @@ final class Worker: @unchecked Sendable {
             for p in placements where !p.waiting.isEmpty { partition.withLock { _ in p.refill() } }
             var waitOn: [(port: any PacketPort, queue: Int)] = [(server.tcp, queue)]
             if let udp = server.udp { waitOn.append((udp, queue)) }
-            waitForAny(waitOn, descriptors: [wakeup], timeoutMilliseconds: 5)
-            _ = cflex_eventfd_drain(wakeup)
+            waitForAny(waitOn, descriptors: [server.wakeups.descriptor(queue)], timeoutMilliseconds: 5)
+            server.wakeups.drain(queue)
         }
     }
 
@@ -212,14 +206,7 @@ final class Worker: @unchecked Sendable {
 
     /// Signals the workers whose rings the last burst fed (once per burst, not per
     /// request), so none sleeps on a request steered to it.
-    func wakeOthers(_ delivered: UInt64) {
-        var mask = delivered & ~(1 << UInt64(queue))
-        while mask != 0 {
-            let q = mask.trailingZeroBitCount
-            mask &= mask - 1
-            if q < server.workers.count { _ = cflex_eventfd_signal(server.workers[q].wakeup) }
-        }
-    }
+    func wakeOthers(_ delivered: UInt64) { server.wakeups.wake(mask: delivered, except: queue) }
 
     // MARK: TCP
 

@@ -49,7 +49,8 @@ public final class StormNode: @unchecked Sendable {
     /// The port is polled (DPDK): nothing to sleep on, and a full transmit ring frees
     /// as the peer reads it.
     let portIsPolled: Bool
-    let wakeups: [Int32]
+    /// The workers' wakeups, then the multiplexer's.
+    let wakeups: WakeSet
     let components: [Component]
     var multiplexer: Multiplexer?
     let rxLock = Atomic<Bool>(false)
@@ -129,13 +130,7 @@ public final class StormNode: @unchecked Sendable {
                                 acks: acks, connections: max(256, 4 * config.workers.count), parkCapacity: config.sendWindow,
                                 clock: { monotonicNanoseconds() })
         stats = local.map { WorkerStats(id: $0.id, role: $0.role) }
-        var fds: [Int32] = []
-        for _ in 0...local.count {
-            let fd = cflex_eventfd()
-            guard fd >= 0 else { fds.forEach { close($0) }; throw PortError("eventfd failed (\(-fd))") }
-            fds.append(fd)
-        }
-        wakeups = fds
+        wakeups = try WakeSet(count: local.count + 1)
         let spouts = config.workers(.spout).count
         components = local.map { w -> Component in
             switch w.role {
@@ -147,10 +142,9 @@ public final class StormNode: @unchecked Sendable {
         }
     }
 
-    deinit { wakeups.forEach { close($0) } }
 
     /// The multiplexer's wakeup (after the workers').
-    var muxWakeup: Int32 { wakeups[local.count] }
+    var muxWakeup: Int32 { wakeups.descriptor(local.count) }
 
     /// A sender from this node to node `destination`, acknowledged in register `index`.
     func makeSender(to destination: Int, index: Int) -> DCCPSender {
@@ -199,7 +193,7 @@ public final class StormNode: @unchecked Sendable {
     /// Stops every thread and waits for them.
     public func stop() {
         guard running.exchange(false, ordering: .acquiringAndReleasing) else { return }
-        wakeups.forEach { _ = cflex_eventfd_signal($0) }
+        wakeups.wakeAll()
         for _ in 0..<threadCount { exited.wait() }
         threadCount = 0
     }
@@ -271,12 +265,12 @@ public final class StormNode: @unchecked Sendable {
 
     func sleep(worker i: Int) {
         if mode == .steered && receiveWaiter.compareExchange(expected: -1, desired: i, ordering: .acquiring).exchanged {
-            waitForPort(also: wakeups[i])
+            waitForPort(also: wakeups.descriptor(i))
             receiveWaiter.store(-1, ordering: .releasing)
         } else {
-            waitForAny([], descriptors: [wakeups[i]], timeoutMilliseconds: 1)
+            waitForAny([], descriptors: [wakeups.descriptor(i)], timeoutMilliseconds: 1)
         }
-        _ = cflex_eventfd_drain(wakeups[i])
+        wakeups.drain(i)
     }
     /// Waits up to 1 ms for the port's rx queues (or `descriptor`). A polled port
     /// (DPDK) has nothing to sleep on: poll again after 50 us rather than spin, since
@@ -332,12 +326,7 @@ public final class StormNode: @unchecked Sendable {
             if mode == .demux { _ = cflex_eventfd_signal(muxWakeup) }
             fed |= stalledWorkers.load(ordering: .acquiring)
         }
-        if let worker, worker < 64 { fed &= ~(1 << UInt64(worker)) }
-        while fed != 0 {
-            let q = fed.trailingZeroBitCount
-            fed &= fed &- 1
-            _ = cflex_eventfd_signal(wakeups[q])
-        }
+        wakeups.wake(mask: fed, except: worker)
         return handled > 0
     }
 

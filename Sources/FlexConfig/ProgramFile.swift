@@ -84,7 +84,10 @@ public enum ProgramFile {
             defaultDisposition: try disposition(file.default ?? "slow-path", source: source),
             redirectionEntries: file.redirection_entries ?? RedirectionTable.defaultEntries,
             verifyL4Checksums: file.verify_l4_checksums ?? false, toeplitzKey: key,
-            flowRegisters: file.flow_registers.map { .init(capacity: $0.capacity, initial: $0.initial.map { UInt64(max(0, $0)) }) },
+            flowRegisters: try file.flow_registers.map { f in
+                guard f.initial.allSatisfy({ $0 >= 0 }) else { throw ProgramError("\(source): flow_registers: initial values must not be negative") }
+                return .init(capacity: f.capacity, initial: f.initial.map { UInt64($0) })
+            },
             dccpInUDP: file.dccp_in_udp ?? false)
         try program.validate(label: source)
         return program
@@ -287,7 +290,8 @@ public enum ProgramFile {
             return .compare(try matchField(w[1]), register: try int(2), slot: try int(3))
         case "set-register"?:
             guard w.count == 3 || w.count == 4 else { throw bad }
-            return .setRegister(try int(1), to: try matchField(w[2]), plus: w.count == 4 ? UInt64(try int(3)) : 0)
+            guard w.count == 3 || UInt64(w[3]) != nil else { throw bad }
+            return .setRegister(try int(1), to: try matchField(w[2]), plus: w.count == 4 ? UInt64(w[3])! : 0)
         case "hash"?:
             switch w.count > 1 ? w[1] : "" {
             case "4-tuple": return .hash(.fourTuple)
@@ -353,6 +357,9 @@ public enum ProgramFile {
         if program.toeplitzKey != ToeplitzHash.microsoftKey { out += "toeplitz_key = \(quoted(hexText(program.toeplitzKey)))\n" }
         if program.dccpInUDP { out += "dccp_in_udp = true\n" }
         if let f = program.flowRegisters {
+            guard f.initial.allSatisfy({ $0 <= UInt64(Int64.max) }) else {
+                throw ProgramError("\(program.name): an initial register value above 2^63-1 does not fit a TOML integer")
+            }
             out += "flow_registers = { capacity = \(f.capacity), initial = [\(f.initial.map(String.init).joined(separator: ", "))] }\n"
         }
         for s in program.stages {

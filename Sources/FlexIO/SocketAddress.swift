@@ -39,6 +39,7 @@ enum Socket {
 
     /// Binds and closes a socket without SO_REUSEPORT: fails if anything holds the port
     /// (TCP keeps SO_REUSEADDR, so connections lingering in TIME_WAIT do not count).
+    /// Best effort: two servers started at the same instant may both pass.
     static func claim(type: Int32, ip: IPv4Address, port: UInt16) throws {
         let fd = cflex_socket(type)
         guard fd >= 0 else { throw errorText("socket") }

@@ -109,13 +109,13 @@ public final class KVSServer: @unchecked Sendable {
 
     public init(_ c: Configuration) throws {
         configuration = c
-        balancer = ShardBalancer(shards: RedirectionTable.defaultEntries, workers: c.threads, policy: c.rebalancing)
         wakeups = try WakeSet(count: c.threads)
         var storeConfig = c.store
         // One partition per worker; the store's redirection table (its shards) is the
         // one every key-steering pipeline redirects by.
         storeConfig.partitions = c.threads
         let store = KVStore(storeConfig)
+        balancer = ShardBalancer(shards: store.shards.count, workers: c.threads, policy: c.rebalancing)
         if c.replyOffload && c.udpPort != nil { store.replyTable = ReplyTable(slots: 4096) }
         context = KVSContext(store: store, threads: c.threads)
         // Backlog: a session's budget, one reply over it, and what the pipeline had in

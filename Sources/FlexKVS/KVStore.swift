@@ -1,4 +1,5 @@
 import FlexNIC
+import Foundation
 import Synchronization
 
 /// The key-value store: partitions over a shared segment pool, one per worker.
@@ -40,10 +41,14 @@ public final class KVStore: @unchecked Sendable {
     /// Shard -> the partition holding its items (equal to `shards` but during a move).
     let homes: UnsafeMutablePointer<Atomic<Int>>
     /// Keyed requests per shard, counted under the home partition's lock (the
-    /// rebalancer reads them to find hot workers).
+    /// rebalancer reads them to find hot workers); one cache line each, since
+    /// neighbouring shards belong to different workers.
     let shardRequests: UnsafeMutablePointer<Atomic<UInt64>>
+    static let counterStride = 8
     /// Shards moved, and items moved with them.
     public let shardMoves = Atomic<UInt64>(0)
+    /// One move at a time.
+    let moving = NSLock()
     public let itemsMoved = Atomic<UInt64>(0)
     public let maxItemSize: Int
     /// Server nanoseconds at which items stored earlier become invalid (flush_all).
@@ -59,11 +64,9 @@ public final class KVStore: @unchecked Sendable {
         let count = max(1, c.partitions)
         shards = RedirectionTable(queues: count)
         homes = .allocate(capacity: shards.count)
-        shardRequests = .allocate(capacity: shards.count)
-        for s in 0..<shards.count {
-            (homes + s).initialize(to: Atomic(shards[s]))
-            (shardRequests + s).initialize(to: Atomic(0))
-        }
+        shardRequests = .allocate(capacity: shards.count * Self.counterStride)
+        for s in 0..<shards.count { (homes + s).initialize(to: Atomic(shards[s])) }
+        for i in 0..<(shards.count * Self.counterStride) { (shardRequests + i).initialize(to: Atomic(0)) }
         partitions = (0..<count).map {
             Partition(index: $0, store: self, buckets: c.initialBuckets)
         }
@@ -72,7 +75,7 @@ public final class KVStore: @unchecked Sendable {
     deinit {
         homes.deinitialize(count: shards.count)
         homes.deallocate()
-        shardRequests.deinitialize(count: shards.count)
+        shardRequests.deinitialize(count: shards.count * Self.counterStride)
         shardRequests.deallocate()
     }
 
@@ -95,7 +98,7 @@ public final class KVStore: @unchecked Sendable {
     @inline(__always) public func partition(for hash: UInt32) -> Partition { partitions[partitionIndex(for: hash)] }
     @inline(__always) func home(ofShard s: Int) -> Int { homes[s].load(ordering: .acquiring) }
     /// Keyed requests served for shard `s` so far.
-    public func requests(ofShard s: Int) -> UInt64 { shardRequests[s].load(ordering: .relaxed) }
+    public func requests(ofShard s: Int) -> UInt64 { shardRequests[s &* Self.counterStride].load(ordering: .relaxed) }
 
     /// Hot keys' GET replies, answered by the steering pipeline (reply offload); every
     /// change to a key invalidates its entry before the change is acknowledged.
@@ -112,7 +115,8 @@ public final class KVStore: @unchecked Sendable {
             let result: T? = try partitions[home].withLock { p in
                 // Moved while we waited for the lock: the items are at the new home.
                 guard homes[shard].load(ordering: .relaxed) == home else { return nil }
-                shardRequests[shard].store(shardRequests[shard].load(ordering: .relaxed) &+ 1, ordering: .relaxed)
+                let c = shard &* Self.counterStride
+                shardRequests[c].store(shardRequests[c].load(ordering: .relaxed) &+ 1, ordering: .relaxed)
                 return try body(p)
             }
             if let result { return result }
@@ -126,8 +130,13 @@ public final class KVStore: @unchecked Sendable {
     @discardableResult
     public func moveShard(_ s: Int, to worker: Int) -> Bool {
         precondition(partitions.indices.contains(worker), "no worker \(worker)")
+        moving.lock()
+        defer { moving.unlock() }
         let from = home(ofShard: s)
         guard from != worker, configuration.evictionsEnabled else { return false }
+        // Counted before the entry changes: a worker that sees the new owner sees the
+        // move (TCP sessions with requests away wait on it, `Worker.runForwarding`).
+        shardMoves.wrappingAdd(1, ordering: .releasing)
         shards[s] = worker
         let (first, second) = from < worker ? (partitions[from], partitions[worker]) : (partitions[worker], partitions[from])
         let moved = first.withLock { _ in
@@ -137,7 +146,6 @@ public final class KVStore: @unchecked Sendable {
                 return n
             }
         }
-        shardMoves.wrappingAdd(1, ordering: .relaxed)
         itemsMoved.wrappingAdd(UInt64(moved), ordering: .relaxed)
         return true
     }

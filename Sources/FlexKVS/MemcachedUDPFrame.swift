@@ -28,7 +28,6 @@ struct MemcachedUDPFrame {
     }
 
     var requestID: UInt16 { bytes.baseAddress!.loadBE16(at: 0) }
-    var sequence: UInt16 { bytes.baseAddress!.loadBE16(at: 2) }
     var datagrams: UInt16 { bytes.baseAddress!.loadBE16(at: 4) }
     /// Whether the request is whole in this datagram (as memcached, the sequence
     /// number is not looked at; only the count must be 1).

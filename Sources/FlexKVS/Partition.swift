@@ -64,7 +64,9 @@ public final class Partition: @unchecked Sendable {
 
     // MARK: Locking (flow steering)
 
-    /// Runs `body` holding the partition's spin lock (held for one request at most).
+    /// Runs `body` holding the partition's spin lock (held for one request, or for a
+    /// shard move: `KVStore.moveShard` scans the partition and copies the shard's
+    /// items, a few milliseconds for a large partition, while requests for it wait).
     @inline(__always)
     public func withLock<T>(_ body: (Partition) throws -> T) rethrows -> T {
         while lockWord.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged == false {

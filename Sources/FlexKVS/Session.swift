@@ -24,6 +24,10 @@ public final class Session {
     /// Replies of requests forwarded to other workers, and where they go (TCP under
     /// key steering).
     var order = ReplyOrder()
+    /// The store's shard-move count when this session last forwarded a request: while
+    /// requests are away, a keyed request goes on only if no shard moved since (a
+    /// moved key's earlier requests may still be with its old owner).
+    var forwardedAtMove: UInt64 = 0
     /// The connection's id in -vv logs (its flow id).
     var logID: UInt32 = 0
     /// Where the connection's reply frames are addressed (TCP).

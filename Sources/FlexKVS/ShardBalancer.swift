@@ -39,7 +39,7 @@ public struct ShardBalancer: Sendable {
     public private(set) var balancing = false
     /// The busiest worker's load over the mean, in the last round that had traffic.
     public private(set) var imbalance = 1.0
-    /// Rounds the guard paused for, in all.
+    /// Rounds the guard kept from moving, in all.
     public private(set) var pausedRounds = 0
     var strikes = 0
     var pausedUntil = 0
@@ -72,11 +72,16 @@ public struct ShardBalancer: Sendable {
             if strikes >= policy.patience {
                 strikes = 0
                 pausedUntil = round + policy.pauseRounds
-                pausedRounds += policy.pauseRounds
             }
+        } else {
+            strikes = 0  // the last round moved nothing: the run of unhelpful moves ends
         }
         if imbalance >= policy.start { balancing = true } else if imbalance < policy.stop { balancing = false }
-        guard balancing, round >= pausedUntil else { return [] }
+        guard round >= pausedUntil else {
+            pausedRounds += 1
+            return []
+        }
+        guard balancing else { return [] }
 
         var owners = owners
         var moves: [(shard: Int, to: Int)] = []

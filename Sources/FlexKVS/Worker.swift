@@ -327,7 +327,14 @@ final class Worker: @unchecked Sendable {
                 if s.unparsed == unparsed && s.swallow == swallow { return }  // waits for more input
             case let .keyed(length, keyStart, keyLength):
                 let hash = s.input.withUnsafeBytes { KVStore.hash(UnsafeRawBufferPointer(rebasing: $0[keyStart..<(keyStart + keyLength)])) }
-                let owner = store.shards.queue(for: hash)
+                // The owner first: a move counts itself before it re-points the entry,
+                // so seeing a new owner means seeing the move.
+                let owner = store.shards.queueAcquiring(for: hash)
+                // A shard moved while requests of this session were away: one for a
+                // moved key may still wait at its old owner, so this one waits too.
+                let moves = store.shardMoves.load(ordering: .relaxed)
+                guard s.order.isEmpty || moves == s.forwardedAtMove else { return }
+                s.forwardedAtMove = moves
                 if owner != queue {
                     if forward(s, flow: flow, length: length, hash: hash, to: owner) {
                         s.consumed += length

@@ -19,6 +19,8 @@ final class CompiledProgram: @unchecked Sendable {
 
         /// Whether reading it needs the frame's DCCP header.
         var isDCCP: Bool { self.rawValue >= Source.dccpType.rawValue && self.rawValue <= Source.dccpSequence.rawValue }
+        /// Whether it is metadata the stateful actions write.
+        var isMetadata: Bool { self.rawValue >= Source.flowState.rawValue }
     }
 
     struct Field {
@@ -83,7 +85,7 @@ final class CompiledProgram: @unchecked Sendable {
         try program.validate()
         var st: [Stage] = [], fs: [Field] = [], ps: [Payload] = [], bytes: [UInt8] = []
         var ins: [Instruction] = [], es: [Edit] = [], ops: [Field] = [], ks: [UInt64] = []
-        var dccp = program.dccpInUDP
+        var dccp = program.dccpInUDP, metadata = false
         func operand(_ f: MatchField) -> Int32 {
             let (src, width, offset) = Self.source(f)
             if src.isDCCP { dccp = true }
@@ -97,6 +99,7 @@ final class CompiledProgram: @unchecked Sendable {
             var fieldCount: Int32 = 0
             for f in s.fields {
                 if Self.source(f.field).0.isDCCP { dccp = true }
+                if Self.source(f.field).0.isMetadata { metadata = true }
                 guard let field = Self.compile(f) else { continue }  // wildcard: nothing to test
                 fs.append(field)
                 fieldCount += 1
@@ -176,7 +179,7 @@ final class CompiledProgram: @unchecked Sendable {
         operands = Self.buffer(ops)
         constants = Self.buffer(ks)
         readsDCCP = dccp
-        keepsState = dccp || program.flowRegisters != nil
+        keepsState = dccp || metadata || program.flowRegisters != nil
     }
 
     deinit {

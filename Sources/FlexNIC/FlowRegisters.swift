@@ -16,6 +16,8 @@ public final class FlowRegisters {
     let keys: UnsafeMutablePointer<UInt64>
     let values: UnsafeMutablePointer<UInt64>
     let mask: Int
+    /// The hash's top bits pick the first slot: as many as the table has rows.
+    let shift: UInt64
     public private(set) var open = 0
     /// Rows of the table (more than `capacity`: it is kept at most half full).
     public var rows: Int { mask + 1 }
@@ -27,6 +29,7 @@ public final class FlowRegisters {
         var n = 8
         while n < spec.capacity * 2 { n <<= 1 }
         mask = n - 1
+        shift = UInt64(64 - n.trailingZeroBitCount)
         keys = .allocate(capacity: n)
         keys.initialize(repeating: 0, count: n)
         values = .allocate(capacity: n * registers)
@@ -53,7 +56,7 @@ public final class FlowRegisters {
     @inline(__always)
     func lookup(address: UInt32, port: UInt16, opening: Bool) -> (row: Int, state: State) {
         let key = 1 << 63 | UInt64(address) << 16 | UInt64(port)
-        var i = Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) >> 40) & mask
+        var i = Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) >> shift) & mask
         while true {
             if keys[i] == key { return (i, .found) }
             if keys[i] == 0 {

@@ -52,7 +52,9 @@ public enum Placement: UInt8, Sendable {
 ///
 /// Contract, as for every element: only the thread that runs the pipeline calls it (so
 /// it is the producer of every queue it fills); `beginBurst` runs once per burst before
-/// the burst's packets; nothing per packet allocates or locks.
+/// the burst's packets; nothing per packet locks, and only a flow's first wait
+/// allocates (its park: `parkCapacity` slots and an ack template, kept for the flow's
+/// life, at most one per tracked flow).
 public final class QueuePlacement: @unchecked Sendable {
     public static let maximumSlotSize = 256
     public let queues: [any PlacementQueue]
@@ -103,13 +105,18 @@ public final class QueuePlacement: @unchecked Sendable {
 
     @inline(__always) static func bump(_ a: borrowing Atomic<UInt64>) { a.store(a.load(ordering: .relaxed) &+ 1, ordering: .relaxed) }
 
+    /// Sizes the parks for the pipeline's flow registers (once, when it is built).
+    func prepare(flows: FlowRegisters) {
+        parks = [Park?](repeating: nil, count: flows.rows)
+        now = clock()
+    }
+
     /// Moves withheld packets on into queues that have room, in each flow's order, and
     /// writes their acknowledgements into `replies` (buffers from `port`); sets the
     /// flows' acknowledged register.
     func beginBurst(flows: FlowRegisters, port: some PacketPort, replies: PacketBatch) {
         lastDelivered = 0
         now = clock()
-        if parks.count != flows.rows { parks = [Park?](repeating: nil, count: flows.rows) }
         guard !parked.isEmpty else { return }
         var i = 0
         while i < parked.count {
@@ -177,7 +184,7 @@ public final class QueuePlacement: @unchecked Sendable {
         if park.count == 0 { parked.append(flow) }
         park.append(q < 0 ? nil : scratch, size: q < 0 ? 0 : queues[q].slotSize, queue: q, sequence: dccp.sequence)
         Self.bump(withheld)
-        park.keepAckTemplate(p, f, dccp: dccp)
+        if park.templateLength == 0 { park.keepAckTemplate(p, f, dccp: dccp) }
         return .withheld
     }
 

@@ -38,6 +38,12 @@ public final class RedirectionTable: @unchecked Sendable {
         Int(entries[Int(hash & mask)].load(ordering: .relaxed))
     }
 
+    /// The queue for `hash`, and whatever its writer did before it wrote the entry.
+    @inlinable @inline(__always)
+    public func queueAcquiring(for hash: UInt32) -> Int {
+        Int(entries[Int(hash & mask)].load(ordering: .acquiring))
+    }
+
     public subscript(index: Int) -> Int {
         get { Int(entries[index].load(ordering: .relaxed)) }
         set { entries[index].store(UInt32(newValue), ordering: .releasing) }

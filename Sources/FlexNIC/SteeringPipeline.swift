@@ -66,6 +66,10 @@ public final class SteeringPipeline: @unchecked Sendable {
         self.acks = acks
         self.placement = placement
         flows = program.flowRegisters.map(FlowRegisters.init)
+        if let placement {
+            guard let flows else { throw ProgramError("\(program.name): a placement element needs the program's flow registers") }
+            placement.prepare(flows: flows)
+        }
         code = try CompiledProgram(program)
         if program.stages.contains(where: { $0.actions.contains { if case .appendToLog = $0 { return true }; return false } }),
            logs?.count != program.queues {

@@ -326,25 +326,33 @@ extension SteeringProgram {
             default: break
             }
         }
+        // Offsets and lengths inside a frame: at most 65535.
+        func checkOffsets(_ values: [Int?], _ what: String, _ at: String, minimum: Int = 0) throws {
+            for case let v? in values where v < minimum || v > 65_535 {
+                throw ProgramError("\(at): \(what) \(v) out of range \(minimum)...65535")
+            }
+        }
+        // A match of a stage, or an action's condition.
+        func checkMatch(_ f: FieldMatch, _ at: String) throws {
+            if case .flowRegister(let r) = f.field { try checkRegister(r, at) }
+            if case .comparison(let slot) = f.field, !(0..<4).contains(slot) {
+                throw ProgramError("\(at): comparison slot \(slot) (slots 0...3)")
+            }
+            if case .payloadWord(let o, let w) = f.field, o < 0 || o > 65_535 || ![1, 2, 4, 8].contains(w) {
+                throw ProgramError("\(at): payload word at \(o) of width \(w) (offsets 0...65535, widths 1, 2, 4, 8)")
+            }
+            if case .prefix(_, let bits) = f.pattern, bits < 0 || bits > f.field.bitWidth {
+                throw ProgramError("\(at): prefix length \(bits) on a \(f.field.bitWidth)-bit field")
+            }
+            if case .range(let lo, let hi) = f.pattern, lo > hi {
+                throw ProgramError("\(at): empty range \(lo)-\(hi)")
+            }
+        }
         for (i, s) in stages.enumerated() {
             let at = "\(name): stage \(i + 1) (\(s.name))"
-            for f in s.fields {
-                if case .flowRegister(let r) = f.field { try checkRegister(r, at) }
-                if case .comparison(let slot) = f.field, !(0..<4).contains(slot) {
-                    throw ProgramError("\(at): comparison slot \(slot) (slots 0...3)")
-                }
-                if case .payloadWord(let o, let w) = f.field, o < 0 || ![1, 2, 4, 8].contains(w) {
-                    throw ProgramError("\(at): payload word at \(o) of width \(w) (widths 1, 2, 4, 8)")
-                }
-                if case .prefix(_, let bits) = f.pattern, bits < 0 || bits > f.field.bitWidth {
-                    throw ProgramError("\(at): prefix length \(bits) on a \(f.field.bitWidth)-bit field")
-                }
-                if case .range(let lo, let hi) = f.pattern, lo > hi {
-                    throw ProgramError("\(at): empty range \(lo)-\(hi)")
-                }
-            }
-            for p in s.payload where p.offset < 0 || p.bytes.isEmpty {
-                throw ProgramError("\(at): payload match needs a non-negative offset and at least one byte")
+            for f in s.fields { try checkMatch(f, at) }
+            for p in s.payload where p.offset < 0 || p.offset > 65_535 || p.bytes.isEmpty {
+                throw ProgramError("\(at): payload match needs an offset in 0...65535 and at least one byte")
             }
             var decided = false
             for a in s.actions {
@@ -354,16 +362,26 @@ extension SteeringProgram {
                     throw ProgramError("\(at): queue \(q) out of range 0..<\(queues)")
                 case .spread(let list) where list.isEmpty || Set(list).count != list.count || !list.allSatisfy({ (0..<min(queues, 64)).contains($0) }):
                     throw ProgramError("\(at): spread needs distinct queues in 0..<\(min(queues, 64))")
-                case .hash(.payload(let o, let l)) where o < 0 || (l ?? 1) < 1:
-                    throw ProgramError("\(at): bad payload hash range")
-                case .hash(.payloadToken(let o, let m)) where o < 0 || m < 1:
-                    throw ProgramError("\(at): bad payload token")
-                case .hash(.payloadField(let o, let l, let k)) where o < 0 || l < 0 || (k ?? 0) < 0:
-                    throw ProgramError("\(at): bad payload field")
-                case .appendToLog(let o, let l) where o < 0 || (l ?? 1) < 1:
-                    throw ProgramError("\(at): bad log range")
+                case .hash(.payload(let o, let l)):
+                    try checkOffsets([o], "payload hash offset", at)
+                    try checkOffsets([l], "payload hash length", at, minimum: 1)
+                case .hash(.payloadToken(let o, let m)):
+                    try checkOffsets([o], "payload token offset", at)
+                    try checkOffsets([m], "payload token length", at, minimum: 1)
+                case .hash(.payloadField(let o, let l, let k)):
+                    try checkOffsets([o, l, k], "payload field offset", at)
+                case .appendToLog(let o, let l):
+                    try checkOffsets([o], "log offset", at)
+                    try checkOffsets([l], "log length", at, minimum: 1)
+                case .replyFromTable(let k, let m, let p):
+                    try checkOffsets([k, p], "reply-from-table offset", at)
+                    try checkOffsets([m], "reply-from-table key length", at, minimum: 1)
                 case .reply(let edits):
+                    if let i = edits.firstIndex(where: { if case .dccpAckToSender = $0 { return true }; return false }), i != edits.count - 1 {
+                        throw ProgramError("\(at): dccp-ack-to-sender rewrites the whole frame: it must be a reply's last edit")
+                    }
                     for e in edits {
+                        if case .truncatePayload(let n) = e { try checkOffsets([n], "truncate length", at) }
                         if case .set(let f, _) = e {
                             switch f {
                             case .etherType, .vlanID, .sourceAddress, .destinationAddress, .sourcePort, .destinationPort, .tcpFlags, .dccpType:
@@ -382,9 +400,12 @@ extension SteeringProgram {
                     try checkReadable(f, at)
                 case .lookupFlow(let condition):
                     guard flowRegisters != nil else { throw ProgramError("\(at): lookup-flow needs flow registers") }
-                    if let condition { try checkReadable(condition.field, at) }
-                case .place(let o) where o < 0:
-                    throw ProgramError("\(at): place needs a non-negative target offset")
+                    if let condition {
+                        try checkReadable(condition.field, at)
+                        try checkMatch(condition, at)
+                    }
+                case .place(let o):
+                    try checkOffsets([o], "place target offset", at)
                 default: break
                 }
                 if a.usesFlow && flowRegisters == nil { throw ProgramError("\(at): \(a) needs flow registers") }

@@ -12,8 +12,8 @@ struct Rebalance: ParsableCommand {
             Starts two flexkvs on loopback (--rebalance-interval 1 and 0), preloads the \
             keys, and for every thread count and Zipf exponent runs the same load against \
             each --rounds times alternately. The spread is the busiest worker's share of \
-            the keyed requests served during the measured run over the mean share \
-            (`stats steering`, worker:N:shard_requests): 1.00 is even. The warm-up gives the \
+            the requests served during the run (warm-up included) over the mean share \
+            (`stats steering`, worker:N:requests): 1.00 is even. The warm-up gives the \
             rebalancer its first rounds; the first run of each exponent starts from the \
             default table, later ones from where the earlier runs left it.
             """)
@@ -31,6 +31,7 @@ struct Rebalance: ParsableCommand {
         let flexPath = flexkvs ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("flexkvs").path
         guard FileManager.default.isExecutableFile(atPath: flexPath) else { throw RuntimeFailure("\(flexPath) not found (swift build -c release)") }
         guard let wire = WireFormat(rawValue: format) else { throw ValidationError("--format: \(format)") }
+        guard basePort < 65535 else { throw ValidationError("--base-port must leave room for the next port") }
         let threadCounts = try threads.split(separator: ",").map { s -> Int in
             guard let t = Int(s), t >= 2 else { throw ValidationError("--threads: \(s) (at least 2: one worker has nothing to balance)") }
             return t
@@ -62,7 +63,7 @@ struct Rebalance: ParsableCommand {
                         let after = try workerRequests(port: port, threads: t)
                         // The warm-up's requests are in the difference too; close enough
                         // for a spread, and the same for both servers.
-                        let served = zip(after, before).map { Double($0 - $1) }
+                        let served = zip(after, before).map { Double($0) - Double($1) }
                         let spread = served.max()! / max(1, served.reduce(0, +) / Double(t))
                         let moves = (try? steeringValue("shard_moves", port: port)) ?? "?"
                         print(String(format: "  %@ round %d: %.0f ops/s, worker loads %@, spread %.2f, shard moves so far %@",
@@ -81,11 +82,11 @@ struct Rebalance: ParsableCommand {
         }
     }
 
-    /// Keyed requests each worker's shards have served so far.
+    /// Requests each worker has served so far.
     func workerRequests(port: UInt16, threads: Int) throws -> [UInt64] {
         let lines = try Compare.statsSteering(port: port)
         return (0..<threads).map { w in
-            lines.first { $0.hasPrefix("worker:\(w):shard_requests ") }.flatMap { UInt64($0.split(separator: " ").last!) } ?? 0
+            lines.first { $0.hasPrefix("worker:\(w):requests ") }.flatMap { UInt64($0.split(separator: " ").last!) } ?? 0
         }
     }
 

@@ -233,6 +233,9 @@ import Testing
         ("queues = 1\n[[stage]]\nmatch = { dst_port = 70000 }\nactions = [\"drop\"]\n", "does not fit 16 bits"),
         ("queues = 1\n[[stage]]\nactions = [\"queue 3\"]\n", "queue 3 out of range"),
         ("queues = 1\ndefault = \"maybe\"\n", "default must be"),
+        ("queues = 1\nflow_registers = { capacity = 4, initial = [0] }\n[[stage]]\nactions = [\"lookup-flow\", \"set-register 0 dccp_seq -1\"]\n",
+         "cannot read action"),
+        ("queues = 1\nflow_registers = { capacity = 4, initial = [-1] }\n", "must not be negative"),
     ])
     func brokenFilesExplainThemselves(text: String, message: String) {
         do {

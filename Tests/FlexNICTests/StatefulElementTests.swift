@@ -93,6 +93,11 @@ import Testing
         #expect(refused([.init("s", fields: [FieldMatch(.flowRegister(3), .any)], actions: [.drop])]))
         #expect(refused([.init("s", actions: [.lookupFlow(openWhen: nil)])], registers: 5))
         #expect(!refused([.init("s", actions: [.lookupFlow(openWhen: nil), .setRegister(1, to: .flowRegister(0), plus: 1)])]))
+        // Hostile values are refused, not trapped on when compiled.
+        #expect(refused([.init("s", actions: [.lookupFlow(openWhen: nil), .place(targetAt: 1 << 32)])]))
+        #expect(refused([.init("s", actions: [.lookupFlow(openWhen: FieldMatch(Self.sequence, .prefix(0, bits: 64)))])]))
+        #expect(refused([.init("s", actions: [.reply([.dccpAckToSender(register: nil), .swapPorts])])]))
+        #expect(refused([.init("s", actions: [.hash(.payload(offset: 1 << 40, length: nil)), .toQueue(0)])]))
         // Elements the program calls must be given to the pipeline.
         let places = SteeringProgram(name: "p", queues: 1, stages: [.init("s", actions: [.lookupFlow(openWhen: nil), .place(targetAt: 0)])],
                                      flowRegisters: .init(capacity: 4, initial: [0]))

@@ -33,14 +33,15 @@ public final class KVSServer: @unchecked Sendable {
     }
 
     /// Where UDP requests arrive.
-    public enum IO: Sendable, Equatable {
+    public enum IO: Sendable {
         /// Kernel sockets (SO_REUSEPORT, one queue per worker).
         case socket
-        /// A DPDK ethdev (`device`: a --vdev name or port id) with one rx and tx queue
-        /// per worker. The server owns `address` on that link: it answers ARP for it and
+        /// An opened DPDK ethdev with at least one rx and tx queue per worker (the
+        /// caller initializes the EAL and opens it, as FlexStorm's node is handed its
+        /// port). The server owns `address` on that link: it answers ARP for it and
         /// serves UDP sent to it; everything else is dropped and counted. TCP stays on
         /// kernel sockets at `tcpAddress` (there is no TCP stack over DPDK).
-        case dpdk(eal: [String], device: String)
+        case dpdk(DPDKPort)
     }
 
     public struct Configuration: Sendable {
@@ -123,7 +124,7 @@ public final class KVSServer: @unchecked Sendable {
         let maxPending = 8 << 20 + 2 * (Session.tcpOutputBudget + c.store.maxItemSize)
         let reject = "ERROR Too many open connections\r\n"
         if let unix = c.unixSocket {
-            guard c.udpPort == nil, c.io == .socket else {
+            guard c.udpPort == nil, case .socket = c.io else {
                 throw ConfigurationError("-s serves a Unix domain socket only: give no -U and no --io dpdk with it")
             }
             tcp = try KernelTCPPort(unixPath: unix.path, accessMask: unix.accessMask, queues: c.threads, maxConnections: c.maxConnections,
@@ -147,15 +148,13 @@ public final class KVSServer: @unchecked Sendable {
             udp = kernel
             udpPort = kernel?.port
             dpdk = nil
-        case let .dpdk(eal, device):
+        case let .dpdk(ethdev):
             guard let port = c.udpPort, port != 0 else {
                 throw ConfigurationError("--io dpdk serves UDP on the DPDK port: give it a UDP port (-U PORT)")
             }
-            try DPDKEnvironment.initialize(arguments: eal)
-            var dc = DPDKPort.Configuration()
-            dc.rxQueues = c.threads
-            dc.txQueues = c.threads
-            let ethdev = try DPDKPort(device: device, configuration: dc)
+            guard ethdev.rxQueueCount >= c.threads, ethdev.txQueueCount >= c.threads else {
+                throw ConfigurationError("\(ethdev.name) has \(ethdev.rxQueueCount) rx and \(ethdev.txQueueCount) tx queues; \(c.threads) workers need as many each")
+            }
             udp = ethdev
             udpPort = port
             dpdk = ethdev

@@ -107,7 +107,9 @@ struct FlexKVSCommand: ParsableCommand {
         throw ValidationError("\(what) \"\(text)\": expected a size such as 1048576, 512k or 1m")
     }
 
-    func settings() throws -> KVSServer.Configuration {
+    /// The server's configuration, and the DPDK port to open when `--io dpdk` (EAL
+    /// arguments and device): opened in `run`, after `-d` forked.
+    func settings() throws -> (KVSServer.Configuration, dpdk: (eal: [String], device: String)?) {
         var file = FileSettings()
         if let config {
             guard let text = try? String(contentsOfFile: config, encoding: .utf8) else {
@@ -124,6 +126,7 @@ struct FlexKVSCommand: ParsableCommand {
             }
         }
         var c = KVSServer.Configuration()
+        var dpdk: (eal: [String], device: String)?
         let address = listen ?? file.listen ?? "127.0.0.1"
         guard let ip = IPv4Address(address) else { throw ValidationError("-l \(address): not an IPv4 address") }
         c.address = ip
@@ -151,7 +154,7 @@ struct FlexKVSCommand: ParsableCommand {
                 throw ValidationError("--io dpdk needs --eal \"<EAL arguments>\", e.g. --eal \"--no-huge --no-pci -m 256 --vdev=net_af_packet0,iface=eth1\"")
             }
             guard c.udpPort != nil else { throw ValidationError("--io dpdk serves UDP: give -U PORT") }
-            c.io = .dpdk(eal: DPDKEnvironment.split(args), device: dpdkDevice ?? file.dpdk_device ?? "0")
+            dpdk = (DPDKEnvironment.split(args), dpdkDevice ?? file.dpdk_device ?? "0")
             c.tcpAddress = .loopback
         case let other: throw ValidationError("--io \(other): expected socket or dpdk")
         }
@@ -200,11 +203,11 @@ struct FlexKVSCommand: ParsableCommand {
                 FileHandle.standardError.write(Data("flexkvs: -o \(option): not supported here; ignored\n".utf8))
             }
         }
-        return c
+        return (c, dpdk)
     }
 
     func run() throws {
-        let c = try settings()
+        var (c, dpdk) = try settings()
         // Made absolute now: a daemon changes its directory to /.
         let pidPath = pidFile.map { URL(fileURLWithPath: $0).path }
         if daemonize {
@@ -220,6 +223,13 @@ struct FlexKVSCommand: ParsableCommand {
         _ = cflex_malloc_tune(256 << 10, 4 << 20)
         let server: KVSServer
         do {
+            if let dpdk {
+                try DPDKEnvironment.initialize(arguments: dpdk.eal)
+                var dc = DPDKPort.Configuration()
+                dc.rxQueues = c.threads
+                dc.txQueues = c.threads
+                c.io = .dpdk(try DPDKPort(device: dpdk.device, configuration: dc))
+            }
             server = try KVSServer(c)
         } catch {
             throw RuntimeFailure("cannot start: \(error)")

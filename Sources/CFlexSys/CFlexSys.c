@@ -82,6 +82,13 @@ int cflex_pin_thread(int cpu) {
     return -rc;
 }
 
+int cflex_name_thread(const char *name) {
+    char short_name[16];
+    strncpy(short_name, name, sizeof(short_name) - 1);
+    short_name[sizeof(short_name) - 1] = 0;
+    return -pthread_setname_np(pthread_self(), short_name);
+}
+
 int cflex_accept(int fd, struct sockaddr *addr, socklen_t *len) {
     return accept4(fd, addr, len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 }

@@ -1,4 +1,4 @@
-import Foundation
+import Dispatch
 import FlexIO
 import Synchronization
 
@@ -65,14 +65,12 @@ public final class SteeringEmulator: @unchecked Sendable {
     /// Starts the emulator thread.
     public func start(name: String = "flexnic-emulator") {
         guard !running.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        let t = Thread { [self] in
+        CoreThread.start(name: name) { [self] in
             while running.load(ordering: .relaxed) {
                 if poll() == 0 { port.wait(queue: rxQueue, timeoutMilliseconds: 1) }
             }
             finished.signal()
         }
-        t.name = name
-        t.start()
     }
 
     /// Stops the thread and waits for it to finish its burst.

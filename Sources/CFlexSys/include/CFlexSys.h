@@ -69,6 +69,8 @@ int cflex_eventfd_drain(int fd);
 
 /// Pins the calling thread to `cpu`; returns 0 or -errno.
 int cflex_pin_thread(int cpu);
+/// Names the calling thread (the first 15 bytes of `name`); returns 0 or -errno.
+int cflex_name_thread(const char *name);
 
 /// glibc malloc: allocations of `mmap_threshold` bytes or more get their own mapping
 /// (returned to the kernel on free; the threshold no longer slides up), and free heap

@@ -107,13 +107,8 @@ final class Worker: @unchecked Sendable {
         return udpSteering.map { t + $0.pipeline.counters.snapshot } ?? t
     }
 
-    /// When the worker last found nothing to do (0: it has work). It keeps polling for
-    /// `spinCycles` (about 40 us) before it sleeps, so a busy server does not pay a sleep
-    /// and a wakeup between bursts, and an idle one does not burn its core. With as many
-    /// workers as cores it does not spin: a spinning worker would take the core another
-    /// worker (or the client) needs.
-    var idleSince: UInt64 = 0
-    lazy var spinCycles: UInt64 = server.configuration.threads < ProcessInfo.processInfo.activeProcessorCount ? 100_000 : 0
+    /// When an idle worker sleeps (it spins a little first only with a core to spare).
+    lazy var idle = IdlePolicy.forThreads(server.configuration.threads, cores: ProcessInfo.processInfo.activeProcessorCount)
 
     func runOnce() {
         var work = serve(tcpSteering, inboxes: tcpInboxes, out: tcpOut, done: tcpDone, handle: handleTCP)
@@ -123,13 +118,7 @@ final class Worker: @unchecked Sendable {
             wakeOthers(wakeMask)
             wakeMask = 0
         }
-        if work > 0 {
-            idleSince = 0
-            return
-        }
-        let now = cflex_rdtsc()
-        if idleSince == 0 { idleSince = now }
-        if now &- idleSince >= spinCycles {
+        if idle.shouldSleep(afterWork: work) {
             // Idle: compact this worker's partition (one segment at most), then sleep.
             let partition = context.store.partitions[queue % context.store.partitions.count]
             if partition.withLock({ $0.compactOne() }) { return }

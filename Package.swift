@@ -61,7 +61,7 @@ let package = Package(
         .target(name: "FlexIO", dependencies: ["FlexWire", "CDPDK", "CPcap", "CFlexSys"], swiftSettings: hotPath),
         .target(name: "FlexNIC", dependencies: ["FlexWire", "FlexIO", "CFlexSys"], swiftSettings: hotPath),
         /// What the four command lines share: runtime failures, termination signals.
-        .target(name: "FlexCLI"),
+        .target(name: "FlexCLI", dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")]),
         /// Steering programs as TOML files, read and written (apart, so FlexNIC needs no TOML).
         .target(name: "FlexConfig", dependencies: ["FlexNIC", "FlexWire", .product(name: "TOMLKit", package: "TOMLKit")]),
         .target(

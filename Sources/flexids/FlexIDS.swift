@@ -221,7 +221,7 @@ struct Run: ParsableCommand {
     @OptionGroup var ruleOptions: RuleOptions
     @Option(help: "Trace to replay.") var pcap: String
     @Option(help: "IDS instances (threads).") var instances = 4
-    @Option(help: "hash (RSS, symmetric key), symmetric (sorted-tuple Toeplitz) or partition (needs --table).") var steering = "hash"
+    @Option(help: "hash (RSS, symmetric key), symmetric (sorted-tuple Toeplitz) or partition (needs --table).") var steering: SteeringMode = .hash
     @Option(help: "Steering program from `flexids partition` (for --steering partition).") var table: String?
     @Option(help: "Fraction at the start of the trace to skip (the profiled prefix).") var prefix = 0.02
     @Option(help: "Flows each instance tracks (more are inspected without state, counted).") var flows = 65536
@@ -233,8 +233,7 @@ struct Run: ParsableCommand {
 
     func validate() throws {
         guard (1...64).contains(instances) else { throw ValidationError("--instances must be 1...64") }
-        guard SteeringMode(rawValue: steering) != nil else { throw ValidationError("--steering is hash, symmetric or partition") }
-        guard steering != "partition" || table != nil else { throw ValidationError("--steering partition needs --table (from flexids partition)") }
+        guard steering != .partition || table != nil else { throw ValidationError("--steering partition needs --table (from flexids partition)") }
         guard (0..<1).contains(prefix) else { throw ValidationError("--prefix is a fraction in [0, 1)") }
         guard io == "pcap" || io == "dpdk" else { throw ValidationError("--io is pcap or dpdk") }
         guard (1...(1 << 26)).contains(flows) else { throw ValidationError("--flows must be 1...\(1 << 26)") }
@@ -244,7 +243,7 @@ struct Run: ParsableCommand {
         let engine = try ruleOptions.engine()
         let trace = io == "dpdk" ? try loadTraceThroughDPDK(pcap, eal: eal) : try loadTrace(pcap)
         let program: SteeringProgram
-        switch SteeringMode(rawValue: steering)! {
+        switch steering {
         case .hash: program = IDSSteering.hashProgram(instances: instances, symmetricSort: false)
         case .symmetric: program = IDSSteering.hashProgram(instances: instances, symmetricSort: true)
         case .partition:
@@ -255,10 +254,10 @@ struct Run: ParsableCommand {
         }
         let first = Int((Double(trace.records.count) * prefix).rounded())
         let replay = try Replay(engine: engine, trace: trace, records: first..<trace.records.count, program: program, flowCapacity: flows)
-        warn("replaying \(trace.records.count - first) packets to \(instances) instances (\(steering) steering)...")
+        warn("replaying \(trace.records.count - first) packets to \(instances) instances (\(steering.rawValue) steering)...")
         let r = replay.run(keepShares: shares != nil)
         print(String(format: "%@ steering, %d instances: %d packets in %.3f s: %.0f packets/s, %.1f Mbit/s; %d alerts",
-                     steering, instances, r.packets, r.seconds, r.packetsPerSecond, r.megabitsPerSecond, r.alerts.count))
+                     steering.rawValue, instances, r.packets, r.seconds, r.packetsPerSecond, r.megabitsPerSecond, r.alerts.count))
         let inspected = r.instances.reduce(Inspector.Counters(), +)
         print("  drops: \(r.slowPath) not steered (malformed), \(inspected.undecodable) undecodable, \(inspected.untrackedFlows) flows untracked (table full); dispatcher waited \(r.dispatcherWaits) times on a full ring")
         let maxCycles = r.instances.map(\.cycles).max() ?? 0
@@ -385,3 +384,5 @@ struct Compare: ParsableCommand {
                      median(cycles["partition"]!) / median(cycles["hash"]!), reference?.count ?? 0))
     }
 }
+
+extension SteeringMode: ExpressibleByArgument {}

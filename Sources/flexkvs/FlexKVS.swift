@@ -64,13 +64,13 @@ struct FlexKVSCommand: ParsableCommand {
         With dpdk, UDP requests arrive on a DPDK ethdev (--eal, --dpdk-device) with one queue \
         pair per thread: the server owns the -l address on that link, answers ARP for it and \
         drops (and counts) other traffic. TCP stays on kernel sockets at 127.0.0.1.
-        """)) var io: String?
+        """)) var io: PacketIO?
     @Option(parsing: .unconditional, help: ArgumentHelp("DPDK EAL arguments, blank-separated (with --io dpdk).", discussion: """
         e.g. "--no-huge --no-pci -m 256 --vdev=net_af_packet0,iface=veth0,qpairs=2" or \
         "--no-huge --no-pci -m 256 --vdev=net_memif0,role=server,socket=/tmp/kvs.sock,socket-abstract=no".
         """)) var eal: String?
     @Option(help: "The ethdev to serve on with --io dpdk: a --vdev name or a port id (default 0).") var dpdkDevice: String?
-    @Option(help: "Steering: flow (by 4-tuple), key (to the key's owner; TCP requests forwarded), dma (key + binary UDP SETs placed in the owner's log; needs -U).") var steering: String?
+    @Option(help: "Steering: flow (by 4-tuple), key (to the key's shard's worker; TCP requests forwarded), dma (key + binary UDP SETs placed in the owner's log; needs -U).") var steering: KVSServer.Steering?
     @Option(help: "With key or dma steering and -t 2 or more: seconds between rebalancing rounds, which move shards from a worker carrying clearly more than its share of requests to the idlest (0: never move; default 1). Moves show in `stats steering`.") var rebalanceInterval: Double?
     @Option(help: "TOML file with these settings (Configs/flexkvs.toml).") var config: String?
     @Flag(help: "Do not answer hot keys' UDP GETs from the pipeline's reply table.") var noReplyOffload = false
@@ -146,23 +146,27 @@ struct FlexKVSCommand: ParsableCommand {
         guard c.store.maxItemSize <= 128 << 20 else { throw ValidationError("-I is at most 128m") }
         c.store.segmentSize = try Self.size(segmentSize ?? file.segment_size ?? "1m", "--segment-size")
         guard c.store.segmentSize & (c.store.segmentSize - 1) == 0 else { throw ValidationError("--segment-size must be a power of two") }
-        switch io ?? file.io ?? "socket" {
-        case "socket":
+        var chosenIO = io ?? .socket
+        if io == nil, let text = file.io {
+            guard let v = PacketIO(rawValue: text) else { throw ValidationError("\(config ?? ""): io \"\(text)\": expected socket or dpdk") }
+            chosenIO = v
+        }
+        switch chosenIO {
+        case .socket:
             guard eal == nil, dpdkDevice == nil else { throw ValidationError("--eal and --dpdk-device need --io dpdk") }
-        case "dpdk":
+        case .dpdk:
             guard let args = eal ?? file.eal else {
                 throw ValidationError("--io dpdk needs --eal \"<EAL arguments>\", e.g. --eal \"--no-huge --no-pci -m 256 --vdev=net_af_packet0,iface=eth1\"")
             }
             guard c.udpPort != nil else { throw ValidationError("--io dpdk serves UDP: give -U PORT") }
             dpdk = (DPDKEnvironment.split(args), dpdkDevice ?? file.dpdk_device ?? "0")
             c.tcpAddress = .loopback
-        case let other: throw ValidationError("--io \(other): expected socket or dpdk")
         }
-        switch steering ?? file.steering ?? "flow" {
-        case "flow": c.steering = .flow
-        case "key": c.steering = .key
-        case "dma": c.steering = .dma
-        case let other: throw ValidationError("--steering \(other): expected flow, key or dma")
+        if let steering {
+            c.steering = steering
+        } else if let text = file.steering {
+            guard let s = KVSServer.Steering(rawValue: text) else { throw ValidationError("\(config ?? ""): steering \"\(text)\": expected flow, key or dma") }
+            c.steering = s
         }
         c.rebalancing.interval = rebalanceInterval ?? file.rebalance_interval ?? 1
         guard c.rebalancing.interval >= 0, c.rebalancing.interval.isFinite else {
@@ -292,3 +296,5 @@ struct MemcachedStyleLogHandler: LogHandler {
         FileHandle.standardError.write(Data((message.description + "\n").utf8))
     }
 }
+
+extension KVSServer.Steering: ExpressibleByArgument {}

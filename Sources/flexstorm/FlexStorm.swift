@@ -56,7 +56,7 @@ struct Node: ParsableCommand {
     @OptionGroup var input: TraceOptions
     @Option(help: "Stop after this many seconds (0: when done).") var duration = 0.0
     @Option(help: "Tuples/s per spout, instead of the config's spout_rate (0: unpaced).") var spoutRate: Double?
-    @Option(help: "socket (DCCP in UDP on kernel sockets) or dpdk (DCCP in IPv4 on a DPDK port).") var io = "socket"
+    @Option(help: "socket (DCCP in UDP on kernel sockets) or dpdk (DCCP in IPv4 on a DPDK port).") var io: PacketIO = .socket
     @Option(parsing: .unconditional, help: "DPDK EAL arguments, blank-separated (with --io dpdk).") var eal: String?
     @Option(help: "DPDK device name or port number (with --io dpdk). The node starts once its link is up.") var dpdkDevice = "0"
     @Option(help: "Also write rankings and the report as JSON lines to this file.") var json: String?
@@ -73,10 +73,10 @@ struct Node: ParsableCommand {
         }
         let transport: StormNode.Transport
         switch io {
-        case "socket":
+        case .socket:
             guard eal == nil else { throw ValidationError("--eal needs --io dpdk") }
             transport = .kernel
-        case "dpdk":
+        case .dpdk:
             guard let eal else { throw ValidationError("--io dpdk needs --eal \"<EAL arguments>\"") }
             try DPDKEnvironment.initialize(arguments: DPDKEnvironment.split(eal))
             var c = DPDKPort.Configuration()
@@ -88,7 +88,6 @@ struct Node: ParsableCommand {
                 throw RuntimeFailure("\(port.name): the link did not come up within 30 s (is the peer running?)")
             }
             transport = .ethernet(port) { body in DPDKEnvironment.asLcore(body) }
-        default: throw ValidationError("--io is socket or dpdk, not \(io)")
         }
         let jsonFile = try json.map { path -> FileHandle in
             guard FileManager.default.createFile(atPath: path, contents: nil), let h = FileHandle(forWritingAtPath: path) else {

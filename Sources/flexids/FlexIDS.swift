@@ -228,20 +228,19 @@ struct Run: ParsableCommand {
     @Option(help: "Write alerts in Snort's fast format here (- for stdout).") var alerts: String?
     @Option(help: "Write alerts as JSON lines here (- for stdout).") var json: String?
     @Option(help: "Write each instance's share of the trace to DIR/instance-N.pcap (for Scripts/ids-cachegrind.sh).") var shares: String?
-    @Option(help: "How the trace is read: pcap (libpcap) or dpdk (a DPDK net_pcap vdev replaying --pcap; frames stamped on arrival).") var io = "pcap"
+    @Option(help: "How the trace is read: pcap (libpcap) or dpdk (a DPDK net_pcap vdev replaying --pcap; frames stamped on arrival).") var io: TraceInput = .pcap
     @Option(help: "EAL arguments for --io dpdk (default: --no-huge --no-pci -m 512 --vdev=net_pcap0,rx_pcap=<pcap>).") var eal: String?
 
     func validate() throws {
         guard (1...64).contains(instances) else { throw ValidationError("--instances must be 1...64") }
         guard steering != .partition || table != nil else { throw ValidationError("--steering partition needs --table (from flexids partition)") }
         guard (0..<1).contains(prefix) else { throw ValidationError("--prefix is a fraction in [0, 1)") }
-        guard io == "pcap" || io == "dpdk" else { throw ValidationError("--io is pcap or dpdk") }
         guard (1...(1 << 26)).contains(flows) else { throw ValidationError("--flows must be 1...\(1 << 26)") }
     }
 
     func run() throws {
         let engine = try ruleOptions.engine()
-        let trace = io == "dpdk" ? try loadTraceThroughDPDK(pcap, eal: eal) : try loadTrace(pcap)
+        let trace = io == .dpdk ? try loadTraceThroughDPDK(pcap, eal: eal) : try loadTrace(pcap)
         let program: SteeringProgram
         switch steering {
         case .hash: program = IDSSteering.hashProgram(instances: instances, symmetricSort: false)
@@ -386,3 +385,11 @@ struct Compare: ParsableCommand {
 }
 
 extension SteeringMode: ExpressibleByArgument {}
+
+/// `flexids run --io`: how the trace is read.
+enum TraceInput: String, CaseIterable, ExpressibleByArgument {
+    /// libpcap.
+    case pcap
+    /// A DPDK net_pcap vdev replaying the capture.
+    case dpdk
+}

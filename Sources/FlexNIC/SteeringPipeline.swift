@@ -10,7 +10,8 @@ import FlexWire
 /// their only producer. The redirection table may be shared and re-programmed by any
 /// thread while packets flow.
 ///
-/// The per-packet path allocates nothing and takes no lock.
+/// The per-packet path takes no lock and allocates nothing, but for a placement
+/// element's park on a flow's first wait (`QueuePlacement`).
 public final class SteeringPipeline: @unchecked Sendable {
     public let program: SteeringProgram
     public let redirection: RedirectionTable

@@ -1017,6 +1017,15 @@ def kill_and_wait_ejection(proxy, backend, probe_key):
                 "(gets of its keys kept failing for 15 s)")
 
 
+def kill_backend(proxy, servers, kv, owner, dead):
+    """Kill backend `dead` and wait until the proxy ejects it; returns the keys and
+    values on the live backends and the keys that were on the dead one."""
+    survivors = {k: v for k, v in kv.items() if owner[k] != dead}
+    orphans = [k for k in kv if owner[k] == dead]
+    kill_and_wait_ejection(proxy, servers[dead], orphans[0])
+    return survivors, orphans
+
+
 def test_twemproxy_ketama_multiget_and_failover(three_servers, nutcracker):
     """2000 keys through nutcracker, one multiget; kill a backend; multiget again."""
     kv = keys_values("tw")
@@ -1028,10 +1037,7 @@ def test_twemproxy_ketama_multiget_and_failover(three_servers, nutcracker):
     assert got == kv, describe_missing(kv, got, "multiget through nutcracker")
     c.close()
 
-    dead = 1
-    survivors = {k: v for k, v in kv.items() if owner[k] != dead}
-    orphans = [k for k in kv if owner[k] == dead]
-    kill_and_wait_ejection(nutcracker, three_servers[dead], orphans[0])
+    survivors, _ = kill_backend(nutcracker, three_servers, kv, owner, dead=1)
     pc = base_client(nutcracker.addr, timeout=10)
     got = multiget(pc.get_many, survivors, "multiget through nutcracker after a backend died",
                    note="split over the 2 live backends")
@@ -1050,10 +1056,7 @@ def test_twemproxy_failover_single_keys(three_servers, nutcracker):
         assert c.get(k) == v, f"get {k} through nutcracker"
     c.close()
 
-    dead = 2
-    survivors = {k: v for k, v in kv.items() if owner[k] != dead}
-    orphans = [k for k in kv if owner[k] == dead]
-    kill_and_wait_ejection(nutcracker, three_servers[dead], orphans[0])
+    survivors, orphans = kill_backend(nutcracker, three_servers, kv, owner, dead=2)
     pc = base_client(nutcracker.addr, timeout=10)
     for k, v in survivors.items():
         assert pc.get(k) == v, f"after ejection: get {k} (its backend is alive)"

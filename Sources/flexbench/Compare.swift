@@ -27,10 +27,7 @@ struct Compare: ParsableCommand {
     @OptionGroup var options: LoadOptions
 
     func run() throws {
-        let flexPath = flexkvs ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("flexkvs").path
-        for path in [memcached, flexPath] where !FileManager.default.isExecutableFile(atPath: path) {
-            throw RuntimeFailure("\(path) not found (apt-get install memcached; swift build -c release)")
-        }
+        let flexPath = try ServerProcess.flexkvsPath(flexkvs, memcached: memcached)
         let threadCounts = try threads.split(separator: ",").map { s -> Int in
             guard let t = Int(s), t >= 1 else { throw ValidationError("--threads: \(s)") }
             return t
@@ -117,6 +114,16 @@ struct Compare: ParsableCommand {
 /// A server started for a comparison, stopped when done.
 /// Its output goes to a log file in the temporary directory, named when it fails.
 final class ServerProcess {
+    /// The flexkvs binary to start (`given`, or the one beside this flexbench), after
+    /// checking it and `memcached` (if one is needed) can run.
+    static func flexkvsPath(_ given: String?, memcached: String? = nil) throws -> String {
+        let path = given ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("flexkvs").path
+        for p in [memcached, path].compactMap({ $0 }) where !FileManager.default.isExecutableFile(atPath: p) {
+            throw RuntimeFailure("\(p) not found (" + (p == path ? "swift build -c release" : "apt-get install memcached") + ")")
+        }
+        return path
+    }
+
     let process = Process()
     let logPath: String
 

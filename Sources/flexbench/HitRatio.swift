@@ -1,5 +1,4 @@
 import ArgumentParser
-import FlexCLI
 import FlexWire
 import Foundation
 
@@ -46,10 +45,7 @@ struct HitRatio: ParsableCommand {
     }
 
     func run() throws {
-        let flexPath = flexkvs ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("flexkvs").path
-        for path in [memcached, flexPath] where !FileManager.default.isExecutableFile(atPath: path) {
-            throw RuntimeFailure("\(path) not found (apt-get install memcached; swift build -c release)")
-        }
+        let flexPath = try ServerProcess.flexkvsPath(flexkvs, memcached: memcached)
         let sizes = ValueSizes(min: minValue, max: maxValue)
         let keys = Int(workingSet * Double(memory << 20) / sizes.mean)
         print(String(format: "hitratio: -m %d MB, %d keys (working set %.1fx memory), values %d-%d B log-uniform (mean %.0f B), "

@@ -1,5 +1,4 @@
 import ArgumentParser
-import FlexCLI
 import FlexWire
 import Foundation
 
@@ -28,8 +27,7 @@ struct Rebalance: ParsableCommand {
     @OptionGroup var options: LoadOptions
 
     func run() throws {
-        let flexPath = flexkvs ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("flexkvs").path
-        guard FileManager.default.isExecutableFile(atPath: flexPath) else { throw RuntimeFailure("\(flexPath) not found (swift build -c release)") }
+        let flexPath = try ServerProcess.flexkvsPath(flexkvs)
         guard let wire = WireFormat(rawValue: format) else { throw ValidationError("--format: \(format)") }
         guard basePort < 65535 else { throw ValidationError("--base-port must leave room for the next port") }
         let threadCounts = try threads.split(separator: ",").map { s -> Int in

@@ -355,11 +355,11 @@ public final class SteeringPipeline: @unchecked Sendable {
             st.flowRow = Int32(truncatingIfNeeded: found.row)
             st.flowState = found.state.rawValue
         case .compare:
-            guard st.flowRow >= 0, let v = value(code.operands[Int(ins.a)], frame, payload, payloadLength, st) else { return }
+            guard st.flowRow >= 0, let v = value(code.operands[Int(ins.a)], frame, payload, payloadLength, st, Stateful.self) else { return }
             let register = flows.unsafelyUnwrapped[Int(st.flowRow), Int(ins.b)]
             st.setComparison(slot: Int(ins.c), v < register ? .less : v == register ? .equal : .greater)
         case .setRegister:
-            guard st.flowRow >= 0, let v = value(code.operands[Int(ins.a)], frame, payload, payloadLength, st) else { return }
+            guard st.flowRow >= 0, let v = value(code.operands[Int(ins.a)], frame, payload, payloadLength, st, Stateful.self) else { return }
             flows.unsafelyUnwrapped[Int(st.flowRow), Int(ins.b)] = v &+ code.constants[Int(ins.c)]
         case .recordAck:
             if st.hasDCCP {
@@ -397,32 +397,7 @@ public final class SteeringPipeline: @unchecked Sendable {
         let fieldEnd = i &+ Int(stage.fieldCount)
         while i < fieldEnd {
             let m = fields[i]
-            let v: UInt64
-            switch m.source {
-            case .etherType: v = UInt64(f.etherType)
-            case .vlanID: guard f.layers.contains(.vlan) else { return false }; v = UInt64(f.vlanID)
-            case .ipProtocol: guard f.layers.contains(.ipv4) else { return false }; v = UInt64(f.ipProtocol)
-            case .sourceAddress: guard f.layers.contains(.ipv4) else { return false }; v = UInt64(f.sourceAddress)
-            case .destinationAddress: guard f.layers.contains(.ipv4) else { return false }; v = UInt64(f.destinationAddress)
-            case .sourcePort: guard f.hasPorts else { return false }; v = UInt64(f.sourcePort)
-            case .destinationPort: guard f.hasPorts else { return false }; v = UInt64(f.destinationPort)
-            case .tcpFlags: guard f.layers.contains(.tcp) else { return false }; v = UInt64(f.tcpFlags)
-            case .payloadLength: v = UInt64(f.payloadLength)
-            case .payloadWord:
-                let o = Int(m.offset), w = Int(m.width)
-                guard o &+ w <= payloadLength else { return false }
-                var x: UInt64 = 0
-                for k in 0..<w { x = x << 8 | UInt64(payload.load(fromByteOffset: o &+ k, as: UInt8.self)) }
-                v = x
-            case .flowState, .comparison, .placement, .dccpType, .dccpExtended, .dccpSourcePort, .dccpDestinationPort:
-                // Programs without state never get here: the compiler drops this branch
-                // from their specialization.
-                guard Shape.keepsState, let x = metadataOrDCCPValue(m, f, st) else { return false }
-                v = x
-            default:
-                guard Shape.keepsState, let x = stateValue(m, f, st) else { return false }
-                v = x
-            }
+            guard let v = value(m, f, payload, payloadLength, st, Shape.self) else { return false }
             let inPattern = m.isRange ? v >= m.lo && v <= m.hi : v & m.hi == m.lo
             if inPattern == m.negated { return false }
             i &+= 1
@@ -448,15 +423,17 @@ public final class SteeringPipeline: @unchecked Sendable {
     /// fields actions read (`lookupFlow` conditions).
     func holds(_ m: CompiledProgram.Field, _ f: ParsedFrame, _ payload: UnsafeRawPointer, _ payloadLength: Int,
                _ st: PacketState) -> Bool {
-        guard let v = value(m, f, payload, payloadLength, st) else { return false }
+        guard let v = value(m, f, payload, payloadLength, st, Stateful.self) else { return false }
         let inPattern = m.isRange ? v >= m.lo && v <= m.hi : v & m.hi == m.lo
         return inPattern != m.negated
     }
 
-    /// The value of `m`'s field in this packet, or nil if it has none (what actions
-    /// read; stages match the same values in `matches`).
-    func value(_ m: CompiledProgram.Field, _ f: ParsedFrame, _ payload: UnsafeRawPointer, _ payloadLength: Int,
-               _ st: PacketState) -> UInt64? {
+    /// The value of `m`'s field in this packet, or nil if it has none: what stages
+    /// match and actions read. Programs without state never read metadata or DCCP
+    /// fields: their specialization has no trace of those branches.
+    @inline(__always)
+    func value<Shape: ProgramShape>(_ m: CompiledProgram.Field, _ f: ParsedFrame, _ payload: UnsafeRawPointer, _ payloadLength: Int,
+                                    _ st: PacketState, _: Shape.Type) -> UInt64? {
         switch m.source {
         case .etherType: return UInt64(f.etherType)
         case .vlanID: return f.layers.contains(.vlan) ? UInt64(f.vlanID) : nil
@@ -473,13 +450,15 @@ public final class SteeringPipeline: @unchecked Sendable {
             var x: UInt64 = 0
             for k in 0..<w { x = x << 8 | UInt64(payload.load(fromByteOffset: o &+ k, as: UInt8.self)) }
             return x
-        case .dccpSequence: return st.dccpSequence
-        default: return stateValue(m, f, st)
+        case .flowState, .comparison, .placement, .dccpType, .dccpExtended, .dccpSourcePort, .dccpDestinationPort:
+            return Shape.keepsState ? metadataOrDCCPValue(m, f, st) : nil
+        case .dccpSequence: return Shape.keepsState ? st.dccpSequence : nil
+        case .flowRegister:
+            return Shape.keepsState && st.flowRow >= 0 ? flows.unsafelyUnwrapped[Int(st.flowRow), Int(m.offset)] : nil
         }
     }
 
-    /// Metadata, or a DCCP header field but the sequence number: cheap reads, inlined
-    /// into stateful programs' matching.
+    /// Metadata, or a DCCP header field but the sequence number: cheap reads.
     @inline(__always)
     func metadataOrDCCPValue(_ m: CompiledProgram.Field, _ f: ParsedFrame, _ st: PacketState) -> UInt64? {
         switch m.source {
@@ -494,19 +473,6 @@ public final class SteeringPipeline: @unchecked Sendable {
         case .dccpExtended: return UInt64(h.load(fromByteOffset: 8, as: UInt8.self) & 1)
         case .dccpSourcePort: return UInt64(UnsafeRawPointer(h).loadBE16(at: 0))
         default: return UInt64(UnsafeRawPointer(h).loadBE16(at: 2))
-        }
-    }
-
-    /// A DCCP header field or metadata: nil if the packet has no DCCP header (the
-    /// sequence number also on a short one) or no flow was looked up (registers).
-    @inline(never)
-    func stateValue(_ m: CompiledProgram.Field, _ f: ParsedFrame, _ st: PacketState) -> UInt64? {
-        switch m.source {
-        case .flowRegister: return st.flowRow >= 0 ? flows.unsafelyUnwrapped[Int(st.flowRow), Int(m.offset)] : nil
-        case .dccpSequence: return st.dccpSequence
-        case .flowState, .comparison, .placement, .dccpType, .dccpExtended, .dccpSourcePort, .dccpDestinationPort:
-            return metadataOrDCCPValue(m, f, st)
-        default: return nil
         }
     }
 

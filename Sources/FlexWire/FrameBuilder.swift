@@ -31,16 +31,6 @@ public enum FrameBuilder {
                       sourcePort: frame.destinationPort, destinationPort: frame.sourcePort)
         }
 
-        /// The endpoints of a reply to `frame`, MACs included (`bytes` is the frame it
-        /// was parsed from): what a reply on an Ethernet port needs.
-        public init(replyingTo frame: ParsedFrame, bytes: UnsafeRawBufferPointer) {
-            self.init(replyingTo: frame)
-            if bytes.count >= EthernetHeader.length, let b = bytes.baseAddress {
-                destinationMAC = .load(from: b + 6)
-                sourceMAC = .load(from: b)
-            }
-        }
-
         /// The endpoints of a reply to the UDP datagram whose payload starts at
         /// `payloadOffset` in `frame`, MACs included, read straight from the headers: for
         /// a frame `ParsedFrame` validated (IPv4 after at most one VLAN tag, the UDP

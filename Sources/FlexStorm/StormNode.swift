@@ -143,8 +143,10 @@ public final class StormNode: @unchecked Sendable {
     }
 
 
-    /// The multiplexer's wakeup (after the workers').
-    var muxWakeup: Int32 { wakeups.descriptor(local.count) }
+    /// The multiplexer's member of `wakeups` (after the workers').
+    var multiplexerWakeup: Int { local.count }
+    var muxWakeup: Int32 { wakeups.descriptor(multiplexerWakeup) }
+    func wakeMultiplexer() { wakeups.wake(multiplexerWakeup) }
 
     /// A sender from this node to node `destination`, acknowledged in register `index`.
     func makeSender(to destination: Int, index: Int) -> DCCPSender {
@@ -201,7 +203,7 @@ public final class StormNode: @unchecked Sendable {
     func workerFinished() {
         let n = finishedWorkers.add(1, ordering: .acquiringAndReleasing).newValue
         if n == local.count {
-            if mode == .demux { _ = cflex_eventfd_signal(muxWakeup) } else { markFinished() }
+            if mode == .demux { wakeMultiplexer() } else { markFinished() }
         }
     }
 
@@ -323,7 +325,7 @@ public final class StormNode: @unchecked Sendable {
         rxLock.store(false, ordering: .releasing)
         if tookAcks {
             // Senders waiting for window room: the workers that stalled, or the mux.
-            if mode == .demux { _ = cflex_eventfd_signal(muxWakeup) }
+            if mode == .demux { wakeMultiplexer() }
             fed |= stalledWorkers.load(ordering: .acquiring)
         }
         wakeups.wake(mask: fed, except: worker)

@@ -230,7 +230,7 @@ final class OutboxEmitter: TupleOutput {
         if backlog.isEmpty && ring.enqueue(tuple) { return }
         if waits {
             while !ring.enqueue(tuple) {
-                _ = cflex_eventfd_signal(node.muxWakeup)
+                node.wakeMultiplexer()
                 guard node.running.load(ordering: .relaxed) else { return }
                 usleep(20)
             }
@@ -244,7 +244,7 @@ final class OutboxEmitter: TupleOutput {
     func flush(now: UInt64) {
         while !backlog.isEmpty && ring.enqueue(backlog.first) { backlog.removeFirst() }
         if pending {
-            _ = cflex_eventfd_signal(node.muxWakeup)
+            node.wakeMultiplexer()
             pending = false
         }
     }
@@ -335,7 +335,7 @@ final class Multiplexer {
             if !did {
                 let ms = Int(min(1, (nextDue &- min(nextDue, now)) / 1_000_000))
                 if ms > 0 { waitForAny([], descriptors: [node.muxWakeup], timeoutMilliseconds: ms) } else { sched_yield() }
-                _ = cflex_eventfd_drain(node.muxWakeup)
+                node.wakeups.drain(node.multiplexerWakeup)
             }
         }
     }

@@ -5,6 +5,8 @@
 #include <pthread.h>
 #include <sched.h>
 #include <string.h>
+#include <time.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -140,4 +142,10 @@ int cflex_unix_listener(const char *path, unsigned mask, int backlog) {
         return -err;
     }
     return fd;
+}
+
+int cflex_poll_ns(struct pollfd *fds, unsigned count, uint64_t timeout_ns) {
+    struct timespec timeout = { .tv_sec = (time_t)(timeout_ns / 1000000000u), .tv_nsec = (long)(timeout_ns % 1000000000u) };
+    int n = ppoll(fds, count, &timeout, NULL);
+    return n < 0 ? -errno : n;
 }

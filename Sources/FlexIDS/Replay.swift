@@ -6,10 +6,10 @@ import Foundation
 /// Replays part of a trace through a FlexNIC steering program to N instance threads,
 /// each with its own `Inspector` (thesis 6.2.4). The dispatcher plays the NIC: it runs
 /// the program on each frame and hands the record's index to the chosen instance's
-/// SPSC ring, in batches. A full ring makes the dispatcher wait (a replay loses
-/// nothing), and the waits are counted. Idle instances and a waiting dispatcher sleep
-/// in short naps rather than spin, so that on a machine with fewer cores than threads
-/// the busy instances get the cores.
+/// SPSC ring, in batches, and wakes it. A full ring makes the dispatcher wait (a replay
+/// loses nothing), and the waits are counted. Instances run `CoreLoop`s: an idle one
+/// sleeps until woken, so that on a machine with fewer cores than threads the busy
+/// instances get the cores; a waiting dispatcher naps.
 public final class Replay {
     public struct Result: Sendable {
         public var instances: [Inspector.Counters]
@@ -37,6 +37,9 @@ public final class Replay {
     let pipeline: SteeringPipeline
     let instances: Int
     let flowCapacity: Int
+    /// One member per instance: it sleeps on it when its ring is empty, and the
+    /// dispatcher signals it once per batch it hands over.
+    let wakeups: WakeSet
 
     static let batch = 32
     static let ringCapacity = 4096
@@ -49,6 +52,7 @@ public final class Replay {
         self.instances = program.queues
         self.flowCapacity = flowCapacity
         pipeline = try SteeringPipeline(program: program)
+        wakeups = try WakeSet(count: program.queues)
     }
 
     /// Where each record goes (-1: slow path), without inspecting: the steering alone.
@@ -69,25 +73,20 @@ public final class Replay {
         let done = DispatchGroup()
         for q in 0..<instances {
             done.enter()
-            let ring = rings[q], inspector = inspectors[q], trace = trace
+            let ring = rings[q], inspector = inspectors[q], trace = trace, instances = instances, wakeups = wakeups
             let thread = Thread {
                 let buffer = UnsafeMutablePointer<Int32>.allocate(capacity: Self.batch)
                 defer { buffer.deallocate(); done.leave() }
-                var idle = 0
-                while true {
+                // Instances may outnumber cores: an idle one spins only with a core spare.
+                let loop = CoreLoop(wakeups: wakeups, member: q, spinCycles: CoreLoop.spinCycles(threads: instances + 1))
+                var ended = false
+                loop.run(while: { !ended }) {
                     let n = ring.dequeue(into: buffer, maximum: Self.batch)
-                    if n == 0 {
-                        // Spin briefly, then sleep: instances outnumber cores here, and
-                        // an idle one must not take a core from a busy one.
-                        idle += 1
-                        if idle > 64 { usleep(20) } else { sched_yield() }
-                        continue
-                    }
-                    idle = 0
                     for k in 0..<n {
-                        if buffer[k] < 0 { return }
+                        if buffer[k] < 0 { ended = true; break }
                         inspector.inspect(trace, record: Int(buffer[k]))
                     }
+                    return CoreLoop.Round(work: n)
                 }
             }
             thread.name = "ids-\(q)"
@@ -110,6 +109,7 @@ public final class Replay {
                     if sent < b.count { waits += 1; usleep(20) }
                 }
             }
+            wakeups.wake(q)
             staged[q].removeAll(keepingCapacity: true)
         }
         for i in records {

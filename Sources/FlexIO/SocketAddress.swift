@@ -94,15 +94,3 @@ enum Socket {
         _ = poll(&p, 1, Int32(timeoutMilliseconds))
     }
 }
-
-/// Waits until any of the given port queues may have frames, any of `descriptors`
-/// (e.g. an eventfd other threads signal) is readable, or the timeout passes. Queues
-/// without a readiness descriptor (polled ports) make it return at once.
-public func waitForAny(_ queues: [(port: any PacketPort, queue: Int)], descriptors: [Int32] = [], timeoutMilliseconds: Int) {
-    var fds = descriptors.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
-    for (port, queue) in queues {
-        guard let fd = port.readinessDescriptor(queue: queue) else { return }
-        fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0))
-    }
-    _ = poll(&fds, nfds_t(fds.count), Int32(timeoutMilliseconds))
-}

@@ -6,7 +6,7 @@ import CFlexSys
 /// One eventfd per member of a group of threads that feed each other's queues (a
 /// server's cores): a thread that delivered to others wakes them once per burst with a
 /// bit mask, never per item; a thread about to sleep waits on its own descriptor (with
-/// its ports', `waitForAny`) and drains it when it wakes.
+/// its ports', in its `CoreLoop`) and drains it when it wakes.
 public final class WakeSet: @unchecked Sendable {
     let descriptors: [Int32]
     public var count: Int { descriptors.count }

@@ -243,8 +243,7 @@ public final class KVSServer: @unchecked Sendable {
         guard !running.exchange(true, ordering: .acquiringAndReleasing) else { return }
         for w in workers {
             let t = Thread { [self] in
-                let loop = { while self.running.load(ordering: .relaxed) { w.runOnce() } }
-                if dpdk != nil { DPDKEnvironment.asLcore(loop) } else { loop() }
+                if dpdk != nil { DPDKEnvironment.asLcore(w.run) } else { w.run() }
                 finished.signal()
             }
             t.name = "flexkvs-worker-\(w.queue)"

@@ -11,7 +11,7 @@ import Glibc
 
 /// One core of the server: polls its TCP and UDP queues, steers each burst inline,
 /// runs the protocol on what it steered to itself and sends the replies. This file
-/// holds its loop (`runOnce`, `serve`) and state; the phases are in `Worker+TCP`,
+/// holds its round (`round`, `serve`) on a `CoreLoop` and state; the phases are in `Worker+TCP`,
 /// `Worker+Forwarding` (TCP under key steering), `Worker+UDP` and `Worker+Placement`
 /// (placed SETs).
 final class Worker: @unchecked Sendable {
@@ -107,10 +107,24 @@ final class Worker: @unchecked Sendable {
         return udpSteering.map { t + $0.pipeline.counters.snapshot } ?? t
     }
 
-    /// When an idle worker sleeps (it spins a little first only with a core to spare).
-    lazy var idle = IdlePolicy.forThreads(server.configuration.threads, cores: ProcessInfo.processInfo.activeProcessorCount)
+    /// The worker's loop: it sleeps on its TCP and UDP queues and its wakeup, spinning
+    /// a little first only with a core to spare. On DPDK it keeps polling, as a
+    /// poll-mode driver does.
+    lazy var loop: CoreLoop = {
+        var ports: [(port: any PacketPort, queue: Int)] = [(server.tcp, queue)]
+        if let udp = server.udp { ports.append((udp, queue)) }
+        return CoreLoop(ports: ports, wakeups: server.wakeups, member: queue,
+                        spinCycles: CoreLoop.spinCycles(threads: server.configuration.threads),
+                        maximumSleep: 5_000_000, polledPortNap: 0)
+    }()
 
-    func runOnce() {
+    /// Runs rounds until the server stops.
+    func run() {
+        loop.run(while: { server.running.load(ordering: .relaxed) }, round, whenIdle: compactOrRefill)
+    }
+
+    /// One round: each phase once, then one wakeup per worker it fed.
+    func round() -> CoreLoop.Round {
         var work = serve(tcpSteering, inboxes: tcpInboxes, out: tcpOut, done: tcpDone, handle: handleTCP)
         if let udpSteering { work += serve(udpSteering, inboxes: udpInboxes, out: udpOut, done: udpDone, handle: handleUDP) }
         if forwarding != nil { work += serveForwarding() }
@@ -118,16 +132,16 @@ final class Worker: @unchecked Sendable {
             wakeOthers(wakeMask)
             wakeMask = 0
         }
-        if idle.shouldSleep(afterWork: work) {
-            // Idle: compact this worker's partition (one segment at most), then sleep.
-            let partition = context.store.partitions[queue % context.store.partitions.count]
-            if partition.withLock({ $0.compactOne() }) { return }
-            for p in placements where !p.waiting.isEmpty { partition.withLock { _ in p.refill() } }
-            var waitOn: [(port: any PacketPort, queue: Int)] = [(server.tcp, queue)]
-            if let udp = server.udp { waitOn.append((udp, queue)) }
-            waitForAny(waitOn, descriptors: [server.wakeups.descriptor(queue)], timeoutMilliseconds: 5)
-            server.wakeups.drain(queue)
-        }
+        return CoreLoop.Round(work: work)
+    }
+
+    /// Idle housekeeping: compacts one segment of this worker's partition (then goes
+    /// round again), or refills the log segments placed SETs are waiting for.
+    func compactOrRefill() -> Bool {
+        let partition = context.store.partitions[queue % context.store.partitions.count]
+        if partition.withLock({ $0.compactOne() }) { return true }
+        for p in placements where !p.waiting.isEmpty { partition.withLock { _ in p.refill() } }
+        return false
     }
 
     /// One burst from `steering`'s port: steer it, serve what our inboxes hold (steered

@@ -66,8 +66,8 @@ public final class SteeringEmulator: @unchecked Sendable {
     public func start(name: String = "flexnic-emulator") {
         guard !running.exchange(true, ordering: .acquiringAndReleasing) else { return }
         CoreThread.start(name: name) { [self] in
-            while running.load(ordering: .relaxed) {
-                if poll() == 0 { port.wait(queue: rxQueue, timeoutMilliseconds: 1) }
+            CoreLoop(ports: [(port, rxQueue)]).run(while: { running.load(ordering: .relaxed) }) {
+                CoreLoop.Round(work: poll())
             }
             finished.signal()
         }

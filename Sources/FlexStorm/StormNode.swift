@@ -51,6 +51,8 @@ public final class StormNode: @unchecked Sendable {
     let portIsPolled: Bool
     /// The workers' wakeups, then the multiplexer's.
     let wakeups: WakeSet
+    /// Each worker's loop (its thread's only).
+    let workerLoops: [CoreLoop]
     let components: [Component]
     var multiplexer: Multiplexer?
     let rxLock = Atomic<Bool>(false)
@@ -131,6 +133,13 @@ public final class StormNode: @unchecked Sendable {
                                 clock: { monotonicNanoseconds() })
         stats = local.map { WorkerStats(id: $0.id, role: $0.role) }
         wakeups = try WakeSet(count: local.count + 1)
+        // Steered, an idle worker also watches the port, one at a time (the others
+        // sleep until the receive turn's holder feeds or acks them).
+        let portWatch = CoreLoop.SharedWatch()
+        workerLoops = local.indices.map { [port, wakeups] i in
+            CoreLoop(ports: mode == .steered ? (0..<port.rxQueueCount).map { (port, $0) } : [], wakeups: wakeups, member: i,
+                     shared: mode == .steered ? portWatch : nil)
+        }
         let spouts = config.workers(.spout).count
         components = local.map { w -> Component in
             switch w.role {
@@ -145,7 +154,6 @@ public final class StormNode: @unchecked Sendable {
 
     /// The multiplexer's member of `wakeups` (after the workers').
     var multiplexerWakeup: Int { local.count }
-    var muxWakeup: Int32 { wakeups.descriptor(multiplexerWakeup) }
     func wakeMultiplexer() { wakeups.wake(multiplexerWakeup) }
 
     /// A sender from this node to node `destination`, acknowledged in register `index`.
@@ -221,7 +229,7 @@ public final class StormNode: @unchecked Sendable {
         let tuples = UnsafeMutablePointer<Tuple>.allocate(capacity: 32)
         defer { tuples.deallocate(); output.close() }
         var finished = false
-        while running.load(ordering: .relaxed) {
+        workerLoops[i].run(while: { running.load(ordering: .relaxed) }) {
             var did = mode == .steered && steer(lane: lane, with: steering, worker: i)
             let n = inbox.dequeue(into: tuples, maximum: 32)
             if n > 0 {
@@ -245,55 +253,24 @@ public final class StormNode: @unchecked Sendable {
                 finished = true
                 workerFinished()
             }
-            if finished && (mode == .demux || allWorkersFinished) && inbox.isEmpty { break }
-            if !did {
-                let deadline = component.nextDeadline(now: now)
-                idle(worker: i, nanoseconds: output.isDrained ? min(deadline &- min(now, deadline), 1_000_000) : 1_000_000)
-            }
+            if finished && (mode == .demux || allWorkersFinished) && inbox.isEmpty { return .stop }
+            if did { return CoreLoop.Round(work: 1) }
+            // A paced spout sleeps until its next tuple is due.
+            let deadline = component.nextDeadline(now: now)
+            return CoreLoop.Round(work: 0, sleepLimit: output.isDrained ? deadline &- min(now, deadline) : .max)
         }
     }
 
-    /// Sleeps until the worker's wakeup fires or the timeout passes; waits shorter than
-    /// a millisecond (a paced spout's next tuple) sleep plainly. Steered, one idle
-    /// worker at a time also watches the port (the receive waiter); the others sleep
-    /// until the receive turn's holder feeds or acks them.
-    func idle(worker i: Int, nanoseconds: UInt64) {
-        if nanoseconds < 1_000_000 {
-            if nanoseconds > 20_000 { usleep(UInt32(nanoseconds / 1_000)) }
-            return
-        }
-        sleep(worker: i)
-    }
-
-    func sleep(worker i: Int) {
-        if mode == .steered && receiveWaiter.compareExchange(expected: -1, desired: i, ordering: .acquiring).exchanged {
-            waitForPort(also: wakeups.descriptor(i))
-            receiveWaiter.store(-1, ordering: .releasing)
-        } else {
-            waitForAny([], descriptors: [wakeups.descriptor(i)], timeoutMilliseconds: 1)
-        }
-        wakeups.drain(i)
-    }
-    /// Waits up to 1 ms for the port's rx queues (or `descriptor`). A polled port
-    /// (DPDK) has nothing to sleep on: poll again after 50 us rather than spin, since
-    /// the node's threads share the cores with the work they wait for.
-    func waitForPort(also descriptor: Int32?) {
-        if portIsPolled {
-            usleep(50)
-        } else {
-            waitForAny((0..<port.rxQueueCount).map { (port, $0) }, descriptors: descriptor.map { [$0] } ?? [], timeoutMilliseconds: 1)
-        }
-    }
-
-    /// The worker that watches the port while idle, or -1.
-    let receiveWaiter = Atomic<Int>(-1)
+    /// The port's rx queues, for the loops that watch them while idle.
+    var receiveQueues: [(port: any PacketPort, queue: Int)] { (0..<port.rxQueueCount).map { (port, $0) } }
 
     func runDemultiplexer() {
         let steering = SteeringLane()
-        while running.load(ordering: .relaxed) {
-            if !steer(lane: 0, with: steering, worker: nil) {
-                if receiver.hasParked { sched_yield() } else { waitForPort(also: nil) }
-            }
+        let loop = CoreLoop(ports: receiveQueues)
+        loop.run(while: { running.load(ordering: .relaxed) }) {
+            // Parked tuples may move on as soon as the workers drain their queues.
+            steer(lane: 0, with: steering, worker: nil) ? CoreLoop.Round(work: 1)
+                : CoreLoop.Round(work: 0, sleepLimit: receiver.hasParked ? 0 : .max)
         }
         steering.close(port: port)
     }
@@ -359,7 +336,7 @@ public final class StormNode: @unchecked Sendable {
         if steer(lane: lane, with: s, worker: i) { return }
         let bit: UInt64 = i < 64 ? 1 << UInt64(i) : 0
         stalledWorkers.bitwiseOr(bit, ordering: .acquiringAndReleasing)
-        if !steer(lane: lane, with: s, worker: i) { sleep(worker: i) }
+        if !steer(lane: lane, with: s, worker: i) { workerLoops[i].sleep(atMost: .max) }
         stalledWorkers.bitwiseAnd(~bit, ordering: .acquiringAndReleasing)
     }
 

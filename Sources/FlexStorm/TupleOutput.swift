@@ -288,7 +288,8 @@ final class Multiplexer {
             out.close()
         }
         let batchTime = node.config.muxBatch, window = node.config.sendWindow
-        while node.running.load(ordering: .relaxed) {
+        let loop = CoreLoop(wakeups: node.wakeups, member: node.multiplexerWakeup)
+        loop.run(while: { node.running.load(ordering: .relaxed) }) {
             var did = false
             if pending.allSatisfy({ $0.count < highWater }) {
                 for box in outboxes {
@@ -332,11 +333,8 @@ final class Multiplexer {
                 && pending.allSatisfy(\.isEmpty) && out.allAcknowledged {
                 node.markFinished()
             }
-            if !did {
-                let ms = Int(min(1, (nextDue &- min(nextDue, now)) / 1_000_000))
-                if ms > 0 { waitForAny([], descriptors: [node.muxWakeup], timeoutMilliseconds: ms) } else { sched_yield() }
-                node.wakeups.drain(node.multiplexerWakeup)
-            }
+            // Asleep, the multiplexer wakes for the next batch due.
+            return CoreLoop.Round(work: did ? 1 : 0, sleepLimit: nextDue &- min(nextDue, now))
         }
     }
 }

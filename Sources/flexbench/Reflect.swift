@@ -32,11 +32,12 @@ struct Reflect: ParsableCommand {
         let deadline = seconds > 0 ? Date().addingTimeInterval(seconds) : .distantFuture
         print("reflect: \(port.name) driver \(port.driverName), link \(port.isLinkUp ? "up" : "down")")
         fflush(stdout)
-        while (count == 0 || pipeline.counters.snapshot.replied < UInt64(count)) && Date() < deadline {
-            if emulator.poll() == 0 { usleep(50) }
+        CoreLoop(ports: [(port, 0)]).run(while: { (count == 0 || pipeline.counters.snapshot.replied < UInt64(count)) && Date() < deadline }) {
+            let reflected = emulator.poll()
             // Frames nobody reflects (ARP, IPv6, malformed) leave by the slow path: free them.
             let n = pipeline.slowPathRing.dequeue(into: drain, maximum: 64)
             for i in 0..<n { port.release(drain[i].packet) }
+            return CoreLoop.Round(work: reflected + n)
         }
         let c = pipeline.counters.snapshot
         print("reflect: reflected \(c.replied), slow path \(c.slowPathTotal), port \(port.statistics)")

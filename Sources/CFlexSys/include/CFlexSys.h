@@ -67,6 +67,11 @@ int cflex_eventfd(void);
 int cflex_eventfd_signal(int fd);
 int cflex_eventfd_drain(int fd);
 
+/// ppoll over `count` descriptors with a timeout in nanoseconds; returns how many are
+/// ready, 0 on timeout, or -errno.
+struct pollfd;
+int cflex_poll_ns(struct pollfd *fds, unsigned count, uint64_t timeout_ns);
+
 /// Pins the calling thread to `cpu`; returns 0 or -errno.
 int cflex_pin_thread(int cpu);
 /// Names the calling thread (the first 15 bytes of `name`); returns 0 or -errno.

@@ -128,6 +128,8 @@ static inline void fill(struct cdpdk_packet *p, struct rte_mbuf *m) {
     p->flags = ((m->ol_flags & RTE_MBUF_F_RX_RSS_HASH) ? CDPDK_PKT_RSS : 0)
              | (m->nb_segs > 1 ? CDPDK_PKT_MULTISEG : 0);
     p->flow = 0;
+    p->l3_offset = 0;
+    p->l4_offset = 0;
     p->reserved = 0;
 }
 

@@ -15,7 +15,13 @@ public struct Packet: BitwiseCopyable, @unchecked Sendable {
     public var flags: Flags
     /// Stream ports: the connection this data came from or goes to.
     public var flow: UInt32
-    public var reserved: UInt32 = 0
+    /// Where the IP and the transport header start, as the steering pipeline found
+    /// them when it parsed the frame (or as a frame builder wrote them), so that no
+    /// core parses the frame again (as an mbuf's `l2_len` and `l3_len`); 0 until then.
+    /// They describe the frame as parsed: an edit that moves headers must update them.
+    public var l3Offset: UInt8 = 0
+    public var l4Offset: UInt8 = 0
+    public var reserved: UInt16 = 0
 
     public struct Flags: OptionSet, BitwiseCopyable, Sendable {
         public let rawValue: UInt32

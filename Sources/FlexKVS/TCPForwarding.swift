@@ -11,60 +11,60 @@ import FlexNIC
 /// consumer each. An origin keeps at most a ring's capacity of requests in flight per
 /// owner, so a reply always finds room.
 final class TCPForwarding: @unchecked Sendable {
-    let requests: [[DescriptorRing]]
-    let replies: [[DescriptorRing]]
+    typealias Ring = SPSCRing<ForwardedRequest>
+    let requests: [[Ring]]
+    let replies: [[Ring]]
     let ringCapacity: Int
 
     init(workers: Int, ringCapacity: Int = 256) {
         self.ringCapacity = ringCapacity
-        requests = (0..<workers).map { _ in (0..<workers).map { _ in DescriptorRing(capacity: ringCapacity) } }
-        replies = (0..<workers).map { _ in (0..<workers).map { _ in DescriptorRing(capacity: ringCapacity) } }
+        requests = (0..<workers).map { _ in (0..<workers).map { _ in Ring(capacity: ringCapacity) } }
+        replies = (0..<workers).map { _ in (0..<workers).map { _ in Ring(capacity: ringCapacity) } }
     }
 }
 
-/// A forwarded request or its reply, as it travels in a `Descriptor`: the buffer (from
-/// the origin's pool) holds the request, then the reply; the connection's flow id and
-/// the reply's hole go along. A reply that does not fit the buffer is put in memory of
-/// its own (`spill`; rare: a large value), which the origin frees.
-struct ForwardedRequest {
-    var descriptor: Descriptor
+/// A forwarded request or its reply, the element of the forwarding rings: the buffer
+/// (from the origin's pool) holds the request, then the reply; the connection's flow
+/// id and the reply's place in the connection's order go along. A reply that does not
+/// fit the buffer is put in memory of its own (`spill`; rare: a large value), which
+/// the origin frees.
+struct ForwardedRequest: BitwiseCopyable {
+    /// Owned by the origin's forwarding pool, whichever worker holds the element.
+    var buffer: Packet
+    let flow: UInt32
+    let hash: UInt32
+    /// The reply's hole in the connection's `ReplyOrder`.
+    let sequence: UInt16
+    let isBinary: Bool
+    /// The reply, when it is longer than the buffer (`buffer.length` bytes); else nil.
+    var spill: UnsafeMutableRawPointer?
 
     init(buffer: Packet, flow: UInt32, hash: UInt32, sequence: UInt16, binary: Bool) {
-        var p = buffer
-        p.flow = flow
-        descriptor = Descriptor(packet: p, hash: hash, payloadOffset: sequence, detail: binary ? Self.binaryFlag : 0)
+        self.buffer = buffer
+        self.flow = flow
+        self.hash = hash
+        self.sequence = sequence
+        isBinary = binary
     }
 
-    init(_ d: Descriptor) { descriptor = d }
-
-    static let binaryFlag: UInt8 = 1
-    static let spilledFlag: UInt8 = 2
-
-    var flow: UInt32 { descriptor.packet.flow }
-    var hash: UInt32 { descriptor.hash }
-    var sequence: UInt16 { descriptor.payloadOffset }
-    var isBinary: Bool { descriptor.detail & Self.binaryFlag != 0 }
     /// The request (on the way out) or the reply (on the way back).
     var bytes: UnsafeRawBufferPointer {
-        UnsafeRawBufferPointer(start: descriptor.record ?? descriptor.packet.data, count: Int(descriptor.packet.length))
+        UnsafeRawBufferPointer(start: spill ?? buffer.data, count: Int(buffer.length))
     }
 
     /// Replaces the request with its reply.
     mutating func setReply(_ reply: [UInt8]) {
         let target: UnsafeMutableRawPointer
-        if reply.count <= Int(descriptor.packet.capacity) {
-            target = descriptor.packet.data
+        if reply.count <= Int(buffer.capacity) {
+            target = buffer.data
         } else {
             target = .allocate(byteCount: reply.count, alignment: 8)
-            descriptor.record = target
-            descriptor.detail |= Self.spilledFlag
+            spill = target
         }
         reply.withUnsafeBytes { if $0.count > 0 { target.copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
-        descriptor.packet.length = UInt32(reply.count)
+        buffer.length = UInt32(reply.count)
     }
 
     /// Frees a spilled reply (the buffer goes back to its pool separately).
-    func freeSpill() {
-        if descriptor.detail & Self.spilledFlag != 0 { descriptor.record?.deallocate() }
-    }
+    func freeSpill() { spill?.deallocate() }
 }

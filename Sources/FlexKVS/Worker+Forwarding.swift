@@ -62,9 +62,8 @@ extension Worker {
         var b = buffer
         b.length = UInt32(length)
         let sequence = s.order.open(at: s.output.count)
-        var request = ForwardedRequest(buffer: b, flow: flow, hash: hash, sequence: sequence, binary: s.dialect == .binary)
-        let sent = withUnsafePointer(to: &request.descriptor) { forwarding.requests[queue][owner].enqueue($0, count: 1) }
-        precondition(sent == 1, "forward ring over its in-flight limit")
+        let request = ForwardedRequest(buffer: b, flow: flow, hash: hash, sequence: sequence, binary: s.dialect == .binary)
+        precondition(forwarding.requests[queue][owner].enqueue(request), "forward ring over its in-flight limit")
         inFlight[owner] += 1
         wakeMask |= 1 << UInt64(owner)
         forwarded.wrappingAdd(1, ordering: .relaxed)
@@ -77,23 +76,21 @@ extension Worker {
         guard let forwarding else { return 0 }
         var work = 0
         for origin in 0..<forwarding.requests.count where origin != queue {
-            let got = forwarding.requests[origin][queue].dequeue(into: inbox, maximum: 64)
+            let got = forwarding.requests[origin][queue].dequeue(into: forwardInbox, maximum: 64)
             guard got > 0 else { continue }
             let t0 = cflex_rdtsc()
             var commands = 0
             for i in 0..<got {
-                var request = ForwardedRequest(inbox[i])
                 let s = forwardedSession
                 s.reset()
-                s.dialect = request.isBinary ? .binary : .text
-                s.hashHint = request.hash
-                s.receive(request.bytes)
+                s.dialect = forwardInbox[i].isBinary ? .binary : .text
+                s.hashHint = forwardInbox[i].hash
+                s.receive(forwardInbox[i].bytes)
                 ProtocolHandler.run(s, context)
                 commands += s.commands
-                request.setReply(s.output)
-                inbox[i] = request.descriptor
+                forwardInbox[i].setReply(s.output)
             }
-            let sent = forwarding.replies[queue][origin].enqueue(inbox, count: got)
+            let sent = forwarding.replies[queue][origin].enqueue(forwardInbox, count: got)
             precondition(sent == got, "reply ring over its in-flight limit")
             wakeMask |= 1 << UInt64(origin)
             forwardedServed.wrappingAdd(UInt64(got), ordering: .relaxed)
@@ -101,21 +98,21 @@ extension Worker {
             work += got
         }
         for owner in 0..<forwarding.replies.count where owner != queue {
-            let got = forwarding.replies[owner][queue].dequeue(into: inbox, maximum: 64)
+            let got = forwarding.replies[owner][queue].dequeue(into: forwardInbox, maximum: 64)
             guard got > 0 else { continue }
             inFlight[owner] -= got
             for i in 0..<got {
-                let reply = ForwardedRequest(inbox[i])
+                let reply = forwardInbox[i]
                 if let s = sessions[reply.flow], s.order.fill(reply.sequence, with: reply.bytes, in: &s.output), !s.queuedForSend {
                     s.queuedForSend = true
                     toSend.append((reply.flow, s))
                 }
                 reply.freeSpill()
                 if !forwardSpares.isFull {
-                    forwardSpares.append(reply.descriptor.packet)
+                    forwardSpares.append(reply.buffer)
                 } else {
                     if forwardDone.isFull { forwardPool?.release(forwardDone) }
-                    forwardDone.append(reply.descriptor.packet)
+                    forwardDone.append(reply.buffer)
                 }
             }
             work += got

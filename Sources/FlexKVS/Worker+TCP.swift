@@ -10,9 +10,9 @@ extension Worker {
         let t0 = cflex_rdtsc()
         let port = server.tcp
         defer { finished(d.packet, tcpDone, port) }
-        guard let frame = try? ParsedFrame(parsing: d.packet.bytes) else { return }
+        // The pipeline parsed the frame (and sent malformed ones to the slow path).
         let flow = d.packet.flow
-        if frame.tcpFlags & TCPHeader.Flags.fin.rawValue != 0 {
+        if d.packet.tcpFlags & TCPHeader.Flags.fin.rawValue != 0 {
             // The peer closed, or the port closed the connection (reset, overrun): the
             // session and every reply it still held go at once.
             if sessions.removeValue(forKey: flow) != nil, context.logs(2) { context.logger.info("<\(flow) connection closed.") }
@@ -31,7 +31,7 @@ extension Worker {
             if context.logs(2) { context.logger.info("<\(flow) new auto-negotiating client connection") }
         }
         if session.endpoints == nil {
-            session.endpoints = FrameBuilder.Endpoints(replyingTo: frame)
+            session.endpoints = d.packet.replyEndpoints
         }
         // An empty frame: the port sent a paused connection's backlog; held-back
         // requests may run again.

@@ -38,7 +38,7 @@ extension Worker {
             record(commands: s.commands, since: t0, steeringCycles)
         }
         sendUDP(s.output, requestID: frame.requestID,
-                to: FrameBuilder.Endpoints(replyingToUDP: d.packet.data, payloadOffset: Int(d.payloadOffset)), reusing: &request, port: udp)
+                to: d.packet.replyEndpoints, reusing: &request, port: udp)
     }
 
     /// Sends `output` as the reply datagrams to `reply`, the first one in `request`'s

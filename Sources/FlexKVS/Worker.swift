@@ -54,6 +54,7 @@ final class Worker: @unchecked Sendable {
     /// ones to return.
     let forwardSpares = PacketBatch(capacity: 64)
     let forwardDone = PacketBatch(capacity: 64)
+    let forwardInbox = UnsafeMutablePointer<ForwardedRequest>.allocate(capacity: 64)
     /// Workers to wake at the end of this round (they have forwarded work or replies).
     var wakeMask: UInt64 = 0
     /// Sessions whose output changed outside `handleTCP` (replies came back).
@@ -99,6 +100,7 @@ final class Worker: @unchecked Sendable {
 
     deinit {
         inbox.deallocate()
+        forwardInbox.deallocate()
         burstHashes.deallocate()
     }
 

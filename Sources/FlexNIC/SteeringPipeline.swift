@@ -240,6 +240,8 @@ public final class SteeringPipeline: @unchecked Sendable {
     func steer<Shape: ProgramShape>(_ p: inout Packet, _: Shape.Type) -> Verdict {
         let frame: ParsedFrame
         do { frame = try ParsedFrame(parsing: p.bytes) } catch { return .slow(.malformed) }
+        p.l3Offset = UInt8(truncatingIfNeeded: frame.l3Offset)
+        p.l4Offset = UInt8(truncatingIfNeeded: frame.l4Offset)
         var st = PacketState()
         if Shape.keepsState && code.readsDCCP && !findDCCP(p, frame, &st) { return .slow(.malformed) }
         if verifyL4 && !l4ChecksumOK(p, frame, st) { return .slow(.badChecksum) }

@@ -25,23 +25,15 @@ public enum FrameBuilder {
             self.destinationPort = destinationPort
         }
 
-        /// The endpoints of a reply to `frame` (addresses and ports swapped; no MACs).
-        public init(replyingTo frame: ParsedFrame) {
-            self.init(source: IPv4Address(frame.destinationAddress), destination: IPv4Address(frame.sourceAddress),
-                      sourcePort: frame.destinationPort, destinationPort: frame.sourcePort)
-        }
-
-        /// The endpoints of a reply to the UDP datagram whose payload starts at
-        /// `payloadOffset` in `frame`, MACs included, read straight from the headers: for
-        /// a frame `ParsedFrame` validated (IPv4 after at most one VLAN tag, the UDP
-        /// header right before the payload), so a core need not parse it again.
-        public init(replyingToUDP frame: UnsafeRawPointer, payloadOffset: Int) {
-            let l3 = frame.loadBE16(at: 12) == EthernetHeader.EtherType.vlan.rawValue
-                ? EthernetHeader.length + EthernetHeader.vlanTagLength : EthernetHeader.length
-            let l4 = payloadOffset - UDPHeader.length
+        /// The endpoints of a reply to an IPv4 UDP or TCP frame whose IP and transport
+        /// headers start at `l3Offset` and `l4Offset` (where `ParsedFrame` found them;
+        /// the steering pipeline records them in the packet), addresses, ports and MACs
+        /// swapped, read straight from the headers, so a core need not parse it again.
+        public init(replyingTo frame: UnsafeRawPointer, l3Offset: Int, l4Offset: Int) {
             self.init(sourceMAC: .load(from: frame), destinationMAC: .load(from: frame + 6),
-                      source: IPv4Address(frame.loadBE32(at: l3 + 16)), destination: IPv4Address(frame.loadBE32(at: l3 + 12)),
-                      sourcePort: frame.loadBE16(at: l4 + 2), destinationPort: frame.loadBE16(at: l4))
+                      source: IPv4Address(frame.loadBE32(at: l3Offset + 16)),
+                      destination: IPv4Address(frame.loadBE32(at: l3Offset + 12)),
+                      sourcePort: frame.loadBE16(at: l4Offset + 2), destinationPort: frame.loadBE16(at: l4Offset))
         }
 
         /// The same endpoints seen from the other side.

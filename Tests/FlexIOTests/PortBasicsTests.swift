@@ -17,6 +17,8 @@ import Testing
         #expect(MemoryLayout<Packet>.offset(of: \.capacity) == MemoryLayout<cdpdk_packet>.offset(of: \.capacity))
         #expect(MemoryLayout<Packet>.offset(of: \.flags) == MemoryLayout<cdpdk_packet>.offset(of: \.flags))
         #expect(MemoryLayout<Packet>.offset(of: \.flow) == MemoryLayout<cdpdk_packet>.offset(of: \.flow))
+        #expect(MemoryLayout<Packet>.offset(of: \.l3Offset) == MemoryLayout<cdpdk_packet>.offset(of: \.l3_offset))
+        #expect(MemoryLayout<Packet>.offset(of: \.l4Offset) == MemoryLayout<cdpdk_packet>.offset(of: \.l4_offset))
     }
 
     @Test func bufferPoolIsBoundedAndReusable() {

@@ -21,7 +21,9 @@ struct cdpdk_packet {
     uint32_t capacity;
     uint32_t flags;
     uint32_t flow;       ///< stream ports: connection id; DPDK: 0
-    uint32_t reserved;
+    uint8_t l3_offset;   ///< where the IP header starts, once a parser has seen it; else 0
+    uint8_t l4_offset;   ///< where the transport header starts, likewise
+    uint16_t reserved;
 };
 
 enum { CDPDK_PKT_RSS = 1, CDPDK_PKT_MULTISEG = 2 };

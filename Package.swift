@@ -60,8 +60,8 @@ let package = Package(
         .target(name: "FlexWire", swiftSettings: hotPath),
         .target(name: "FlexIO", dependencies: ["FlexWire", "CDPDK", "CPcap", "CFlexSys"], swiftSettings: hotPath),
         .target(name: "FlexNIC", dependencies: ["FlexWire", "FlexIO", "CFlexSys"], swiftSettings: hotPath),
-        /// What the four command lines share: runtime failures, termination signals.
-        .target(name: "FlexCLI", dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        /// What the four command lines share: runtime failures, termination signals, DPDK flags.
+        .target(name: "FlexCLI", dependencies: ["FlexIO", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         /// Steering programs as TOML files, read and written (apart, so FlexNIC needs no TOML).
         .target(name: "FlexConfig", dependencies: ["FlexNIC", "FlexWire", .product(name: "TOMLKit", package: "TOMLKit")]),
         .target(

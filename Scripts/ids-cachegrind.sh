@@ -65,9 +65,9 @@ RULEARGS=("${RULES[@]}" --warnings 0)
 export SWIFT_DETERMINISTIC_HASHING=1  # the same rule-loading work in every run
 
 echo "== trace, profile, partition, replay (${INSTANCES} instances)"
-"$FLEXIDS" generate --out "$WORK/trace.pcap" --flows "$FLOWS" --seed 11
-"$FLEXIDS" profile "${RULEARGS[@]}" --pcap "$WORK/trace.pcap" --prefix 0.05 --out "$WORK/profile.json" 2>/dev/null | head -8
-"$FLEXIDS" partition --profile "$WORK/profile.json" --instances "$INSTANCES" --out "$WORK/steering.toml" "${PARTITION[@]}"
+"$FLEXIDS" generate --output "$WORK/trace.pcap" --flows "$FLOWS" --seed 11
+"$FLEXIDS" profile "${RULEARGS[@]}" --pcap "$WORK/trace.pcap" --prefix 0.05 --output "$WORK/profile.json" 2>/dev/null | head -8
+"$FLEXIDS" partition --profile "$WORK/profile.json" --instances "$INSTANCES" --output "$WORK/steering.toml" "${PARTITION[@]}"
 for mode in hash partition; do
     "$FLEXIDS" run "${RULEARGS[@]}" --pcap "$WORK/trace.pcap" --prefix 0.05 --instances "$INSTANCES" --steering "$mode" \
         --table "$WORK/steering.toml" --shares "$WORK/$mode" --alerts "$WORK/$mode.alerts" 2>/dev/null | head -1

@@ -20,9 +20,8 @@ final class DPDKDatagramLink {
     /// Datagrams that found no mbuf or no room on the ring (they show up as timeouts).
     private(set) var sendDrops: UInt64 = 0
 
-    init(eal: String, device: String, address: IPv4Address, server: (IPv4Address, UInt16)) throws {
-        try DPDKEnvironment.initialize(arguments: DPDKEnvironment.split(eal))
-        port = try DPDKPort(device: device)
+    init(port: DPDKPort, address: IPv4Address, server: (IPv4Address, UInt16)) throws {
+        self.port = port
         self.address = address
         self.server = server
         guard port.waitForLink(timeoutMilliseconds: 15_000) else {

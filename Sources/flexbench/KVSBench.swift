@@ -1,4 +1,5 @@
 import ArgumentParser
+import FlexCLI
 import FlexWire
 import Foundation
 
@@ -55,25 +56,26 @@ struct KVSBench: ParsableCommand {
         discussion: "Workload as in the FlexNIC thesis: 100,000 keys of 32 B, 64 B values, Zipf 0.9, 90% GETs.")
 
     @Option(help: "Server IPv4:port.") var server = "127.0.0.1:11211"
-    @Option(help: "Wire format: tcp-ascii, tcp-binary, udp-ascii, udp-binary.") var format = "tcp-ascii"
-    @Option(parsing: .unconditional, help: ArgumentHelp("DPDK EAL arguments: send UDP over a DPDK port instead of kernel sockets.", discussion: """
-        e.g. "--no-huge --no-pci -m 256 --file-prefix=client --vdev=net_memif0,role=client,socket=/tmp/kvs.sock,socket-abstract=no" \
+    @Option(help: "Wire format: tcp-ascii, tcp-binary, udp-ascii, udp-binary.") var format: WireFormat = .tcpASCII
+    @Option(help: ArgumentHelp("socket (kernel sockets) or dpdk (UDP over a DPDK port: --eal, --dpdk-device).", discussion: """
+        e.g. --io dpdk --eal "--no-huge --no-pci -m 256 --file-prefix=client --vdev=net_memif0,role=client,socket=/tmp/kvs.sock,socket-abstract=no" \
         against `flexkvs --io dpdk` serving the memif's server end. One client thread; the preload goes over UDP too.
-        """)) var eal: String?
-    @Option(help: "The ethdev to use with --eal: a --vdev name or a port id.") var dpdkDevice = "0"
+        """)) var io: PacketIO = .socket
+    @OptionGroup var dpdk: DPDKOptions
     @Option(help: "The client's IPv4 address on the DPDK link.") var clientAddress = "198.18.0.1"
     @OptionGroup var options: LoadOptions
 
     func run() throws {
         let target = try parseServer(server)
-        guard let f = WireFormat(rawValue: format) else { throw ValidationError("--format: one of \(WireFormat.allCases.map(\.rawValue))") }
+        let f = format
         let w = options.workload()
         var l = options.load(target, f, w)
-        if let eal {
-            guard f.isUDP else { throw ValidationError("--eal (DPDK) carries UDP only: use --format udp-ascii or udp-binary") }
-            guard options.clientThreads == 1 else { throw ValidationError("--eal (DPDK) runs one client thread") }
+        if io == .socket { try dpdk.refuse() }
+        if io == .dpdk {
+            guard f.isUDP else { throw ValidationError("--io dpdk carries UDP only: use --format udp-ascii or udp-binary") }
+            guard options.clientThreads == 1 else { throw ValidationError("--io dpdk runs one client thread") }
             guard let ip = IPv4Address(clientAddress) else { throw ValidationError("--client-address \(clientAddress): not an IPv4 address") }
-            l.link = try DPDKDatagramLink(eal: eal, device: dpdkDevice, address: ip, server: target)
+            l.link = try DPDKDatagramLink(port: dpdk.openPort(), address: ip, server: target)
             print("kvs: \(l.link!.port.name) \(ip) -> \(target.0) at \(l.link!.serverMAC) (ARP)")
         }
         if !options.noPreload {

@@ -1,6 +1,7 @@
+import ArgumentParser
 /// Builds memcached requests and counts complete responses in a byte stream, for the
 /// four wire formats the load generator speaks.
-enum WireFormat: String, CaseIterable {
+enum WireFormat: String, CaseIterable, ExpressibleByArgument {
     case tcpASCII = "tcp-ascii", tcpBinary = "tcp-binary", udpASCII = "udp-ascii", udpBinary = "udp-binary"
 
     var isUDP: Bool { self == .udpASCII || self == .udpBinary }

@@ -13,7 +13,7 @@ struct Programs: ParsableCommand {
         abstract: "Write the steering programs the servers run as TOML (Configs/steering/ is this output).",
         discussion: "With --check, write nothing and fail if a file differs from what the code builds.")
 
-    @Option(help: "Directory to write into.") var out = "Configs/steering"
+    @Option(name: .output, help: "Directory to write into.") var out = "Configs/steering"
     @Flag(help: "Compare the files with the programs instead of writing them.") var check = false
 
     /// File name, header comment, program.

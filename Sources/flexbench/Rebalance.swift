@@ -19,7 +19,7 @@ struct Rebalance: ParsableCommand {
 
     @Option(help: "Server thread counts, comma-separated.") var threads = "2"
     @Option(help: "Zipf exponents, comma-separated.") var exponents = "0.99,1.2"
-    @Option(help: "Wire format (tcp-ascii, tcp-binary, udp-ascii, udp-binary).") var format = "udp-ascii"
+    @Option(help: "Wire format (tcp-ascii, tcp-binary, udp-ascii, udp-binary).") var format: WireFormat = .udpASCII
     @Option(help: "Rounds per server (A B A B ...).") var rounds = 2
     @Option(help: "flexkvs binary (default: beside this flexbench).") var flexkvs: String?
     @Option(help: "Item memory, MB.") var memory = 256
@@ -28,7 +28,7 @@ struct Rebalance: ParsableCommand {
 
     func run() throws {
         let flexPath = try ServerProcess.flexkvsPath(flexkvs)
-        guard let wire = WireFormat(rawValue: format) else { throw ValidationError("--format: \(format)") }
+        let wire = format
         guard basePort < 65535 else { throw ValidationError("--base-port must leave room for the next port") }
         let threadCounts = try threads.split(separator: ",").map { s -> Int in
             guard let t = Int(s), t >= 2 else { throw ValidationError("--threads: \(s) (at least 2: one worker has nothing to balance)") }

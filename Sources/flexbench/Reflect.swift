@@ -1,4 +1,5 @@
 import ArgumentParser
+import FlexCLI
 import FlexIO
 import FlexNIC
 import FlexWire
@@ -13,17 +14,15 @@ struct Reflect: ParsableCommand {
         discussion: """
             Example (two processes over shared memory): \
             flexbench reflect --eal "--no-huge --no-pci -m 256 --file-prefix=r1 \
-            --vdev=net_memif0,role=server,socket=/tmp/m.sock,socket-abstract=no" --device net_memif0
+            --vdev=net_memif0,role=server,socket=/tmp/m.sock,socket-abstract=no" --dpdk-device net_memif0
             """)
 
-    @Option(parsing: .unconditional, help: "DPDK EAL arguments, blank-separated (quote them).") var eal: String
-    @Option(help: "The ethdev to use (name given to --vdev, or a port id).") var device = "0"
+    @OptionGroup var dpdk: DPDKOptions
     @Option(help: "Stop after reflecting this many frames (0: never).") var count = 0
-    @Option(help: "Stop after this many seconds (0: never).") var seconds = 0.0
+    @Option(name: .duration, help: "Stop after this many seconds (0: never).") var seconds = 0.0
 
     func run() throws {
-        try DPDKEnvironment.initialize(arguments: DPDKEnvironment.split(eal))
-        let port = try DPDKPort(device: device)
+        let port = try dpdk.openPort()
         defer { port.stop() }
         let pipeline = try SteeringPipeline(program: .reflector)
         let emulator = SteeringEmulator(port: port, pipeline: pipeline)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import FlexCLI
 import FlexStorm
 import Foundation
 
@@ -10,7 +11,7 @@ struct StormBench: ParsableCommand {
         abstract: "Run a FlexStorm cluster in demux and in steered mode, A B A B, and print throughput and latency ratios.",
         discussion: """
             --io socket (default): every node of the config runs in this process on loopback, \
-            each on its own port (DCCP in UDP on kernel sockets). --io memif: a 2-node config \
+            each on its own port (DCCP in UDP on kernel sockets). --io dpdk: a 2-node config \
             runs as two `flexstorm node` processes joined by DPDK net_memif (DCCP in IPv4, \
             kernel bypass). Two phases: throughput, with spouts as fast as flow control lets \
             them (spout tuples per second over the cluster's active span, first tuple taken to \
@@ -29,8 +30,8 @@ struct StormBench: ParsableCommand {
     @Option(help: "Offered load for the latency phase, tuples/s per spout (0: half of demux's throughput).") var rate = 0.0
     @Option(help: "First UDP port of the loopback nodes.") var basePort: UInt16 = 27_100
     @Option(help: "Give up on a run after this many seconds.") var timeout = 120.0
-    @Option(help: "socket (in-process, kernel UDP) or memif (two processes, DPDK).") var io = "socket"
-    @Option(help: "flexstorm binary for --io memif (default: beside this flexbench).") var flexstorm: String?
+    @Option(help: "socket (in-process, kernel UDP) or dpdk (two processes on a DPDK net_memif pair).") var io: PacketIO = .socket
+    @Option(help: "flexstorm binary for --io dpdk (default: beside this flexbench).") var flexstorm: String?
 
     struct Run {
         var mode: StormNode.Mode
@@ -49,18 +50,17 @@ struct StormBench: ParsableCommand {
         let spouts = base.workers(.spout).count
         print("flexbench storm: \(config), \(base.nodes.count) nodes, \(base.workers.count) workers, \(names.count) tuples, \(rounds) rounds per mode")
 
-        guard io == "socket" || io == "memif" else { throw ValidationError("--io is socket or memif, not \(io)") }
-        if io == "memif" {
-            guard base.nodes.count == 2 else { throw ValidationError("--io memif runs a 2-node config (memif is point to point)") }
+        if io == .dpdk {
+            guard base.nodes.count == 2 else { throw ValidationError("--io dpdk runs a 2-node config (memif is point to point)") }
             let path = flexstorm ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("flexstorm").path
             guard FileManager.default.isExecutableFile(atPath: path) else { throw ValidationError("\(path) not found (swift build -c release)") }
         }
         let traceFile = "/tmp/flexbench-storm-\(getpid()).txt"
-        if io == "memif" { try UserTrace.write(names, to: traceFile) }
+        if io == .dpdk { try UserTrace.write(names, to: traceFile) }
         defer { unlink(traceFile) }
 
         func measure(_ mode: StormNode.Mode, rate: Double) throws -> Run {
-            if io == "memif" { return try measureOverMemif(mode, rate: rate, traceFile: traceFile, exact: exact, count: names.count) }
+            if io == .dpdk { return try measureOverMemif(mode, rate: rate, traceFile: traceFile, exact: exact, count: names.count) }
             var c = base
             c.spoutRate = rate
             let cluster = try LocalCluster(config: c, mode: mode, trace: names)

@@ -53,20 +53,13 @@ struct RuleOptions: ParsableArguments {
 }
 
 /// Loads the trace through a DPDK `net_pcap` vdev replaying `path`.
-func loadTraceThroughDPDK(_ path: String, eal: String?) throws -> Trace {
+func loadTraceThroughDPDK(_ path: String, _ dpdk: DPDKOptions) throws -> Trace {
     guard FileManager.default.isReadableFile(atPath: path) else { throw RuntimeFailure("\(path): cannot read the capture") }
-    let arguments = eal.map(DPDKEnvironment.split)
-        ?? ["--no-huge", "--no-pci", "-m", "512", "--log-level=3", "--file-prefix=flexids\(getpid())", "--vdev=net_pcap0,rx_pcap=\(path)"]
-    do {
-        try DPDKEnvironment.initialize(arguments: arguments)
-        return try DPDKEnvironment.asLcore {
-            let port = try DPDKPort(device: "net_pcap0")
-            defer { port.stop() }
-            return Trace(port: port, name: "dpdk:net_pcap0(\(path))")
-        }
-    } catch {
-        throw RuntimeFailure("\(error)")
-    }
+    let port = try dpdk.openPort(defaultEAL: ["--no-huge", "--no-pci", "-m", "512", "--log-level=3", "--file-prefix=flexids\(getpid())",
+                                                         "--vdev=net_pcap0,rx_pcap=\(path)"],
+                                 defaultDevice: "net_pcap0")
+    defer { port.stop() }
+    return DPDKEnvironment.asLcore { Trace(port: port, name: "dpdk:\(port.name)(\(path))") }
 }
 
 func loadTrace(_ path: String) throws -> Trace {
@@ -115,7 +108,7 @@ struct Generate: ParsableCommand {
         abstract: "Write a pcap of synthetic traffic (HTTP, TLS, DNS, SMTP, SSH, FTP, MySQL, IRC, NTP, probes; both directions).",
         discussion: "A share of the flows (--triggers) carries payloads that fire Configs/ids/flex-sample.rules.")
 
-    @Option(help: "Output pcap.") var out: String
+    @Option(name: .output, help: "Output pcap.") var out: String
     @Option(help: "TCP connections and UDP exchanges to generate.") var flows = 2000
     @Option(help: "Random seed (same seed, same file).") var seed: UInt64 = 1
     @Option(help: "Fraction of flows with rule-triggering payloads.") var triggers = 0.04
@@ -146,7 +139,7 @@ struct ProfileCommand: ParsableCommand {
     @OptionGroup var ruleOptions: RuleOptions
     @Option(help: "Trace to profile (Ethernet, Linux cooked or raw IP; VLAN tags allowed).") var pcap: String
     @Option(help: "Fraction of the trace to profile (from its start).") var prefix = 0.02
-    @Option(help: "Profile file to write.") var out = "ids-profile.json"
+    @Option(name: .output, help: "Profile file to write.") var out = "ids-profile.json"
 
     func validate() throws {
         guard prefix > 0 && prefix <= 1 else { throw ValidationError("--prefix is a fraction in (0, 1]") }
@@ -177,7 +170,7 @@ struct PartitionCommand: ParsableCommand {
 
     @Option(help: "Profile from `flexids profile`.") var profile: String
     @Option(help: "IDS instances.") var instances = 4
-    @Option(help: "Steering program to write.") var out = "ids-steering.toml"
+    @Option(name: .output, help: "Steering program to write.") var out = "ids-steering.toml"
     @Flag(help: "Never spread a flow group over several instances (the thesis's plain greedy), even one heavier than an instance's share.") var noSplit = false
     @Option(help: "Load slack, in fair shares, within which a flow group goes where its port groups already are (0: plain greedy).") var slack = 0.0
 
@@ -229,7 +222,8 @@ struct Run: ParsableCommand {
     @Option(help: "Write alerts as JSON lines here (- for stdout).") var json: String?
     @Option(help: "Write each instance's share of the trace to DIR/instance-N.pcap (for Scripts/ids-cachegrind.sh).") var shares: String?
     @Option(help: "How the trace is read: pcap (libpcap) or dpdk (a DPDK net_pcap vdev replaying --pcap; frames stamped on arrival).") var io: TraceInput = .pcap
-    @Option(help: "EAL arguments for --io dpdk (default: --no-huge --no-pci -m 512 --vdev=net_pcap0,rx_pcap=<pcap>).") var eal: String?
+    @OptionGroup(title: "DPDK (with --io dpdk; default EAL arguments: --no-huge --no-pci -m 512 --vdev=net_pcap0,rx_pcap=<pcap>, device net_pcap0)")
+    var dpdk: DPDKOptions
 
     func validate() throws {
         guard (1...64).contains(instances) else { throw ValidationError("--instances must be 1...64") }
@@ -240,7 +234,8 @@ struct Run: ParsableCommand {
 
     func run() throws {
         let engine = try ruleOptions.engine()
-        let trace = io == .dpdk ? try loadTraceThroughDPDK(pcap, eal: eal) : try loadTrace(pcap)
+        if io == .pcap { try dpdk.refuse() }
+        let trace = io == .dpdk ? try loadTraceThroughDPDK(pcap, dpdk) : try loadTrace(pcap)
         let program: SteeringProgram
         switch steering {
         case .hash: program = IDSSteering.hashProgram(instances: instances, symmetricSort: false)
@@ -312,10 +307,7 @@ struct Inspect: ParsableCommand {
 func writeAlerts(_ list: [Alert], engine: DetectionEngine, fast: String?, json: String?) throws {
     for (path, format) in [(fast, AlertFormat.fast), (json, AlertFormat.json)] {
         guard let path else { continue }
-        let text = list.map { format($0, engine.rules[Int($0.rule)]) }.joined(separator: "\n") + (list.isEmpty ? "" : "\n")
-        if path == "-" { print(text, terminator: "") } else if !FileManager.default.createFile(atPath: path, contents: Data(text.utf8)) {
-            throw RuntimeFailure("\(path): cannot write the alerts")
-        }
+        try OutputFile(path).write(list.map { format($0, engine.rules[Int($0.rule)]) + "\n" }.joined())
     }
 }
 

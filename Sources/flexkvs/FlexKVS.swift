@@ -65,11 +65,7 @@ struct FlexKVSCommand: ParsableCommand {
         pair per thread: the server owns the -l address on that link, answers ARP for it and \
         drops (and counts) other traffic. TCP stays on kernel sockets at 127.0.0.1.
         """)) var io: PacketIO?
-    @Option(parsing: .unconditional, help: ArgumentHelp("DPDK EAL arguments, blank-separated (with --io dpdk).", discussion: """
-        e.g. "--no-huge --no-pci -m 256 --vdev=net_af_packet0,iface=veth0,qpairs=2" or \
-        "--no-huge --no-pci -m 256 --vdev=net_memif0,role=server,socket=/tmp/kvs.sock,socket-abstract=no".
-        """)) var eal: String?
-    @Option(help: "The ethdev to serve on with --io dpdk: a --vdev name or a port id (default 0).") var dpdkDevice: String?
+    @OptionGroup var dpdk: DPDKOptions
     @Option(help: "Steering: flow (by 4-tuple), key (to the key's shard's worker; TCP requests forwarded), dma (key + binary UDP SETs placed in the owner's log; needs -U).") var steering: KVSServer.Steering?
     @Option(help: "With key or dma steering and -t 2 or more: seconds between rebalancing rounds, which move shards from a worker carrying clearly more than its share of requests to the idlest (0: never move; default 1). Moves show in `stats steering`.") var rebalanceInterval: Double?
     @Option(help: "TOML file with these settings (Configs/flexkvs.toml).") var config: String?
@@ -107,9 +103,10 @@ struct FlexKVSCommand: ParsableCommand {
         throw ValidationError("\(what) \"\(text)\": expected a size such as 1048576, 512k or 1m")
     }
 
-    /// The server's configuration, and the DPDK port to open when `--io dpdk` (EAL
-    /// arguments and device): opened in `run`, after `-d` forked.
-    func settings() throws -> (KVSServer.Configuration, dpdk: (eal: [String], device: String)?) {
+    /// The server's configuration, and with `--io dpdk` the config file's EAL arguments
+    /// and device (the flags take precedence): the port is opened in `run`, after `-d`
+    /// forked.
+    func settings() throws -> (KVSServer.Configuration, dpdkFromFile: (eal: String?, device: String?)?) {
         var file = FileSettings()
         if let config {
             guard let text = try? String(contentsOfFile: config, encoding: .utf8) else {
@@ -126,7 +123,7 @@ struct FlexKVSCommand: ParsableCommand {
             }
         }
         var c = KVSServer.Configuration()
-        var dpdk: (eal: [String], device: String)?
+        var dpdkFromFile: (eal: String?, device: String?)?
         let address = listen ?? file.listen ?? "127.0.0.1"
         guard let ip = IPv4Address(address) else { throw ValidationError("-l \(address): not an IPv4 address") }
         c.address = ip
@@ -153,13 +150,13 @@ struct FlexKVSCommand: ParsableCommand {
         }
         switch chosenIO {
         case .socket:
-            guard eal == nil, dpdkDevice == nil else { throw ValidationError("--eal and --dpdk-device need --io dpdk") }
+            try dpdk.refuse()
         case .dpdk:
-            guard let args = eal ?? file.eal else {
+            guard dpdk.eal != nil || file.eal != nil else {
                 throw ValidationError("--io dpdk needs --eal \"<EAL arguments>\", e.g. --eal \"--no-huge --no-pci -m 256 --vdev=net_af_packet0,iface=eth1\"")
             }
             guard c.udpPort != nil else { throw ValidationError("--io dpdk serves UDP: give -U PORT") }
-            dpdk = (DPDKEnvironment.split(args), dpdkDevice ?? file.dpdk_device ?? "0")
+            dpdkFromFile = (file.eal, file.dpdk_device)
             c.tcpAddress = .loopback
         }
         if let steering {
@@ -207,11 +204,11 @@ struct FlexKVSCommand: ParsableCommand {
                 FileHandle.standardError.write(Data("flexkvs: -o \(option): not supported here; ignored\n".utf8))
             }
         }
-        return (c, dpdk)
+        return (c, dpdkFromFile)
     }
 
     func run() throws {
-        var (c, dpdk) = try settings()
+        var (c, dpdkFromFile) = try settings()
         // Made absolute now: a daemon changes its directory to /.
         let pidPath = pidFile.map { URL(fileURLWithPath: $0).path }
         if daemonize {
@@ -227,12 +224,11 @@ struct FlexKVSCommand: ParsableCommand {
         _ = cflex_malloc_tune(256 << 10, 4 << 20)
         let server: KVSServer
         do {
-            if let dpdk {
-                try DPDKEnvironment.initialize(arguments: dpdk.eal)
+            if let dpdkFromFile {
                 var dc = DPDKPort.Configuration()
                 dc.rxQueues = c.threads
                 dc.txQueues = c.threads
-                c.io = .dpdk(try DPDKPort(device: dpdk.device, configuration: dc))
+                c.io = .dpdk(try dpdk.openPort(configuration: dc, defaultEAL: dpdkFromFile.eal.map(DPDKEnvironment.split), defaultDevice: dpdkFromFile.device))
             }
             server = try KVSServer(c)
         } catch {

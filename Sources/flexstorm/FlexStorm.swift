@@ -57,9 +57,8 @@ struct Node: ParsableCommand {
     @Option(help: "Stop after this many seconds (0: when done).") var duration = 0.0
     @Option(help: "Tuples/s per spout, instead of the config's spout_rate (0: unpaced).") var spoutRate: Double?
     @Option(help: "socket (DCCP in UDP on kernel sockets) or dpdk (DCCP in IPv4 on a DPDK port).") var io: PacketIO = .socket
-    @Option(parsing: .unconditional, help: "DPDK EAL arguments, blank-separated (with --io dpdk).") var eal: String?
-    @Option(help: "DPDK device name or port number (with --io dpdk). The node starts once its link is up.") var dpdkDevice = "0"
-    @Option(help: "Also write rankings and the report as JSON lines to this file.") var json: String?
+    @OptionGroup var dpdk: DPDKOptions
+    @Option(help: "Also write rankings and the report as JSON lines to this file (- for stdout).") var json: String?
 
     func run() throws {
         var cluster = try StormConfig.load(path: config)
@@ -74,32 +73,26 @@ struct Node: ParsableCommand {
         let transport: StormNode.Transport
         switch io {
         case .socket:
-            guard eal == nil else { throw ValidationError("--eal needs --io dpdk") }
+            try dpdk.refuse()
             transport = .kernel
         case .dpdk:
-            guard let eal else { throw ValidationError("--io dpdk needs --eal \"<EAL arguments>\"") }
-            try DPDKEnvironment.initialize(arguments: DPDKEnvironment.split(eal))
             var c = DPDKPort.Configuration()
             c.rxQueues = StormNode.ethernetQueues(mode: mode, config: cluster)
             c.txQueues = c.rxQueues
-            let port = try DPDKPort(device: dpdkDevice, configuration: c)
-            // Peers that are sent to before the link is up look down (`peer_down_ms`).
+            let port = try dpdk.openPort(configuration: c)
+            // The node starts once its link is up: peers sent to before it look down
+            // (`peer_down_ms`).
             guard port.waitForLink(timeoutMilliseconds: 30_000) else {
                 throw RuntimeFailure("\(port.name): the link did not come up within 30 s (is the peer running?)")
             }
             transport = .ethernet(port) { body in DPDKEnvironment.asLcore(body) }
         }
-        let jsonFile = try json.map { path -> FileHandle in
-            guard FileManager.default.createFile(atPath: path, contents: nil), let h = FileHandle(forWritingAtPath: path) else {
-                throw RuntimeFailure("cannot write \(path)")
-            }
-            return h
-        }
+        let jsonFile = try json.map(OutputFile.init)
         let start = monotonicNanoseconds()
         let n = try StormNode(config: cluster, node: node, mode: mode, trace: trace, transport: transport) { ranking in
             print(ranking.text(since: start))
             fflush(stdout)
-            jsonFile?.write(Data((ranking.json(since: start) + "\n").utf8))
+            jsonFile?.writeLine(ranking.json(since: start))
         }
         Termination.install()
         n.start()
@@ -118,8 +111,7 @@ struct Node: ParsableCommand {
         n.stop()
         let r = n.report()
         FileHandle.standardError.write(Data((r.text + "\n").utf8))
-        jsonFile?.write(Data((r.json + "\n").utf8))
-        try jsonFile?.close()
+        jsonFile?.writeLine(r.json)
     }
 }
 
@@ -132,12 +124,13 @@ struct Run: ParsableCommand {
     @Option(help: "demux or steered.") var mode: StormNode.Mode = .steered
     @OptionGroup var input: TraceOptions
     @Option(help: "Give up after this many seconds.") var timeout = 120.0
-    @Flag(help: "Print rankings and reports as JSON lines.") var json = false
+    @Option(help: "Write rankings and reports as JSON lines to this file (- for stdout, instead of the text).") var json: String?
 
     func run() throws {
         var cluster = try StormConfig.load(path: config)
         if loopback { cluster = cluster.onLoopback(basePort: cluster.nodes[0].port) }
         let trace = try input.load()
+        let jsonFile = try json.map(OutputFile.init)
         let c = try LocalCluster(config: cluster, mode: mode, trace: trace)
         let start = monotonicNanoseconds()
         Termination.install()
@@ -148,8 +141,14 @@ struct Run: ParsableCommand {
             if c.waitUntilFinished(seconds: 0.05) { finished = true; break }
         }
         c.stop()
-        for r in c.allRankings { print(json ? r.json(since: start) : r.text(since: start)) }
-        for r in c.reports() { print(json ? r.json : r.text) }
+        for r in c.allRankings {
+            jsonFile?.writeLine(r.json(since: start))
+            if jsonFile?.isStandardOutput != true { print(r.text(since: start)) }
+        }
+        for r in c.reports() {
+            jsonFile?.writeLine(r.json)
+            if jsonFile?.isStandardOutput != true { print(r.text) }
+        }
         if !finished { throw RuntimeFailure("the cluster did not finish within \(timeout) s") }
     }
 }
@@ -161,7 +160,7 @@ struct Generate: ParsableCommand {
     @Option(help: "Distinct users.") var users = 2_000
     @Option(help: "Zipf exponent.") var exponent = 1.0
     @Option(help: "Random seed.") var seed: UInt64 = 1
-    @Option(help: "Output file.") var output: String
+    @Option(name: .output, help: "Output file.") var output: String
 
     func run() throws {
         guard tuples >= 0, users >= 1, exponent >= 0 else { throw ValidationError("--tuples, --users and --exponent must be positive") }

@@ -156,7 +156,7 @@ func roundTrip(_ port: DPDKPort, _ frames: [[UInt8]], timeout: TimeInterval = 10
         defer { port.stop() }
         let count = 300
         let child = try ChildProcess(bench, [
-            "reflect", "--device", "net_memif0", "--count", "\(count)", "--seconds", "30", "--eal",
+            "reflect", "--dpdk-device", "net_memif0", "--count", "\(count)", "--duration", "30", "--eal",
             "--no-huge --no-pci -m 256 --file-prefix=\(TestEAL.tag)c --log-level=3 "
                 + "--vdev=net_memif0,role=client,socket=\(TestEAL.memifSocket),socket-abstract=no",
         ])
@@ -198,7 +198,7 @@ func roundTrip(_ port: DPDKPort, _ frames: [[UInt8]], timeout: TimeInterval = 10
         _ = try ip("-n \(nsA) neigh add 198.18.0.2 lladdr \(mac) dev \(va)")
 
         let reflector = try ChildProcess("/usr/sbin/ip", [
-            "netns", "exec", nsB, bench, "reflect", "--device", "net_af_packet0", "--count", "50", "--seconds", "30",
+            "netns", "exec", nsB, bench, "reflect", "--dpdk-device", "net_af_packet0", "--count", "50", "--duration", "30",
             "--eal", "--no-huge --no-pci -m 256 --file-prefix=\(TestEAL.tag)af --log-level=3 --vdev=net_af_packet0,iface=\(vb)",
         ])
         defer { reflector.stop() }

@@ -127,7 +127,7 @@ import Glibc
         #expect(server.waitForOutput("io dpdk", timeout: 30), "\(server.output)")
         let (rc, out) = try runProcess(bench, [
             "kvs", "--server", "198.18.0.2:11311", "--format", "udp-binary", "--keys", "2000", "--duration", "1", "--warmup", "0.2",
-            "--eal", "--no-huge --no-pci -m 256 --file-prefix=\(Self.tag)cli --log-level=3 --vdev=net_memif0,role=client,socket=\(socketPath),socket-abstract=no",
+            "--io", "dpdk", "--eal", "--no-huge --no-pci -m 256 --file-prefix=\(Self.tag)cli --log-level=3 --vdev=net_memif0,role=client,socket=\(socketPath),socket-abstract=no",
         ], timeout: 60)
         #expect(rc == 0, "\(out)")
         #expect(out.contains("(ARP)"), "\(out)")

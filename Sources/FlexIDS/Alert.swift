@@ -75,14 +75,21 @@ public enum AlertFormat {
     }
 }
 
-/// Snort's event filters (`threshold:`) over alerts in packet order: after detection,
-/// so every steering mode filters the same merged stream the same way.
+/// Snort's rate filters over alerts in packet order: each rule's `detection_filter`
+/// (matches from one host count; alerts only past the count), then its `threshold`
+/// (the event filter). After detection, so every steering mode filters the same merged
+/// stream the same way.
 public enum ThresholdFilter {
     public static func apply(_ alerts: [Alert], rules: [SnortRule]) -> [Alert] {
+        let detected = filter(alerts.sorted(), rules) { $0.detectionFilter }
+        return filter(detected, rules) { $0.threshold }
+    }
+
+    static func filter(_ alerts: [Alert], _ rules: [SnortRule], by option: (SnortRule) -> Threshold?) -> [Alert] {
         struct Window { var start: UInt64; var count: Int }
         var windows: [UInt64: Window] = [:]
-        return alerts.sorted().filter { a in
-            guard let t = rules[Int(a.rule)].threshold else { return true }
+        return alerts.filter { a in
+            guard let t = option(rules[Int(a.rule)]) else { return true }
             let key = UInt64(UInt32(a.rule)) << 32 | UInt64(t.trackBySource ? a.source : a.destination)
             let span = UInt64(t.seconds) * 1_000_000_000
             var w = windows[key] ?? Window(start: a.timestampNanoseconds, count: 0)
@@ -93,6 +100,7 @@ public enum ThresholdFilter {
             case .limit: return w.count <= t.count
             case .threshold: return w.count % t.count == 0
             case .both: return w.count == t.count
+            case .detectionFilter: return w.count > t.count
             }
         }
     }

@@ -19,7 +19,12 @@ public final class DetectionEngine: @unchecked Sendable {
     /// every port in it shares; shorter lists merge into each port's own group.
     public static let sharedListMinimum = 8
 
+    /// Flowbits every flow carries (the distinct bit names of the rules' `flowbits`).
+    public let flowbitCount: Int
+
     public init(rules: [SnortRule]) {
+        var rules = rules
+        flowbitCount = Self.resolveFlowbits(&rules)
         self.rules = rules
         ruleStorage = .allocate(capacity: max(rules.count, 1))
         ruleStorage.initialize(from: rules, count: rules.count)
@@ -176,5 +181,40 @@ public struct FlowGroup: Hashable, Sendable, Codable, Comparable, CustomStringCo
         case (0, let p): return "\(protocolName) \(p)"
         default: return "\(protocolName) \(low)+\(high)"
         }
+    }
+}
+
+extension DetectionEngine {
+    /// Numbers the flowbit names of `rules` and fills in each operation's bits: named
+    /// ones, a group's (a bit joins the groups it is set, setx'ed or toggled with), or
+    /// all of them (`reset` without a group). Returns how many bits there are.
+    static func resolveFlowbits(_ rules: inout [SnortRule]) -> Int {
+        var numbers: [String: Int] = [:]
+        var groups: [String: Set<Int>] = [:]
+        func number(_ name: String) -> Int {
+            if let n = numbers[name] { return n }
+            numbers[name] = numbers.count
+            return numbers.count - 1
+        }
+        for rule in rules {
+            for f in rule.flowbits {
+                let bits = f.names.map(number)
+                if let g = f.group, [.set, .setx, .toggle].contains(f.operation) { groups[g, default: []].formUnion(bits) }
+            }
+        }
+        for r in rules.indices where !rules[r].flowbits.isEmpty {
+            for k in rules[r].flowbits.indices {
+                var f = rules[r].flowbits[k]
+                let group = f.group.map { (groups[$0] ?? []).sorted() } ?? []
+                if !f.names.isEmpty {
+                    f.bits = f.names.map { numbers[$0]! }
+                } else {
+                    f.bits = f.group != nil ? group : Array(0..<numbers.count)
+                }
+                if f.operation == .setx { f.groupBits = group }
+                rules[r].flowbits[k] = f
+            }
+        }
+        return numbers.count
     }
 }

@@ -2,12 +2,15 @@ import FlexWire
 
 /// What detection needs to know about a packet's flow: who sent it and whether the
 /// session is set up (Snort's `flow:to_server|to_client,established`).
-public struct FlowVerdict: Sendable {
+/// Used by the one instance thread that owns the flow table (the bits pointer is its).
+public struct FlowVerdict: @unchecked Sendable {
     /// The packet goes from the flow's client to its server.
     public var toServer: Bool
     public var established: Bool
     /// The packet belongs to a tracked flow (false for non-TCP/UDP, or a full table).
     public var tracked: Bool
+    /// The flow's flowbits (`FlowTable.flowbitWords` words), if it is tracked.
+    public var flowbits: UnsafeMutablePointer<UInt64>? = nil
 }
 
 /// Per-instance TCP and UDP flow state, as far as `flow:` needs it; open addressing with
@@ -41,6 +44,10 @@ public struct FlowTable: ~Copyable {
     }
 
     let slots: UnsafeMutablePointer<Entry>
+    /// Each slot's flowbits, `flowbitWords` words per slot, cleared when a flow (or a
+    /// new session on its 5-tuple) starts.
+    let flowbits: UnsafeMutablePointer<UInt64>
+    public let flowbitWords: Int
     let mask: Int
     public let capacity: Int
     public private(set) var count = 0
@@ -48,16 +55,24 @@ public struct FlowTable: ~Copyable {
 
     /// A table for up to `capacity` flows (rounded up to a power of two; the slot array
     /// is a quarter larger than that to keep probes short).
-    public init(capacity: Int) {
+    public init(capacity: Int, flowbits: Int = 0) {
         var n = 16
         while n < capacity + capacity / 4 { n <<= 1 }
         slots = .allocate(capacity: n)
         slots.initialize(repeating: Entry(), count: n)
+        flowbitWords = (flowbits + 63) / 64
+        self.flowbits = .allocate(capacity: max(1, n * flowbitWords))
+        self.flowbits.initialize(repeating: 0, count: max(1, n * flowbitWords))
         mask = n - 1
         self.capacity = capacity
     }
 
-    deinit { slots.deallocate() }
+    deinit {
+        slots.deallocate()
+        flowbits.deallocate()
+    }
+
+    func bits(_ slot: Int) -> UnsafeMutablePointer<UInt64>? { flowbitWords > 0 ? flowbits + slot * flowbitWords : nil }
 
     /// Updates the flow of `frame` and says how the packet relates to it.
     /// `senderIsServer` guesses the roles of a flow seen first mid-stream.
@@ -89,7 +104,7 @@ public struct FlowTable: ~Copyable {
                 }
                 e.pointee = Entry(addresses: addresses, ports: ports, proto: frame.ipProtocol, state: state)
                 count &+= 1
-                return FlowVerdict(toServer: senderIsClient, established: state.contains(.established), tracked: true)
+                return FlowVerdict(toServer: senderIsClient, established: state.contains(.established), tracked: true, flowbits: bits(i))
             }
             if e.pointee.addresses == addresses && e.pointee.ports == ports && e.pointee.proto == frame.ipProtocol {
                 var state = e.pointee.state
@@ -98,13 +113,15 @@ public struct FlowTable: ~Copyable {
                     // as the client.
                     state = senderIsLow ? [.lowSent, .clientIsLow] : [.highSent]
                     e.pointee.state = state
-                    return FlowVerdict(toServer: true, established: false, tracked: true)
+                    bits(i)?.update(repeating: 0, count: flowbitWords)
+                    return FlowVerdict(toServer: true, established: false, tracked: true, flowbits: bits(i))
                 }
                 if isTCP && frame.tcpFlags & 0x04 != 0 {
                     // RST: the session is over; what follows is not established.
                     state.subtract([.established, .synAckSeen])
                     e.pointee.state = state
-                    return FlowVerdict(toServer: state.contains(.clientIsLow) == senderIsLow, established: false, tracked: true)
+                    return FlowVerdict(toServer: state.contains(.clientIsLow) == senderIsLow, established: false, tracked: true,
+                                       flowbits: bits(i))
                 }
                 let toServer = state.contains(.clientIsLow) == senderIsLow
                 state.insert(senderIsLow ? .lowSent : .highSent)
@@ -115,7 +132,7 @@ public struct FlowTable: ~Copyable {
                     state.insert(.established)
                 }
                 e.pointee.state = state
-                return FlowVerdict(toServer: toServer, established: state.contains(.established), tracked: true)
+                return FlowVerdict(toServer: toServer, established: state.contains(.established), tracked: true, flowbits: bits(i))
             }
             i = (i &+ 1) & mask
         }

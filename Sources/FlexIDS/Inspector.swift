@@ -15,6 +15,8 @@ public final class Inspector {
     var stamp: UInt32 = 0
     let candidates: UnsafeMutablePointer<Int32>
     var candidateCount = 0
+    /// The values of a rule's byte_extract variables while it is confirmed.
+    let variables = UnsafeMutablePointer<Int>.allocate(capacity: RuleParser.maximumVariables)
     public private(set) var alerts: [Alert] = []
     /// Per rule: how often it was a candidate (only when profiling rules).
     public private(set) var candidateCounts: [Int]?
@@ -57,7 +59,7 @@ public final class Inspector {
     /// `profileRules`: count how often each rule is a candidate (`candidateCounts`).
     public init(engine: DetectionEngine, flowCapacity: Int = 1 << 16, profileRules: Bool = false) {
         self.engine = engine
-        flows = FlowTable(capacity: flowCapacity)
+        flows = FlowTable(capacity: flowCapacity, flowbits: engine.flowbitCount)
         let n = max(engine.rules.count, 1)
         checked = .allocate(capacity: n)
         checked.initialize(repeating: 0, count: n)
@@ -69,6 +71,7 @@ public final class Inspector {
     deinit {
         checked.deallocate()
         candidates.deallocate()
+        variables.deallocate()
     }
 
     /// Inspects one Ethernet frame, trace packet `number`; returns its parsed headers
@@ -115,15 +118,33 @@ public final class Inspector {
         guard candidateCount > 0 else { return parsed }
         counts.candidates &+= candidateCount
 
-        var context = PacketContext(frame: parsed, payload: payload, flow: flow, scratch: scratch)
+        var context = PacketContext(frame: parsed, bytes: UnsafeRawPointer(frame.baseAddress!), payload: payload, flow: flow,
+                                    scratch: scratch, variables: variables)
+        // Snort's order of actions (pass, reject, alert, log): only the first group
+        // with a match is output, so a matching pass rule silences the packet and a
+        // reject match hides alert rules' events; log rules raise no alert, and
+        // noalert rules only change flowbits.
+        let firstAlert = alerts.count
+        var passed = false, rejected = false
         for k in 0..<candidateCount {
             let r = candidates[k]
-            guard context.matches(engine.ruleStorage + Int(r)) else { continue }
-            counts.alerts &+= 1
+            let rule = engine.ruleStorage + Int(r)
+            guard context.matches(rule), !rule.pointee.noAlert else { continue }
+            switch rule.pointee.action {
+            case .pass: passed = true
+            case .reject:
+                if !rejected { alerts.removeSubrange(firstAlert...) }
+                rejected = true
+            case .alert: if rejected { continue }
+            case .log, .drop, .sdrop: continue
+            }
+            if passed { continue }
             alerts.append(Alert(packet: number, timestampNanoseconds: timestampNanoseconds, rule: r,
                                 proto: parsed.ipProtocol, source: parsed.sourceAddress, destination: parsed.destinationAddress,
                                 sourcePort: parsed.sourcePort, destinationPort: parsed.destinationPort))
         }
+        if passed { alerts.removeSubrange(firstAlert...) }
+        counts.alerts &+= alerts.count - firstAlert
         return parsed
     }
 

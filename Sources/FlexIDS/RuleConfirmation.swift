@@ -10,19 +10,26 @@ import FlexWire
 /// most `backtrackLimit` times per rule.
 struct PacketContext {
     let frame: ParsedFrame
+    /// The frame's first byte (header fields are read at `frame`'s offsets).
+    let bytes: UnsafeRawPointer
     let payload: UnsafeRawBufferPointer
     let flow: FlowVerdict
     let scratch: PatternScratch
+    /// The rule's byte_extract variables (`RuleParser.maximumVariables` slots).
+    let variables: UnsafeMutablePointer<Int>
     private var http: HTTPBuffers?
     private var steps = 0
 
     static let backtrackLimit = 256
 
-    init(frame: ParsedFrame, payload: UnsafeRawBufferPointer, flow: FlowVerdict, scratch: PatternScratch) {
+    init(frame: ParsedFrame, bytes: UnsafeRawPointer, payload: UnsafeRawBufferPointer, flow: FlowVerdict,
+         scratch: PatternScratch, variables: UnsafeMutablePointer<Int>) {
         self.frame = frame
+        self.bytes = bytes
         self.payload = payload
         self.flow = flow
         self.scratch = scratch
+        self.variables = variables
     }
 
     /// The bytes of `buffer` in the payload (parsing HTTP once, on first need).
@@ -48,14 +55,78 @@ struct PacketContext {
         }
         if rule.pointee.flow.established && !flow.established { return false }
         if rule.pointee.flow.notEstablished && flow.established { return false }
+        if rule.pointee.flow.onlyStream { return false }
         if let f = rule.pointee.tcpFlags, !(frame.layers.contains(.tcp) && f.matches(frame.tcpFlags)) { return false }
         if let d = rule.pointee.payloadSize, !d.matches(payload.count) { return false }
+        for t in rule.pointee.headerTests {
+            guard let v = headerValue(t.field), t.test.matches(v) else { return false }
+        }
+        if let f = rule.pointee.fragmentBits {
+            guard frame.layers.contains(.ipv4), f.matches(UInt8(truncatingIfNeeded: bytes.loadBE16(at: Int(frame.l3Offset) + 6) >> 13)) else { return false }
+        }
+        if rule.pointee.sameIP && frame.sourceAddress != frame.destinationAddress { return false }
         guard endpointsMatch(rule) else { return false }
         if let u = rule.pointee.uriLength {
             guard let r = range(.httpURI), u.matches(r.count) else { return false }
         }
+        for f in rule.pointee.flowbits where !flowbitsHold(f) { return false }
         steps = 0
-        return evaluate(rule.pointee.detection, 0, cursor: Cursor(buffer: .raw, position: 0))
+        guard evaluate(rule.pointee.detection, 0, cursor: Cursor(buffer: .raw, position: 0)) else { return false }
+        for f in rule.pointee.flowbits { apply(f) }
+        return true
+    }
+
+    /// A header field's value, or nil if the packet has no such header (ICMP fields of
+    /// a non-ICMP packet or a later fragment, TCP fields of a non-TCP packet).
+    func headerValue(_ field: HeaderTest.Field) -> UInt64? {
+        let l3 = Int(frame.l3Offset), l4 = Int(frame.l4Offset)
+        let isICMP = frame.ipProtocol == 1 && !frame.layers.contains(.fragment)
+        let icmpLength = Int(frame.payloadOffset) + Int(frame.payloadLength) - l4
+        switch field {
+        case .ttl: return UInt64(bytes.load(fromByteOffset: l3 + 8, as: UInt8.self))
+        case .tos: return UInt64(bytes.load(fromByteOffset: l3 + 1, as: UInt8.self))
+        case .id: return UInt64(bytes.loadBE16(at: l3 + 4))
+        case .ipProto: return UInt64(frame.ipProtocol)
+        case .fragOffset: return UInt64(bytes.loadBE16(at: l3 + 6) & 0x1FFF) * 8  // in bytes, as Snort compares it
+        case .seq: return frame.layers.contains(.tcp) ? UInt64(bytes.loadBE32(at: l4 + 4)) : nil
+        case .ack: return frame.layers.contains(.tcp) ? UInt64(bytes.loadBE32(at: l4 + 8)) : nil
+        case .window: return frame.layers.contains(.tcp) ? UInt64(bytes.loadBE16(at: l4 + 14)) : nil
+        case .icmpType: return isICMP && icmpLength >= 1 ? UInt64(bytes.load(fromByteOffset: l4, as: UInt8.self)) : nil
+        case .icmpCode: return isICMP && icmpLength >= 2 ? UInt64(bytes.load(fromByteOffset: l4 + 1, as: UInt8.self)) : nil
+        case .icmpID, .icmpSeq:
+            // Only echo requests and replies, as Snort's.
+            guard isICMP, icmpLength >= 8, Self.icmpTypesWithIDs.contains(bytes.load(fromByteOffset: l4, as: UInt8.self)) else { return nil }
+            return UInt64(bytes.loadBE16(at: l4 + (field == .icmpID ? 4 : 6)))
+        }
+    }
+
+    static let icmpTypesWithIDs: Set<UInt8> = [0, 8]
+
+    /// Whether a flowbits check holds (changes always do, before detection). A packet
+    /// without a tracked flow has no flowbits: every check fails, `isnotset` too.
+    func flowbitsHold(_ f: Flowbits) -> Bool {
+        guard let words = flow.flowbits else { return f.operation != .isset && f.operation != .isnotset }
+        let isSet = { (bit: Int) -> Bool in words[bit >> 6] & (1 << UInt64(bit & 63)) != 0 }
+        switch f.operation {
+        case .isset: return f.requiresAll ? !f.bits.isEmpty && f.bits.allSatisfy(isSet) : f.bits.contains(where: isSet)
+        case .isnotset: return f.requiresAll ? !f.bits.contains(where: isSet) : f.bits.isEmpty || !f.bits.allSatisfy(isSet)
+        default: return true
+        }
+    }
+
+    /// A flowbits change, once the rule matched (untracked flows keep no bits).
+    func apply(_ f: Flowbits) {
+        guard let words = flow.flowbits else { return }
+        func change(_ bit: Int, _ op: (inout UInt64, UInt64) -> Void) { op(&words[bit >> 6], 1 << UInt64(bit & 63)) }
+        switch f.operation {
+        case .set: for b in f.bits { change(b) { $0 |= $1 } }
+        case .setx:
+            for b in f.groupBits { change(b) { $0 &= ~$1 } }
+            for b in f.bits { change(b) { $0 |= $1 } }
+        case .unset, .reset: for b in f.bits { change(b) { $0 &= ~$1 } }
+        case .toggle: for b in f.bits { change(b) { $0 ^= $1 } }
+        case .isset, .isnotset: break
+        }
     }
 
     func endpointsMatch(_ r: UnsafePointer<SnortRule>) -> Bool {
@@ -81,8 +152,40 @@ struct PacketContext {
             return evaluate(options, index + 1, cursor: Cursor(buffer: .fileData, position: 0))
         case .dataAt(let offset, let relative, let negated):
             guard let r = range(relative ? cursor.buffer : .raw) else { return false }
-            let exists = (relative ? cursor.position : 0) + offset < r.count
+            let exists = (relative ? cursor.position : 0) + value(offset) < r.count
             return exists != negated && evaluate(options, index + 1, cursor: cursor)
+        case .byteTest(let t):
+            guard let (n, _, _) = read(t.read, cursor) else { return false }
+            let v = UInt64(truncatingIfNeeded: value(t.value))
+            let holds: Bool = switch t.op {
+            case .less: n < v
+            case .greater: n > v
+            case .lessOrEqual: n <= v
+            case .greaterOrEqual: n >= v
+            case .equal: n == v
+            case .and: n & v != 0
+            case .xor: n ^ v != 0
+            }
+            return holds != t.negated && evaluate(options, index + 1, cursor: cursor)
+        case .byteJump(let j):
+            guard let (n, end, buffer) = read(j.read, cursor), let r = range(buffer) else { return false }
+            var distance = Int(truncatingIfNeeded: n) &* j.multiplier
+            if j.align { distance = (distance + 3) & ~3 }
+            let origin = switch j.from {
+            case .afterRead: end
+            case .beginning: 0
+            case .end: r.count
+            }
+            let target = origin + distance + value(j.postOffset)
+            guard target >= 0, target <= r.count else { return false }
+            return evaluate(options, index + 1, cursor: Cursor(buffer: buffer, position: target))
+        case .byteExtract(let e):
+            // It moves the cursor past the bytes it read, as Snort's does.
+            guard let (n, end, buffer) = read(e.read, cursor) else { return false }
+            var v = Int(truncatingIfNeeded: n) &* e.multiplier
+            if e.align > 0 { v = (v + e.align - 1) / e.align * e.align }
+            variables[e.slot] = v
+            return evaluate(options, index + 1, cursor: Cursor(buffer: buffer, position: end))
         case .pcre(let p):
             // Relative: the subject starts at the cursor, so `^` anchors there (as Snort).
             guard let r = range(p.buffer) else { return false }
@@ -111,11 +214,11 @@ struct PacketContext {
             let bytes = UnsafeRawBufferPointer(rebasing: payload[r])
             var start: Int, end: Int
             if c.isRelative {
-                start = (cursor.buffer == c.buffer ? cursor.position : 0) + (c.distance ?? 0)
-                end = c.within.map { start + $0 } ?? bytes.count
+                start = (cursor.buffer == c.buffer ? cursor.position : 0) + (c.distance.map(value) ?? 0)
+                end = c.within.map { start + value($0) } ?? bytes.count
             } else {
-                start = c.offset ?? 0
-                end = c.depth.map { start + $0 } ?? bytes.count
+                start = c.offset.map(value) ?? 0
+                end = c.depth.map { start + value($0) } ?? bytes.count
             }
             start = max(start, 0)
             end = min(end, bytes.count)
@@ -131,6 +234,62 @@ struct PacketContext {
             }
             return false
         }
+    }
+
+    /// A rule number's value in this packet.
+    func value(_ n: RuleNumber) -> Int {
+        switch n {
+        case .constant(let v): return v
+        case .variable(let slot): return variables[slot]
+        }
+    }
+
+    /// Reads the number `r` describes: from the cursor's buffer when relative, else
+    /// from the start of the payload (or of the body after `file_data`). Returns the
+    /// number (unsigned 32-bit, as Snort's), where the bytes it used end, and the
+    /// buffer; nil if the bytes lie outside the buffer or a text number has no digit.
+    mutating func read(_ r: ByteRead, _ cursor: Cursor) -> (UInt64, Int, InspectionBuffer)? {
+        let buffer = r.relative || cursor.buffer == .fileData ? cursor.buffer : .raw
+        guard let range = range(buffer) else { return nil }
+        let at = (r.relative ? cursor.position : 0) + value(r.offset)
+        guard at >= 0, at + r.count <= range.count else { return nil }
+        let p = UnsafeRawBufferPointer(rebasing: payload[(range.lowerBound + at)..<(range.lowerBound + at + r.count)])
+        var n: UInt64 = 0
+        var used = r.count
+        if let base = r.base {
+            guard let (v, consumed) = Self.parseText(p, base: base) else { return nil }
+            (n, used) = (v, consumed)
+        } else {
+            for k in 0..<r.count { n = n << 8 | UInt64(p[r.littleEndian ? r.count - 1 - k : k]) }
+        }
+        if let mask = r.bitmask { n = (n & UInt64(mask)) >> UInt64(mask.trailingZeroBitCount) }
+        return (n, at + used, buffer)
+    }
+
+    /// A number written in `text` as C's strtoul reads it: blanks and a `+`, then (base
+    /// 16 or 0) an optional `0x`, then digits up to the first other byte; base 0 takes
+    /// `0x` as hex and a leading `0` as octal. Clamped to 32 bits. Returns the value
+    /// and the bytes used; nil if there is no digit (or a `-`).
+    static func parseText(_ text: UnsafeRawBufferPointer, base given: Int) -> (UInt64, Int)? {
+        var k = 0
+        while k < text.count && (text[k] == 0x20 || (0x09...0x0D).contains(text[k])) { k += 1 }
+        if k < text.count && text[k] == UInt8(ascii: "+") { k += 1 }
+        var base = given
+        let hexPrefix = k + 1 < text.count && text[k] == 0x30 && text[k + 1] | 0x20 == 0x78
+        if (base == 16 || base == 0) && hexPrefix && k + 2 < text.count && RuleParser.hexValue(text[k + 2]) != nil {
+            k += 2
+            base = 16
+        } else if base == 0 {
+            base = k < text.count && text[k] == 0x30 ? 8 : 10
+        }
+        var n: UInt64 = 0
+        var digits = 0
+        while k < text.count, let d = RuleParser.hexValue(text[k]), Int(d) < base {
+            n = min(n &* UInt64(base) &+ UInt64(d), UInt64(UInt32.max))
+            k += 1
+            digits += 1
+        }
+        return digits > 0 ? (n, k) : nil
     }
 
     /// The first position in `from ..< to` where `c` fits entirely, or nil.

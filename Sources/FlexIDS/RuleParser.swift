@@ -17,6 +17,8 @@ public enum RuleParser {
             throw .malformed("the header needs 7 fields (action proto src sport dir dst dport), found \(header.count)")
         }
         guard let action = SnortRule.Action(rawValue: String(header[0])) else { throw .malformed("unknown action \(header[0])") }
+        // Snort in IDS (not inline) mode does not load drop and sdrop rules either.
+        if action == .drop || action == .sdrop { throw .unsupported("action \(action.rawValue) (inline mode only)") }
         guard let proto = SnortRule.TransportProtocol(rawValue: String(header[1])) else { throw .malformed("unknown protocol \(header[1])") }
         guard header[4] == "->" || header[4] == "<>" else { throw .malformed("direction must be -> or <>, not \(header[4])") }
         var rule = SnortRule(
@@ -80,7 +82,7 @@ public enum RuleParser {
             guard let i = rule.detection.lastIndex(where: { if case .content = $0 { true } else { false } }),
                   case .content(var c) = rule.detection[i] else { throw .malformed("\(name) without a content before it") }
             try change(&c)
-            if let depth = c.depth, depth < c.bytes.count { throw .malformed("depth \(depth) is shorter than the content") }
+            if case .constant(let depth)? = c.depth, depth < c.bytes.count { throw .malformed("depth \(depth) is shorter than the content") }
             if (c.offset != nil || c.depth != nil) && (c.distance != nil || c.within != nil) {
                 throw .malformed("offset/depth and distance/within cannot modify the same content")
             }
@@ -91,6 +93,14 @@ public enum RuleParser {
             let n: Int = try number()
             guard (-65535...65535).contains(n) else { throw .malformed("\(name) \(n) is outside -65535...65535") }
             return n
+        }
+        /// A `byte_extract` variable named as the value, else the number `number` reads.
+        func variable(else number: () throws(RuleError) -> Int) throws(RuleError) -> RuleNumber {
+            guard isVariableName(value) else { return .constant(try number()) }
+            guard let slot = rule.variableNames.firstIndex(of: String(value)) else {
+                throw .malformed("\(name) names \(value), which no byte_extract before it defines")
+            }
+            return .variable(slot)
         }
         func length() throws(RuleError) -> Int {
             let n: Int = try number()
@@ -116,17 +126,29 @@ public enum RuleParser {
             fileData = true
             rule.detection.append(.fileData)
         case "pkt_data": fileData = false
-        case "isdataat": rule.detection.append(try dataAt(value))
+        case "isdataat": rule.detection.append(try dataAt(value, variables: rule.variableNames))
+        case "byte_test": rule.detection.append(.byteTest(try byteTest(value, variables: rule.variableNames)))
+        case "byte_jump": rule.detection.append(.byteJump(try byteJump(value, variables: rule.variableNames)))
+        case "byte_extract": rule.detection.append(.byteExtract(try byteExtract(value, variables: &rule.variableNames)))
+        case "flowbits":
+            if value == "noalert" { rule.noAlert = true } else { rule.flowbits.append(try flowbits(value)) }
+        case "detection_filter":
+            guard rule.detectionFilter == nil else { throw .malformed("at most one detection_filter per rule") }
+            rule.detectionFilter = try threshold("type detection_filter, " + value)
+        case _ where HeaderTest.Field(rawValue: String(name)) != nil:
+            rule.headerTests.append(try headerTest(HeaderTest.Field(rawValue: String(name))!, value))
+        case "fragbits": rule.fragmentBits = try fragmentBits(value)
+        case "sameip": rule.sameIP = true
         case "flags": rule.tcpFlags = try flags(value)
         case "dsize": rule.payloadSize = try size(value, name: name)
         case "urilen": rule.uriLength = try size(value.split(separator: ",").first ?? "", name: name)
         case "threshold": rule.threshold = try threshold(value)
         case "nocase": try modifyLastContent { $0.nocase = true }
         case "rawbytes": try modifyLastContent { _ in }  // we match raw bytes anyway
-        case "offset": let n = try position(); try modifyLastContent { $0.offset = n }
-        case "depth": let n = try length(); try modifyLastContent { $0.depth = n }
-        case "distance": let n = try position(); try modifyLastContent { $0.distance = n }
-        case "within": let n = try length(); try modifyLastContent { $0.within = n }
+        case "offset": let n = try variable(else: position); try modifyLastContent { $0.offset = n }
+        case "depth": let n = try variable(else: length); try modifyLastContent { $0.depth = n }
+        case "distance": let n = try variable(else: position); try modifyLastContent { $0.distance = n }
+        case "within": let n = try variable(else: length); try modifyLastContent { $0.within = n }
         case "fast_pattern":
             try modifyLastContent { $0.fastPattern = value == "only" ? .only : .chosen }
         case "pcre": rule.detection.append(.pcre(try pcre(value, defaultBuffer: fileData ? .fileData : .raw)))
@@ -221,13 +243,12 @@ public enum RuleParser {
                          pattern: try CompiledPattern(pattern, options: options))
     }
 
-    /// `isdataat:[!]N[,relative][,rawbytes]`.
-    static func dataAt(_ v: Substring) throws(RuleError) -> DetectionOption {
+    /// `isdataat:[!]N[,relative][,rawbytes]` (N a number or a byte_extract variable).
+    static func dataAt(_ v: Substring, variables: [String]) throws(RuleError) -> DetectionOption {
         let parts = v.split(separator: ",").map { $0.trimmingWhitespace }
         let negated = parts.first?.first == "!"
-        guard let first = parts.first, let n = Int(negated ? first.dropFirst() : first), (0...65535).contains(n) else {
-            throw .malformed("isdataat needs [!]N[,relative] with N in 0...65535, not \(v)")
-        }
+        guard let first = parts.first else { throw .malformed("isdataat needs [!]N[,relative]") }
+        let n = try ruleNumber(negated ? first.dropFirst() : first, in: 0...65535, variables: variables, option: "isdataat")
         for p in parts.dropFirst() where p != "relative" && p != "rawbytes" { throw .unsupported("isdataat:\(p)") }
         return .dataAt(offset: n, relative: parts.contains("relative"), negated: negated)
     }
@@ -254,12 +275,19 @@ public enum RuleParser {
             }
             return b
         }
-        var mode = FlagsTest.Mode.exactly
         var letters = spec
+        let mode = flagsMode(&letters)
+        return FlagsTest(mode: mode, mask: try bits(letters), ignored: parts.count > 1 ? try bits(parts[1]) : 0)
+    }
+
+    /// Takes the modifier (`+` all, `*` any, `!` none; before or after the letters)
+    /// off a `flags`/`fragbits` spec; none: exactly these.
+    static func flagsMode(_ letters: inout Substring) -> FlagsTest.Mode {
+        var mode = FlagsTest.Mode.exactly
         for (symbol, m) in [("+", FlagsTest.Mode.all), ("*", .any), ("!", .none)] as [(Character, FlagsTest.Mode)] {
             if letters.first == symbol { mode = m; letters = letters.dropFirst() } else if letters.last == symbol { mode = m; letters = letters.dropLast() }
         }
-        return FlagsTest(mode: mode, mask: try bits(letters), ignored: parts.count > 1 ? try bits(parts[1]) : 0)
+        return mode
     }
 
     /// `N`, `>N`, `<N`, `A<>B`.
@@ -306,6 +334,9 @@ public enum RuleParser {
             case "established": f.established = true
             case "not_established": f.notEstablished = true
             case "stateless": break
+            // No stream is reassembled here: every packet is one as it arrived.
+            case "no_stream": break
+            case "only_stream": f.onlyStream = true
             default: throw .unsupported("flow:\(word)")
             }
         }

@@ -30,6 +30,24 @@ public struct SnortRule: Sendable {
     public var uriLength: SizeTest?
     /// `threshold:`: an event filter applied to this rule's alerts after detection.
     public var threshold: Threshold?
+    /// `detection_filter:`: the rule raises alerts only once its matches from one host
+    /// exceed `count` within `seconds` (kind `.detectionFilter`).
+    public var detectionFilter: Threshold?
+    /// Tests of IP, TCP and ICMP header fields (`ttl`, `tos`, `id`, `ip_proto`,
+    /// `fragoffset`, `seq`, `ack`, `window`, `itype`, `icode`, `icmp_id`,
+    /// `icmp_seq`), all of which must hold.
+    public var headerTests: [HeaderTest] = []
+    /// `fragbits:`: the IPv4 flags test (bits R 0x4, D 0x2, M 0x1).
+    public var fragmentBits: FlagsTest?
+    /// `sameip`: source and destination addresses are equal.
+    public var sameIP = false
+    /// `flowbits:` operations in rule order: checks hold before detection; changes
+    /// apply when the whole rule matched.
+    public var flowbits: [Flowbits] = []
+    /// `flowbits:noalert`: a match changes flowbits but raises no alert.
+    public var noAlert = false
+    /// Names of the `byte_extract` variables, in slot order.
+    public var variableNames: [String] = []
     public var detection: [DetectionOption] = []
     public var location: RuleLocation
 
@@ -51,6 +69,9 @@ public struct FlowConstraint: Sendable, Equatable {
     public var direction = Direction.any
     public var established = false
     public var notEstablished = false
+    /// `only_stream`: only reassembled stream data, which this engine does not make
+    /// yet, so the rule matches nothing (as in Snort with stream reassembly off).
+    public var onlyStream = false
     public init() {}
 }
 
@@ -59,7 +80,14 @@ public enum DetectionOption: Sendable {
     case content(ContentMatch)
     case pcre(PCREMatch)
     /// `isdataat:[!]N[,relative]`: there is (or, negated, is not) a byte at offset N.
-    case dataAt(offset: Int, relative: Bool, negated: Bool)
+    case dataAt(offset: RuleNumber, relative: Bool, negated: Bool)
+    /// `byte_test`: a number read from the buffer compared with a value.
+    case byteTest(ByteTest)
+    /// `byte_jump`: a number read from the buffer moves the cursor.
+    case byteJump(ByteJump)
+    /// `byte_extract`: a number read from the buffer goes into a variable that later
+    /// options use as an offset, depth, distance, within or value.
+    case byteExtract(ByteExtract)
     /// `file_data`: later contents and pcres without a buffer of their own look at the
     /// HTTP body, starting at its first byte.
     case fileData
@@ -111,7 +139,9 @@ public struct SizeTest: Sendable, Equatable {
 /// `threshold:type limit|threshold|both, track by_src|by_dst, count N, seconds S`:
 /// Snort's event filter, applied to the alerts of a run in packet order.
 public struct Threshold: Sendable, Equatable {
-    public enum Kind: String, Sendable { case limit, threshold, both }
+    /// `detectionFilter` is the `detection_filter` option: alerts once the count is
+    /// exceeded (never a `threshold` type).
+    public enum Kind: String, Sendable { case limit, threshold, both, detectionFilter = "detection_filter" }
     public var kind: Kind
     public var trackBySource: Bool
     public var count: Int
@@ -124,10 +154,10 @@ public struct ContentMatch: Sendable, Equatable {
     public var bytes: [UInt8]
     public var negated = false
     public var nocase = false
-    public var offset: Int?
-    public var depth: Int?
-    public var distance: Int?
-    public var within: Int?
+    public var offset: RuleNumber?
+    public var depth: RuleNumber?
+    public var distance: RuleNumber?
+    public var within: RuleNumber?
     public var fastPattern = FastPattern.auto
     public var buffer = InspectionBuffer.raw
 
@@ -143,4 +173,106 @@ public struct PCREMatch: Sendable {
     public var relative: Bool
     public var buffer: InspectionBuffer
     public var pattern: CompiledPattern
+}
+
+/// A number in a rule option: written in the rule, or read from a `byte_extract`
+/// variable (its slot in the rule) when the packet is inspected.
+public enum RuleNumber: Sendable, Equatable, ExpressibleByIntegerLiteral {
+    case constant(Int)
+    case variable(Int)
+
+    public init(integerLiteral n: Int) { self = .constant(n) }
+}
+
+/// How `byte_test`, `byte_jump` and `byte_extract` read a number: `count` bytes at
+/// `offset` (from the buffer's start, or from the cursor when `relative`), as a
+/// big- or little-endian binary number or as text in `base` 8, 10 or 16, then masked
+/// with `bitmask` and shifted right by the mask's trailing zeros.
+public struct ByteRead: Sendable, Equatable {
+    public var count: Int
+    public var offset: RuleNumber
+    public var relative = false
+    public var littleEndian = false
+    /// Text numbers: their base (0: as the text's prefix says); nil for binary.
+    public var base: Int?
+    public var bitmask: UInt32?
+}
+
+/// `byte_test:bytes,[!]op,value,offset[,relative][,big|little][,string,hex|dec|oct][,bitmask m]`.
+public struct ByteTest: Sendable, Equatable {
+    public enum Operator: String, Sendable { case less = "<", greater = ">", lessOrEqual = "<=", greaterOrEqual = ">=", equal = "=", and = "&", xor = "^" }
+    public var read: ByteRead
+    public var op: Operator
+    public var negated: Bool
+    public var value: RuleNumber
+}
+
+/// `byte_jump:bytes,offset[,relative][,multiplier m][,big|little][,string,...][,align][,from_beginning|from_end][,post_offset n][,bitmask m]`.
+public struct ByteJump: Sendable, Equatable {
+    /// Where the jump starts: after the bytes read, or the buffer's start or end.
+    public enum Origin: Sendable { case afterRead, beginning, end }
+    public var read: ByteRead
+    public var multiplier = 1
+    /// Round the jump up to a multiple of 4.
+    public var align = false
+    public var from = Origin.afterRead
+    public var postOffset: RuleNumber = 0
+}
+
+/// `byte_extract:bytes,offset,name[,relative][,multiplier m][,big|little][,string,...][,align 2|4][,bitmask m]`.
+public struct ByteExtract: Sendable, Equatable {
+    public var read: ByteRead
+    /// The variable's slot in the rule (`SnortRule.variableNames`).
+    public var slot: Int
+    public var multiplier = 1
+    /// Round the value up to a multiple of this (2 or 4); 0: no rounding.
+    public var align = 0
+}
+
+/// A test of one numeric header field.
+public struct HeaderTest: Sendable, Equatable {
+    public enum Field: String, Sendable {
+        case ttl, tos, id, ipProto = "ip_proto", fragOffset = "fragoffset", seq, ack, window
+        case icmpType = "itype", icmpCode = "icode", icmpID = "icmp_id", icmpSeq = "icmp_seq"
+    }
+    public var field: Field
+    public var test: NumberTest
+}
+
+/// A comparison of a number: `N`, `!N`, `<N`, `>N`, `<=N`, `>=N`, or a range
+/// (`A<>B` exclusive, `A-B` inclusive).
+public struct NumberTest: Sendable, Equatable {
+    public enum Comparison: Sendable, Equatable { case equal, notEqual, less, greater, lessOrEqual, greaterOrEqual, exclusiveRange, inclusiveRange }
+    public var comparison: Comparison
+    public var low: UInt64
+    public var high: UInt64 = 0
+
+    public func matches(_ n: UInt64) -> Bool {
+        switch comparison {
+        case .equal: return n == low
+        case .notEqual: return n != low
+        case .less: return n < low
+        case .greater: return n > low
+        case .lessOrEqual: return n <= low
+        case .greaterOrEqual: return n >= low
+        case .exclusiveRange: return n > low && n < high
+        case .inclusiveRange: return n >= low && n <= high
+        }
+    }
+}
+
+/// One `flowbits:` operation. `bits` are the state bits it names, resolved by the
+/// engine (`DetectionEngine.flowbitCount` bits per flow).
+public struct Flowbits: Sendable, Equatable {
+    public enum Operation: String, Sendable { case set, setx, unset, toggle, isset, isnotset, reset }
+    public var operation: Operation
+    /// Bit names (empty: `all`/`any` of `group`, or every bit for `reset`).
+    public var names: [String]
+    /// Checks: all named bits (`a&b`, `all`) rather than any (`a|b`, `any`).
+    public var requiresAll = true
+    public var group: String?
+    /// The bits it tests or changes, resolved by the engine.
+    public var bits: [Int] = []
+    /// `setx`: the other bits of its group, which it clears.
+    public var groupBits: [Int] = []
 }

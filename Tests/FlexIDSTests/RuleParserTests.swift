@@ -75,9 +75,9 @@ import Testing
         func reason(_ text: String) -> RuleError? {
             do { _ = try parse(text); return nil } catch { return error }
         }
-        #expect(reason(#"alert tcp any any -> any any (content:"a"; byte_test:1,>,2,0; sid:1;)"#) == .unsupported("byte_test"))
+        #expect(reason(#"alert tcp any any -> any any (content:"a"; asn1:oversize_length 100; sid:1;)"#) == .unsupported("asn1"))
         #expect(reason(#"alert tcp any any -> any any (pcre:"/a/Q"; sid:1;)"#) == .unsupported("pcre flag Q"))
-        #expect(reason(#"alert tcp any any -> any any (flowbits:set,x; sid:1;)"#) == .unsupported("flowbits"))
+        #expect(reason(#"alert tcp any any -> any any (ssl_version:tls1.0; sid:1;)"#) == .unsupported("ssl_version"))
         #expect(reason(#"alert tcp $NOPE any -> any any (sid:1;)"#) == .undefinedVariable("NOPE"))
         if case .badPattern = reason(#"alert tcp any any -> any any (pcre:"/a(b/"; sid:1;)"#) {} else { Issue.record("PCRE2 should reject /a(b/") }
         for broken in [
@@ -116,14 +116,14 @@ import Testing
             # alert tcp any any -> any any (sid:99;)
             alert tcp any any -> any 80 (msg:"continued"; \\
                 content:"POST"; sid:2;)
-            alert tcp any any -> any 80 (content:"x"; flowbits:set,a; sid:3;)
-            alert tcp any any -> any 80 (content:"y"; flowbits:isset,a; sid:4;)
+            alert tcp any any -> any 80 (content:"x"; tag:session,10,packets; sid:3;)
+            alert tcp any any -> any 80 (content:"y"; tag:host,5,seconds,src; sid:4;)
             garbage line
             """, file: "local.rules", variables: vars)
         #expect(set.rules.map(\.sid) == [1, 2])
         #expect(set.rules[1].location.line == 5)
         #expect(set.skipped.map(\.location.description) == ["local.rules:7", "local.rules:8", "local.rules:9"])
-        #expect(set.skipSummary.first?.reason == "unsupported option flowbits" && set.skipSummary.first?.count == 2)
+        #expect(set.skipSummary.first?.reason == "unsupported option tag" && set.skipSummary.first?.count == 2)
     }
 
     static let etOpen = "../shared/data/rules"
@@ -179,5 +179,37 @@ func IPv4(_ a: UInt8, _ b: UInt8, _ c: UInt8, _ d: UInt8) -> UInt32 {
         #expect(try parse(#"alert udp any any -> any any (dsize:>100; sid:1;)"#).payloadSize!.matches(101))
         let t = try parse(#"alert tcp any any -> any any (threshold: type both, track by_dst, count 3, seconds 60; sid:1;)"#).threshold
         #expect(t == Threshold(kind: .both, trackBySource: false, count: 3, seconds: 60))
+    }
+
+    /// The byte options, flowbits and header tests parse into what they say, and their
+    /// misuse is refused with the option named.
+    @Test func byteOptionsFlowbitsAndHeaderTests() throws {
+        let r = try parse(#"alert tcp any any -> any any (byte_extract:2,0,Len.Field,relative,little; content:"x"; distance:Len.Field; byte_test:4,!&,0x10,Len.Field,string,hex; byte_jump:1,0,multiplier 2,align,post_offset -1; flowbits:isset,a|b; flowbits:setx,c,g; flowbits:noalert; ttl:5-; itype:3<>5; icode:-1<>30; sid:9;)"#)
+        #expect(r.variableNames == ["Len.Field"])
+        guard case .byteExtract(let e) = r.detection[0], case .content(let c) = r.detection[1],
+              case .byteTest(let t) = r.detection[2], case .byteJump(let j) = r.detection[3] else {
+            Issue.record("options out of order: \(r.detection)")
+            return
+        }
+        #expect(e.read.count == 2 && e.read.relative && e.read.littleEndian && e.slot == 0)
+        #expect(c.distance == .variable(0))
+        #expect(t.op == .and && t.negated && t.value == .constant(16) && t.read.offset == .variable(0) && t.read.base == 16)
+        #expect(j.multiplier == 2 && j.align && j.postOffset == .constant(-1))
+        #expect(r.flowbits.map(\.operation) == [.isset, .setx] && !r.flowbits[0].requiresAll && r.flowbits[1].group == "g" && r.noAlert)
+        #expect(r.headerTests == [HeaderTest(field: .ttl, test: NumberTest(comparison: .greaterOrEqual, low: 5)),
+                                  HeaderTest(field: .icmpType, test: NumberTest(comparison: .exclusiveRange, low: 3, high: 5)),
+                                  HeaderTest(field: .icmpCode, test: NumberTest(comparison: .less, low: 30))])
+        for (bad, says) in [
+            (#"byte_test:2,~,1,0;"#, "operator"), (#"byte_test:5,=,1,0;"#, "1 to 4"), (#"byte_test:2,=,1,0,hex;"#, "string"),
+            (#"content:"a"; distance:nope;"#, "no byte_extract"), (#"flowbits:setx,a;"#, "group"),
+            (#"flowbits:set,a|b;"#, "|"), (#"ttl:300;"#, "0...255"), (#"fragbits:X;"#, "fragbits"),
+            (#"byte_jump:0,0;"#, "from_end"), (#"detection_filter:track by_src, count 2;"#, "seconds"),
+        ] {
+            #expect(throws: RuleError.self, "\(bad)") { try parse("alert tcp any any -> any any (\(bad) sid:1;)") }
+            do { _ = try parse("alert tcp any any -> any any (\(bad) sid:1;)") } catch {
+                #expect("\(error)".contains(says), "\(bad): \(error)")
+            }
+        }
+        #expect(throws: RuleError.self) { try parse(#"drop tcp any any -> any any (sid:1;)"#) }
     }
 }

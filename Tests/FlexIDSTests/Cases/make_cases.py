@@ -1,0 +1,191 @@
+#!/usr/bin/env python3
+"""Writes the Snort-semantics corpus: for each case a capture (crafted with scapy),
+the rules, and the alerts Snort 2.9's manual says they raise, as (packet number, sid)
+in packet order. `swift test` (SnortSemanticsCorpusTests) runs flexids over each.
+
+    pip install scapy && python3 Tests/FlexIDSTests/Cases/make_cases.py
+
+The expectations are written from the manual's text, quoted or paraphrased in each
+case's `manual` field, never from what flexids does."""
+import json
+import os
+import struct
+
+from scapy.all import ICMP, IP, TCP, UDP, Ether, GRE, Raw, wrpcap
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CLIENT, SERVER = "10.0.0.1", "93.184.216.34"
+
+
+def tcp(payload=b"", sport=40000, dport=80, flags="PA", seq=1000, ack=1, window=8192, src=CLIENT, dst=SERVER, ipflags=0, **ip):
+    return Ether() / IP(src=src, dst=dst, flags=ipflags, **ip) / TCP(sport=sport, dport=dport, flags=flags, seq=seq, ack=ack, window=window) / Raw(payload)
+
+
+def udp(payload=b"", sport=40000, dport=53, src=CLIENT, dst=SERVER, **ip):
+    return Ether() / IP(src=src, dst=dst, **ip) / UDP(sport=sport, dport=dport) / Raw(payload)
+
+
+def icmp(type=8, code=0, id=1, seq=1, payload=b"ping", src=CLIENT, dst=SERVER, **ip):
+    return Ether() / IP(src=src, dst=dst, **ip) / ICMP(type=type, code=code, id=id, seq=seq) / Raw(payload)
+
+
+CASES = []
+
+
+def case(name, manual, packets, rules, expected):
+    CASES.append(dict(name=name, manual=manual, packets=packets, rules=rules, expected=expected))
+
+
+# Rule actions ------------------------------------------------------------------
+case("pass-rule-silences-its-packet",
+     "Default order pass, drop, sdrop, reject, alert, log: only the first action group "
+     "with a match is output, so a matching pass rule suppresses the packet's alerts.",
+     [tcp(b"GET /evil HTTP/1.1\r\n", dport=80), tcp(b"GET /evil HTTP/1.1\r\n", dport=8080)],
+     ['alert tcp any any -> any any (msg:"evil"; content:"evil"; sid:1;)',
+      'pass tcp any any -> any 80 (msg:"trusted"; content:"GET"; sid:2;)'],
+     [[2, 1]])
+case("log-rules-raise-no-alert",
+     "log: the packet is logged (log outputs only), not alerted.",
+     [tcp(b"abc"), tcp(b"xyz")],
+     ['log tcp any any -> any any (msg:"logged"; content:"abc"; sid:3;)',
+      'alert tcp any any -> any any (msg:"alerted"; content:"xyz"; sid:4;)'],
+     [[2, 4]])
+case("reject-match-hides-alert-rules",
+     "reject comes before alert in the order; only the first group with a match is output.",
+     [tcp(b"both"), tcp(b"only alert bo")],
+     ['reject tcp any any -> any any (msg:"reject"; content:"both"; sid:5;)',
+      'alert tcp any any -> any any (msg:"alert"; content:"bo"; sid:6;)'],
+     [[1, 5], [2, 6]])
+
+# byte_test -----------------------------------------------------------------------
+case("byte_test-operators",
+     "byte_test:bytes,[!]operator,value,offset: converts bytes at offset (big endian by default) "
+     "and compares; & is (v & value) != 0, ^ is (v ^ value) != 0, ! negates; value 0x.. hex, 0.. octal.",
+     [udp(struct.pack(">H", 1500) + b"\x00\x08"), udp(struct.pack(">H", 80) + b"\x00\x00"),
+      udp(struct.pack("<H", 1500) + b"\x00\x00")],
+     ['alert udp any any -> any any (msg:"big > 1000"; byte_test:2,>,1000,0; sid:10;)',
+      'alert udp any any -> any any (msg:"little = 1500"; byte_test:2,=,1500,0,little; sid:11;)',
+      'alert udp any any -> any any (msg:"bit 3 set"; byte_test:1,&,8,3; sid:12;)',
+      'alert udp any any -> any any (msg:"not bit 3"; byte_test:1,!&,0x08,3; sid:13;)',
+      'alert udp any any -> any any (msg:"octal 010 is 8"; byte_test:1,=,010,3; sid:14;)',
+      'alert udp any any -> any any (msg:"<= 80"; byte_test:2,<=,80,0; sid:15;)'],
+     [[1, 10], [1, 12], [1, 14], [2, 13], [2, 15], [3, 10], [3, 11], [3, 13]])
+case("byte_test-string-relative-bitmask",
+     "string: the bytes are text in the base given (dec, hex, oct), read up to the first "
+     "non-digit; relative: offset from the end of the previous match; bitmask: "
+     "(v & mask) >> trailing zeros of mask.",
+     [tcp(b"LEN:123;"), tcp(b"LEN:0x1f;"), tcp(b"LEN:abc;"), tcp(b"\x03\xf0")],
+     ['alert tcp any any -> any any (msg:"dec > 100"; content:"LEN:"; byte_test:3,>,100,0,relative,string,dec; sid:20;)',
+      'alert tcp any any -> any any (msg:"hex = 31"; content:"LEN:"; byte_test:4,=,31,0,relative,string,hex; sid:21;)',
+      'alert tcp any any -> any any (msg:"bitmask"; byte_test:2,=,63,0,bitmask 0x3FF0; sid:22;)'],
+     [[1, 20], [2, 21], [4, 22]])
+
+# byte_jump / byte_extract ------------------------------------------------------------
+case("byte_jump-moves-the-cursor",
+     "byte_jump: reads bytes, then moves the cursor by value*multiplier (aligned up to 4 with "
+     "align) from the end of the bytes read (or from the buffer start with from_beginning), "
+     "plus post_offset; a relative content then starts there.",
+     [tcp(b"\x03abcXYZ"), tcp(b"\x02abcXYZ"), tcp(b"\x01....MARK"), tcp(b"\x00\x05xyzAB")],
+     ['alert tcp any any -> any any (msg:"skip 3"; byte_jump:1,0; content:"XYZ"; within:3; sid:30;)',
+      'alert tcp any any -> any any (msg:"align"; byte_jump:1,0,align; content:"MARK"; within:4; sid:31;)',
+      'alert tcp any any -> any any (msg:"from_beginning"; byte_jump:2,0,from_beginning,post_offset 0; content:"AB"; within:2; sid:32;)'],
+     [[1, 30], [3, 31], [4, 32]])
+case("byte_extract-variables",
+     "byte_extract:bytes,offset,name stores the value in name, usable as content "
+     "offset/depth/distance/within and byte_test value/offset; the cursor moves past the bytes read.",
+     [tcp(b"\x04AAAAkey"), tcp(b"\x02AAAAkey"), tcp(b"\x07\x07rest")],
+     ['alert tcp any any -> any any (msg:"distance var"; byte_extract:1,0,skip; content:"key"; distance:skip; within:3; sid:40;)',
+      'alert tcp any any -> any any (msg:"value var"; byte_extract:1,0,first; byte_test:1,=,first,0,relative; sid:41;)'],
+     [[1, 40], [3, 41]])
+
+# flowbits ----------------------------------------------------------------------------
+case("flowbits-across-packets",
+     "flowbits:set sets the state for the flow when the rule matches; isset/isnotset test it; "
+     "noalert: no event; unset clears it; state is per flow (other flows do not see it).",
+     [tcp(b"LOGIN user", sport=40001), tcp(b"DATA secret", sport=40002), tcp(b"DATA secret", sport=40001),
+      tcp(b"LOGOUT", sport=40001), tcp(b"DATA secret", sport=40001)],
+     ['alert tcp any any -> any any (msg:"login"; content:"LOGIN"; flowbits:set,logged_in; flowbits:noalert; sid:50;)',
+      'alert tcp any any -> any any (msg:"data after login"; content:"DATA"; flowbits:isset,logged_in; sid:51;)',
+      'alert tcp any any -> any any (msg:"data without login"; content:"DATA"; flowbits:isnotset,logged_in; sid:52;)',
+      'alert tcp any any -> any any (msg:"logout"; content:"LOGOUT"; flowbits:unset,logged_in; flowbits:noalert; sid:53;)'],
+     [[2, 52], [3, 51], [5, 52]])
+case("flowbits-groups-and-combinations",
+     "setx sets a bit and clears the others of its group; isset a&b needs both, a|b either; "
+     "isset,any,group / all,group test the group's bits.",
+     [udp(b"A", sport=41000), udp(b"B", sport=41000), udp(b"C", sport=41000), udp(b"check", sport=41000)],
+     ['alert udp any any -> any any (msg:"a"; content:"A"; flowbits:set,a,grp; flowbits:noalert; sid:60;)',
+      'alert udp any any -> any any (msg:"b"; content:"B"; flowbits:set,b,grp; flowbits:noalert; sid:61;)',
+      'alert udp any any -> any any (msg:"c"; content:"C"; flowbits:setx,c,grp; flowbits:noalert; sid:62;)',
+      'alert udp any any -> any any (msg:"a and b"; content:"check"; flowbits:isset,a&b; sid:63;)',
+      'alert udp any any -> any any (msg:"a or c"; content:"check"; flowbits:isset,a|c; sid:64;)',
+      'alert udp any any -> any any (msg:"any of grp"; content:"check"; flowbits:isset,any,grp; sid:65;)',
+      'alert udp any any -> any any (msg:"all of grp"; content:"check"; flowbits:isset,all,grp; sid:66;)'],
+     [[4, 64], [4, 65]])
+
+# header fields -------------------------------------------------------------------------
+case("icmp-fields",
+     "itype/icode: N, >N, <N, min<>max (exclusive); icmp_id and icmp_seq match echo "
+     "request and reply only.",
+     [icmp(type=8, id=1234, seq=7), icmp(type=4, code=0), icmp(type=3, code=3), icmp(type=13, id=1234)],
+     ['alert icmp any any -> any any (msg:"echo request"; itype:8; icode:0; sid:70;)',
+      'alert icmp any any -> any any (msg:"type between 3 and 5"; itype:3<>5; sid:71;)',
+      'alert icmp any any -> any any (msg:"code > 2"; icode:>2; sid:72;)',
+      'alert icmp any any -> any any (msg:"id 1234"; icmp_id:1234; sid:73;)',
+      'alert icmp any any -> any any (msg:"seq 7"; icmp_seq:7; sid:74;)'],
+     [[1, 70], [1, 73], [1, 74], [2, 71], [3, 72]])
+case("ip-fields",
+     "ttl: N, <N, >N, <=N, >=N, A-B (inclusive); tos:[!]N; id:N; ip_proto:[!|<|>]N or name; "
+     "fragbits: M D R with + (all of), * (any of), ! (none of); sameip: source equals destination.",
+     [tcp(b"x", ttl=3, ipflags="DF"), tcp(b"x", ttl=15, tos=0x10), tcp(b"x", ttl=64, id=31337, flags="PA"),
+      Ether() / IP(src=CLIENT, dst=SERVER, proto=47) / GRE() / Raw(b"gre"),
+      tcp(b"x", ttl=64, flags="PA", src=CLIENT, dst=CLIENT)],
+     ['alert tcp any any -> any any (msg:"ttl < 5"; ttl:<5; sid:80;)',
+      'alert tcp any any -> any any (msg:"ttl 10-20"; ttl:10-20; sid:81;)',
+      'alert tcp any any -> any any (msg:"tos not 0"; tos:!0; sid:82;)',
+      'alert tcp any any -> any any (msg:"id"; id:31337; sid:83;)',
+      'alert ip any any -> any any (msg:"gre"; ip_proto:gre; sid:84;)',
+      'alert ip any any -> any any (msg:"same ip"; sameip; sid:85;)',
+      'alert tcp any any -> any any (msg:"df and more"; fragbits:D+; ttl:3; sid:86;)',
+      'alert tcp any any -> any any (msg:"not df"; fragbits:!D; sid:87;)'],
+     [[1, 80], [1, 86], [2, 81], [2, 82], [2, 87], [3, 83], [3, 87], [4, 84], [5, 85], [5, 87]])
+case("tcp-fields",
+     "seq:N and ack:N compare the sequence and acknowledgement numbers; window:[!]N the window.",
+     [tcp(b"x", seq=123456, ack=654321, window=0), tcp(b"x", seq=1, ack=1, window=512)],
+     ['alert tcp any any -> any any (msg:"seq"; seq:123456; sid:90;)',
+      'alert tcp any any -> any any (msg:"ack"; ack:654321; sid:91;)',
+      'alert tcp any any -> any any (msg:"zero window"; window:0; sid:92;)',
+      'alert tcp any any -> any any (msg:"nonzero window"; window:!0; sid:93;)'],
+     [[1, 90], [1, 91], [1, 92], [2, 93]])
+
+# rate and stream ---------------------------------------------------------------------
+case("detection_filter-counts-before-alerting",
+     "detection_filter:track by_src, count C, seconds S: the rule generates an event only "
+     "once it matched more than C times from one source within S seconds.",
+     [tcp(b"probe") for _ in range(4)] + [tcp(b"probe", src="10.0.0.2")],
+     ['alert tcp any any -> any any (msg:"brute force"; content:"probe"; detection_filter:track by_src, count 2, seconds 60; sid:100;)'],
+     [[3, 100], [4, 100]])
+case("flow-stream-modifiers",
+     "flow:no_stream matches packets that are not rebuilt stream data; only_stream only rebuilt "
+     "stream data (this engine rebuilds none yet).",
+     [tcp(b"stream data")],
+     ['alert tcp any any -> any any (msg:"no stream"; flow:no_stream; content:"stream"; sid:110;)',
+      'alert tcp any any -> any any (msg:"only stream"; flow:only_stream; content:"stream"; sid:111;)'],
+     [[1, 110]])
+
+
+def main():
+    index = []
+    for c in CASES:
+        pcap = c["name"] + ".pcap"
+        for i, p in enumerate(c["packets"]):
+            p.time = 1_700_000_000 + i  # a second apart
+        wrpcap(os.path.join(HERE, pcap), c["packets"])
+        index.append(dict(name=c["name"], manual=c["manual"], capture=pcap, rules=c["rules"], expected=c["expected"]))
+    with open(os.path.join(HERE, "cases.json"), "w") as f:
+        json.dump(index, f, indent=1)
+        f.write("\n")
+    print(f"wrote {len(index)} cases")
+
+
+if __name__ == "__main__":
+    main()

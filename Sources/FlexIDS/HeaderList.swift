@@ -116,6 +116,9 @@ public struct AddressSet: Sendable, Equatable, CustomStringConvertible {
         isAny = any
     }
 
+    /// How many addresses the included ranges cover.
+    var span: UInt64 { included.reduce(0) { $0 + UInt64($1.upperBound - $1.lowerBound) + 1 } }
+
     static func block(_ s: Substring) throws(RuleError) -> Block {
         let parts = s.split(separator: "/", omittingEmptySubsequences: false)
         let octets = parts[0].split(separator: ".", omittingEmptySubsequences: false)

@@ -59,7 +59,10 @@ public final class RuleGroup: @unchecked Sendable {
         for r in rules {
             let rule = all[Int(r)]
             guard let fp = rule.fastPattern else {
-                if !rule.bidirectional && !rule.source.isAny {
+                // The side that names fewer addresses filters more packets out
+                // (`$HOME_NET any -> [reputation list]`: the destination).
+                let bySourceSide = !rule.source.isAny && (rule.destination.isAny || rule.source.span <= rule.destination.span)
+                if !rule.bidirectional && bySourceSide {
                     bySource.append(r)
                     sources += rule.source.included
                 } else if !rule.bidirectional && !rule.destination.isAny {

@@ -22,7 +22,16 @@ public final class DetectionEngine: @unchecked Sendable {
     /// Flowbits every flow carries (the distinct bit names of the rules' `flowbits`).
     public let flowbitCount: Int
 
-    public init(rules: [SnortRule]) {
+    /// Whether packets with a wrong IPv4, TCP, UDP or ICMP checksum are left
+    /// uninspected (and counted): Snort's `checksum_mode`, `all` by default.
+    public enum ChecksumMode: String, Sendable, CaseIterable {
+        case all, none
+    }
+
+    public let checksums: ChecksumMode
+
+    public init(rules: [SnortRule], checksums: ChecksumMode = .all) {
+        self.checksums = checksums
         var rules = rules
         flowbitCount = Self.resolveFlowbits(&rules)
         self.rules = rules

@@ -33,6 +33,9 @@ public final class Inspector {
         public var bytes = 0
         /// Frames that are not IPv4 or whose headers are truncated or inconsistent.
         public var undecodable = 0
+        /// Packets not inspected because an IPv4, TCP, UDP or ICMP checksum is wrong
+        /// (`DetectionEngine.ChecksumMode.all`, Snort's default).
+        public var badChecksums = 0
         /// rdtsc cycles spent in `inspect`.
         public var cycles: UInt64 = 0
         /// Automaton scans (one per group per packet with a payload).
@@ -44,21 +47,27 @@ public final class Inspector {
 
         public init() {}
 
-        init(_ packets: Int, _ bytes: Int, _ undecodable: Int, _ cycles: UInt64, _ scans: Int, _ candidates: Int,
-             _ alerts: Int, _ untrackedFlows: Int) {
-            (self.packets, self.bytes, self.undecodable, self.cycles) = (packets, bytes, undecodable, cycles)
-            (self.scans, self.candidates, self.alerts, self.untrackedFlows) = (scans, candidates, alerts, untrackedFlows)
-        }
-
         public static func + (a: Counters, b: Counters) -> Counters {
-            Counters(a.packets + b.packets, a.bytes + b.bytes, a.undecodable + b.undecodable, a.cycles + b.cycles, a.scans + b.scans,
-                     a.candidates + b.candidates, a.alerts + b.alerts, a.untrackedFlows + b.untrackedFlows)
+            var c = a
+            c.packets += b.packets
+            c.bytes += b.bytes
+            c.undecodable += b.undecodable
+            c.badChecksums += b.badChecksums
+            c.cycles += b.cycles
+            c.scans += b.scans
+            c.candidates += b.candidates
+            c.alerts += b.alerts
+            c.untrackedFlows += b.untrackedFlows
+            return c
         }
     }
+
+    let verifiesChecksums: Bool
 
     /// `profileRules`: count how often each rule is a candidate (`candidateCounts`).
     public init(engine: DetectionEngine, flowCapacity: Int = 1 << 16, profileRules: Bool = false) {
         self.engine = engine
+        verifiesChecksums = engine.checksums == .all
         flows = FlowTable(capacity: flowCapacity, flowbits: engine.flowbitCount)
         let n = max(engine.rules.count, 1)
         checked = .allocate(capacity: n)
@@ -82,8 +91,20 @@ public final class Inspector {
         defer { counts.cycles &+= cflex_rdtsc() &- start }
         counts.packets &+= 1
         counts.bytes &+= frame.count
-        guard let parsed = try? ParsedFrame(parsing: frame), parsed.layers.contains(.ipv4) else {
-            counts.undecodable &+= 1
+        // A transport header that does not parse (a bad TCP data offset) leaves the
+        // packet to `ip` rules, as Snort's decoder does.
+        let decoded = (try? ParsedFrame(parsing: frame, verifyingChecksum: verifiesChecksums))
+            ?? (try? ParsedFrame(parsing: frame, verifyingChecksum: verifiesChecksums, transport: false))
+        guard let parsed = decoded, parsed.layers.contains(.ipv4) else {
+            if decoded == nil && verifiesChecksums && (try? ParsedFrame(parsing: frame, verifyingChecksum: false, transport: false)) != nil {
+                counts.badChecksums &+= 1
+            } else {
+                counts.undecodable &+= 1
+            }
+            return nil
+        }
+        if verifiesChecksums && !Self.transportChecksumVerifies(frame, parsed) {
+            counts.badChecksums &+= 1
             return nil
         }
         let isTCP = parsed.layers.contains(.tcp)
@@ -146,6 +167,24 @@ public final class Inspector {
         if passed { alerts.removeSubrange(firstAlert...) }
         counts.alerts &+= alerts.count - firstAlert
         return parsed
+    }
+
+    /// Whether the TCP, UDP or ICMP checksum verifies (true for fragments, which are
+    /// checked whole or not at all, other protocols, and UDP without a checksum).
+    static func transportChecksumVerifies(_ frame: UnsafeMutableRawBufferPointer, _ f: ParsedFrame) -> Bool {
+        guard !f.layers.contains(.fragment) else { return true }
+        let base = frame.baseAddress!
+        let ip = IPv4Header(unchecked: base + Int(f.l3Offset), headerLength: Int(f.l4Offset - f.l3Offset))
+        let l4 = base + Int(f.l4Offset)
+        let length = Int(f.payloadOffset - f.l4Offset) + Int(f.payloadLength)
+        if f.layers.contains(.udp) { return UDPHeader(unchecked: l4).verifyChecksum(ip: ip) }
+        if f.layers.contains(.tcp) { return TCPHeader(unchecked: l4, headerLength: 20).verifyChecksum(ip: ip, segmentLength: length) }
+        if f.ipProtocol == 1 {
+            var sum = InternetChecksum()
+            sum.add(bytes: l4, count: length)
+            return sum.verifies
+        }
+        return true
     }
 
     @inline(__always)

@@ -2,9 +2,10 @@ import FlexIO
 import Foundation
 
 /// A packet trace held in memory as Ethernet frames, numbered from 1 in file order:
-/// what a replay steers and instances inspect. Linux cooked captures (v1 and v2) and raw
-/// IP captures are given a synthetic Ethernet header as they load, so everything after
-/// the loader sees one link type; VLAN tags stay in place.
+/// what a replay steers and instances inspect. Captures of other link types (Linux
+/// cooked, raw IP, loopback, PPP, 802.11, radiotap; `supportedLinkTypes`) are given a
+/// synthetic Ethernet header as they load, so everything after the loader sees one link
+/// type; VLAN tags stay in place.
 ///
 /// A truncated or corrupt file keeps the packets before the damage; `error` names the
 /// packet number where reading stopped.
@@ -24,7 +25,8 @@ public final class Trace: @unchecked Sendable {
     private var used = 0
     /// Why loading stopped before the end of the file, if it did.
     public private(set) var error: String?
-    /// Records skipped: longer than 65535 bytes, or shorter than a cooked capture's header.
+    /// Records skipped: longer than 65535 bytes, or carrying no network-layer packet
+    /// (headers cut short, 802.11 management or encrypted frames, other PPP protocols).
     public private(set) var skipped = 0
 
     static let maximumFrame = 65535
@@ -37,44 +39,99 @@ public final class Trace: @unchecked Sendable {
         bytes = .allocate(byteCount: capacity, alignment: 64)
         let reader = try PcapReader(path: path)
         let link = reader.linkType
-        let header: Int
-        switch link {
-        case 1: header = -1            // Ethernet: as is
-        case 12, 14, 101: header = 0   // raw IP
-        case 113: header = 16          // Linux cooked v1: protocol at 14
-        case 276: header = 20          // Linux cooked v2: protocol at 0
-        default:
-            throw PcapError(description: "\(path): link type \(link) is not supported (Ethernet, Linux cooked capture and raw IP are)")
+        guard Self.supportedLinkTypes.contains(link) else {
+            throw PcapError(description: "\(path): link type \(link) is not supported (Ethernet, Linux cooked v1/v2, raw IP, "
+                                       + "BSD and OpenBSD loopback, PPP, 802.11 and radiotap are)")
         }
         while records.count < limit {
             let record: PcapReader.Record?
             do { record = try reader.next() } catch { self.error = "\(error)"; break }
             guard let record else { break }
             let raw = record.bytes
-            var etherType: UInt16 = 0x0800
-            var l3 = raw
-            if header >= 0 {
-                guard raw.count >= header else { skipped += 1; continue }
-                l3 = UnsafeRawBufferPointer(rebasing: raw[header...])
-                if header == 0 {
-                    etherType = raw.first.map { $0 >> 4 == 6 ? 0x86DD : 0x0800 } ?? 0x0800
-                } else {
-                    let at = link == 113 ? 14 : 0
-                    etherType = UInt16(raw[at]) << 8 | UInt16(raw[at + 1])
+            if link == 1 {
+                guard raw.count <= Self.maximumFrame else { skipped += 1; continue }
+                append(length: raw.count, timestampNanoseconds: record.timestampNanoseconds, number: reader.packetNumber) { out in
+                    if raw.count > 0 { out.copyMemory(from: raw.baseAddress!, byteCount: raw.count) }
                 }
+                continue
             }
-            let length = header >= 0 ? l3.count + 14 : raw.count
-            guard length <= Self.maximumFrame else { skipped += 1; continue }
-            append(length: length, timestampNanoseconds: record.timestampNanoseconds, number: reader.packetNumber) { out in
-                if header >= 0 {
-                    out.initializeMemory(as: UInt8.self, repeating: 0, count: 12)
-                    out.storeBytes(of: etherType.bigEndian, toByteOffset: 12, as: UInt16.self)
-                    if l3.count > 0 { (out + 14).copyMemory(from: l3.baseAddress!, byteCount: l3.count) }
-                } else if raw.count > 0 {
-                    out.copyMemory(from: raw.baseAddress!, byteCount: raw.count)
-                }
+            // Other link types: the network-layer packet behind a synthetic Ethernet header.
+            guard let (etherType, start) = Self.networkLayer(raw, link: link), raw.count - start + 14 <= Self.maximumFrame else {
+                skipped += 1
+                continue
+            }
+            let l3 = UnsafeRawBufferPointer(rebasing: raw[start...])
+            append(length: l3.count + 14, timestampNanoseconds: record.timestampNanoseconds, number: reader.packetNumber) { out in
+                out.initializeMemory(as: UInt8.self, repeating: 0, count: 12)
+                out.storeBytes(of: etherType.bigEndian, toByteOffset: 12, as: UInt16.self)
+                if l3.count > 0 { (out + 14).copyMemory(from: l3.baseAddress!, byteCount: l3.count) }
             }
         }
+    }
+
+    /// Link types read: Ethernet (1), raw IP (12, 14, 101, 228, 229), BSD loopback (0),
+    /// OpenBSD loopback (108), PPP (9), 802.11 (105), radiotap (127), Linux cooked
+    /// capture v1 (113) and v2 (276).
+    static let supportedLinkTypes: Set<Int32> = [0, 1, 9, 12, 14, 101, 105, 108, 113, 127, 228, 229, 276]
+
+    /// The EtherType and start of the network-layer packet in a record of `link`; nil
+    /// for a record that carries none (802.11 management, control or encrypted frames,
+    /// other PPP protocols, headers cut short).
+    static func networkLayer(_ raw: UnsafeRawBufferPointer, link: Int32) -> (UInt16, Int)? {
+        func be16(_ at: Int) -> UInt16? { at + 2 <= raw.count ? UInt16(raw[at]) << 8 | UInt16(raw[at + 1]) : nil }
+        func byVersion(_ at: Int) -> (UInt16, Int)? {
+            guard at < raw.count else { return nil }
+            switch raw[at] >> 4 {
+            case 4: return (0x0800, at)
+            case 6: return (0x86DD, at)
+            default: return nil
+            }
+        }
+        switch link {
+        case 12, 14, 101: return byVersion(0)
+        case 228: return (0x0800, 0)
+        case 229: return (0x86DD, 0)
+        case 113: return be16(14).map { ($0, 16) }
+        case 276: return be16(0).map { ($0, 20) }
+        case 0, 108:
+            // A 4-byte address family (host order for 0, network order for 108):
+            // AF_INET is 2 everywhere; AF_INET6 is 10, 24, 28 or 30 by system.
+            guard raw.count >= 4 else { return nil }
+            return byVersion(4)
+        case 9:
+            // PPP, with or without HDLC-like framing (FF 03); protocol 0x21 IPv4, 0x57 IPv6.
+            let at = raw.count >= 2 && raw[0] == 0xFF && raw[1] == 0x03 ? 2 : 0
+            guard let proto = be16(at) else { return nil }
+            switch proto {
+            case 0x0021: return (0x0800, at + 2)
+            case 0x0057: return (0x86DD, at + 2)
+            default: return nil
+            }
+        case 105: return ieee80211(raw, from: 0)
+        case 127:
+            // Radiotap: its length (little endian) at 2.
+            guard raw.count >= 4 else { return nil }
+            return ieee80211(raw, from: Int(raw[2]) | Int(raw[3]) << 8)
+        default: return nil
+        }
+    }
+
+    /// An 802.11 data frame's LLC/SNAP payload: header 24 bytes, 30 with four
+    /// addresses, 2 more for QoS, 4 more for HT control; then AA AA 03 00 00 00 and the
+    /// EtherType. Protected (encrypted) frames carry nothing readable.
+    static func ieee80211(_ raw: UnsafeRawBufferPointer, from start: Int) -> (UInt16, Int)? {
+        guard start >= 0, start + 24 <= raw.count else { return nil }
+        let fc0 = raw[start], fc1 = raw[start + 1]
+        let type = fc0 >> 2 & 3, subtype = fc0 >> 4
+        guard type == 2, subtype & 4 == 0, fc1 & 0x40 == 0 else { return nil }  // data with a body, not protected
+        var header = fc1 & 3 == 3 ? 30 : 24
+        if subtype & 8 != 0 {
+            header += 2
+            if fc1 & 0x80 != 0 { header += 4 }
+        }
+        let llc = start + header
+        guard llc + 8 <= raw.count, raw[llc] == 0xAA, raw[llc + 1] == 0xAA, raw[llc + 2] == 0x03 else { return nil }
+        return (UInt16(raw[llc + 6]) << 8 | UInt16(raw[llc + 7]), llc + 8)
     }
 
     /// Takes every frame `port` receives on queue 0 until it has been idle for

@@ -38,10 +38,11 @@ public struct ParsedFrame: Sendable {
 
     /// Parses Ethernet (one optional 802.1Q tag), IPv4 (options allowed, header checksum
     /// verified unless `verifyingChecksum` is false: a frame the pipeline already
-    /// parsed) and UDP, TCP or DCCP. A non-IPv4 frame parses at L2 only; a fragment
-    /// other than the first stops at L3. Truncated or inconsistent headers throw.
+    /// parsed) and, unless `transport` is false, UDP, TCP or DCCP. A non-IPv4 frame
+    /// parses at L2 only; a fragment other than the first stops at L3. Truncated or
+    /// inconsistent headers throw.
     @inlinable
-    public init(parsing frame: UnsafeMutableRawBufferPointer, verifyingChecksum: Bool = true) throws(WireError) {
+    public init(parsing frame: UnsafeMutableRawBufferPointer, verifyingChecksum: Bool = true, transport: Bool = true) throws(WireError) {
         let eth = try EthernetHeader(frame)
         var offset = EthernetHeader.length
         var type = eth.etherType
@@ -81,6 +82,7 @@ public struct ParsedFrame: Sendable {
             // Only a first fragment has the L4 header; leave later ones at L3.
             if UnsafeRawPointer(ip.base).loadBE16(at: 6) & 0x1FFF != 0 { return }
         }
+        guard transport else { return }
         let l4Bytes = UnsafeMutableRawBufferPointer(start: frame.baseAddress! + l4, count: end &- l4)
         let headerLength: Int
         switch ip.protocolNumber {

@@ -29,6 +29,8 @@ struct RuleOptions: ParsableArguments {
     @Option(name: .long, help: "Snort rule file (repeat for several).") var rules: [String]
     @Option(help: "Snort variables file (ipvar/portvar/var lines), e.g. Configs/ids/snort-vars.conf.") var vars: String?
     @Option(parsing: .unconditional, help: "Skipped rules to list one by one (the summary counts them all; -1 lists all).") var warnings = 10
+    @Option(help: "all: packets with a wrong IPv4, TCP, UDP or ICMP checksum are counted and not inspected (Snort's default); none: inspect them anyway (captures of a host with checksum offload).")
+    var checksumMode: DetectionEngine.ChecksumMode = .all
 
     /// Loads the rules, prints warnings and the loaded/skipped summary to stderr.
     func load(quiet: Bool = false) throws -> RuleSet {
@@ -49,7 +51,7 @@ struct RuleOptions: ParsableArguments {
     }
 
     /// Loads the rules (summary on stderr) and compiles their port groups.
-    func engine() throws -> DetectionEngine { DetectionEngine(rules: try load(quiet: true).rules) }
+    func engine() throws -> DetectionEngine { DetectionEngine(rules: try load(quiet: true).rules, checksums: checksumMode) }
 }
 
 /// Loads the trace through a DPDK `net_pcap` vdev replaying `path`.
@@ -258,7 +260,7 @@ struct Run: ParsableCommand {
         print(String(format: "%@ steering, %d instances: %d packets in %.3f s: %.0f packets/s, %.1f Mbit/s; %d alerts",
                      steering.rawValue, instances, r.packets, r.seconds, r.packetsPerSecond, r.megabitsPerSecond, r.alerts.count))
         let inspected = r.instances.reduce(Inspector.Counters(), +)
-        print("  drops: \(r.slowPath) not steered (malformed), \(inspected.undecodable) undecodable, \(inspected.untrackedFlows) flows untracked (table full); dispatcher waited \(r.dispatcherWaits) times on a full ring")
+        print("  drops: \(r.slowPath) not steered (malformed), \(inspected.undecodable) undecodable, \(inspected.badChecksums) bad checksums, \(inspected.untrackedFlows) flows untracked (table full); dispatcher waited \(r.dispatcherWaits) times on a full ring")
         let maxCycles = r.instances.map(\.cycles).max() ?? 0
         for (i, c) in r.instances.enumerated() {
             print(String(format: "  instance %d: %8d packets %6.1f %%  %7.0f cycles/packet  %6d alerts", i, c.packets,
@@ -294,8 +296,8 @@ struct Inspect: ParsableCommand {
         for i in 0..<trace.records.count { inspector.inspect(trace, record: i) }
         let c = inspector.counters
         let list = ThresholdFilter.apply(inspector.takeAlerts(), rules: engine.rules)
-        print(String(format: "inspected %d packets (%d undecodable): %.0f cycles/packet, %d scans, %d candidate rules, %d alerts",
-                     c.packets, c.undecodable, Double(c.cycles) / Double(max(c.packets, 1)), c.scans, c.candidates, list.count))
+        print(String(format: "inspected %d packets (%d undecodable, %d bad checksums): %.0f cycles/packet, %d scans, %d candidate rules, %d alerts",
+                     c.packets, c.undecodable, c.badChecksums, Double(c.cycles) / Double(max(c.packets, 1)), c.scans, c.candidates, list.count))
         try writeAlerts(list, engine: engine, fast: alerts, json: json)
         if let counts = inspector.candidateCounts {
             print("rules most often confirmed (candidates per packet, fast pattern, where):")
@@ -382,6 +384,7 @@ struct Compare: ParsableCommand {
 }
 
 extension SteeringMode: ExpressibleByArgument {}
+extension DetectionEngine.ChecksumMode: ExpressibleByArgument {}
 
 /// `flexids run --io`: how the trace is read.
 enum TraceInput: String, CaseIterable, ExpressibleByArgument {

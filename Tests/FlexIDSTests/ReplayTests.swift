@@ -179,16 +179,16 @@ func temporaryDirectory() throws -> String {
         try Data("this is not a capture file at all, just text".utf8).write(to: URL(fileURLWithPath: garbage))
         #expect(throws: PcapError.self) { try Trace(path: garbage) }
 
-        // A valid pcap header with link type 105 (802.11).
-        var header: [UInt8] = [0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 105, 0, 0, 0]
+        // A valid pcap header with link type 147 (reserved for private use).
+        var header: [UInt8] = [0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 147, 0, 0, 0]
         header += [UInt8](repeating: 0, count: 16)
         let wifi = "\(dir)/wifi.pcap"
         try Data(header).write(to: URL(fileURLWithPath: wifi))
         do {
             _ = try Trace(path: wifi)
-            Issue.record("link type 105 should be refused")
+            Issue.record("link type 147 should be refused")
         } catch {
-            #expect("\(error)".contains("link type 105 is not supported") && "\(error)".contains(wifi))
+            #expect("\(error)".contains("link type 147 is not supported") && "\(error)".contains(wifi))
         }
     }
 

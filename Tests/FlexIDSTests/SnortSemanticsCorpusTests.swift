@@ -14,6 +14,8 @@ import Testing
         var capture: String
         var rules: [String]
         var expected: [[Int]]
+        /// Snort's `checksum_mode`: `all` (its default) or `none`.
+        var checksum_mode: String
         var testDescription: String { name }
     }
 
@@ -26,7 +28,7 @@ import Testing
     }()
 
     @Test func theCorpusIsThere() {
-        #expect(Self.cases.count >= 14, "run from the package root; regenerate with Cases/make_cases.py")
+        #expect(Self.cases.count >= 22, "run from the package root; regenerate with Cases/make_cases.py")
     }
 
     @Test(arguments: cases) func alertsAsTheManualSays(_ c: Case) throws {
@@ -36,11 +38,12 @@ import Testing
         var set = RuleSet()
         set.add(c.rules.joined(separator: "\n"), file: "\(c.name).rules", variables: variables)
         #expect(set.skipped.isEmpty, "\(set.skipped)")
-        let engine = DetectionEngine(rules: set.rules)
+        let engine = DetectionEngine(rules: set.rules, checksums: try #require(DetectionEngine.ChecksumMode(rawValue: c.checksum_mode)))
         let trace = try Trace(path: "\(Self.directory)/\(c.capture)")
         let inspector = Inspector(engine: engine)
         for i in trace.records.indices { inspector.inspect(trace, record: i) }
         #expect(inspector.counters.undecodable == 0)
+        #expect(trace.error == nil)
         let alerts = ThresholdFilter.apply(inspector.takeAlerts(), rules: engine.rules)
         let got = alerts.map { [$0.packet, Int(engine.rules[Int($0.rule)].sid)] }
         #expect(got == c.expected, "\(c.manual)")

@@ -11,7 +11,8 @@ import json
 import os
 import struct
 
-from scapy.all import ICMP, IP, TCP, UDP, Ether, GRE, Raw, wrpcap
+from scapy.all import (GRE, HDLC, ICMP, IP, LLC, PPP, SNAP, TCP, UDP, Dot11, Dot11Beacon, Ether, Loopback,
+                       RadioTap, Raw, wrpcap)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CLIENT, SERVER = "10.0.0.1", "93.184.216.34"
@@ -32,8 +33,9 @@ def icmp(type=8, code=0, id=1, seq=1, payload=b"ping", src=CLIENT, dst=SERVER, *
 CASES = []
 
 
-def case(name, manual, packets, rules, expected):
-    CASES.append(dict(name=name, manual=manual, packets=packets, rules=rules, expected=expected))
+def case(name, manual, packets, rules, expected, linktype=None, checksum_mode="all"):
+    CASES.append(dict(name=name, manual=manual, packets=packets, rules=rules, expected=expected, linktype=linktype,
+                      checksum_mode=checksum_mode))
 
 
 # Rule actions ------------------------------------------------------------------
@@ -172,6 +174,43 @@ case("flow-stream-modifiers",
       'alert tcp any any -> any any (msg:"only stream"; flow:only_stream; content:"stream"; sid:111;)'],
      [[1, 110]])
 
+# decoding -------------------------------------------------------------------------------
+SEEN = ['alert tcp any any -> any any (msg:"seen"; content:"needle"; sid:120;)']
+IP_TCP = IP(src=CLIENT, dst=SERVER) / TCP(sport=40000, dport=80, flags="PA") / Raw(b"a needle here")
+case("link-type-bsd-loopback", "Snort decodes DLT_NULL (BSD loopback: a 4-byte address family).",
+     [Loopback(type=2) / IP_TCP], SEEN, [[1, 120]], linktype=0)
+case("link-type-ppp", "Snort decodes PPP (DLT_PPP), with or without HDLC-like framing.",
+     [HDLC() / PPP(proto=0x21) / IP_TCP, PPP(proto=0x21) / IP_TCP], SEEN, [[1, 120], [2, 120]], linktype=9)
+case("link-type-raw-ipv4", "Snort decodes raw IPv4 captures (LINKTYPE_IPV4).", [IP_TCP], SEEN, [[1, 120]], linktype=228)
+case("link-type-80211-radiotap",
+     "Snort decodes 802.11 data frames (LLC/SNAP) behind a radiotap header; management frames carry no IP.",
+     [RadioTap() / Dot11(type=0, subtype=8, addr1="ff:ff:ff:ff:ff:ff", addr2="00:11:22:33:44:55", addr3="00:11:22:33:44:55") / Dot11Beacon(),
+      RadioTap() / Dot11(type=2, subtype=0, FCfield="to_DS", addr1="00:11:22:33:44:55", addr2="66:77:88:99:aa:bb", addr3="00:11:22:33:44:55")
+      / LLC() / SNAP(code=0x0800) / IP_TCP],
+     SEEN, [[2, 120]], linktype=127)
+case("link-type-80211-qos", "802.11 QoS data frames (subtype 8) have 2 more header bytes.",
+     [Dot11(type=2, subtype=8, FCfield="to_DS", addr1="00:11:22:33:44:55", addr2="66:77:88:99:aa:bb", addr3="00:11:22:33:44:55")
+      / Raw(b"\x00\x00") / LLC() / SNAP(code=0x0800) / IP_TCP],
+     SEEN, [[1, 120]], linktype=105)
+case("bad-checksums-are-not-inspected",
+     "checksum_mode all (the default): packets with a wrong IP, TCP, UDP or ICMP checksum are not inspected.",
+     [Ether() / IP(src=CLIENT, dst=SERVER, chksum=0x1234) / TCP(sport=40000, dport=80, flags="PA") / Raw(b"a needle"),
+      Ether() / IP(src=CLIENT, dst=SERVER) / TCP(sport=40000, dport=80, flags="PA", chksum=0x1234) / Raw(b"a needle"),
+      Ether() / IP(src=CLIENT, dst=SERVER) / UDP(sport=40000, dport=53, chksum=0x1234) / Raw(b"a needle"),
+      Ether() / IP(src=CLIENT, dst=SERVER) / UDP(sport=40000, dport=53, chksum=0) / Raw(b"a needle"),
+      Ether() / IP(src=CLIENT, dst=SERVER) / TCP(sport=40000, dport=80, flags="PA") / Raw(b"a needle")],
+     ['alert ip any any -> any any (msg:"seen"; content:"needle"; sid:121;)'], [[4, 121], [5, 121]])
+case("checksum-mode-none-inspects-everything",
+     "checksum_mode none: checksums are not verified; every packet is inspected.",
+     [Ether() / IP(src=CLIENT, dst=SERVER, chksum=0x1234) / TCP(sport=40000, dport=80, flags="PA") / Raw(b"a needle"),
+      Ether() / IP(src=CLIENT, dst=SERVER) / TCP(sport=40000, dport=80, flags="PA", chksum=0x1234) / Raw(b"a needle")],
+     ['alert ip any any -> any any (msg:"seen"; content:"needle"; sid:122;)'], [[1, 122], [2, 122]], checksum_mode="none")
+case("bad-tcp-header-still-meets-ip-rules",
+     "A packet whose TCP header does not decode (data offset below 5) is still an IP packet: ip rules see it, tcp rules do not.",
+     [Ether() / IP(src=CLIENT, dst=SERVER) / TCP(sport=40000, dport=80, flags="PA", dataofs=2) / Raw(b"x")],
+     ['alert ip any any -> any any (msg:"ip"; ip_proto:6; sid:123;)', 'alert tcp any any -> any any (msg:"tcp"; sid:124;)'],
+     [[1, 123]])
+
 
 def main():
     index = []
@@ -179,8 +218,9 @@ def main():
         pcap = c["name"] + ".pcap"
         for i, p in enumerate(c["packets"]):
             p.time = 1_700_000_000 + i  # a second apart
-        wrpcap(os.path.join(HERE, pcap), c["packets"])
-        index.append(dict(name=c["name"], manual=c["manual"], capture=pcap, rules=c["rules"], expected=c["expected"]))
+        wrpcap(os.path.join(HERE, pcap), c["packets"], linktype=c["linktype"])
+        index.append(dict(name=c["name"], manual=c["manual"], capture=pcap, rules=c["rules"], expected=c["expected"],
+                          checksum_mode=c["checksum_mode"]))
     with open(os.path.join(HERE, "cases.json"), "w") as f:
         json.dump(index, f, indent=1)
         f.write("\n")

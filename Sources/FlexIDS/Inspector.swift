@@ -9,6 +9,7 @@ import FlexWire
 public final class Inspector {
     public let engine: DetectionEngine
     var flows: FlowTable
+    let defragmenter = Defragmenter()
     let scratch = PatternScratch()
     /// `checked[r] == stamp`: rule r was already a candidate for this packet.
     let checked: UnsafeMutablePointer<UInt32>
@@ -25,6 +26,8 @@ public final class Inspector {
     public var counters: Counters {
         var c = counts
         c.untrackedFlows = flows.untracked
+        let d = defragmenter.counters
+        (c.fragments, c.reassembled, c.fragmentDatagramsDropped, c.fragmentOverlaps) = (d.fragments, d.reassembled, d.dropped, d.overlaps)
         return c
     }
 
@@ -44,6 +47,12 @@ public final class Inspector {
         public var alerts = 0
         /// New flows not tracked because the flow table was full.
         public var untrackedFlows = 0
+        /// IPv4 fragments taken in, datagrams rebuilt from them, datagrams dropped (bad,
+        /// timed out, over the limits) and fragments that overlapped data held.
+        public var fragments = 0
+        public var reassembled = 0
+        public var fragmentDatagramsDropped = 0
+        public var fragmentOverlaps = 0
 
         public init() {}
 
@@ -58,6 +67,10 @@ public final class Inspector {
             c.candidates += b.candidates
             c.alerts += b.alerts
             c.untrackedFlows += b.untrackedFlows
+            c.fragments += b.fragments
+            c.reassembled += b.reassembled
+            c.fragmentDatagramsDropped += b.fragmentDatagramsDropped
+            c.fragmentOverlaps += b.fragmentOverlaps
             return c
         }
     }
@@ -103,10 +116,53 @@ public final class Inspector {
             }
             return nil
         }
+        if parsed.layers.contains(.fragment) {
+            inspectFragment(frame, parsed, number: number, timestampNanoseconds: timestampNanoseconds)
+            return parsed
+        }
         if verifiesChecksums && !Self.transportChecksumVerifies(frame, parsed) {
             counts.badChecksums &+= 1
             return nil
         }
+        detect(frame, parsed, number: number, timestampNanoseconds: timestampNanoseconds)
+        return parsed
+    }
+
+    /// A fragment, as Snort's frag3 and detection treat it: it goes into its datagram;
+    /// if it completes it, the rebuilt datagram is inspected whole (decoded to the
+    /// transport layer, checksums verified) and the fragment itself is not. Otherwise
+    /// the fragment meets only the rules that do not look at payload, as an IP packet
+    /// (no transport header: that is in the first fragment only), except a first UDP
+    /// fragment, which is inspected as it is.
+    func inspectFragment(_ frame: UnsafeMutableRawBufferPointer, _ parsed: ParsedFrame, number: Int, timestampNanoseconds: UInt64) {
+        let base = UnsafeRawPointer(frame.baseAddress!)
+        let firstUDP = parsed.ipProtocol == 17 && base.loadBE16(at: Int(parsed.l3Offset) + 6) & 0x1FFF == 0
+        let l3 = firstUDP ? parsed : (try? ParsedFrame(parsing: frame, verifyingChecksum: false, transport: false)) ?? parsed
+        if let (datagram, alerted) = defragmenter.insert(frame, l3, now: timestampNanoseconds) {
+            guard let whole = try? ParsedFrame(parsing: datagram, verifyingChecksum: false) else {
+                counts.undecodable &+= 1
+                return
+            }
+            if verifiesChecksums && !Self.transportChecksumVerifies(datagram, whole) {
+                counts.badChecksums &+= 1
+                return
+            }
+            detect(datagram, whole, number: number, timestampNanoseconds: timestampNanoseconds, alreadyAlerted: alerted)
+            return
+        }
+        let first = alerts.count
+        detect(frame, l3, number: number, timestampNanoseconds: timestampNanoseconds, payloadRules: firstUDP)
+        let key = Defragmenter.key(l3, base)
+        for a in alerts[first...] { defragmenter.noteAlert(a.rule, key: key) }
+    }
+
+    /// Detection on one decoded packet: the flow, the candidates (each port group's
+    /// automaton over the payload, plus its content-less rules), their confirmation,
+    /// the alerts. `payloadRules` false: only rules that do not look at the payload
+    /// (a fragment's); rules in `alreadyAlerted` raise nothing (they alerted on a
+    /// fragment of this datagram).
+    func detect(_ frame: UnsafeMutableRawBufferPointer, _ parsed: ParsedFrame, number: Int, timestampNanoseconds: UInt64,
+                payloadRules: Bool = true, alreadyAlerted: [Int32] = []) {
         let isTCP = parsed.layers.contains(.tcp)
         var senderIsServer = false
         if parsed.hasPorts {
@@ -129,14 +185,15 @@ public final class Inspector {
         let payloadStart = min(Int(parsed.payloadOffset) + skip, frame.count)
         let payload = UnsafeRawBufferPointer(start: frame.baseAddress! + payloadStart,
                                              count: max(0, min(Int(parsed.payloadLength) - skip, frame.count - payloadStart)))
+        let scanned = payloadRules ? payload : UnsafeRawBufferPointer(start: payload.baseAddress, count: 0)
         if let table = engine.table(for: parsed) {
-            for k in table.destination.range(parsed.destinationPort) { collect(table.destination.ids[k], payload, parsed) }
-            for k in table.source.range(parsed.sourcePort) { collect(table.source.ids[k], payload, parsed) }
+            for k in table.destination.range(parsed.destinationPort) { collect(table.destination.ids[k], scanned, parsed) }
+            for k in table.source.range(parsed.sourcePort) { collect(table.source.ids[k], scanned, parsed) }
         }
         let catchAll = engine.catchAllGroups(for: parsed)
-        collect(catchAll.0, payload, parsed)
-        collect(catchAll.1, payload, parsed)
-        guard candidateCount > 0 else { return parsed }
+        collect(catchAll.0, scanned, parsed)
+        collect(catchAll.1, scanned, parsed)
+        guard candidateCount > 0 else { return }
         counts.candidates &+= candidateCount
 
         var context = PacketContext(frame: parsed, bytes: UnsafeRawPointer(frame.baseAddress!), payload: payload, flow: flow,
@@ -150,7 +207,8 @@ public final class Inspector {
         for k in 0..<candidateCount {
             let r = candidates[k]
             let rule = engine.ruleStorage + Int(r)
-            guard context.matches(rule), !rule.pointee.noAlert else { continue }
+            if !payloadRules && rule.pointee.looksAtPayload { continue }
+            guard context.matches(rule), !rule.pointee.noAlert, !alreadyAlerted.contains(r) else { continue }
             switch rule.pointee.action {
             case .pass: passed = true
             case .reject:
@@ -166,7 +224,6 @@ public final class Inspector {
         }
         if passed { alerts.removeSubrange(firstAlert...) }
         counts.alerts &+= alerts.count - firstAlert
-        return parsed
     }
 
     /// Whether the TCP, UDP or ICMP checksum verifies (true for fragments, which are

@@ -51,6 +51,10 @@ public struct SnortRule: Sendable {
     public var detection: [DetectionOption] = []
     public var location: RuleLocation
 
+    /// Whether the rule reads the payload (contents, pcres, byte options, sizes of
+    /// data): such rules are not evaluated on IP fragments, as in Snort.
+    public var looksAtPayload: Bool { !detection.isEmpty || payloadSize != nil || uriLength != nil }
+
     /// The content the multi-pattern automaton looks for: the one marked fast_pattern,
     /// else the longest non-negated content in a buffer Snort's fast-pattern matcher
     /// serves (not the method, cookie or status buffers). nil: the rule has none and is

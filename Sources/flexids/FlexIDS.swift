@@ -261,6 +261,9 @@ struct Run: ParsableCommand {
                      steering.rawValue, instances, r.packets, r.seconds, r.packetsPerSecond, r.megabitsPerSecond, r.alerts.count))
         let inspected = r.instances.reduce(Inspector.Counters(), +)
         print("  drops: \(r.slowPath) not steered (malformed), \(inspected.undecodable) undecodable, \(inspected.badChecksums) bad checksums, \(inspected.untrackedFlows) flows untracked (table full); dispatcher waited \(r.dispatcherWaits) times on a full ring")
+        if inspected.fragments > 0 {
+            print("  fragments: \(inspected.fragments), \(inspected.reassembled) datagrams rebuilt, \(inspected.fragmentDatagramsDropped) dropped, \(inspected.fragmentOverlaps) overlaps")
+        }
         let maxCycles = r.instances.map(\.cycles).max() ?? 0
         for (i, c) in r.instances.enumerated() {
             print(String(format: "  instance %d: %8d packets %6.1f %%  %7.0f cycles/packet  %6d alerts", i, c.packets,

@@ -11,7 +11,7 @@ import json
 import os
 import struct
 
-from scapy.all import (GRE, HDLC, ICMP, IP, LLC, PPP, SNAP, TCP, UDP, Dot11, Dot11Beacon, Ether, Loopback,
+from scapy.all import (fragment, GRE, HDLC, ICMP, IP, LLC, PPP, SNAP, TCP, UDP, Dot11, Dot11Beacon, Ether, Loopback,
                        RadioTap, Raw, wrpcap)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -210,6 +210,38 @@ case("bad-tcp-header-still-meets-ip-rules",
      [Ether() / IP(src=CLIENT, dst=SERVER) / TCP(sport=40000, dport=80, flags="PA", dataofs=2) / Raw(b"x")],
      ['alert ip any any -> any any (msg:"ip"; ip_proto:6; sid:123;)', 'alert tcp any any -> any any (msg:"tcp"; sid:124;)'],
      [[1, 123]])
+
+# IPv4 reassembly (frag3) ------------------------------------------------------------------
+def split_tcp(payload, ident, fragsize=16):
+    whole = IP(src=CLIENT, dst=SERVER, id=ident) / TCP(sport=40000, dport=80, flags="PA") / Raw(payload)
+    return [Ether() / f for f in fragment(IP(bytes(whole)), fragsize=fragsize)]
+
+
+def ip_fragment(ident, offset, data, more):
+    return Ether() / IP(src=CLIENT, dst=SERVER, id=ident, proto=6, flags="MF" if more else 0, frag=offset // 8) / Raw(data)
+
+
+SPLIT = split_tcp(b"GET /some/attack/path HTTP/1.0\r\n", 1)
+case("fragmented-content-is-found-after-reassembly",
+     "frag3 rebuilds the datagram when its last missing fragment arrives and detection runs on "
+     "the rebuilt packet, reported as the completing fragment; fragments themselves meet no "
+     "content rules; arrival order does not matter.",
+     SPLIT + list(reversed(split_tcp(b"GET /some/attack/path HTTP/1.0\r\n", 2))),
+     ['alert tcp any any -> any 80 (msg:"attack"; content:"attack"; sid:130;)'],
+     [[4, 130], [8, 130]])
+T = bytes((IP(src=CLIENT, dst=SERVER) / TCP(sport=40000, dport=80, flags="PA") / Raw(b"BBBBBBBBCCCCCCCCDDDD"))[TCP])
+case("fragment-overlaps-follow-the-bsd-policy",
+     "frag3's default policy is bsd: new data wins over data of a fragment that started at a higher "
+     "offset; a fragment starting at the same offset as one held keeps the old data; header-only "
+     "rules (fragbits) see each fragment, and a rule that alerted on a fragment does not alert again "
+     "on the rebuilt datagram.",
+     [ip_fragment(7, 24, b"AAAAAAAA", True), ip_fragment(7, 0, T[0:32], True), ip_fragment(7, 32, T[32:40], False),
+      ip_fragment(8, 0, T[0:32], True), ip_fragment(8, 0, T[0:24] + b"ZZZZZZZZ", True), ip_fragment(8, 32, T[32:40], False)],
+     ['alert tcp any any -> any 80 (msg:"rebuilt right"; content:"BBBBCCCC"; sid:131;)',
+      'alert ip any any -> any any (msg:"more fragments"; fragbits:M+; sid:132;)',
+      'alert tcp any any -> any 80 (msg:"losing data"; content:"AAAA"; sid:133;)',
+      'alert tcp any any -> any 80 (msg:"losing data"; content:"ZZZZ"; sid:134;)'],
+     [[1, 132], [2, 132], [3, 131], [4, 132], [5, 132], [6, 131]])
 
 
 def main():

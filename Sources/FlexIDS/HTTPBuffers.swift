@@ -1,8 +1,8 @@
 /// The HTTP buffers of one packet's payload, as byte ranges of it: found by a single
 /// pass over a request line (`METHOD SP target SP HTTP/x.y`) or status line
 /// (`HTTP/x.y SP code SP message`), the header block and the body after the blank line.
-/// Per packet, without reassembly or normalization (no %-decoding, no dechunking, no
-/// gunzip); a payload that starts neither way has none of the buffers.
+/// Per packet, without reassembly (the normalized URI is `URINormalizer`'s; no
+/// dechunking, no gunzip); a payload that starts neither way has none of the buffers.
 struct HTTPBuffers {
     var method: Range<Int>?
     var uri: Range<Int>?
@@ -75,7 +75,7 @@ struct HTTPBuffers {
         switch buffer {
         case .raw: return 0..<payloadCount
         case .httpMethod: return method
-        case .httpURI: return uri
+        case .httpURI, .httpRawURI: return uri
         case .httpHeader: return header
         case .httpCookie: return cookie
         case .httpClientBody: return method == nil ? nil : body

@@ -18,6 +18,8 @@ public final class Inspector {
     var candidateCount = 0
     /// The values of a rule's byte_extract variables while it is confirmed.
     let variables = UnsafeMutablePointer<Int>.allocate(capacity: RuleParser.maximumVariables)
+    /// Where confirmation writes a packet's normalized URI.
+    let uriScratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 64)
     public private(set) var alerts: [Alert] = []
     /// Per rule: how often it was a candidate (only when profiling rules).
     public private(set) var candidateCounts: [Int]?
@@ -94,6 +96,7 @@ public final class Inspector {
         checked.deallocate()
         candidates.deallocate()
         variables.deallocate()
+        uriScratch.deallocate()
     }
 
     /// Inspects one Ethernet frame, trace packet `number`; returns its parsed headers
@@ -186,18 +189,21 @@ public final class Inspector {
         let payload = UnsafeRawBufferPointer(start: frame.baseAddress! + payloadStart,
                                              count: max(0, min(Int(parsed.payloadLength) - skip, frame.count - payloadStart)))
         let scanned = payloadRules ? payload : UnsafeRawBufferPointer(start: payload.baseAddress, count: 0)
+        // An encoded request URI is scanned again normalized, so http_uri fast patterns
+        // meet what their contents will be matched against.
+        let uri = payloadRules ? normalizedURIIfEncoded(payload) : nil
         if let table = engine.table(for: parsed) {
-            for k in table.destination.range(parsed.destinationPort) { collect(table.destination.ids[k], scanned, parsed) }
-            for k in table.source.range(parsed.sourcePort) { collect(table.source.ids[k], scanned, parsed) }
+            for k in table.destination.range(parsed.destinationPort) { collect(table.destination.ids[k], scanned, parsed, also: uri) }
+            for k in table.source.range(parsed.sourcePort) { collect(table.source.ids[k], scanned, parsed, also: uri) }
         }
         let catchAll = engine.catchAllGroups(for: parsed)
-        collect(catchAll.0, scanned, parsed)
-        collect(catchAll.1, scanned, parsed)
+        collect(catchAll.0, scanned, parsed, also: uri)
+        collect(catchAll.1, scanned, parsed, also: uri)
         guard candidateCount > 0 else { return }
         counts.candidates &+= candidateCount
 
         var context = PacketContext(frame: parsed, bytes: UnsafeRawPointer(frame.baseAddress!), payload: payload, flow: flow,
-                                    scratch: scratch, variables: variables)
+                                    scratch: scratch, variables: variables, uriScratch: uriScratch)
         // Snort's order of actions (pass, reject, alert, log): only the first group
         // with a match is output, so a matching pass rule silences the packet and a
         // reject match hides alert rules' events; log rules raise no alert, and
@@ -245,7 +251,7 @@ public final class Inspector {
     }
 
     @inline(__always)
-    func collect(_ id: Int32, _ payload: UnsafeRawBufferPointer, _ frame: ParsedFrame) {
+    func collect(_ id: Int32, _ payload: UnsafeRawBufferPointer, _ frame: ParsedFrame, also uri: UnsafeRawBufferPointer?) {
         guard id >= 0 else { return }
         let group = engine.groups[Int(id)]
         for r in group.alwaysRules { add(r) }
@@ -262,8 +268,32 @@ public final class Inspector {
                 group.matcher.scan(payload) { p in
                     for k in Int(start[Int(p)])..<Int(start[Int(p) + 1]) { add(list[k]) }
                 }
+                if let uri {
+                    group.matcher.scan(uri) { p in
+                        for k in Int(start[Int(p)])..<Int(start[Int(p) + 1]) { add(list[k]) }
+                    }
+                }
             }
         }
+    }
+
+    /// The normalized request URI, if the payload starts with a request line whose
+    /// target normalization changes (it has `%`, `\`, `//` or a `.` segment); else nil.
+    func normalizedURIIfEncoded(_ payload: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer? {
+        guard payload.count >= 8, payload[0] >= UInt8(ascii: "A"), payload[0] <= UInt8(ascii: "Z"),
+              let target = HTTPBuffers(parsing: payload).uri else { return nil }
+        let raw = UnsafeRawBufferPointer(rebasing: payload[target])
+        var changes = false
+        for i in raw.indices {
+            let c = raw[i]
+            if c == UInt8(ascii: "%") || c == UInt8(ascii: "\\")
+                || (c == UInt8(ascii: "/") && i + 1 < raw.count && (raw[i + 1] == UInt8(ascii: "/") || raw[i + 1] == UInt8(ascii: "."))) {
+                changes = true
+                break
+            }
+        }
+        guard changes else { return nil }
+        return UnsafeRawBufferPointer(rebasing: uriScratch[0..<URINormalizer.normalize(raw, into: uriScratch)])
     }
 
     @inline(__always)

@@ -17,13 +17,17 @@ struct PacketContext {
     let scratch: PatternScratch
     /// The rule's byte_extract variables (`RuleParser.maximumVariables` slots).
     let variables: UnsafeMutablePointer<Int>
+    /// Room for the normalized URI (at least as long as any payload).
+    let uriScratch: UnsafeMutableRawBufferPointer
     private var http: HTTPBuffers?
+    private var normalizedURI: UnsafeRawBufferPointer?
     private var steps = 0
 
     static let backtrackLimit = 256
 
     init(frame: ParsedFrame, bytes: UnsafeRawPointer, payload: UnsafeRawBufferPointer, flow: FlowVerdict,
-         scratch: PatternScratch, variables: UnsafeMutablePointer<Int>) {
+         scratch: PatternScratch, variables: UnsafeMutablePointer<Int>, uriScratch: UnsafeMutableRawBufferPointer) {
+        self.uriScratch = uriScratch
         self.frame = frame
         self.bytes = bytes
         self.payload = payload
@@ -32,11 +36,19 @@ struct PacketContext {
         self.variables = variables
     }
 
-    /// The bytes of `buffer` in the payload (parsing HTTP once, on first need).
-    mutating func range(_ buffer: InspectionBuffer) -> Range<Int>? {
-        if buffer == .raw { return 0..<payload.count }
+    /// The bytes of `buffer`: a range of the payload (parsing HTTP once, on first
+    /// need), or the normalized URI (made once, on first need, in `uriScratch`).
+    mutating func bytes(_ buffer: InspectionBuffer) -> UnsafeRawBufferPointer? {
+        if buffer == .raw { return payload }
         if http == nil { http = HTTPBuffers(parsing: payload) }
-        return http!.range(buffer, payloadCount: payload.count)
+        guard let r = http!.range(buffer, payloadCount: payload.count) else { return nil }
+        let raw = UnsafeRawBufferPointer(rebasing: payload[r])
+        guard buffer == .httpURI else { return raw }
+        if normalizedURI == nil {
+            normalizedURI = raw.isEmpty ? raw
+                : UnsafeRawBufferPointer(rebasing: uriScratch[0..<URINormalizer.normalize(raw, into: uriScratch)])
+        }
+        return normalizedURI
     }
 
     /// Whether `rule` fires on this packet. The rule is read in place: cheap tests
@@ -67,7 +79,7 @@ struct PacketContext {
         if rule.pointee.sameIP && frame.sourceAddress != frame.destinationAddress { return false }
         guard endpointsMatch(rule) else { return false }
         if let u = rule.pointee.uriLength {
-            guard let r = range(.httpURI), u.matches(r.count) else { return false }
+            guard let r = bytes(rule.pointee.uriLengthNormalized ? .httpURI : .httpRawURI), u.matches(r.count) else { return false }
         }
         for f in rule.pointee.flowbits where !flowbitsHold(f) { return false }
         steps = 0
@@ -148,10 +160,10 @@ struct PacketContext {
         guard index < options.count else { return true }
         switch options[index] {
         case .fileData:
-            guard range(.fileData) != nil else { return false }
+            guard bytes(.fileData) != nil else { return false }
             return evaluate(options, index + 1, cursor: Cursor(buffer: .fileData, position: 0))
         case .dataAt(let offset, let relative, let negated):
-            guard let r = range(relative ? cursor.buffer : .raw) else { return false }
+            guard let r = bytes(relative ? cursor.buffer : .raw) else { return false }
             let exists = (relative ? cursor.position : 0) + value(offset) < r.count
             return exists != negated && evaluate(options, index + 1, cursor: cursor)
         case .byteTest(let t):
@@ -168,7 +180,7 @@ struct PacketContext {
             }
             return holds != t.negated && evaluate(options, index + 1, cursor: cursor)
         case .byteJump(let j):
-            guard let (n, end, buffer) = read(j.read, cursor), let r = range(buffer) else { return false }
+            guard let (n, end, buffer) = read(j.read, cursor), let r = bytes(buffer) else { return false }
             var distance = Int(truncatingIfNeeded: n) &* j.multiplier
             if j.align { distance = (distance + 3) & ~3 }
             let origin = switch j.from {
@@ -188,8 +200,7 @@ struct PacketContext {
             return evaluate(options, index + 1, cursor: Cursor(buffer: buffer, position: end))
         case .pcre(let p):
             // Relative: the subject starts at the cursor, so `^` anchors there (as Snort).
-            guard let r = range(p.buffer) else { return false }
-            let bytes = UnsafeRawBufferPointer(rebasing: payload[r])
+            guard let bytes = bytes(p.buffer) else { return false }
             let base = p.relative && cursor.buffer == p.buffer ? min(cursor.position, bytes.count) : 0
             let subject = UnsafeRawBufferPointer(rebasing: bytes[base...])
             // Only raw and body matches move the cursor; an HTTP-buffer pcre leaves it.
@@ -210,8 +221,7 @@ struct PacketContext {
                 }
             }
         case .content(let c):
-            guard let r = range(c.buffer) else { return false }
-            let bytes = UnsafeRawBufferPointer(rebasing: payload[r])
+            guard let bytes = bytes(c.buffer) else { return false }
             var start: Int, end: Int
             if c.isRelative {
                 start = (cursor.buffer == c.buffer ? cursor.position : 0) + (c.distance.map(value) ?? 0)
@@ -250,10 +260,10 @@ struct PacketContext {
     /// buffer; nil if the bytes lie outside the buffer or a text number has no digit.
     mutating func read(_ r: ByteRead, _ cursor: Cursor) -> (UInt64, Int, InspectionBuffer)? {
         let buffer = r.relative || cursor.buffer == .fileData ? cursor.buffer : .raw
-        guard let range = range(buffer) else { return nil }
+        guard let data = bytes(buffer) else { return nil }
         let at = (r.relative ? cursor.position : 0) + value(r.offset)
-        guard at >= 0, at + r.count <= range.count else { return nil }
-        let p = UnsafeRawBufferPointer(rebasing: payload[(range.lowerBound + at)..<(range.lowerBound + at + r.count)])
+        guard at >= 0, at + r.count <= data.count else { return nil }
+        let p = UnsafeRawBufferPointer(rebasing: data[at..<(at + r.count)])
         var n: UInt64 = 0
         var used = r.count
         if let base = r.base {

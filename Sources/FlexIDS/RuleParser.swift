@@ -60,7 +60,7 @@ public enum RuleParser {
 
     /// Content modifiers that name an HTTP buffer (`http_raw_*` share the unnormalized one).
     static let bufferModifiers: [Substring: InspectionBuffer] = [
-        "http_method": .httpMethod, "http_uri": .httpURI, "http_raw_uri": .httpURI,
+        "http_method": .httpMethod, "http_uri": .httpURI, "http_raw_uri": .httpRawURI,
         "http_header": .httpHeader, "http_raw_header": .httpHeader,
         "http_cookie": .httpCookie, "http_raw_cookie": .httpCookie, "http_client_body": .httpClientBody,
         "http_stat_code": .httpStatCode, "http_stat_msg": .httpStatMessage,
@@ -141,7 +141,14 @@ public enum RuleParser {
         case "sameip": rule.sameIP = true
         case "flags": rule.tcpFlags = try flags(value)
         case "dsize": rule.payloadSize = try size(value, name: name)
-        case "urilen": rule.uriLength = try size(value.split(separator: ",").first ?? "", name: name)
+        case "urilen":
+            let parts = value.split(separator: ",").map { $0.trimmingWhitespace }
+            rule.uriLength = try size(parts.first ?? "", name: name)
+            switch parts.dropFirst().first {
+            case nil, "raw"?: rule.uriLengthNormalized = false
+            case "norm"?: rule.uriLengthNormalized = true
+            case let other?: throw .malformed("urilen: \(other) is neither norm nor raw")
+            }
         case "threshold": rule.threshold = try threshold(value)
         case "nocase": try modifyLastContent { $0.nocase = true }
         case "rawbytes": try modifyLastContent { _ in }  // we match raw bytes anyway
@@ -229,7 +236,8 @@ public enum RuleParser {
             case "G": options |= UInt32(PCRE2_UNGREEDY)
             case "R": relative = true
             case "B", "O": break
-            case "U", "I": buffer = .httpURI
+            case "U": buffer = .httpURI
+            case "I": buffer = .httpRawURI
             case "H", "D": buffer = .httpHeader
             case "P": buffer = .httpClientBody
             case "M": buffer = .httpMethod

@@ -26,8 +26,10 @@ public struct SnortRule: Sendable {
     public var tcpFlags: FlagsTest?
     /// `dsize:`: the payload size test.
     public var payloadSize: SizeTest?
-    /// `urilen:`: the HTTP request URI's length test (no request, no match).
+    /// `urilen:`: the HTTP request URI's length test (no request, no match), on the
+    /// raw URI or (`,norm`) the normalized one.
     public var uriLength: SizeTest?
+    public var uriLengthNormalized = false
     /// `threshold:`: an event filter applied to this rule's alerts after detection.
     public var threshold: Threshold?
     /// `detection_filter:`: the rule raises alerts only once its matches from one host
@@ -98,10 +100,10 @@ public enum DetectionOption: Sendable {
 }
 
 /// Which bytes of a packet a content or pcre is matched against. `raw` is the whole
-/// payload; the HTTP buffers are ranges of it found by `HTTPBuffers` (not normalized:
-/// `http_uri` is the raw request target, as `http_raw_uri`).
+/// payload; the HTTP buffers are ranges of it found by `HTTPBuffers`, except `httpURI`,
+/// the request target as `URINormalizer` normalizes it (`httpRawURI` is it as sent).
 public enum InspectionBuffer: UInt8, Sendable {
-    case raw, httpMethod, httpURI, httpHeader, httpCookie, httpClientBody, httpStatCode, httpStatMessage, fileData
+    case raw, httpMethod, httpURI, httpRawURI, httpHeader, httpCookie, httpClientBody, httpStatCode, httpStatMessage, fileData
 }
 
 /// `flags:[modifier]FLAGS[,IGNORED]`. `mask` holds the named flags; `ignored` the bits

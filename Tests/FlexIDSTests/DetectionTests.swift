@@ -220,3 +220,28 @@ enum Make {
         #expect(Make.sids(engine, [Make.tcp("abcdefgh")]) == [1, 2, 4, 7, 8])
     }
 }
+
+@Suite struct URINormalizerTests {
+    func normalized(_ s: String) -> String {
+        let out = UnsafeMutableRawBufferPointer.allocate(byteCount: max(s.utf8.count, 1), alignment: 1)
+        defer { out.deallocate() }
+        let n = Array(s.utf8).withUnsafeBytes { URINormalizer.normalize($0, into: out) }
+        return String(decoding: out[0..<n], as: UTF8.self)
+    }
+
+    /// Decoding (once and again), backslashes, slashes and dot segments, the query
+    /// left alone but decoded, and never above the root.
+    @Test func normalizesAsHTTPInspectsProfileAll() {
+        #expect(normalized("/a/b/../c") == "/a/c")
+        #expect(normalized("/a/./b//c") == "/a/b/c")
+        #expect(normalized("/../../etc/passwd") == "/etc/passwd")
+        #expect(normalized("/a/%2e%2e/b") == "/b")
+        #expect(normalized("/a/%252e%252e/b") == "/b")
+        #expect(normalized("/a\\..\\b") == "/b")
+        #expect(normalized("/%u0041%u0042") == "/AB")
+        #expect(normalized("/x?y=/../%41") == "/x?y=/../A")
+        #expect(normalized("/bad%zz%4") == "/bad%zz%4")
+        #expect(normalized("/a/..") == "/")
+        #expect(normalized("") == "")
+    }
+}

@@ -243,6 +243,21 @@ case("fragment-overlaps-follow-the-bsd-policy",
       'alert tcp any any -> any 80 (msg:"losing data"; content:"ZZZZ"; sid:134;)'],
      [[1, 132], [2, 132], [3, 131], [4, 132], [5, 132], [6, 131]])
 
+# HTTP normalization ------------------------------------------------------------------
+case("http_uri-is-normalized",
+     "http_inspect (profile all) normalizes the URI for http_uri: %XX and %uXXXX decoded (twice), "
+     "\\ as /, multiple slashes as one, /./ and /dir/../ removed; http_raw_uri is the URI as sent; "
+     "urilen measures the raw URI unless given norm.",
+     [tcp(b"GET /scripts/..%5c../winnt/system32/cmd.exe?/c+dir HTTP/1.0\r\nHost: x\r\n\r\n"),
+      tcp(b"GET /%u002e%u002e/etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n", sport=40001)],
+     ['alert tcp any any -> any 80 (msg:"cmd.exe"; content:"/winnt/system32/cmd.exe"; http_uri; sid:140;)',
+      'alert tcp any any -> any 80 (msg:"encoded as sent"; content:"..%5c.."; http_raw_uri; sid:141;)',
+      'alert tcp any any -> any 80 (msg:"encoded, normalized"; content:"..%5c.."; http_uri; sid:142;)',
+      'alert tcp any any -> any 80 (msg:"passwd"; content:"/etc/passwd"; http_uri; sid:143;)',
+      'alert tcp any any -> any 80 (msg:"short normalized"; urilen:<12,norm; sid:144;)',
+      'alert tcp any any -> any 80 (msg:"long raw"; urilen:>20; sid:145;)'],
+     [[1, 140], [1, 141], [1, 145], [2, 143], [2, 144], [2, 145]])
+
 
 def main():
     index = []

@@ -18,6 +18,8 @@ public final class Inspector {
     var candidateCount = 0
     /// The values of a rule's byte_extract variables while it is confirmed.
     let variables = UnsafeMutablePointer<Int>.allocate(capacity: RuleParser.maximumVariables)
+    /// Where a tunneled packet's inner packet is put.
+    let tunnelScratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 14 + 65536, alignment: 64)
     /// Where confirmation writes a packet's normalized URI.
     let uriScratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 64)
     public private(set) var alerts: [Alert] = []
@@ -51,6 +53,8 @@ public final class Inspector {
         public var untrackedFlows = 0
         /// IPv4 fragments taken in, datagrams rebuilt from them, datagrams dropped (bad,
         /// timed out, over the limits) and fragments that overlapped data held.
+        /// Packets inspected inside their tunnel (QinQ, MPLS, GRE, IP in IP, VXLAN).
+        public var decapsulated = 0
         public var fragments = 0
         public var reassembled = 0
         public var fragmentDatagramsDropped = 0
@@ -69,6 +73,7 @@ public final class Inspector {
             c.candidates += b.candidates
             c.alerts += b.alerts
             c.untrackedFlows += b.untrackedFlows
+            c.decapsulated += b.decapsulated
             c.fragments += b.fragments
             c.reassembled += b.reassembled
             c.fragmentDatagramsDropped += b.fragmentDatagramsDropped
@@ -97,16 +102,23 @@ public final class Inspector {
         candidates.deallocate()
         variables.deallocate()
         uriScratch.deallocate()
+        tunnelScratch.deallocate()
     }
 
     /// Inspects one Ethernet frame, trace packet `number`; returns its parsed headers
     /// (nil: not IPv4 or undecodable, counted).
     @inline(__always) @discardableResult
-    public func inspect(_ frame: UnsafeMutableRawBufferPointer, number: Int, timestampNanoseconds: UInt64) -> ParsedFrame? {
+    public func inspect(_ received: UnsafeMutableRawBufferPointer, number: Int, timestampNanoseconds: UInt64) -> ParsedFrame? {
         let start = cflex_rdtsc()
         defer { counts.cycles &+= cflex_rdtsc() &- start }
         counts.packets &+= 1
-        counts.bytes &+= frame.count
+        counts.bytes &+= received.count
+        // Rules see the packet inside a tunnel.
+        var frame = received
+        if let inner = Decapsulation.inner(UnsafeRawBufferPointer(received), scratch: tunnelScratch) {
+            frame = inner
+            counts.decapsulated &+= 1
+        }
         // A transport header that does not parse (a bad TCP data offset) leaves the
         // packet to `ip` rules, as Snort's decoder does.
         let decoded = (try? ParsedFrame(parsing: frame, verifyingChecksum: verifiesChecksums))

@@ -11,7 +11,9 @@ import json
 import os
 import struct
 
-from scapy.all import (fragment, GRE, HDLC, ICMP, IP, LLC, PPP, SNAP, TCP, UDP, Dot11, Dot11Beacon, Ether, Loopback,
+from scapy.contrib.mpls import MPLS
+from scapy.layers.vxlan import VXLAN
+from scapy.all import (fragment, Dot1AD, Dot1Q, GRE, HDLC, ICMP, IP, LLC, PPP, SNAP, TCP, UDP, Dot11, Dot11Beacon, Ether, Loopback,
                        RadioTap, Raw, wrpcap)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -257,6 +259,22 @@ case("http_uri-is-normalized",
       'alert tcp any any -> any 80 (msg:"short normalized"; urilen:<12,norm; sid:144;)',
       'alert tcp any any -> any 80 (msg:"long raw"; urilen:>20; sid:145;)'],
      [[1, 140], [1, 141], [1, 145], [2, 143], [2, 144], [2, 145]])
+
+# tunnels ------------------------------------------------------------------------------------
+OUTER = dict(src="192.0.2.1", dst="192.0.2.2")
+case("tunnels-are-opened",
+     "Snort's decoder looks through QinQ, MPLS, GRE (IPv4 or Ethernet inside, with key, checksum "
+     "or sequence fields), IPv4-in-IPv4 and VXLAN: rules see the packet inside.",
+     [Ether() / Dot1AD(vlan=10) / Dot1Q(vlan=20) / IP_TCP,
+      Ether(type=0x8847) / MPLS(label=100, s=0) / MPLS(label=200, s=1) / IP_TCP,
+      Ether() / IP(**OUTER) / GRE() / IP_TCP,
+      Ether() / IP(**OUTER) / GRE(key_present=1, key=7, seqnum_present=1, seqence_number=3) / IP_TCP,
+      Ether() / IP(**OUTER) / GRE(proto=0x6558) / Ether() / IP_TCP,
+      Ether() / IP(**OUTER, proto=4) / IP_TCP,
+      Ether() / IP(**OUTER) / UDP(sport=50000, dport=4789) / VXLAN(vni=42) / Ether() / IP_TCP,
+      Ether() / IP(**OUTER) / GRE() / IP(**OUTER) / GRE() / IP_TCP],
+     ['alert tcp any any -> any 80 (msg:"inner"; content:"needle"; sid:150;)'],
+     [[k, 150] for k in range(1, 9)])
 
 
 def main():

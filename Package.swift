@@ -4,7 +4,7 @@
 //
 // Module layering (arrows point one way):
 //   apps (flexkvs, flexids, flexstorm, flexbench, FlexKVS, FlexIDS, FlexStorm) -> FlexNIC (steering) -> FlexIO (ports) -> FlexWire (headers)
-//   FlexConfig (steering programs as TOML) -> FlexNIC, used by the executables and tests
+//   FlexConfig (TOML: steering programs, the input check) -> FlexNIC, used by FlexStorm, the executables and tests
 //   C shims (CDPDK, CPcap, CPCRE2, CFlexSys) sit under FlexIO and the apps that need them.
 import PackageDescription
 
@@ -72,7 +72,7 @@ let package = Package(
         .target(name: "FlexIDS", dependencies: ["FlexNIC", "FlexIO", "FlexWire", "CPCRE2", "CFlexSys"], swiftSettings: hotPath),
         .target(
             name: "FlexStorm",
-            dependencies: ["FlexNIC", "FlexIO", "FlexWire", "CFlexSys", .product(name: "TOMLKit", package: "TOMLKit")],
+            dependencies: ["FlexNIC", "FlexIO", "FlexWire", "FlexConfig", "CFlexSys", .product(name: "TOMLKit", package: "TOMLKit")],
             swiftSettings: hotPath
         ),
 
@@ -80,7 +80,7 @@ let package = Package(
         .executableTarget(
             name: "flexkvs",
             dependencies: [
-                "FlexKVS", "FlexCLI", "FlexNIC", "FlexIO", "FlexWire", "CFlexSys", .product(name: "Logging", package: "swift-log"),
+                "FlexKVS", "FlexCLI", "FlexConfig", "FlexNIC", "FlexIO", "FlexWire", "CFlexSys", .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ]
@@ -92,6 +92,11 @@ let package = Package(
         .executableTarget(
             name: "flexstorm",
             dependencies: ["FlexStorm", "FlexIO", "FlexCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        /// libFuzzer targets for every parser (Scripts/fuzz.sh builds and runs them).
+        .executableTarget(
+            name: "flexfuzz",
+            dependencies: ["FlexConfig", "FlexIDS", "FlexIO", "FlexKVS", "FlexNIC", "FlexStorm", "FlexWire"]
         ),
         .executableTarget(
             name: "flexbench",

@@ -52,7 +52,10 @@ public enum ProgramFile {
     public static func parse(_ text: String, source: String = "<program>") throws -> SteeringProgram {
         let file: FileModel
         do {
+            try TOMLInput.check(text)
             file = try TOMLDecoder(strictDecoding: true).decode(FileModel.self, from: text)
+        } catch let e as TOMLInputError {
+            throw ProgramError("\(source): \(e)")
         } catch let e as TOMLParseError {
             throw ProgramError("\(source): line \(e.source.begin.line), column \(e.source.begin.column): \(e.description)")
         } catch let e as UnexpectedKeysError {

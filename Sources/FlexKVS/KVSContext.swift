@@ -44,6 +44,11 @@ public final class KVSContext: @unchecked Sendable {
         for i in 0..<Counter.allCases.count { (p + i).initialize(to: Atomic(0)) }
         return p
     }()
+
+    deinit {
+        counters.deinitialize(count: Counter.allCases.count)
+        counters.deallocate()
+    }
     let detailEnabled = Atomic<Bool>(false)
     public let verbosity = Atomic<Int>(0)
     /// Where -v output goes: memcached's lines (`<id command`, `>id reply`), one

@@ -7,7 +7,7 @@ import FlexWire
 /// carrying the request's id. The one place flexkvs reads or writes the header: the
 /// steering programs (`KVSPrograms`), the request handler and the reply writer
 /// (`Worker`) all go through it.
-struct MemcachedUDPFrame {
+public struct MemcachedUDPFrame {
     static let headerLength = 8
     /// Offset of the 32-bit word holding the sequence number and the datagram count:
     /// 1 (sequence 0 of 1 datagram) for a request the server takes.
@@ -22,21 +22,21 @@ struct MemcachedUDPFrame {
     let bytes: UnsafeRawBufferPointer
 
     /// A view of `payload`; nil if it is too short to hold the header and a request.
-    init?(_ payload: UnsafeRawBufferPointer) {
+    public init?(_ payload: UnsafeRawBufferPointer) {
         guard payload.count > Self.headerLength else { return nil }
         bytes = payload
     }
 
     var requestID: UInt16 { bytes.baseAddress!.loadBE16(at: 0) }
-    var datagrams: UInt16 { bytes.baseAddress!.loadBE16(at: 4) }
+    public var datagrams: UInt16 { bytes.baseAddress!.loadBE16(at: 4) }
     /// Whether the request is whole in this datagram (as memcached, the sequence
     /// number is not looked at; only the count must be 1).
-    var isWhole: Bool { datagrams == 1 }
+    public var isWhole: Bool { datagrams == 1 }
     /// The request after the header.
-    var request: UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: bytes[Self.headerLength...]) }
+    public var request: UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: bytes[Self.headerLength...]) }
 
     /// Datagrams a reply of `length` bytes takes (at least one).
-    static func datagrams(forReply length: Int) -> Int { max(1, (length + replyBytesPerDatagram - 1) / replyBytesPerDatagram) }
+    public static func datagrams(forReply length: Int) -> Int { max(1, (length + replyBytesPerDatagram - 1) / replyBytesPerDatagram) }
 
     /// Writes the header of reply datagram `sequence` of `count` to request `requestID`.
     static func writeHeader(at p: UnsafeMutableRawPointer, requestID: UInt16, sequence: Int, count: Int) {

@@ -33,7 +33,8 @@ public enum DeltaResult: Sendable, Equatable {
 /// Items found by `get` stay valid until the partition is next modified.
 public final class Partition: @unchecked Sendable {
     public let index: Int
-    let store: KVStore
+    /// The store that owns this partition (unowned: the store holds its partitions).
+    unowned let store: KVStore
     var table: HashTable
     /// Eviction is S3-FIFO (Yang et al., SOSP '23) at segment granularity: new items
     /// enter `probation`, a FIFO of about a twentieth of the partition's segments;

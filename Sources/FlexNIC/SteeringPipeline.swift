@@ -29,7 +29,7 @@ public final class SteeringPipeline: @unchecked Sendable {
     /// The element behind `place`.
     public let placement: QueuePlacement?
     /// Where a table reply is copied before it is known to be current.
-    let replyScratch = UnsafeMutableRawPointer.allocate(byteCount: ReplyTable.capacity, alignment: 64)
+    let replyScratch: UnsafeMutableRawPointer
     public let counters: SteeringCounters
     let code: CompiledProgram
     let verifyL4: Bool
@@ -93,6 +93,8 @@ public final class SteeringPipeline: @unchecked Sendable {
         stagedCount = .allocate(capacity: program.queues + 1)
         stagedCount.initialize(repeating: 0, count: program.queues + 1)
         toRelease = PacketBatch(capacity: 3 * burst)
+        // Allocated last: nothing above may throw after it (a failed init runs no deinit).
+        replyScratch = .allocate(byteCount: ReplyTable.capacity, alignment: 64)
     }
 
     deinit {

@@ -1,3 +1,4 @@
+import FlexConfig
 import Foundation
 import FlexWire
 import TOMLKit
@@ -120,7 +121,10 @@ public struct StormConfig: Sendable {
         let lines = SourceLines(text)
         let file: FileModel
         do {
+            try TOMLInput.check(text)
             file = try TOMLDecoder(strictDecoding: true).decode(FileModel.self, from: text)
+        } catch let e as TOMLInputError {
+            throw StormConfigError("\(source):\(e.line): \(e)")
         } catch let e as TOMLParseError {
             throw StormConfigError("\(source):\(e.source.begin.line): \(e.description)")
         } catch let e as UnexpectedKeysError {

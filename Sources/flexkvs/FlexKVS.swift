@@ -1,6 +1,7 @@
 import CFlexSys
 import ArgumentParser
 import FlexCLI
+import FlexConfig
 import FlexIO
 import FlexKVS
 import FlexWire
@@ -113,7 +114,10 @@ struct FlexKVSCommand: ParsableCommand {
                 throw RuntimeFailure("--config \(config): cannot read the file")
             }
             do {
+                try TOMLInput.check(text)
                 file = try TOMLDecoder(strictDecoding: true).decode(FileSettings.self, from: text)
+            } catch let e as TOMLInputError {
+                throw RuntimeFailure("\(config): \(e)")
             } catch let e as TOMLParseError {
                 throw RuntimeFailure("\(config): line \(e.source.begin.line): \(e.description)")
             } catch let e as UnexpectedKeysError {

@@ -87,3 +87,15 @@ import Testing
         #expect(Set(balanced.workers(.counter).map(\.node)).count == 3)
     }
 }
+
+extension StormConfigTests {
+    /// From fuzzing: a table name outside ASCII is an error with its line, not a parser trap.
+    @Test func aConfigWithATableNameOutsideASCIIIsRefused() {
+        do {
+            _ = try StormConfig.parse("# ok\n[\u{F5}]\n", source: "c.toml")
+            Issue.record("parsed")
+        } catch {
+            #expect("\(error)".hasPrefix("c.toml:2:"), "\(error)")
+        }
+    }
+}

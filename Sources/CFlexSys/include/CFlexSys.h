@@ -17,6 +17,10 @@ static inline uint64_t cflex_rdtsc(void) {
     return ((uint64_t)hi << 32) | lo;
 #else
     return 0;
+/// libFuzzer's driver (linked only into the fuzz build, Sources/flexfuzz): runs the
+/// fuzzing loop over `callback` with libFuzzer's command line.
+int LLVMFuzzerRunDriver(int *argc, char ***argv, int (*callback)(const uint8_t *data, size_t size));
+
 #endif
 }
 
@@ -81,5 +85,9 @@ int cflex_name_thread(const char *name);
 /// (returned to the kernel on free; the threshold no longer slides up), and free heap
 /// top past `trim_threshold` bytes is given back. 0 on success.
 int cflex_malloc_tune(size_t mmap_threshold, size_t trim_threshold);
+
+/// libFuzzer's driver (linked only into the fuzz build, Sources/flexfuzz): runs the
+/// fuzzing loop over `callback` with libFuzzer's command line.
+int LLVMFuzzerRunDriver(int *argc, char ***argv, int (*callback)(const uint8_t *data, size_t size));
 
 #endif

@@ -186,7 +186,12 @@ public enum ProgramFile {
         }
         if key.hasPrefix("payload["), key.hasSuffix("]") {
             let inner = key.dropFirst(8).dropLast().split(separator: ":")
-            if inner.count == 2, let o = Int(inner[0]), let w = Int(inner[1]) { return .payloadWord(offset: o, width: w) }
+            if inner.count == 2, let o = Int(inner[0]), let w = Int(inner[1]) {
+                guard (0...65_535).contains(o), [1, 2, 4, 8].contains(w) else {
+                    throw ProgramError("\(key): a payload word lies at offset 0...65535 and is 1, 2, 4 or 8 bytes wide")
+                }
+                return .payloadWord(offset: o, width: w)
+            }
         }
         throw ProgramError("unknown match field \"\(key)\" (known: \(fieldNames.keys.sorted().joined(separator: ", ")), "
             + "payload[OFFSET:WIDTH], register[N], comparison[SLOT])")
@@ -245,7 +250,7 @@ public enum ProgramFile {
             return .range(lo, hi)
         }
         guard let v = number(Substring(text), for: field) else { throw bad }
-        let limit: UInt64 = field.bitWidth == 64 ? .max : (1 << UInt64(field.bitWidth)) - 1
+        let limit: UInt64 = field.bitWidth >= 64 ? .max : (1 << UInt64(field.bitWidth)) - 1
         guard v <= limit else { throw ProgramError("\(key) = \(v) does not fit \(field.bitWidth) bits") }
         return .exact(v)
     }

@@ -221,7 +221,7 @@ final class CompiledProgram: @unchecked Sendable {
     static func compile(_ m: FieldMatch) -> Field? {
         let (src, width, offset) = source(m.field)
         let bits = m.field.bitWidth
-        let all: UInt64 = bits == 64 ? ~0 : (1 << UInt64(bits)) - 1
+        let all: UInt64 = bits >= 64 ? ~0 : (1 << UInt64(bits)) - 1
         let n = m.negated
         switch m.pattern {
         case .any:

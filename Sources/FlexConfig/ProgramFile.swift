@@ -387,8 +387,22 @@ public enum ProgramFile {
         return out
     }
 
+    /// A TOML basic string: quotes and backslashes escaped, and control characters,
+    /// which TOML does not allow as they are (a name may hold any, from `\f` in a file).
     static func quoted(_ s: String) -> String {
-        "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+        var out = "\""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\t": out += "\\t"
+            case "\r": out += "\\r"
+            case _ where u.value < 0x20 || u.value == 0x7F: out += String(format: "\\u%04X", u.value)
+            default: out.unicodeScalars.append(u)
+            }
+        }
+        return out + "\""
     }
 
     static func tableKey(_ key: String) -> String { key.contains("[") ? quoted(key) : key }

@@ -155,7 +155,8 @@ enum FuzzTarget: String, CaseIterable {
     static func program(_ bytes: UnsafeRawBufferPointer) {
         guard let p = try? ProgramFile.parse(String(decoding: bytes, as: UTF8.self)) else { return }
         guard let text = try? ProgramFile.write(p) else { return }
-        guard let again = try? ProgramFile.parse(text) else { preconditionFailure("a written program does not parse:\n\(text)") }
+        let again: SteeringProgram
+        do { again = try ProgramFile.parse(text) } catch { preconditionFailure("a written program does not parse (\(error)):\n\(text)") }
         precondition(ProgramFile.canonical(again) == ProgramFile.canonical(p), "a program does not survive writing and reading")
     }
 }

@@ -57,3 +57,14 @@ extension TOMLInputTests {
         }
     }
 }
+
+extension TOMLInputTests {
+    /// From fuzzing: a name with a control character (`\f` in the file) was written back
+    /// unescaped, which TOML refuses.
+    @Test func namesWithControlCharactersSurviveWritingAndReading() throws {
+        let p = try ProgramFile.parse("name = \"r\\flect\\u0001\\\"q\\\\\"\nqueues = 1\n[[stage]]\nname = \"s\\t\"\nmatch = { ether_type = 2048 }\nactions = [\"drop\"]\n")
+        let again = try ProgramFile.parse(try ProgramFile.write(p))
+        #expect(again.name == "r\u{0C}lect\u{01}\"q\\" && again.stages[0].name == "s\t")
+        #expect(ProgramFile.canonical(again) == ProgramFile.canonical(p))
+    }
+}

@@ -28,12 +28,12 @@ run() {  # TARGET SECONDS
     local target=$1 seconds=$2
     local corpus=.build-fuzz/corpus/$target findings=.build-fuzz/findings/$target
     mkdir -p "$corpus" "$findings"
-    # TOMLKit leaks on every document (Tests/Fuzz/lsan.supp): checking each input for
+    # TOMLKit leaks on every document (Tests/Sanitizers/lsan.supp): checking each input for
     # leaks would make the TOML targets crawl, so they are checked at exit only.
     local leaks=1
     [[ $target == program || $target == storm-config ]] && leaks=0
     echo "fuzz: $target for ${seconds}s" >&2
-    LSAN_OPTIONS=suppressions=$PWD/Tests/Fuzz/lsan.supp FLEXFUZZ_TARGET=$target "$binary" "$corpus" "Tests/Fuzz/seeds/$target" \
+    LSAN_OPTIONS=suppressions=$PWD/Tests/Sanitizers/lsan.supp FLEXFUZZ_TARGET=$target "$binary" "$corpus" "Tests/Fuzz/seeds/$target" \
         -max_total_time="$seconds" -timeout=1 -rss_limit_mb=2048 -max_len=65536 -detect_leaks=$leaks \
         -artifact_prefix="$findings/" -print_final_stats=1 2>&1 \
         | grep -E "^(#[0-9]+[[:space:]]+(INITED|DONE)|stat::number_of_executed_units|stat::peak_rss_mb|Done|==[0-9]+==|SUMMARY|.*(ERROR|Fatal|Precondition|crash|deadly|timeout|leak))" || true

@@ -4,8 +4,8 @@
 # integration tests (suites named *IntegrationTests, tagged .integration: they start
 # servers, processes, DPDK devices and network namespaces), then the interop tests
 # (Tests/Interop: real memcached clients and tools against flexkvs, and the randomized
-# byte-for-byte comparison with memcached 1.6), and a 10-second smoke run of every fuzz
-# target. Some tests need root (network namespaces) and DPDK vdevs.
+# byte-for-byte comparison with memcached 1.6), the unit tests under ASan and TSan,
+# and a 10-second smoke run of every fuzz target. Some tests need root (network namespaces) and DPDK vdevs.
 #
 #   bash Scripts/test.sh          everything (what CI runs)
 #   bash Scripts/test.sh --fast   build, then the unit tests only (seconds; no setup)
@@ -21,6 +21,10 @@ swift test --disable-xctest --skip IntegrationTests
 # Serially: several tests start busy-polling DPDK processes (servers, reflectors,
 # load generators); run side by side on a 2-core machine they starve each other.
 swift test --skip-build --disable-xctest --no-parallel --filter IntegrationTests
+# The unit tests again under AddressSanitizer (with leaks) and ThreadSanitizer: any
+# report fails the run.
+bash Scripts/sanitize.sh address
+bash Scripts/sanitize.sh thread
 # Every fuzz target for 10 s from its committed seeds (libFuzzer + ASan): a crash, a
 # failed check, a leak or a hang fails the run (Scripts/fuzz.sh for longer campaigns).
 bash Scripts/fuzz.sh smoke

@@ -51,10 +51,10 @@ public final class Inspector {
         public var alerts = 0
         /// New flows not tracked because the flow table was full.
         public var untrackedFlows = 0
-        /// IPv4 fragments taken in, datagrams rebuilt from them, datagrams dropped (bad,
-        /// timed out, over the limits) and fragments that overlapped data held.
         /// Packets inspected inside their tunnel (QinQ, MPLS, GRE, IP in IP, VXLAN).
         public var decapsulated = 0
+        /// IPv4 fragments taken in, datagrams rebuilt from them, datagrams dropped (bad,
+        /// timed out, over the limits) and fragments that overlapped data held.
         public var fragments = 0
         public var reassembled = 0
         public var fragmentDatagramsDropped = 0

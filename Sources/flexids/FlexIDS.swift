@@ -261,6 +261,7 @@ struct Run: ParsableCommand {
                      steering.rawValue, instances, r.packets, r.seconds, r.packetsPerSecond, r.megabitsPerSecond, r.alerts.count))
         let inspected = r.instances.reduce(Inspector.Counters(), +)
         print("  drops: \(r.slowPath) not steered (malformed), \(inspected.undecodable) undecodable, \(inspected.badChecksums) bad checksums, \(inspected.untrackedFlows) flows untracked (table full); dispatcher waited \(r.dispatcherWaits) times on a full ring")
+        if inspected.decapsulated > 0 { print("  tunnels: \(inspected.decapsulated) packets inspected inside their tunnel") }
         if inspected.fragments > 0 {
             print("  fragments: \(inspected.fragments), \(inspected.reassembled) datagrams rebuilt, \(inspected.fragmentDatagramsDropped) dropped, \(inspected.fragmentOverlaps) overlaps")
         }

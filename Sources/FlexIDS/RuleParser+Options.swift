@@ -232,6 +232,24 @@ extension RuleParser {
         "icmpv6": 58, "ipv6-nonxt": 59, "ipv6-opts": 60, "mtp": 92, "encap": 98, "pim": 103, "comp": 108, "sctp": 132, "raw": 255,
     ]
 
+    /// `tag:session|host,COUNT,packets|seconds|bytes[,src|dst]` or `tag:session[,exclusive]`.
+    static func tag(_ v: Substring) throws(RuleError) -> Tag {
+        let a = arguments(v)
+        guard let kind = a.first.flatMap({ Tag.Kind(rawValue: String($0)) }) else { throw .malformed("tag: session or host first, not \(v)") }
+        if a.count <= 2, kind == .session, a.count == 1 || a[1] == "exclusive" {
+            return Tag(kind: kind, count: 0, metric: .packets)
+        }
+        guard a.count >= 3, let count = Int(a[1]), count > 0, let metric = Tag.Metric(rawValue: String(a[2])) else {
+            throw .malformed("tag needs session|host, a count and packets|seconds|bytes, not \(v)")
+        }
+        if a.count == 4 {
+            guard kind == .host, a[3] == "src" || a[3] == "dst" else { throw .malformed("tag: src or dst goes with host only") }
+        } else if a.count > 4 {
+            throw .malformed("tag: too many arguments in \(v)")
+        }
+        return Tag(kind: kind, count: count, metric: metric)
+    }
+
     /// `fragbits:[+*!]MDR`: M more fragments (1), D don't fragment (2), R reserved (4).
     static func fragmentBits(_ v: Substring) throws(RuleError) -> FlagsTest {
         var letters = v.trimmingWhitespace

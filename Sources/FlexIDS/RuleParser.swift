@@ -139,6 +139,7 @@ public enum RuleParser {
             rule.headerTests.append(try headerTest(HeaderTest.Field(rawValue: String(name))!, value))
         case "fragbits": rule.fragmentBits = try fragmentBits(value)
         case "sameip": rule.sameIP = true
+        case "tag": rule.tag = try tag(value)
         case "flags": rule.tcpFlags = try flags(value)
         case "dsize": rule.payloadSize = try size(value, name: name)
         case "urilen":

@@ -48,6 +48,10 @@ public struct SnortRule: Sendable {
     public var flowbits: [Flowbits] = []
     /// `flowbits:noalert`: a match changes flowbits but raises no alert.
     public var noAlert = false
+    /// `tag:`: Snort logs the packets that follow an alert (of its session or host) to
+    /// its packet log. They are not alerts: flexids writes no packet log, so the
+    /// option is read, checked and kept, and changes no alert.
+    public var tag: Tag?
     /// Names of the `byte_extract` variables, in slot order.
     public var variableNames: [String] = []
     public var detection: [DetectionOption] = []
@@ -281,4 +285,14 @@ public struct Flowbits: Sendable, Equatable {
     public var bits: [Int] = []
     /// `setx`: the other bits of its group, which it clears.
     public var groupBits: [Int] = []
+}
+
+/// `tag:session|host,COUNT,packets|seconds|bytes[,src|dst]`.
+public struct Tag: Sendable, Equatable {
+    public enum Kind: String, Sendable { case session, host }
+    public enum Metric: String, Sendable { case packets, seconds, bytes }
+    public var kind: Kind
+    /// 0: the whole session (`tag:session`).
+    public var count: Int
+    public var metric: Metric
 }

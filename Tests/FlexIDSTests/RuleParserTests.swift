@@ -116,14 +116,14 @@ import Testing
             # alert tcp any any -> any any (sid:99;)
             alert tcp any any -> any 80 (msg:"continued"; \\
                 content:"POST"; sid:2;)
-            alert tcp any any -> any 80 (content:"x"; tag:session,10,packets; sid:3;)
-            alert tcp any any -> any 80 (content:"y"; tag:host,5,seconds,src; sid:4;)
+            alert tcp any any -> any 80 (content:"x"; ftpbounce; sid:3;)
+            alert tcp any any -> any 80 (content:"y"; ftpbounce; sid:4;)
             garbage line
             """, file: "local.rules", variables: vars)
         #expect(set.rules.map(\.sid) == [1, 2])
         #expect(set.rules[1].location.line == 5)
         #expect(set.skipped.map(\.location.description) == ["local.rules:7", "local.rules:8", "local.rules:9"])
-        #expect(set.skipSummary.first?.reason == "unsupported option tag" && set.skipSummary.first?.count == 2)
+        #expect(set.skipSummary.first?.reason == "unsupported option ftpbounce" && set.skipSummary.first?.count == 2)
     }
 
     static let etOpen = "../shared/data/rules"
@@ -211,5 +211,10 @@ func IPv4(_ a: UInt8, _ b: UInt8, _ c: UInt8, _ d: UInt8) -> UInt32 {
             }
         }
         #expect(throws: RuleError.self) { try parse(#"drop tcp any any -> any any (sid:1;)"#) }
+        #expect(try parse(#"alert tcp any any -> any any (tag: session, 20, packets; sid:1;)"#).tag == Tag(kind: .session, count: 20, metric: .packets))
+        #expect(try parse(#"alert tcp any any -> any any (tag:host,5,seconds,src; sid:1;)"#).tag == Tag(kind: .host, count: 5, metric: .seconds))
+        for bad in ["tag:flow,1,packets;", "tag:session,0,packets;", "tag:session,1,hours;", "tag:session,1,packets,src;"] {
+            #expect(throws: RuleError.self, "\(bad)") { try parse("alert tcp any any -> any any (\(bad) sid:1;)") }
+        }
     }
 }

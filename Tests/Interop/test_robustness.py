@@ -1,6 +1,7 @@
 """Hostile and careless clients against a flexkvs process: hundreds of clients that
-close with replies unread, send half a request and go, or stop reading, while a
-well-behaved client keeps being served. Afterwards curr_connections and the server's
+close with replies unread, send half a request and go, or stop reading; clients that
+send a byte at a time; clients that flood garbage; while a well-behaved client keeps
+being served. Afterwards curr_connections and the server's
 resident memory are back at their baseline within a second.
 
     FLEXKVS=/path/to/flexkvs python3 -m pytest -q Tests/Interop/test_robustness.py
@@ -148,3 +149,76 @@ def test_careless_clients_leave_nothing_behind_and_others_are_served(server):
     assert rss <= base_rss + 16 * 1024, f"RSS {rss} KiB, baseline {base_rss} KiB"
     # And the server still answers the admin.
     assert request(admin, b"get big\r\n", b"END\r\n").startswith(b"VALUE big 0 %d\r\n" % BIG)
+
+
+def slow_sender(port, seconds):
+    """Sends `get slow` a byte at a time, 10 bytes a second, then reads the reply."""
+    with socket.create_connection((HOST, port), timeout=10) as c:
+        line = b"get slow\r\n"
+        step = seconds / len(line)
+        for b in line:
+            c.sendall(bytes([b]))
+            time.sleep(step)
+        return request(c, b"", b"END\r\n")
+
+
+def flooder(port, seed):
+    """Writes random garbage as fast as the server takes it until it closes: 4 MiB of
+    lines (even seeds) or one endless line of up to 16 MiB (odd seeds)."""
+    import random
+    rng = random.Random(seed)
+    sent = 0
+    with socket.create_connection((HOST, port), timeout=5) as c:
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        try:
+            while sent < (16 << 20 if seed % 2 else 4 << 20):
+                chunk = bytes(rng.getrandbits(8) for _ in range(4096))
+                if seed % 2:
+                    chunk = chunk.replace(b"\n", b" ")  # one endless line
+                c.sendall(chunk)
+                sent += len(chunk)
+        except OSError:
+            pass  # closed by the server: what a flood deserves
+    return sent
+
+
+def test_slow_senders_and_garbage_floods_stay_bounded(server):
+    proc, port = server
+    admin = socket.create_connection((HOST, port), timeout=5)
+    assert request(admin, b"set slow 0 0 2\r\nok\r\n", b"\r\n") == b"STORED\r\n"
+    time.sleep(0.2)
+    base_connections = int(stats(admin)["curr_connections"])
+    base_rss = rss_kib(proc.pid)
+
+    stop = multiprocessing.Event()
+    results = multiprocessing.Queue()
+    steady = multiprocessing.Process(target=steady_client, args=(port, stop, results))
+    steady.start()
+    with multiprocessing.Pool(24) as pool:
+        slow = [pool.apply_async(slow_sender, (port, 2.0)) for _ in range(16)]
+        floods = [pool.apply_async(flooder, (port, seed)) for seed in range(6)]
+        peak_rss = base_rss
+        while not all(r.ready() for r in slow + floods):
+            peak_rss = max(peak_rss, rss_kib(proc.pid))
+            time.sleep(0.05)
+        # Every slow client got its answer, byte by byte as it asked.
+        for r in slow:
+            assert r.get() == b"VALUE slow 0 2\r\nok\r\nEND\r\n"
+        sent = [r.get() for r in floods]
+    stop.set()
+    latencies, failures = results.get(timeout=15)
+    steady.join(timeout=10)
+    assert not failures, failures
+    latencies.sort()
+    summary = "round trips: %d, p99 %.3f s; flood bytes %s; peak RSS +%d KiB" % (
+        len(latencies), latencies[len(latencies) * 99 // 100], sent, peak_rss - base_rss)
+    print(summary)
+    assert latencies and latencies[len(latencies) * 99 // 100] < 0.5, summary
+    # Garbage costs the server no more than a bounded buffer per connection: an endless
+    # line is cut off (as memcached closes it), not buffered.
+    assert peak_rss <= base_rss + 16 * 1024, summary
+    assert all(n < 1 << 20 for n in sent[1::2]), summary
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline and int(stats(admin)["curr_connections"]) != base_connections:
+        time.sleep(0.05)
+    assert int(stats(admin)["curr_connections"]) == base_connections

@@ -1,0 +1,210 @@
+#!/usr/bin/env python3
+"""Soak test: a server under mixed load with faults injected, sampled every second.
+
+    python3 Scripts/soak.py kvs MINUTES [--binary .build/release/flexkvs]
+
+kvs: flexkvs (TCP and UDP, 2 threads) under 6 client processes that each own keys and
+check every read against what they last wrote (a mismatch or a miss is data loss: the
+working set fits memory, so nothing may be evicted), while every 3 s one client is killed
+with SIGKILL mid-request and replaced, and every second garbage arrives over TCP (lines,
+endless lines, binary junk) and UDP (corrupt frame headers). Each second the script
+samples the server's RSS, open descriptors, curr_connections, total_items, evictions and
+the clients' operation and loss counts; at the end it prints each curve's start, peak and
+end, and fails if anything was lost, an operation failed, or RSS or descriptors grew
+without bound (the last third's peak more than 10 % (RSS) or 8 descriptors above the
+first third's).
+"""
+import argparse
+import multiprocessing
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+HOST = "127.0.0.1"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def rss_kib(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def fds(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def recv_until(sock, terminator):
+    data = b""
+    while not data.endswith(terminator):
+        chunk = sock.recv(1 << 16)
+        if not chunk:
+            raise ConnectionError("closed")
+        data += chunk
+    return data
+
+
+def stats(sock):
+    sock.sendall(b"stats\r\n")
+    data = recv_until(sock, b"END\r\n")
+    return {k.decode(): v.decode() for _, k, v in (l.split(b" ", 2) for l in data.split(b"\r\n") if l.startswith(b"STAT "))}
+
+
+def client(index, port, counters):
+    """Owns keys c<index>-0..199; writes random values and checks every read."""
+    rng = random.Random(index * 7919 + int(time.time()))
+    last = {}
+    ops = lost = 0
+    sock = socket.create_connection((HOST, port), timeout=10)
+    while True:
+        k = rng.randrange(200)
+        key = b"c%d-%d" % (index, k)
+        if rng.random() < 0.4 or k not in last:
+            value = b"%d" % rng.getrandbits(48) * rng.randint(1, 40)
+            sock.sendall(b"set %s 0 0 %d\r\n%s\r\n" % (key, len(value), value))
+            if recv_until(sock, b"\r\n") != b"STORED\r\n":
+                lost += 1
+            last[k] = value
+        else:
+            sock.sendall(b"get %s\r\n" % key)
+            reply = recv_until(sock, b"END\r\n")
+            expected = b"VALUE %s 0 %d\r\n%s\r\nEND\r\n" % (key, len(last[k]), last[k])
+            if reply != expected:
+                lost += 1
+        ops += 1
+        if ops % 200 == 0:
+            counters[index] = (ops, lost)
+
+
+def garbage(port, udp_port, rng):
+    kind = rng.randrange(4)
+    try:
+        if kind == 3:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                for _ in range(20):
+                    u.sendto(bytes(rng.getrandbits(8) for _ in range(rng.randrange(0, 64))), (HOST, udp_port))
+            return
+        with socket.create_connection((HOST, port), timeout=2) as c:
+            if kind == 0:
+                c.sendall(b"".join(b"bogus %d\r\n" % i for i in range(200)))
+            elif kind == 1:
+                c.sendall(b"x" * 200_000)
+            else:
+                c.sendall(b"\x80" + bytes(rng.getrandbits(8) for _ in range(5000)))
+            c.settimeout(0.2)
+            try:
+                while c.recv(65536):
+                    pass
+            except OSError:
+                pass
+    except OSError:
+        pass
+
+
+def soak_kvs(minutes, binary):
+    port, udp_port = free_port(), free_port()
+    server = subprocess.Popen([binary, "-p", str(port), "-U", str(udp_port), "-l", HOST, "-t", "2", "-m", "64", "-c", "1024"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            admin = socket.create_connection((HOST, port), timeout=5)
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                server.kill()
+                sys.exit("soak: flexkvs did not start")
+            time.sleep(0.05)
+    manager = multiprocessing.Manager()
+    counters = manager.dict()
+    clients = {}
+    for i in range(6):
+        clients[i] = multiprocessing.Process(target=client, args=(i, port, counters), daemon=True)
+        clients[i].start()
+    rng = random.Random(1)
+    samples = []
+    killed = 0
+    next_index = 6
+    start = time.monotonic()
+    end = start + minutes * 60
+    last_kill = start
+    try:
+        while time.monotonic() < end:
+            t = time.monotonic()
+            if server.poll() is not None:
+                sys.exit(f"soak: flexkvs exited ({server.returncode})")
+            if t - last_kill >= 3:
+                victim = rng.choice(list(clients))
+                os.kill(clients[victim].pid, signal.SIGKILL)
+                clients[victim].join()
+                del clients[victim]  # its counts stay (indices are never reused)
+                clients[next_index] = multiprocessing.Process(target=client, args=(next_index, port, counters), daemon=True)
+                clients[next_index].start()
+                next_index += 1
+                killed += 1
+                last_kill = t
+            garbage(port, udp_port, rng)
+            s = stats(admin)
+            ops = sum(v[0] for v in counters.values())
+            lost = sum(v[1] for v in counters.values())
+            samples.append(dict(t=round(t - start), rss=rss_kib(server.pid), fds=fds(server.pid),
+                                conns=int(s["curr_connections"]), items=int(s["curr_items"]),
+                                evictions=int(s["evictions"]), ops=ops, lost=lost))
+            if len(samples) % 30 == 0:
+                x = samples[-1]
+                print(f"soak kvs {x['t']} s: rss {x['rss']} KiB, fds {x['fds']}, conns {x['conns']}, items {x['items']}, "
+                      f"ops {x['ops']}, lost {x['lost']}, clients killed {killed}", flush=True)
+            time.sleep(max(0, 1 - (time.monotonic() - t)))
+    finally:
+        for p in clients.values():
+            p.kill()
+        server.terminate()
+        server.wait(timeout=10)
+    return report("kvs", samples, killed)
+
+
+def report(name, samples, killed):
+    failures = []
+    print(f"soak {name}: {len(samples)} samples, {killed} clients killed")
+    for key in ("rss", "fds", "conns", "items", "evictions", "ops", "lost"):
+        values = [s[key] for s in samples]
+        print(f"  {key:9} start {values[0]:>10}  peak {max(values):>10}  end {values[-1]:>10}")
+    third = max(1, len(samples) // 3)
+    first, last = samples[:third], samples[-third:]
+    if samples[-1]["lost"] > 0:
+        failures.append(f"{samples[-1]['lost']} reads or writes lost")
+    if samples[-1]["evictions"] > 0:
+        failures.append(f"{samples[-1]['evictions']} evictions with a working set that fits")
+    if max(s["rss"] for s in last) > 1.10 * max(s["rss"] for s in first) + 4096:
+        failures.append("RSS keeps growing")
+    if max(s["fds"] for s in last) > max(s["fds"] for s in first) + 8:
+        failures.append("descriptors keep growing")
+    if samples[-1]["ops"] <= samples[third]["ops"]:
+        failures.append("no progress")
+    for f in failures:
+        print(f"soak {name}: FAIL: {f}")
+    return not failures
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("server", choices=["kvs"])
+    parser.add_argument("minutes", type=float)
+    parser.add_argument("--binary", default=".build/release/flexkvs")
+    args = parser.parse_args()
+    ok = soak_kvs(args.minutes, args.binary)
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -163,11 +163,11 @@ enum FuzzTarget: String, CaseIterable {
 
 /// What the targets share, built once per process.
 enum Fixtures {
-    nonisolated(unsafe) static let port = MemoryPort(name: "fuzz", bufferCount: 64)
+    static let port = MemoryPort(name: "fuzz", bufferCount: 64)
 
     /// Every program in Configs/steering that runs without application parts, and the
     /// KVS programs with a reply table.
-    nonisolated(unsafe) static let pipelines: [SteeringPipeline] = {
+    static let pipelines: [SteeringPipeline] = {
         var out: [SteeringPipeline] = []
         let dir = "Configs/steering"
         for name in ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).sorted() where name.hasSuffix(".toml") {
@@ -178,7 +178,7 @@ enum Fixtures {
         return out
     }()
 
-    nonisolated(unsafe) static let dccp: (DCCPReceiver, MemoryPort, [SPSCRing<Tuple>]) = {
+    static let dccp: (DCCPReceiver, MemoryPort, [SPSCRing<Tuple>]) = {
         let queues = (0..<4).map { _ in SPSCRing<Tuple>(capacity: 256) }
         let receiver = DCCPReceiver(port: 7100, udpEncapsulated: true, queues: queues, targets: [0, 1, 2, 3],
                                     acks: AckBoard(basePort: 7101, count: 4), clock: { 0 })

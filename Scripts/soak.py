@@ -60,15 +60,17 @@ def stats(sock):
     return {k.decode(): v.decode() for _, k, v in (l.split(b" ", 2) for l in data.split(b"\r\n") if l.startswith(b"STAT "))}
 
 
-def client(index, port, counters):
-    """Owns keys c<index>-0..199; writes random values and checks every read."""
+def client(index, slot, port, counters):
+    """Owns keys c<slot>-0..199 (a replacement takes over its predecessor's slot, so the
+    data set stays the same size and no two live clients share keys); writes random
+    values and checks every read of a key it wrote itself."""
     rng = random.Random(index * 7919 + int(time.time()))
     last = {}
     ops = lost = 0
     sock = socket.create_connection((HOST, port), timeout=10)
     while True:
         k = rng.randrange(200)
-        key = b"c%d-%d" % (index, k)
+        key = b"c%d-%d" % (slot, k)
         if rng.random() < 0.4 or k not in last:
             value = b"%d" % rng.getrandbits(48) * rng.randint(1, 40)
             sock.sendall(b"set %s 0 0 %d\r\n%s\r\n" % (key, len(value), value))
@@ -128,8 +130,10 @@ def soak_kvs(minutes, binary):
     manager = multiprocessing.Manager()
     counters = manager.dict()
     clients = {}
+    slots = {}
     for i in range(6):
-        clients[i] = multiprocessing.Process(target=client, args=(i, port, counters), daemon=True)
+        slots[i] = i
+        clients[i] = multiprocessing.Process(target=client, args=(i, i, port, counters), daemon=True)
         clients[i].start()
     rng = random.Random(1)
     samples = []
@@ -148,7 +152,9 @@ def soak_kvs(minutes, binary):
                 os.kill(clients[victim].pid, signal.SIGKILL)
                 clients[victim].join()
                 del clients[victim]  # its counts stay (indices are never reused)
-                clients[next_index] = multiprocessing.Process(target=client, args=(next_index, port, counters), daemon=True)
+                slots[next_index] = slots.pop(victim)
+                clients[next_index] = multiprocessing.Process(target=client, args=(next_index, slots[next_index], port, counters),
+                                                              daemon=True)
                 clients[next_index].start()
                 next_index += 1
                 killed += 1

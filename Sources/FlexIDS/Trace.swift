@@ -56,7 +56,8 @@ public final class Trace: @unchecked Sendable {
                 continue
             }
             // Other link types: the network-layer packet behind a synthetic Ethernet header.
-            guard let (etherType, start) = Self.networkLayer(raw, link: link), raw.count - start + 14 <= Self.maximumFrame else {
+            guard let (etherType, start) = Self.networkLayer(raw, link: link), start <= raw.count,
+                  raw.count - start + 14 <= Self.maximumFrame else {
                 skipped += 1
                 continue
             }
@@ -92,7 +93,7 @@ public final class Trace: @unchecked Sendable {
         case 228: return (0x0800, 0)
         case 229: return (0x86DD, 0)
         case 113: return be16(14).map { ($0, 16) }
-        case 276: return be16(0).map { ($0, 20) }
+        case 276: return raw.count >= 20 ? be16(0).map { ($0, 20) } : nil
         case 0, 108:
             // A 4-byte address family (host order for 0, network order for 108):
             // AF_INET is 2 everywhere; AF_INET6 is 10, 24, 28 or 30 by system.

@@ -280,3 +280,17 @@ func temporaryDirectory() throws -> String {
         #expect(rc != 0 && out.contains("not a flexids profile"), "\(out)")
     }
 }
+
+extension ReplayTests {
+    /// From fuzzing: a Linux cooked v2 record shorter than its 20-byte header trapped the
+    /// loader; it is skipped and counted.
+    @Test func aCookedRecordShorterThanItsHeaderIsSkipped() throws {
+        var file: [UInt8] = [0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0x14, 0x01, 0, 0]
+        file += [0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 4, 0, 0, 0] + [0x08, 0x00, 0, 0]
+        let path = NSTemporaryDirectory() + "cooked-short-\(getpid()).pcap"
+        try Data(file).write(to: URL(fileURLWithPath: path))
+        defer { unlink(path) }
+        let t = try Trace(path: path)
+        #expect(t.records.isEmpty && t.skipped == 1)
+    }
+}

@@ -201,9 +201,13 @@ public final class Inspector {
         let payload = UnsafeRawBufferPointer(start: frame.baseAddress! + payloadStart,
                                              count: max(0, min(Int(parsed.payloadLength) - skip, frame.count - payloadStart)))
         let scanned = payloadRules ? payload : UnsafeRawBufferPointer(start: payload.baseAddress, count: 0)
+        // The context parses HTTP and normalizes the URI once, for the fast patterns
+        // here and for confirmation below.
+        var context = PacketContext(frame: parsed, bytes: UnsafeRawPointer(frame.baseAddress!), payload: payload, flow: flow,
+                                    scratch: scratch, variables: variables, uriScratch: uriScratch)
         // An encoded request URI is scanned again normalized, so http_uri fast patterns
         // meet what their contents will be matched against.
-        let uri = payloadRules ? normalizedURIIfEncoded(payload) : nil
+        let uri = payloadRules ? context.encodedURI() : nil
         if let table = engine.table(for: parsed) {
             for k in table.destination.range(parsed.destinationPort) { collect(table.destination.ids[k], scanned, parsed, also: uri) }
             for k in table.source.range(parsed.sourcePort) { collect(table.source.ids[k], scanned, parsed, also: uri) }
@@ -214,8 +218,6 @@ public final class Inspector {
         guard candidateCount > 0 else { return }
         counts.candidates &+= candidateCount
 
-        var context = PacketContext(frame: parsed, bytes: UnsafeRawPointer(frame.baseAddress!), payload: payload, flow: flow,
-                                    scratch: scratch, variables: variables, uriScratch: uriScratch)
         // Snort's order of actions (pass, reject, alert, log): only the first group
         // with a match is output, so a matching pass rule silences the packet and a
         // reject match hides alert rules' events; log rules raise no alert, and
@@ -287,25 +289,6 @@ public final class Inspector {
                 }
             }
         }
-    }
-
-    /// The normalized request URI, if the payload starts with a request line whose
-    /// target normalization changes (it has `%`, `\`, `//` or a `.` segment); else nil.
-    func normalizedURIIfEncoded(_ payload: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer? {
-        guard payload.count >= 8, payload[0] >= UInt8(ascii: "A"), payload[0] <= UInt8(ascii: "Z"),
-              let target = HTTPBuffers(parsing: payload).uri else { return nil }
-        let raw = UnsafeRawBufferPointer(rebasing: payload[target])
-        var changes = false
-        for i in raw.indices {
-            let c = raw[i]
-            if c == UInt8(ascii: "%") || c == UInt8(ascii: "\\")
-                || (c == UInt8(ascii: "/") && i + 1 < raw.count && (raw[i + 1] == UInt8(ascii: "/") || raw[i + 1] == UInt8(ascii: "."))) {
-                changes = true
-                break
-            }
-        }
-        guard changes else { return nil }
-        return UnsafeRawBufferPointer(rebasing: uriScratch[0..<URINormalizer.normalize(raw, into: uriScratch)])
     }
 
     @inline(__always)

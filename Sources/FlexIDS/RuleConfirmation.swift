@@ -51,6 +51,23 @@ struct PacketContext {
         return normalizedURI
     }
 
+    /// The normalized request URI, when the payload has one that normalizing changes
+    /// (it has `%`, `\\`, `//` or a `.` segment); else nil, and an unchanged URI is
+    /// kept as its own normal form, so it is never normalized.
+    mutating func encodedURI() -> UnsafeRawBufferPointer? {
+        guard payload.count >= 8, payload[0] >= UInt8(ascii: "A"), payload[0] <= UInt8(ascii: "Z"),
+              let raw = bytes(.httpRawURI) else { return nil }
+        for i in raw.indices {
+            let c = raw[i]
+            if c == UInt8(ascii: "%") || c == UInt8(ascii: "\\")
+                || (c == UInt8(ascii: "/") && i + 1 < raw.count && (raw[i + 1] == UInt8(ascii: "/") || raw[i + 1] == UInt8(ascii: "."))) {
+                return bytes(.httpURI)
+            }
+        }
+        normalizedURI = raw
+        return nil
+    }
+
     /// Whether `rule` fires on this packet. The rule is read in place: cheap tests
     /// first (protocol, flow, flags, sizes), then addresses and ports, then detection.
     mutating func matches(_ rule: UnsafePointer<SnortRule>) -> Bool {

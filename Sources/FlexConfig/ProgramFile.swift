@@ -52,8 +52,7 @@ public enum ProgramFile {
     public static func parse(_ text: String, source: String = "<program>") throws -> SteeringProgram {
         let file: FileModel
         do {
-            try TOMLInput.check(text)
-            file = try TOMLDecoder(strictDecoding: true).decode(FileModel.self, from: text)
+            file = try TOMLInput.decode(FileModel.self, from: text)
         } catch let e as TOMLInputError {
             throw ProgramError("\(source): \(e)")
         } catch let e as TOMLParseError {

@@ -1,3 +1,5 @@
+import TOMLKit
+
 /// A check every TOML document passes before TOMLKit parses it. TOMLKit's parser
 /// (toml++ 3) asserts, and in release builds assumes, that a key starts with a
 /// bare-key character or a quote; a table name like `[~` or `[\u{F5}` trips it (found
@@ -7,6 +9,13 @@
 /// non-ASCII text may stand only in strings and comments, as TOML itself says: valid
 /// documents pass unchanged, hostile ones get an error with their line.
 public enum TOMLInput {
+    /// Checks `text`, then decodes it strictly (unknown keys are errors): how every
+    /// TOML document in the project is read. Errors are `TOMLInputError` or TOMLKit's.
+    public static func decode<T: Decodable>(_ type: T.Type, from text: String) throws -> T {
+        try check(text)
+        return try TOMLDecoder(strictDecoding: true).decode(type, from: text)
+    }
+
     /// Throws, naming the line, at the first key or character TOML does not allow.
     public static func check(_ text: String) throws(TOMLInputError) {
         var scan = Scanner(bytes: Array(text.utf8))

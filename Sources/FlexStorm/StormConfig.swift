@@ -121,8 +121,7 @@ public struct StormConfig: Sendable {
         let lines = SourceLines(text)
         let file: FileModel
         do {
-            try TOMLInput.check(text)
-            file = try TOMLDecoder(strictDecoding: true).decode(FileModel.self, from: text)
+            file = try TOMLInput.decode(FileModel.self, from: text)
         } catch let e as TOMLInputError {
             throw StormConfigError("\(source):\(e.line): \(e)")
         } catch let e as TOMLParseError {

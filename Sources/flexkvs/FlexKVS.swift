@@ -114,8 +114,7 @@ struct FlexKVSCommand: ParsableCommand {
                 throw RuntimeFailure("--config \(config): cannot read the file")
             }
             do {
-                try TOMLInput.check(text)
-                file = try TOMLDecoder(strictDecoding: true).decode(FileSettings.self, from: text)
+                file = try TOMLInput.decode(FileSettings.self, from: text)
             } catch let e as TOMLInputError {
                 throw RuntimeFailure("\(config): \(e)")
             } catch let e as TOMLParseError {

@@ -84,6 +84,16 @@ def steady_client(port, stop, results):
     results.put((latencies, failures))
 
 
+def start_steady_client(port):
+    """A well-behaved client that measures its round trips, in a process of its own (a
+    thread would time this process's own pauses too). Returns (stop, results, process)."""
+    stop = multiprocessing.Event()
+    results = multiprocessing.Queue()
+    steady = multiprocessing.Process(target=steady_client, args=(port, stop, results))
+    steady.start()
+    return stop, results, steady
+
+
 def test_careless_clients_leave_nothing_behind_and_others_are_served(server):
     proc, port = server
     admin = socket.create_connection((HOST, port), timeout=5)
@@ -97,12 +107,7 @@ def test_careless_clients_leave_nothing_behind_and_others_are_served(server):
     base_connections = int(stats(admin)["curr_connections"])
     base_rss = rss_kib(proc.pid)
 
-    # A well-behaved client measures its round trips throughout, in a process of its
-    # own (a thread would time this process's own pauses too).
-    stop = multiprocessing.Event()
-    results = multiprocessing.Queue()
-    steady = multiprocessing.Process(target=steady_client, args=(port, stop, results))
-    steady.start()
+    stop, results, steady = start_steady_client(port)
     time.sleep(0.2)
     careless = []
     for i in range(300):
@@ -190,10 +195,7 @@ def test_slow_senders_and_garbage_floods_stay_bounded(server):
     base_connections = int(stats(admin)["curr_connections"])
     base_rss = rss_kib(proc.pid)
 
-    stop = multiprocessing.Event()
-    results = multiprocessing.Queue()
-    steady = multiprocessing.Process(target=steady_client, args=(port, stop, results))
-    steady.start()
+    stop, results, steady = start_steady_client(port)
     with multiprocessing.Pool(24) as pool:
         slow = [pool.apply_async(slow_sender, (port, 2.0)) for _ in range(16)]
         floods = [pool.apply_async(flooder, (port, seed)) for seed in range(6)]

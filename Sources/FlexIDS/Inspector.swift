@@ -11,6 +11,8 @@ public final class Inspector {
     var flows: FlowTable
     let defragmenter = Defragmenter()
     let scratch = PatternScratch()
+    /// Scratch for the groups' Hyperscan databases (nil: the engine uses none).
+    let hyperscan: HyperscanScratch?
     /// `checked[r] == stamp`: rule r was already a candidate for this packet.
     let checked: UnsafeMutablePointer<UInt32>
     var stamp: UInt32 = 0
@@ -89,6 +91,8 @@ public final class Inspector {
         self.engine = engine
         verifiesChecksums = engine.checksums == .all
         flows = FlowTable(capacity: flowCapacity, flowbits: engine.flowbitCount)
+        let databases = engine.groups.compactMap(\.database)
+        hyperscan = databases.isEmpty ? nil : HyperscanScratch(for: databases)
         let n = max(engine.rules.count, 1)
         checked = .allocate(capacity: n)
         checked.initialize(repeating: 0, count: n)
@@ -269,23 +273,25 @@ public final class Inspector {
         guard id >= 0 else { return }
         let group = engine.groups[Int(id)]
         for r in group.alwaysRules { add(r) }
-        if !group.sourceListedRules.isEmpty && AddressSet.find(frame.sourceAddress, in: group.sourceUnion) {
-            for r in group.sourceListedRules { add(r) }
-        }
-        if !group.destinationListedRules.isEmpty && AddressSet.find(frame.destinationAddress, in: group.destinationUnion) {
-            for r in group.destinationListedRules { add(r) }
-        }
-        guard payload.count > 0, group.matcher.patternCount > 0 else { return }
+        group.sourceListed.forEachRule(containing: frame.sourceAddress, add)
+        group.destinationListed.forEachRule(containing: frame.destinationAddress, add)
+        guard payload.count > 0, group.patternCount > 0 else { return }
         counts.scans &+= 1
         group.patternRuleStart.withUnsafeBufferPointer { start in
             group.patternRules.withUnsafeBufferPointer { list in
-                group.matcher.scan(payload) { p in
+                @inline(__always) func addRules(ofPattern p: Int32) {
                     for k in Int(start[Int(p)])..<Int(start[Int(p) + 1]) { add(list[k]) }
                 }
-                if let uri {
-                    group.matcher.scan(uri) { p in
-                        for k in Int(start[Int(p)])..<Int(start[Int(p) + 1]) { add(list[k]) }
+                if let database = group.database, let hyperscan {
+                    var found = database.scan(payload, hyperscan)
+                    for i in 0..<found { addRules(ofPattern: hyperscan.sink.pointee.ids[i]) }
+                    if let uri {
+                        found = database.scan(uri, hyperscan)
+                        for i in 0..<found { addRules(ofPattern: hyperscan.sink.pointee.ids[i]) }
                     }
+                } else if let automaton = group.automaton {
+                    automaton.scan(payload, addRules)
+                    if let uri { automaton.scan(uri, addRules) }
                 }
             }
         }

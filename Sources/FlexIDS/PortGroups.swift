@@ -9,9 +9,9 @@
 /// its ports share, and each port's rules from short lists merge into one group of that
 /// port. A TCP or UDP packet checks the destination-side groups of its destination
 /// port, the source-side groups of its source port, its protocol's any-any group and
-/// the `ip` group. Each group compiles its rules' fast patterns into one
-/// `MultiPatternMatcher`; rules without a content are checked on every packet of the
-/// group.
+/// the `ip` group. Each group compiles its rules' fast patterns into one Hyperscan
+/// database (`HyperscanDatabase`) or, without Hyperscan, one `MultiPatternMatcher`;
+/// rules without a content are checked on every packet of the group.
 public final class RuleGroup: @unchecked Sendable {
     public enum Kind: String, Sendable { case destination = "dst", source = "src", any }
     public let proto: SnortRule.TransportProtocol
@@ -20,7 +20,12 @@ public final class RuleGroup: @unchecked Sendable {
     public let ports: [UInt16]
     /// Indices into the engine's rules.
     public let rules: [Int32]
-    let matcher: MultiPatternMatcher
+    /// The fast patterns' matcher: exactly one of the two is set when the group has
+    /// patterns, neither when it has none.
+    let database: HyperscanDatabase?
+    let automaton: MultiPatternMatcher?
+    /// Distinct fast patterns (case folded).
+    let patternCount: Int
     /// `patternRules[patternRuleStart[p] ..< patternRuleStart[p + 1]]`: rules with fast
     /// pattern `p`.
     let patternRuleStart: [Int32]
@@ -28,12 +33,10 @@ public final class RuleGroup: @unchecked Sendable {
     /// Rules without a fast pattern: candidates for every packet of the group...
     let alwaysRules: [Int32]
     /// ...except those that name source (destination) addresses, IP reputation lists
-    /// mostly: candidates only when the packet's source (destination) falls in the union
-    /// of their address ranges, one binary search per packet for all of them.
-    let sourceListedRules: [Int32]
-    let sourceUnion: [ClosedRange<UInt32>]
-    let destinationListedRules: [Int32]
-    let destinationUnion: [ClosedRange<UInt32>]
+    /// mostly: candidates only when their list includes the packet's source
+    /// (destination), one binary search per packet for all of them.
+    let sourceListed: AddressIndex
+    let destinationListed: AddressIndex
 
     /// The port list as rules wrote it (`$HTTP_PORTS`), for a shared list's group.
     public let label: String?
@@ -45,7 +48,8 @@ public final class RuleGroup: @unchecked Sendable {
         return "\(proto.rawValue) \(kind.rawValue) " + (label.map { "\($0) (\(ports.count) ports)" } ?? list)
     }
 
-    init(proto: SnortRule.TransportProtocol, kind: Kind, ports: [UInt16], label: String?, rules: [Int32], all: [SnortRule]) {
+    init(proto: SnortRule.TransportProtocol, kind: Kind, ports: [UInt16], label: String?, rules: [Int32], all: [SnortRule],
+         matcher: MatcherChoice) {
         self.label = label
         self.proto = proto
         self.kind = kind
@@ -55,7 +59,6 @@ public final class RuleGroup: @unchecked Sendable {
         var patterns: [[UInt8]] = []
         var byPattern: [[Int32]] = []
         var always: [Int32] = [], bySource: [Int32] = [], byDestination: [Int32] = []
-        var sources: [ClosedRange<UInt32>] = [], destinations: [ClosedRange<UInt32>] = []
         for r in rules {
             let rule = all[Int(r)]
             guard let fp = rule.fastPattern else {
@@ -64,10 +67,8 @@ public final class RuleGroup: @unchecked Sendable {
                 let bySourceSide = !rule.source.isAny && (rule.destination.isAny || rule.source.span <= rule.destination.span)
                 if !rule.bidirectional && bySourceSide {
                     bySource.append(r)
-                    sources += rule.source.included
                 } else if !rule.bidirectional && !rule.destination.isAny {
                     byDestination.append(r)
-                    destinations += rule.destination.included
                 } else {
                     always.append(r)
                 }
@@ -82,25 +83,25 @@ public final class RuleGroup: @unchecked Sendable {
                 byPattern.append([r])
             }
         }
-        matcher = MultiPatternMatcher(patterns: patterns)
+        patternCount = patterns.count
+        database = patterns.isEmpty || matcher == .dfa ? nil : HyperscanDatabase(patterns: patterns)
+        automaton = patterns.isEmpty || database != nil ? nil : MultiPatternMatcher(patterns: patterns)
         var start: [Int32] = [0]
         for list in byPattern { start.append(start.last! + Int32(list.count)) }
         patternRuleStart = start
         patternRules = byPattern.flatMap { $0 }
         alwaysRules = always
-        sourceListedRules = bySource
-        sourceUnion = AddressSet.merged(sources)
-        destinationListedRules = byDestination
-        destinationUnion = AddressSet.merged(destinations)
+        sourceListed = AddressIndex(bySource, bySource.map { all[Int($0)].source })
+        destinationListed = AddressIndex(byDestination, byDestination.map { all[Int($0)].destination })
     }
 
-    /// States of the group's automaton.
-    public var stateCount: Int { matcher.stateCount }
+    /// States of the group's automaton (0 with Hyperscan).
+    public var stateCount: Int { automaton?.stateCount ?? 0 }
 
     /// Bytes of rule state a core touches to inspect with this group.
     public var memoryFootprint: Int {
-        matcher.memoryFootprint + (patternRules.count + alwaysRules.count + sourceListedRules.count + destinationListedRules.count) * 4
-            + (sourceUnion.count + destinationUnion.count) * 8
+        (database?.memoryFootprint ?? 0) + (automaton?.memoryFootprint ?? 0) + (patternRules.count + alwaysRules.count) * 4
+            + sourceListed.memoryFootprint + destinationListed.memoryFootprint
     }
 }
 

@@ -31,6 +31,14 @@ struct RuleOptions: ParsableArguments {
     @Option(parsing: .unconditional, help: "Skipped rules to list one by one (the summary counts them all; -1 lists all).") var warnings = 10
     @Option(help: "all: packets with a wrong IPv4, TCP, UDP or ICMP checksum are counted and not inspected (Snort's default); none: inspect them anyway (captures of a host with checksum offload).")
     var checksumMode: DetectionEngine.ChecksumMode = .all
+    @Option(help: "Fast-pattern matcher of the port groups: hyperscan (Hyperscan's literal matcher, loaded at run time from libhs.so.5), dfa (the built-in Aho-Corasick full DFA, 1 KiB per state), auto (hyperscan if it loads, else dfa).")
+    var matcher: MatcherChoice = .auto
+
+    func validate() throws {
+        if matcher == .hyperscan && !HyperscanDatabase.isAvailable {
+            throw ValidationError("--matcher hyperscan: \(HyperscanDatabase.unavailableReason)")
+        }
+    }
 
     /// Loads the rules, prints warnings and the loaded/skipped summary to stderr.
     func load(quiet: Bool = false) throws -> RuleSet {
@@ -51,7 +59,10 @@ struct RuleOptions: ParsableArguments {
     }
 
     /// Loads the rules (summary on stderr) and compiles their port groups.
-    func engine() throws -> DetectionEngine { DetectionEngine(rules: try load(quiet: true).rules, checksums: checksumMode) }
+    func engine() throws -> DetectionEngine { engine(for: try load(quiet: true)) }
+
+    /// Compiles the port groups of loaded rules with the chosen checksum mode and matcher.
+    func engine(for set: RuleSet) -> DetectionEngine { DetectionEngine(rules: set.rules, checksums: checksumMode, matcher: matcher) }
 }
 
 /// Loads the trace through a DPDK `net_pcap` vdev replaying `path`.
@@ -98,8 +109,8 @@ struct CheckRules: ParsableCommand {
     func run() throws {
         let set = try ruleOptions.load()
         let start = Date()
-        let engine = DetectionEngine(rules: set.rules)
-        print(String(format: "port groups: %d, automata %.1f MiB, built in %.2f s", engine.groups.count,
+        let engine = ruleOptions.engine(for: set)
+        print(String(format: "port groups: %d, %@ matchers %.1f MiB, built in %.2f s", engine.groups.count, engine.matcher.rawValue,
                      Double(engine.memoryFootprint) / 1048576, Date().timeIntervalSince(start)))
         let shown = groups ? engine.groups : Array(engine.groups.sorted { $0.memoryFootprint > $1.memoryFootprint }.prefix(8))
         if !groups { print("largest groups (--groups lists all):") }
@@ -389,6 +400,7 @@ struct Compare: ParsableCommand {
 
 extension SteeringMode: ExpressibleByArgument {}
 extension DetectionEngine.ChecksumMode: ExpressibleByArgument {}
+extension MatcherChoice: ExpressibleByArgument {}
 
 /// `flexids run --io`: how the trace is read.
 enum TraceInput: String, CaseIterable, ExpressibleByArgument {

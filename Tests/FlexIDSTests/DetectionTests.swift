@@ -17,7 +17,7 @@ enum Make {
         try! Frames.build { try FrameBuilder.udp(into: $0, endpoints: e, payload: payload) }
     }
 
-    static func engine(_ rules: String) throws -> DetectionEngine {
+    static func engine(_ rules: String, matcher: MatcherChoice = .auto) throws -> DetectionEngine {
         var v = RuleVariables()
         v.define("HOME_NET", "10.0.0.0/8")
         v.define("EXTERNAL_NET", "!$HOME_NET")
@@ -25,7 +25,7 @@ enum Make {
         var set = RuleSet()
         set.add(rules, file: "test.rules", variables: v)
         guard set.skipped.isEmpty else { throw TestSetupError("skipped: \(set.skipped)") }
-        return DetectionEngine(rules: set.rules)
+        return DetectionEngine(rules: set.rules, matcher: matcher)
     }
 
     /// The sids that fire on `frames`, in order, inspected by one instance.
@@ -39,24 +39,58 @@ enum Make {
 }
 
 @Suite struct MultiPatternMatcherTests {
+    /// What a naive case-insensitive search finds: the ids of the patterns in `text`.
+    static func naive(_ patterns: [[UInt8]], _ text: [UInt8]) -> Set<Int32> {
+        let fold = MultiPatternMatcher.fold
+        var expected = Set<Int32>()
+        for (id, p) in patterns.enumerated() where p.count <= text.count {
+            for i in 0...(text.count - p.count) where (0..<p.count).allSatisfy({ fold[Int(text[i + $0])] == fold[Int(p[$0])] }) {
+                expected.insert(Int32(id))
+            }
+        }
+        return expected
+    }
+
+    /// Random patterns over a small alphabet (so they overlap and nest) and texts.
+    static func randomCase(_ rng: inout SplitMix64) -> (patterns: [[UInt8]], texts: [[UInt8]]) {
+        let alphabet = Array("abcAB\r\n \0\u{ff}".utf8)
+        let patterns: [[UInt8]] = (0..<60).map { _ in (0..<(1 + rng.next(below: 5))).map { _ in alphabet[rng.next(below: alphabet.count)] } }
+        let texts = (0..<40).map { _ in (0..<(1 + rng.next(below: 300))).map { _ in alphabet[rng.next(below: alphabet.count)] } }
+        return (patterns, texts)
+    }
+
     /// The automaton finds exactly what a naive case-insensitive search finds.
     @Test func agreesWithNaiveSearchOnRandomInput() {
         var rng = SplitMix64(seed: 42)
-        let alphabet = Array("abcAB\r\n ".utf8)
-        let patterns: [[UInt8]] = (0..<60).map { _ in (0..<(1 + rng.next(below: 5))).map { _ in alphabet[rng.next(below: alphabet.count)] } }
-        let matcher = MultiPatternMatcher(patterns: patterns)
-        let fold = MultiPatternMatcher.fold
-        for _ in 0..<40 {
-            let text = (0..<300).map { _ in alphabet[rng.next(below: alphabet.count)] }
-            var got = Set<Int32>()
-            text.withUnsafeBytes { matcher.scan($0) { got.insert($0) } }
-            var expected = Set<Int32>()
-            for (id, p) in patterns.enumerated() {
-                for i in 0...(text.count - p.count) where (0..<p.count).allSatisfy({ fold[Int(text[i + $0])] == fold[Int(p[$0])] }) {
-                    expected.insert(Int32(id))
-                }
+        for _ in 0..<5 {
+            let (patterns, texts) = Self.randomCase(&rng)
+            let matcher = MultiPatternMatcher(patterns: patterns)
+            for text in texts {
+                var got = Set<Int32>()
+                text.withUnsafeBytes { matcher.scan($0) { got.insert($0) } }
+                #expect(got == Self.naive(patterns, text))
             }
-            #expect(got == expected)
+        }
+    }
+
+    /// CI installs Hyperscan, so the engine's default matcher is tested, not the fallback.
+    @Test func hyperscanIsAvailable() {
+        #expect(HyperscanDatabase.isAvailable, "\(HyperscanDatabase.unavailableReason)")
+    }
+
+    /// Hyperscan's database finds the same pattern ids, each once per scan.
+    @Test(.enabled(if: HyperscanDatabase.isAvailable)) func hyperscanAgreesWithNaiveSearch() throws {
+        var rng = SplitMix64(seed: 7)
+        for _ in 0..<5 {
+            let (patterns, texts) = Self.randomCase(&rng)
+            let database = try #require(HyperscanDatabase(patterns: patterns))
+            let scratch = HyperscanScratch(for: [database])
+            for text in texts {
+                let found = text.withUnsafeBytes { database.scan($0, scratch) }
+                let ids = (0..<found).map { scratch.sink.pointee.ids[$0] }
+                #expect(Set(ids).count == ids.count, "single-match: each id once")
+                #expect(Set(ids) == Self.naive(patterns, text))
+            }
         }
     }
 
@@ -164,7 +198,7 @@ enum Make {
             alert tcp any any -> any any (msg:"everything"; flags:A+; sid:3;)
             """)
         let group = engine.groups.first { $0.name == "tcp any" }!
-        #expect(group.sourceListedRules.count == 1 && group.destinationListedRules.count == 1 && group.alwaysRules.count == 1)
+        #expect(!group.sourceListed.isEmpty && !group.destinationListed.isEmpty && group.alwaysRules.count == 1)
         #expect(Make.sids(engine, [Make.tcp("x")]) == [1, 2, 3])
         let other = FrameBuilder.Endpoints(source: IPv4Address(10, 0, 0, 2), destination: IPv4Address(93, 184, 216, 35), sourcePort: 1, destinationPort: 2)
         #expect(Make.sids(engine, [Make.tcp("x", other)]) == [3])
@@ -172,6 +206,27 @@ enum Make {
         var frame = Make.tcp("x", other)
         frame.withUnsafeMutableBytes { _ = inspector.inspect($0, number: 1, timestampNanoseconds: 0) }
         #expect(inspector.counters.candidates == 1, "only the rule without addresses is a candidate")
+    }
+
+    /// Of many reputation rules, a packet makes candidates of exactly those whose lists
+    /// include its address, overlapping lists and list ends included.
+    @Test func addressIndexFindsExactlyTheListingRules() {
+        var rng = SplitMix64(seed: 3)
+        let variables = RuleVariables()
+        let sets = (0..<40).map { _ -> AddressSet in
+            let blocks = (0..<(1 + rng.next(below: 6))).map { _ in "10.0.\(rng.next(below: 4)).\(rng.next(below: 256))/\(24 + rng.next(below: 9))" }
+            return try! AddressSet(parsing: Substring("[\(blocks.joined(separator: ","))]"), variables: variables)
+        }
+        let index = AddressIndex((0..<40).map(Int32.init), sets)
+        for a in UInt32(0x0A00_0000 - 2)...UInt32(0x0A00_0400 + 2) {
+            var got: [Int32] = []
+            index.forEachRule(containing: a) { got.append($0) }
+            let expected = sets.indices.filter { sets[$0].contains(a) }.map(Int32.init)
+            #expect(got == expected, "\(a)")
+        }
+        var edge: [Int32] = []
+        AddressIndex([0], [try! AddressSet(parsing: "[255.255.255.0/24]", variables: variables)]).forEachRule(containing: .max) { edge.append($0) }
+        #expect(edge == [0], "a range that ends at the top of the address space")
     }
 
     @Test func thresholdsFilterInPacketOrder() throws {

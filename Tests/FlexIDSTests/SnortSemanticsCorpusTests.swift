@@ -31,14 +31,15 @@ import Testing
         #expect(Self.cases.count >= 26, "run from the package root; regenerate with Cases/make_cases.py")
     }
 
-    @Test(arguments: cases) func alertsAsTheManualSays(_ c: Case) throws {
+    @Test(arguments: cases, [MatcherChoice.hyperscan, .dfa]) func alertsAsTheManualSays(_ c: Case, matcher: MatcherChoice) throws {
         var variables = RuleVariables()
         variables.define("HOME_NET", "10.0.0.0/8")
         variables.define("EXTERNAL_NET", "any")
         var set = RuleSet()
         set.add(c.rules.joined(separator: "\n"), file: "\(c.name).rules", variables: variables)
         #expect(set.skipped.isEmpty, "\(set.skipped)")
-        let engine = DetectionEngine(rules: set.rules, checksums: try #require(DetectionEngine.ChecksumMode(rawValue: c.checksum_mode)))
+        let engine = DetectionEngine(rules: set.rules, checksums: try #require(DetectionEngine.ChecksumMode(rawValue: c.checksum_mode)),
+                                     matcher: matcher)
         let trace = try Trace(path: "\(Self.directory)/\(c.capture)")
         let inspector = Inspector(engine: engine)
         for i in trace.records.indices { inspector.inspect(trace, record: i) }

@@ -1,0 +1,94 @@
+import CHyperscan
+
+/// One port group's fast patterns compiled by Hyperscan into a block-mode literal
+/// database: case-insensitive (as Snort's fast-pattern matcher; rules confirm case),
+/// each pattern reported at most once per scan. Immutable after `init`, so instances
+/// share it; scanning needs a `HyperscanScratch` per thread.
+public final class HyperscanDatabase: @unchecked Sendable {
+    let database: UnsafeMutableRawPointer
+    public let patternCount: Int
+
+    /// Whether Hyperscan can be used here (its library loaded and the CPU supports it);
+    /// `unavailableReason` says why not.
+    public static var isAvailable: Bool { chs_available() != 0 }
+    public static var unavailableReason: String { String(cString: chs_unavailable_reason()) }
+
+    /// Compiles `patterns` (pattern id = index; none may be empty); nil if Hyperscan is
+    /// unavailable or refuses them (the group then keeps its own automaton).
+    public init?(patterns: [[UInt8]]) {
+        precondition(patterns.allSatisfy { !$0.isEmpty }, "empty fast pattern")
+        var error = [CChar](repeating: 0, count: 256)
+        // Hyperscan reads the patterns during the call only.
+        let copies = patterns.map { p -> UnsafeMutablePointer<CChar> in
+            let c = UnsafeMutablePointer<CChar>.allocate(capacity: p.count)
+            for (i, b) in p.enumerated() { c[i] = CChar(bitPattern: b) }
+            return c
+        }
+        defer { copies.forEach { $0.deallocate() } }
+        let pointers: [UnsafePointer<CChar>?] = copies.map { UnsafePointer($0) }
+        let lengths = patterns.map(\.count)
+        let compiled = pointers.withUnsafeBufferPointer { p in
+            chs_compile_literals(p.baseAddress, lengths, UInt32(patterns.count), &error, error.count)
+        }
+        guard let db = compiled else { return nil }
+        database = db
+        patternCount = patterns.count
+    }
+
+    deinit { chs_free_database(database) }
+
+    /// Bytes of the compiled database: what a core must cache to scan with it.
+    public var memoryFootprint: Int { chs_database_size(database) }
+
+    /// Scans `bytes`, writing each pattern id found once into `scratch.hits` (at most
+    /// `patternCount` of them); returns how many.
+    @inline(__always)
+    func scan(_ bytes: UnsafeRawBufferPointer, _ scratch: HyperscanScratch) -> Int {
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return 0 }
+        scratch.sink.pointee.count = 0
+        _ = chs_scan(database, base, UInt32(truncatingIfNeeded: bytes.count), scratch.space, recordHit, scratch.sink)
+        return scratch.sink.pointee.count
+    }
+}
+
+/// Where a scan's pattern ids go: `ids[0 ..< count]`.
+struct HyperscanHits {
+    var ids: UnsafeMutablePointer<Int32>
+    var count: Int
+}
+
+/// Hyperscan's handler: records the id (the database is single-match, so `ids` holds at
+/// most `patternCount` of them) and goes on.
+private let recordHit: chs_match_handler = { id, _, _, _, context in
+    let sink = context!.assumingMemoryBound(to: HyperscanHits.self)
+    sink.pointee.ids[sink.pointee.count] = Int32(bitPattern: id)
+    sink.pointee.count &+= 1
+    return 0
+}
+
+/// One thread's Hyperscan scratch, grown to serve every database of an engine, and the
+/// buffer a scan's pattern ids land in. Not shared between threads.
+final class HyperscanScratch {
+    var space: UnsafeMutableRawPointer?
+    let sink: UnsafeMutablePointer<HyperscanHits>
+    let capacity: Int
+
+    /// Scratch for `databases` (Hyperscan allocates it; failing means memory ran out).
+    init(for databases: [HyperscanDatabase]) {
+        capacity = max(1, databases.map(\.patternCount).max() ?? 1)
+        sink = .allocate(capacity: 1)
+        sink.initialize(to: HyperscanHits(ids: .allocate(capacity: capacity), count: 0))
+        for db in databases {
+            guard chs_grow_scratch(db.database, &space) == 0 else { fatalError("Hyperscan could not allocate its scratch space") }
+        }
+    }
+
+    deinit {
+        chs_free_scratch(space)
+        sink.pointee.ids.deallocate()
+        sink.deallocate()
+    }
+
+    /// Bytes Hyperscan's scratch takes.
+    var memoryFootprint: Int { chs_scratch_size(space) }
+}

@@ -8,7 +8,7 @@
 /// `starts[i] ..< starts[i + 1]` (the last runs to the end of the address space), and
 /// its rules are `rules[ruleStart[i] ..< ruleStart[i + 1]]`, each once. Immutable.
 struct AddressIndex: Sendable {
-    private var starts: [UInt32] = []
+    private var starts: [UInt128] = []
     private var ruleStart: [Int32] = [0]
     private var rules: [Int32] = []
 
@@ -17,17 +17,18 @@ struct AddressIndex: Sendable {
     /// Indexes `sets[k]`'s included ranges for rule `ids[k]`.
     init(_ ids: [Int32], _ sets: [AddressSet]) {
         // A sweep over the ranges' ends: +rule where a range starts, -rule past its end.
-        var events: [(at: UInt64, rule: Int32, enters: Bool)] = []
+        // (An end at the top of the address space has no event past it.)
+        var events: [(at: UInt128, rule: Int32, enters: Bool)] = []
         for (id, set) in zip(ids, sets) {
             for r in set.included {
-                events.append((UInt64(r.lowerBound), id, true))
-                events.append((UInt64(r.upperBound) + 1, id, false))
+                events.append((r.lowerBound, id, true))
+                if r.upperBound < .max { events.append((r.upperBound + 1, id, false)) }
             }
         }
         events.sort { $0.at < $1.at }
         var active: [Int32: Int] = [:]
         var i = 0
-        while i < events.count, events[i].at <= UInt64(UInt32.max) {
+        while i < events.count {
             let at = events[i].at
             while i < events.count && events[i].at == at {
                 let e = events[i]
@@ -35,7 +36,7 @@ struct AddressIndex: Sendable {
                 if active[e.rule] == 0 { active[e.rule] = nil }
                 i += 1
             }
-            starts.append(UInt32(at))
+            starts.append(at)
             rules += active.keys.sorted()
             ruleStart.append(Int32(rules.count))
         }
@@ -43,7 +44,7 @@ struct AddressIndex: Sendable {
 
     /// Calls `body` with each rule whose included ranges contain `address`.
     @inline(__always)
-    func forEachRule(containing address: UInt32, _ body: (Int32) -> Void) {
+    func forEachRule(containing address: UInt128, _ body: (Int32) -> Void) {
         guard !starts.isEmpty else { return }
         starts.withUnsafeBufferPointer { s in
             // The last interval starting at or before `address`.
@@ -58,5 +59,5 @@ struct AddressIndex: Sendable {
     }
 
     /// Bytes of the index.
-    var memoryFootprint: Int { starts.count * 4 + ruleStart.count * 4 + rules.count * 4 }
+    var memoryFootprint: Int { starts.count * 16 + ruleStart.count * 4 + rules.count * 4 }
 }

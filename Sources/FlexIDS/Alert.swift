@@ -8,8 +8,9 @@ public struct Alert: Sendable, Hashable, Comparable {
     /// Index into the engine's rules.
     public var rule: Int32
     public var proto: UInt8
-    public var source: UInt32
-    public var destination: UInt32
+    /// Addresses in `IPAddressing`'s form (IPv4 mapped).
+    public var source: UInt128
+    public var destination: UInt128
     public var sourcePort: UInt16
     public var destinationPort: UInt16
 
@@ -21,10 +22,10 @@ public struct Alert: Sendable, Hashable, Comparable {
 
 /// Alert output: Snort's "fast" one-line format and JSON lines.
 public enum AlertFormat {
-    static func address(_ a: UInt32) -> String { "\(a >> 24).\(a >> 16 & 255).\(a >> 8 & 255).\(a & 255)" }
+    static func address(_ a: UInt128) -> String { IPAddressing.text(a) }
 
     static func protocolName(_ p: UInt8) -> String {
-        switch p { case 6: "TCP"; case 17: "UDP"; case 1: "ICMP"; default: "PROTO:\(p)" }
+        switch p { case 6: "TCP"; case 17: "UDP"; case 1: "ICMP"; case 58: "IPV6-ICMP"; default: "PROTO:\(p)" }
     }
 
     /// `11/22-15:04:05.123456  [**] [1:2001:3] msg [**] [Classification: c] [Priority: 2] {TCP} a:p -> b:q`
@@ -87,10 +88,11 @@ public enum ThresholdFilter {
 
     static func filter(_ alerts: [Alert], _ rules: [SnortRule], by option: (SnortRule) -> Threshold?) -> [Alert] {
         struct Window { var start: UInt64; var count: Int }
-        var windows: [UInt64: Window] = [:]
+        struct Key: Hashable { var rule: Int32; var host: UInt128 }
+        var windows: [Key: Window] = [:]
         return alerts.filter { a in
             guard let t = option(rules[Int(a.rule)]) else { return true }
-            let key = UInt64(UInt32(a.rule)) << 32 | UInt64(t.trackBySource ? a.source : a.destination)
+            let key = Key(rule: a.rule, host: t.trackBySource ? a.source : a.destination)
             let span = UInt64(t.seconds) * 1_000_000_000
             var w = windows[key] ?? Window(start: a.timestampNanoseconds, count: 0)
             if a.timestampNanoseconds &- w.start >= span { w = Window(start: a.timestampNanoseconds, count: 0) }

@@ -1,8 +1,12 @@
 import FlexWire
 
-/// IPv4 reassembly as Snort 2.9's frag3 does it with its defaults, for one instance.
+/// IPv4 and IPv6 reassembly as Snort 2.9's frag3 does it with its defaults, for one
+/// instance.
 ///
-/// - Datagrams are keyed by source, destination, IP ID and protocol.
+/// - Datagrams are keyed by source, destination, IP ID (IPv6: the fragment header's
+///   32-bit identification) and protocol. An IPv6 fragment's data starts after its
+///   fragment header; extension headers before it are not carried into the rebuilt
+///   datagram.
 /// - Overlaps follow frag3's default `bsd` policy: where a new fragment overlaps data
 ///   already held, the new data wins only over data from a fragment that started at a
 ///   higher offset; elsewhere the old data stays (so an exact duplicate changes nothing).
@@ -13,11 +17,12 @@ import FlexWire
 ///   data (4 MiB); past either, the oldest datagram is dropped. Everything is counted.
 ///
 /// `insert` returns the rebuilt datagram when a fragment completes one: the completing
-/// fragment's Ethernet and IPv4 headers (20 bytes: its addresses, ID, TTL) with the
-/// fragment bits cleared, then the whole payload, as frag3's pseudo-packet.
+/// fragment's Ethernet and IP headers (IPv4: 20 bytes, its addresses, ID and TTL, the
+/// fragment bits cleared; IPv6: the 40-byte fixed header, next header set to the
+/// fragmented protocol), then the whole payload, as frag3's pseudo-packet.
 final class Defragmenter {
     struct Key: Hashable {
-        var source: UInt32, destination: UInt32, id: UInt16, proto: UInt8
+        var source: UInt128, destination: UInt128, id: UInt32, proto: UInt8
     }
     /// Bytes `start ..< end` of the payload, written by a fragment starting at `from`.
     struct Piece {
@@ -50,14 +55,38 @@ final class Defragmenter {
     var datagrams: [Key: Datagram] = [:]
     var memory = 0
     var counters = Counters()
-    /// The rebuilt frame: Ethernet, IPv4 (20 bytes), up to 65,515 bytes of payload.
-    let rebuilt = UnsafeMutableRawBufferPointer.allocate(byteCount: 14 + 20 + 65535, alignment: 64)
+    /// The rebuilt frame: Ethernet (with up to two tags), the IP header, up to 65,535
+    /// bytes of payload.
+    let rebuilt = UnsafeMutableRawBufferPointer.allocate(byteCount: 22 + 40 + 65535, alignment: 64)
 
     deinit { rebuilt.deallocate() }
 
+    /// Where a fragment lies in its datagram: its data's offset in the frame, its
+    /// offset in the datagram's payload, whether more follow, and its identification.
+    struct Position {
+        var data: Int, start: Int, more: Bool, id: UInt32
+    }
+
+    /// The position of the fragment in `bytes`, parsed at least to L3 as `f`.
+    static func position(_ f: ParsedFrame, _ bytes: UnsafeRawPointer) -> Position {
+        let l3 = Int(f.l3Offset)
+        if f.layers.contains(.ipv6) {
+            // The fragment header is the last one the parser stepped over before the
+            // fragmentable part; find it again along the chain.
+            let ip = try? IPv6Header(UnsafeMutableRawBufferPointer(start: UnsafeMutableRawPointer(mutating: bytes) + l3, count: Int(f.frameLength) - l3))
+            guard let ip, let header = ip.fragmentHeaderOffset, let p = ip.fragmentPosition else {
+                return Position(data: Int(f.l4Offset), start: 0, more: false, id: 0)
+            }
+            return Position(data: l3 + header + 8, start: p.offset, more: p.more, id: ip.fragmentIdentification)
+        }
+        let word = bytes.loadBE16(at: l3 + 6)
+        return Position(data: Int(f.l4Offset), start: Int(word & 0x1FFF) * 8, more: word & 0x2000 != 0, id: UInt32(bytes.loadBE16(at: l3 + 4)))
+    }
+
     /// The key of the datagram a fragment belongs to.
     static func key(_ f: ParsedFrame, _ bytes: UnsafeRawPointer) -> Key {
-        Key(source: f.sourceAddress, destination: f.destinationAddress, id: bytes.loadBE16(at: Int(f.l3Offset) + 4), proto: f.ipProtocol)
+        let a = PacketAddresses(f, bytes)
+        return Key(source: a.source, destination: a.destination, id: position(f, bytes).id, proto: f.ipProtocol)
     }
 
     /// Adds the fragment in `frame` (parsed at L3 as `f`); returns the rebuilt frame's
@@ -65,15 +94,17 @@ final class Defragmenter {
     func insert(_ frame: UnsafeMutableRawBufferPointer, _ f: ParsedFrame, now: UInt64) -> (UnsafeMutableRawBufferPointer, [Int32])? {
         counters.fragments &+= 1
         let base = UnsafeRawPointer(frame.baseAddress!)
-        let l3 = Int(f.l3Offset), l4 = Int(f.l4Offset)
-        let word = base.loadBE16(at: l3 + 6)
-        let more = word & 0x2000 != 0
-        let start = Int(word & 0x1FFF) * 8
+        let l3 = Int(f.l3Offset)
+        let position = Self.position(f, base)
+        let (l4, start, more) = (position.data, position.start, position.more)
         var length = Int(f.frameLength) - l4
         if more { length &= ~7 }
         guard length > 0 else { return nil }
+        let v6 = f.layers.contains(.ipv6)
+        let headerLength = v6 ? IPv6Header.length : 20
         let key = Self.key(f, base)
-        if let d = datagrams[key], now &- d.lastSeen >= Self.timeoutNanoseconds {
+        // (A capture's clock may step back: only time that went forward ages a datagram.)
+        if let d = datagrams[key], now > d.lastSeen && now - d.lastSeen >= Self.timeoutNanoseconds {
             drop(key)
         }
         if datagrams[key] == nil {
@@ -83,7 +114,7 @@ final class Defragmenter {
         let end = start + length
         var d = datagrams.removeValue(forKey: key)!
         d.lastSeen = now
-        if end > 65535 - 20 { d.bad = true }
+        if end > 65535 - (v6 ? 0 : 20) { d.bad = true }
         if !d.bad {
             if !more {
                 // A second last fragment that ends inside data already held: a teardrop.
@@ -110,18 +141,25 @@ final class Defragmenter {
         }
         memory -= d.data.count
         counters.reassembled &+= 1
-        // The completing fragment's link and IPv4 headers, unfragmented, then the payload.
+        // The completing fragment's link and IP headers, unfragmented, then the payload.
         let out = rebuilt.baseAddress!
-        out.copyMemory(from: base, byteCount: l3 + 20)
-        out.storeBytes(of: UInt8(0x45), toByteOffset: l3, as: UInt8.self)
-        out.storeBytes(of: UInt16(20 + total).bigEndian, toByteOffset: l3 + 2, as: UInt16.self)
-        out.storeBytes(of: UInt16(0), toByteOffset: l3 + 6, as: UInt16.self)
-        out.storeBytes(of: UInt16(0), toByteOffset: l3 + 10, as: UInt16.self)
-        d.data.withUnsafeBytes { (out + l3 + 20).copyMemory(from: $0.baseAddress!, byteCount: total) }
-        var sum = InternetChecksum()
-        sum.add(bytes: out + l3, count: 20)
-        out.storeBytes(of: sum.value.bigEndian, toByteOffset: l3 + 10, as: UInt16.self)
-        return (UnsafeMutableRawBufferPointer(start: out, count: l3 + 20 + total), d.alerted)
+        out.copyMemory(from: base, byteCount: l3 + headerLength)
+        if v6 {
+            out.storeBytes(of: UInt16(total).bigEndian, toByteOffset: l3 + 4, as: UInt16.self)
+            out.storeBytes(of: f.ipProtocol, toByteOffset: l3 + 6, as: UInt8.self)
+        } else {
+            out.storeBytes(of: UInt8(0x45), toByteOffset: l3, as: UInt8.self)
+            out.storeBytes(of: UInt16(20 + total).bigEndian, toByteOffset: l3 + 2, as: UInt16.self)
+            out.storeBytes(of: UInt16(0), toByteOffset: l3 + 6, as: UInt16.self)
+            out.storeBytes(of: UInt16(0), toByteOffset: l3 + 10, as: UInt16.self)
+        }
+        d.data.withUnsafeBytes { (out + l3 + headerLength).copyMemory(from: $0.baseAddress!, byteCount: total) }
+        if !v6 {
+            var sum = InternetChecksum()
+            sum.add(bytes: out + l3, count: 20)
+            out.storeBytes(of: sum.value.bigEndian, toByteOffset: l3 + 10, as: UInt16.self)
+        }
+        return (UnsafeMutableRawBufferPointer(start: out, count: l3 + headerLength + total), d.alerted)
     }
 
     /// Writes the fragment's bytes where the policy lets them: into gaps, and over

@@ -132,7 +132,7 @@ public final class DetectionEngine: @unchecked Sendable {
     func catchAllGroups(for frame: ParsedFrame) -> (Int32, Int32) {
         if frame.layers.contains(.tcp) { return (tcp.any, ipGroup) }
         if frame.layers.contains(.udp) { return (udp.any, ipGroup) }
-        return (frame.ipProtocol == 1 ? icmpGroup : -1, ipGroup)
+        return (frame.isICMP ? icmpGroup : -1, ipGroup)
     }
 
     /// Whether `port` keys a group of the frame's protocol: a service port.

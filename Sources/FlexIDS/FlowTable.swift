@@ -29,7 +29,8 @@ public struct FlowVerdict: @unchecked Sendable {
 /// flows are inspected statelessly (the mid-stream guesses) and counted in `untracked`.
 public struct FlowTable: ~Copyable {
     struct Entry {
-        var addresses: UInt64 = 0   // low endpoint's address << 32 | high endpoint's
+        var low: UInt128 = 0        // the lower endpoint's address (IPAddressing's form)
+        var high: UInt128 = 0       // the other endpoint's
         var ports: UInt32 = 0       // low endpoint's port << 16 | high endpoint's
         var proto: UInt8 = 0        // 0: empty slot
         var state: State = []
@@ -76,15 +77,17 @@ public struct FlowTable: ~Copyable {
 
     /// Updates the flow of `frame` and says how the packet relates to it.
     /// `senderIsServer` guesses the roles of a flow seen first mid-stream.
-    public mutating func update(_ frame: ParsedFrame, senderIsServer: Bool) -> FlowVerdict {
+    mutating func update(_ frame: ParsedFrame, _ endpoints: PacketAddresses, senderIsServer: Bool) -> FlowVerdict {
         let isTCP = frame.layers.contains(.tcp)
         guard isTCP || frame.layers.contains(.udp) else { return FlowVerdict(toServer: true, established: false, tracked: false) }
-        let sa = UInt64(frame.sourceAddress), da = UInt64(frame.destinationAddress)
+        let sa = endpoints.source, da = endpoints.destination
         let senderIsLow = (sa, frame.sourcePort) <= (da, frame.destinationPort)
-        let addresses = senderIsLow ? sa << 32 | da : da << 32 | sa
+        let (low, high) = senderIsLow ? (sa, da) : (da, sa)
         let ports = senderIsLow ? UInt32(frame.sourcePort) << 16 | UInt32(frame.destinationPort)
                                 : UInt32(frame.destinationPort) << 16 | UInt32(frame.sourcePort)
-        var h = (addresses ^ UInt64(ports) << 7 ^ UInt64(frame.ipProtocol)) &* 0x9E37_79B9_7F4A_7C15
+        let folded = UInt64(truncatingIfNeeded: low) ^ UInt64(truncatingIfNeeded: low >> 64) &* 31
+            ^ (UInt64(truncatingIfNeeded: high) ^ UInt64(truncatingIfNeeded: high >> 64) &* 31) << 1
+        var h = (folded ^ UInt64(ports) << 7 ^ UInt64(frame.ipProtocol)) &* 0x9E37_79B9_7F4A_7C15
         h ^= h >> 29
         var i = Int(truncatingIfNeeded: h) & mask
         let syn = frame.tcpFlags & 0x02 != 0, ack = frame.tcpFlags & 0x10 != 0
@@ -102,11 +105,11 @@ public struct FlowTable: ~Copyable {
                     untracked &+= 1
                     return FlowVerdict(toServer: senderIsClient, established: isTCP && !syn, tracked: false)
                 }
-                e.pointee = Entry(addresses: addresses, ports: ports, proto: frame.ipProtocol, state: state)
+                e.pointee = Entry(low: low, high: high, ports: ports, proto: frame.ipProtocol, state: state)
                 count &+= 1
                 return FlowVerdict(toServer: senderIsClient, established: state.contains(.established), tracked: true, flowbits: bits(i))
             }
-            if e.pointee.addresses == addresses && e.pointee.ports == ports && e.pointee.proto == frame.ipProtocol {
+            if e.pointee.low == low && e.pointee.high == high && e.pointee.ports == ports && e.pointee.proto == frame.ipProtocol {
                 var state = e.pointee.state
                 if isTCP && syn && !ack && state.contains(.established) {
                     // The 5-tuple is reused by a new connection: start over, the SYN's sender

@@ -93,53 +93,55 @@ extension Substring {
     }
 }
 
-/// A rule header's addresses: IPv4 blocks included and excluded. A packet address
-/// matches when some included block (or `any`) holds it and no excluded block does.
-/// Blocks are kept as sorted, merged ranges, so a reputation list of thousands of
-/// addresses costs a binary search per packet.
+/// A rule header's addresses: IPv4 and IPv6 blocks included and excluded, as ranges
+/// of `IPAddressing`'s 128-bit form. A packet address matches when some included block
+/// (or `any`) holds it and no excluded block does. Blocks are kept as sorted, merged
+/// ranges, so a reputation list of thousands of addresses costs a binary search per
+/// packet.
 public struct AddressSet: Sendable, Equatable, CustomStringConvertible {
-    struct Block: Sendable, Equatable {
-        var network: UInt32
-        var mask: UInt32
-        var range: ClosedRange<UInt32> { network...(network | ~mask) }
-    }
-    var included: [ClosedRange<UInt32>] = []
-    var excluded: [ClosedRange<UInt32>] = []
+    var included: [ClosedRange<UInt128>] = []
+    var excluded: [ClosedRange<UInt128>] = []
     public private(set) var isAny = false
     public private(set) var text: String
 
     public init(parsing text: Substring, variables: RuleVariables) throws(RuleError) {
         self.text = String(text)
         let (inc, exc, any) = try HeaderList.sets(text, variables: variables, parse: Self.block)
-        included = Self.merged(inc.map(\.range))
-        excluded = Self.merged(exc.map(\.range))
+        included = Self.merged(inc)
+        excluded = Self.merged(exc)
         isAny = any
     }
 
-    /// How many addresses the included ranges cover.
-    var span: UInt64 { included.reduce(0) { $0 + UInt64($1.upperBound - $1.lowerBound) + 1 } }
-
-    static func block(_ s: Substring) throws(RuleError) -> Block {
-        let parts = s.split(separator: "/", omittingEmptySubsequences: false)
-        let octets = parts[0].split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count <= 2, octets.count == 4 else { throw .malformed("not an IPv4 address or block: \(s)") }
-        var value: UInt32 = 0
-        for o in octets {
-            guard let n = UInt8(o) else { throw .malformed("not an IPv4 address or block: \(s)") }
-            value = value << 8 | UInt32(n)
+    /// How many addresses the included ranges cover (saturating).
+    var span: UInt128 {
+        included.reduce(0) { total, r in
+            let (n, o) = (r.upperBound - r.lowerBound).addingReportingOverflow(1)
+            let (sum, o2) = total.addingReportingOverflow(n)
+            return o || o2 ? .max : sum
         }
-        var bits = 32
+    }
+
+    /// `a.b.c.d[/n]` or an IPv6 address `[/n]`, as the range it covers.
+    static func block(_ s: Substring) throws(RuleError) -> ClosedRange<UInt128> {
+        let parts = s.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count <= 2, let address = IPAddressing.parse(parts[0]) else { throw .malformed("not an IPv4 or IPv6 address or block: \(s)") }
+        let isIPv4 = !parts[0].contains(":")
+        let width = isIPv4 ? 32 : 128
+        var bits = width
         if parts.count == 2 {
-            guard let b = Int(parts[1]), (0...32).contains(b) else { throw .malformed("bad prefix length in \(s)") }
+            guard let b = Int(parts[1]), (0...width).contains(b) else { throw .malformed("bad prefix length in \(s)") }
             bits = b
         }
-        let mask: UInt32 = bits == 0 ? 0 : ~0 << (32 - bits)
-        return Block(network: value & mask, mask: mask)
+        // An IPv4 prefix keeps the 96 mapped bits fixed.
+        let hostBits = width - bits
+        let hostMask: UInt128 = hostBits == 0 ? 0 : hostBits >= 128 ? .max : (1 << UInt128(hostBits)) - 1
+        let network = address & ~hostMask
+        return network...(network | hostMask)
     }
 
     /// Sorted, with overlapping and adjacent ranges joined.
-    static func merged(_ ranges: [ClosedRange<UInt32>]) -> [ClosedRange<UInt32>] {
-        var out: [ClosedRange<UInt32>] = []
+    static func merged(_ ranges: [ClosedRange<UInt128>]) -> [ClosedRange<UInt128>] {
+        var out: [ClosedRange<UInt128>] = []
         for r in ranges.sorted(by: { $0.lowerBound < $1.lowerBound }) {
             if let last = out.last, r.lowerBound <= last.upperBound || r.lowerBound == last.upperBound &+ 1 {
                 out[out.count - 1] = last.lowerBound...max(last.upperBound, r.upperBound)
@@ -150,7 +152,7 @@ public struct AddressSet: Sendable, Equatable, CustomStringConvertible {
         return out
     }
 
-    static func find(_ a: UInt32, in ranges: [ClosedRange<UInt32>]) -> Bool {
+    static func find(_ a: UInt128, in ranges: [ClosedRange<UInt128>]) -> Bool {
         var lo = 0, hi = ranges.count
         while lo < hi {
             let mid = (lo + hi) / 2
@@ -159,8 +161,8 @@ public struct AddressSet: Sendable, Equatable, CustomStringConvertible {
         return lo < ranges.count && ranges[lo].contains(a)
     }
 
-    public func contains(_ address: UInt32) -> Bool {
-        (isAny || Self.find(address, in: included)) && !Self.find(address, in: excluded)
+    public func contains(_ address: UInt128) -> Bool {
+        (isAny || Self.find(address, in: included)) && (excluded.isEmpty || !Self.find(address, in: excluded))
     }
 
     public var description: String { text }

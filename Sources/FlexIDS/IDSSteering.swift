@@ -23,12 +23,20 @@ public enum IDSSteering {
     /// does not change the hash: its 16-bit period matches the fields' widths.
     public static let symmetricRSSKey: [UInt8] = (0..<40).map { $0 % 2 == 0 ? 0x6D : 0x5A }
 
-    /// IPv4 packets are hashed to an instance; anything else goes to instance 0.
+    /// The stages that hash IPv4 and IPv6 packets (Toeplitz over the 4-tuple; IPv6 over
+    /// its 128-bit addresses) to an instance.
+    static func hashStages(_ input: HashInput, name: String = "") -> [SteeringProgram.Stage] {
+        [(0x0800, "ipv4"), (0x86DD, "ipv6")].map { type, family in
+            SteeringProgram.Stage(name.isEmpty ? family : "\(name) (\(family))", fields: [FieldMatch(.etherType, .exact(type))],
+                                  actions: [.hash(input), .redirect])
+        }
+    }
+
+    /// IPv4 and IPv6 packets are hashed to an instance; anything else goes to instance 0.
     public static func hashProgram(instances: Int, symmetricSort: Bool) -> SteeringProgram {
         SteeringProgram(
             name: symmetricSort ? "ids-symmetric" : "ids-hash", queues: instances,
-            stages: [SteeringProgram.Stage("ipv4", fields: [FieldMatch(.etherType, .exact(0x0800))],
-                                           actions: [.hash(symmetricSort ? .symmetricFourTuple : .fourTuple), .redirect])],
+            stages: hashStages(symmetricSort ? .symmetricFourTuple : .fourTuple),
             defaultDisposition: .queue(0), toeplitzKey: symmetricSort ? ToeplitzHash.microsoftKey : symmetricRSSKey)
     }
 
@@ -39,7 +47,7 @@ public enum IDSSteering {
     /// `SteeringProgram.maximumStages` stages: the lightest flow groups beyond that are
     /// left to the hash stage (`omitted` counts them).
     public static func partitionProgram(assignment: [Profile.Assignment], instances: Int) -> (program: SteeringProgram, omitted: Int) {
-        let kept = assignment.sorted { $0.share > $1.share }.prefix((SteeringProgram.maximumStages - 1) / 2)
+        let kept = assignment.sorted { $0.share > $1.share }.prefix((SteeringProgram.maximumStages - 2) / 2)
         var stages: [SteeringProgram.Stage] = []
         func stage(_ name: String, _ fields: [FieldMatch], _ instances: [Int]) {
             stages.append(.init(name, fields: fields,
@@ -64,7 +72,7 @@ public enum IDSSteering {
                 stage(label + " b->a", [proto, port(.sourcePort, b), port(.destinationPort, a)], instance)
             }
         }
-        stages.append(.init("outside the profile", fields: [FieldMatch(.etherType, .exact(0x0800))], actions: [.hash(.symmetricFourTuple), .redirect]))
+        stages += hashStages(.symmetricFourTuple, name: "outside the profile")
         return (SteeringProgram(name: "ids-partition", queues: instances, stages: stages, defaultDisposition: .queue(0)),
                 assignment.count - kept.count)
     }

@@ -127,7 +127,7 @@ public final class Inspector {
         // packet to `ip` rules, as Snort's decoder does.
         let decoded = (try? ParsedFrame(parsing: frame, verifyingChecksum: verifiesChecksums))
             ?? (try? ParsedFrame(parsing: frame, verifyingChecksum: verifiesChecksums, transport: false))
-        guard let parsed = decoded, parsed.layers.contains(.ipv4) else {
+        guard let parsed = decoded, parsed.hasIP else {
             if decoded == nil && verifiesChecksums && (try? ParsedFrame(parsing: frame, verifyingChecksum: false, transport: false)) != nil {
                 counts.badChecksums &+= 1
             } else {
@@ -155,7 +155,7 @@ public final class Inspector {
     /// fragment, which is inspected as it is.
     func inspectFragment(_ frame: UnsafeMutableRawBufferPointer, _ parsed: ParsedFrame, number: Int, timestampNanoseconds: UInt64) {
         let base = UnsafeRawPointer(frame.baseAddress!)
-        let firstUDP = parsed.ipProtocol == 17 && base.loadBE16(at: Int(parsed.l3Offset) + 6) & 0x1FFF == 0
+        let firstUDP = parsed.ipProtocol == 17 && Defragmenter.position(parsed, base).start == 0
         let l3 = firstUDP ? parsed : (try? ParsedFrame(parsing: frame, verifyingChecksum: false, transport: false)) ?? parsed
         if let (datagram, alerted) = defragmenter.insert(frame, l3, now: timestampNanoseconds) {
             guard let whole = try? ParsedFrame(parsing: datagram, verifyingChecksum: false) else {
@@ -190,7 +190,8 @@ public final class Inspector {
             senderIsServer = sourceServes != destinationServes ? sourceServes
                 : parsed.sourcePort < 1024 && parsed.destinationPort >= 1024
         }
-        let flow = flows.update(parsed, senderIsServer: senderIsServer)
+        let endpoints = PacketAddresses(parsed, UnsafeRawPointer(frame.baseAddress!))
+        let flow = flows.update(parsed, endpoints, senderIsServer: senderIsServer)
 
         // Candidates: each group's automaton over the payload, plus its content-less rules.
         stamp &+= 1
@@ -199,26 +200,26 @@ public final class Inspector {
             stamp = 1
         }
         candidateCount = 0
-        // ICMP rules look past the 8-byte ICMP header, as Snort's do.
-        let skip = parsed.ipProtocol == 1 && !parsed.layers.contains(.fragment) ? 8 : 0
+        // ICMP rules look past the 8-byte ICMP (or ICMPv6) header, as Snort's do.
+        let skip = parsed.isICMP && !parsed.layers.contains(.fragment) ? 8 : 0
         let payloadStart = min(Int(parsed.payloadOffset) + skip, frame.count)
         let payload = UnsafeRawBufferPointer(start: frame.baseAddress! + payloadStart,
                                              count: max(0, min(Int(parsed.payloadLength) - skip, frame.count - payloadStart)))
         let scanned = payloadRules ? payload : UnsafeRawBufferPointer(start: payload.baseAddress, count: 0)
         // The context parses HTTP and normalizes the URI once, for the fast patterns
         // here and for confirmation below.
-        var context = PacketContext(frame: parsed, bytes: UnsafeRawPointer(frame.baseAddress!), payload: payload, flow: flow,
+        var context = PacketContext(frame: parsed, endpoints: endpoints, bytes: UnsafeRawPointer(frame.baseAddress!), payload: payload, flow: flow,
                                     scratch: scratch, variables: variables, uriScratch: uriScratch)
         // An encoded request URI is scanned again normalized, so http_uri fast patterns
         // meet what their contents will be matched against.
         let uri = payloadRules ? context.encodedURI() : nil
         if let table = engine.table(for: parsed) {
-            for k in table.destination.range(parsed.destinationPort) { collect(table.destination.ids[k], scanned, parsed, also: uri) }
-            for k in table.source.range(parsed.sourcePort) { collect(table.source.ids[k], scanned, parsed, also: uri) }
+            for k in table.destination.range(parsed.destinationPort) { collect(table.destination.ids[k], scanned, endpoints, also: uri) }
+            for k in table.source.range(parsed.sourcePort) { collect(table.source.ids[k], scanned, endpoints, also: uri) }
         }
         let catchAll = engine.catchAllGroups(for: parsed)
-        collect(catchAll.0, scanned, parsed, also: uri)
-        collect(catchAll.1, scanned, parsed, also: uri)
+        collect(catchAll.0, scanned, endpoints, also: uri)
+        collect(catchAll.1, scanned, endpoints, also: uri)
         guard candidateCount > 0 else { return }
         counts.candidates &+= candidateCount
 
@@ -243,7 +244,7 @@ public final class Inspector {
             }
             if passed { continue }
             alerts.append(Alert(packet: number, timestampNanoseconds: timestampNanoseconds, rule: r,
-                                proto: parsed.ipProtocol, source: parsed.sourceAddress, destination: parsed.destinationAddress,
+                                proto: parsed.ipProtocol, source: endpoints.source, destination: endpoints.destination,
                                 sourcePort: parsed.sourcePort, destinationPort: parsed.destinationPort))
         }
         if passed { alerts.removeSubrange(firstAlert...) }
@@ -255,9 +256,17 @@ public final class Inspector {
     static func transportChecksumVerifies(_ frame: UnsafeMutableRawBufferPointer, _ f: ParsedFrame) -> Bool {
         guard !f.layers.contains(.fragment) else { return true }
         let base = frame.baseAddress!
-        let ip = IPv4Header(unchecked: base + Int(f.l3Offset), headerLength: Int(f.l4Offset - f.l3Offset))
         let l4 = base + Int(f.l4Offset)
         let length = Int(f.payloadOffset - f.l4Offset) + Int(f.payloadLength)
+        if f.layers.contains(.ipv6) {
+            // Every IPv6 upper layer checksums the pseudo-header, UDP included (a zero
+            // UDP checksum is invalid over IPv6).
+            guard f.hasPorts || f.ipProtocol == 58 else { return true }
+            var sum = IPv6Header.pseudoHeaderChecksum(header: base + Int(f.l3Offset), l4Length: length, protocol: f.ipProtocol)
+            sum.add(bytes: l4, count: length)
+            return sum.verifies
+        }
+        let ip = IPv4Header(unchecked: base + Int(f.l3Offset), headerLength: Int(f.l4Offset - f.l3Offset))
         if f.layers.contains(.udp) { return UDPHeader(unchecked: l4).verifyChecksum(ip: ip) }
         if f.layers.contains(.tcp) { return TCPHeader(unchecked: l4, headerLength: 20).verifyChecksum(ip: ip, segmentLength: length) }
         if f.ipProtocol == 1 {
@@ -269,12 +278,12 @@ public final class Inspector {
     }
 
     @inline(__always)
-    func collect(_ id: Int32, _ payload: UnsafeRawBufferPointer, _ frame: ParsedFrame, also uri: UnsafeRawBufferPointer?) {
+    func collect(_ id: Int32, _ payload: UnsafeRawBufferPointer, _ endpoints: PacketAddresses, also uri: UnsafeRawBufferPointer?) {
         guard id >= 0 else { return }
         let group = engine.groups[Int(id)]
         for r in group.alwaysRules { add(r) }
-        group.sourceListed.forEachRule(containing: frame.sourceAddress, add)
-        group.destinationListed.forEachRule(containing: frame.destinationAddress, add)
+        group.sourceListed.forEachRule(containing: endpoints.source, add)
+        group.destinationListed.forEachRule(containing: endpoints.destination, add)
         guard payload.count > 0, group.patternCount > 0 else { return }
         counts.scans &+= 1
         group.patternRuleStart.withUnsafeBufferPointer { start in

@@ -10,6 +10,7 @@ import FlexWire
 /// most `backtrackLimit` times per rule.
 struct PacketContext {
     let frame: ParsedFrame
+    let endpoints: PacketAddresses
     /// The frame's first byte (header fields are read at `frame`'s offsets).
     let bytes: UnsafeRawPointer
     let payload: UnsafeRawBufferPointer
@@ -25,10 +26,11 @@ struct PacketContext {
 
     static let backtrackLimit = 256
 
-    init(frame: ParsedFrame, bytes: UnsafeRawPointer, payload: UnsafeRawBufferPointer, flow: FlowVerdict,
+    init(frame: ParsedFrame, endpoints: PacketAddresses, bytes: UnsafeRawPointer, payload: UnsafeRawBufferPointer, flow: FlowVerdict,
          scratch: PatternScratch, variables: UnsafeMutablePointer<Int>, uriScratch: UnsafeMutableRawBufferPointer) {
         self.uriScratch = uriScratch
         self.frame = frame
+        self.endpoints = endpoints
         self.bytes = bytes
         self.payload = payload
         self.flow = flow
@@ -74,7 +76,7 @@ struct PacketContext {
         switch rule.pointee.proto {
         case .tcp: guard frame.layers.contains(.tcp) else { return false }
         case .udp: guard frame.layers.contains(.udp) else { return false }
-        case .icmp: guard frame.ipProtocol == 1 else { return false }
+        case .icmp: guard frame.isICMP else { return false }
         case .ip: break
         }
         switch rule.pointee.flow.direction {
@@ -93,7 +95,7 @@ struct PacketContext {
         if let f = rule.pointee.fragmentBits {
             guard frame.layers.contains(.ipv4), f.matches(UInt8(truncatingIfNeeded: bytes.loadBE16(at: Int(frame.l3Offset) + 6) >> 13)) else { return false }
         }
-        if rule.pointee.sameIP && frame.sourceAddress != frame.destinationAddress { return false }
+        if rule.pointee.sameIP && endpoints.source != endpoints.destination { return false }
         guard endpointsMatch(rule) else { return false }
         if let u = rule.pointee.uriLength {
             guard let r = bytes(rule.pointee.uriLengthNormalized ? .httpURI : .httpRawURI), u.matches(r.count) else { return false }
@@ -109,14 +111,16 @@ struct PacketContext {
     /// a non-ICMP packet or a later fragment, TCP fields of a non-TCP packet).
     func headerValue(_ field: HeaderTest.Field) -> UInt64? {
         let l3 = Int(frame.l3Offset), l4 = Int(frame.l4Offset)
-        let isICMP = frame.ipProtocol == 1 && !frame.layers.contains(.fragment)
+        let isICMP = frame.isICMP && !frame.layers.contains(.fragment)
         let icmpLength = Int(frame.payloadOffset) + Int(frame.payloadLength) - l4
+        let v6 = frame.layers.contains(.ipv6)
         switch field {
-        case .ttl: return UInt64(bytes.load(fromByteOffset: l3 + 8, as: UInt8.self))
-        case .tos: return UInt64(bytes.load(fromByteOffset: l3 + 1, as: UInt8.self))
-        case .id: return UInt64(bytes.loadBE16(at: l3 + 4))
+        // IPv6: the hop limit, the traffic class; the ID and fragment offset are IPv4's.
+        case .ttl: return UInt64(bytes.load(fromByteOffset: l3 + (v6 ? 7 : 8), as: UInt8.self))
+        case .tos: return v6 ? UInt64(UInt8(truncatingIfNeeded: bytes.loadBE16(at: l3) >> 4)) : UInt64(bytes.load(fromByteOffset: l3 + 1, as: UInt8.self))
+        case .id: return v6 ? nil : UInt64(bytes.loadBE16(at: l3 + 4))
         case .ipProto: return UInt64(frame.ipProtocol)
-        case .fragOffset: return UInt64(bytes.loadBE16(at: l3 + 6) & 0x1FFF) * 8  // in bytes, as Snort compares it
+        case .fragOffset: return v6 ? nil : UInt64(bytes.loadBE16(at: l3 + 6) & 0x1FFF) * 8  // in bytes, as Snort compares it
         case .seq: return frame.layers.contains(.tcp) ? UInt64(bytes.loadBE32(at: l4 + 4)) : nil
         case .ack: return frame.layers.contains(.tcp) ? UInt64(bytes.loadBE32(at: l4 + 8)) : nil
         case .window: return frame.layers.contains(.tcp) ? UInt64(bytes.loadBE16(at: l4 + 14)) : nil
@@ -129,7 +133,8 @@ struct PacketContext {
         }
     }
 
-    static let icmpTypesWithIDs: Set<UInt8> = [0, 8]
+    /// Echo reply and request: ICMP's 0 and 8, ICMPv6's 129 and 128.
+    static let icmpTypesWithIDs: Set<UInt8> = [0, 8, 128, 129]
 
     /// Whether a flowbits check holds (changes always do, before detection). A packet
     /// without a tracked flow has no flowbits: every check fails, `isnotset` too.
@@ -160,12 +165,12 @@ struct PacketContext {
 
     func endpointsMatch(_ r: UnsafePointer<SnortRule>) -> Bool {
         let ports = frame.hasPorts
-        func side(_ src: UInt32, _ sp: UInt16, _ dst: UInt32, _ dp: UInt16) -> Bool {
+        func side(_ src: UInt128, _ sp: UInt16, _ dst: UInt128, _ dp: UInt16) -> Bool {
             r.pointee.source.contains(src) && r.pointee.destination.contains(dst)
                 && (!ports || (r.pointee.sourcePorts.contains(sp) && r.pointee.destinationPorts.contains(dp)))
         }
-        return side(frame.sourceAddress, frame.sourcePort, frame.destinationAddress, frame.destinationPort)
-            || (r.pointee.bidirectional && side(frame.destinationAddress, frame.destinationPort, frame.sourceAddress, frame.sourcePort))
+        return side(endpoints.source, frame.sourcePort, endpoints.destination, frame.destinationPort)
+            || (r.pointee.bidirectional && side(endpoints.destination, frame.destinationPort, endpoints.source, frame.sourcePort))
     }
 
     struct Cursor {

@@ -80,6 +80,9 @@ final class CompiledProgram: @unchecked Sendable {
     /// Whether the program reads DCCP headers or keeps state: it runs the pipeline's
     /// stateful specialization.
     let keepsState: Bool
+    /// Whether a stage matches IPv6 frames (`ether_type = 0x86DD`): only then does the
+    /// pipeline parse IPv6, so IPv4-only programs see IPv6 frames at L2 as they always did.
+    let parsesIPv6: Bool
 
     init(_ program: SteeringProgram) throws {
         try program.validate()
@@ -179,6 +182,7 @@ final class CompiledProgram: @unchecked Sendable {
         operands = Self.buffer(ops)
         constants = Self.buffer(ks)
         readsDCCP = dccp
+        parsesIPv6 = program.stages.contains { $0.fields.contains { $0 == FieldMatch(.etherType, .exact(0x86DD)) } }
         keepsState = dccp || metadata || program.flowRegisters != nil
     }
 

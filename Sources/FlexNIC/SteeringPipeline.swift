@@ -241,7 +241,7 @@ public final class SteeringPipeline: @unchecked Sendable {
     @inline(__always)
     func steer<Shape: ProgramShape>(_ p: inout Packet, _: Shape.Type) -> Verdict {
         let frame: ParsedFrame
-        do { frame = try ParsedFrame(parsing: p.bytes) } catch { return .slow(.malformed) }
+        do { frame = try ParsedFrame(parsing: p.bytes, ipv6: code.parsesIPv6) } catch { return .slow(.malformed) }
         p.l3Offset = UInt8(truncatingIfNeeded: frame.l3Offset)
         p.l4Offset = UInt8(truncatingIfNeeded: frame.l4Offset)
         var st = PacketState()
@@ -264,13 +264,21 @@ public final class SteeringPipeline: @unchecked Sendable {
                 let ins = instructions[i]
                 switch ins.op {
                 case .hashFourTuple:
-                    hash = toeplitz.hash(source: frame.sourceAddress, destination: frame.destinationAddress,
-                                         sourcePort: frame.sourcePort, destinationPort: frame.destinationPort)
+                    hash = frame.layers.contains(.ipv6)
+                        ? toeplitz.hashIPv6(addresses: UnsafeRawPointer(p.data) + Int(frame.l3Offset) + 8,
+                                            sourcePort: frame.sourcePort, destinationPort: frame.destinationPort)
+                        : toeplitz.hash(source: frame.sourceAddress, destination: frame.destinationAddress,
+                                        sourcePort: frame.sourcePort, destinationPort: frame.destinationPort)
                 case .hashSymmetric:
-                    hash = toeplitz.symmetricHash(source: frame.sourceAddress, destination: frame.destinationAddress,
-                                                  sourcePort: frame.sourcePort, destinationPort: frame.destinationPort)
+                    hash = frame.layers.contains(.ipv6)
+                        ? toeplitz.symmetricHashIPv6(addresses: UnsafeRawPointer(p.data) + Int(frame.l3Offset) + 8,
+                                                     sourcePort: frame.sourcePort, destinationPort: frame.destinationPort)
+                        : toeplitz.symmetricHash(source: frame.sourceAddress, destination: frame.destinationAddress,
+                                                 sourcePort: frame.sourcePort, destinationPort: frame.destinationPort)
                 case .hashAddresses:
-                    hash = toeplitz.hash(source: frame.sourceAddress, destination: frame.destinationAddress)
+                    hash = frame.layers.contains(.ipv6)
+                        ? toeplitz.hashIPv6(addresses: UnsafeRawPointer(p.data) + Int(frame.l3Offset) + 8, sourcePort: nil, destinationPort: nil)
+                        : toeplitz.hash(source: frame.sourceAddress, destination: frame.destinationAddress)
                 case .hashPayload:
                     let o = Int(ins.a)
                     let n = ins.b < 0 ? payloadLength &- o : Int(ins.b)

@@ -12,7 +12,7 @@ public enum WireError: Error, Equatable, Sendable {
 
     /// The protocol layer an error names.
     public enum Layer: String, Sendable {
-        case ethernet, vlan, ipv4, udp, tcp, dccp, payload
+        case ethernet, vlan, ipv4, ipv6, udp, tcp, dccp, payload
     }
 
     /// The layer this error is about.

@@ -218,14 +218,15 @@ enum Make {
             return try! AddressSet(parsing: Substring("[\(blocks.joined(separator: ","))]"), variables: variables)
         }
         let index = AddressIndex((0..<40).map(Int32.init), sets)
-        for a in UInt32(0x0A00_0000 - 2)...UInt32(0x0A00_0400 + 2) {
+        for v4 in UInt32(0x0A00_0000 - 2)...UInt32(0x0A00_0400 + 2) {
+            let a = IPAddressing.mapped(v4)
             var got: [Int32] = []
             index.forEachRule(containing: a) { got.append($0) }
             let expected = sets.indices.filter { sets[$0].contains(a) }.map(Int32.init)
             #expect(got == expected, "\(a)")
         }
         var edge: [Int32] = []
-        AddressIndex([0], [try! AddressSet(parsing: "[255.255.255.0/24]", variables: variables)]).forEachRule(containing: .max) { edge.append($0) }
+        AddressIndex([0], [try! AddressSet(parsing: "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ff00/120]", variables: variables)]).forEachRule(containing: .max) { edge.append($0) }
         #expect(edge == [0], "a range that ends at the top of the address space")
     }
 
@@ -298,5 +299,20 @@ enum Make {
         #expect(normalized("/bad%zz%4") == "/bad%zz%4")
         #expect(normalized("/a/..") == "/")
         #expect(normalized("") == "")
+    }
+}
+
+@Suite struct DefragmenterTests {
+    /// A capture whose clock steps back (merged captures do) does not age datagrams out:
+    /// only time that went forward counts toward the 60-second timeout.
+    @Test func aClockSteppingBackDropsNothing() throws {
+        let engine = try Make.engine(#"alert tcp any any -> any 80 (msg:"attack"; content:"attack"; sid:1;)"#)
+        let trace = try Trace(path: "Tests/FlexIDSTests/Cases/fragmented-content-is-found-after-reassembly.pcap")
+        let inspector = Inspector(engine: engine)
+        for i in trace.records.indices {
+            inspector.inspect(trace.frame(i), number: i + 1, timestampNanoseconds: UInt64(100 - i) * 1_000_000_000)
+        }
+        #expect(inspector.counters.fragmentDatagramsDropped == 0)
+        #expect(inspector.alerts.map(\.packet) == [4, 8])
     }
 }

@@ -142,8 +142,9 @@ import Testing
     }
 }
 
-func IPv4(_ a: UInt8, _ b: UInt8, _ c: UInt8, _ d: UInt8) -> UInt32 {
-    UInt32(a) << 24 | UInt32(b) << 16 | UInt32(c) << 8 | UInt32(d)
+/// An IPv4 address in the form detection compares (IPv4-mapped IPv6).
+func IPv4(_ a: UInt8, _ b: UInt8, _ c: UInt8, _ d: UInt8) -> UInt128 {
+    IPAddressing.mapped(UInt32(a) << 24 | UInt32(b) << 16 | UInt32(c) << 8 | UInt32(d))
 }
 
 @Suite struct RuleOptionTests {

@@ -1,5 +1,6 @@
 import FlexNIC
 import FlexWire
+import Glibc
 import Testing
 
 @Suite struct ToeplitzTests {
@@ -25,6 +26,46 @@ import Testing
         #expect(t.referenceHash(bytes) == l3)
         bytes += [UInt8(sport >> 8), UInt8(sport & 255), UInt8(dport >> 8), UInt8(dport & 255)]
         #expect(t.referenceHash(bytes) == l4)
+    }
+
+    /// The suite's IPv6 rows (DPDK's `v6_tbl`): same layout as `vectors`.
+    static let vectorsIPv6: [(String, UInt16, String, UInt16, UInt32, UInt32)] = [
+        ("3ffe:2501:200:3::1", 1766, "3ffe:2501:200:1fff::7", 2794, 0x2cc1_8cd5, 0x4020_7d3d),
+        ("ff02::1", 4739, "3ffe:501:8::260:97ff:fe40:efab", 14230, 0x0f0c_461c, 0xdde5_1bbf),
+        ("fe80::200:f8ff:fe21:67cf", 38024, "3ffe:1900:4545:3:200:f8ff:fe21:67cf", 44251, 0x4b61_e985, 0x02d1_feef),
+    ]
+
+    static func ipv6(_ text: String) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: 16)
+        precondition(inet_pton(AF_INET6, text, &bytes) == 1, text)
+        return bytes
+    }
+
+    @Test(arguments: 0..<3) func microsoftIPv6Vectors(row: Int) {
+        let (dst, dport, src, sport, l3, l4) = Self.vectorsIPv6[row]
+        let t = ToeplitzHash()
+        let addresses = Self.ipv6(src) + Self.ipv6(dst)
+        addresses.withUnsafeBytes { a in
+            #expect(t.hashIPv6(addresses: a.baseAddress!, sourcePort: nil, destinationPort: nil) == l3)
+            #expect(t.hashIPv6(addresses: a.baseAddress!, sourcePort: sport, destinationPort: dport) == l4)
+        }
+        #expect(t.referenceHash(addresses) == l3)
+        #expect(t.referenceHash(addresses + [UInt8(sport >> 8), UInt8(sport & 255), UInt8(dport >> 8), UInt8(dport & 255)]) == l4)
+    }
+
+    @Test func symmetricIPv6HashMeetsBothDirections() {
+        let t = ToeplitzHash()
+        var rng = SplitMix64(seed: 9)
+        for _ in 0..<500 {
+            let a = (0..<16).map { _ in UInt8(rng.next(below: 256)) }, b = (0..<16).map { _ in UInt8(rng.next(below: 256)) }
+            let p = UInt16(rng.next(below: 65536)), q = UInt16(rng.next(below: 65536))
+            let forward = (a + b).withUnsafeBytes { t.symmetricHashIPv6(addresses: $0.baseAddress!, sourcePort: p, destinationPort: q) }
+            let backward = (b + a).withUnsafeBytes { t.symmetricHashIPv6(addresses: $0.baseAddress!, sourcePort: q, destinationPort: p) }
+            #expect(forward == backward)
+            let ordered = a.lexicographicallyPrecedes(b) ? a + b : b + a
+            let plain = ordered.withUnsafeBytes { t.hashIPv6(addresses: $0.baseAddress!, sourcePort: min(p, q), destinationPort: max(p, q)) }
+            #expect(forward == plain, "documented ordering: addresses sorted, ports sorted")
+        }
     }
 
     @Test func tableMatchesReferenceOnRandomInput() {

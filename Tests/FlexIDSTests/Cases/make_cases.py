@@ -12,6 +12,8 @@ import os
 import struct
 
 from scapy.contrib.mpls import MPLS
+from scapy.layers.inet6 import (fragment6, ICMPv6EchoRequest, IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment,
+                                IPv6ExtHdrHopByHop)
 from scapy.layers.vxlan import VXLAN
 from scapy.all import (fragment, Dot1AD, Dot1Q, GRE, HDLC, ICMP, IP, LLC, PPP, SNAP, TCP, UDP, Dot11, Dot11Beacon, Ether, Loopback,
                        RadioTap, Raw, wrpcap)
@@ -275,6 +277,66 @@ case("tunnels-are-opened",
       Ether() / IP(**OUTER) / GRE() / IP(**OUTER) / GRE() / IP_TCP],
      ['alert tcp any any -> any 80 (msg:"inner"; content:"needle"; sid:150;)'],
      [[k, 150] for k in range(1, 9)])
+
+
+# IPv6 ---------------------------------------------------------------------------------------
+V6C, V6S = "2001:db8::1", "2001:db8:0:1::80"
+V6_TCP = IPv6(src=V6C, dst=V6S) / TCP(sport=40000, dport=80, flags="PA") / Raw(b"a needle here")
+case("ipv6-packets-are-inspected",
+     "Snort decodes IPv6; rule headers take IPv6 addresses and CIDR blocks; any matches either "
+     "family, an IPv4 block matches IPv4 only (so its negation includes every IPv6 address); ttl "
+     "tests the hop limit.",
+     [Ether() / V6_TCP, tcp(b"a needle here")],
+     ['alert tcp any any -> any 80 (msg:"any"; content:"needle"; sid:160;)',
+      'alert tcp [2001:db8::/32] any -> any any (msg:"v6 block"; content:"needle"; sid:161;)',
+      'alert tcp 10.0.0.0/8 any -> any any (msg:"v4 block"; content:"needle"; sid:162;)',
+      'alert tcp !10.0.0.0/8 any -> any any (msg:"not v4 block"; content:"needle"; sid:163;)',
+      'alert ip 2001:db8::1 any -> [2001:db8:0:1::/64,192.0.2.1] any (msg:"hop limit"; ttl:64; sid:164;)'],
+     [[1, 160], [1, 161], [1, 163], [1, 164], [2, 160], [2, 162]])
+case("ipv6-extension-headers-are-walked",
+     "The decoder steps over hop-by-hop, destination options and routing headers to the upper layer; "
+     "ip_proto names the upper-layer protocol.",
+     [Ether() / IPv6(src=V6C, dst=V6S) / IPv6ExtHdrHopByHop() / IPv6ExtHdrDestOpt() / TCP(sport=40000, dport=80, flags="PA")
+      / Raw(b"a needle here")],
+     ['alert tcp any any -> any 80 (msg:"needle"; content:"needle"; sid:165;)',
+      'alert ip any any -> any any (msg:"tcp inside"; ip_proto:6; sid:166;)'],
+     [[1, 165], [1, 166]])
+V6_WHOLE = IPv6(src=V6C, dst=V6S) / IPv6ExtHdrFragment(id=77) / TCP(sport=40000, dport=80, flags="PA") / Raw(b"GET /some/attack/path HTTP/1.0\r\n" * 3)
+V6_FRAGMENTS = [Ether() / f for f in fragment6(V6_WHOLE, 80)]
+case("ipv6-fragments-are-reassembled",
+     "frag3 reassembles IPv6 fragments (the fragment header's identification keys the datagram) "
+     "and detection runs on the rebuilt packet, reported as the completing fragment, in any order.",
+     V6_FRAGMENTS + [f.copy() for f in reversed(V6_FRAGMENTS)],
+     ['alert tcp any any -> any 80 (msg:"attack"; content:"path HTTP/1.0|0d 0a|GET"; sid:167;)'],
+     [[len(V6_FRAGMENTS), 167], [2 * len(V6_FRAGMENTS), 167]])
+case("icmpv6-fields",
+     "icmp rules and itype, icode, icmp_id, icmp_seq apply to ICMPv6 (echo request is type 128); "
+     "ip_proto 58 is ICMPv6.",
+     [Ether() / IPv6(src=V6C, dst=V6S) / ICMPv6EchoRequest(id=7, seq=3, data=b"ping")],
+     ['alert icmp any any -> any any (msg:"echo"; itype:128; icode:0; icmp_id:7; icmp_seq:3; sid:170;)',
+      'alert ip any any -> any any (msg:"icmpv6"; ip_proto:58; sid:171;)',
+      'alert icmp any any -> any any (msg:"ICMPv4 echo"; itype:8; sid:172;)'],
+     [[1, 170], [1, 171]])
+case("ipv6-tunnels-are-opened",
+     "The decoder looks through 6in4 (IPv4 protocol 41), IPv4 and IPv6 in IPv6, GRE carrying IPv6, "
+     "Teredo (UDP port 3544) and MPLS over IPv6: rules see the packet inside.",
+     [Ether() / IP(**OUTER, proto=41) / V6_TCP,
+      Ether() / IPv6(src="2001:db8:ffff::1", dst="2001:db8:ffff::2", nh=4) / IP_TCP,
+      Ether() / IPv6(src="2001:db8:ffff::1", dst="2001:db8:ffff::2", nh=41) / V6_TCP,
+      Ether() / IP(**OUTER) / GRE(proto=0x86DD) / V6_TCP,
+      Ether() / IP(**OUTER) / UDP(sport=3544, dport=50000) / V6_TCP,
+      Ether(type=0x8847) / MPLS(label=100, s=1) / V6_TCP],
+     ['alert tcp any any -> any 80 (msg:"inner"; content:"needle"; sid:175;)'],
+     [[k, 175] for k in range(1, 7)])
+case("ipv6-checksums",
+     "checksum_mode all: IPv6 TCP, UDP and ICMPv6 checksums cover the pseudo-header; a wrong one, "
+     "or a zero UDP checksum (not allowed over IPv6), leaves the packet uninspected.",
+     [Ether() / IPv6(src=V6C, dst=V6S) / TCP(sport=40000, dport=80, flags="PA", chksum=0x1234) / Raw(b"a needle"),
+      Ether() / IPv6(src=V6C, dst=V6S) / UDP(sport=40000, dport=53, chksum=0) / Raw(b"a needle"),
+      Ether() / IPv6(src=V6C, dst=V6S) / UDP(sport=40000, dport=53) / Raw(b"a needle"),
+      Ether() / IPv6(src=V6C, dst=V6S) / TCP(sport=40000, dport=80, flags="PA") / Raw(b"a needle")],
+     ['alert ip any any -> any any (msg:"seen"; content:"needle"; sid:176;)'], [[3, 176], [4, 176]])
+case("link-type-raw-ipv6", "Snort decodes raw IPv6 captures (LINKTYPE_IPV6).", [V6_TCP], SEEN, [[1, 120]], linktype=229)
 
 
 def main():

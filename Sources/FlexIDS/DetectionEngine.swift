@@ -33,8 +33,13 @@ public final class DetectionEngine: @unchecked Sendable {
     /// The matcher the groups were built with (`auto` resolved).
     public let matcher: MatcherChoice
 
-    public init(rules: [SnortRule], checksums: ChecksumMode = .all, matcher: MatcherChoice = .auto) {
+    /// Whether instances reassemble the client side of TCP sessions and inspect each
+    /// PDU whole too (`StreamReassembler`; Snort's stream5 default).
+    public let reassemblesStreams: Bool
+
+    public init(rules: [SnortRule], checksums: ChecksumMode = .all, matcher: MatcherChoice = .auto, streams: Bool = true) {
         self.checksums = checksums
+        reassemblesStreams = streams
         let matcher = matcher == .auto ? (HyperscanDatabase.isAvailable ? .hyperscan : .dfa) : matcher
         self.matcher = matcher
         var rules = rules

@@ -11,6 +11,12 @@ public struct FlowVerdict: @unchecked Sendable {
     public var tracked: Bool
     /// The flow's flowbits (`FlowTable.flowbitWords` words), if it is tracked.
     public var flowbits: UnsafeMutablePointer<UInt64>? = nil
+    /// The flow's slot in its table (-1: untracked): what per-flow state elsewhere
+    /// (stream reassembly) is keyed by.
+    public var slot: Int32 = -1
+    /// This packet started the flow, or a new session on its 5-tuple: per-flow state
+    /// kept elsewhere starts over.
+    public var startsSession = false
 }
 
 /// Per-instance TCP and UDP flow state, as far as `flow:` needs it; open addressing with
@@ -50,6 +56,8 @@ public struct FlowTable: ~Copyable {
     let flowbits: UnsafeMutablePointer<UInt64>
     public let flowbitWords: Int
     let mask: Int
+    /// Slots in the table: `FlowVerdict.slot` is below this.
+    var slotCount: Int { mask + 1 }
     public let capacity: Int
     public private(set) var count = 0
     public private(set) var untracked = 0
@@ -107,7 +115,8 @@ public struct FlowTable: ~Copyable {
                 }
                 e.pointee = Entry(low: low, high: high, ports: ports, proto: frame.ipProtocol, state: state)
                 count &+= 1
-                return FlowVerdict(toServer: senderIsClient, established: state.contains(.established), tracked: true, flowbits: bits(i))
+                return FlowVerdict(toServer: senderIsClient, established: state.contains(.established), tracked: true, flowbits: bits(i),
+                                   slot: Int32(i), startsSession: true)
             }
             if e.pointee.low == low && e.pointee.high == high && e.pointee.ports == ports && e.pointee.proto == frame.ipProtocol {
                 var state = e.pointee.state
@@ -117,14 +126,14 @@ public struct FlowTable: ~Copyable {
                     state = senderIsLow ? [.lowSent, .clientIsLow] : [.highSent]
                     e.pointee.state = state
                     bits(i)?.update(repeating: 0, count: flowbitWords)
-                    return FlowVerdict(toServer: true, established: false, tracked: true, flowbits: bits(i))
+                    return FlowVerdict(toServer: true, established: false, tracked: true, flowbits: bits(i), slot: Int32(i), startsSession: true)
                 }
                 if isTCP && frame.tcpFlags & 0x04 != 0 {
                     // RST: the session is over; what follows is not established.
                     state.subtract([.established, .synAckSeen])
                     e.pointee.state = state
                     return FlowVerdict(toServer: state.contains(.clientIsLow) == senderIsLow, established: false, tracked: true,
-                                       flowbits: bits(i))
+                                       flowbits: bits(i), slot: Int32(i))
                 }
                 let toServer = state.contains(.clientIsLow) == senderIsLow
                 state.insert(senderIsLow ? .lowSent : .highSent)
@@ -135,7 +144,7 @@ public struct FlowTable: ~Copyable {
                     state.insert(.established)
                 }
                 e.pointee.state = state
-                return FlowVerdict(toServer: toServer, established: state.contains(.established), tracked: true, flowbits: bits(i))
+                return FlowVerdict(toServer: toServer, established: state.contains(.established), tracked: true, flowbits: bits(i), slot: Int32(i))
             }
             i = (i &+ 1) & mask
         }

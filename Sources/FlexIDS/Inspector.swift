@@ -10,6 +10,8 @@ public final class Inspector {
     public let engine: DetectionEngine
     var flows: FlowTable
     let defragmenter = Defragmenter()
+    /// Client-side TCP reassembly (nil: off).
+    let reassembler: StreamReassembler?
     let scratch = PatternScratch()
     /// Scratch for the groups' Hyperscan databases (nil: the engine uses none).
     let hyperscan: HyperscanScratch?
@@ -34,6 +36,9 @@ public final class Inspector {
         c.untrackedFlows = flows.untracked
         let d = defragmenter.counters
         (c.fragments, c.reassembled, c.fragmentDatagramsDropped, c.fragmentOverlaps) = (d.fragments, d.reassembled, d.dropped, d.overlaps)
+        if let s = reassembler?.counters {
+            (c.streamSegments, c.streamPDUs, c.streamOverlaps, c.streamGaps, c.streamSessionsDropped) = (s.segments, s.pdus, s.overlaps, s.gaps, s.dropped)
+        }
         return c
     }
 
@@ -61,6 +66,13 @@ public final class Inspector {
         public var reassembled = 0
         public var fragmentDatagramsDropped = 0
         public var fragmentOverlaps = 0
+        /// Client TCP segments reassembled, PDUs inspected whole, segments overlapping
+        /// data held, holes skipped, sessions dropped over the memory cap.
+        public var streamSegments = 0
+        public var streamPDUs = 0
+        public var streamOverlaps = 0
+        public var streamGaps = 0
+        public var streamSessionsDropped = 0
 
         public init() {}
 
@@ -80,6 +92,11 @@ public final class Inspector {
             c.reassembled += b.reassembled
             c.fragmentDatagramsDropped += b.fragmentDatagramsDropped
             c.fragmentOverlaps += b.fragmentOverlaps
+            c.streamSegments += b.streamSegments
+            c.streamPDUs += b.streamPDUs
+            c.streamOverlaps += b.streamOverlaps
+            c.streamGaps += b.streamGaps
+            c.streamSessionsDropped += b.streamSessionsDropped
             return c
         }
     }
@@ -91,6 +108,7 @@ public final class Inspector {
         self.engine = engine
         verifiesChecksums = engine.checksums == .all
         flows = FlowTable(capacity: flowCapacity, flowbits: engine.flowbitCount)
+        reassembler = engine.reassemblesStreams ? StreamReassembler(slotCount: flows.slotCount) : nil
         let databases = engine.groups.compactMap(\.database)
         hyperscan = databases.isEmpty ? nil : HyperscanScratch(for: databases)
         let n = max(engine.rules.count, 1)
@@ -143,8 +161,27 @@ public final class Inspector {
             counts.badChecksums &+= 1
             return nil
         }
-        detect(frame, parsed, number: number, timestampNanoseconds: timestampNanoseconds)
+        let first = alerts.count
+        let flow = detect(frame, parsed, number: number, timestampNanoseconds: timestampNanoseconds)
+        if let reassembler, parsed.layers.contains(.tcp), flow.tracked {
+            reassembler.take(UnsafeRawBufferPointer(frame), parsed, flow, packet: number, time: timestampNanoseconds,
+                             alerted: alerts[first...], inspect: inspectPDU)
+        }
         return parsed
+    }
+
+    /// Detection on a PDU the reassembler rebuilt, as its last segment.
+    func inspectPDU(_ frame: UnsafeMutableRawBufferPointer, _ s: StreamReassembler.Stream) {
+        guard let parsed = try? ParsedFrame(parsing: frame, verifyingChecksum: false) else {
+            counts.undecodable &+= 1
+            return
+        }
+        detect(frame, parsed, number: s.lastPacket, timestampNanoseconds: s.lastTime, alreadyAlerted: s.alerted, stream: s.verdict)
+    }
+
+    /// Inspects what reassembly still holds (call at the end of a capture).
+    public func finish() {
+        reassembler?.flushAll(inspectPDU)
     }
 
     /// A fragment, as Snort's frag3 and detection treat it: it goes into its datagram;
@@ -166,7 +203,12 @@ public final class Inspector {
                 counts.badChecksums &+= 1
                 return
             }
-            detect(datagram, whole, number: number, timestampNanoseconds: timestampNanoseconds, alreadyAlerted: alerted)
+            let first = alerts.count
+            let flow = detect(datagram, whole, number: number, timestampNanoseconds: timestampNanoseconds, alreadyAlerted: alerted)
+            if let reassembler, whole.layers.contains(.tcp), flow.tracked {
+                reassembler.take(UnsafeRawBufferPointer(datagram), whole, flow, packet: number, time: timestampNanoseconds,
+                                 alerted: alerts[first...], inspect: inspectPDU)
+            }
             return
         }
         let first = alerts.count
@@ -179,9 +221,12 @@ public final class Inspector {
     /// automaton over the payload, plus its content-less rules), their confirmation,
     /// the alerts. `payloadRules` false: only rules that do not look at the payload
     /// (a fragment's); rules in `alreadyAlerted` raise nothing (they alerted on a
-    /// fragment of this datagram).
+    /// fragment of this datagram, or a segment of this PDU). `stream`: the packet is a
+    /// rebuilt PDU of a flow in this state (the flow is not updated again). Returns
+    /// the packet's flow verdict.
+    @discardableResult
     func detect(_ frame: UnsafeMutableRawBufferPointer, _ parsed: ParsedFrame, number: Int, timestampNanoseconds: UInt64,
-                payloadRules: Bool = true, alreadyAlerted: [Int32] = []) {
+                payloadRules: Bool = true, alreadyAlerted: [Int32] = [], stream: FlowVerdict? = nil) -> FlowVerdict {
         let isTCP = parsed.layers.contains(.tcp)
         var senderIsServer = false
         if parsed.hasPorts {
@@ -191,7 +236,7 @@ public final class Inspector {
                 : parsed.sourcePort < 1024 && parsed.destinationPort >= 1024
         }
         let endpoints = PacketAddresses(parsed, UnsafeRawPointer(frame.baseAddress!))
-        let flow = flows.update(parsed, endpoints, senderIsServer: senderIsServer)
+        let flow = stream ?? flows.update(parsed, endpoints, senderIsServer: senderIsServer)
 
         // Candidates: each group's automaton over the payload, plus its content-less rules.
         stamp &+= 1
@@ -208,7 +253,7 @@ public final class Inspector {
         let scanned = payloadRules ? payload : UnsafeRawBufferPointer(start: payload.baseAddress, count: 0)
         // The context parses HTTP and normalizes the URI once, for the fast patterns
         // here and for confirmation below.
-        var context = PacketContext(frame: parsed, endpoints: endpoints, bytes: UnsafeRawPointer(frame.baseAddress!), payload: payload, flow: flow,
+        var context = PacketContext(frame: parsed, endpoints: endpoints, isStream: stream != nil, bytes: UnsafeRawPointer(frame.baseAddress!), payload: payload, flow: flow,
                                     scratch: scratch, variables: variables, uriScratch: uriScratch)
         // An encoded request URI is scanned again normalized, so http_uri fast patterns
         // meet what their contents will be matched against.
@@ -220,7 +265,7 @@ public final class Inspector {
         let catchAll = engine.catchAllGroups(for: parsed)
         collect(catchAll.0, scanned, endpoints, also: uri)
         collect(catchAll.1, scanned, endpoints, also: uri)
-        guard candidateCount > 0 else { return }
+        guard candidateCount > 0 else { return flow }
         counts.candidates &+= candidateCount
 
         // Snort's order of actions (pass, reject, alert, log): only the first group
@@ -249,6 +294,7 @@ public final class Inspector {
         }
         if passed { alerts.removeSubrange(firstAlert...) }
         counts.alerts &+= alerts.count - firstAlert
+        return flow
     }
 
     /// Whether the TCP, UDP or ICMP checksum verifies (true for fragments, which are

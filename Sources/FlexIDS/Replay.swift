@@ -83,7 +83,11 @@ public final class Replay {
                 loop.run(while: { !ended }) {
                     let n = ring.dequeue(into: buffer, maximum: Self.batch)
                     for k in 0..<n {
-                        if buffer[k] < 0 { ended = true; break }
+                        if buffer[k] < 0 {
+                            inspector.finish()  // what reassembly still holds
+                            ended = true
+                            break
+                        }
                         inspector.inspect(trace, record: Int(buffer[k]))
                     }
                     return CoreLoop.Round(work: n)

@@ -11,6 +11,9 @@ import FlexWire
 struct PacketContext {
     let frame: ParsedFrame
     let endpoints: PacketAddresses
+    /// The packet is a PDU rebuilt by stream reassembly (`flow:only_stream` rules see
+    /// only these, `no_stream` rules never).
+    let isStream: Bool
     /// The frame's first byte (header fields are read at `frame`'s offsets).
     let bytes: UnsafeRawPointer
     let payload: UnsafeRawBufferPointer
@@ -26,11 +29,12 @@ struct PacketContext {
 
     static let backtrackLimit = 256
 
-    init(frame: ParsedFrame, endpoints: PacketAddresses, bytes: UnsafeRawPointer, payload: UnsafeRawBufferPointer, flow: FlowVerdict,
+    init(frame: ParsedFrame, endpoints: PacketAddresses, isStream: Bool = false, bytes: UnsafeRawPointer, payload: UnsafeRawBufferPointer, flow: FlowVerdict,
          scratch: PatternScratch, variables: UnsafeMutablePointer<Int>, uriScratch: UnsafeMutableRawBufferPointer) {
         self.uriScratch = uriScratch
         self.frame = frame
         self.endpoints = endpoints
+        self.isStream = isStream
         self.bytes = bytes
         self.payload = payload
         self.flow = flow
@@ -86,7 +90,8 @@ struct PacketContext {
         }
         if rule.pointee.flow.established && !flow.established { return false }
         if rule.pointee.flow.notEstablished && flow.established { return false }
-        if rule.pointee.flow.onlyStream { return false }
+        if rule.pointee.flow.onlyStream && !isStream { return false }
+        if rule.pointee.flow.noStream && isStream { return false }
         if let f = rule.pointee.tcpFlags, !(frame.layers.contains(.tcp) && f.matches(frame.tcpFlags)) { return false }
         if let d = rule.pointee.payloadSize, !d.matches(payload.count) { return false }
         for t in rule.pointee.headerTests {

@@ -344,7 +344,7 @@ public enum RuleParser {
             case "not_established": f.notEstablished = true
             case "stateless": break
             // No stream is reassembled here: every packet is one as it arrived.
-            case "no_stream": break
+            case "no_stream": f.noStream = true
             case "only_stream": f.onlyStream = true
             default: throw .unsupported("flow:\(word)")
             }

@@ -79,9 +79,10 @@ public struct FlowConstraint: Sendable, Equatable {
     public var direction = Direction.any
     public var established = false
     public var notEstablished = false
-    /// `only_stream`: only reassembled stream data, which this engine does not make
-    /// yet, so the rule matches nothing (as in Snort with stream reassembly off).
+    /// `only_stream`: only PDUs rebuilt by stream reassembly; `no_stream`: only packets
+    /// as they came.
     public var onlyStream = false
+    public var noStream = false
     public init() {}
 }
 

@@ -137,6 +137,7 @@ enum FuzzTarget: String, CaseIterable {
             var copy = frame
             copy.withUnsafeMutableBytes { _ = inspector.inspect($0, number: i + 1, timestampNanoseconds: UInt64(i)) }
         }
+        inspector.finish()
     }
 
     static func ids(_ bytes: UnsafeRawBufferPointer) {

@@ -33,6 +33,8 @@ struct RuleOptions: ParsableArguments {
     var checksumMode: DetectionEngine.ChecksumMode = .all
     @Option(help: "Fast-pattern matcher of the port groups: hyperscan (Hyperscan's literal matcher, loaded at run time from libhs.so.5), dfa (the built-in Aho-Corasick full DFA, 1 KiB per state), auto (hyperscan if it loads, else dfa).")
     var matcher: MatcherChoice = .auto
+    @Flag(help: "Inspect TCP segments only as they came: no reassembly of the client side of sessions (on by default, as Snort's stream5 for its ports client list).")
+    var noStreamReassembly = false
 
     func validate() throws {
         if matcher == .hyperscan && !HyperscanDatabase.isAvailable {
@@ -62,7 +64,9 @@ struct RuleOptions: ParsableArguments {
     func engine() throws -> DetectionEngine { engine(for: try load(quiet: true)) }
 
     /// Compiles the port groups of loaded rules with the chosen checksum mode and matcher.
-    func engine(for set: RuleSet) -> DetectionEngine { DetectionEngine(rules: set.rules, checksums: checksumMode, matcher: matcher) }
+    func engine(for set: RuleSet) -> DetectionEngine {
+        DetectionEngine(rules: set.rules, checksums: checksumMode, matcher: matcher, streams: !noStreamReassembly)
+    }
 }
 
 /// Loads the trace through a DPDK `net_pcap` vdev replaying `path`.
@@ -309,6 +313,7 @@ struct Inspect: ParsableCommand {
         let trace = try loadTrace(pcap)
         let inspector = Inspector(engine: engine, profileRules: topRules > 0)
         for i in 0..<trace.records.count { inspector.inspect(trace, record: i) }
+        inspector.finish()
         let c = inspector.counters
         let list = ThresholdFilter.apply(inspector.takeAlerts(), rules: engine.rules)
         print(String(format: "inspected %d packets (%d undecodable, %d bad checksums): %.0f cycles/packet, %d scans, %d candidate rules, %d alerts",

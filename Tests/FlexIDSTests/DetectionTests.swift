@@ -34,6 +34,7 @@ enum Make {
         for (i, var f) in frames.enumerated() {
             f.withUnsafeMutableBytes { _ = inspector.inspect($0, number: i + 1, timestampNanoseconds: UInt64(i)) }
         }
+        inspector.finish()
         return inspector.alerts.sorted().map { engine.rules[Int($0.rule)].sid }
     }
 }

@@ -43,6 +43,7 @@ import Testing
         let trace = try Trace(path: "\(Self.directory)/\(c.capture)")
         let inspector = Inspector(engine: engine)
         for i in trace.records.indices { inspector.inspect(trace, record: i) }
+        inspector.finish()
         #expect(inspector.counters.undecodable == 0)
         #expect(trace.error == nil)
         let alerts = ThresholdFilter.apply(inspector.takeAlerts(), rules: engine.rules)

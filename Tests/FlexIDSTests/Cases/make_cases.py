@@ -172,7 +172,7 @@ case("detection_filter-counts-before-alerting",
      [[3, 100], [4, 100]])
 case("flow-stream-modifiers",
      "flow:no_stream matches packets that are not rebuilt stream data; only_stream only rebuilt "
-     "stream data (this engine rebuilds none yet).",
+     "stream data (a lone segment makes none).",
      [tcp(b"stream data")],
      ['alert tcp any any -> any any (msg:"no stream"; flow:no_stream; content:"stream"; sid:110;)',
       'alert tcp any any -> any any (msg:"only stream"; flow:only_stream; content:"stream"; sid:111;)'],
@@ -337,6 +337,49 @@ case("ipv6-checksums",
       Ether() / IPv6(src=V6C, dst=V6S) / TCP(sport=40000, dport=80, flags="PA") / Raw(b"a needle")],
      ['alert ip any any -> any any (msg:"seen"; content:"needle"; sid:176;)'], [[3, 176], [4, 176]])
 case("link-type-raw-ipv6", "Snort decodes raw IPv6 captures (LINKTYPE_IPV6).", [V6_TCP], SEEN, [[1, 120]], linktype=229)
+
+
+# TCP stream reassembly (stream5) -------------------------------------------------------------
+def session(client_segments, server_reply=b"HTTP/1.1 200 OK\r\n\r\n", sport=40000, dport=80, isn=1000):
+    """A handshake, the client's segments (payload, offset from the first data byte),
+    then the server's reply."""
+    out = [tcp(flags="S", seq=isn, ack=0, sport=sport, dport=dport),
+           tcp(flags="SA", seq=5000, ack=isn + 1, src=SERVER, dst=CLIENT, sport=dport, dport=sport),
+           tcp(flags="A", seq=isn + 1, ack=5001, sport=sport, dport=dport)]
+    out += [tcp(data, flags="PA", seq=isn + 1 + at, ack=5001, sport=sport, dport=dport) for data, at in client_segments]
+    out.append(tcp(server_reply, flags="PA", seq=5001, ack=isn + 1 + 64, src=SERVER, dst=CLIENT, sport=dport, dport=sport))
+    return out
+
+
+case("stream-content-split-across-segments",
+     "stream5 reassembles the client side of a session (its default ports client list has 80) and the "
+     "rebuilt packet is inspected too: content split across segments is found, and the request line "
+     "split in two still yields http_method and http_uri. Alerts name the segment that completed the "
+     "data; only_stream rules see only rebuilt data, no_stream rules only packets as they came.",
+     session([(b"GET /ev", 0), (b"il.php HTTP/1.1\r\nHost: x\r\n\r\n", 7)]),
+     ['alert tcp any any -> any 80 (msg:"split"; flow:to_server,established; content:"evil.php"; sid:180;)',
+      'alert tcp any any -> any 80 (msg:"method and uri"; content:"GET"; http_method; content:"/evil.php"; http_uri; sid:181;)',
+      'alert tcp any any -> any 80 (msg:"only stream"; flow:only_stream; content:"GET /evil"; sid:182;)',
+      'alert tcp any any -> any 80 (msg:"no stream"; flow:no_stream; content:"evil"; sid:183;)',
+      'alert tcp any any -> any 80 (msg:"raw GET"; flow:no_stream; content:"GET /ev"; sid:184;)'],
+     [[4, 184], [5, 180], [5, 181], [5, 182]])
+case("stream-out-of-order-and-overlaps",
+     "Segments are put in sequence order whatever order they arrive in; where a retransmission "
+     "overlaps data already received, the data received first stays (the rebuilt stream never shows "
+     "the second copy).",
+     session([(b"BBBBCCCC", 8), (b"AAAAAAAA", 0), (b"ZZZZZZZZ", 4), (b"DDDD", 16)]),
+     ['alert tcp any any -> any 80 (msg:"in order"; flow:only_stream; content:"AAAAAAAABBBBCCCCDDDD"; sid:185;)',
+      'alert tcp any any -> any 80 (msg:"overlap lost"; flow:only_stream; content:"ZZZZ"; sid:186;)'],
+     [[7, 185]])
+case("stream-server-side-is-not-reassembled",
+     "stream5's default reassembles the client side only: content split across server segments is "
+     "not found, and a session to a port outside the ports client list is not reassembled.",
+     session([(b"GE", 0), (b"T /x", 2)], sport=40001, dport=8081)
+     + [tcp(b"resp", flags="PA", seq=5001, ack=1007, src=SERVER, dst=CLIENT, sport=80, dport=40002),
+        tcp(b"onse", flags="PA", seq=5005, ack=1007, src=SERVER, dst=CLIENT, sport=80, dport=40002)],
+     ['alert tcp any any -> any any (msg:"split GET"; content:"GET /x"; sid:187;)',
+      'alert tcp any any -> any any (msg:"split response"; content:"response"; sid:188;)'],
+     [])
 
 
 def main():

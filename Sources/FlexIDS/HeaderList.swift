@@ -67,6 +67,32 @@ extension Substring {
         return self[start..<end]
     }
 
+    /// Splits at `separator` bytes outside double quotes (a backslash escapes the next
+    /// byte); nil if a quote is left open.
+    func splitOutsideQuotes(_ separator: UInt8) -> [Substring]? {
+        var parts: [Substring] = []
+        var quoted = false, escaped = false
+        var start = startIndex
+        var i = utf8.startIndex
+        while i < utf8.endIndex {
+            let b = utf8[i]
+            if escaped {
+                escaped = false
+            } else if b == UInt8(ascii: "\\") {
+                escaped = true
+            } else if b == UInt8(ascii: "\"") {
+                quoted.toggle()
+            } else if b == separator && !quoted {
+                parts.append(self[start..<i])
+                start = utf8.index(after: i)
+            }
+            i = utf8.index(after: i)
+        }
+        guard !quoted else { return nil }
+        parts.append(self[start...])
+        return parts
+    }
+
     /// Splits at `separator` bytes outside brackets (`[...]`), on the UTF-8 bytes;
     /// nil if the brackets do not balance.
     func splitOutsideBrackets(_ separator: UInt8) -> [Substring]? {

@@ -7,20 +7,26 @@ public enum RuleParser {
     /// Options that only label a rule; accepted and ignored.
     static let informational: Set<Substring> = ["metadata", "target"]
 
-    public static func parse(_ text: Substring, at location: RuleLocation, variables: RuleVariables) throws(RuleError) -> SnortRule {
+    public static func parse(_ text: Substring, at location: RuleLocation, variables: RuleVariables,
+                             syntax: RuleSyntax = .snort2) throws(RuleError) -> SnortRule {
         let body = text.trimmingWhitespace
         guard let open = body.firstIndex(of: "("), body.last == ")" else {
             throw .malformed("a rule is `action proto src sport -> dst dport (options)`")
         }
-        let header = body[..<open].split(whereSeparator: { $0 == " " || $0 == "\t" })
+        var header = body[..<open].split(whereSeparator: { $0 == " " || $0 == "\t" })
+        // Snort 3: `action service (options)` is the service between any hosts.
+        if syntax == .snort3 && header.count == 2 { header += ["any", "any", "->", "any", "any"] }
         guard header.count == 7 else {
             throw .malformed("the header needs 7 fields (action proto src sport dir dst dport), found \(header.count)")
         }
         guard let action = SnortRule.Action(rawValue: String(header[0])) else { throw .malformed("unknown action \(header[0])") }
         // Snort in IDS (not inline) mode does not load drop and sdrop rules either.
         if action == .drop || action == .sdrop { throw .unsupported("action \(action.rawValue) (inline mode only)") }
-        guard let proto = SnortRule.TransportProtocol(rawValue: String(header[1])) else { throw .malformed("unknown protocol \(header[1])") }
         guard header[4] == "->" || header[4] == "<>" else { throw .malformed("direction must be -> or <>, not \(header[4])") }
+        let service = syntax == .snort3 ? try ServiceRule.ports(of: header[1], variables: variables) : nil
+        guard let proto = service?.0 ?? SnortRule.TransportProtocol(rawValue: String(header[1])) else {
+            throw syntax == .snort3 ? .unsupported("service \(header[1])") : .malformed("unknown protocol \(header[1])")
+        }
         var rule = SnortRule(
             action: action, proto: proto,
             source: try AddressSet(parsing: header[2], variables: variables),
@@ -29,9 +35,13 @@ public enum RuleParser {
             destination: try AddressSet(parsing: header[5], variables: variables),
             destinationPorts: try PortSet(parsing: header[6], variables: variables),
             location: location)
-        var cursorInBody = false
+        var sticky = InspectionBuffer.raw
         for option in try splitOptions(body[body.index(after: open)..<body.index(before: body.endIndex)]) {
-            try apply(option, to: &rule, fileData: &cursorInBody)
+            try apply(option, to: &rule, sticky: &sticky, syntax: syntax)
+        }
+        if let (_, ports) = service, rule.sourcePorts.isAny && rule.destinationPorts.isAny {
+            // The service's ports on the server's side.
+            if rule.flow.direction == .toClient { rule.sourcePorts = ports } else { rule.destinationPorts = ports }
         }
         guard rule.sid > 0 else { throw .malformed("no sid") }
         return rule
@@ -58,7 +68,8 @@ public enum RuleParser {
         return out
     }
 
-    /// Content modifiers that name an HTTP buffer (`http_raw_*` share the unnormalized one).
+    /// Content modifiers that name an HTTP buffer (`http_raw_*` share the unnormalized
+    /// one); in Snort 3, sticky buffers of the same names.
     static let bufferModifiers: [Substring: InspectionBuffer] = [
         "http_method": .httpMethod, "http_uri": .httpURI, "http_raw_uri": .httpRawURI,
         "http_header": .httpHeader, "http_raw_header": .httpHeader,
@@ -66,9 +77,13 @@ public enum RuleParser {
         "http_stat_code": .httpStatCode, "http_stat_msg": .httpStatMessage,
     ]
 
-    /// Applies one option. `fileData` is the sticky buffer state: after `file_data`,
-    /// contents and pcres without a buffer of their own look at the HTTP body.
-    static func apply(_ option: Substring, to rule: inout SnortRule, fileData: inout Bool) throws(RuleError) {
+    /// Snort 3 options that only label a rule.
+    static let informationalSnort3: Set<Substring> = ["service", "rem"]
+
+    /// Applies one option. `sticky` is the buffer contents and pcres without one of
+    /// their own look at: the packet, or after `file_data` the HTTP body; in Snort 3
+    /// also whatever buffer keyword came last.
+    static func apply(_ option: Substring, to rule: inout SnortRule, sticky: inout InspectionBuffer, syntax: RuleSyntax = .snort2) throws(RuleError) {
         let colon = option.firstIndex(of: ":")
         let name = (colon.map { option[..<$0] } ?? option).trimmingWhitespace
         let value = colon.map { option[option.index(after: $0)...].trimmingWhitespace } ?? ""
@@ -115,17 +130,30 @@ public enum RuleParser {
         case "priority": rule.priority = try number()
         case "classtype": rule.classtype = String(value)
         case "reference": rule.references.append(String(value))
+        case "content" where syntax == .snort3:
+            // `content:"text"[, modifier]...`: the modifiers, applied as Snort 2 options.
+            guard let parts = value.splitOutsideQuotes(UInt8(ascii: ",")), let text = parts.first else { throw .malformed("content: unbalanced quotes") }
+            var c = try content(text.trimmingWhitespace)
+            c.buffer = sticky
+            rule.detection.append(.content(c))
+            for modifier in parts.dropFirst() {
+                let words = modifier.trimmingWhitespace.split(separator: " ", maxSplits: 1)
+                guard let key = words.first, ["nocase", "fast_pattern", "offset", "depth", "distance", "within"].contains(key) else {
+                    throw .unsupported("content modifier \(modifier.trimmingWhitespace)")
+                }
+                try apply(words.count == 2 ? "\(key):\(words[1])" : key, to: &rule, sticky: &sticky, syntax: .snort2)
+            }
         case "content", "uricontent":
             var c = try content(value)
-            c.buffer = name == "uricontent" ? .httpURI : fileData ? .fileData : .raw
+            c.buffer = name == "uricontent" ? .httpURI : sticky
             rule.detection.append(.content(c))
         case _ where bufferModifiers[name] != nil:
             let buffer = bufferModifiers[name]!
-            try modifyLastContent { $0.buffer = buffer }
-        case "file_data":
-            fileData = true
+            if syntax == .snort3 { sticky = buffer } else { try modifyLastContent { $0.buffer = buffer } }
+        case "file_data", "js_data":
+            sticky = .fileData
             rule.detection.append(.fileData)
-        case "pkt_data": fileData = false
+        case "pkt_data", "raw_data": sticky = .raw
         case "isdataat": rule.detection.append(try dataAt(value, variables: rule.variableNames))
         case "byte_test": rule.detection.append(.byteTest(try byteTest(value, variables: rule.variableNames)))
         case "byte_jump": rule.detection.append(.byteJump(try byteJump(value, variables: rule.variableNames)))
@@ -159,10 +187,10 @@ public enum RuleParser {
         case "within": let n = try variable(else: length); try modifyLastContent { $0.within = n }
         case "fast_pattern":
             try modifyLastContent { $0.fastPattern = value == "only" ? .only : .chosen }
-        case "pcre": rule.detection.append(.pcre(try pcre(value, defaultBuffer: fileData ? .fileData : .raw)))
+        case "pcre": rule.detection.append(.pcre(try pcre(value, defaultBuffer: sticky)))
         case "flow": rule.flow = try flow(value)
         default:
-            guard informational.contains(name) else { throw .unsupported(String(name)) }
+            guard informational.contains(name) || syntax == .snort3 && informationalSnort3.contains(name) else { throw .unsupported(String(name)) }
         }
     }
 

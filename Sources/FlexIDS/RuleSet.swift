@@ -14,8 +14,10 @@ public struct RuleSet: Sendable {
     public init() {}
 
     /// Loads every rule in `paths` (lines ending in `\` continue; `#` lines are comments,
-    /// including disabled rules). A file that cannot be read throws; a rule that cannot be
-    /// used is skipped and recorded.
+    /// including disabled rules), each file in the syntax it shows (`RuleSyntax.detect`:
+    /// Snort 2.9 or Snort 3, whose rules may also run over several lines until their
+    /// options close). A file that cannot be read throws; a rule that cannot be used is
+    /// skipped and recorded.
     public static func load(paths: [String], variables: RuleVariables) throws(RuleError) -> RuleSet {
         var set = RuleSet()
         for path in paths {
@@ -29,6 +31,7 @@ public struct RuleSet: Sendable {
 
     /// Adds the rules in `text`, naming `file` in locations.
     public mutating func add(_ text: String, file: String, variables: RuleVariables) {
+        let syntax = RuleSyntax.detect(text)
         var pending = ""
         var firstLine = 0
         // Lines split on the bytes: a CR LF pair is one Character, so a Character split
@@ -36,19 +39,22 @@ public struct RuleSet: Sendable {
         for (i, raw) in text.utf8.split(separator: 0x0A, omittingEmptySubsequences: false).enumerated() {
             var line = Substring(raw)
             if line.utf8.last == 0x0D { line = line.dropLast() }
-            if pending.isEmpty {
-                let t = line.trimmingWhitespace
-                if t.isEmpty || t.first == "#" { continue }
-                firstLine = i + 1
-            }
+            let t = line.trimmingWhitespace
+            if t.isEmpty || t.first == "#" { continue }
+            if pending.isEmpty { firstLine = i + 1 }
             if line.last == "\\" {
                 pending += line.dropLast()
                 continue
             }
             pending += line
+            // Snort 3: a rule goes on until its option list closes.
+            if syntax == .snort3 && pending.contains("(") && Substring(pending).trimmingWhitespace.last != ")" {
+                pending += " "
+                continue
+            }
             let location = RuleLocation(file: file, line: firstLine)
             do {
-                rules.append(try RuleParser.parse(Substring(pending), at: location, variables: variables))
+                rules.append(try RuleParser.parse(Substring(pending), at: location, variables: variables, syntax: syntax))
             } catch {
                 skipped.append(Skipped(location: location, reason: error))
             }

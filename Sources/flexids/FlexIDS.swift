@@ -104,7 +104,11 @@ struct CheckRules: ParsableCommand {
             dsize; urilen; isdataat; threshold; detection_filter; msg, sid, rev, gid, \
             priority, classtype, reference. pass rules silence their packet, log rules raise \
             no alert, drop and sdrop rules are not loaded (inline only), as Snort in IDS \
-            mode. A rule using anything else is skipped with a warning naming file and line.
+            mode. Snort 3 files are recognised and read as such: sticky buffers (http_uri; \
+            content:...), modifiers inside content ("x", nocase, depth 4), service rules \
+            (alert http (...), mapped to the service's ports), rules over several lines. \
+            IPv4 and IPv6 addresses and blocks in headers. A rule using anything else is \
+            skipped with a warning naming file and line.
             """)
 
     @OptionGroup var ruleOptions: RuleOptions

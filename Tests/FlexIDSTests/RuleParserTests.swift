@@ -219,3 +219,29 @@ func IPv4(_ a: UInt8, _ b: UInt8, _ c: UInt8, _ d: UInt8) -> UInt128 {
         }
     }
 }
+
+@Suite struct RuleSyntaxTests {
+    @Test func filesAreReadInTheSyntaxTheyShow() {
+        #expect(RuleSyntax.detect(#"alert tcp any any -> any 80 (msg:"x"; content:"a"; http_uri; sid:1;)"#) == .snort2)
+        #expect(RuleSyntax.detect("# alert http (sid:1;)\n" + #"alert tcp any any -> any 80 (msg:"a, b"; content:"a"; nocase; sid:1;)"#) == .snort2)
+        #expect(RuleSyntax.detect(#"alert http (msg:"x"; http_uri; content:"a"; sid:1;)"#) == .snort3)
+        #expect(RuleSyntax.detect(#"alert tcp any any -> any 80 (msg:"x"; content:"a", nocase; sid:1;)"#) == .snort3)
+        #expect(RuleSyntax.detect(#"alert tcp any any -> any 80 (msg:"x"; service:http; sid:1;)"#) == .snort3)
+    }
+
+    /// The same words mean different things: Snort 2 modifies the content before,
+    /// Snort 3 sets the buffer of the contents after.
+    @Test func bufferKeywordsFollowTheSyntax() throws {
+        let text: Substring = #"alert tcp any any -> any 80 (content:"a"; http_uri; content:"b"; sid:1;)"#
+        let at = RuleLocation(file: "t.rules", line: 1)
+        func buffers(_ r: SnortRule) -> [InspectionBuffer] { r.detection.compactMap { if case .content(let c) = $0 { c.buffer } else { nil } } }
+        #expect(buffers(try RuleParser.parse(text, at: at, variables: RuleVariables(), syntax: .snort2)) == [.httpURI, .raw])
+        #expect(buffers(try RuleParser.parse(text, at: at, variables: RuleVariables(), syntax: .snort3)) == [.raw, .httpURI])
+        #expect(throws: RuleError.unsupported("content modifier width 4")) {
+            try RuleParser.parse(#"alert tcp any any -> any 80 (content:"a", width 4; sid:1;)"#, at: at, variables: RuleVariables(), syntax: .snort3)
+        }
+        #expect(throws: RuleError.unsupported("service gopher")) {
+            try RuleParser.parse(#"alert gopher (content:"a"; sid:1;)"#, at: at, variables: RuleVariables(), syntax: .snort3)
+        }
+    }
+}

@@ -382,6 +382,22 @@ case("stream-server-side-is-not-reassembled",
      [])
 
 
+# Snort 3 rule syntax --------------------------------------------------------------------------
+REQUEST = b"GET /evil.php HTTP/1.1\r\nHost: x\r\nUser-Agent: evil-agent\r\n\r\n"
+case("snort3-sticky-buffers-and-service-rules",
+     "Snort 3: a buffer keyword (http_uri, http_header, pkt_data, ...) sets the buffer for the contents "
+     "after it until another is set; content modifiers go inside the option (content:\"x\", nocase, "
+     "offset 1, depth 5); `alert http (...)` is a service rule for HTTP traffic (here: HTTP's ports), "
+     "and a rule's options may span lines.",
+     [tcp(REQUEST), tcp(REQUEST, dport=9999)],
+     ['alert http (msg:"uri"; http_uri; content:"/EVIL.php", nocase; sid:190;)',
+      'alert http (msg:"method is POST"; http_method; content:"POST"; http_uri; content:"/evil"; sid:191;)',
+      'alert tcp any any -> any 80 (msg:"raw then header"; content:"GET", depth 3; http_header; content:"evil-agent"; service:http; sid:192;)',
+      'alert http any any -> any any (\n    msg:"inside the uri";\n    http_uri; content:"evil", offset 1, depth 5;\n    sid:193;\n)',
+      'alert http (msg:"sticky, not modifying"; content:"evil-agent"; http_uri; content:"Host"; sid:194;)'],
+     [[1, 190], [1, 192], [1, 193]])
+
+
 def main():
     index = []
     for c in CASES:

@@ -15,7 +15,15 @@ public enum RuleSyntax: String, Sendable, CaseIterable {
             guard !s.isEmpty, s.first != "#" else { continue }
             let words = s.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "(" }).prefix(2)
             if words.count == 2, SnortRule.Action(rawValue: String(words[0])) != nil, ServiceRule.services[words[1]] != nil { return .snort3 }
-            if s.contains("service:") || s.contains("rem:") || s.contains("\",") && s.contains("content:") { return .snort3 }
+            // The options on this line (a rule's, or a continued rule's).
+            let options = s.firstIndex(of: "(").map { s[s.index(after: $0)...] } ?? s
+            for option in (try? RuleParser.splitOptions(options.last == ")" ? options.dropLast() : options)) ?? [] {
+                let name = option.prefix { $0 != ":" }.trimmingWhitespace
+                if name == "service" || name == "rem" { return .snort3 }
+                if name == "content", let parts = option.dropFirst(name.count + 1).splitOutsideQuotes(UInt8(ascii: ",")), parts.count > 1 {
+                    return .snort3
+                }
+            }
         }
         return .snort2
     }

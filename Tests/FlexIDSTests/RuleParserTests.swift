@@ -224,6 +224,8 @@ func IPv4(_ a: UInt8, _ b: UInt8, _ c: UInt8, _ d: UInt8) -> UInt128 {
     @Test func filesAreReadInTheSyntaxTheyShow() {
         #expect(RuleSyntax.detect(#"alert tcp any any -> any 80 (msg:"x"; content:"a"; http_uri; sid:1;)"#) == .snort2)
         #expect(RuleSyntax.detect("# alert http (sid:1;)\n" + #"alert tcp any any -> any 80 (msg:"a, b"; content:"a"; nocase; sid:1;)"#) == .snort2)
+        // ET Open has contents that start or end with a comma.
+        #expect(RuleSyntax.detect(#"alert tcp any any -> any 80 (content:",CAFE"; content:"53,154,"; content:"|2c|"; sid:1;)"#) == .snort2)
         #expect(RuleSyntax.detect(#"alert http (msg:"x"; http_uri; content:"a"; sid:1;)"#) == .snort3)
         #expect(RuleSyntax.detect(#"alert tcp any any -> any 80 (msg:"x"; content:"a", nocase; sid:1;)"#) == .snort3)
         #expect(RuleSyntax.detect(#"alert tcp any any -> any 80 (msg:"x"; service:http; sid:1;)"#) == .snort3)

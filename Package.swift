@@ -5,7 +5,7 @@
 // Module layering (arrows point one way):
 //   apps (flexkvs, flexids, flexstorm, flexbench, FlexKVS, FlexIDS, FlexStorm) -> FlexNIC (steering) -> FlexIO (ports) -> FlexWire (headers)
 //   FlexConfig (TOML: steering programs, the input check) -> FlexNIC, used by FlexStorm, the executables and tests
-//   C shims (CDPDK, CPcap, CPCRE2, CHyperscan, CFlexSys) sit under FlexIO and the apps that need them.
+//   C shims (CDPDK, CPcap, CPCRE2, CZlib, CHyperscan, CFlexSys) sit under FlexIO and the apps that need them.
 import PackageDescription
 
 /// DPDK 22.11 from Debian: headers are parsed only by the shim's .c file (see DESIGN.md,
@@ -54,6 +54,7 @@ let package = Package(
         ),
         .systemLibrary(name: "CPcap", pkgConfig: "libpcap", providers: [.apt(["libpcap-dev"])]),
         .systemLibrary(name: "CPCRE2", pkgConfig: "libpcre2-8", providers: [.apt(["libpcre2-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .target(name: "CFlexSys"),
         /// Hyperscan, loaded with dlopen so that flexids runs (on its own automaton) without it.
         .target(name: "CHyperscan"),
@@ -71,7 +72,7 @@ let package = Package(
             dependencies: ["FlexNIC", "FlexIO", "FlexWire", "CFlexSys", .product(name: "Logging", package: "swift-log")],
             swiftSettings: hotPath
         ),
-        .target(name: "FlexIDS", dependencies: ["FlexNIC", "FlexIO", "FlexWire", "CPCRE2", "CHyperscan", "CFlexSys"], swiftSettings: hotPath),
+        .target(name: "FlexIDS", dependencies: ["FlexNIC", "FlexIO", "FlexWire", "CPCRE2", "CHyperscan", "CZlib", "CFlexSys"], swiftSettings: hotPath),
         .target(
             name: "FlexStorm",
             dependencies: ["FlexNIC", "FlexIO", "FlexWire", "FlexConfig", "CFlexSys", .product(name: "TOMLKit", package: "TOMLKit")],

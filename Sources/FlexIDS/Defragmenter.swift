@@ -23,6 +23,9 @@ import FlexWire
 final class Defragmenter {
     struct Key: Hashable {
         var source: UInt128, destination: UInt128, id: UInt32, proto: UInt8
+        /// IPv4 and IPv6 never share a datagram (an IPv4-mapped IPv6 address is not the
+        /// IPv4 host).
+        var isIPv6: Bool
     }
     /// Bytes `start ..< end` of the payload, written by a fragment starting at `from`.
     struct Piece {
@@ -61,32 +64,38 @@ final class Defragmenter {
 
     deinit { rebuilt.deallocate() }
 
-    /// Where a fragment lies in its datagram: its data's offset in the frame, its
-    /// offset in the datagram's payload, whether more follow, and its identification.
+    /// Where a fragment lies in its datagram: its data's offset in the frame and where
+    /// the IP datagram ends there (by the IP header, not by a transport header's
+    /// length), its offset in the datagram's payload, whether more follow, its
+    /// identification, and the protocol fragmented (IPv6: the fragment header's next
+    /// header, the same in every fragment).
     struct Position {
-        var data: Int, start: Int, more: Bool, id: UInt32
+        var data: Int, end: Int, start: Int, more: Bool, id: UInt32, proto: UInt8
     }
 
-    /// The position of the fragment in `bytes`, parsed at least to L3 as `f`.
-    static func position(_ f: ParsedFrame, _ bytes: UnsafeRawPointer) -> Position {
+    /// The position of the fragment in `frame`, parsed at least to L3 as `f`.
+    static func position(_ f: ParsedFrame, _ frame: UnsafeRawBufferPointer) -> Position {
         let l3 = Int(f.l3Offset)
+        let bytes = frame.baseAddress!
         if f.layers.contains(.ipv6) {
-            // The fragment header is the last one the parser stepped over before the
-            // fragmentable part; find it again along the chain.
-            let ip = try? IPv6Header(UnsafeMutableRawBufferPointer(start: UnsafeMutableRawPointer(mutating: bytes) + l3, count: Int(f.frameLength) - l3))
+            let ip = try? IPv6Header(UnsafeMutableRawBufferPointer(mutating: UnsafeRawBufferPointer(rebasing: frame[l3...])))
             guard let ip, let header = ip.fragmentHeaderOffset, let p = ip.fragmentPosition else {
-                return Position(data: Int(f.l4Offset), start: 0, more: false, id: 0)
+                return Position(data: Int(f.l4Offset), end: Int(f.frameLength), start: 0, more: false, id: 0, proto: f.ipProtocol)
             }
-            return Position(data: l3 + header + 8, start: p.offset, more: p.more, id: ip.fragmentIdentification)
+            return Position(data: l3 + header + 8, end: l3 + ip.totalLength, start: p.offset, more: p.more,
+                            id: ip.fragmentIdentification, proto: bytes.load(fromByteOffset: l3 + header, as: UInt8.self))
         }
         let word = bytes.loadBE16(at: l3 + 6)
-        return Position(data: Int(f.l4Offset), start: Int(word & 0x1FFF) * 8, more: word & 0x2000 != 0, id: UInt32(bytes.loadBE16(at: l3 + 4)))
+        let end = min(l3 + Int(bytes.loadBE16(at: l3 + 2)), frame.count)
+        return Position(data: Int(f.l4Offset), end: max(end, Int(f.l4Offset)), start: Int(word & 0x1FFF) * 8, more: word & 0x2000 != 0,
+                        id: UInt32(bytes.loadBE16(at: l3 + 4)), proto: f.ipProtocol)
     }
 
     /// The key of the datagram a fragment belongs to.
-    static func key(_ f: ParsedFrame, _ bytes: UnsafeRawPointer) -> Key {
-        let a = PacketAddresses(f, bytes)
-        return Key(source: a.source, destination: a.destination, id: position(f, bytes).id, proto: f.ipProtocol)
+    static func key(_ f: ParsedFrame, _ frame: UnsafeRawBufferPointer) -> Key {
+        let a = PacketAddresses(f, frame.baseAddress!)
+        let p = position(f, frame)
+        return Key(source: a.source, destination: a.destination, id: p.id, proto: p.proto, isIPv6: f.layers.contains(.ipv6))
     }
 
     /// Adds the fragment in `frame` (parsed at L3 as `f`); returns the rebuilt frame's
@@ -95,14 +104,14 @@ final class Defragmenter {
         counters.fragments &+= 1
         let base = UnsafeRawPointer(frame.baseAddress!)
         let l3 = Int(f.l3Offset)
-        let position = Self.position(f, base)
+        let position = Self.position(f, UnsafeRawBufferPointer(frame))
         let (l4, start, more) = (position.data, position.start, position.more)
-        var length = Int(f.frameLength) - l4
+        var length = position.end - l4
         if more { length &= ~7 }
         guard length > 0 else { return nil }
         let v6 = f.layers.contains(.ipv6)
         let headerLength = v6 ? IPv6Header.length : 20
-        let key = Self.key(f, base)
+        let key = Self.key(f, UnsafeRawBufferPointer(frame))
         // (A capture's clock may step back: only time that went forward ages a datagram.)
         if let d = datagrams[key], now > d.lastSeen && now - d.lastSeen >= Self.timeoutNanoseconds {
             drop(key)
@@ -146,7 +155,7 @@ final class Defragmenter {
         out.copyMemory(from: base, byteCount: l3 + headerLength)
         if v6 {
             out.storeBytes(of: UInt16(total).bigEndian, toByteOffset: l3 + 4, as: UInt16.self)
-            out.storeBytes(of: f.ipProtocol, toByteOffset: l3 + 6, as: UInt8.self)
+            out.storeBytes(of: position.proto, toByteOffset: l3 + 6, as: UInt8.self)
         } else {
             out.storeBytes(of: UInt8(0x45), toByteOffset: l3, as: UInt8.self)
             out.storeBytes(of: UInt16(20 + total).bigEndian, toByteOffset: l3 + 2, as: UInt16.self)

@@ -39,6 +39,7 @@ public struct FlowTable: ~Copyable {
         var high: UInt128 = 0       // the other endpoint's
         var ports: UInt32 = 0       // low endpoint's port << 16 | high endpoint's
         var proto: UInt8 = 0        // 0: empty slot
+        var isIPv6 = false          // an IPv4-mapped IPv6 address is not the IPv4 host
         var state: State = []
     }
     struct State: OptionSet {
@@ -95,7 +96,8 @@ public struct FlowTable: ~Copyable {
                                 : UInt32(frame.destinationPort) << 16 | UInt32(frame.sourcePort)
         let folded = UInt64(truncatingIfNeeded: low) ^ UInt64(truncatingIfNeeded: low >> 64) &* 31
             ^ (UInt64(truncatingIfNeeded: high) ^ UInt64(truncatingIfNeeded: high >> 64) &* 31) << 1
-        var h = (folded ^ UInt64(ports) << 7 ^ UInt64(frame.ipProtocol)) &* 0x9E37_79B9_7F4A_7C15
+        let isIPv6 = frame.layers.contains(.ipv6)
+        var h = (folded ^ UInt64(ports) << 7 ^ UInt64(frame.ipProtocol) ^ (isIPv6 ? 0x100 : 0)) &* 0x9E37_79B9_7F4A_7C15
         h ^= h >> 29
         var i = Int(truncatingIfNeeded: h) & mask
         let syn = frame.tcpFlags & 0x02 != 0, ack = frame.tcpFlags & 0x10 != 0
@@ -113,12 +115,12 @@ public struct FlowTable: ~Copyable {
                     untracked &+= 1
                     return FlowVerdict(toServer: senderIsClient, established: isTCP && !syn, tracked: false)
                 }
-                e.pointee = Entry(low: low, high: high, ports: ports, proto: frame.ipProtocol, state: state)
+                e.pointee = Entry(low: low, high: high, ports: ports, proto: frame.ipProtocol, isIPv6: isIPv6, state: state)
                 count &+= 1
                 return FlowVerdict(toServer: senderIsClient, established: state.contains(.established), tracked: true, flowbits: bits(i),
                                    slot: Int32(i), startsSession: true)
             }
-            if e.pointee.low == low && e.pointee.high == high && e.pointee.ports == ports && e.pointee.proto == frame.ipProtocol {
+            if e.pointee.low == low && e.pointee.high == high && e.pointee.ports == ports && e.pointee.isIPv6 == isIPv6 && e.pointee.proto == frame.ipProtocol {
                 var state = e.pointee.state
                 if isTCP && syn && !ack && state.contains(.established) {
                     // The 5-tuple is reused by a new connection: start over, the SYN's sender

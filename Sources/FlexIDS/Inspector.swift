@@ -26,6 +26,8 @@ public final class Inspector {
     let tunnelScratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 14 + 65536, alignment: 64)
     /// Where confirmation writes a packet's normalized URI.
     let uriScratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 64)
+    /// Dechunks and inflates HTTP bodies for file_data and http_client_body.
+    let bodyDecoder = HTTPBodyDecoder()
     public private(set) var alerts: [Alert] = []
     /// Per rule: how often it was a candidate (only when profiling rules).
     public private(set) var candidateCounts: [Int]?
@@ -37,7 +39,8 @@ public final class Inspector {
         let d = defragmenter.counters
         (c.fragments, c.reassembled, c.fragmentDatagramsDropped, c.fragmentOverlaps) = (d.fragments, d.reassembled, d.dropped, d.overlaps)
         if let s = reassembler?.counters {
-            (c.streamSegments, c.streamPDUs, c.streamOverlaps, c.streamGaps, c.streamSessionsDropped) = (s.segments, s.pdus, s.overlaps, s.gaps, s.dropped)
+            (c.streamSegments, c.streamPDUs, c.streamOverlaps, c.streamGaps, c.streamSessionsDropped, c.streamOutOfWindow)
+                = (s.segments, s.pdus, s.overlaps, s.gaps, s.dropped, s.outOfWindow)
         }
         return c
     }
@@ -73,6 +76,10 @@ public final class Inspector {
         public var streamOverlaps = 0
         public var streamGaps = 0
         public var streamSessionsDropped = 0
+        /// Client segments too far ahead of their stream to be part of it (not held).
+        public var streamOutOfWindow = 0
+        /// HTTP requests inspected after the first of their packet (pipelined).
+        public var pipelinedRequests = 0
 
         public init() {}
 
@@ -97,6 +104,8 @@ public final class Inspector {
             c.streamOverlaps += b.streamOverlaps
             c.streamGaps += b.streamGaps
             c.streamSessionsDropped += b.streamSessionsDropped
+            c.streamOutOfWindow += b.streamOutOfWindow
+            c.pipelinedRequests += b.pipelinedRequests
             return c
         }
     }
@@ -163,11 +172,23 @@ public final class Inspector {
         }
         let first = alerts.count
         let flow = detect(frame, parsed, number: number, timestampNanoseconds: timestampNanoseconds)
-        if let reassembler, parsed.layers.contains(.tcp), flow.tracked {
-            reassembler.take(UnsafeRawBufferPointer(frame), parsed, flow, packet: number, time: timestampNanoseconds,
-                             alerted: alerts[first...], inspect: inspectPDU)
-        }
+        reassemble(frame, parsed, flow, number: number, timestampNanoseconds: timestampNanoseconds, alertsFrom: first)
         return parsed
+    }
+
+    /// Rule ids of a packet's alerts, handed to reassembly (reused, so nothing is
+    /// allocated per packet).
+    var packetAlerts: [Int32] = []
+
+    /// Hands a TCP packet to stream reassembly, with the rules its alerts from
+    /// `alertsFrom` on came from; inspects the PDUs it completes.
+    func reassemble(_ frame: UnsafeMutableRawBufferPointer, _ parsed: ParsedFrame, _ flow: FlowVerdict, number: Int,
+                    timestampNanoseconds: UInt64, alertsFrom first: Int) {
+        guard let reassembler, parsed.layers.contains(.tcp), flow.tracked else { return }
+        packetAlerts.removeAll(keepingCapacity: true)
+        for a in alerts[first...] { packetAlerts.append(a.rule) }
+        reassembler.take(UnsafeRawBufferPointer(frame), parsed, flow, packet: number, time: timestampNanoseconds,
+                         alerted: packetAlerts, inspect: inspectPDU)
     }
 
     /// Detection on a PDU the reassembler rebuilt, as its last segment.
@@ -192,7 +213,7 @@ public final class Inspector {
     /// fragment, which is inspected as it is.
     func inspectFragment(_ frame: UnsafeMutableRawBufferPointer, _ parsed: ParsedFrame, number: Int, timestampNanoseconds: UInt64) {
         let base = UnsafeRawPointer(frame.baseAddress!)
-        let firstUDP = parsed.ipProtocol == 17 && Defragmenter.position(parsed, base).start == 0
+        let firstUDP = parsed.ipProtocol == 17 && Defragmenter.position(parsed, UnsafeRawBufferPointer(frame)).start == 0
         let l3 = firstUDP ? parsed : (try? ParsedFrame(parsing: frame, verifyingChecksum: false, transport: false)) ?? parsed
         if let (datagram, alerted) = defragmenter.insert(frame, l3, now: timestampNanoseconds) {
             guard let whole = try? ParsedFrame(parsing: datagram, verifyingChecksum: false) else {
@@ -205,15 +226,12 @@ public final class Inspector {
             }
             let first = alerts.count
             let flow = detect(datagram, whole, number: number, timestampNanoseconds: timestampNanoseconds, alreadyAlerted: alerted)
-            if let reassembler, whole.layers.contains(.tcp), flow.tracked {
-                reassembler.take(UnsafeRawBufferPointer(datagram), whole, flow, packet: number, time: timestampNanoseconds,
-                                 alerted: alerts[first...], inspect: inspectPDU)
-            }
+            reassemble(datagram, whole, flow, number: number, timestampNanoseconds: timestampNanoseconds, alertsFrom: first)
             return
         }
         let first = alerts.count
         detect(frame, l3, number: number, timestampNanoseconds: timestampNanoseconds, payloadRules: firstUDP)
-        let key = Defragmenter.key(l3, base)
+        let key = Defragmenter.key(l3, UnsafeRawBufferPointer(frame))
         for a in alerts[first...] { defragmenter.noteAlert(a.rule, key: key) }
     }
 
@@ -237,7 +255,40 @@ public final class Inspector {
         }
         let endpoints = PacketAddresses(parsed, UnsafeRawPointer(frame.baseAddress!))
         let flow = stream ?? flows.update(parsed, endpoints, senderIsServer: senderIsServer)
+        // ICMP rules look past the 8-byte ICMP (or ICMPv6) header, as Snort's do.
+        let skip = parsed.isICMP && !parsed.layers.contains(.fragment) ? 8 : 0
+        let payloadStart = min(Int(parsed.payloadOffset) + skip, frame.count)
+        let payload = UnsafeRawBufferPointer(start: frame.baseAddress! + payloadStart,
+                                             count: max(0, min(Int(parsed.payloadLength) - skip, frame.count - payloadStart)))
+        let first = alerts.count
+        detect(payload, of: frame, parsed, endpoints, flow, number: number, timestampNanoseconds: timestampNanoseconds,
+               payloadRules: payloadRules, alreadyAlerted: alreadyAlerted, isStream: stream != nil)
+        // Pipelined HTTP requests: each one after the first is inspected as a payload of
+        // its own (http_inspect's default), without repeating the packet's alerts.
+        guard payloadRules && isTCP && payload.count > 16 && HTTPBuffers.startsRequest(payload),
+              var next = HTTPBuffers(parsing: payload).end else { return flow }
+        var requests = 1
+        while next < payload.count && requests < Self.maximumPipelinedRequests {
+            let rest = UnsafeRawBufferPointer(rebasing: payload[next...])
+            guard HTTPBuffers.startsRequest(rest) else { break }
+            detect(rest, of: frame, parsed, endpoints, flow, number: number, timestampNanoseconds: timestampNanoseconds,
+                   payloadRules: true, alreadyAlerted: alreadyAlerted + alerts[first...].map(\.rule), isStream: stream != nil)
+            counts.pipelinedRequests &+= 1
+            requests += 1
+            guard let end = HTTPBuffers(parsing: rest).end, end > 0 else { break }
+            next += end
+        }
+        return flow
+    }
 
+    /// Pipelined requests inspected per packet at most.
+    static let maximumPipelinedRequests = 32
+
+    /// Detection on `payload` (the packet's, or one pipelined request of it): the
+    /// candidates, their confirmation, the alerts.
+    func detect(_ payload: UnsafeRawBufferPointer, of frame: UnsafeMutableRawBufferPointer, _ parsed: ParsedFrame,
+                _ endpoints: PacketAddresses, _ flow: FlowVerdict, number: Int, timestampNanoseconds: UInt64,
+                payloadRules: Bool, alreadyAlerted: [Int32], isStream: Bool) {
         // Candidates: each group's automaton over the payload, plus its content-less rules.
         stamp &+= 1
         if stamp == 0 {
@@ -245,27 +296,23 @@ public final class Inspector {
             stamp = 1
         }
         candidateCount = 0
-        // ICMP rules look past the 8-byte ICMP (or ICMPv6) header, as Snort's do.
-        let skip = parsed.isICMP && !parsed.layers.contains(.fragment) ? 8 : 0
-        let payloadStart = min(Int(parsed.payloadOffset) + skip, frame.count)
-        let payload = UnsafeRawBufferPointer(start: frame.baseAddress! + payloadStart,
-                                             count: max(0, min(Int(parsed.payloadLength) - skip, frame.count - payloadStart)))
         let scanned = payloadRules ? payload : UnsafeRawBufferPointer(start: payload.baseAddress, count: 0)
         // The context parses HTTP and normalizes the URI once, for the fast patterns
         // here and for confirmation below.
-        var context = PacketContext(frame: parsed, endpoints: endpoints, isStream: stream != nil, bytes: UnsafeRawPointer(frame.baseAddress!), payload: payload, flow: flow,
-                                    scratch: scratch, variables: variables, uriScratch: uriScratch)
-        // An encoded request URI is scanned again normalized, so http_uri fast patterns
-        // meet what their contents will be matched against.
-        let uri = payloadRules ? context.encodedURI() : nil
+        var context = PacketContext(frame: parsed, endpoints: endpoints, isStream: isStream, bytes: UnsafeRawPointer(frame.baseAddress!), payload: payload, flow: flow,
+                                    scratch: scratch, variables: variables, uriScratch: uriScratch, bodyDecoder: bodyDecoder)
+        // An encoded request URI is scanned again normalized, and a coded body again
+        // decoded, so http_uri and file_data fast patterns meet what their contents will
+        // be matched against.
+        let also = payloadRules ? (context.encodedURI(), context.decodedBody()) : (nil, nil)
         if let table = engine.table(for: parsed) {
-            for k in table.destination.range(parsed.destinationPort) { collect(table.destination.ids[k], scanned, endpoints, also: uri) }
-            for k in table.source.range(parsed.sourcePort) { collect(table.source.ids[k], scanned, endpoints, also: uri) }
+            for k in table.destination.range(parsed.destinationPort) { collect(table.destination.ids[k], scanned, endpoints, also: also) }
+            for k in table.source.range(parsed.sourcePort) { collect(table.source.ids[k], scanned, endpoints, also: also) }
         }
         let catchAll = engine.catchAllGroups(for: parsed)
-        collect(catchAll.0, scanned, endpoints, also: uri)
-        collect(catchAll.1, scanned, endpoints, also: uri)
-        guard candidateCount > 0 else { return flow }
+        collect(catchAll.0, scanned, endpoints, also: also)
+        collect(catchAll.1, scanned, endpoints, also: also)
+        guard candidateCount > 0 else { return }
         counts.candidates &+= candidateCount
 
         // Snort's order of actions (pass, reject, alert, log): only the first group
@@ -294,7 +341,6 @@ public final class Inspector {
         }
         if passed { alerts.removeSubrange(firstAlert...) }
         counts.alerts &+= alerts.count - firstAlert
-        return flow
     }
 
     /// Whether the TCP, UDP or ICMP checksum verifies (true for fragments, which are
@@ -307,7 +353,7 @@ public final class Inspector {
         if f.layers.contains(.ipv6) {
             // Every IPv6 upper layer checksums the pseudo-header, UDP included (a zero
             // UDP checksum is invalid over IPv6).
-            guard f.hasPorts || f.ipProtocol == 58 else { return true }
+            guard f.layers.contains(.tcp) || f.layers.contains(.udp) || f.ipProtocol == 58 else { return true }
             var sum = IPv6Header.pseudoHeaderChecksum(header: base + Int(f.l3Offset), l4Length: length, protocol: f.ipProtocol)
             sum.add(bytes: l4, count: length)
             return sum.verifies
@@ -324,7 +370,8 @@ public final class Inspector {
     }
 
     @inline(__always)
-    func collect(_ id: Int32, _ payload: UnsafeRawBufferPointer, _ endpoints: PacketAddresses, also uri: UnsafeRawBufferPointer?) {
+    func collect(_ id: Int32, _ payload: UnsafeRawBufferPointer, _ endpoints: PacketAddresses,
+                 also: (uri: UnsafeRawBufferPointer?, body: UnsafeRawBufferPointer?)) {
         guard id >= 0 else { return }
         let group = engine.groups[Int(id)]
         for r in group.alwaysRules { add(r) }
@@ -337,17 +384,17 @@ public final class Inspector {
                 @inline(__always) func addRules(ofPattern p: Int32) {
                     for k in Int(start[Int(p)])..<Int(start[Int(p) + 1]) { add(list[k]) }
                 }
-                if let database = group.database, let hyperscan {
-                    var found = database.scan(payload, hyperscan)
-                    for i in 0..<found { addRules(ofPattern: hyperscan.sink.pointee.ids[i]) }
-                    if let uri {
-                        found = database.scan(uri, hyperscan)
+                @inline(__always) func scan(_ bytes: UnsafeRawBufferPointer) {
+                    if let database = group.database, let hyperscan {
+                        let found = database.scan(bytes, hyperscan)
                         for i in 0..<found { addRules(ofPattern: hyperscan.sink.pointee.ids[i]) }
+                    } else if let automaton = group.automaton {
+                        automaton.scan(bytes, addRules)
                     }
-                } else if let automaton = group.automaton {
-                    automaton.scan(payload, addRules)
-                    if let uri { automaton.scan(uri, addRules) }
                 }
+                scan(payload)
+                if let uri = also.uri { scan(uri) }
+                if let body = also.body { scan(body) }
             }
         }
     }

@@ -23,15 +23,21 @@ struct PacketContext {
     let variables: UnsafeMutablePointer<Int>
     /// Room for the normalized URI (at least as long as any payload).
     let uriScratch: UnsafeMutableRawBufferPointer
+    let bodyDecoder: HTTPBodyDecoder
     private var http: HTTPBuffers?
     private var normalizedURI: UnsafeRawBufferPointer?
+    /// The body decoded (dechunked, inflated) once it was asked for; nil inside: the
+    /// body has no coding.
+    private var decoded: UnsafeRawBufferPointer??
     private var steps = 0
 
     static let backtrackLimit = 256
 
     init(frame: ParsedFrame, endpoints: PacketAddresses, isStream: Bool = false, bytes: UnsafeRawPointer, payload: UnsafeRawBufferPointer, flow: FlowVerdict,
-         scratch: PatternScratch, variables: UnsafeMutablePointer<Int>, uriScratch: UnsafeMutableRawBufferPointer) {
+         scratch: PatternScratch, variables: UnsafeMutablePointer<Int>, uriScratch: UnsafeMutableRawBufferPointer,
+         bodyDecoder: HTTPBodyDecoder) {
         self.uriScratch = uriScratch
+        self.bodyDecoder = bodyDecoder
         self.frame = frame
         self.endpoints = endpoints
         self.isStream = isStream
@@ -43,12 +49,14 @@ struct PacketContext {
     }
 
     /// The bytes of `buffer`: a range of the payload (parsing HTTP once, on first
-    /// need), or the normalized URI (made once, on first need, in `uriScratch`).
+    /// need), the normalized URI (made once, on first need, in `uriScratch`), or the
+    /// decoded body (`HTTPBodyDecoder`, once).
     mutating func bytes(_ buffer: InspectionBuffer) -> UnsafeRawBufferPointer? {
         if buffer == .raw { return payload }
         if http == nil { http = HTTPBuffers(parsing: payload) }
         guard let r = http!.range(buffer, payloadCount: payload.count) else { return nil }
         let raw = UnsafeRawBufferPointer(rebasing: payload[r])
+        if buffer == .fileData || buffer == .httpClientBody, let decoded = decodedBody() { return decoded }
         guard buffer == .httpURI else { return raw }
         if normalizedURI == nil {
             normalizedURI = raw.isEmpty ? raw
@@ -72,6 +80,19 @@ struct PacketContext {
         }
         normalizedURI = raw
         return nil
+    }
+
+    /// The HTTP body dechunked and inflated, when the message's headers declare such a
+    /// coding; else nil (and the body is seen as it came).
+    mutating func decodedBody() -> UnsafeRawBufferPointer? {
+        if let decoded { return decoded }
+        if http == nil { http = HTTPBuffers(parsing: payload) }
+        var result: UnsafeRawBufferPointer? = nil
+        if let h = http!.header, let b = http!.body, !b.isEmpty {
+            result = bodyDecoder.decode(header: UnsafeRawBufferPointer(rebasing: payload[h]), body: UnsafeRawBufferPointer(rebasing: payload[b]))
+        }
+        decoded = .some(result)
+        return result
     }
 
     /// Whether `rule` fires on this packet. The rule is read in place: cheap tests

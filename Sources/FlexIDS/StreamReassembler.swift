@@ -49,10 +49,15 @@ final class StreamReassembler {
         var overlaps = 0
         var gaps = 0
         var dropped = 0
+        /// Segments that lay too far ahead of the stream to be part of it.
+        var outOfWindow = 0
     }
 
     static let flushBytes = 16384
     static let maximumHeld = 16
+    /// How far ahead of the stream a segment may start and be held (1 MiB: more than
+    /// any TCP window without scaling, and what a sender can have in flight here).
+    static let window = 1 << 20
     static let memoryCap = 16 << 20
     /// The headers a rebuilt packet copies: at most this many bytes (longer IPv6
     /// extension chains are not rebuilt).
@@ -69,7 +74,7 @@ final class StreamReassembler {
     var memory = 0
     var counters = Counters()
     /// Where a PDU's rebuilt packet is put: headers and up to `flushBytes` of data.
-    let rebuilt = UnsafeMutableRawBufferPointer.allocate(byteCount: maximumHeader + flushBytes + 1460, alignment: 64)
+    let rebuilt = UnsafeMutableRawBufferPointer.allocate(byteCount: maximumHeader + flushBytes, alignment: 64)
 
     /// Reassembly for the flows of a table with `slotCount` slots.
     init(slotCount: Int) {
@@ -104,6 +109,7 @@ final class StreamReassembler {
         streams[i].data.removeAll(keepingCapacity: true)
         streams[i].held.removeAll()
         streams[i].alerted.removeAll(keepingCapacity: true)
+        streams[i].header.removeAll(keepingCapacity: true)
         streams[i].segments = 0
         free.append(Int32(i))
         index[Int(slot)] = -1
@@ -112,7 +118,7 @@ final class StreamReassembler {
     /// Takes a TCP packet of a tracked flow (after its own inspection, whose alerts are
     /// `alerted`) and calls `inspect` with each PDU it completes.
     func take(_ frame: UnsafeRawBufferPointer, _ f: ParsedFrame, _ verdict: FlowVerdict, packet: Int, time: UInt64,
-              alerted: ArraySlice<Alert>, inspect: (UnsafeMutableRawBufferPointer, Stream) -> Void) {
+              alerted: [Int32], inspect: (UnsafeMutableRawBufferPointer, Stream) -> Void) {
         let slot = verdict.slot
         guard slot >= 0, Int(slot) < slotCount else { return }
         if verdict.startsSession { release(slot) }
@@ -139,12 +145,14 @@ final class StreamReassembler {
             counters.segments &+= 1
             let before = streams[i].bytesHeld
             streams[i].verdict = verdict
+            // The headers a rebuilt PDU carries: this segment's (none if they are too long,
+            // and then the PDU is not rebuilt).
+            streams[i].header.removeAll(keepingCapacity: true)
             if Int(f.payloadOffset) <= Self.maximumHeader {
-                streams[i].header.removeAll(keepingCapacity: true)
                 streams[i].header.append(contentsOf: UnsafeRawBufferPointer(rebasing: frame[0..<Int(f.payloadOffset)]))
                 (streams[i].l3, streams[i].isIPv6) = (Int(f.l3Offset), f.layers.contains(.ipv6))
             }
-            for a in alerted where !streams[i].alerted.contains(a.rule) && streams[i].alerted.count < 16 { streams[i].alerted.append(a.rule) }
+            for r in alerted where !streams[i].alerted.contains(r) && streams[i].alerted.count < 16 { streams[i].alerted.append(r) }
             insert(&streams[i], sequence: sequence, payload, packet: packet, time: time)
             memory += streams[i].bytesHeld - before
             if memory > Self.memoryCap {
@@ -164,11 +172,17 @@ final class StreamReassembler {
     func insert(_ s: inout Stream, sequence: UInt32, _ payload: UnsafeRawBufferPointer, packet: Int, time: UInt64) {
         let ahead = Int32(bitPattern: sequence &- s.next)
         if ahead > 0 {
+            // Only within a window of the stream: data far ahead is no segment of it
+            // (and holding it would let a sender move the stream past real data).
+            guard Int(ahead) <= Self.window else {
+                counters.outOfWindow &+= 1
+                return
+            }
             let at = s.held.firstIndex { Int32(bitPattern: $0.sequence &- sequence) > 0 } ?? s.held.count
             s.held.insert((sequence, Array(payload), packet), at: at)
             return
         }
-        let old = Int(-ahead)
+        let old = -Int(ahead)
         if old > 0 { counters.overlaps &+= 1 }
         if old < payload.count {
             s.data.append(contentsOf: UnsafeRawBufferPointer(rebasing: payload[old...]))
@@ -190,8 +204,13 @@ final class StreamReassembler {
         let i = Int(index[Int(slot)])
         guard i >= 0 else { return }
         if streams[i].segments >= 2, !streams[i].header.isEmpty {
-            counters.pdus &+= 1
-            inspect(rebuild(streams[i]), streams[i])
+            // A long run (held segments that joined it) is inspected `flushBytes` at a time.
+            var at = 0
+            while at < streams[i].data.count {
+                counters.pdus &+= 1
+                inspect(rebuild(streams[i], from: at), streams[i])
+                at += Self.flushBytes
+            }
         }
         let before = streams[i].bytesHeld
         streams[i].data.removeAll(keepingCapacity: true)
@@ -215,12 +234,12 @@ final class StreamReassembler {
     }
 
     /// The PDU as a packet: the last segment's headers with the IP length fields set
-    /// for the PDU's data, then the data (at most `flushBytes` of it).
-    func rebuild(_ s: Stream) -> UnsafeMutableRawBufferPointer {
-        let headerCount = s.header.count, count = min(s.data.count, rebuilt.count - headerCount)
+    /// for the data, then up to `flushBytes` of the data from `start`.
+    func rebuild(_ s: Stream, from start: Int) -> UnsafeMutableRawBufferPointer {
+        let headerCount = s.header.count, count = min(s.data.count - start, Self.flushBytes)
         let out = rebuilt.baseAddress!
         s.header.withUnsafeBytes { out.copyMemory(from: $0.baseAddress!, byteCount: headerCount) }
-        s.data.withUnsafeBytes { (out + headerCount).copyMemory(from: $0.baseAddress!, byteCount: count) }
+        s.data.withUnsafeBytes { (out + headerCount).copyMemory(from: $0.baseAddress! + start, byteCount: count) }
         if s.isIPv6 {
             out.storeBytes(of: UInt16(truncatingIfNeeded: headerCount - s.l3 - IPv6Header.length + count).bigEndian, toByteOffset: s.l3 + 4, as: UInt16.self)
         } else {

@@ -301,6 +301,10 @@ extension SteeringProgram {
         }
         guard stages.count <= Self.maximumStages else { throw ProgramError("\(name): more than \(Self.maximumStages) stages") }
         guard toeplitzKey.count >= 16 else { throw ProgramError("\(name): Toeplitz key shorter than 16 bytes") }
+        // Hashing IPv6 addresses and ports takes 36 bytes of input: a 40-byte key.
+        if toeplitzKey.count < 40 && stages.contains(where: { $0.fields.contains(FieldMatch(.etherType, .exact(0x86DD))) }) {
+            throw ProgramError("\(name): a program that matches IPv6 needs a Toeplitz key of 40 bytes")
+        }
         if case .queue(let q) = defaultDisposition, !(0..<queues).contains(q) {
             throw ProgramError("\(name): default queue \(q) out of range 0..<\(queues)")
         }

@@ -34,44 +34,44 @@ public struct IPv6Header {
         var offset = Self.length
         var fragment: Int? = nil
         var walked = 0
-        while true {
+        walk: while true {
             let headerLength: Int
             switch next {
-            case 0, 43, 60:
-                guard offset &+ 8 <= total else { throw .truncated(.ipv6, needed: offset &+ 8, available: total) }
-                headerLength = (Int(r.load(fromByteOffset: offset &+ 1, as: UInt8.self)) &+ 1) &* 8
-            case 44:
-                guard offset &+ 8 <= total else { throw .truncated(.ipv6, needed: offset &+ 8, available: total) }
-                guard fragment == nil else { throw .inconsistent(.ipv6, "two fragment headers") }
-                fragment = offset
-                headerLength = 8
-            case 51:
-                guard offset &+ 8 <= total else { throw .truncated(.ipv6, needed: offset &+ 8, available: total) }
-                headerLength = (Int(r.load(fromByteOffset: offset &+ 1, as: UInt8.self)) &+ 2) &* 4
+            case 0, 43, 44, 51, 60:
+                guard offset &+ 8 <= total else {
+                    // Past a fragment header lies the fragmentable part, which a fragment
+                    // may cut short: the walk ends at it.
+                    if fragment != nil { break walk }
+                    throw .truncated(.ipv6, needed: offset &+ 8, available: total)
+                }
+                switch next {
+                case 44:
+                    guard fragment == nil else { throw .inconsistent(.ipv6, "two fragment headers") }
+                    fragment = offset
+                    headerLength = 8
+                case 51: headerLength = (Int(r.load(fromByteOffset: offset &+ 1, as: UInt8.self)) &+ 2) &* 4
+                default: headerLength = (Int(r.load(fromByteOffset: offset &+ 1, as: UInt8.self)) &+ 1) &* 8
+                }
             default:
-                base = b
-                upperProtocol = next
-                headersLength = offset
-                fragmentHeaderOffset = fragment
-                totalLength = total
-                return
+                break walk
             }
-            guard offset &+ headerLength <= total else { throw .truncated(.ipv6, needed: offset &+ headerLength, available: total) }
+            guard offset &+ headerLength <= total else {
+                if fragment != nil && fragment != offset { break walk }
+                throw .truncated(.ipv6, needed: offset &+ headerLength, available: total)
+            }
             walked &+= 1
             guard walked <= Self.maximumExtensionHeaders else { throw .inconsistent(.ipv6, "more than \(Self.maximumExtensionHeaders) extension headers") }
             next = r.load(fromByteOffset: offset, as: UInt8.self)
+            offset &+= headerLength
             // Past a non-first fragment's fragment header lies the middle of the upper
             // layer, not a header: stop there.
-            if let f = fragment, f == offset, r.loadBE16(at: f &+ 2) & 0xFFF8 != 0 {
-                base = b
-                upperProtocol = next
-                headersLength = offset &+ headerLength
-                fragmentHeaderOffset = fragment
-                totalLength = total
-                return
-            }
-            offset &+= headerLength
+            if let f = fragment, f &+ 8 == offset, r.loadBE16(at: f &+ 2) & 0xFFF8 != 0 { break walk }
         }
+        base = b
+        upperProtocol = next
+        headersLength = offset
+        fragmentHeaderOffset = fragment
+        totalLength = total
     }
 
     /// Whether the datagram is a fragment (it has a fragment header; an atomic

@@ -317,3 +317,45 @@ enum Make {
         #expect(inspector.alerts.map(\.packet) == [4, 8])
     }
 }
+
+@Suite struct HostileStreamTests {
+    /// An IPv6 packet whose addresses are the IPv4-mapped forms of an IPv4 session's
+    /// is another flow: its RST does not end the IPv4 session, and its bytes do not
+    /// join the IPv4 stream.
+    @Test func ipv4MappedIPv6IsNotTheIPv4Flow() throws {
+        let engine = try Make.engine(#"alert tcp any any -> any 80 (msg:"split"; flow:established; content:"evil.php"; sid:1;)"#)
+        let e = Make.client
+        func segment(_ payload: String, flags: TCPHeader.Flags, sequence: UInt32, reversed: Bool = false) -> [UInt8] {
+            try! Frames.build { try FrameBuilder.tcp(into: $0, endpoints: reversed ? e.reversed : e, payload: Array(payload.utf8), flags: flags,
+                                                    sequence: sequence, acknowledgement: 1) }
+        }
+        var rst = segment("", flags: [.rst, .ack], sequence: 1008)
+        let mappedRST = rst.withUnsafeMutableBytes { IPv6Frames.twin(of: $0, prefix: IPv6Frames.mappedPrefix)! }
+        let frames = [segment("", flags: [.syn], sequence: 1000), segment("", flags: [.syn, .ack], sequence: 5000, reversed: true),
+                      segment("", flags: [.ack], sequence: 1001), segment("GET /ev", flags: [.ack, .psh], sequence: 1001),
+                      mappedRST, segment("il.php HTTP/1.1\r\n\r\n", flags: [.ack, .psh], sequence: 1008),
+                      segment("HTTP/1.1 200 OK\r\n\r\n", flags: [.ack, .psh], sequence: 5001, reversed: true)]
+        #expect(Make.sids(engine, frames) == [1])
+        _ = rst
+    }
+
+    /// A segment half the sequence space ahead (or anywhere past the window) is not
+    /// held and cannot move the stream; nothing traps on the arithmetic.
+    @Test func segmentsFarAheadAreNotHeld() throws {
+        let engine = try Make.engine(#"alert tcp any any -> any 80 (msg:"split"; content:"evil.php"; sid:1;)"#)
+        let inspector = Inspector(engine: engine)
+        func segment(_ payload: String, _ sequence: UInt32) -> [UInt8] {
+            try! Frames.build { try FrameBuilder.tcp(into: $0, endpoints: Make.client, payload: Array(payload.utf8), flags: [.ack, .psh],
+                                                    sequence: sequence, acknowledgement: 1) }
+        }
+        var frames = [segment("GET /ev", 1000)]
+        // Half the sequence space away (old data, as TCP compares), and far ahead.
+        for k in 0..<10 { frames.append(segment("junk", 1007 &+ 0x8000_0000 &+ UInt32(k) * 4)) }
+        for k in 0..<10 { frames.append(segment("junk", 1007 &+ 0x4000_0000 &+ UInt32(k) * 4)) }
+        frames.append(segment("il.php HTTP/1.1\r\n\r\n", 1007))
+        for (i, var f) in frames.enumerated() { f.withUnsafeMutableBytes { _ = inspector.inspect($0, number: i + 1, timestampNanoseconds: 0) } }
+        inspector.finish()
+        #expect(inspector.counters.streamOutOfWindow == 10)
+        #expect(inspector.alerts.map { engine.rules[Int($0.rule)].sid } == [1])
+    }
+}

@@ -56,25 +56,7 @@ func temporaryDirectory() throws -> String {
     static func ipv6Twin(of trace: Trace, into path: String) throws {
         let writer = try PcapWriter(path: path)
         for i in trace.records.indices {
-            let frame = trace.frame(i)
-            guard let f = try? ParsedFrame(parsing: frame), f.layers.contains(.ipv4), f.hasPorts, !f.layers.contains(.fragment) else { continue }
-            let l4 = Array(UnsafeRawBufferPointer(rebasing: frame[Int(f.l4Offset)..<Int(f.frameLength)]))
-            var out = Array(UnsafeRawBufferPointer(rebasing: frame[0..<12])) + [0x86, 0xDD]
-            out += [0x60, 0, 0, 0, UInt8(l4.count >> 8), UInt8(l4.count & 255), f.ipProtocol, 64]
-            for a in [f.sourceAddress, f.destinationAddress] {
-                out += [0x20, 0x01, 0x0d, 0xb8] + [UInt8](repeating: 0, count: 8) + [UInt8(a >> 24), UInt8(a >> 16 & 255), UInt8(a >> 8 & 255), UInt8(a & 255)]
-            }
-            let at = out.count + (f.layers.contains(.tcp) ? 16 : 6)
-            out += l4
-            out[at] = 0
-            out[at + 1] = 0
-            let sum = out.withUnsafeBytes { b in
-                var c = IPv6Header.pseudoHeaderChecksum(header: b.baseAddress! + 14, l4Length: l4.count, protocol: f.ipProtocol)
-                c.add(bytes: b.baseAddress! + 54, count: l4.count)
-                return c.value
-            }
-            out[at] = UInt8(sum >> 8)
-            out[at + 1] = UInt8(sum & 255)
+            guard let out = IPv6Frames.twin(of: trace.frame(i), prefix: [0x20, 0x01, 0x0d, 0xb8] + [UInt8](repeating: 0, count: 8)) else { continue }
             writer.write(out, timestampNanoseconds: trace.records[i].timestampNanoseconds)
         }
     }

@@ -49,7 +49,7 @@ def main():
             picked.append(f)
     cases = sorted(glob.glob(os.path.join(ROOT, "Tests", "FlexIDSTests", "Cases", "*.pcap")))
     case_frames = [f for c in cases for f in frames(c, 10)]
-    write("frame", picked[:40] + case_frames[:40])
+    write("frame", picked[:40] + case_frames)
     write("ids", picked[:40] + case_frames)
     write("pipeline", picked[:30])
     # DCCP Data in UDP to port 7100 (X=1, seq 1, a 64-byte tuple), and an Ack.

@@ -7,9 +7,11 @@ in packet order. `swift test` (SnortSemanticsCorpusTests) runs flexids over each
 
 The expectations are written from the manual's text, quoted or paraphrased in each
 case's `manual` field, never from what flexids does."""
+import gzip
 import json
 import os
 import struct
+import zlib
 
 from scapy.contrib.mpls import MPLS
 from scapy.layers.inet6 import (fragment6, ICMPv6EchoRequest, IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment,
@@ -309,6 +311,15 @@ case("ipv6-fragments-are-reassembled",
      V6_FRAGMENTS + [f.copy() for f in reversed(V6_FRAGMENTS)],
      ['alert tcp any any -> any 80 (msg:"attack"; content:"path HTTP/1.0|0d 0a|GET"; sid:167;)'],
      [[len(V6_FRAGMENTS), 167], [2 * len(V6_FRAGMENTS), 167]])
+V6_OPTS_WHOLE = (IPv6(src=V6C, dst=V6S) / IPv6ExtHdrFragment(id=78) / IPv6ExtHdrDestOpt() / TCP(sport=40001, dport=80, flags="PA")
+                 / Raw(b"GET /some/attack/path HTTP/1.0\r\n" * 3))
+V6_OPTS_FRAGMENTS = [Ether() / f for f in fragment6(V6_OPTS_WHOLE, 80)]
+case("ipv6-fragments-with-options-after-the-fragment-header",
+     "Extension headers after the fragment header are part of the fragmentable data: the datagram "
+     "is rebuilt from all its fragments and inspected whole.",
+     V6_OPTS_FRAGMENTS,
+     ['alert tcp any any -> any 80 (msg:"attack"; content:"path HTTP/1.0|0d 0a|GET"; sid:168;)'],
+     [[len(V6_OPTS_FRAGMENTS), 168]])
 case("icmpv6-fields",
      "icmp rules and itype, icode, icmp_id, icmp_seq apply to ICMPv6 (echo request is type 128); "
      "ip_proto 58 is ICMPv6.",
@@ -380,6 +391,52 @@ case("stream-server-side-is-not-reassembled",
      ['alert tcp any any -> any any (msg:"split GET"; content:"GET /x"; sid:187;)',
       'alert tcp any any -> any any (msg:"split response"; content:"response"; sid:188;)'],
      [])
+
+
+# HTTP bodies -----------------------------------------------------------------------------------
+PAGE = b"<html><script>document.write('evil-script-marker')</script></html>" + b" " * 200
+
+
+def chunked(data, size=50):
+    out = b""
+    for i in range(0, len(data), size):
+        part = data[i:i + size]
+        out += b"%x\r\n" % len(part) + part + b"\r\n"
+    return out + b"0\r\n\r\n"
+
+
+def response(body, headers=b""):
+    return b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n" + headers + b"\r\n" + body
+
+
+GZ = gzip.compress(PAGE, mtime=0)
+case("http-bodies-are-dechunked-and-inflated",
+     "http_inspect (inspect_gzip, the default configuration) removes the chunked transfer coding "
+     "and decompresses gzip and deflate bodies before file_data (and http_client_body) see them; "
+     "a body without such headers is seen as it came.",
+     [tcp(response(GZ, b"Content-Encoding: gzip\r\n"), src=SERVER, dst=CLIENT, sport=80, dport=40000),
+      tcp(response(chunked(GZ), b"Transfer-Encoding: chunked\r\nContent-Encoding: gzip\r\n"), src=SERVER, dst=CLIENT, sport=80, dport=40001),
+      tcp(response(zlib.compress(PAGE), b"Content-Encoding: deflate\r\n"), src=SERVER, dst=CLIENT, sport=80, dport=40002),
+      tcp(response(chunked(PAGE, 7), b"Transfer-Encoding: chunked\r\n"), src=SERVER, dst=CLIENT, sport=80, dport=40003),
+      tcp(response(GZ), src=SERVER, dst=CLIENT, sport=80, dport=40004),
+      tcp(b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked(b"name=evil-payload-here", 4), sport=40005)],
+     ['alert tcp any 80 -> any any (msg:"script in body"; file_data; content:"evil-script-marker"; sid:195;)',
+      'alert tcp any any -> any 80 (msg:"client body"; content:"evil-payload"; http_client_body; sid:196;)',
+      'alert tcp any 80 -> any any (msg:"raw bytes"; content:"evil-script-marker"; sid:197;)'],
+     [[1, 195], [2, 195], [3, 195], [4, 195], [6, 196]])
+
+case("http-pipelined-requests",
+     "http_inspect decodes pipelined requests (no_pipeline_req is off by default): each request in "
+     "a packet has its own URI, method and body buffers; a request's body is its Content-Length's "
+     "bytes, so the next request is not part of it.",
+     [tcp(b"GET /first HTTP/1.1\r\nHost: x\r\n\r\nGET /second-evil HTTP/1.1\r\nHost: x\r\n\r\n"),
+      tcp(b"POST /form HTTP/1.1\r\nContent-Length: 5\r\n\r\na=b&cGET /third HTTP/1.1\r\nHost: x\r\n\r\n", sport=40001)],
+     ['alert tcp any any -> any 80 (msg:"second uri"; content:"/second-evil"; http_uri; sid:198;)',
+      'alert tcp any any -> any 80 (msg:"first uri"; content:"GET"; http_method; content:"/first"; http_uri; sid:199;)',
+      'alert tcp any any -> any 80 (msg:"third uri"; content:"/third"; http_uri; sid:200;)',
+      'alert tcp any any -> any 80 (msg:"body"; content:"a=b&c"; http_client_body; sid:201;)',
+      'alert tcp any any -> any 80 (msg:"body is bounded"; content:"GET /third"; http_client_body; sid:202;)'],
+     [[1, 198], [1, 199], [2, 200], [2, 201]])
 
 
 # Snort 3 rule syntax --------------------------------------------------------------------------

@@ -1,0 +1,2 @@
+/// zlib, for inflating gzip and deflate HTTP bodies (FlexIDS' HTTPBodyDecoder).
+#include <zlib.h>

@@ -261,21 +261,20 @@ public final class Inspector {
         let payload = UnsafeRawBufferPointer(start: frame.baseAddress! + payloadStart,
                                              count: max(0, min(Int(parsed.payloadLength) - skip, frame.count - payloadStart)))
         let first = alerts.count
-        detect(payload, of: frame, parsed, endpoints, flow, number: number, timestampNanoseconds: timestampNanoseconds,
-               payloadRules: payloadRules, alreadyAlerted: alreadyAlerted, isStream: stream != nil)
+        let requestEnd = detect(payload, of: frame, parsed, endpoints, flow, number: number, timestampNanoseconds: timestampNanoseconds,
+                                payloadRules: payloadRules, alreadyAlerted: alreadyAlerted, isStream: stream != nil)
         // Pipelined HTTP requests: each one after the first is inspected as a payload of
         // its own (http_inspect's default), without repeating the packet's alerts.
-        guard payloadRules && isTCP && payload.count > 16 && HTTPBuffers.startsRequest(payload),
-              var next = HTTPBuffers(parsing: payload).end else { return flow }
+        guard payloadRules && isTCP, var next = requestEnd, next < payload.count else { return flow }
         var requests = 1
         while next < payload.count && requests < Self.maximumPipelinedRequests {
             let rest = UnsafeRawBufferPointer(rebasing: payload[next...])
             guard HTTPBuffers.startsRequest(rest) else { break }
-            detect(rest, of: frame, parsed, endpoints, flow, number: number, timestampNanoseconds: timestampNanoseconds,
-                   payloadRules: true, alreadyAlerted: alreadyAlerted + alerts[first...].map(\.rule), isStream: stream != nil)
+            let end = detect(rest, of: frame, parsed, endpoints, flow, number: number, timestampNanoseconds: timestampNanoseconds,
+                             payloadRules: true, alreadyAlerted: alreadyAlerted + alerts[first...].map(\.rule), isStream: stream != nil)
             counts.pipelinedRequests &+= 1
             requests += 1
-            guard let end = HTTPBuffers(parsing: rest).end, end > 0 else { break }
+            guard let end, end > 0 else { break }
             next += end
         }
         return flow
@@ -285,10 +284,12 @@ public final class Inspector {
     static let maximumPipelinedRequests = 32
 
     /// Detection on `payload` (the packet's, or one pipelined request of it): the
-    /// candidates, their confirmation, the alerts.
+    /// candidates, their confirmation, the alerts. Returns where the payload's HTTP
+    /// request ends, if it is one whose length is known (a pipelined one may follow).
+    @discardableResult
     func detect(_ payload: UnsafeRawBufferPointer, of frame: UnsafeMutableRawBufferPointer, _ parsed: ParsedFrame,
                 _ endpoints: PacketAddresses, _ flow: FlowVerdict, number: Int, timestampNanoseconds: UInt64,
-                payloadRules: Bool, alreadyAlerted: [Int32], isStream: Bool) {
+                payloadRules: Bool, alreadyAlerted: [Int32], isStream: Bool) -> Int? {
         // Candidates: each group's automaton over the payload, plus its content-less rules.
         stamp &+= 1
         if stamp == 0 {
@@ -312,7 +313,8 @@ public final class Inspector {
         let catchAll = engine.catchAllGroups(for: parsed)
         collect(catchAll.0, scanned, endpoints, also: also)
         collect(catchAll.1, scanned, endpoints, also: also)
-        guard candidateCount > 0 else { return }
+        let requestEnd = payloadRules && HTTPBuffers.startsRequest(payload) ? context.requestEnd() : nil
+        guard candidateCount > 0 else { return requestEnd }
         counts.candidates &+= candidateCount
 
         // Snort's order of actions (pass, reject, alert, log): only the first group
@@ -341,6 +343,7 @@ public final class Inspector {
         }
         if passed { alerts.removeSubrange(firstAlert...) }
         counts.alerts &+= alerts.count - firstAlert
+        return requestEnd
     }
 
     /// Whether the TCP, UDP or ICMP checksum verifies (true for fragments, which are

@@ -82,6 +82,12 @@ struct PacketContext {
         return nil
     }
 
+    /// Where the payload's HTTP request ends, when its length is known (`HTTPBuffers.end`).
+    mutating func requestEnd() -> Int? {
+        if http == nil { http = HTTPBuffers(parsing: payload) }
+        return http!.end
+    }
+
     /// The HTTP body dechunked and inflated, when the message's headers declare such a
     /// coding; else nil (and the body is seen as it came).
     mutating func decodedBody() -> UnsafeRawBufferPointer? {

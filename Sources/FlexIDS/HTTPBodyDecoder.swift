@@ -15,9 +15,8 @@ final class HTTPBodyDecoder {
     let inflated = UnsafeMutableRawBufferPointer.allocate(byteCount: outputLimit, alignment: 64)
     private var stream = z_stream()
     private var streamReady = false
-    /// Bodies dechunked, inflated, and ones that failed to inflate.
-    var dechunkedCount = 0
-    var inflatedCount = 0
+    /// Bodies decoded (dechunked, inflated or both), and ones that failed to inflate.
+    var decoded = 0
     var failures = 0
 
     deinit {
@@ -65,13 +64,15 @@ final class HTTPBodyDecoder {
         var data = body
         if codings.chunked {
             data = UnsafeRawBufferPointer(rebasing: dechunked[0..<Self.dechunk(body, into: dechunked)])
-            dechunkedCount &+= 1
         }
-        guard codings.gzip || codings.deflate else { return data }
+        guard codings.gzip || codings.deflate else {
+            decoded &+= 1
+            return data
+        }
         // gzip: a gzip wrapper (31 bits of window + 16); deflate: a zlib wrapper, or
         // (as some servers send it) raw deflate.
         if let n = inflate(data, windowBits: codings.gzip ? 15 + 16 : 15) ?? (codings.deflate ? inflate(data, windowBits: -15) : nil) {
-            inflatedCount &+= 1
+            decoded &+= 1
             return UnsafeRawBufferPointer(rebasing: inflated[0..<n])
         }
         failures &+= 1

@@ -38,6 +38,7 @@ public final class Inspector {
         c.untrackedFlows = flows.untracked
         let d = defragmenter.counters
         (c.fragments, c.reassembled, c.fragmentDatagramsDropped, c.fragmentOverlaps) = (d.fragments, d.reassembled, d.dropped, d.overlaps)
+        (c.httpBodiesDecoded, c.httpBodiesUndecodable) = (bodyDecoder.decoded, bodyDecoder.failures)
         if let s = reassembler?.counters {
             (c.streamSegments, c.streamPDUs, c.streamOverlaps, c.streamGaps, c.streamSessionsDropped, c.streamOutOfWindow)
                 = (s.segments, s.pdus, s.overlaps, s.gaps, s.dropped, s.outOfWindow)
@@ -78,8 +79,11 @@ public final class Inspector {
         public var streamSessionsDropped = 0
         /// Client segments too far ahead of their stream to be part of it (not held).
         public var streamOutOfWindow = 0
-        /// HTTP requests inspected after the first of their packet (pipelined).
+        /// HTTP requests inspected after the first of their packet (pipelined); bodies
+        /// dechunked or inflated, and bodies that would not inflate.
         public var pipelinedRequests = 0
+        public var httpBodiesDecoded = 0
+        public var httpBodiesUndecodable = 0
 
         public init() {}
 
@@ -106,6 +110,8 @@ public final class Inspector {
             c.streamSessionsDropped += b.streamSessionsDropped
             c.streamOutOfWindow += b.streamOutOfWindow
             c.pipelinedRequests += b.pipelinedRequests
+            c.httpBodiesDecoded += b.httpBodiesDecoded
+            c.httpBodiesUndecodable += b.httpBodiesUndecodable
             return c
         }
     }

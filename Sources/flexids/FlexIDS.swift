@@ -24,6 +24,21 @@ struct FlexIDSCommand: ParsableCommand {
 
 func warn(_ s: String) { FileHandle.standardError.write(Data("\(s)\n".utf8)) }
 
+/// What the decoders did, where they did anything: tunnels, fragments, streams, HTTP.
+func printDecoding(_ c: Inspector.Counters) {
+    if c.decapsulated > 0 { print("  tunnels: \(c.decapsulated) packets inspected inside their tunnel") }
+    if c.fragments > 0 {
+        print("  fragments: \(c.fragments), \(c.reassembled) datagrams rebuilt, \(c.fragmentDatagramsDropped) dropped, \(c.fragmentOverlaps) overlaps")
+    }
+    if c.streamSegments > 0 {
+        print("  streams: \(c.streamSegments) client segments, \(c.streamPDUs) PDUs inspected whole, \(c.streamOverlaps) overlaps, "
+              + "\(c.streamGaps) holes skipped, \(c.streamOutOfWindow) out of window, \(c.streamSessionsDropped) sessions over the memory cap")
+    }
+    if c.pipelinedRequests + c.httpBodiesDecoded + c.httpBodiesUndecodable > 0 {
+        print("  http: \(c.pipelinedRequests) pipelined requests, \(c.httpBodiesDecoded) bodies dechunked or inflated, \(c.httpBodiesUndecodable) that would not inflate")
+    }
+}
+
 /// Rule and variable files, loaded the same way by every subcommand.
 struct RuleOptions: ParsableArguments {
     @Option(name: .long, help: "Snort rule file (repeat for several).") var rules: [String]
@@ -280,10 +295,7 @@ struct Run: ParsableCommand {
                      steering.rawValue, instances, r.packets, r.seconds, r.packetsPerSecond, r.megabitsPerSecond, r.alerts.count))
         let inspected = r.instances.reduce(Inspector.Counters(), +)
         print("  drops: \(r.slowPath) not steered (malformed), \(inspected.undecodable) undecodable, \(inspected.badChecksums) bad checksums, \(inspected.untrackedFlows) flows untracked (table full); dispatcher waited \(r.dispatcherWaits) times on a full ring")
-        if inspected.decapsulated > 0 { print("  tunnels: \(inspected.decapsulated) packets inspected inside their tunnel") }
-        if inspected.fragments > 0 {
-            print("  fragments: \(inspected.fragments), \(inspected.reassembled) datagrams rebuilt, \(inspected.fragmentDatagramsDropped) dropped, \(inspected.fragmentOverlaps) overlaps")
-        }
+        printDecoding(inspected)
         let maxCycles = r.instances.map(\.cycles).max() ?? 0
         for (i, c) in r.instances.enumerated() {
             print(String(format: "  instance %d: %8d packets %6.1f %%  %7.0f cycles/packet  %6d alerts", i, c.packets,
@@ -322,6 +334,7 @@ struct Inspect: ParsableCommand {
         let list = ThresholdFilter.apply(inspector.takeAlerts(), rules: engine.rules)
         print(String(format: "inspected %d packets (%d undecodable, %d bad checksums): %.0f cycles/packet, %d scans, %d candidate rules, %d alerts",
                      c.packets, c.undecodable, c.badChecksums, Double(c.cycles) / Double(max(c.packets, 1)), c.scans, c.candidates, list.count))
+        printDecoding(c)
         try writeAlerts(list, engine: engine, fast: alerts, json: json)
         if let counts = inspector.candidateCounts {
             print("rules most often confirmed (candidates per packet, fast pattern, where):")

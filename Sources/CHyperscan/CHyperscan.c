@@ -22,6 +22,7 @@ static struct {
     __typeof__(hs_free_database) *free_database;
     __typeof__(hs_free_scratch) *free_scratch;
     __typeof__(hs_valid_platform) *valid_platform;
+    __typeof__(hs_version) *version;
 } hs;
 static char reason[256] = "not loaded yet";
 static int loaded;
@@ -49,6 +50,7 @@ static void load(void) {
     RESOLVE(free_database, "hs_free_database")
     RESOLVE(free_scratch, "hs_free_scratch")
     RESOLVE(valid_platform, "hs_valid_platform")
+    RESOLVE(version, "hs_version")
 #undef RESOLVE
     if (hs.valid_platform() != HS_SUCCESS) {
         snprintf(reason, sizeof reason, "this CPU lacks the instructions Hyperscan needs (SSSE3)");
@@ -134,6 +136,10 @@ void chs_free_database(void *database) {
     if (database) hs.free_database(database);
 }
 
+const char *chs_version(void) {
+    return chs_available() ? hs.version() : "";
+}
+
 void chs_free_scratch(void *scratch) {
     if (scratch) hs.free_scratch(scratch);
 }
@@ -158,5 +164,6 @@ int chs_serialize(const void *d, char **b, size_t *n) { (void)d; (void)b; (void)
 void *chs_deserialize(const char *b, size_t n) { (void)b; (void)n; return NULL; }
 void chs_free_database(void *d) { (void)d; }
 void chs_free_scratch(void *s) { (void)s; }
+const char *chs_version(void) { return ""; }
 
 #endif

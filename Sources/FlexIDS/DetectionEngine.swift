@@ -37,7 +37,10 @@ public final class DetectionEngine: @unchecked Sendable {
     /// PDU whole too (`StreamReassembler`; Snort's stream5 default).
     public let reassemblesStreams: Bool
 
-    public init(rules: [SnortRule], checksums: ChecksumMode = .all, matcher: MatcherChoice = .auto, streams: Bool = true) {
+    /// `matcherCache`: where compiled Hyperscan databases are kept between runs (nil:
+    /// compile every time).
+    public init(rules: [SnortRule], checksums: ChecksumMode = .all, matcher: MatcherChoice = .auto, streams: Bool = true,
+                matcherCache: HyperscanCache? = nil) {
         self.checksums = checksums
         reassemblesStreams = streams
         let matcher = matcher == .auto ? (HyperscanDatabase.isAvailable ? .hyperscan : .dfa) : matcher
@@ -78,7 +81,7 @@ public final class DetectionEngine: @unchecked Sendable {
         let ordered = lists.sorted { order($0.key) != order($1.key) ? order($0.key) < order($1.key) : $0.key.ports.lexicographicallyPrecedes($1.key.ports) }
         for (list, value) in ordered where list.ports.count >= Self.sharedListMinimum {
             let id = Int32(groups.count)
-            groups.append(RuleGroup(proto: list.side.proto, kind: list.side.kind, ports: list.ports, label: value.name, rules: value.rules, all: rules, matcher: matcher))
+            groups.append(RuleGroup(proto: list.side.proto, kind: list.side.kind, ports: list.ports, label: value.name, rules: value.rules, all: rules, matcher: matcher, cache: matcherCache))
             for p in list.ports { perPort[list.side, default: [:]][p, default: []].append(id) }
         }
         // Short lists: merged per port; ports with the same merged rules share a group.
@@ -91,14 +94,14 @@ public final class DetectionEngine: @unchecked Sendable {
             for (port, set) in extras[side]! { portsByRules[set.sorted(), default: []].append(port) }
             for (list, ports) in portsByRules.map({ ($0.key, $0.value.sorted()) }).sorted(by: { $0.1[0] < $1.1[0] }) {
                 let id = Int32(groups.count)
-                groups.append(RuleGroup(proto: side.proto, kind: side.kind, ports: ports, label: nil, rules: list, all: rules, matcher: matcher))
+                groups.append(RuleGroup(proto: side.proto, kind: side.kind, ports: ports, label: nil, rules: list, all: rules, matcher: matcher, cache: matcherCache))
                 for p in ports { perPort[side, default: [:]][p, default: []].append(id) }
             }
         }
         for proto in [SnortRule.TransportProtocol.tcp, .udp, .icmp, .ip] {
             guard let list = anyRules[proto] else { continue }
             let id = Int32(groups.count)
-            groups.append(RuleGroup(proto: proto, kind: .any, ports: [], label: nil, rules: list, all: rules, matcher: matcher))
+            groups.append(RuleGroup(proto: proto, kind: .any, ports: [], label: nil, rules: list, all: rules, matcher: matcher, cache: matcherCache))
             switch proto {
             case .tcp: tcp.any = id
             case .udp: udp.any = id

@@ -1,4 +1,5 @@
 import CHyperscan
+import Foundation
 
 /// One port group's fast patterns compiled by Hyperscan into a block-mode literal
 /// database: case-insensitive (as Snort's fast-pattern matcher; rules confirm case),
@@ -13,8 +14,35 @@ public final class HyperscanDatabase: @unchecked Sendable {
     public static var isAvailable: Bool { chs_available() != 0 }
     public static var unavailableReason: String { String(cString: chs_unavailable_reason()) }
 
+    /// Compiles `patterns` (pattern id = index; none may be empty), or reads the
+    /// database compiled for the same patterns from `cache` (and writes it there when it
+    /// had to compile); nil if Hyperscan is unavailable or refuses them (the group then
+    /// keeps its own automaton).
+    public convenience init?(patterns: [[UInt8]], cache: HyperscanCache?) {
+        if let cache, let bytes = cache.load(patterns), let db = bytes.withUnsafeBytes({ b in
+            chs_deserialize(b.baseAddress!.assumingMemoryBound(to: CChar.self), b.count)
+        }) {
+            self.init(database: db, patternCount: patterns.count)
+            return
+        }
+        self.init(patterns: patterns)
+        if let cache {
+            var bytes: UnsafeMutablePointer<CChar>? = nil
+            var length = 0
+            if chs_serialize(database, &bytes, &length) == 0, let bytes {
+                cache.store(patterns, UnsafeRawBufferPointer(start: bytes, count: length))
+                free(bytes)
+            }
+        }
+    }
+
+    init(database: UnsafeMutableRawPointer, patternCount: Int) {
+        self.database = database
+        self.patternCount = patternCount
+    }
+
     /// Compiles `patterns` (pattern id = index; none may be empty); nil if Hyperscan is
-    /// unavailable or refuses them (the group then keeps its own automaton).
+    /// unavailable or refuses them.
     public init?(patterns: [[UInt8]]) {
         precondition(patterns.allSatisfy { !$0.isEmpty }, "empty fast pattern")
         var error = [CChar](repeating: 0, count: 256)
@@ -91,4 +119,51 @@ final class HyperscanScratch {
 
     /// Bytes Hyperscan's scratch takes.
     var memoryFootprint: Int { chs_scratch_size(space) }
+}
+
+/// Compiled Hyperscan databases kept on disk, one file per set of fast patterns, so a
+/// rule set loads without compiling again: the file is named by a 64-bit FNV-1a hash of
+/// the patterns and Hyperscan's version, and holds the serialized database (Hyperscan
+/// checks it fits this CPU when it is read back; one that does not is compiled again).
+/// Files are written whole and renamed into place, so concurrent loads never read half
+/// of one.
+public struct HyperscanCache: Sendable {
+    public let directory: String
+
+    /// The default place: `$XDG_CACHE_HOME/flexids/hyperscan`, else `~/.cache/flexids/hyperscan`.
+    public static var defaultDirectory: String {
+        let env = ProcessInfo.processInfo.environment
+        let base = env["XDG_CACHE_HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? (NSHomeDirectory() + "/.cache")
+        return base + "/flexids/hyperscan"
+    }
+
+    public init(directory: String = HyperscanCache.defaultDirectory) {
+        self.directory = directory
+    }
+
+    func path(_ patterns: [[UInt8]]) -> String {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        func mix(_ b: UInt8) { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+        for b in String(cString: chs_version()).utf8 { mix(b) }
+        for p in patterns {
+            for k in 0..<4 { mix(UInt8(truncatingIfNeeded: p.count >> (8 * k))) }
+            for b in p { mix(b) }
+        }
+        return directory + "/" + String(h, radix: 16) + ".hsdb"
+    }
+
+    func load(_ patterns: [[UInt8]]) -> Data? { FileManager.default.contents(atPath: path(patterns)) }
+
+    /// Writes the database (a failure only means the next load compiles again).
+    func store(_ patterns: [[UInt8]], _ bytes: UnsafeRawBufferPointer) {
+        let target = path(patterns)
+        let temporary = target + ".\(getpid()).tmp"
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            try Data(bytes).write(to: URL(fileURLWithPath: temporary))
+            guard rename(temporary, target) == 0 else { unlink(temporary); return }
+        } catch {
+            unlink(temporary)
+        }
+    }
 }

@@ -49,7 +49,7 @@ public final class RuleGroup: @unchecked Sendable {
     }
 
     init(proto: SnortRule.TransportProtocol, kind: Kind, ports: [UInt16], label: String?, rules: [Int32], all: [SnortRule],
-         matcher: MatcherChoice) {
+         matcher: MatcherChoice, cache: HyperscanCache?) {
         self.label = label
         self.proto = proto
         self.kind = kind
@@ -84,7 +84,7 @@ public final class RuleGroup: @unchecked Sendable {
             }
         }
         patternCount = patterns.count
-        database = patterns.isEmpty || matcher == .dfa ? nil : HyperscanDatabase(patterns: patterns)
+        database = patterns.isEmpty || matcher == .dfa ? nil : HyperscanDatabase(patterns: patterns, cache: cache)
         automaton = patterns.isEmpty || database != nil ? nil : MultiPatternMatcher(patterns: patterns)
         var start: [Int32] = [0]
         for list in byPattern { start.append(start.last! + Int32(list.count)) }

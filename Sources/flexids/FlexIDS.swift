@@ -48,6 +48,8 @@ struct RuleOptions: ParsableArguments {
     var checksumMode: DetectionEngine.ChecksumMode = .all
     @Option(help: "Fast-pattern matcher of the port groups: hyperscan (Hyperscan's literal matcher, loaded at run time from libhs.so.5), dfa (the built-in Aho-Corasick full DFA, 1 KiB per state), auto (hyperscan if it loads, else dfa).")
     var matcher: MatcherChoice = .auto
+    @Option(help: "Where compiled Hyperscan databases are kept between runs (default: $XDG_CACHE_HOME/flexids/hyperscan or ~/.cache/flexids/hyperscan; \"none\": compile every time).")
+    var matcherCache: String?
     @Flag(help: "Inspect TCP segments only as they came: no reassembly of the client side of sessions (on by default, as Snort's stream5 for its ports client list).")
     var noStreamReassembly = false
 
@@ -80,7 +82,8 @@ struct RuleOptions: ParsableArguments {
 
     /// Compiles the port groups of loaded rules with the chosen checksum mode and matcher.
     func engine(for set: RuleSet) -> DetectionEngine {
-        DetectionEngine(rules: set.rules, checksums: checksumMode, matcher: matcher, streams: !noStreamReassembly)
+        let cache = matcherCache == "none" ? nil : HyperscanCache(directory: matcherCache ?? HyperscanCache.defaultDirectory)
+        return DetectionEngine(rules: set.rules, checksums: checksumMode, matcher: matcher, streams: !noStreamReassembly, matcherCache: cache)
     }
 }
 

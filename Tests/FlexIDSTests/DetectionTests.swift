@@ -79,6 +79,30 @@ enum Make {
         #expect(HyperscanDatabase.isAvailable, "\(HyperscanDatabase.unavailableReason)")
     }
 
+    /// A database read back from the cache finds what the compiled one finds; a cache
+    /// file that is not a database is compiled over.
+    @Test(.enabled(if: HyperscanDatabase.isAvailable)) func hyperscanCacheRoundTrips() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let cache = HyperscanCache(directory: directory)
+        let patterns: [[UInt8]] = [Array("evil".utf8), Array("GET /".utf8), [0, 1, 2]]
+        let text = Array("xx get /EVIL \u{0}\u{1}\u{2}".utf8)
+        func found(_ db: HyperscanDatabase) -> Set<Int32> {
+            let scratch = HyperscanScratch(for: [db])
+            let n = text.withUnsafeBytes { db.scan($0, scratch) }
+            return Set((0..<n).map { scratch.sink.pointee.ids[$0] })
+        }
+        let compiled = try #require(HyperscanDatabase(patterns: patterns, cache: cache))
+        let files = try FileManager.default.contentsOfDirectory(atPath: directory)
+        #expect(files.count == 1 && files[0].hasSuffix(".hsdb"))
+        let loaded = try #require(HyperscanDatabase(patterns: patterns, cache: cache))
+        #expect(found(compiled) == [0, 1, 2] && found(loaded) == [0, 1, 2])
+        try Data("not a database".utf8).write(to: URL(fileURLWithPath: directory + "/" + files[0]))
+        let recompiled = try #require(HyperscanDatabase(patterns: patterns, cache: cache))
+        #expect(found(recompiled) == [0, 1, 2])
+        #expect((try Data(contentsOf: URL(fileURLWithPath: directory + "/" + files[0]))).count > 100, "rewritten")
+    }
+
     /// Hyperscan's database finds the same pattern ids, each once per scan.
     @Test(.enabled(if: HyperscanDatabase.isAvailable)) func hyperscanAgreesWithNaiveSearch() throws {
         var rng = SplitMix64(seed: 7)

@@ -33,6 +33,8 @@ size_t chs_scratch_size(const void *scratch);
 /// A database as bytes (free with `free`), and back; what the on-disk cache holds.
 int chs_serialize(const void *database, char **bytes, size_t *length);
 void *chs_deserialize(const char *bytes, size_t length);
+/// Hyperscan's version text ("" when unavailable): part of a cached database's key.
+const char *chs_version(void);
 void chs_free_database(void *database);
 void chs_free_scratch(void *scratch);
 

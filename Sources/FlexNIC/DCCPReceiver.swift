@@ -11,10 +11,14 @@ import FlexWire
 ///   destination port names (`recordAck`); an Ack is then done.
 /// - Each connection (source address and DCCP port) has flow registers: the next
 ///   sequence number it must deliver and the last one acknowledged. A connection opens
-///   only on sequence number 1 (`DCCPSender` starts there and there is no handshake),
-///   so packets sent before the receiver was up are sent again, never skipped. (A
-///   receiver that restarts cannot resume its peers' connections; they find it down
-///   and drop, counted, what they have for it.)
+///   only on the first sequence number of an epoch (a counter of 1: `DCCPSender`), so
+///   packets sent before the receiver was up are sent again, never skipped.
+/// - Restarts: a first sequence number above what the connection expects is a new
+///   connection from the same port (its sender restarted, or started over after finding
+///   this node down): the registers start over there (`reconnected`), and anything of
+///   the old one that still arrives is below them, a retransmission, never delivered. A
+///   receiver that restarts knows no connection: its peers' packets go unacknowledged
+///   until they find it down and start over, and their next epoch opens here.
 /// - Only the expected packet is taken. An earlier one (a retransmission) is not
 ///   delivered again, and is acknowledged again only if it is the newest acknowledged
 ///   one (one ack per go-back-N round, never the three duplicates of fast retransmit);
@@ -85,11 +89,11 @@ public final class DCCPReceiver: @unchecked Sendable {
     static var acknowledged: Int { 1 }
 
     /// The program's stages, in order; each one's match count is a receive counter.
-    /// A Data packet taken in order, the common case, is decided by the sixth stage;
+    /// A Data packet taken in order, the common case, is decided by the seventh stage;
     /// the stages it does not need come after (their matches exclude each other).
     enum Stage: Int, CaseIterable {
         case ackReceived, ackNotForUs, ack
-        case connection, inOrder, placed, withheld, parkFull
+        case connection, reconnected, inOrder, placed, withheld, parkFull
         case connectionNotOpen, connectionTableFull
         case retransmissionOfLastAcked, retransmission, gapAfterAcked, gap
         case unsupportedType, notForUs, shortSequence
@@ -102,6 +106,8 @@ public final class DCCPReceiver: @unchecked Sendable {
         let ack = UInt64(DCCPHeader.PacketType.ack.rawValue), dataAck = UInt64(DCCPHeader.PacketType.dataAck.rawValue)
         let board = FieldPattern.range(UInt64(acks.basePort), UInt64(acks.basePort) + UInt64(acks.count) - 1)
         let sequenceVsExpected = 0, sequenceVsAcked = 1
+        // The first sequence number of an epoch (`DCCPSender`): a counter of 1.
+        let first = FieldMatch(.dccpSequence, .masked(1, mask: DCCPSender.counterMask))
         func compared(_ slot: Int, _ c: Comparison) -> FieldMatch { FieldMatch(.comparison(slot), .exact(UInt64(c.rawValue))) }
         func placed(_ p: Placement) -> FieldMatch { FieldMatch(.placement, .exact(UInt64(p.rawValue))) }
         let stages: [SteeringProgram.Stage] = Stage.allCases.map { stage in
@@ -126,7 +132,14 @@ public final class DCCPReceiver: @unchecked Sendable {
                 // A Data or DataAck packet (Acks are done) for us with a long sequence number.
                 return .init(name, fields: [FieldMatch(.dccpType, .range(data, dataAck)), FieldMatch(.dccpDestinationPort, .exact(UInt64(port))),
                                             FieldMatch(.dccpExtended, .exact(1))], actions: [
-                    .lookupFlow(openWhen: FieldMatch(.dccpSequence, .exact(1))),
+                    .lookupFlow(openWhen: first),
+                    .compare(.dccpSequence, register: expected, slot: sequenceVsExpected),
+                    .compare(.dccpSequence, register: acknowledged, slot: sequenceVsAcked),
+                ])
+            case .reconnected:
+                // A new epoch's first packet: the connection starts over at it.
+                return .init(name, fields: [first, compared(sequenceVsExpected, .greater)], actions: [
+                    .setRegister(expected, to: .dccpSequence, plus: 0), .setRegister(acknowledged, to: .dccpSequence, plus: UInt64.max),
                     .compare(.dccpSequence, register: expected, slot: sequenceVsExpected),
                     .compare(.dccpSequence, register: acknowledged, slot: sequenceVsAcked),
                 ])
@@ -204,6 +217,7 @@ public final class DCCPReceiver: @unchecked Sendable {
         v[.notForUs] = matched(.ackNotForUs, .notForUs)
         v[.unsupportedType] = matched(.unsupportedType)
         v[.connectionTableFull] = matched(.connectionTableFull)
+        v[.reconnected] = matched(.reconnected)
         return v
     }
 }
@@ -218,6 +232,9 @@ public enum DCCPReceiveCounter: Int, CaseIterable, Sendable {
     case parkFull
     case duplicates, outOfOrder, unknownTarget, malformed, badChecksum, notForUs, unsupportedType
     case connectionTableFull
+    /// Connections started over by a new epoch (a peer restarted, or found this node
+    /// down and started over).
+    case reconnected
 
     public var name: String {
         switch self {
@@ -235,6 +252,7 @@ public enum DCCPReceiveCounter: Int, CaseIterable, Sendable {
         case .notForUs: "not_for_us"
         case .unsupportedType: "unsupported_type"
         case .connectionTableFull: "connection_table_full"
+        case .reconnected: "reconnected"
         }
     }
 }

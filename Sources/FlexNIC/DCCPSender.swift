@@ -1,5 +1,6 @@
 import FlexIO
 import FlexWire
+import Glibc
 
 /// The sending half of one DCCP connection with TCP's flow control and no congestion
 /// control (thesis 5.2): 48-bit sequence numbers from 1, a send window of fixed-size
@@ -9,12 +10,17 @@ import FlexWire
 /// - While the window is full the sender has no room and its owner stalls: this is how
 ///   a receiver that withholds acks (its queue is full) slows the sender down.
 /// - A peer that acknowledges nothing for `downAfter` while data is outstanding is
-///   *down*: new payloads are refused (the owner drops and counts them: at-most-once)
-///   and the window is offered again every `probeEvery`; the first ack brings the peer
-///   back up. The window itself is kept, so a peer that was only slow loses nothing.
+///   *down*, and the connection starts over in a new epoch: what was in flight is
+///   counted lost (at-most-once: the peer may have crashed with it), and the next
+///   payload the owner sends is the new connection's first, offered again every
+///   `probeEvery` (`isRefusing` meanwhile: the owner drops and counts other payloads).
+///   The first ack brings the peer back up, whether it was slow or restarted.
 ///
-/// Endpoints are preconfigured: there is no handshake. A connection starts at sequence
-/// number 1, which is where the receiver expects it to start (`DCCPReceiver`).
+/// Sequence numbers carry the connection's epoch: `epoch << counterBits | counter`, the
+/// counter from 1. The first epoch is the wall clock's seconds, each restart's a later
+/// one, so a sender process that restarts begins above anything it sent before; the
+/// receiver (`DCCPReceiver`) opens a connection at a counter of 1 and starts it over
+/// when a counter of 1 comes above what it expects. There is no handshake.
 ///
 /// Threading: one thread owns a sender. Nothing on its path allocates.
 public final class DCCPSender: @unchecked Sendable {
@@ -41,8 +47,15 @@ public final class DCCPSender: @unchecked Sendable {
         public var maxRetransmitAfter: UInt64 = 200_000_000
         public var downAfter: UInt64 = 3_000_000_000
         public var probeEvery: UInt64 = 500_000_000
+        /// The first epoch (nil: the wall clock's seconds).
+        public var firstEpoch: UInt64? = nil
         public init() {}
     }
+
+    /// Bits of a sequence number below its epoch: 2^24 payloads per epoch before the
+    /// counter carries into the epoch (harmless: the receiver compares whole numbers).
+    public static let counterBits = 24
+    public static let counterMask: UInt64 = 1 << UInt64(counterBits) - 1
 
     public let route: Route
     public let settings: Settings
@@ -76,6 +89,11 @@ public final class DCCPSender: @unchecked Sendable {
         /// Payloads refused because the peer was down.
         public var refusedWhileDown: UInt64 = 0
         public var timesDown: UInt64 = 0
+        /// Payloads in flight when the peer went down and the connection started over:
+        /// lost unless the peer delivered them before it fell silent.
+        public var lostInFlight: UInt64 = 0
+        /// Connections started over (one per time down).
+        public var epochs: UInt64 = 0
         /// Times the window was full when the owner wanted to send.
         public var windowStalls: UInt64 = 0
         public init() {}
@@ -93,6 +111,9 @@ public final class DCCPSender: @unchecked Sendable {
         self.ackIndex = ackIndex
         mask = settings.window - 1
         retransmissionTimeout = settings.retransmitAfter
+        let epoch = (settings.firstEpoch ?? UInt64(max(0, time(nil)))) & (1 << UInt64(48 - Self.counterBits) - 1)
+        nextSequence = epoch << UInt64(Self.counterBits) | 1
+        acknowledged = nextSequence &- 1
         copies = .allocate(byteCount: settings.window * payloadLength, alignment: 64)
         sentAt = .allocate(capacity: settings.window)
         sentAt.initialize(repeating: 0, count: settings.window)
@@ -107,6 +128,11 @@ public final class DCCPSender: @unchecked Sendable {
     @inline(__always) public var inFlight: Int { Int(nextSequence &- 1 &- acknowledged) }
     /// Whether a payload may be sent now (call `refresh` first).
     @inline(__always) public var hasRoom: Bool { inFlight < settings.window }
+    /// Whether the owner must drop (and count) payloads: the peer is down and the new
+    /// connection's first payload is already in flight, probing for it.
+    @inline(__always) public var isRefusing: Bool { isDown && inFlight > 0 }
+    /// The epoch of the connection in use.
+    public var epoch: UInt64 { (acknowledged &+ 1) >> UInt64(Self.counterBits) }
 
     /// Takes in the newest cumulative ack and notices a peer going down.
     @inline(__always)
@@ -120,12 +146,25 @@ public final class DCCPSender: @unchecked Sendable {
         } else if !isDown && inFlight > 0 && Self.elapsed(since: lastProgress, now) > settings.downAfter {
             isDown = true
             counters.timesDown &+= 1
+            startOver()
         }
         let duplicates = acks.duplicateAcks(ackIndex)
         if duplicates &- duplicatesSeen >= 3 {
             duplicatesSeen = duplicates
             if inFlight > 0 && Self.elapsed(since: lastFastRetransmit, now) > smoothedRTT { fastRetransmitDue = true }
         }
+    }
+
+    /// Starts the connection over in a later epoch, counting what was in flight as lost.
+    func startOver() {
+        counters.lostInFlight &+= UInt64(inFlight)
+        counters.epochs &+= 1
+        let clock = UInt64(max(0, time(nil))) & (1 << UInt64(48 - Self.counterBits) - 1)
+        let next = max(clock, (nextSequence &- 1) >> UInt64(Self.counterBits) &+ 1)
+        nextSequence = next << UInt64(Self.counterBits) | 1
+        acknowledged = nextSequence &- 1
+        resentThrough = acknowledged
+        fastRetransmitDue = false
     }
 
     func sampleRTT(_ rtt: UInt64) {

@@ -61,10 +61,11 @@ public struct NodeReport: Sendable {
         }
     }
 
-    /// Tuples dropped, by reason (at-most-once): a destination down, an unknown worker
-    /// id, and what the receive pipeline refused.
+    /// Tuples dropped, by reason (at-most-once): a destination down (refused, or in
+    /// flight when it went down and the connection started over), an unknown worker id,
+    /// and what the receive pipeline refused.
     public var drops: [(String, UInt64)] {
-        [("destination_down", senders.refusedWhileDown), ("unknown_destination", unknownDestination),
+        [("destination_down", senders.refusedWhileDown), ("lost_in_flight", senders.lostInFlight), ("unknown_destination", unknownDestination),
          ("output_overflow", outputOverflow)]
             + receive.filter { ["unknown_target", "malformed", "bad_checksum", "connection_table_full"].contains($0.name) }
                 .map { ($0.name, $0.value) }

@@ -370,6 +370,8 @@ public final class StormNode: @unchecked Sendable {
             senders.retransmitted += c.retransmitted
             senders.refusedWhileDown += c.refusedWhileDown
             senders.timesDown += c.timesDown
+            senders.lostInFlight += c.lostInFlight
+            senders.epochs += c.epochs
             senders.windowStalls += c.windowStalls
             senders.fastRetransmits += c.fastRetransmits
         }

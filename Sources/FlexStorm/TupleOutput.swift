@@ -140,7 +140,7 @@ final class DirectOutput: TupleOutput {
         let d = w.node, s = out.senders[d]
         var now = now
         s.refresh(now: now)
-        if !waits && (!backlogs[d].isEmpty || (!s.hasRoom && !s.isDown)) {
+        if !waits && (!backlogs[d].isEmpty || (!s.hasRoom && !s.isRefusing)) {
             if backlogs[d].count < TupleBacklog.limit {
                 if backlogs[d].isEmpty { s.countStall() }
                 backlogs[d].append(tuple)
@@ -149,14 +149,14 @@ final class DirectOutput: TupleOutput {
             }
             return
         }
-        if !s.hasRoom && !s.isDown {
+        if !s.hasRoom && !s.isRefusing {
             s.countStall()
             repeat {
                 flush(now: now)
                 waitForRoom()
                 now = node.clock()
                 s.refresh(now: now)
-            } while !s.hasRoom && !s.isDown && node.running.load(ordering: .relaxed)
+            } while !s.hasRoom && !s.isRefusing && node.running.load(ordering: .relaxed)
         }
         send(tuple, to: d, now: now)
     }
@@ -168,7 +168,7 @@ final class DirectOutput: TupleOutput {
     /// the tuple is dropped and counted).
     func send(_ tuple: Tuple, to d: Int, now: UInt64) {
         let s = out.senders[d]
-        guard s.hasRoom && !s.isDown else { s.countRefused(); return }
+        guard s.hasRoom && !s.isRefusing else { s.countRefused(); return }
         while out.frames.isFull {
             out.transmit()
             guard out.frames.isFull else { break }
@@ -181,7 +181,7 @@ final class DirectOutput: TupleOutput {
     func flush(now: UInt64) {
         for (d, s) in out.senders.enumerated() where s.inFlight > 0 || !backlogs[d].isEmpty {
             out.refresh(d, now: now)
-            if s.isDown {
+            if s.isRefusing {
                 for _ in 0..<backlogs[d].count { s.countRefused() }
                 backlogs[d].removeAll()
             }
@@ -309,7 +309,7 @@ final class Multiplexer {
             for (d, s) in out.senders.enumerated() {
                 if out.refresh(d, now: now) > 0 { did = true }
                 guard !pending[d].isEmpty else { continue }
-                if s.isDown {
+                if s.isRefusing {
                     for _ in 0..<pending[d].count { s.countRefused() }
                     pending[d].removeAll()
                     continue

@@ -39,8 +39,8 @@ struct Programs: ParsableCommand {
                 """, .reflector),
             ("ids-symmetric", """
                 Symmetric flow steering for an IDS (`flexids run --mode symmetric`, 4 instances):
-                addresses and ports each sorted before the Toeplitz hash, so both directions of a
-                connection meet on one instance.
+                addresses (IPv4, or IPv6 as 128-bit numbers) and ports each sorted before the
+                Toeplitz hash, so both directions of a connection meet on one instance.
                 """, IDSSteering.hashProgram(instances: 4, symmetricSort: true)),
             ("storm-dccp-receive", """
                 FlexStorm's receive path (thesis 5.2.1, fig. 5.4) for a node serving DCCP port 7100

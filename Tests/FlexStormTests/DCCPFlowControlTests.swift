@@ -198,6 +198,7 @@ import Testing
         settings.window = 4
         settings.retransmitAfter = 1_000_000
         settings.downAfter = 50_000_000
+        settings.firstEpoch = 0
         let s = DCCPSender(route: .init(endpoints: Self.peer, dccpSourcePort: 7201, dccpDestinationPort: 7100, udpEncapsulated: true),
                            payloadLength: Tuple.wireLength, acks: board, ackIndex: 0, settings: settings)
         let port = MemoryPort()
@@ -233,12 +234,78 @@ import Testing
         // The timeout doubled: no second copy 2 ms later.
         now += 1_500_000
         #expect(s.retransmit(now: now, port: port, into: frames) == 0)
-        // Silence past downAfter: the peer is down; an ack brings it back.
+        // Silence past downAfter: the peer is down, and the connection starts over in a
+        // later epoch; 3 and 4 are counted lost. The next payload probes; its ack brings
+        // the peer back up.
         now += 60_000_000
         s.refresh(now: now)
-        #expect(s.isDown && s.counters.timesDown == 1)
+        #expect(s.isDown && s.counters.timesDown == 1 && s.counters.lostInFlight == 2 && s.inFlight == 0)
+        #expect(s.epoch > 0 && s.hasRoom && !s.isRefusing)
         _ = board.record(port: 7201, acknowledgement: 4)
         s.refresh(now: now)
-        #expect(!s.isDown && s.inFlight == 0)
+        #expect(s.isDown, "an ack of the old epoch changes nothing")
+        _ = port.allocate(count: 1, into: frames)
+        Self.tuple(to: 5, "probe").withUnsafeBytes { s.send($0.baseAddress!, into: &frames.packets[frames.count - 1], now: now) }
+        #expect(s.isRefusing && s.nextSequence == s.epoch << 24 | 2)
+        _ = board.record(port: 7201, acknowledgement: s.epoch << 24 | 1)
+        s.refresh(now: now)
+        #expect(!s.isDown && !s.isRefusing && s.inFlight == 0)
+        port.release(frames)
+    }
+
+    /// A first sequence number of a later epoch starts the connection over (its sender
+    /// restarted): delivered, counted; the old epoch's late packets are never delivered,
+    /// and neither is the new one's first again.
+    @Test func aNewEpochStartsTheConnectionOver() throws {
+        let rig = Rig()
+        let epoch: UInt64 = 1_700_000_000 & 0xFF_FFFF
+        #expect(rig.feed([Self.data(1, "a"), Self.data(2, "b")]).count == 2)
+        let acks = rig.feed([Self.data(epoch << 24 | 1, "c"), Self.data(epoch << 24 | 2, "d"), Self.data(3, "late"), Self.data(epoch << 24 | 1, "c")])
+        #expect(try acks.map { try Self.ackNumber($0) } == [epoch << 24 | 1, epoch << 24 | 2])
+        #expect(rig.drain(0).map(\.user.description) == ["a", "b", "c", "d"])
+        let c = rig.receiver.counters
+        #expect(c[.reconnected] == 1 && c[.delivered] == 4 && c[.duplicates] == 2)
+    }
+
+    /// A receiver that restarted knows no connection: the sender goes unacknowledged,
+    /// finds it down, starts over, and its next payload opens the connection there.
+    @Test func aRestartedReceiverIsFoundAgain() throws {
+        let board = AckBoard(basePort: 7201, count: 1)
+        var settings = DCCPSender.Settings()
+        settings.window = 8
+        settings.downAfter = 50_000_000
+        settings.probeEvery = 10_000_000
+        let s = DCCPSender(route: .init(endpoints: Self.peer, dccpSourcePort: 7201, dccpDestinationPort: 7100, udpEncapsulated: true),
+                           payloadLength: Tuple.wireLength, acks: board, ackIndex: 0, settings: settings)
+        let port = MemoryPort()
+        var now: UInt64 = 1_000_000_000
+        /// Sends `names` (as far as the sender takes them); returns the frames.
+        func send(_ names: [String]) -> [[UInt8]] {
+            let frames = PacketBatch(capacity: 16)
+            for n in names where s.hasRoom && !s.isRefusing {
+                _ = port.allocate(count: 1, into: frames)
+                Self.tuple(to: 5, n).withUnsafeBytes { s.send($0.baseAddress!, into: &frames.packets[frames.count - 1], now: now) }
+            }
+            defer { port.release(frames) }
+            return (0..<frames.count).map { frames[$0].byteArray }
+        }
+        func acknowledge(_ acks: [[UInt8]]) {
+            for a in acks { _ = board.record(port: 7201, acknowledgement: try! Self.ackNumber(a)) }
+            s.refresh(now: now)
+        }
+        let first = Rig()
+        acknowledge(first.feed(send(["a", "b", "c"])))
+        #expect(s.inFlight == 0 && first.drain(0).count == 3)
+        // The receiver restarts: the next two go unacknowledged.
+        let second = Rig()
+        #expect(second.feed(send(["d", "e"])).isEmpty && second.receiver.counters[.outOfOrder] == 2)
+        now += 60_000_000
+        s.refresh(now: now)
+        #expect(s.isDown && s.counters.lostInFlight == 2 && s.inFlight == 0)
+        // The probe opens the new connection; the rest follows.
+        acknowledge(second.feed(send(["f", "g"])))
+        #expect(!s.isDown && s.counters.refusedWhileDown == 0)
+        acknowledge(second.feed(send(["h"])))
+        #expect(second.drain(0).map(\.user.description) == ["f", "h"], "the probe and what followed; nothing twice")
     }
 }

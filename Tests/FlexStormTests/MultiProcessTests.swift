@@ -27,7 +27,7 @@ import Glibc
     static func expectExact(_ json: String, nodes: [ChildProcess]) throws {
         let exact = UserTrace.exactTopN(try UserTrace.load(path: trace), n: 10)
         #expect(try finalRanking(json) == exact, "\(nodes.map(\.output))")
-        for n in nodes { #expect(n.output.contains("destination_down 0, unknown_destination 0, output_overflow 0, unknown_target 0")) }
+        for n in nodes { #expect(n.output.contains("destination_down 0, lost_in_flight 0, unknown_destination 0, output_overflow 0, unknown_target 0")) }
     }
 
     @Test(.enabled(if: canMakeNamespaces), arguments: StormNode.Mode.allCases)
@@ -60,6 +60,81 @@ import Glibc
         }
         for n in nodes { #expect(n.waitForExit(timeout: 120) == 0, "\(n.output)") }
         try Self.expectExact(json, nodes: nodes)
+    }
+
+    /// A node killed with SIGKILL and started again rejoins its cluster: the peers find
+    /// it down, start their connections over in a new epoch, and send to the new
+    /// process from its first second; the new process's own connections start over at
+    /// the peers (`reconnected`); what was lost is counted.
+    @Test(.enabled(if: canMakeNamespaces), arguments: StormNode.Mode.allCases)
+    func aKilledNodeRejoinsWhenStartedAgain(mode: StormNode.Mode) throws {
+        let prefix = "\(Self.tag)r\(mode == .demux ? "d" : "s")"
+        func netns(_ verb: String) throws {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/bin/bash")
+            p.arguments = ["Scripts/storm-netns.sh", verb]
+            p.environment = ["FLEXSTORM_NETNS_PREFIX": prefix, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]
+            p.standardOutput = FileHandle.nullDevice
+            try p.run()
+            p.waitUntilExit()
+            if p.terminationStatus != 0 { throw TestSetupError("storm-netns.sh \(verb) failed") }
+        }
+        try netns("up")
+        defer { try? netns("down") }
+        // Spouts on a and c feed the counter on b, which feeds the rankers on a: b both
+        // receives from and sends to its peers. Paced, so the run outlasts the restart.
+        let config = "/tmp/\(prefix)-restart.toml"
+        defer { unlink(config) }
+        try """
+            [topology]
+            emit_interval_ms = 200
+            peer_down_ms = 400
+            spout_rate = 2000
+            \((1...3).map { "[[node]]\nname = \"\(["a", "b", "c"][$0 - 1])\"\naddress = \"198.18.1.\($0)\"\nport = 7100" }.joined(separator: "\n"))
+            [[worker]]
+            kind = "spout"
+            node = "a"
+            [[worker]]
+            kind = "spout"
+            node = "c"
+            [[worker]]
+            kind = "counter"
+            node = "b"
+            [[worker]]
+            kind = "ranker"
+            node = "a"
+            [[worker]]
+            kind = "total"
+            node = "a"
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+        let flexstorm = try builtExecutable("flexstorm")
+        func node(_ n: String, seconds: Int) throws -> ChildProcess {
+            try ChildProcess("/usr/sbin/ip", ["netns", "exec", "\(prefix)-\(n)", flexstorm, "node", "--config", config, "--node", n,
+                                              "--generate", "40000", "--users", "500", "--mode", mode.rawValue, "--duration", "\(seconds)"])
+        }
+        let a = try node("a", seconds: 14), first = try node("b", seconds: 14), c = try node("c", seconds: 14)
+        #expect(first.waitForOutput("node b: ", timeout: 10), "b runs: \(first.output)")
+        Thread.sleep(forTimeInterval: 1.5)
+        kill(first.process.processIdentifier, SIGKILL)
+        #expect([SIGKILL, 128 + SIGKILL].contains(first.waitForExit(timeout: 5)), "b ends by SIGKILL")
+        Thread.sleep(forTimeInterval: 1.5)  // the peers find b down (peer_down_ms) and start over
+        let second = try node("b", seconds: 8)
+        for n in [a, c, second] { #expect(n.waitForExit(timeout: 40) == 0, "\(n.output)") }
+
+        func number(_ pattern: String, in text: String) -> Int? {
+            guard let r = text.range(of: pattern, options: .regularExpression) else { return nil }
+            return Int(text[r].filter(\.isNumber))
+        }
+        // From its first second the new b processes what its peers send.
+        #expect((number("node b: [0-9]+ tuples/s", in: second.output) ?? 0) > 0, "\(second.output)")
+        for peer in [a, c] {
+            #expect((number("peer down [0-9]+x", in: peer.output) ?? 0) >= 1, "\(peer.output)")
+            let lost = (number("destination_down [0-9]+", in: peer.output) ?? 0) + (number("lost_in_flight [0-9]+", in: peer.output) ?? 0)
+            #expect(lost > 0, "what b missed is counted: \(peer.output)")
+        }
+        // The new b's connection to a's rankers started over there.
+        #expect((number("reconnected [0-9]+", in: a.output) ?? 0) >= 1, "\(a.output)")
+        if ProcessInfo.processInfo.environment["STORM_RESTART_VERBOSE"] != nil { print(a.output, c.output, second.output) }
     }
 
     @Test(arguments: StormNode.Mode.allCases)

@@ -192,6 +192,12 @@ import Testing
         #expect(replies.isEmpty && board.acknowledged(0) == 2 && receiver.counters[.acksReceived] == 2)
     }
 
+    /// A sender of tuples to the receiver's node, acknowledged in `board`'s register 0.
+    static func sender(_ board: AckBoard, _ settings: DCCPSender.Settings) -> DCCPSender {
+        DCCPSender(route: .init(endpoints: peer, dccpSourcePort: 7201, dccpDestinationPort: 7100, udpEncapsulated: true),
+                   payloadLength: Tuple.wireLength, acks: board, ackIndex: 0, settings: settings)
+    }
+
     @Test func senderStallsOnAFullWindowAndGoesBackN() throws {
         let board = AckBoard(basePort: 7201, count: 1)
         var settings = DCCPSender.Settings()
@@ -199,8 +205,7 @@ import Testing
         settings.retransmitAfter = 1_000_000
         settings.downAfter = 50_000_000
         settings.firstEpoch = 0
-        let s = DCCPSender(route: .init(endpoints: Self.peer, dccpSourcePort: 7201, dccpDestinationPort: 7100, udpEncapsulated: true),
-                           payloadLength: Tuple.wireLength, acks: board, ackIndex: 0, settings: settings)
+        let s = Self.sender(board, settings)
         let port = MemoryPort()
         let frames = PacketBatch(capacity: 16)
         var now: UInt64 = 1_000_000_000
@@ -275,8 +280,7 @@ import Testing
         settings.window = 8
         settings.downAfter = 50_000_000
         settings.probeEvery = 10_000_000
-        let s = DCCPSender(route: .init(endpoints: Self.peer, dccpSourcePort: 7201, dccpDestinationPort: 7100, udpEncapsulated: true),
-                           payloadLength: Tuple.wireLength, acks: board, ackIndex: 0, settings: settings)
+        let s = Self.sender(board, settings)
         let port = MemoryPort()
         var now: UInt64 = 1_000_000_000
         /// Sends `names` (as far as the sender takes them); returns the frames.

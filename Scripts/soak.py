@@ -13,6 +13,17 @@ the clients' operation and loss counts; at the end it prints each curve's start,
 end, and fails if anything was lost, an operation failed, or RSS or descriptors grew
 without bound (the last third's peak more than 10 % (RSS) or 8 descriptors above the
 first third's).
+
+storm: a 3-node flexstorm cluster (one process per node, in network namespaces made by
+Scripts/storm-netns.sh, the design given by --mode), spouts on a and c paced at 1,000
+tuples/s each feeding counters on b and c, which feed the rankers on a. Every 20 s b or c
+(in turn) is killed with SIGKILL and started again 1.5 s later; every second garbage
+datagrams reach b and c's DCCP port. Each second the script samples every node's RSS and
+descriptors and its tuples processed (from its status lines). It fails if a restarted
+node processes nothing in its first 3 s (it did not rejoin), if a (never killed) stops
+making progress, if a's RSS or descriptors grow without bound (the kvs rule), or if a's
+report shows drops other than those a down peer explains (destination_down,
+lost_in_flight).
 """
 import argparse
 import multiprocessing
@@ -179,9 +190,124 @@ def soak_kvs(minutes, binary):
     return report("kvs", samples, killed)
 
 
+def soak_storm(minutes, binary, mode):
+    import re
+    import threading
+    prefix = "flexsoak"
+    env = dict(os.environ, FLEXSTORM_NETNS_PREFIX=prefix)
+    subprocess.run(["bash", "Scripts/storm-netns.sh", "up"], check=True, env=env, stdout=subprocess.DEVNULL)
+    config = f"/tmp/{prefix}-{os.getpid()}.toml"
+    nodes = "\n".join(f'[[node]]\nname = "{n}"\naddress = "198.18.1.{i + 1}"\nport = 7100' for i, n in enumerate("abc"))
+    workers = "\n".join(f'[[worker]]\nkind = "{k}"\nnode = "{n}"' for k, n in
+                        [("spout", "a"), ("spout", "c"), ("counter", "b"), ("counter", "c"), ("ranker", "a"), ("total", "a")])
+    with open(config, "w") as f:
+        f.write(f"[topology]\nemit_interval_ms = 1000\npeer_down_ms = 500\nspout_rate = 1000\n{nodes}\n{workers}\n")
+    seconds = int(minutes * 60)
+    tuples = str(int(2 * 1000 * (seconds + 60)))
+    status = re.compile(r"node (\w): (\d+) tuples/s, (\d+) processed")
+    progress = {}
+    lock = threading.Lock()
+
+    def start(name, duration):
+        p = subprocess.Popen(["ip", "netns", "exec", f"{prefix}-{name}", binary, "node", "--config", config, "--node", name,
+                              "--generate", tuples, "--users", "2000", "--mode", mode, "--duration", str(duration)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        p.lines = []
+        p.started = time.monotonic()
+
+        def read():
+            for line in p.stderr:
+                p.lines.append(line.rstrip())
+                m = status.search(line)
+                if m:
+                    with lock:
+                        progress[(name, p.pid)] = progress.get((name, p.pid), []) + [int(m.group(2))]
+        threading.Thread(target=read, daemon=True).start()
+        return p
+
+    junk = subprocess.Popen(["ip", "netns", "exec", f"{prefix}-a", sys.executable, "-c", (
+        "import os, socket, time\n"
+        "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+        "while True:\n"
+        "    for host in ('198.18.1.2', '198.18.1.3'):\n"
+        "        for n in (1, 13, 40, 200):\n"
+        "            s.sendto(os.urandom(n), (host, 7100))\n"
+        "    time.sleep(1)\n")])
+    procs = {n: start(n, seconds + 30) for n in "abc"}
+    samples, restarts, failures = [], [], []
+    t0 = time.monotonic()
+    next_kill, victim = t0 + 20, "b"
+    try:
+        while time.monotonic() < t0 + seconds:
+            t = time.monotonic()
+            if t >= next_kill:
+                old = procs[victim]
+                old.kill()
+                old.wait()
+                time.sleep(1.5)
+                procs[victim] = start(victim, int(t0 + seconds - time.monotonic()) + 30)
+                restarts.append((victim, procs[victim]))
+                victim = "c" if victim == "b" else "b"
+                next_kill = time.monotonic() + 20
+            a = procs["a"]
+            if a.poll() is not None:
+                failures.append(f"node a exited ({a.returncode})")
+                break
+            with lock:
+                done = sum(progress.get(("a", a.pid), []))
+            samples.append(dict(t=round(t - t0), rss=rss_kib(a.pid), fds=fds(a.pid), ops=done, lost=0,
+                                conns=0, items=0, evictions=0,
+                                rss_b=rss_kib(procs["b"].pid) if procs["b"].poll() is None else 0,
+                                rss_c=rss_kib(procs["c"].pid) if procs["c"].poll() is None else 0))
+            if len(samples) % 30 == 0:
+                x = samples[-1]
+                print(f"soak storm {x['t']} s: a rss {x['rss']} KiB, fds {x['fds']}, processed {x['ops']}; "
+                      f"b rss {x['rss_b']} KiB, c rss {x['rss_c']} KiB; restarts {len(restarts)}", flush=True)
+            time.sleep(max(0, 1 - (time.monotonic() - t)))
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        for p in procs.values():
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        junk.kill()
+        time.sleep(0.5)
+        subprocess.run(["bash", "Scripts/storm-netns.sh", "down"], env=env, stdout=subprocess.DEVNULL)
+        os.unlink(config)
+    for name, p in restarts:
+        with lock:
+            first = progress.get((name, p.pid), [])[:3]
+        if sum(first) == 0:
+            failures.append(f"node {name} (pid {p.pid}) processed nothing in its first 3 s: it did not rejoin")
+    report_a = "\n".join(procs["a"].lines)
+    drops = re.search(r"drops: (.*)", report_a)
+    if drops:
+        print(f"soak storm: node a {drops.group(0)}")
+        for name, value in re.findall(r"(\w+) (\d+)", drops.group(1)):
+            if int(value) > 0 and name not in ("destination_down", "lost_in_flight"):
+                failures.append(f"node a dropped {value} tuples as {name}")
+    else:
+        failures.append("node a printed no report")
+    for name in "bc":
+        r = re.search(r"receive: (.*)", "\n".join(procs[name].lines))
+        if r:
+            print(f"soak storm: node {name} (last start) receive: {r.group(1)}")
+    for key in ("rss_b", "rss_c"):
+        values = [s[key] for s in samples if s[key] > 0]
+        if values:
+            print(f"  {key:9} start {values[0]:>10}  peak {max(values):>10}  end {values[-1]:>10}")
+    ok = report(f"storm ({mode})", samples, len(restarts))
+    for f in failures:
+        print(f"soak storm: FAIL: {f}")
+    return ok and not failures
+
+
 def report(name, samples, killed):
     failures = []
-    print(f"soak {name}: {len(samples)} samples, {killed} clients killed")
+    print(f"soak {name}: {len(samples)} samples, {killed} {'nodes restarted' if name.startswith('storm') else 'clients killed'}")
     for key in ("rss", "fds", "conns", "items", "evictions", "ops", "lost"):
         values = [s[key] for s in samples]
         print(f"  {key:9} start {values[0]:>10}  peak {max(values):>10}  end {values[-1]:>10}")
@@ -204,11 +330,15 @@ def report(name, samples, killed):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("server", choices=["kvs"])
+    parser.add_argument("server", choices=["kvs", "storm"])
     parser.add_argument("minutes", type=float)
-    parser.add_argument("--binary", default=".build/release/flexkvs")
+    parser.add_argument("--binary", help="the server binary (default: .build/release/flexkvs or flexstorm)")
+    parser.add_argument("--mode", choices=["demux", "steered"], default="steered", help="flexstorm's node design")
     args = parser.parse_args()
-    ok = soak_kvs(args.minutes, args.binary)
+    if args.server == "kvs":
+        ok = soak_kvs(args.minutes, args.binary or ".build/release/flexkvs")
+    else:
+        ok = soak_storm(args.minutes, args.binary or ".build/release/flexstorm", args.mode)
     sys.exit(0 if ok else 1)
 
 

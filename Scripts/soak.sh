@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Soak test: bash Scripts/soak.sh kvs MINUTES (see Scripts/soak.py for what it does and
-# checks). Builds the release binary first.
+# Soak test: bash Scripts/soak.sh kvs|storm MINUTES [--mode demux|steered] (see
+# Scripts/soak.py for what each does and checks). Builds the release binary first;
+# storm needs root (network namespaces).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-server=${1:?usage: bash Scripts/soak.sh kvs MINUTES}
-minutes=${2:?usage: bash Scripts/soak.sh kvs MINUTES}
+server=${1:?usage: bash Scripts/soak.sh kvs|storm MINUTES}
+minutes=${2:?usage: bash Scripts/soak.sh kvs|storm MINUTES}
+shift 2
 case "$server" in
     kvs) swift build -c release --product flexkvs >&2
          exec python3 Scripts/soak.py kvs "$minutes" --binary .build/release/flexkvs ;;
-    *) echo "soak: only kvs so far (flexstorm needs nodes that rejoin after a restart first)" >&2; exit 2 ;;
+    storm) swift build -c release --product flexstorm >&2
+         exec python3 Scripts/soak.py storm "$minutes" --binary .build/release/flexstorm "$@" ;;
+    *) echo "soak: kvs or storm" >&2; exit 2 ;;
 esac

@@ -11,8 +11,13 @@ struct Compare: ParsableCommand {
         discussion: """
             Starts both servers itself on loopback (ports 21211 and 21311 by default), \
             preloads the keys, and for every thread count and wire format runs each \
-            server --rounds times alternately. Ratios are flexkvs / memcached throughput; \
-            the machine is shared, so only figures from one invocation are compared.
+            server --rounds times alternately. Ratios are flexkvs / memcached throughput, \
+            and memcached / flexkvs server CPU per request: the user and system time the \
+            server process used during a run (from /proc, warm-up included) over the \
+            requests it served then (at the measured rate). Pin the servers and this \
+            client apart (--server-cpu, --client-cpu) and give an open-loop --rate for a \
+            fixed load. The machine is shared, so only figures from one invocation are \
+            compared.
             """)
 
     @Option(help: "Server thread counts to compare, comma-separated.") var threads = "1,2"
@@ -24,6 +29,8 @@ struct Compare: ParsableCommand {
     @Option(help: "Item memory for both servers, MB.") var memory = 1024
     @Option(help: "memcached's port.") var memcachedPort: UInt16 = 21211
     @Option(help: "flexkvs's port.") var flexkvsPort: UInt16 = 21311
+    @Option(help: "Run both servers on these CPUs (taskset list, e.g. 1).") var serverCPU: String?
+    @Option(help: "Run this load generator on these CPUs (taskset list, e.g. 0).") var clientCPU: String?
     @OptionGroup var options: LoadOptions
 
     func run() throws {
@@ -36,6 +43,7 @@ struct Compare: ParsableCommand {
             guard let f = WireFormat(rawValue: String(s)) else { throw ValidationError("--formats: \(s)") }
             return f
         }
+        if let clientCPU { try ServerProcess.pin(getpid(), clientCPU) }
         let w = options.workload()
         print("compare: \(w.keys) keys, \(w.keySize) B keys, \(w.valueSize) B values, \(options.distribution) \(options.zipf), "
               + "\(Int(options.getRatio * 100))% GET, \(options.connections) sockets x depth \(options.depth), "
@@ -44,13 +52,13 @@ struct Compare: ParsableCommand {
             for mode in modes.split(separator: ",").map(String.init) {
                 let mc = try ServerProcess(path: memcached, arguments: ["-t", "\(t)", "-p", "\(memcachedPort)", "-U", "\(memcachedPort)",
                                                                         "-l", "127.0.0.1", "-m", "\(memory)", "-c", "4096"]
-                                                        + (getuid() == 0 ? ["-u", "root"] : []), port: memcachedPort)
+                                                        + (getuid() == 0 ? ["-u", "root"] : []), port: memcachedPort, cpus: serverCPU)
                 defer { mc.stop() }
                 let fx: ServerProcess
                 do {
                     fx = try ServerProcess(path: flexPath, arguments: ["-t", "\(t)", "-p", "\(flexkvsPort)", "-U", "\(flexkvsPort)",
                                                                        "-l", "127.0.0.1", "-m", "\(memory)", "-c", "4096", "--steering", mode],
-                                           port: flexkvsPort)
+                                           port: flexkvsPort, cpus: serverCPU)
                 } catch {
                     print("compare: flexkvs --steering \(mode) -t \(t): \(error)")
                     continue
@@ -63,9 +71,12 @@ struct Compare: ParsableCommand {
                 for f in wireFormats {
                     var best: [String: KVSLoad.Result] = [:]
                     var sums: [String: Double] = [:]
+                    var cpuPerRequest: [String: [Double]] = [:]
                     for round in 0..<rounds {
                         for (name, port) in targets {
                             let r: KVSLoad.Result
+                            let server = name == "flexkvs" ? fx : mc
+                            let cpuBefore = server.cpuSeconds
                             do {
                                 r = try options.load((.loopback, port), f, w).run()
                             } catch {
@@ -75,13 +86,23 @@ struct Compare: ParsableCommand {
                             }
                             sums[name, default: 0] += r.throughput
                             if round == 0 || r.throughput > best[name]!.throughput { best[name] = r }
-                            print("  \(f.rawValue) t=\(t) \(name) round \(round + 1): \(r.summary)")
+                            let served = r.throughput * (options.warmup + options.duration)
+                            let microseconds = (server.cpuSeconds - cpuBefore) / max(served, 1) * 1e6
+                            cpuPerRequest[name, default: []].append(microseconds)
+                            print("  \(f.rawValue) t=\(t) \(name) round \(round + 1): \(r.summary), "
+                                  + String(format: "server CPU %.1f us/request", microseconds))
                             fflush(stdout)
                         }
                     }
                     let a = sums["memcached"]! / Double(rounds), b = sums["flexkvs"]! / Double(rounds)
                     print(String(format: "RESULT %@ threads=%d steering=%@: memcached %.0f ops/s, flexkvs %.0f ops/s, ratio %.2fx",
                                  f.rawValue, t, mode, a, b, b / max(a, 1)))
+                    // Per round pair (A B): memcached's CPU per request over flexkvs's.
+                    let pairs = zip(cpuPerRequest["memcached"] ?? [], cpuPerRequest["flexkvs"] ?? []).map { $0 / max($1, 1e-9) }
+                    let mean = { (v: [Double]) in v.reduce(0, +) / Double(max(v.count, 1)) }
+                    print(String(format: "RESULT %@ threads=%d steering=%@: server CPU per request memcached %.1f us, flexkvs %.1f us, "
+                                 + "memcached/flexkvs %.2f (pairs %@)", f.rawValue, t, mode, mean(cpuPerRequest["memcached"] ?? []),
+                                 mean(cpuPerRequest["flexkvs"] ?? []), mean(pairs), pairs.map { String(format: "%.2f", $0) }.joined(separator: ", ")))
                     for (name, r) in best.sorted(by: { $0.key > $1.key }) {
                         print("  \(name) best round latency us: p50 \(r.latency.valueAtPercentile(50)) p90 \(r.latency.valueAtPercentile(90)) "
                               + "p99 \(r.latency.valueAtPercentile(99)) p99.9 \(r.latency.valueAtPercentile(99.9))")
@@ -127,7 +148,9 @@ final class ServerProcess {
     let process = Process()
     let logPath: String
 
-    init(path: String, arguments: [String], port: UInt16) throws {
+    /// Starts `path` (on `cpus`, a taskset list, when given) and waits until it accepts
+    /// TCP connections on `port`.
+    init(path: String, arguments: [String], port: UInt16, cpus: String? = nil) throws {
         process.executableURL = URL(fileURLWithPath: path)
         process.arguments = arguments
         logPath = NSTemporaryDirectory() + "flexbench-\(URL(fileURLWithPath: path).lastPathComponent)-\(port).log"
@@ -136,6 +159,7 @@ final class ServerProcess {
         process.standardOutput = log
         process.standardError = log
         try process.run()
+        if let cpus { try Self.pin(process.processIdentifier, cpus) }
         // Ready when it accepts a TCP connection (or give up after 10 s).
         let deadline = Date().addingTimeInterval(10)
         while Date() < deadline {
@@ -145,6 +169,26 @@ final class ServerProcess {
         }
         stop()
         throw LoadError("\(path) did not start listening on port \(port) (its output: \(logPath))")
+    }
+
+    /// User plus system time the process has used, in seconds (/proc/PID/stat).
+    var cpuSeconds: Double {
+        guard let text = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/stat", encoding: .utf8),
+              let close = text.lastIndex(of: ")") else { return 0 }
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
+    /// Pins process `pid` (every thread it has and will make) to `cpus` with taskset.
+    static func pin(_ pid: Int32, _ cpus: String) throws {
+        let taskset = Process()
+        taskset.executableURL = URL(fileURLWithPath: "/usr/bin/taskset")
+        taskset.arguments = ["-a", "-p", "-c", cpus, "\(pid)"]
+        taskset.standardOutput = FileHandle.nullDevice
+        try taskset.run()
+        taskset.waitUntilExit()
+        guard taskset.terminationStatus == 0 else { throw RuntimeFailure("taskset -c \(cpus) \(pid) failed") }
     }
 
     func stop() {

@@ -291,6 +291,11 @@ def soak_storm(minutes, binary, mode):
                 failures.append(f"node a dropped {value} tuples as {name}")
     else:
         failures.append("node a printed no report")
+    # Every restarted node (b and c both feed the rankers on a) started its connection
+    # to a over: a counts one start-over per restart, at least.
+    reconnected = re.search(r"reconnected (\d+)", report_a)
+    if not reconnected or int(reconnected.group(1)) < len(restarts):
+        failures.append(f"node a saw {reconnected.group(1) if reconnected else 0} connections start over for {len(restarts)} restarts")
     for name in "bc":
         r = re.search(r"receive: (.*)", "\n".join(procs[name].lines))
         if r:

@@ -89,11 +89,11 @@ public final class DCCPReceiver: @unchecked Sendable {
     static var acknowledged: Int { 1 }
 
     /// The program's stages, in order; each one's match count is a receive counter.
-    /// A Data packet taken in order, the common case, is decided by the seventh stage;
+    /// A Data packet taken in order, the common case, is decided by the eighth stage;
     /// the stages it does not need come after (their matches exclude each other).
     enum Stage: Int, CaseIterable {
         case ackReceived, ackNotForUs, ack
-        case connection, reconnected, inOrder, placed, withheld, parkFull
+        case connection, opened, reconnected, inOrder, placed, withheld, parkFull
         case connectionNotOpen, connectionTableFull
         case retransmissionOfLastAcked, retransmission, gapAfterAcked, gap
         case unsupportedType, notForUs, shortSequence
@@ -136,9 +136,12 @@ public final class DCCPReceiver: @unchecked Sendable {
                     .compare(.dccpSequence, register: expected, slot: sequenceVsExpected),
                     .compare(.dccpSequence, register: acknowledged, slot: sequenceVsAcked),
                 ])
-            case .reconnected:
-                // A new epoch's first packet: the connection starts over at it.
-                return .init(name, fields: [first, compared(sequenceVsExpected, .greater)], actions: [
+            case .opened, .reconnected:
+                // An epoch's first packet above what the connection expects: a new
+                // connection (its registers still hold their initial values), or one
+                // that starts over (its sender restarted or found this node down).
+                let fresh = FieldMatch(.flowRegister(expected), .exact(1), negated: stage == .reconnected)
+                return .init(name, fields: [first, compared(sequenceVsExpected, .greater), fresh], actions: [
                     .setRegister(expected, to: .dccpSequence, plus: 0), .setRegister(acknowledged, to: .dccpSequence, plus: UInt64.max),
                     .compare(.dccpSequence, register: expected, slot: sequenceVsExpected),
                     .compare(.dccpSequence, register: acknowledged, slot: sequenceVsAcked),
@@ -218,6 +221,7 @@ public final class DCCPReceiver: @unchecked Sendable {
         v[.unsupportedType] = matched(.unsupportedType)
         v[.connectionTableFull] = matched(.connectionTableFull)
         v[.reconnected] = matched(.reconnected)
+        v[.opened] = matched(.opened)
         return v
     }
 }
@@ -232,6 +236,8 @@ public enum DCCPReceiveCounter: Int, CaseIterable, Sendable {
     case parkFull
     case duplicates, outOfOrder, unknownTarget, malformed, badChecksum, notForUs, unsupportedType
     case connectionTableFull
+    /// Connections opened (their first packet taken).
+    case opened
     /// Connections started over by a new epoch (a peer restarted, or found this node
     /// down and started over).
     case reconnected
@@ -253,6 +259,7 @@ public enum DCCPReceiveCounter: Int, CaseIterable, Sendable {
         case .unsupportedType: "unsupported_type"
         case .connectionTableFull: "connection_table_full"
         case .reconnected: "reconnected"
+        case .opened: "opened"
         }
     }
 }

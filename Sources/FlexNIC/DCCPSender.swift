@@ -17,10 +17,15 @@ import Glibc
 ///   The first ack brings the peer back up, whether it was slow or restarted.
 ///
 /// Sequence numbers carry the connection's epoch: `epoch << counterBits | counter`, the
-/// counter from 1. The first epoch is the wall clock's seconds, each restart's a later
-/// one, so a sender process that restarts begins above anything it sent before; the
-/// receiver (`DCCPReceiver`) opens a connection at a counter of 1 and starts it over
-/// when a counter of 1 comes above what it expects. There is no handshake.
+/// counter from 1. The first epoch is the wall clock in eighths of a second (28 bits:
+/// it wraps every 1.06 years), each start-over's a later one, so a sender process that
+/// restarts begins above anything it sent before; the receiver (`DCCPReceiver`) opens
+/// a connection at a counter of 1 and starts it over when a counter of 1 comes above
+/// what it expects. A counter never carries: before it would, the sender waits for its
+/// window to drain and moves to the next epoch (one round trip per 2^20 payloads).
+/// Known limit: a restart just after the epoch wraps, or after the clock stepped back,
+/// starts below what the peer expects, and that connection stays down until the peer
+/// restarts too (comparisons are not circular). There is no handshake.
 ///
 /// Threading: one thread owns a sender. Nothing on its path allocates.
 public final class DCCPSender: @unchecked Sendable {
@@ -47,15 +52,22 @@ public final class DCCPSender: @unchecked Sendable {
         public var maxRetransmitAfter: UInt64 = 200_000_000
         public var downAfter: UInt64 = 3_000_000_000
         public var probeEvery: UInt64 = 500_000_000
-        /// The first epoch (nil: the wall clock's seconds).
+        /// The first epoch (nil: the wall clock, `DCCPSender.clockEpoch`).
         public var firstEpoch: UInt64? = nil
         public init() {}
     }
 
-    /// Bits of a sequence number below its epoch: 2^24 payloads per epoch before the
-    /// counter carries into the epoch (harmless: the receiver compares whole numbers).
-    public static let counterBits = 24
+    /// Bits of a sequence number below its epoch: 2^20 payloads per epoch.
+    public static let counterBits = 20
     public static let counterMask: UInt64 = 1 << UInt64(counterBits) - 1
+    static let epochMask: UInt64 = 1 << UInt64(48 - counterBits) - 1
+
+    /// The wall clock in eighths of a second, as an epoch.
+    public static var clockEpoch: UInt64 {
+        var t = timespec()
+        clock_gettime(CLOCK_REALTIME, &t)
+        return (UInt64(max(0, t.tv_sec)) &* 8 &+ UInt64(max(0, t.tv_nsec)) / 125_000_000) & epochMask
+    }
 
     public let route: Route
     public let settings: Settings
@@ -111,7 +123,7 @@ public final class DCCPSender: @unchecked Sendable {
         self.ackIndex = ackIndex
         mask = settings.window - 1
         retransmissionTimeout = settings.retransmitAfter
-        let epoch = (settings.firstEpoch ?? UInt64(max(0, time(nil)))) & (1 << UInt64(48 - Self.counterBits) - 1)
+        let epoch = (settings.firstEpoch ?? Self.clockEpoch) & Self.epochMask
         nextSequence = epoch << UInt64(Self.counterBits) | 1
         acknowledged = nextSequence &- 1
         copies = .allocate(byteCount: settings.window * payloadLength, alignment: 64)
@@ -126,8 +138,9 @@ public final class DCCPSender: @unchecked Sendable {
 
     /// Payloads sent and not yet acknowledged.
     @inline(__always) public var inFlight: Int { Int(nextSequence &- 1 &- acknowledged) }
-    /// Whether a payload may be sent now (call `refresh` first).
-    @inline(__always) public var hasRoom: Bool { inFlight < settings.window }
+    /// Whether a payload may be sent now (call `refresh` first): the window has room,
+    /// and the epoch's counter is not spent (then the window drains first).
+    @inline(__always) public var hasRoom: Bool { inFlight < settings.window && nextSequence & Self.counterMask != 0 }
     /// Whether the owner must drop (and count) payloads: the peer is down and the new
     /// connection's first payload is already in flight, probing for it.
     @inline(__always) public var isRefusing: Bool { isDown && inFlight > 0 }
@@ -148,6 +161,13 @@ public final class DCCPSender: @unchecked Sendable {
             counters.timesDown &+= 1
             startOver()
         }
+        if nextSequence & Self.counterMask == 0 && inFlight == 0 {
+            // The epoch's counter is spent and everything is acknowledged: the next
+            // epoch starts cleanly (nothing lost, nothing skipped).
+            nextSequence &+= 1
+            acknowledged = nextSequence &- 1
+            resentThrough = acknowledged
+        }
         let duplicates = acks.duplicateAcks(ackIndex)
         if duplicates &- duplicatesSeen >= 3 {
             duplicatesSeen = duplicates
@@ -159,8 +179,7 @@ public final class DCCPSender: @unchecked Sendable {
     func startOver() {
         counters.lostInFlight &+= UInt64(inFlight)
         counters.epochs &+= 1
-        let clock = UInt64(max(0, time(nil))) & (1 << UInt64(48 - Self.counterBits) - 1)
-        let next = max(clock, (nextSequence &- 1) >> UInt64(Self.counterBits) &+ 1)
+        let next = max(Self.clockEpoch, ((nextSequence &- 1) >> UInt64(Self.counterBits) &+ 1) & Self.epochMask)
         nextSequence = next << UInt64(Self.counterBits) | 1
         acknowledged = nextSequence &- 1
         resentThrough = acknowledged

@@ -99,7 +99,9 @@ final class SendLane {
         nextPublish = now &+ 100_000_000
     }
 
-    var allAcknowledged: Bool { senders.allSatisfy { $0.inFlight == 0 } }
+    /// Nothing waits for an ack, but a probe to a peer that is down (which may never
+    /// come back: the node can still finish).
+    var allAcknowledged: Bool { senders.allSatisfy { $0.inFlight == 0 || $0.isRefusing } }
 
     func close() {
         publish(now: 0, force: true)
@@ -320,7 +322,7 @@ final class Multiplexer {
                     continue
                 }
                 if !s.hasRoom { s.countStall() }
-                while s.hasRoom && !pending[d].isEmpty {
+                while s.hasRoom && !s.isRefusing && !pending[d].isEmpty {
                     if out.frames.isFull { out.transmit() }
                     guard !out.frames.isFull, out.frame(pending[d].first, to: d, now: now) else { break }
                     pending[d].removeFirst()

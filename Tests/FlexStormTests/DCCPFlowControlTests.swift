@@ -251,8 +251,8 @@ import Testing
         #expect(s.isDown, "an ack of the old epoch changes nothing")
         _ = port.allocate(count: 1, into: frames)
         Self.tuple(to: 5, "probe").withUnsafeBytes { s.send($0.baseAddress!, into: &frames.packets[frames.count - 1], now: now) }
-        #expect(s.isRefusing && s.nextSequence == s.epoch << 24 | 2)
-        _ = board.record(port: 7201, acknowledgement: s.epoch << 24 | 1)
+        #expect(s.isRefusing && s.nextSequence == s.epoch << UInt64(DCCPSender.counterBits) | 2)
+        _ = board.record(port: 7201, acknowledgement: s.epoch << UInt64(DCCPSender.counterBits) | 1)
         s.refresh(now: now)
         #expect(!s.isDown && !s.isRefusing && s.inFlight == 0)
         port.release(frames)
@@ -263,10 +263,10 @@ import Testing
     /// and neither is the new one's first again.
     @Test func aNewEpochStartsTheConnectionOver() throws {
         let rig = Rig()
-        let epoch: UInt64 = 1_700_000_000 & 0xFF_FFFF
+        let epoch: UInt64 = 13_600_000_000 & 0xFFF_FFFF, bits = UInt64(DCCPSender.counterBits)
         #expect(rig.feed([Self.data(1, "a"), Self.data(2, "b")]).count == 2)
-        let acks = rig.feed([Self.data(epoch << 24 | 1, "c"), Self.data(epoch << 24 | 2, "d"), Self.data(3, "late"), Self.data(epoch << 24 | 1, "c")])
-        #expect(try acks.map { try Self.ackNumber($0) } == [epoch << 24 | 1, epoch << 24 | 2])
+        let acks = rig.feed([Self.data(epoch << bits | 1, "c"), Self.data(epoch << bits | 2, "d"), Self.data(3, "late"), Self.data(epoch << bits | 1, "c")])
+        #expect(try acks.map { try Self.ackNumber($0) } == [epoch << bits | 1, epoch << bits | 2])
         #expect(rig.drain(0).map(\.user.description) == ["a", "b", "c", "d"])
         let c = rig.receiver.counters
         #expect(c[.reconnected] == 1 && c[.delivered] == 4 && c[.duplicates] == 2)

@@ -360,7 +360,6 @@ enum Make {
                       mappedRST, segment("il.php HTTP/1.1\r\n\r\n", flags: [.ack, .psh], sequence: 1008),
                       segment("HTTP/1.1 200 OK\r\n\r\n", flags: [.ack, .psh], sequence: 5001, reversed: true)]
         #expect(Make.sids(engine, frames) == [1])
-        _ = rst
     }
 
     /// A segment half the sequence space ahead (or anywhere past the window) is not

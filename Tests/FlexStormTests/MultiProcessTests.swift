@@ -24,6 +24,22 @@ import Glibc
         return try top.map { RankEntry(user: try #require(UserName($0["user"] as? String ?? "")), count: UInt64($0["count"] as? Int ?? -1)) }
     }
 
+    /// Makes (up) or removes (down) the three namespaces of `Scripts/storm-netns.sh`
+    /// under `prefix`; throws with the script's output if it fails.
+    static func netns(_ verb: String, prefix: String) throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/bash")
+        p.arguments = ["Scripts/storm-netns.sh", verb]
+        p.environment = ["FLEXSTORM_NETNS_PREFIX": prefix, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        try p.run()
+        p.waitUntilExit()
+        let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        if p.terminationStatus != 0 { throw TestSetupError("storm-netns.sh \(verb): \(out)") }
+    }
+
     static func expectExact(_ json: String, nodes: [ChildProcess]) throws {
         let exact = UserTrace.exactTopN(try UserTrace.load(path: trace), n: 10)
         #expect(try finalRanking(json) == exact, "\(nodes.map(\.output))")
@@ -33,23 +49,8 @@ import Glibc
     @Test(.enabled(if: canMakeNamespaces), arguments: StormNode.Mode.allCases)
     func threeNodesInNamespaces(mode: StormNode.Mode) throws {
         let prefix = "\(Self.tag)\(mode == .demux ? "d" : "s")"
-        let script = ["Scripts/storm-netns.sh"]
-        func netns(_ verb: String) throws -> String {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: "/bin/bash")
-            p.arguments = script + [verb]
-            p.environment = ["FLEXSTORM_NETNS_PREFIX": prefix, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]
-            let pipe = Pipe()
-            p.standardOutput = pipe
-            p.standardError = pipe
-            try p.run()
-            p.waitUntilExit()
-            let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            if p.terminationStatus != 0 { throw TestSetupError("storm-netns.sh \(verb): \(out)") }
-            return out
-        }
-        _ = try netns("up")
-        defer { _ = try? netns("down") }
+        try Self.netns("up", prefix: prefix)
+        defer { try? Self.netns("down", prefix: prefix) }
         let flexstorm = try builtExecutable("flexstorm")
         let json = "/tmp/\(prefix)-a.json"
         defer { unlink(json) }
@@ -69,18 +70,8 @@ import Glibc
     @Test(.enabled(if: canMakeNamespaces), arguments: StormNode.Mode.allCases)
     func aKilledNodeRejoinsWhenStartedAgain(mode: StormNode.Mode) throws {
         let prefix = "\(Self.tag)r\(mode == .demux ? "d" : "s")"
-        func netns(_ verb: String) throws {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: "/bin/bash")
-            p.arguments = ["Scripts/storm-netns.sh", verb]
-            p.environment = ["FLEXSTORM_NETNS_PREFIX": prefix, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]
-            p.standardOutput = FileHandle.nullDevice
-            try p.run()
-            p.waitUntilExit()
-            if p.terminationStatus != 0 { throw TestSetupError("storm-netns.sh \(verb) failed") }
-        }
-        try netns("up")
-        defer { try? netns("down") }
+        try Self.netns("up", prefix: prefix)
+        defer { try? Self.netns("down", prefix: prefix) }
         // Spouts on a and c feed the counter on b, which feeds the rankers on a: b both
         // receives from and sends to its peers. Paced, so the run outlasts the restart.
         let config = "/tmp/\(prefix)-restart.toml"

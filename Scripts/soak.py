@@ -255,8 +255,7 @@ def soak_storm(minutes, binary, mode):
                 break
             with lock:
                 done = sum(progress.get(("a", a.pid), []))
-            samples.append(dict(t=round(t - t0), rss=rss_kib(a.pid), fds=fds(a.pid), ops=done, lost=0,
-                                conns=0, items=0, evictions=0,
+            samples.append(dict(t=round(t - t0), rss=rss_kib(a.pid), fds=fds(a.pid), ops=done,
                                 rss_b=rss_kib(procs["b"].pid) if procs["b"].poll() is None else 0,
                                 rss_c=rss_kib(procs["c"].pid) if procs["c"].poll() is None else 0))
             if len(samples) % 30 == 0:
@@ -313,14 +312,14 @@ def soak_storm(minutes, binary, mode):
 def report(name, samples, killed):
     failures = []
     print(f"soak {name}: {len(samples)} samples, {killed} {'nodes restarted' if name.startswith('storm') else 'clients killed'}")
-    for key in ("rss", "fds", "conns", "items", "evictions", "ops", "lost"):
+    for key in (k for k in ("rss", "fds", "conns", "items", "evictions", "ops", "lost") if k in samples[0]):
         values = [s[key] for s in samples]
         print(f"  {key:9} start {values[0]:>10}  peak {max(values):>10}  end {values[-1]:>10}")
     third = max(1, len(samples) // 3)
     first, last = samples[:third], samples[-third:]
-    if samples[-1]["lost"] > 0:
+    if samples[-1].get("lost", 0) > 0:
         failures.append(f"{samples[-1]['lost']} reads or writes lost")
-    if samples[-1]["evictions"] > 0:
+    if samples[-1].get("evictions", 0) > 0:
         failures.append(f"{samples[-1]['evictions']} evictions with a working set that fits")
     if max(s["rss"] for s in last) > 1.10 * max(s["rss"] for s in first) + 4096:
         failures.append("RSS keeps growing")

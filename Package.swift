@@ -1,11 +1,12 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.1
 //
 // Flex: application co-design servers over a software FlexNIC steering layer.
 //
 // Module layering (arrows point one way):
 //   apps (flexkvs, flexids, flexstorm, flexbench, FlexKVS, FlexIDS, FlexStorm) -> FlexNIC (steering) -> FlexIO (ports) -> FlexWire (headers)
 //   FlexConfig (TOML: steering programs, the input check) -> FlexNIC, used by FlexStorm, the executables and tests
-//   C shims (CDPDK, CPcap, CPCRE2, CZlib, CHyperscan, CFlexSys) sit under FlexIO and the apps that need them.
+//   C shims (CDPDK, CPcap, CPCRE2, CZlib, CHyperscan, CBPF, CFlexSys) sit under FlexIO and the apps that need them.
+//   BPFProgramPlugin compiles FlexKVS's eBPF program (Sources/FlexKVS/XDP) at build time.
 import PackageDescription
 
 /// DPDK 22.11 from Debian: headers are parsed only by the shim's .c file (see DESIGN.md,
@@ -55,6 +56,8 @@ let package = Package(
         .systemLibrary(name: "CPcap", pkgConfig: "libpcap", providers: [.apt(["libpcap-dev"])]),
         .systemLibrary(name: "CPCRE2", pkgConfig: "libpcre2-8", providers: [.apt(["libpcre2-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        /// libbpf, for FlexKVS's XDP reply offload.
+        .target(name: "CBPF", linkerSettings: [.linkedLibrary("bpf")]),
         .target(name: "CFlexSys"),
         /// Hyperscan, loaded with dlopen so that flexids runs (on its own automaton) without it.
         .target(name: "CHyperscan"),
@@ -69,8 +72,10 @@ let package = Package(
         .target(name: "FlexConfig", dependencies: ["FlexNIC", "FlexWire", .product(name: "TOMLKit", package: "TOMLKit")]),
         .target(
             name: "FlexKVS",
-            dependencies: ["FlexNIC", "FlexIO", "FlexWire", "CFlexSys", .product(name: "Logging", package: "swift-log")],
-            swiftSettings: hotPath
+            dependencies: ["FlexNIC", "FlexIO", "FlexWire", "CFlexSys", "CBPF", .product(name: "Logging", package: "swift-log")],
+            exclude: ["XDP"],  // eBPF sources, compiled by BPFProgramPlugin
+            swiftSettings: hotPath,
+            plugins: ["BPFProgramPlugin"]
         ),
         .target(name: "FlexIDS", dependencies: ["FlexNIC", "FlexIO", "FlexWire", "CPCRE2", "CHyperscan", "CZlib", "CFlexSys"], swiftSettings: hotPath),
         .target(
@@ -78,6 +83,10 @@ let package = Package(
             dependencies: ["FlexNIC", "FlexIO", "FlexWire", "FlexConfig", "CFlexSys", .product(name: "TOMLKit", package: "TOMLKit")],
             swiftSettings: hotPath
         ),
+
+        // MARK: Build tools
+        /// Compiles a target's XDP/*.bpf.c with clang's bpf target and embeds the objects.
+        .plugin(name: "BPFProgramPlugin", capability: .buildTool(), path: "Sources/BPFProgramPlugin"),
 
         // MARK: Executables
         .executableTarget(
@@ -111,7 +120,7 @@ let package = Package(
         ),
 
         // MARK: Tests
-        .target(name: "FlexTestSupport", dependencies: ["FlexWire"], path: "Tests/FlexTestSupport"),
+        .target(name: "FlexTestSupport", dependencies: ["FlexWire", "CFlexSys"], path: "Tests/FlexTestSupport"),
         .testTarget(name: "FlexWireTests", dependencies: ["FlexWire", "FlexTestSupport"]),
         .testTarget(name: "FlexNICTests", dependencies: ["FlexNIC", "FlexConfig", "FlexIO", "FlexWire", "FlexTestSupport"]),
         .testTarget(name: "FlexKVSTests", dependencies: ["FlexKVS", "FlexConfig", "FlexIO", "FlexWire", "FlexTestSupport"]),

@@ -10,6 +10,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
+#include <fcntl.h>
 #include <sys/uio.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -74,6 +75,37 @@ int cflex_epoll_wait(int epfd, uint64_t *tokens, uint32_t *masks, int max, int t
     if (n < 0) return errno == EINTR ? 0 : -errno;
     for (int i = 0; i < n; i++) { tokens[i] = evs[i].data.u64; masks[i] = evs[i].events; }
     return n;
+}
+
+int cflex_epoll_wait_ns(int epfd, uint64_t *tokens, uint32_t *masks, int max, uint64_t timeout_ns) {
+    struct epoll_event evs[64];
+    if (max > 64) max = 64;
+    struct timespec timeout = { .tv_sec = (time_t)(timeout_ns / 1000000000u), .tv_nsec = (long)(timeout_ns % 1000000000u) };
+    static int lacks_pwait2 = 0;
+    int n = -1, fallback = __atomic_load_n(&lacks_pwait2, __ATOMIC_RELAXED);
+    if (!fallback) {
+        n = epoll_pwait2(epfd, evs, max, &timeout, NULL);
+        if (n < 0 && errno == ENOSYS) {
+            __atomic_store_n(&lacks_pwait2, 1, __ATOMIC_RELAXED);
+            fallback = 1;
+        }
+    }
+    if (fallback) {
+        uint64_t ms = (timeout_ns + 999999u) / 1000000u;
+        n = epoll_wait(epfd, evs, max, ms > 1000000u ? 1000000 : (int)ms);
+    }
+    if (n < 0) return errno == EINTR ? 0 : -errno;
+    for (int i = 0; i < n; i++) { tokens[i] = evs[i].data.u64; masks[i] = evs[i].events; }
+    return n;
+}
+
+int cflex_join_network_namespace(const char *path) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    int rc = setns(fd, CLONE_NEWNET);
+    int saved = errno;
+    close(fd);
+    return rc == 0 ? 0 : -saved;
 }
 
 int cflex_pin_thread(int cpu) {

@@ -19,12 +19,26 @@ import Synchronization
 ///    spinning: a spinning thread would take the core another thread, or the client,
 ///    needs (`spinCycles(threads:)`).
 /// 3. Then the owner may do housekeeping (`whenIdle`); if it did some, go round again.
-/// 4. Then sleep in one `ppoll` on the thread's `WakeSet` member and its ports' rx
-///    queues until one turns readable, the round's own limit passes
+/// 4. Then sleep in one `epoll_pwait2` on the thread's `WakeSet` member and its ports'
+///    rx queues (an epoll set of the loop's, registered once) until one turns readable, the round's own limit passes
 ///    (`Round.sleepLimit`: a paced spout's next tuple), or `maximumSleep` does (how late
 ///    a stop is seen). A port without a readiness descriptor (DPDK) cannot be slept
 ///    on: the loop naps at most `polledPortNap` and looks again, or, when that is 0,
 ///    keeps polling as a poll-mode driver does.
+///
+/// Readiness: after a sleep, `isReady(port:)` says which ports' descriptors turned
+/// readable (a port without one always is), so a round receives only from those: one
+/// wait answered for all of them, instead of one empty receive system call per idle
+/// port. After a round that did not sleep, every port is ready. Owners that ignore it
+/// lose nothing.
+///
+/// With `sleepsAfterWork` (an owner whose ports are all sockets, at a rate too low to
+/// spin), a round that found work is followed by the sleep, not by another round: the
+/// sleep returns at once if a descriptor is readable, so it is the check a further
+/// round would make, in one system call. An owner that uses readiness, or sleeps after
+/// work, must set `Round.hasMore` whenever it holds work no descriptor shows (a ring it
+/// fed itself, frames a port keeps for its next receive): the loop then goes round
+/// again at once.
 ///
 /// Invariants: an idle round allocates nothing (the descriptors are gathered once);
 /// the thread's wakeup member is drained after every sleep, and producers signal
@@ -40,11 +54,15 @@ public final class CoreLoop {
         public var sleepLimit: UInt64
         /// The owner is done: `run` returns.
         public var stop: Bool
+        /// The owner holds work that no descriptor shows: go round again at once, with
+        /// every port ready, whatever the round found.
+        public var hasMore: Bool
 
-        public init(work: Int, sleepLimit: UInt64 = .max, stop: Bool = false) {
+        public init(work: Int, sleepLimit: UInt64 = .max, stop: Bool = false, hasMore: Bool = false) {
             self.work = work
             self.sleepLimit = sleepLimit
             self.stop = stop
+            self.hasMore = hasMore
         }
 
         public static let stop = Round(work: 0, stop: true)
@@ -71,6 +89,7 @@ public final class CoreLoop {
     public let spinCycles: UInt64
     public let maximumSleep: UInt64
     public let polledPortNap: UInt64
+    public let sleepsAfterWork: Bool
     let wakeups: WakeSet?
     let member: Int
     let shared: SharedWatch?
@@ -79,6 +98,18 @@ public final class CoreLoop {
     let wakeupCount: Int
     let descriptorCount: Int
     let watchesPolledPort: Bool
+    /// An epoll set holding `descriptors`, each under its index as token (-1: none, or
+    /// it could not be made; the loop then sleeps in `ppoll`), and what a wait returns.
+    let eventSet: Int32
+    let tokens: UnsafeMutablePointer<UInt64>
+    let masks: UnsafeMutablePointer<UInt32>
+    /// Per descriptor, the port (index in `init`'s list) it belongs to; -1 for the wakeup.
+    let descriptorPorts: [Int]
+    /// Bit i: port i may have frames (see Readiness); the ports without a descriptor,
+    /// and every port.
+    var readyPorts: UInt64
+    let polledPorts: UInt64
+    let allPorts: UInt64
     var idleSince: UInt64 = 0
     /// When the last round with work ended, and the moving average (1/8 weight) of the
     /// time between such rounds, in cycles; it starts high: no spinning before work has
@@ -90,8 +121,10 @@ public final class CoreLoop {
     /// `wakeups`. `maximumSleep` and `polledPortNap` are nanoseconds.
     public init(ports: [(port: any PacketPort, queue: Int)] = [], wakeups: WakeSet? = nil, member: Int = 0,
                 shared: SharedWatch? = nil, spinCycles: UInt64 = 0,
-                maximumSleep: UInt64 = 1_000_000, polledPortNap: UInt64 = 50_000) {
+                maximumSleep: UInt64 = 1_000_000, polledPortNap: UInt64 = 50_000, sleepsAfterWork: Bool = false) {
+        precondition(ports.count <= 64, "at most 64 ports per loop")
         self.spinCycles = spinCycles
+        self.sleepsAfterWork = sleepsAfterWork
         self.maximumSleep = maximumSleep
         self.polledPortNap = polledPortNap
         self.wakeups = wakeups
@@ -99,17 +132,42 @@ public final class CoreLoop {
         self.shared = shared
         var fds: [Int32] = wakeups.map { [$0.descriptor(member)] } ?? []
         wakeupCount = fds.count
-        var polled = false
-        for (port, queue) in ports {
-            if let fd = port.readinessDescriptor(queue: queue) { fds.append(fd) } else { polled = true }
+        var polled: UInt64 = 0
+        var owners: [Int] = Array(repeating: -1, count: fds.count)
+        for (i, (port, queue)) in ports.enumerated() {
+            if let fd = port.readinessDescriptor(queue: queue) {
+                owners.append(i)
+                fds.append(fd)
+            } else {
+                polled |= 1 << UInt64(i)
+            }
         }
-        watchesPolledPort = polled
+        descriptorPorts = owners
+        polledPorts = polled
+        allPorts = ports.count == 64 ? .max : (1 << UInt64(ports.count)) - 1
+        readyPorts = allPorts
+        watchesPolledPort = polled != 0
         descriptorCount = fds.count
         descriptors = .allocate(capacity: max(1, fds.count))
         for (i, fd) in fds.enumerated() { descriptors[i] = pollfd(fd: fd, events: Int16(POLLIN), revents: 0) }
+        tokens = .allocate(capacity: max(1, fds.count))
+        masks = .allocate(capacity: max(1, fds.count))
+        var set = fds.isEmpty || fds.count > 64 ? -1 : cflex_epoll_create()
+        for (i, fd) in fds.enumerated() where set >= 0 {
+            if cflex_epoll_ctl(set, Int32(CFLEX_EPOLL_ADD), fd, UInt32(CFLEX_EPOLLIN), UInt64(i)) != 0 {
+                Glibc.close(set)
+                set = -1
+            }
+        }
+        eventSet = set
     }
 
-    deinit { descriptors.deallocate() }
+    deinit {
+        if eventSet >= 0 { Glibc.close(eventSet) }
+        descriptors.deallocate()
+        tokens.deallocate()
+        masks.deallocate()
+    }
 
     /// Runs rounds until `running` reads false or a round says stop.
     public func run(while running: () -> Bool, _ round: () -> Round, whenIdle: () -> Bool = { false }) {
@@ -123,15 +181,27 @@ public final class CoreLoop {
     /// Steps 1 to 4 after one round (for an owner that drives its rounds itself).
     @inline(__always)
     public func settle(after r: Round, whenIdle: () -> Bool = { false }) {
+        readyPorts = allPorts
+        if r.hasMore { return }
         if r.work > 0 {
-            if spinCycles > 0 { noteWork(at: cflex_rdtsc()) }
+            var spins = false
+            if spinCycles > 0 {
+                noteWork(at: cflex_rdtsc())
+                spins = averageGap < spinCycles
+            }
             idleSince = 0
+            if !sleepsAfterWork || spins || watchesPolledPort { return }
+        } else if spinCycles > 0 && keepsSpinning(at: cflex_rdtsc()) {
             return
         }
-        if spinCycles > 0 && keepsSpinning(at: cflex_rdtsc()) { return }
         if whenIdle() { return }
         sleep(atMost: r.sleepLimit)
     }
+
+    /// Whether the next round should receive from port `i` of `init`'s list (see
+    /// Readiness).
+    @inline(__always)
+    public func isReady(port i: Int) -> Bool { readyPorts & (1 << UInt64(i)) != 0 }
 
     /// Takes in a round that found work, at `now` (cycles).
     @inline(__always)
@@ -168,12 +238,26 @@ public final class CoreLoop {
             if polledPortNap == 0 { return }
             ns = min(ns, polledPortNap)
         }
+        // Readiness is known only from a wait on every descriptor: after a yield, or
+        // with the ports left to another loop, every port is looked at.
+        var wakeupReadable = true
         if ns < Self.minimumSleep {
             sched_yield()
+        } else if eventSet >= 0 && watched == descriptorCount {
+            let n = cflex_epoll_wait_ns(eventSet, tokens, masks, Int32(descriptorCount), ns)
+            if n >= 0 {
+                var ready = polledPorts
+                wakeupReadable = false
+                for e in 0..<Int(n) {
+                    let port = descriptorPorts[Int(tokens[e])]
+                    if port < 0 { wakeupReadable = true } else { ready |= 1 << UInt64(port) }
+                }
+                readyPorts = ready
+            }
         } else {
             _ = cflex_poll_ns(descriptors, UInt32(watched), ns)
         }
         if holdsTurn { shared!.holder.store(-1, ordering: .releasing) }
-        if wakeupCount > 0 { wakeups!.drain(member) }
+        if wakeupCount > 0 && wakeupReadable { wakeups!.drain(member) }
     }
 }

@@ -324,6 +324,10 @@ public final class KernelTCPPort: PacketPort, @unchecked Sendable {
         return q.table.withLock { table in q.slotIndex(flow: flow, table: table).map { table.slots[$0].paused } ?? false }
     }
 
+    /// Whether queue `queue` keeps frames for its next receive that its readiness
+    /// descriptor does not show (connections the port closed or resumed).
+    public func holdsFrames(queue: Int) -> Bool { queues[queue].hasNotices.load(ordering: .relaxed) }
+
     /// Queues a frame about connection `index` for the next receive.
     func notify(_ q: ConnectionQueue, _ table: inout ConnectionTable, _ index: Int, closed: Bool) {
         table.notices.append((q.flowID(queue: q.index, index: index, generation: table.slots[index].generation),

@@ -49,6 +49,9 @@ public final class KVSServer: @unchecked Sendable {
         public var steering = Steering.flow
         /// Answer hot keys' UDP GETs from the pipeline's reply table (Santa).
         public var replyOffload = true
+        /// Also answer them in XDP on this interface, before the network stack (BMC);
+        /// needs UDP on kernel sockets and `replyOffload`.
+        public var xdpOffload: String? = nil
         public var address = IPv4Address.loopback
         /// Kernel TCP listens here; nil: `address`.
         public var tcpAddress: IPv4Address? = nil
@@ -99,6 +102,8 @@ public final class KVSServer: @unchecked Sendable {
     public let udpPort: UInt16?
     /// With `--io dpdk`: the ethdev UDP arrives on (also `udp`).
     public let dpdk: DPDKPort?
+    /// With `xdpOffload`: the attached XDP program (the reply table's mirror).
+    public let xdp: XDPReplyOffload?
     var workers: [Worker] = []
     /// Workers signal each other when they steer requests to one that may sleep.
     let wakeups: WakeSet
@@ -159,6 +164,16 @@ public final class KVSServer: @unchecked Sendable {
             udpPort = port
             dpdk = ethdev
         }
+        if let interface = c.xdpOffload {
+            guard dpdk == nil, let port = udpPort, let table = store.replyTable else {
+                throw ConfigurationError("--xdp-offload answers UDP GETs before the kernel's stack: it needs UDP on kernel sockets (-U PORT, no --io dpdk) and reply offload (no --no-reply-offload)")
+            }
+            let offload = try XDPReplyOffload(interface: interface, address: c.address, port: port)
+            table.mirror = offload
+            xdp = offload
+        } else {
+            xdp = nil
+        }
         // memcached's `stats settings`, in its order; what flexkvs has no such machinery
         // for (slab mover, LRU threads, extstore, TLS) reads as memcached's defaults or off.
         // maxbytes, verbosity and detail_enabled are filled in when asked (they change).
@@ -189,6 +204,7 @@ public final class KVSServer: @unchecked Sendable {
             // flexkvs's own.
             ("segment_size", String(store.pool.segmentSize)), ("steering", c.steering.rawValue),
             ("io", dpdk == nil ? "socket" : "dpdk"), ("reply_offload", store.replyTable == nil ? "no" : "yes"),
+            ("xdp_offload", xdp.map { "\($0.interface) (\($0.mode))" } ?? "no"),
         ]
         // dma: partition q registers segments with every worker w's pipeline.
         if c.steering == .dma {
@@ -264,6 +280,7 @@ public final class KVSServer: @unchecked Sendable {
         guard running.exchange(false, ordering: .acquiringAndReleasing) else { return }
         for _ in 0..<(workers.count + (rebalances ? 1 : 0)) { finished.wait() }
         dpdk?.stop()
+        xdp?.detach()
     }
 
     /// The rebalancer's thread: every interval, one `ShardBalancer` round over the
@@ -314,6 +331,10 @@ public final class KVSServer: @unchecked Sendable {
             out += [("reply_table_served", String(t.served.load(ordering: .relaxed))),
                     ("reply_table_installs", String(t.installs.load(ordering: .relaxed))),
                     ("reply_table_invalidations", String(t.invalidations.load(ordering: .relaxed)))]
+        }
+        if let xdp {
+            let c = xdp.counters
+            out += [("xdp_hits", String(c.hits)), ("xdp_misses", String(c.misses)), ("xdp_no_room", String(c.noRoom))]
         }
         for w in workers {
             let c = w.pipelineCounters

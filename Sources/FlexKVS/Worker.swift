@@ -109,15 +109,17 @@ final class Worker: @unchecked Sendable {
         return udpSteering.map { t + $0.pipeline.counters.snapshot } ?? t
     }
 
-    /// The worker's loop: it sleeps on its TCP and UDP queues and its wakeup, spinning
-    /// a little first only with a core to spare. On DPDK it keeps polling, as a
-    /// poll-mode driver does.
+    /// The worker's loop: it sleeps on its TCP (port 0) and UDP (port 1) queues and its
+    /// wakeup, spinning a little first only with a core to spare, receives only from
+    /// queues the sleep found readable, and goes to sleep straight after a round unless
+    /// requests arrive often enough to spin: the sleep is the check for more. On DPDK
+    /// it keeps polling, as a poll-mode driver does.
     lazy var loop: CoreLoop = {
         var ports: [(port: any PacketPort, queue: Int)] = [(server.tcp, queue)]
         if let udp = server.udp { ports.append((udp, queue)) }
         return CoreLoop(ports: ports, wakeups: server.wakeups, member: queue,
                         spinCycles: CoreLoop.spinCycles(threads: server.configuration.threads),
-                        maximumSleep: 5_000_000, polledPortNap: 0)
+                        maximumSleep: 5_000_000, polledPortNap: 0, sleepsAfterWork: true)
     }()
 
     /// Runs rounds until the server stops.
@@ -127,14 +129,36 @@ final class Worker: @unchecked Sendable {
 
     /// One round: each phase once, then one wakeup per worker it fed.
     func round() -> CoreLoop.Round {
-        var work = serve(tcpSteering, inboxes: tcpInboxes, out: tcpOut, done: tcpDone, handle: handleTCP)
-        if let udpSteering { work += serve(udpSteering, inboxes: udpInboxes, out: udpOut, done: udpDone, handle: handleUDP) }
+        var work = serve(tcpSteering, receiving: loop.isReady(port: 0), inboxes: tcpInboxes, out: tcpOut, done: tcpDone,
+                         handle: handleTCP)
+        if let udpSteering {
+            work += serve(udpSteering, receiving: loop.isReady(port: 1), inboxes: udpInboxes, out: udpOut, done: udpDone,
+                          handle: handleUDP)
+        }
         if forwarding != nil { work += serveForwarding() }
         if wakeMask != 0 {
             wakeOthers(wakeMask)
             wakeMask = 0
         }
-        return CoreLoop.Round(work: work)
+        return CoreLoop.Round(work: work, hasMore: holdsWork)
+    }
+
+    /// Whether work waits that no descriptor of ours shows: descriptors left in our
+    /// rings (more than a burst), frames the TCP port keeps for its next receive
+    /// (connections it closed or resumed), replies to send.
+    var holdsWork: Bool {
+        if server.tcp.holdsFrames(queue: queue) || !toSend.isEmpty { return true }
+        if !tcpSteering.pipeline.slowPathRing.isEmpty || udpSteering.map({ !$0.pipeline.slowPathRing.isEmpty }) == true {
+            return true
+        }
+        for ring in tcpInboxes where !ring.isEmpty { return true }
+        for ring in udpInboxes where !ring.isEmpty { return true }
+        if let forwarding {
+            for other in 0..<forwarding.requests.count where other != queue {
+                if !forwarding.requests[other][queue].isEmpty || !forwarding.replies[other][queue].isEmpty { return true }
+            }
+        }
+        return false
     }
 
     /// Idle housekeeping: compacts one segment of this worker's partition (then goes
@@ -149,13 +173,13 @@ final class Worker: @unchecked Sendable {
     /// One burst from `steering`'s port: steer it, serve what our inboxes hold (steered
     /// by us or, under key steering, by other workers), free what went to the slow path
     /// (malformed frames), send the replies.
-    func serve(_ steering: SteeringEmulator, inboxes: [DescriptorRing], out: PacketBatch, done: PacketBatch,
+    func serve(_ steering: SteeringEmulator, receiving: Bool, inboxes: [DescriptorRing], out: PacketBatch, done: PacketBatch,
                handle: (Descriptor, UInt64) -> Void) -> Int {
         // A request's cycles count from when the pipeline sees its packet (its share of
         // the burst's steering) to when its reply is queued; the receive system call
         // before that is kernel I/O, counted apart (`receiveCycles`).
         let t0 = cflex_rdtsc()
-        let n = steering.receive()
+        let n = receiving ? steering.receive() : 0
         var share: UInt64 = 0
         if n > 0 {
             let t1 = cflex_rdtsc()
@@ -174,9 +198,13 @@ final class Worker: @unchecked Sendable {
         let pipeline = steering.pipeline
         let slow = pipeline.slowPathRing.dequeue(into: inbox, maximum: 64)
         for i in 0..<slow {
-            // A request no log segment could take is served like any other; on an
-            // Ethernet port, ARP requests for our address are answered in place.
-            if inbox[i].detail == SlowPathReason.logUnavailable.rawValue { handle(inbox[i], share) }
+            // A request no log segment could take, or one whose key the pipeline could
+            // not find (none, or too long: memcached answers it with an error), is
+            // served here like any other; on an Ethernet port, ARP requests for our
+            // address are answered in place.
+            if inbox[i].detail == SlowPathReason.logUnavailable.rawValue || inbox[i].detail == SlowPathReason.payloadOutOfRange.rawValue {
+                handle(inbox[i], share)
+            }
             else if let mac = server.dpdk?.macAddress, steering.port === server.dpdk,
                     ARP.answer(inbox[i].packet.bytes, for: server.configuration.address, with: mac) {
                 if out.isFull { _ = steering.port.transmit(queue: queue, out) }

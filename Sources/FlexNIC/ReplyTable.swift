@@ -15,6 +15,11 @@ import Synchronization
 /// Consistency: the server invalidates a key's slot before it acknowledges any change
 /// to the key, so a reply copied from the table is never older than the last
 /// acknowledged write.
+///
+/// A `mirror` (an XDP program's map: replies answered in the kernel, before the
+/// network stack) holds exactly the keys of the valid slots: every slot change, made
+/// under the slot's lock, first removes the key the slot held from it, so invalidating
+/// a key here invalidates it there, before the write is acknowledged.
 public final class ReplyTable: @unchecked Sendable {
     public static let slotSize = 1024
     /// Bytes of key and reply a slot holds (after its 32-byte header).
@@ -29,6 +34,8 @@ public final class ReplyTable: @unchecked Sendable {
     public let served = Atomic<UInt64>(0)
     public let installs = Atomic<UInt64>(0)
     public let invalidations = Atomic<UInt64>(0)
+    /// Set before the table is used, never after.
+    public var mirror: (any ReplyMirror)?
 
     /// Slot layout: valid UInt32 @0, hash UInt32 @4, key length UInt32 @8, reply
     /// length UInt32 @12, key @32, reply after the key.
@@ -87,7 +94,11 @@ public final class ReplyTable: @unchecked Sendable {
     @inline(__always) func write(_ i: Int, _ body: (UnsafeMutableRawPointer) -> Void) {
         while locks[i].compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged == false {}
         sequences[i].wrappingAdd(1, ordering: .acquiringAndReleasing)  // odd: readers back off
-        body(base(i))
+        let b = base(i)
+        if let mirror, b.load(fromByteOffset: 0, as: UInt32.self) == 1 {
+            mirror.remove(key: UnsafeRawBufferPointer(start: b + 32, count: Int(b.load(fromByteOffset: 8, as: UInt32.self))))
+        }
+        body(b)
         sequences[i].wrappingAdd(1, ordering: .releasing)             // even again
         locks[i].store(false, ordering: .releasing)
     }
@@ -113,11 +124,14 @@ public final class ReplyTable: @unchecked Sendable {
     /// Counts a core-served access to `hash`'s slot; true once it is worth installing:
     /// `threshold` accesses into an empty slot, or `displace` accesses (misses of the
     /// table, as the table answers its own key) before an installed reply is replaced,
-    /// so colliding keys do not evict each other on every request.
+    /// so colliding keys do not evict each other on every request. A key whose reply a
+    /// write invalidated is hot again at once: the slot still names its hash.
     public func isHot(hash: UInt32, threshold: UInt32 = 8, displace: UInt32 = 64) -> Bool {
         let i = slot(hash)
+        let b = base(i)
+        let occupied = b.load(fromByteOffset: 0, as: UInt32.self) == 1
+        if !occupied && b.load(fromByteOffset: 4, as: UInt32.self) == hash { return true }
         let n = hits[i].wrappingAdd(1, ordering: .relaxed).newValue
-        let occupied = base(i).load(fromByteOffset: 0, as: UInt32.self) == 1
         return n >= (occupied ? displace : threshold)
     }
 
@@ -134,9 +148,18 @@ public final class ReplyTable: @unchecked Sendable {
             (b + 32).copyMemory(from: key.baseAddress!, byteCount: key.count)
             (b + 32 + key.count).copyMemory(from: reply.baseAddress!, byteCount: reply.count)
             b.storeBytes(of: UInt32(1), toByteOffset: 0, as: UInt32.self)
+            mirror?.install(key: key, reply: reply)
         }
         hits[i].store(0, ordering: .relaxed)
         installs.wrappingAdd(1, ordering: .relaxed)
         return true
     }
+}
+
+/// A second copy of a `ReplyTable`'s replies, kept by the table under its slot locks
+/// (see `ReplyTable.mirror`). Called from any worker; each call completes before the
+/// table goes on.
+public protocol ReplyMirror: AnyObject, Sendable {
+    func install(key: UnsafeRawBufferPointer, reply: UnsafeRawBufferPointer)
+    func remove(key: UnsafeRawBufferPointer)
 }

@@ -225,8 +225,10 @@ public final class SteeringPipeline: @unchecked Sendable {
         var logStart: UInt16 = 0
         var logLength: UInt16 = 0
 
-        @inline(__always) static func slow(_ r: SlowPathReason, hash: UInt32 = 0) -> Verdict {
-            Verdict(kind: .slowPath, hash: hash, detail: r.rawValue)
+        /// A slow-path verdict; `payloadOffset` is where a strip had moved the payload
+        /// (so that the core reads the request, not the headers).
+        @inline(__always) static func slow(_ r: SlowPathReason, hash: UInt32 = 0, payloadOffset: UInt16 = 0) -> Verdict {
+            Verdict(kind: .slowPath, hash: hash, payloadOffset: payloadOffset, detail: r.rawValue)
         }
     }
 
@@ -285,11 +287,12 @@ public final class SteeringPipeline: @unchecked Sendable {
                 case .hashPayload:
                     let o = Int(ins.a)
                     let n = ins.b < 0 ? payloadLength &- o : Int(ins.b)
-                    guard o <= payloadLength, n >= 0, o &+ n <= payloadLength else { return .slow(.payloadOutOfRange) }
+                    guard o <= payloadLength, n >= 0, o &+ n <= payloadLength else { return .slow(.payloadOutOfRange, payloadOffset: payloadOffset) }
                     hash = KeyHash.hash(payload + o, count: n)
                 case .hashToken:
-                    let o = Int(ins.a)
-                    guard o < payloadLength else { return .slow(.payloadOutOfRange) }
+                    var o = Int(ins.a)
+                    while o < payloadLength && payload.load(fromByteOffset: o, as: UInt8.self) == 0x20 { o &+= 1 }
+                    guard o < payloadLength else { return .slow(.payloadOutOfRange, payloadOffset: payloadOffset) }
                     let limit = min(payloadLength &- o, Int(ins.b) &+ 1)
                     var n = 0
                     while n < limit {
@@ -297,15 +300,15 @@ public final class SteeringPipeline: @unchecked Sendable {
                         if c == 0x20 || c == 0x0D || c == 0x0A { break }
                         n &+= 1
                     }
-                    guard n > 0, n <= Int(ins.b) else { return .slow(.payloadOutOfRange) }
+                    guard n > 0, n <= Int(ins.b) else { return .slow(.payloadOutOfRange, payloadOffset: payloadOffset) }
                     hash = KeyHash.hash(payload + o, count: n)
                 case .hashField:
                     let lengthAt = Int(ins.b), skipAt = Int(ins.c)
-                    guard lengthAt &+ 2 <= payloadLength, skipAt < payloadLength else { return .slow(.payloadOutOfRange) }
+                    guard lengthAt &+ 2 <= payloadLength, skipAt < payloadLength else { return .slow(.payloadOutOfRange, payloadOffset: payloadOffset) }
                     let n = Int(payload.load(fromByteOffset: lengthAt, as: UInt8.self)) << 8
                         | Int(payload.load(fromByteOffset: lengthAt &+ 1, as: UInt8.self))
                     let o = Int(ins.a) &+ (skipAt < 0 ? 0 : Int(payload.load(fromByteOffset: skipAt, as: UInt8.self)))
-                    guard n > 0, o &+ n <= payloadLength else { return .slow(.payloadOutOfRange) }
+                    guard n > 0, o &+ n <= payloadLength else { return .slow(.payloadOutOfRange, payloadOffset: payloadOffset) }
                     hash = KeyHash.hash(payload + o, count: n)
                 case .writeHash:
                     hashOut = hash
@@ -326,7 +329,7 @@ public final class SteeringPipeline: @unchecked Sendable {
                 case .appendToLog:
                     let o = Int(ins.a)
                     let n = ins.b < 0 ? payloadLength &- o : Int(ins.b)
-                    guard o <= payloadLength, n >= 0, o &+ n <= payloadLength else { return .slow(.payloadOutOfRange) }
+                    guard o <= payloadLength, n >= 0, o &+ n <= payloadLength else { return .slow(.payloadOutOfRange, payloadOffset: payloadOffset) }
                     return Verdict(kind: .logged, queue: queue, hash: hashOut, payloadOffset: payloadOffset,
                                    detail: UInt8(truncatingIfNeeded: s),
                                    logStart: frame.payloadOffset &+ UInt16(o), logLength: UInt16(n))

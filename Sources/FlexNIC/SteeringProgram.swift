@@ -180,9 +180,10 @@ public enum HashInput: Sendable, Equatable {
     case addresses
     /// `KeyHash` over `length` payload bytes at `offset` (nil: to the end).
     case payload(offset: Int, length: Int?)
-    /// `KeyHash` over the payload bytes from `offset` up to (not including) the first
-    /// space, CR or LF, at most `maxLength` bytes: a text protocol's key (memcached
-    /// `get <key>`). A token longer than `maxLength` sends the packet to the slow path.
+    /// `KeyHash` over the payload bytes from `offset` (after any spaces there) up to
+    /// (not including) the next space, CR or LF, at most `maxLength` bytes: a text
+    /// protocol's key (memcached `get <key>`). A missing token, or one longer than
+    /// `maxLength`, sends the packet to the slow path.
     case payloadToken(offset: Int, maxLength: Int)
     /// `KeyHash` over a length-prefixed field, as binary protocols lay out keys: the
     /// length is the big-endian 16-bit word at `lengthAt`; the field starts at `offset`

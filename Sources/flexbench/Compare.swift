@@ -16,8 +16,11 @@ struct Compare: ParsableCommand {
             server process used during a run (from /proc, warm-up included) over the \
             requests it served then (at the measured rate). Pin the servers and this \
             client apart (--server-cpu, --client-cpu) and give an open-loop --rate for a \
-            fixed load. The machine is shared, so only figures from one invocation are \
-            compared.
+            fixed load. Machine CPU per request counts every core's busy time (/proc/stat, \
+            this client's included): on loopback the kernel runs a server's receive \
+            path, and an XDP program (--xdp-offload), in the sender's system calls, so \
+            only this figure shows the whole cost. The machine is shared, so only figures \
+            from one invocation are compared.
             """)
 
     @Option(help: "Server thread counts to compare, comma-separated.") var threads = "1,2"
@@ -31,6 +34,7 @@ struct Compare: ParsableCommand {
     @Option(help: "flexkvs's port.") var flexkvsPort: UInt16 = 21311
     @Option(help: "Run both servers on these CPUs (taskset list, e.g. 1).") var serverCPU: String?
     @Option(help: "Run this load generator on these CPUs (taskset list, e.g. 0).") var clientCPU: String?
+    @Flag(help: "Start flexkvs with --xdp-offload lo (root; XDP answers hot UDP GETs on loopback).") var xdpOffload = false
     @OptionGroup var options: LoadOptions
 
     func run() throws {
@@ -57,7 +61,8 @@ struct Compare: ParsableCommand {
                 let fx: ServerProcess
                 do {
                     fx = try ServerProcess(path: flexPath, arguments: ["-t", "\(t)", "-p", "\(flexkvsPort)", "-U", "\(flexkvsPort)",
-                                                                       "-l", "127.0.0.1", "-m", "\(memory)", "-c", "4096", "--steering", mode],
+                                                                       "-l", "127.0.0.1", "-m", "\(memory)", "-c", "4096", "--steering", mode]
+                                                                       + (xdpOffload ? ["--xdp-offload", "lo"] : []),
                                            port: flexkvsPort, cpus: serverCPU)
                 } catch {
                     print("compare: flexkvs --steering \(mode) -t \(t): \(error)")
@@ -72,11 +77,12 @@ struct Compare: ParsableCommand {
                     var best: [String: KVSLoad.Result] = [:]
                     var sums: [String: Double] = [:]
                     var cpuPerRequest: [String: [Double]] = [:]
+                    var machinePerRequest: [String: [Double]] = [:]
                     for round in 0..<rounds {
                         for (name, port) in targets {
                             let r: KVSLoad.Result
                             let server = name == "flexkvs" ? fx : mc
-                            let cpuBefore = server.cpuSeconds
+                            let cpuBefore = server.cpuSeconds, machineBefore = ServerProcess.machineBusySeconds
                             do {
                                 r = try options.load((.loopback, port), f, w).run()
                             } catch {
@@ -89,8 +95,10 @@ struct Compare: ParsableCommand {
                             let served = r.throughput * (options.warmup + options.duration)
                             let microseconds = (server.cpuSeconds - cpuBefore) / max(served, 1) * 1e6
                             cpuPerRequest[name, default: []].append(microseconds)
+                            let machine = (ServerProcess.machineBusySeconds - machineBefore) / max(served, 1) * 1e6
+                            machinePerRequest[name, default: []].append(machine)
                             print("  \(f.rawValue) t=\(t) \(name) round \(round + 1): \(r.summary), "
-                                  + String(format: "server CPU %.1f us/request", microseconds))
+                                  + String(format: "server CPU %.1f us/request, machine CPU %.1f us/request", microseconds, machine))
                             fflush(stdout)
                         }
                     }
@@ -98,11 +106,13 @@ struct Compare: ParsableCommand {
                     print(String(format: "RESULT %@ threads=%d steering=%@: memcached %.0f ops/s, flexkvs %.0f ops/s, ratio %.2fx",
                                  f.rawValue, t, mode, a, b, b / max(a, 1)))
                     // Per round pair (A B): memcached's CPU per request over flexkvs's.
-                    let pairs = zip(cpuPerRequest["memcached"] ?? [], cpuPerRequest["flexkvs"] ?? []).map { $0 / max($1, 1e-9) }
                     let mean = { (v: [Double]) in v.reduce(0, +) / Double(max(v.count, 1)) }
-                    print(String(format: "RESULT %@ threads=%d steering=%@: server CPU per request memcached %.1f us, flexkvs %.1f us, "
-                                 + "memcached/flexkvs %.2f (pairs %@)", f.rawValue, t, mode, mean(cpuPerRequest["memcached"] ?? []),
-                                 mean(cpuPerRequest["flexkvs"] ?? []), mean(pairs), pairs.map { String(format: "%.2f", $0) }.joined(separator: ", ")))
+                    for (what, perRequest) in [("server", cpuPerRequest), ("machine", machinePerRequest)] {
+                        let pairs = zip(perRequest["memcached"] ?? [], perRequest["flexkvs"] ?? []).map { $0 / max($1, 1e-9) }
+                        print(String(format: "RESULT %@ threads=%d steering=%@: %@ CPU per request memcached %.1f us, flexkvs %.1f us, "
+                                     + "memcached/flexkvs %.2f (pairs %@)", f.rawValue, t, mode, what, mean(perRequest["memcached"] ?? []),
+                                     mean(perRequest["flexkvs"] ?? []), mean(pairs), pairs.map { String(format: "%.2f", $0) }.joined(separator: ", ")))
+                    }
                     for (name, r) in best.sorted(by: { $0.key > $1.key }) {
                         print("  \(name) best round latency us: p50 \(r.latency.valueAtPercentile(50)) p90 \(r.latency.valueAtPercentile(90)) "
                               + "p99 \(r.latency.valueAtPercentile(99)) p99.9 \(r.latency.valueAtPercentile(99.9))")
@@ -111,6 +121,8 @@ struct Compare: ParsableCommand {
                 if let steering = try? Self.statsSteering(port: flexkvsPort) {
                     let cycles = steering.filter { $0.contains("cycles_per") }
                     print("  flexkvs server cycles/request (\(mode)): " + cycles.joined(separator: ", "))
+                    let offload = steering.filter { $0.hasPrefix("xdp_") || $0.hasPrefix("reply_table_served") }
+                    if !offload.isEmpty { print("  flexkvs reply offload: " + offload.joined(separator: ", ")) }
                 }
             }
         }
@@ -178,6 +190,15 @@ final class ServerProcess {
         let fields = text[text.index(after: close)...].split(separator: " ")
         guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
         return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
+    /// Busy time of every core since boot, in seconds (/proc/stat: all but idle and iowait).
+    static var machineBusySeconds: Double {
+        guard let text = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
+              let line = text.split(separator: "\n").first, line.hasPrefix("cpu ") else { return 0 }
+        let v = line.split(separator: " ").dropFirst().compactMap { Double($0) }
+        guard v.count >= 8 else { return 0 }
+        return (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 
     /// Pins process `pid` (every thread it has and will make) to `cpus` with taskset.

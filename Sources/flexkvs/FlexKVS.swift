@@ -71,6 +71,13 @@ struct FlexKVSCommand: ParsableCommand {
     @Option(help: "With key or dma steering and -t 2 or more: seconds between rebalancing rounds, which move shards from a worker carrying clearly more than its share of requests to the idlest (0: never move; default 1). Moves show in `stats steering`.") var rebalanceInterval: Double?
     @Option(help: "TOML file with these settings (Configs/flexkvs.toml).") var config: String?
     @Flag(help: "Do not answer hot keys' UDP GETs from the pipeline's reply table.") var noReplyOffload = false
+    @Option(name: .customLong("xdp-offload"), help: ArgumentHelp("Also answer hot keys' UDP GETs in XDP on this interface (e.g. lo, eth0), before the kernel's network stack.", discussion: """
+        Needs -U, root, and Linux 5.18 or later. An eBPF program built with flexkvs answers \
+        `get <key>` datagrams for the reply table's keys with XDP_TX; every write to such a key \
+        deletes it from the program's map before the write is acknowledged. Native XDP where \
+        the driver has it (veth, most NICs), generic XDP elsewhere (lo). The program is detached \
+        when flexkvs exits, however it exits. `stats steering` counts xdp_hits.
+        """)) var xdpOffload: String?
     @Flag(name: .customShort("v"), help: "Verbose, to stderr in memcached's lines (-v: warnings and commands answered with an error; -vv: also connections opened and closed, every command and its reply's first line; -vvv: also binary requests).") var verbosity: Int
     /// Settings from a --config file; every field optional.
     struct FileSettings: Decodable {
@@ -173,6 +180,11 @@ struct FlexKVSCommand: ParsableCommand {
             throw ValidationError("--rebalance-interval must be 0 (off) or a number of seconds")
         }
         c.replyOffload = !noReplyOffload
+        if let xdpOffload {
+            guard c.udpPort != nil else { throw ValidationError("--xdp-offload answers UDP GETs: give -U PORT") }
+            guard !noReplyOffload else { throw ValidationError("--xdp-offload serves the reply table's keys: drop --no-reply-offload") }
+            c.xdpOffload = xdpOffload
+        }
         c.verbosity = verbosity
         c.flushEnabled = !disableFlush
         c.store.casEnabled = !disableCAS

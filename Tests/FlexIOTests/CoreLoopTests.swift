@@ -1,5 +1,11 @@
 @testable import FlexIO
+import FlexTestSupport
+import FlexWire
 import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The idle policy's decisions, on a clock the test drives (cycles).
 @Suite struct CoreLoopTests {
@@ -37,5 +43,54 @@ import Testing
         }
         loop.idleSince = 0
         #expect(loop.keepsSpinning(at: now))
+    }
+
+    /// Readiness on real sockets: a sleep reports the port whose socket turned
+    /// readable, not the idle one; a wakeup alone reports no port; a round that did
+    /// not sleep may receive from every port.
+    @Test func aSleepSaysWhichPortsAreReadable() throws {
+        let quiet = try KernelUDPPort(port: 0), busy = try KernelUDPPort(port: 0)
+        let wakeups = try WakeSet(count: 1)
+        let loop = CoreLoop(ports: [(quiet, 0), (busy, 0)], wakeups: wakeups, member: 0)
+        #expect(loop.isReady(port: 0) && loop.isReady(port: 1), "before any sleep, every port")
+
+        wakeups.wake(0)
+        loop.sleep(atMost: 1_000_000_000)
+        #expect(!loop.isReady(port: 0) && !loop.isReady(port: 1), "woken, but no port is readable")
+
+        sendDatagrams([[1, 2, 3]], to: busy.port)
+        loop.sleep(atMost: 1_000_000_000)
+        #expect(!loop.isReady(port: 0) && loop.isReady(port: 1))
+
+        let batch = PacketBatch(capacity: 8)
+        #expect(busy.receive(queue: 0, into: batch) == 1)
+        busy.release(batch)
+        loop.settle(after: CoreLoop.Round(work: 1))
+        #expect(loop.isReady(port: 0) && loop.isReady(port: 1), "no sleep since the round: look everywhere")
+    }
+
+    /// With `sleepsAfterWork`, a round with work is followed by the sleep, which
+    /// returns at once when a socket is readable and waits (here: until its limit)
+    /// when none is; a round that says it holds more goes round again at once.
+    @Test func sleepingAfterWorkIsTheCheckForMore() throws {
+        let port = try KernelUDPPort(port: 0)
+        let loop = CoreLoop(ports: [(port, 0)], maximumSleep: 200_000_000, sleepsAfterWork: true)
+        let clock = ContinuousClock()
+
+        sendDatagrams([[1, 2, 3]], to: port.port)
+        var took = clock.measure { loop.settle(after: CoreLoop.Round(work: 1)) }
+        #expect(took < .milliseconds(100), "a readable socket ends the sleep at once")
+        #expect(loop.isReady(port: 0))
+
+        let batch = PacketBatch(capacity: 8)
+        #expect(port.receive(queue: 0, into: batch) == 1)
+        port.release(batch)
+        took = clock.measure { loop.settle(after: CoreLoop.Round(work: 1, sleepLimit: 30_000_000)) }
+        #expect(took >= .milliseconds(25), "nothing readable: the loop sleeps")
+        #expect(!loop.isReady(port: 0))
+
+        took = clock.measure { loop.settle(after: CoreLoop.Round(work: 1, hasMore: true)) }
+        #expect(took < .milliseconds(20))
+        #expect(loop.isReady(port: 0), "went round again without sleeping")
     }
 }

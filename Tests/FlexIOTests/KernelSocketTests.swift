@@ -109,18 +109,7 @@ final class TCPClient {
 
     @Test func oversizedDatagramsAreCountedNotDelivered() throws {
         let server = try KernelUDPPort(address: .loopback, port: 0, bufferSize: 256)
-        let s = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
-        defer { close(s) }
-        var a = sockaddr_in()
-        a.sin_family = sa_family_t(AF_INET)
-        a.sin_port = server.port.bigEndian
-        a.sin_addr.s_addr = IPv4Address.loopback.value.bigEndian
-        for size in [100, 1000, 100] {
-            let data = [UInt8](repeating: 1, count: size)
-            _ = withUnsafePointer(to: &a) { sa in
-                sa.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(s, data, size, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-        }
+        sendDatagrams([100, 1000, 100].map { [UInt8](repeating: 1, count: $0) }, to: server.port)
         let batch = PacketBatch(capacity: 8)
         server.wait(queue: 0, timeoutMilliseconds: 1000)
         usleep(20_000)

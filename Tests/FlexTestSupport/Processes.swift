@@ -1,3 +1,5 @@
+import CFlexSys
+import FlexWire
 import Foundation
 
 #if canImport(Glibc)
@@ -117,5 +119,55 @@ public final class ChildProcess: @unchecked Sendable {
     public func stop(signal: Int32 = SIGTERM, timeout: TimeInterval = 10) -> Int32 {
         kill(process.processIdentifier, signal)
         return waitForExit(timeout: timeout)
+    }
+}
+
+/// A network namespace made for a test (`ip netns add`, loopback up), deleted with the
+/// object. `run` executes code inside it.
+public final class NetworkNamespace: @unchecked Sendable {
+    public let name: String
+
+    public init(_ name: String) throws {
+        self.name = name
+        _ = try? ip("netns del \(name)")  // left over from a run that was killed
+        try ip("netns add \(name)")
+        try ip("-n \(name) link set lo up")
+    }
+
+    deinit { _ = try? ip("netns del \(name)") }
+
+    /// Runs `body` on a new thread that has joined this namespace (threads it starts,
+    /// and sockets it opens, belong to the namespace too) and waits for it.
+    public func run<T>(_ body: @escaping () throws -> T) throws -> T {
+        nonisolated(unsafe) var result: Result<T, Error> = .failure(TestSetupError("\(name): the thread did not run"))
+        let done = DispatchSemaphore(value: 0)
+        let path = "/var/run/netns/\(name)"
+        let thread = Thread {
+            defer { done.signal() }
+            let rc = cflex_join_network_namespace(path)
+            guard rc == 0 else {
+                result = .failure(TestSetupError("setns \(path): errno \(-rc)"))
+                return
+            }
+            result = Result { try body() }
+        }
+        thread.start()
+        done.wait()
+        return try result.get()
+    }
+}
+
+/// Sends each of `datagrams` from a fresh UDP socket to `host:port`.
+public func sendDatagrams(_ datagrams: [[UInt8]], to port: UInt16, host: IPv4Address = .loopback) {
+    let s = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+    defer { close(s) }
+    var a = sockaddr_in()
+    a.sin_family = sa_family_t(AF_INET)
+    a.sin_port = port.bigEndian
+    a.sin_addr.s_addr = host.value.bigEndian
+    for d in datagrams {
+        _ = withUnsafePointer(to: &a) { sa in
+            sa.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(s, d, d.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
     }
 }

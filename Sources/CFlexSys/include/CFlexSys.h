@@ -42,11 +42,18 @@ int cflex_recv_batch(int fd, struct cflex_datagram *batch, unsigned count);
 /// sendmmsg of `count` datagrams; returns how many were sent or -errno.
 int cflex_send_batch(int fd, struct cflex_datagram *batch, unsigned count);
 
+/// Moves the calling thread into the network namespace at `path` (e.g.
+/// /var/run/netns/NAME); threads it starts later inherit it. 0 or -errno.
+int cflex_join_network_namespace(const char *path);
+
 /// epoll helpers: create, add/modify/delete for `fd` with `events`, and wait; the
 /// event's 64-bit data word is returned in `tokens`, its event mask in `masks`.
 int cflex_epoll_create(void);
 int cflex_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t token);
 int cflex_epoll_wait(int epfd, uint64_t *tokens, uint32_t *masks, int max, int timeout_ms);
+/// The same with a timeout in nanoseconds (epoll_pwait2; where the kernel lacks it,
+/// epoll_wait with the timeout rounded up to milliseconds).
+int cflex_epoll_wait_ns(int epfd, uint64_t *tokens, uint32_t *masks, int max, uint64_t timeout_ns);
 
 enum {
     CFLEX_EPOLL_ADD = 1, CFLEX_EPOLL_DEL = 2, CFLEX_EPOLL_MOD = 3,

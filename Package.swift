@@ -129,7 +129,7 @@ let package = Package(
         .testTarget(name: "FlexStormTests", dependencies: ["FlexStorm", "FlexNIC", "FlexConfig", "FlexIO", "FlexWire", "FlexTestSupport"]),
         .testTarget(
             name: "FlexIOTests",
-            dependencies: ["FlexIO", "FlexNIC", "FlexWire", "CDPDK", "CPCRE2", "FlexTestSupport"]
+            dependencies: ["FlexIO", "FlexNIC", "FlexWire", "CDPDK", "CPCRE2", "CFlexSys", "FlexTestSupport"]
         ),
     ],
     swiftLanguageModes: [.v5]

@@ -24,7 +24,9 @@ import Synchronization
 ///    (`Round.sleepLimit`: a paced spout's next tuple), or `maximumSleep` does (how late
 ///    a stop is seen). A port without a readiness descriptor (DPDK) cannot be slept
 ///    on: the loop naps at most `polledPortNap` and looks again, or, when that is 0,
-///    keeps polling as a poll-mode driver does.
+///    keeps polling as a poll-mode driver does; its socket ports are then looked at
+///    only every `socketCheckCycles` (one zero-timeout wait for all of them, not an
+///    empty receive system call per round: a DPDK worker's TCP port).
 ///
 /// Readiness: after a sleep, `isReady(port:)` says which ports' descriptors turned
 /// readable (a port without one always is), so a round receives only from those: one
@@ -86,6 +88,10 @@ public final class CoreLoop {
     /// wakeup's cost make them pointless.
     public static let minimumSleep: UInt64 = 20_000
 
+    /// How often a loop that never sleeps (a poll-mode port, `polledPortNap` 0) looks
+    /// at its socket ports: about 100 us.
+    public static let socketCheckCycles: UInt64 = 250_000
+
     public let spinCycles: UInt64
     public let maximumSleep: UInt64
     public let polledPortNap: UInt64
@@ -111,6 +117,8 @@ public final class CoreLoop {
     let polledPorts: UInt64
     let allPorts: UInt64
     var idleSince: UInt64 = 0
+    /// When a loop that never sleeps last looked at its socket ports (cycles).
+    var lastSocketCheck: UInt64 = 0
     /// When the last round with work ended, and the moving average (1/8 weight) of the
     /// time between such rounds, in cycles; it starts high: no spinning before work has
     /// been seen arriving often.
@@ -181,6 +189,11 @@ public final class CoreLoop {
     /// Steps 1 to 4 after one round (for an owner that drives its rounds itself).
     @inline(__always)
     public func settle(after r: Round, whenIdle: () -> Bool = { false }) {
+        if watchesPolledPort && polledPortNap == 0 && shared == nil {
+            pollOnce()
+            if r.hasMore { readyPorts = allPorts } else if r.work == 0 { _ = whenIdle() }
+            return
+        }
         readyPorts = allPorts
         if r.hasMore { return }
         if r.work > 0 {
@@ -223,6 +236,17 @@ public final class CoreLoop {
         return now &- idleSince < spinCycles
     }
 
+    /// A loop that never sleeps: the polled ports are ready, the socket ports only when
+    /// a zero-timeout wait, made every `socketCheckCycles`, finds them readable.
+    func pollOnce() {
+        readyPorts = polledPorts
+        let now = cflex_rdtsc()
+        if now &- lastSocketCheck >= Self.socketCheckCycles {
+            lastSocketCheck = now
+            if !wait(nanoseconds: 0, watched: descriptorCount) { readyPorts = allPorts }
+        }
+    }
+
     /// Sleeps until a descriptor turns readable or `limit` (ns, capped as the type
     /// says) passes, then drains the wakeup member. Step 4 alone, for an owner that
     /// must wait in the middle of a round (a sender whose window is full).
@@ -238,26 +262,38 @@ public final class CoreLoop {
             if polledPortNap == 0 { return }
             ns = min(ns, polledPortNap)
         }
-        // Readiness is known only from a wait on every descriptor: after a yield, or
-        // with the ports left to another loop, every port is looked at.
-        var wakeupReadable = true
         if ns < Self.minimumSleep {
             sched_yield()
-        } else if eventSet >= 0 && watched == descriptorCount {
-            let n = cflex_epoll_wait_ns(eventSet, tokens, masks, Int32(descriptorCount), ns)
-            if n >= 0 {
-                var ready = polledPorts
-                wakeupReadable = false
-                for e in 0..<Int(n) {
-                    let port = descriptorPorts[Int(tokens[e])]
-                    if port < 0 { wakeupReadable = true } else { ready |= 1 << UInt64(port) }
-                }
-                readyPorts = ready
-            }
+            if wakeupCount > 0 { wakeups!.drain(member) }
         } else {
-            _ = cflex_poll_ns(descriptors, UInt32(watched), ns)
+            _ = wait(nanoseconds: ns, watched: watched)
         }
         if holdsTurn { shared!.holder.store(-1, ordering: .releasing) }
-        if wakeupCount > 0 && wakeupReadable { wakeups!.drain(member) }
+    }
+
+    /// Waits up to `ns` for one of the first `watched` descriptors, then drains the
+    /// wakeup member if it fired. Returns whether the readiness of every port is now
+    /// known (`readyPorts`): only a wait on the loop's event set, on every descriptor,
+    /// tells; after any other the caller looks at every port.
+    func wait(nanoseconds ns: UInt64, watched: Int) -> Bool {
+        guard eventSet >= 0 && watched == descriptorCount else {
+            _ = cflex_poll_ns(descriptors, UInt32(watched), ns)
+            if wakeupCount > 0 { wakeups!.drain(member) }
+            return false
+        }
+        let n = cflex_epoll_wait_ns(eventSet, tokens, masks, Int32(descriptorCount), ns)
+        guard n >= 0 else {
+            if wakeupCount > 0 { wakeups!.drain(member) }
+            return false
+        }
+        var ready = polledPorts
+        var wakeupReadable = false
+        for e in 0..<Int(n) {
+            let port = descriptorPorts[Int(tokens[e])]
+            if port < 0 { wakeupReadable = true } else { ready |= 1 << UInt64(port) }
+        }
+        readyPorts = ready
+        if wakeupReadable { wakeups!.drain(member) }
+        return true
     }
 }

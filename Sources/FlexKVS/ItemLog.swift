@@ -8,6 +8,8 @@ struct ItemLog {
     var offset = 0
     /// Full segments, oldest first.
     var full: [Int] = []
+    /// Segments that have joined `full` so far (compaction looks again when it grows).
+    var closed = 0
     /// Segments registered with the pipeline for placed items (`--steering dma`); they
     /// join `full` when the pipeline has filled them.
     var placing = 0
@@ -46,6 +48,7 @@ struct ItemLog {
         }
         pool.addFreed(pool.segmentSize - offset, segment: active)  // the unused tail
         full.append(active)
+        closed &+= 1
         active = -1
     }
 
@@ -66,6 +69,7 @@ struct ItemLog {
         }
         pool.addFreed(pool.segmentSize - used, segment: s)
         full.append(s)
+        closed &+= 1
     }
 
     /// Removes and returns the oldest full segment, for eviction.

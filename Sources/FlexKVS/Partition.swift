@@ -33,8 +33,10 @@ public enum DeltaResult: Sendable, Equatable {
 /// Items found by `get` stay valid until the partition is next modified.
 public final class Partition: @unchecked Sendable {
     public let index: Int
-    /// The store that owns this partition (unowned: the store holds its partitions).
-    unowned let store: KVStore
+    /// The store that owns this partition. Unowned and unchecked (no reference counting
+    /// on every access, which is on every request): the store holds its partitions and
+    /// outlives them.
+    unowned(unsafe) let store: KVStore
     var table: HashTable
     /// Eviction is S3-FIFO (Yang et al., SOSP '23) at segment granularity: new items
     /// enter `probation`, a FIFO of about a twentieth of the partition's segments;
@@ -46,6 +48,10 @@ public final class Partition: @unchecked Sendable {
     /// whole pass, and the hot set stays.
     var probation: ItemLog
     var main: ItemLog
+    /// Whether a segment turned half dead since compaction last looked, and how many
+    /// segments had closed then (`compactOne`).
+    var compactionDue = true
+    var closedWhenLooked = 0
     var ghosts: GhostTable
     var casCounter: UInt64 = 0
     public let stats = KVStats()
@@ -137,7 +143,7 @@ public final class Partition: @unchecked Sendable {
         let it = item(ref)
         guard it.isLive else { return }
         it.isLive = false
-        store.pool.addFreed(it.recordSize, segment: ItemLog.segment(of: ref))
+        noteFreed(it.recordSize, segment: ItemLog.segment(of: ref))
         stats.add(.currItems, -1)
         stats.add(.bytes, -Int64(it.recordSize))
     }
@@ -390,14 +396,35 @@ public final class Partition: @unchecked Sendable {
     /// Read items of the segment being evicted (reused).
     var candidates: [(ref: ItemRef, size: Int, density: Double)] = []
 
+    /// Accounts `bytes` of segment `s` as dead; a segment half dead makes compaction
+    /// look again.
+    func noteFreed(_ bytes: Int, segment s: Int) {
+        let before = store.pool.freed(s)
+        store.pool.addFreed(bytes, segment: s)
+        let half = store.pool.segmentSize / 2
+        if before < half && before + bytes >= half { compactionDue = true }
+    }
+
     /// Compacts the full segment with the most dead bytes, if at least half of it is
     /// dead: live items move to the active segment, the segment returns to the pool.
-    /// Returns whether it compacted one. Called by the owner when idle.
+    /// Returns whether it compacted one. Called by the owner when idle, which is often:
+    /// it looks at the segments only when one has turned half dead or joined the full
+    /// ones since it last looked, and allocates nothing.
     @discardableResult
     public func compactOne() -> Bool {
-        let segments = probation.full.map { ($0, true) } + main.full.map { ($0, false) }
-        guard let (s, inProbation) = segments.max(by: { store.pool.freed($0.0) < store.pool.freed($1.0) }),
-              store.pool.freed(s) * 2 >= store.pool.segmentSize else { return false }
+        let closed = probation.closed &+ main.closed
+        guard compactionDue || closed != closedWhenLooked else { return false }
+        compactionDue = false
+        closedWhenLooked = closed
+        var s = -1, inProbation = false, most = -1
+        for candidate in probation.full where store.pool.freed(candidate) > most {
+            (s, inProbation, most) = (candidate, true, store.pool.freed(candidate))
+        }
+        for candidate in main.full where store.pool.freed(candidate) > most {
+            (s, inProbation, most) = (candidate, false, store.pool.freed(candidate))
+        }
+        guard s >= 0, most * 2 >= store.pool.segmentSize else { return false }
+        compactionDue = true  // another may be due
         if inProbation { probation.take(s) } else { main.take(s) }
         (inProbation ? probation : main).forEachRecord(in: s) { ref, it in
             guard it.isLive else { return }
@@ -442,7 +469,7 @@ public final class Partition: @unchecked Sendable {
     /// Turns a placed record the core did not store (or never saw) into a dead item.
     public func retirePlaced(_ ref: ItemRef, size: Int) {
         ItemView.writeDead(at: pointer(ref), size: size)
-        store.pool.addFreed(size, segment: ItemLog.segment(of: ref))
+        noteFreed(size, segment: ItemLog.segment(of: ref))
     }
 
     /// A segment to register with the pipeline for placing items, evicting the oldest

@@ -140,7 +140,9 @@ final class Worker: @unchecked Sendable {
             wakeOthers(wakeMask)
             wakeMask = 0
         }
-        return CoreLoop.Round(work: work, hasMore: holdsWork)
+        // Polling DPDK, the loop looks at the rings every round anyway: only the TCP
+        // port's held frames need saying.
+        return CoreLoop.Round(work: work, hasMore: server.dpdk != nil ? server.tcp.holdsFrames(queue: queue) : holdsWork)
     }
 
     /// Whether work waits that no descriptor of ours shows: descriptors left in our

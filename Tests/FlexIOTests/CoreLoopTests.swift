@@ -1,4 +1,5 @@
 @testable import FlexIO
+import CFlexSys
 import FlexTestSupport
 import FlexWire
 import Testing
@@ -92,5 +93,24 @@ import Glibc
         took = clock.measure { loop.settle(after: CoreLoop.Round(work: 1, hasMore: true)) }
         #expect(took < .milliseconds(20))
         #expect(loop.isReady(port: 0), "went round again without sleeping")
+    }
+
+    /// A loop that never sleeps (a poll-mode port, no nap) receives from its polled
+    /// port every round but looks at its sockets only every `socketCheckCycles`.
+    @Test func aPollingLoopLooksAtItsSocketsNowAndThen() throws {
+        let polled = MemoryPort(), socket = try KernelUDPPort(port: 0)
+        let loop = CoreLoop(ports: [(polled, 0), (socket, 0)], polledPortNap: 0)
+        loop.settle(after: CoreLoop.Round(work: 0))
+        #expect(loop.isReady(port: 0) && !loop.isReady(port: 1), "looked: nothing to read")
+        sendDatagrams([[1]], to: socket.port)
+        usleep(1_000)
+        loop.lastSocketCheck = cflex_rdtsc()
+        loop.settle(after: CoreLoop.Round(work: 1))
+        #expect(loop.isReady(port: 0) && !loop.isReady(port: 1), "not time to look again")
+        loop.lastSocketCheck = cflex_rdtsc() &- CoreLoop.socketCheckCycles
+        loop.settle(after: CoreLoop.Round(work: 1))
+        #expect(loop.isReady(port: 1), "looked again: the datagram is there")
+        loop.settle(after: CoreLoop.Round(work: 1, hasMore: true))
+        #expect(loop.isReady(port: 1), "a round that holds more looks everywhere")
     }
 }

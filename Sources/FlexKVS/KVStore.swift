@@ -156,9 +156,15 @@ public final class KVStore: @unchecked Sendable {
     public func flushAll(exptime: Int64 = 0) {
         var delay = max(0, exptime)
         if delay > ServerClock.relativeLimit { delay = max(0, delay - clock.unixTime) }
-        replyTable?.invalidateAll()
+        // The deadline first: a GET that reads the item after the table's epoch moved
+        // on sees it (the epoch's increment releases it).
         flushDeadline.store(clock.nanos + UInt64(delay) * 1_000_000_000, ordering: .relaxed)
+        replyTable?.invalidateAll()
     }
+
+    /// Whether a delayed flush_all is still to come: no reply is installed meanwhile
+    /// (the table would go on serving it after the deadline).
+    var flushPending: Bool { clock.nanos < flushDeadline.load(ordering: .relaxed) }
 
     /// cache_memlimit: item memory becomes `bytes` (at most what -m reserved); false if
     /// it cannot.

@@ -352,14 +352,17 @@ enum TextProtocol {
                 }
                 let h = s.hash(key)
                 store.withPartition(h) { p in
+                    let epoch = store.replyTable?.epoch.load(ordering: .acquiring) ?? 0
                     guard let it = r.touching ? p.touch(key, hash: h, expiry: r.expiry) : p.get(key, hash: h) else { return }
                     let start = s.output.count
                     defer {
                         // A hot single-key GET of a non-expiring item: install its reply for
-                        // the pipeline (under the partition, so no write can interleave).
-                        if let table = store.replyTable, !r.touching, !r.withCas, singleKey, it.expiry == 0, table.isHot(hash: h) {
+                        // the pipeline (under the partition, so no write can interleave; not
+                        // while a flush_all is pending or began since the item was read).
+                        if let table = store.replyTable, !r.touching, !r.withCas, singleKey, it.expiry == 0, table.isHot(hash: h),
+                           !store.flushPending {
                             let reply = Array(s.output[start...]) + Array("END\r\n".utf8)
-                            reply.withUnsafeBytes { _ = table.install(hash: h, key: key, reply: $0) }
+                            reply.withUnsafeBytes { _ = table.install(hash: h, key: key, reply: $0, epoch: epoch) }
                         }
                     }
                     s.write("VALUE ")

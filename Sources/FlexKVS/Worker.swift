@@ -129,11 +129,12 @@ final class Worker: @unchecked Sendable {
 
     /// One round: each phase once, then one wakeup per worker it fed.
     func round() -> CoreLoop.Round {
-        var work = serve(tcpSteering, receiving: loop.isReady(port: 0), inboxes: tcpInboxes, out: tcpOut, done: tcpDone,
-                         handle: handleTCP)
+        var tcpReceived = 0, udpReceived = 0
+        var work = serve(tcpSteering, receiving: loop.isReady(port: 0), received: &tcpReceived, inboxes: tcpInboxes, out: tcpOut,
+                         done: tcpDone, handle: handleTCP)
         if let udpSteering {
-            work += serve(udpSteering, receiving: loop.isReady(port: 1), inboxes: udpInboxes, out: udpOut, done: udpDone,
-                          handle: handleUDP)
+            work += serve(udpSteering, receiving: loop.isReady(port: 1), received: &udpReceived, inboxes: udpInboxes, out: udpOut,
+                          done: udpDone, handle: handleUDP)
         }
         if forwarding != nil { work += serveForwarding() }
         if wakeMask != 0 {
@@ -141,8 +142,9 @@ final class Worker: @unchecked Sendable {
             wakeMask = 0
         }
         // Polling DPDK, the loop looks at the rings every round anyway: only the TCP
-        // port's held frames need saying.
-        return CoreLoop.Round(work: work, hasMore: server.dpdk != nil ? server.tcp.holdsFrames(queue: queue) : holdsWork)
+        // port's held frames, or a full TCP burst (more may wait), need saying.
+        let hasMore = server.dpdk != nil ? server.tcp.holdsFrames(queue: queue) || tcpReceived == tcpSteering.burst : holdsWork
+        return CoreLoop.Round(work: work, hasMore: hasMore)
     }
 
     /// Whether work waits that no descriptor of ours shows: descriptors left in our
@@ -175,13 +177,14 @@ final class Worker: @unchecked Sendable {
     /// One burst from `steering`'s port: steer it, serve what our inboxes hold (steered
     /// by us or, under key steering, by other workers), free what went to the slow path
     /// (malformed frames), send the replies.
-    func serve(_ steering: SteeringEmulator, receiving: Bool, inboxes: [DescriptorRing], out: PacketBatch, done: PacketBatch,
-               handle: (Descriptor, UInt64) -> Void) -> Int {
+    func serve(_ steering: SteeringEmulator, receiving: Bool, received: inout Int, inboxes: [DescriptorRing], out: PacketBatch,
+               done: PacketBatch, handle: (Descriptor, UInt64) -> Void) -> Int {
         // A request's cycles count from when the pipeline sees its packet (its share of
         // the burst's steering) to when its reply is queued; the receive system call
         // before that is kernel I/O, counted apart (`receiveCycles`).
         let t0 = cflex_rdtsc()
         let n = receiving ? steering.receive() : 0
+        received = n
         var share: UInt64 = 0
         if n > 0 {
             let t1 = cflex_rdtsc()

@@ -34,6 +34,9 @@ public final class ReplyTable: @unchecked Sendable {
     public let served = Atomic<UInt64>(0)
     public let installs = Atomic<UInt64>(0)
     public let invalidations = Atomic<UInt64>(0)
+    /// Counts `invalidateAll` calls: an install whose caller read the item before one
+    /// began is refused (see `install`).
+    public let epoch = Atomic<UInt64>(0)
     /// Set before the table is used, never after.
     public var mirror: (any ReplyMirror)?
 
@@ -114,9 +117,12 @@ public final class ReplyTable: @unchecked Sendable {
         invalidations.wrappingAdd(1, ordering: .relaxed)
     }
 
-    /// Drops every reply (flush_all).
+    /// Drops every reply (flush_all). Each slot is visited under its lock, after the
+    /// epoch moved on: an install racing this either finishes first (and is dropped
+    /// here) or sees the new epoch (and is refused).
     public func invalidateAll() {
-        for i in 0..<slots where base(i).load(fromByteOffset: 0, as: UInt32.self) == 1 {
+        epoch.wrappingAdd(1, ordering: .sequentiallyConsistent)
+        for i in 0..<slots {
             write(i) { $0.storeBytes(of: UInt32(0), toByteOffset: 0, as: UInt32.self) }
         }
     }
@@ -136,12 +142,17 @@ public final class ReplyTable: @unchecked Sendable {
     }
 
     /// Installs `reply` for `key` (replacing whatever the slot held). The caller holds
-    /// the key's partition, so no write to the key can interleave.
+    /// the key's partition, so no write to the key can interleave, and read `epoch`
+    /// (acquiring) before it read the item: if an `invalidateAll` (flush_all) began
+    /// since, the reply may be of an item the flush ended, and it is refused.
     @discardableResult
-    public func install(hash: UInt32, key: UnsafeRawBufferPointer, reply: UnsafeRawBufferPointer) -> Bool {
+    public func install(hash: UInt32, key: UnsafeRawBufferPointer, reply: UnsafeRawBufferPointer, epoch seen: UInt64) -> Bool {
         guard key.count + reply.count <= Self.capacity else { return false }
         let i = slot(hash)
+        var installed = false
         write(i) { b in
+            guard epoch.load(ordering: .sequentiallyConsistent) == seen else { return }
+            installed = true
             b.storeBytes(of: hash, toByteOffset: 4, as: UInt32.self)
             b.storeBytes(of: UInt32(key.count), toByteOffset: 8, as: UInt32.self)
             b.storeBytes(of: UInt32(reply.count), toByteOffset: 12, as: UInt32.self)
@@ -150,6 +161,7 @@ public final class ReplyTable: @unchecked Sendable {
             b.storeBytes(of: UInt32(1), toByteOffset: 0, as: UInt32.self)
             mirror?.install(key: key, reply: reply)
         }
+        guard installed else { return false }
         hits[i].store(0, ordering: .relaxed)
         installs.wrappingAdd(1, ordering: .relaxed)
         return true

@@ -29,6 +29,9 @@ public final class SteeringEmulator: @unchecked Sendable {
         replies = PacketBatch(capacity: burst)
     }
 
+    /// The most packets one `receive` returns.
+    public var burst: Int { batch.capacity }
+
     /// Replies dropped because the port would not take them.
     public var droppedReplies: UInt64 { unsentReplies.load(ordering: .relaxed) }
 

@@ -51,6 +51,16 @@ public var canMakeNamespaces: Bool {
     getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip")
 }
 
+/// Whether the running kernel is at least `major.minor` (XDP reply offload needs 5.18).
+public func kernelIsAtLeast(_ major: Int, _ minor: Int) -> Bool {
+    var u = utsname()
+    uname(&u)
+    let release = withUnsafeBytes(of: &u.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+    let parts = release.split(whereSeparator: { !$0.isNumber }).prefix(2).compactMap { Int($0) }
+    guard parts.count == 2 else { return false }
+    return (parts[0], parts[1]) >= (major, minor)
+}
+
 /// A child process whose output is collected on a background queue, so it never
 /// blocks on a full pipe; `output` is what it has printed so far.
 public final class ChildProcess: @unchecked Sendable {

@@ -99,6 +99,9 @@ int kvs_reply_offload(struct xdp_md *ctx) {
     __u8 *payload = (__u8 *)(udp + 1);
     if ((void *)(payload + FRAME_HEADER + 4) > end) return XDP_PASS;
     if (eth->h_proto != bpf_htons(ETH_P_IP) || ip->ihl != 5 || ip->protocol != IPPROTO_UDP) return XDP_PASS;
+    // The datagram ends where UDP says, not at the frame's end (NICs pad short frames).
+    void *datagram_end = (void *)udp + bpf_ntohs(udp->len);
+    if (datagram_end > end) return XDP_PASS;
     if (ip->frag_off & bpf_htons(0x3fff)) return XDP_PASS;  // a fragment
     __u32 zero = 0;
     struct offload_config *cfg = bpf_map_lookup_elem(&config, &zero);
@@ -119,7 +122,7 @@ int kvs_reply_offload(struct xdp_md *ctx) {
         __u8 c = k[i];
         if (c == '\r') {
             // The line ends the datagram: "\r\n" right after the key.
-            if (k[i + 1] != '\n' || (void *)(k + i + 2) != end) return XDP_PASS;
+            if (k[i + 1] != '\n' || (void *)(k + i + 2) != datagram_end) return XDP_PASS;
             break;
         }
         if (c <= ' ' || c == 0x7f || i == MAX_KEY) return XDP_PASS;  // another key, a control byte, too long
@@ -144,7 +147,7 @@ int kvs_reply_offload(struct xdp_md *ctx) {
     __builtin_memcpy(server_mac, eth->h_dest, ETH_ALEN);
     __u32 client = ip->saddr, server = ip->daddr;
     __u16 client_port = udp->source, server_port = udp->dest, id = *(__u16 *)payload;
-    int delta = (int)length - (int)((long)end - (long)line);
+    int delta = (int)(sizeof(*eth) + sizeof(*ip) + sizeof(*udp) + FRAME_HEADER + length) - (int)((long)end - (long)data);
     if (bpf_xdp_adjust_tail(ctx, delta) != 0 && (delta <= 0 || bpf_xdp_adjust_head(ctx, -delta) != 0)) {
         count(COUNTER_NO_ROOM);
         return XDP_PASS;

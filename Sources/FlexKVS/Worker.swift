@@ -27,8 +27,10 @@ final class Worker: @unchecked Sendable {
     let tcpDone = PacketBatch(capacity: 64)
     let udpDone = PacketBatch(capacity: 64)
     let inbox = UnsafeMutablePointer<Descriptor>.allocate(capacity: 64)
-    /// Hashes of a burst's requests for our partition, to prefetch.
+    /// Hashes of a burst's requests for our partition, to prefetch, and those of one
+    /// partition among them.
     let burstHashes = UnsafeMutablePointer<UInt32>.allocate(capacity: 64)
+    let partitionHashes = UnsafeMutablePointer<UInt32>.allocate(capacity: 64)
     var sessions: [UInt32: Session] = [:] { didSet { sessionCount.store(sessions.count, ordering: .relaxed) } }
     /// Open TCP sessions (`stats steering`: every closed connection's session is freed).
     let sessionCount = Atomic<Int>(0)
@@ -102,6 +104,7 @@ final class Worker: @unchecked Sendable {
         inbox.deallocate()
         forwardInbox.deallocate()
         burstHashes.deallocate()
+        partitionHashes.deallocate()
     }
 
     var pipelineCounters: SteeringCounters.Snapshot {

@@ -1,0 +1,37 @@
+@testable import FlexKVS
+import Testing
+
+/// The keys a TCP worker prefetches for: found in order, data blocks skipped, the scan
+/// stopping where it cannot tell requests apart.
+@Suite struct RequestKeyScannerTests {
+    func scan(_ bytes: [UInt8], binary: Bool, maximum: Int = 64) -> [UInt32] {
+        var out = [UInt32](repeating: 0, count: 64)
+        let n = bytes.withUnsafeBytes { b in out.withUnsafeMutableBufferPointer { RequestKeyScanner.hashes(in: b, binary: binary, into: $0.baseAddress!, maximum: maximum) } }
+        return Array(out[..<n])
+    }
+
+    func hashes(_ keys: String...) -> [UInt32] { keys.map { Array($0.utf8).withUnsafeBytes { KVStore.hash($0) } } }
+
+    @Test func textRequestsInOrder() {
+        let input = "get a  b\r\ngets c\nset d 0 0 7\r\nget x\r\n\r\ndelete e\r\nincr f 1\r\nmg g v\r\nget h\r\n"
+        #expect(scan(Array(input.utf8), binary: false) == hashes("a", "b", "c", "d", "e", "f"),
+                "the set's data block (which looks like a get) is skipped; mg stops the scan")
+        #expect(scan(Array(input.utf8), binary: false, maximum: 3) == hashes("a", "b", "c"))
+        #expect(scan(Array("get a\r\nget b".utf8), binary: false) == hashes("a"), "a line not yet ended")
+        #expect(scan(Array("set k 0 0 x\r\nget b\r\n".utf8), binary: false) == hashes("k"), "a bad length stops the scan")
+    }
+
+    @Test func binaryRequestsInOrder() {
+        func request(_ opcode: UInt8, key: String, extras: Int = 0, value: Int = 0) -> [UInt8] {
+            let body = extras + key.utf8.count + value
+            return [0x80, opcode, 0, UInt8(key.utf8.count), UInt8(extras), 0, 0, 0,
+                    0, 0, UInt8(body >> 8), UInt8(body & 255)] + [UInt8](repeating: 0, count: 12)
+                + [UInt8](repeating: 0, count: extras) + Array(key.utf8) + [UInt8](repeating: 7, count: value)
+        }
+        let input = request(0x00, key: "one") + request(0x01, key: "two", extras: 8, value: 300) + request(0x0a, key: "")
+            + request(0x0c, key: "three")
+        #expect(scan(input, binary: true) == hashes("one", "two", "three"), "a keyless request (noop) is skipped")
+        #expect(scan(Array(input.dropLast(2)), binary: true) == hashes("one", "two"), "a key not all there")
+        #expect(scan([0x81] + input.dropFirst(), binary: true).isEmpty, "not a request")
+    }
+}

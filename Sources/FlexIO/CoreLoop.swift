@@ -20,9 +20,9 @@ import Synchronization
 ///    needs (`spinCycles(threads:)`).
 /// 3. Then the owner may do housekeeping (`whenIdle`); if it did some, go round again.
 /// 4. Then sleep in one `epoll_pwait2` on the thread's `WakeSet` member and its ports'
-///    rx queues (an epoll set of the loop's, registered once) until one turns readable, the round's own limit passes
-///    (`Round.sleepLimit`: a paced spout's next tuple), or `maximumSleep` does (how late
-///    a stop is seen). A port without a readiness descriptor (DPDK) cannot be slept
+///    rx queues (an epoll set of the loop's, registered once) until one turns readable,
+///    the round's own limit passes (`Round.sleepLimit`: a paced spout's next tuple), or
+///    `maximumSleep` does (how late a stop is seen). A port without a readiness descriptor (DPDK) cannot be slept
 ///    on: the loop naps at most `polledPortNap` and looks again, or, when that is 0,
 ///    keeps polling as a poll-mode driver does; its socket ports are then looked at
 ///    only every `socketCheckCycles` (one zero-timeout wait for all of them, not an
@@ -43,9 +43,9 @@ import Synchronization
 /// again at once.
 ///
 /// Invariants: an idle round allocates nothing (the descriptors are gathered once);
-/// the thread's wakeup member is drained after every sleep, and producers signal
-/// after they enqueue, so no wakeup is lost: one sent while the thread ran makes its
-/// next sleep return at once. Single-threaded: one loop per thread.
+/// the thread's wakeup member is drained after every sleep it ended (and after a yield),
+/// and producers signal after they enqueue, so no wakeup is lost: one sent while the
+/// thread ran makes its next sleep return at once. Single-threaded: one loop per thread.
 public final class CoreLoop {
     /// What one round did.
     public struct Round: Sendable {

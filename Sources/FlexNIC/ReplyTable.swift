@@ -95,7 +95,12 @@ public final class ReplyTable: @unchecked Sendable {
     // MARK: Writers (cores)
 
     @inline(__always) func write(_ i: Int, _ body: (UnsafeMutableRawPointer) -> Void) {
-        while locks[i].compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged == false {}
+        // A holder may be in a system call (the mirror's): after a short spin, yield.
+        var spins = 0
+        while locks[i].compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged == false {
+            spins += 1
+            if spins & 63 == 0 { sched_yield() }
+        }
         sequences[i].wrappingAdd(1, ordering: .acquiringAndReleasing)  // odd: readers back off
         let b = base(i)
         if let mirror, b.load(fromByteOffset: 0, as: UInt32.self) == 1 {

@@ -15,7 +15,10 @@ import Glibc
 /// `Worker+Forwarding` (TCP under key steering), `Worker+UDP` and `Worker+Placement`
 /// (placed SETs).
 final class Worker: @unchecked Sendable {
-    let server: KVSServer
+    /// The server owns its workers; unowned and unchecked (no reference counting on
+    /// every access, and no cycle keeping a stopped server alive): a worker is only
+    /// called by its server and by its thread, which holds the server while it runs.
+    unowned(unsafe) let server: KVSServer
     let queue: Int
     let context: KVSContext
     let tcpSteering: SteeringEmulator

@@ -23,8 +23,9 @@ public enum RequestKeyScanner {
     static func binaryKeys(_ b: UnsafeRawBufferPointer, _ hashes: UnsafeMutablePointer<UInt32>, _ maximum: Int) -> Int {
         var n = 0, o = 0
         while n < maximum && o + BinaryProtocol.headerSize <= b.count && b[o] == BinaryProtocol.requestMagic {
-            let keyLength = Int(b[o + 2]) << 8 | Int(b[o + 3]), extras = Int(b[o + 4])
-            let body = Int(BinaryProtocol.be32(UnsafeRawBufferPointer(rebasing: b[o...]), 8))
+            let header = UnsafeRawBufferPointer(rebasing: b[o...])
+            let keyLength = Int(BinaryProtocol.be16(header, 2)), extras = Int(header[4])
+            let body = Int(BinaryProtocol.be32(header, 8))
             let key = o + BinaryProtocol.headerSize + extras
             guard key + keyLength <= b.count else { break }
             if keyLength > 0 {
@@ -59,7 +60,10 @@ public enum RequestKeyScanner {
                     hashes[n] = KVStore.hash(UnsafeRawBufferPointer(rebasing: b[start..<t]))
                     n += 1
                 }
-                if token == 5 && storage { dataLength = decimal(b[start..<t]) ?? -1 }
+                if token == 5 && storage {
+                    // The length as the protocol reads it (memcached's safe_strtol).
+                    dataLength = DecimalText.signed32(UnsafeRawBufferPointer(rebasing: b[start..<t])).map(Int.init) ?? -1
+                }
                 if !retrieval && token >= 5 { break }
             }
             o = newline + 1
@@ -74,14 +78,4 @@ public enum RequestKeyScanner {
     static let get = Array("get".utf8), gets = Array("gets".utf8)
     static let storageCommands = ["set", "add", "replace", "append", "prepend", "cas"].map { Array($0.utf8) }
     static let keyedCommands = ["delete", "incr", "decr", "touch"].map { Array($0.utf8) }
-
-    static func decimal(_ digits: Slice<UnsafeRawBufferPointer>) -> Int? {
-        guard !digits.isEmpty, digits.count <= 18 else { return nil }
-        var v = 0
-        for d in digits {
-            guard d >= 0x30 && d <= 0x39 else { return nil }
-            v = v * 10 + Int(d - 0x30)
-        }
-        return v
-    }
 }

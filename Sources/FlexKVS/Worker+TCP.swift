@@ -40,29 +40,16 @@ extension Worker {
         runAndSend(session, flow: flow, since: t0, steeringCycles)
     }
 
-    /// Prefetches what the session's waiting requests will look up, when there are two
-    /// or more (a pipelining client's burst), in each partition they touch, so that
-    /// their cache misses overlap instead of coming one request at a time.
+    /// Prefetches what the session's waiting requests (a pipelining client's burst) will
+    /// look up, in each partition they touch, so that their cache misses overlap
+    /// instead of coming one request at a time.
     func prefetchKeys(of session: Session) {
         let n = session.input.withUnsafeBytes { input -> Int in
             let waiting = UnsafeRawBufferPointer(rebasing: input[session.consumed...])
             let binary = session.dialect == .binary || (session.dialect == .undecided && waiting.first == BinaryProtocol.requestMagic)
             return RequestKeyScanner.hashes(in: waiting, binary: binary, into: burstHashes, maximum: 64)
         }
-        guard n > 1 else { return }
-        let store = context.store
-        var seen: UInt64 = 0
-        for i in 0..<n {
-            let p = store.partitionIndex(for: burstHashes[i])
-            guard seen & (1 << UInt64(p)) == 0 else { continue }
-            seen |= 1 << UInt64(p)
-            var m = 0
-            for j in i..<n where store.partitionIndex(for: burstHashes[j]) == p {
-                partitionHashes[m] = burstHashes[j]
-                m += 1
-            }
-            store.partitions[p].withLock { $0.prefetch(UnsafeBufferPointer(start: partitionHashes, count: m)) }
-        }
+        prefetch(burstOf: n)
     }
 
     /// Runs the session's requests and sends their replies, again while requests were

@@ -135,12 +135,12 @@ final class Worker: @unchecked Sendable {
 
     /// One round: each phase once, then one wakeup per worker it fed.
     func round() -> CoreLoop.Round {
-        var tcpReceived = 0, udpReceived = 0
-        var work = serve(tcpSteering, receiving: loop.isReady(port: 0), received: &tcpReceived, inboxes: tcpInboxes, out: tcpOut,
-                         done: tcpDone, handle: handleTCP)
+        let tcp = serve(tcpSteering, receiving: loop.isReady(port: 0), inboxes: tcpInboxes, out: tcpOut, done: tcpDone,
+                        handle: handleTCP)
+        var work = tcp.work
         if let udpSteering {
-            work += serve(udpSteering, receiving: loop.isReady(port: 1), received: &udpReceived, inboxes: udpInboxes, out: udpOut,
-                          done: udpDone, handle: handleUDP)
+            work += serve(udpSteering, receiving: loop.isReady(port: 1), inboxes: udpInboxes, out: udpOut, done: udpDone,
+                          handle: handleUDP).work
         }
         if forwarding != nil { work += serveForwarding() }
         if wakeMask != 0 {
@@ -149,7 +149,7 @@ final class Worker: @unchecked Sendable {
         }
         // Polling DPDK, the loop looks at the rings every round anyway: only the TCP
         // port's held frames, or a full TCP burst (more may wait), need saying.
-        let hasMore = server.dpdk != nil ? server.tcp.holdsFrames(queue: queue) || tcpReceived == tcpSteering.burst : holdsWork
+        let hasMore = server.dpdk != nil ? server.tcp.holdsFrames(queue: queue) || tcp.received == tcpSteering.burst : holdsWork
         return CoreLoop.Round(work: work, hasMore: hasMore)
     }
 
@@ -182,15 +182,15 @@ final class Worker: @unchecked Sendable {
 
     /// One burst from `steering`'s port: steer it, serve what our inboxes hold (steered
     /// by us or, under key steering, by other workers), free what went to the slow path
-    /// (malformed frames), send the replies.
-    func serve(_ steering: SteeringEmulator, receiving: Bool, received: inout Int, inboxes: [DescriptorRing], out: PacketBatch,
-               done: PacketBatch, handle: (Descriptor, UInt64) -> Void) -> Int {
+    /// (malformed frames), send the replies. Returns the packets received from the port
+    /// (none unless `receiving`) and all the work done.
+    func serve(_ steering: SteeringEmulator, receiving: Bool, inboxes: [DescriptorRing], out: PacketBatch,
+               done: PacketBatch, handle: (Descriptor, UInt64) -> Void) -> (received: Int, work: Int) {
         // A request's cycles count from when the pipeline sees its packet (its share of
         // the burst's steering) to when its reply is queued; the receive system call
         // before that is kernel I/O, counted apart (`receiveCycles`).
         let t0 = cflex_rdtsc()
         let n = receiving ? steering.receive() : 0
-        received = n
         var share: UInt64 = 0
         if n > 0 {
             let t1 = cflex_rdtsc()
@@ -225,7 +225,7 @@ final class Worker: @unchecked Sendable {
         }
         if !out.isEmpty { _ = steering.port.transmit(queue: queue, out) }
         if !done.isEmpty { steering.port.release(done) }
-        return n + served
+        return (n, n + served)
     }
 
     /// Prefetches the buckets and items the first `count` descriptors in `inbox` will
@@ -241,8 +241,27 @@ final class Worker: @unchecked Sendable {
                 n += 1
             }
         }
-        guard n > 1 else { return }
-        store.partitions[queue].withLock { $0.prefetch(UnsafeBufferPointer(start: burstHashes, count: n)) }
+        prefetch(burstOf: n)
+    }
+
+    /// Prefetches what looking up the first `count` hashes of `burstHashes` will touch,
+    /// partition by partition, each under its lock; nothing for fewer than two (one
+    /// lookup has no misses to overlap).
+    func prefetch(burstOf count: Int) {
+        guard count > 1 else { return }
+        let store = context.store
+        var seen: UInt64 = 0
+        for i in 0..<count {
+            let p = store.partitionIndex(for: burstHashes[i])
+            guard seen & (1 << UInt64(p)) == 0 else { continue }
+            seen |= 1 << UInt64(p)
+            var m = 0
+            for j in i..<count where store.partitionIndex(for: burstHashes[j]) == p {
+                partitionHashes[m] = burstHashes[j]
+                m += 1
+            }
+            store.partitions[p].withLock { $0.prefetch(UnsafeBufferPointer(start: partitionHashes, count: m)) }
+        }
     }
 
     /// Queues a served request's buffer for release at the end of the burst.

@@ -180,11 +180,7 @@ struct FlexKVSCommand: ParsableCommand {
             throw ValidationError("--rebalance-interval must be 0 (off) or a number of seconds")
         }
         c.replyOffload = !noReplyOffload
-        if let xdpOffload {
-            guard c.udpPort != nil else { throw ValidationError("--xdp-offload answers UDP GETs: give -U PORT") }
-            guard !noReplyOffload else { throw ValidationError("--xdp-offload serves the reply table's keys: drop --no-reply-offload") }
-            c.xdpOffload = xdpOffload
-        }
+        c.xdpOffload = xdpOffload  // KVSServer says what it needs (-U, kernel sockets, reply offload)
         c.verbosity = verbosity
         c.flushEnabled = !disableFlush
         c.store.casEnabled = !disableCAS

@@ -101,6 +101,17 @@ final class Client {
         return out
     }
 
+    /// Sends `line` as a one-datagram memcached UDP request with `id`; returns what
+    /// follows the frame header in the first reply carrying `id` (an earlier request's
+    /// late reply is skipped), or nil on timeout.
+    func udpRequest(_ id: UInt16, _ line: String) -> [UInt8]? {
+        send([UInt8(id >> 8), UInt8(id & 255), 0, 0, 0, 1, 0, 0] + Array(line.utf8))
+        while let d = receiveDatagram() {
+            if d.count >= 8 && d[0] == UInt8(id >> 8) && d[1] == UInt8(id & 255) { return Array(d[8...]) }
+        }
+        return nil
+    }
+
     /// One datagram, or nil on timeout.
     func receiveDatagram() -> [UInt8]? {
         var buf = [UInt8](repeating: 0, count: 65536)
@@ -131,8 +142,7 @@ final class Client {
         var id: UInt16 = 0
         func ask(_ line: String) -> String? {
             id += 1
-            udp.send([UInt8(id >> 8), UInt8(id & 255), 0, 0, 0, 1, 0, 0] + Array(line.utf8))
-            return udp.receiveDatagram().map { String(decoding: $0.dropFirst(8), as: UTF8.self) }
+            return udp.udpRequest(id, line).map { String(decoding: $0, as: UTF8.self) }
         }
         #expect(ask("set k 0 0 1\r\nx\r\n") == "STORED\r\n")
         #expect(ask("get  k\r\n") == "VALUE k 0 1\r\nx\r\nEND\r\n")
@@ -544,14 +554,6 @@ final class Client {
 /// stack, byte for byte as the server would, and never after a write to the key was
 /// acknowledged. In network namespaces (root).
 @Suite(.serialized, .tags(.integration), .enabled(if: canMakeNamespaces && kernelIsAtLeast(5, 18))) struct XDPOffloadIntegrationTests {
-    static func get(_ c: Client, _ id: UInt16, _ line: String) -> [UInt8]? {
-        c.send([UInt8(id >> 8), UInt8(id & 255), 0, 0, 0, 1, 0, 0] + Array(line.utf8))
-        while let d = c.receiveDatagram() {
-            if d.count >= 8 && d[0] == UInt8(id >> 8) && d[1] == UInt8(id & 255) { return Array(d[8...]) }
-        }
-        return nil
-    }
-
     /// Generic XDP on loopback: after the reply table's threshold the program answers,
     /// with the server's bytes; what it must not answer (two keys, gets, an unknown
     /// key) reaches the server; a write, a delete and flush_all take the key out
@@ -566,35 +568,35 @@ final class Client {
             tcp.send("set k 7 0 5\r\nhello\r\n")
             #expect(tcp.receive(until: "\r\n") == "STORED\r\n")
             let expected = Array("VALUE k 7 5\r\nhello\r\nEND\r\n".utf8)
-            for id in UInt16(1)...20 { #expect(Self.get(udp, id, "get k\r\n") == expected) }
+            for id in UInt16(1)...20 { #expect(udp.udpRequest(id, "get k\r\n") == expected) }
             #expect(xdp.counters.hits >= 10, "\(xdp.counters)")
             #expect(xdp.entries == 1)
 
             let hits = xdp.counters.hits
-            #expect(Self.get(udp, 30, "get k k\r\n") == Array("VALUE k 7 5\r\nhello\r\nVALUE k 7 5\r\nhello\r\nEND\r\n".utf8))
-            #expect(Self.get(udp, 31, "gets k\r\n").map { String(decoding: $0, as: UTF8.self).hasPrefix("VALUE k 7 5 ") } == true)
-            #expect(Self.get(udp, 32, "get nothere\r\n") == Array("END\r\n".utf8))
-            #expect(Self.get(udp, 33, "get  k\r\n") != nil)
+            #expect(udp.udpRequest(30, "get k k\r\n") == Array("VALUE k 7 5\r\nhello\r\nVALUE k 7 5\r\nhello\r\nEND\r\n".utf8))
+            #expect(udp.udpRequest(31, "gets k\r\n").map { String(decoding: $0, as: UTF8.self).hasPrefix("VALUE k 7 5 ") } == true)
+            #expect(udp.udpRequest(32, "get nothere\r\n") == Array("END\r\n".utf8))
+            #expect(udp.udpRequest(33, "get  k\r\n") != nil)
             #expect(xdp.counters.hits == hits, "only single-key gets are answered in XDP")
 
             tcp.send("set k 7 0 5\r\nworld\r\n")
             #expect(tcp.receive(until: "\r\n") == "STORED\r\n")
             #expect(xdp.entries == 0, "the write took the key out before it was acknowledged")
-            #expect(Self.get(udp, 40, "get k\r\n") == Array("VALUE k 7 5\r\nworld\r\nEND\r\n".utf8))
-            for id in UInt16(41)...60 { _ = Self.get(udp, id, "get k\r\n") }
+            #expect(udp.udpRequest(40, "get k\r\n") == Array("VALUE k 7 5\r\nworld\r\nEND\r\n".utf8))
+            for id in UInt16(41)...60 { _ = udp.udpRequest(id, "get k\r\n") }
             #expect(xdp.entries == 1)
             tcp.send("delete k\r\n")
             #expect(tcp.receive(until: "\r\n") == "DELETED\r\n")
-            #expect(Self.get(udp, 61, "get k\r\n") == Array("END\r\n".utf8))
+            #expect(udp.udpRequest(61, "get k\r\n") == Array("END\r\n".utf8))
 
             tcp.send("set k 7 0 5\r\nagain\r\n")
             #expect(tcp.receive(until: "\r\n") == "STORED\r\n")
-            for id in UInt16(70)...90 { _ = Self.get(udp, id, "get k\r\n") }
+            for id in UInt16(70)...90 { _ = udp.udpRequest(id, "get k\r\n") }
             #expect(xdp.entries == 1)
             tcp.send("flush_all\r\n")
             #expect(tcp.receive(until: "\r\n") == "OK\r\n")
             #expect(xdp.entries == 0)
-            #expect(Self.get(udp, 91, "get k\r\n") == Array("END\r\n".utf8))
+            #expect(udp.udpRequest(91, "get k\r\n") == Array("END\r\n".utf8))
 
             // A delayed flush: nothing is installed until it comes (the offload would
             // go on answering after it).
@@ -602,7 +604,7 @@ final class Client {
             #expect(tcp.receive(until: "\r\n") == "STORED\r\n")
             tcp.send("flush_all 600\r\n")
             #expect(tcp.receive(until: "\r\n") == "OK\r\n")
-            for id in UInt16(100)...120 { #expect(Self.get(udp, id, "get k\r\n") == Array("VALUE k 7 5\r\nlater\r\nEND\r\n".utf8)) }
+            for id in UInt16(100)...120 { #expect(udp.udpRequest(id, "get k\r\n") == Array("VALUE k 7 5\r\nlater\r\nEND\r\n".utf8)) }
             #expect(xdp.entries == 0)
         }
         #expect(!(try ip("-n \(ns.name) link show lo")).contains("xdp"), "the program left with the server")
@@ -629,7 +631,7 @@ final class Client {
             let tcp = try Client(tcp: tcpPort, host: address), udp = try Client(udp: udpPort, host: address)
             tcp.send("set veth 0 0 3\r\nabc\r\n")
             #expect(tcp.receive(until: "\r\n") == "STORED\r\n")
-            for id in UInt16(1)...30 { #expect(Self.get(udp, id, "get veth\r\n") == Array("VALUE veth 0 3\r\nabc\r\nEND\r\n".utf8)) }
+            for id in UInt16(1)...30 { #expect(udp.udpRequest(id, "get veth\r\n") == Array("VALUE veth 0 3\r\nabc\r\nEND\r\n".utf8)) }
         }
         #expect(xdp.counters.hits >= 20, "\(xdp.counters)")
     }

@@ -115,6 +115,7 @@ struct HTTPBuffers {
         case .httpStatCode: return statusCode
         case .httpStatMessage: return statusMessage
         case .fileData: return body ?? (method == nil && statusCode == nil ? 0..<payloadCount : nil)
+        case .base64Decoded: return nil  // not a range of the payload (`PacketContext.bytes`)
         }
     }
 }

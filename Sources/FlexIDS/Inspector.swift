@@ -26,6 +26,8 @@ public final class Inspector {
     let tunnelScratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 14 + 65536, alignment: 64)
     /// Where confirmation writes a packet's normalized URI.
     let uriScratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 64)
+    /// Where confirmation writes what a rule's base64_decode decoded.
+    let base64Scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 64)
     /// Dechunks and inflates HTTP bodies for file_data and http_client_body.
     let bodyDecoder = HTTPBodyDecoder()
     public private(set) var alerts: [Alert] = []
@@ -139,6 +141,7 @@ public final class Inspector {
         candidates.deallocate()
         variables.deallocate()
         uriScratch.deallocate()
+        base64Scratch.deallocate()
         tunnelScratch.deallocate()
     }
 
@@ -307,7 +310,8 @@ public final class Inspector {
         // The context parses HTTP and normalizes the URI once, for the fast patterns
         // here and for confirmation below.
         var context = PacketContext(frame: parsed, endpoints: endpoints, isStream: isStream, bytes: UnsafeRawPointer(frame.baseAddress!), payload: payload, flow: flow,
-                                    scratch: scratch, variables: variables, uriScratch: uriScratch, bodyDecoder: bodyDecoder)
+                                    scratch: scratch, variables: variables, uriScratch: uriScratch, base64Scratch: base64Scratch,
+                                    bodyDecoder: bodyDecoder)
         // An encoded request URI is scanned again normalized, and a coded body again
         // decoded, so http_uri and file_data fast patterns meet what their contents will
         // be matched against.

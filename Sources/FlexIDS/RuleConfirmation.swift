@@ -23,6 +23,10 @@ struct PacketContext {
     let variables: UnsafeMutablePointer<Int>
     /// Room for the normalized URI (at least as long as any payload).
     let uriScratch: UnsafeMutableRawBufferPointer
+    /// Room for what `base64_decode` decodes (64 KiB: Snort's decode buffer).
+    let base64Scratch: UnsafeMutableRawBufferPointer
+    /// How many bytes of `base64Scratch` the rule's last `base64_decode` decoded.
+    private var base64Count = 0
     let bodyDecoder: HTTPBodyDecoder
     private var http: HTTPBuffers?
     private var normalizedURI: UnsafeRawBufferPointer?
@@ -35,8 +39,9 @@ struct PacketContext {
 
     init(frame: ParsedFrame, endpoints: PacketAddresses, isStream: Bool = false, bytes: UnsafeRawPointer, payload: UnsafeRawBufferPointer, flow: FlowVerdict,
          scratch: PatternScratch, variables: UnsafeMutablePointer<Int>, uriScratch: UnsafeMutableRawBufferPointer,
-         bodyDecoder: HTTPBodyDecoder) {
+         base64Scratch: UnsafeMutableRawBufferPointer, bodyDecoder: HTTPBodyDecoder) {
         self.uriScratch = uriScratch
+        self.base64Scratch = base64Scratch
         self.bodyDecoder = bodyDecoder
         self.frame = frame
         self.endpoints = endpoints
@@ -49,10 +54,11 @@ struct PacketContext {
     }
 
     /// The bytes of `buffer`: a range of the payload (parsing HTTP once, on first
-    /// need), the normalized URI (made once, on first need, in `uriScratch`), or the
-    /// decoded body (`HTTPBodyDecoder`, once).
+    /// need), the normalized URI (made once, on first need, in `uriScratch`), the
+    /// decoded body (`HTTPBodyDecoder`, once), or what `base64_decode` decoded.
     mutating func bytes(_ buffer: InspectionBuffer) -> UnsafeRawBufferPointer? {
         if buffer == .raw { return payload }
+        if buffer == .base64Decoded { return UnsafeRawBufferPointer(rebasing: base64Scratch[0..<base64Count]) }
         if http == nil { http = HTTPBuffers(parsing: payload) }
         guard let r = http!.range(buffer, payloadCount: payload.count) else { return nil }
         let raw = UnsafeRawBufferPointer(rebasing: payload[r])
@@ -216,6 +222,26 @@ struct PacketContext {
         case .fileData:
             guard bytes(.fileData) != nil else { return false }
             return evaluate(options, index + 1, cursor: Cursor(buffer: .fileData, position: 0))
+        case .base64Decode(let d):
+            // From the payload's start, or from the cursor in its buffer.
+            guard let source = bytes(d.relative ? cursor.buffer : .raw) else { return false }
+            let start = (d.relative ? cursor.position : 0) + d.offset
+            guard start < source.count else { return false }
+            let input = UnsafeRawBufferPointer(rebasing: source[start..<min(source.count, start + base64Scratch.count)])
+            guard let n = Base64Decoding.decode(input, limit: d.bytes, into: base64Scratch) else { return false }
+            base64Count = n
+            return evaluate(options, index + 1, cursor: cursor)
+        case .base64Data:
+            guard base64Count > 0 else { return false }
+            return evaluate(options, index + 1, cursor: Cursor(buffer: .base64Decoded, position: 0))
+        case .asn1(let check):
+            // Always the packet's payload; relative: from the cursor, which must be in it.
+            if check.relative && cursor.buffer != .raw { return false }
+            let start = (check.relative ? cursor.position : 0) + check.offset
+            return check.holds(in: payload, from: start) && evaluate(options, index + 1, cursor: cursor)
+        case .ftpBounce:
+            guard let r = bytes(cursor.buffer), let address = Self.portCommandAddress(r, from: cursor.position) else { return false }
+            return endpoints.source != IPAddressing.mapped(address) && evaluate(options, index + 1, cursor: cursor)
         case .dataAt(let offset, let relative, let negated):
             guard let r = bytes(relative ? cursor.buffer : .raw) else { return false }
             let exists = (relative ? cursor.position : 0) + value(offset) < r.count
@@ -309,11 +335,12 @@ struct PacketContext {
     }
 
     /// Reads the number `r` describes: from the cursor's buffer when relative, else
-    /// from the start of the payload (or of the body after `file_data`). Returns the
+    /// from the start of the payload (or of the body after `file_data`, or of the decoded
+    /// bytes after `base64_data`). Returns the
     /// number (unsigned 32-bit, as Snort's), where the bytes it used end, and the
     /// buffer; nil if the bytes lie outside the buffer or a text number has no digit.
     mutating func read(_ r: ByteRead, _ cursor: Cursor) -> (UInt64, Int, InspectionBuffer)? {
-        let buffer = r.relative || cursor.buffer == .fileData ? cursor.buffer : .raw
+        let buffer = r.relative || cursor.buffer == .fileData || cursor.buffer == .base64Decoded ? cursor.buffer : .raw
         guard let data = bytes(buffer) else { return nil }
         let at = (r.relative ? cursor.position : 0) + value(r.offset)
         guard at >= 0, at + r.count <= data.count else { return nil }
@@ -354,6 +381,30 @@ struct PacketContext {
             digits += 1
         }
         return digits > 0 ? (n, k) : nil
+    }
+
+    /// The IPv4 address an FTP `PORT` argument names (`h1,h2,h3,h4,p1,p2`), read at
+    /// `position` as Snort's `ftpbounce` reads it: blanks skipped, then four decimal
+    /// numbers of at most 255, each ended by a comma, a blank or the data's end; nil if
+    /// there are not four.
+    static func portCommandAddress(_ data: UnsafeRawBufferPointer, from position: Int) -> UInt32? {
+        func isBlank(_ b: UInt8) -> Bool { b == 0x20 || (0x09...0x0D).contains(b) }
+        var i = position
+        while i < data.count && isBlank(data[i]) { i += 1 }
+        var address: UInt32 = 0
+        for _ in 0..<4 {
+            guard i < data.count, (0x30...0x39).contains(data[i]) else { return nil }
+            var value: UInt32 = 0
+            while i < data.count, data[i] != UInt8(ascii: ","), !isBlank(data[i]) {
+                guard (0x30...0x39).contains(data[i]) else { return nil }
+                value = value * 10 + UInt32(data[i] - 0x30)
+                guard value <= 0xFF else { return nil }
+                i += 1
+            }
+            address = address << 8 | value
+            if i < data.count && data[i] == UInt8(ascii: ",") { i += 1 }
+        }
+        return address
     }
 
     /// The first position in `from ..< to` where `c` fits entirely, or nil.

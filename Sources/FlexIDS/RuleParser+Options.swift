@@ -1,5 +1,6 @@
 /// The non-content options of Snort 2.9 rules: the byte options (`byte_test`,
-/// `byte_jump`, `byte_extract`), `flowbits`, and the header field tests.
+/// `byte_jump`, `byte_extract`), `flowbits`, the header field tests, `base64_decode`
+/// and `asn1`.
 extension RuleParser {
     /// byte_extract variables a rule may define (Snort allows 2; rules seen use 1 or 2).
     static let maximumVariables = 8
@@ -265,5 +266,56 @@ extension RuleParser {
         }
         guard mask != 0 else { throw .malformed("fragbits needs M, D or R") }
         return FlagsTest(mode: mode, mask: mask, ignored: 0)
+    }
+
+    /// `base64_decode[:[bytes N][, offset N][, relative]]`, each at most once, in any order.
+    static func base64Decode(_ v: Substring) throws(RuleError) -> Base64Decode {
+        var d = Base64Decode()
+        let a = v.isEmpty ? [] : arguments(v)
+        guard a.count <= 3 else { throw .malformed("base64_decode takes bytes, offset and relative") }
+        for argument in a {
+            let words = argument.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            switch (words.first, words.count) {
+            case ("relative", 1): d.relative = true
+            case ("bytes", 2):
+                guard let n = Int(words[1]), (1...65535).contains(n) else { throw .malformed("base64_decode: bytes needs 1...65535") }
+                d.bytes = n
+            case ("offset", 2):
+                guard let n = Int(words[1]), (0...65535).contains(n) else { throw .malformed("base64_decode: offset needs 0...65535") }
+                d.offset = n
+            default: throw .malformed("base64_decode: unknown argument \(argument)")
+            }
+        }
+        return d
+    }
+
+    /// `asn1:` words separated by commas or blanks, keywords in any case: the checks, and
+    /// `absolute_offset N` or `relative_offset N` (the last one given wins, as in Snort).
+    static func asn1(_ v: Substring) throws(RuleError) -> ASN1Check {
+        let words = v.split(whereSeparator: { $0 == "," || $0 == " " || $0 == "\t" })
+        guard !words.isEmpty else { throw .malformed("asn1 needs at least one check") }
+        var check = ASN1Check()
+        var i = 0
+        func argument(_ keyword: Substring, in range: ClosedRange<Int>) throws(RuleError) -> Int {
+            i += 1
+            guard i < words.count, let n = Int(words[i]), range.contains(n) else {
+                throw .malformed("asn1: \(keyword) needs a number in \(range)")
+            }
+            return n
+        }
+        while i < words.count {
+            let keyword = words[i]
+            switch keyword.lowercased() {
+            case "bitstring_overflow": check.bitstringOverflow = true
+            case "double_overflow": check.doubleOverflow = true
+            case "print": check.print = true
+            case "oversize_length": check.oversizeLength = UInt32(try argument(keyword, in: 0...Int(Int32.max)))
+            case "absolute_offset": (check.offset, check.relative) = (try argument(keyword, in: -65535...65535), false)
+            case "relative_offset": (check.offset, check.relative) = (try argument(keyword, in: -65535...65535), true)
+            default: throw .malformed("asn1: unknown check \(keyword)")
+            }
+            i += 1
+        }
+        return check
     }
 }

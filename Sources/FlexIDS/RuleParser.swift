@@ -154,6 +154,23 @@ public enum RuleParser {
             sticky = .fileData
             rule.detection.append(.fileData)
         case "pkt_data", "raw_data": sticky = .raw
+        case "base64_decode":
+            guard !rule.detection.contains(where: { if case .base64Decode = $0 { true } else { false } }) else {
+                throw .malformed("at most one base64_decode per rule")
+            }
+            rule.detection.append(.base64Decode(try base64Decode(value)))
+        case "base64_data":
+            guard value.isEmpty else { throw .malformed("base64_data takes no arguments") }
+            guard rule.detection.contains(where: { if case .base64Decode = $0 { true } else { false } }) else {
+                throw .malformed("base64_data needs a base64_decode before it")
+            }
+            sticky = .base64Decoded
+            rule.detection.append(.base64Data)
+        case "asn1": rule.detection.append(.asn1(try asn1(value)))
+        case "ftpbounce":
+            guard value.isEmpty else { throw .malformed("ftpbounce takes no arguments") }
+            rule.detection.append(.ftpBounce)
+        case "ssl_version", "ssl_state": throw .unsupported("\(name) (needs the SSL preprocessor)")
         case "isdataat": rule.detection.append(try dataAt(value, variables: rule.variableNames))
         case "byte_test": rule.detection.append(.byteTest(try byteTest(value, variables: rule.variableNames)))
         case "byte_jump": rule.detection.append(.byteJump(try byteJump(value, variables: rule.variableNames)))
@@ -186,7 +203,11 @@ public enum RuleParser {
         case "distance": let n = try variable(else: position); try modifyLastContent { $0.distance = n }
         case "within": let n = try variable(else: length); try modifyLastContent { $0.within = n }
         case "fast_pattern":
-            try modifyLastContent { $0.fastPattern = value == "only" ? .only : .chosen }
+            try modifyLastContent { (c) throws(RuleError) in
+                // Snort's manual: fast pattern matches are not allowed in the base64 buffer.
+                guard c.buffer != .base64Decoded else { throw .malformed("fast_pattern on a base64_data content") }
+                c.fastPattern = value == "only" ? .only : .chosen
+            }
         case "pcre": rule.detection.append(.pcre(try pcre(value, defaultBuffer: sticky)))
         case "flow": rule.flow = try flow(value)
         default:

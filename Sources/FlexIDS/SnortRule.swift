@@ -63,12 +63,12 @@ public struct SnortRule: Sendable {
 
     /// The content the multi-pattern automaton looks for: the one marked fast_pattern,
     /// else the longest non-negated content in a buffer Snort's fast-pattern matcher
-    /// serves (not the method, cookie or status buffers). nil: the rule has none and is
+    /// serves (not the method, cookie, status or base64 buffers). nil: the rule has none and is
     /// checked for every packet of its port group.
     public var fastPattern: ContentMatch? {
         let contents = detection.compactMap { if case .content(let c) = $0, !c.negated { c } else { nil } }
         if let chosen = contents.first(where: { $0.fastPattern != .auto }) { return chosen }
-        return contents.filter { ![.httpMethod, .httpCookie, .httpStatCode, .httpStatMessage].contains($0.buffer) }
+        return contents.filter { ![.httpMethod, .httpCookie, .httpStatCode, .httpStatMessage, .base64Decoded].contains($0.buffer) }
             .max { $0.bytes.count < $1.bytes.count }
     }
 }
@@ -102,6 +102,43 @@ public enum DetectionOption: Sendable {
     /// `file_data`: later contents and pcres without a buffer of their own look at the
     /// HTTP body, starting at its first byte.
     case fileData
+    /// `base64_decode`: decodes base64 from the payload (or the cursor), as Snort 2.9's;
+    /// fails only on data it cannot decode. `Base64Decoding` says how.
+    case base64Decode(Base64Decode)
+    /// `base64_data`: later contents and pcres without a buffer of their own look at what
+    /// `base64_decode` decoded, from its first byte; fails if that is nothing.
+    case base64Data
+    /// `asn1`: a BER structure at an offset has one of the encodings the check names.
+    case asn1(ASN1Check)
+    /// `ftpbounce`: the FTP `PORT` argument at the cursor names an IPv4 address other than
+    /// the packet's source.
+    case ftpBounce
+}
+
+/// `base64_decode[:[bytes N][, offset N][, relative]]`.
+public struct Base64Decode: Sendable, Equatable {
+    /// How many bytes of the unfolded input to decode (nil: all).
+    public var bytes: Int?
+    /// Where to start: from the payload's start, or from the cursor when `relative`.
+    public var offset = 0
+    public var relative = false
+}
+
+/// `asn1:[bitstring_overflow][, double_overflow][, oversize_length N][, absolute_offset N|relative_offset N]`:
+/// which encodings match (any of them), and where the BER data starts.
+public struct ASN1Check: Sendable, Equatable {
+    /// A primitive BIT STRING whose unused-bit count exceeds its bits.
+    public var bitstringOverflow = false
+    /// A primitive REAL in decimal (ASCII) form longer than 256 bytes.
+    public var doubleOverflow = false
+    /// Any element whose declared length is at least this (0: no length is), or a
+    /// length too long to hold; nil: no length check.
+    public var oversizeLength: UInt32?
+    /// `print`: Snort prints the structure; alone it always holds.
+    public var print = false
+    /// From the payload's start, or (`relative_offset`) from the cursor.
+    public var offset = 0
+    public var relative = false
 }
 
 /// Which bytes of a packet a content or pcre is matched against. `raw` is the whole
@@ -109,6 +146,8 @@ public enum DetectionOption: Sendable {
 /// the request target as `URINormalizer` normalizes it (`httpRawURI` is it as sent).
 public enum InspectionBuffer: UInt8, Sendable {
     case raw, httpMethod, httpURI, httpRawURI, httpHeader, httpCookie, httpClientBody, httpStatCode, httpStatMessage, fileData
+    /// What the rule's `base64_decode` decoded (`base64_data`).
+    case base64Decoded
 }
 
 /// `flags:[modifier]FLAGS[,IGNORED]`. `mask` holds the named flags; `ignored` the bits

@@ -212,6 +212,11 @@ enum Fixtures {
         alert tcp any any -> any any (msg:"pcre"; pcre:"/a.{2,}b/Rsi"; file_data; content:"x"; distance:0; sid:7;)
         pass tcp any any -> any 22 (msg:"pass"; sid:8;)
         alert tcp any any -> any any (msg:"flags"; flags:S+; detection_filter:track by_src, count 2, seconds 1; sid:9;)
+        alert tcp any any -> any any (msg:"base64"; content:"Authorization:"; base64_decode:bytes 64, offset 1, relative; base64_data; content:"NTLMSSP"; within:8; sid:10;)
+        alert udp any any -> any any (msg:"base64 all"; base64_decode; base64_data; byte_test:1,>,0x30,0,relative; pcre:"/a/R"; sid:11;)
+        alert udp any any -> any any (msg:"asn1"; asn1:bitstring_overflow, double_overflow, oversize_length 100, absolute_offset 0; sid:12;)
+        alert tcp any any -> any any (msg:"asn1 relative"; content:"|30|"; asn1:oversize_length 0, relative_offset -1; sid:13;)
+        alert tcp any any -> any 21 (msg:"bounce"; content:"PORT"; nocase; ftpbounce; sid:14;)
         """
 
     nonisolated(unsafe) static let inspector: Inspector = {

@@ -118,7 +118,8 @@ struct CheckRules: ParsableCommand {
             PCRE2 with JIT (buffer flags U I H D P M C K S Y; R relative); byte_test, \
             byte_jump, byte_extract (variables usable by later options); flowbits (per flow, \
             groups); ttl, tos, id, ip_proto, fragbits, fragoffset, sameip, seq, ack, window, \
-            itype, icode, icmp_id, icmp_seq; tag (checked; changes no alert); flow; flags; \
+            itype, icode, icmp_id, icmp_seq; base64_decode and base64_data; asn1; \
+            ftpbounce; tag (checked; changes no alert); flow; flags; \
             dsize; urilen; isdataat; threshold; detection_filter; msg, sid, rev, gid, \
             priority, classtype, reference. pass rules silence their packet, log rules raise \
             no alert, drop and sdrop rules are not loaded (inline only), as Snort in IDS \

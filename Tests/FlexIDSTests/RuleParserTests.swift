@@ -75,9 +75,9 @@ import Testing
         func reason(_ text: String) -> RuleError? {
             do { _ = try parse(text); return nil } catch { return error }
         }
-        #expect(reason(#"alert tcp any any -> any any (content:"a"; asn1:oversize_length 100; sid:1;)"#) == .unsupported("asn1"))
+        #expect(reason(#"alert tcp any any -> any any (content:"a"; ssl_state:client_hello; sid:1;)"#) == .unsupported("ssl_state (needs the SSL preprocessor)"))
         #expect(reason(#"alert tcp any any -> any any (pcre:"/a/Q"; sid:1;)"#) == .unsupported("pcre flag Q"))
-        #expect(reason(#"alert tcp any any -> any any (ssl_version:tls1.0; sid:1;)"#) == .unsupported("ssl_version"))
+        #expect(reason(#"alert tcp any any -> any any (ssl_version:tls1.0; sid:1;)"#) == .unsupported("ssl_version (needs the SSL preprocessor)"))
         #expect(reason(#"alert tcp $NOPE any -> any any (sid:1;)"#) == .undefinedVariable("NOPE"))
         if case .badPattern = reason(#"alert tcp any any -> any any (pcre:"/a(b/"; sid:1;)"#) {} else { Issue.record("PCRE2 should reject /a(b/") }
         for broken in [
@@ -99,6 +99,19 @@ import Testing
             #"alert tcp any any -> any any (content:"a"; within:9223372036854775807; sid:1;)"#,
             #"alert tcp any any -> any any (content:"a"; offset:-70000; sid:1;)"#,
             #"alert tcp any any -> any any (threshold:type limit, track by_src, count 1, seconds 99999999999; sid:1;)"#,
+            #"alert tcp any any -> any any (base64_data; content:"a"; sid:1;)"#,  // no base64_decode before it
+            #"alert tcp any any -> any any (base64_decode; base64_decode:relative; sid:1;)"#,  // twice
+            #"alert tcp any any -> any any (base64_decode:bytes 0; sid:1;)"#,
+            #"alert tcp any any -> any any (base64_decode:offset -1; sid:1;)"#,
+            #"alert tcp any any -> any any (base64_decode:size 4; sid:1;)"#,
+            #"alert tcp any any -> any any (base64_decode; base64_data:x; sid:1;)"#,
+            #"alert tcp any any -> any any (base64_decode; base64_data; content:"abc"; fast_pattern; sid:1;)"#,
+            #"alert tcp any any -> any any (asn1:; sid:1;)"#,
+            #"alert tcp any any -> any any (asn1:oversize_length; sid:1;)"#,
+            #"alert tcp any any -> any any (asn1:oversize_length -5; sid:1;)"#,
+            #"alert tcp any any -> any any (asn1:bitstring_overflow, relative_offset x; sid:1;)"#,
+            #"alert tcp any any -> any any (asn1:integer_overflow; sid:1;)"#,
+            #"alert tcp any any -> any any (content:"PORT"; ftpbounce:yes; sid:1;)"#,
         ] {
             guard case .malformed = reason(broken) else {
                 Issue.record("\(broken) should be malformed, got \(String(describing: reason(broken)))")
@@ -116,20 +129,21 @@ import Testing
             # alert tcp any any -> any any (sid:99;)
             alert tcp any any -> any 80 (msg:"continued"; \\
                 content:"POST"; sid:2;)
-            alert tcp any any -> any 80 (content:"x"; ftpbounce; sid:3;)
-            alert tcp any any -> any 80 (content:"y"; ftpbounce; sid:4;)
+            alert tcp any any -> any 80 (content:"x"; ssl_state:client_hello; sid:3;)
+            alert tcp any any -> any 80 (content:"y"; ssl_state:server_hello; sid:4;)
             garbage line
             """, file: "local.rules", variables: vars)
         #expect(set.rules.map(\.sid) == [1, 2])
         #expect(set.rules[1].location.line == 5)
         #expect(set.skipped.map(\.location.description) == ["local.rules:7", "local.rules:8", "local.rules:9"])
-        #expect(set.skipSummary.first?.reason == "unsupported option ftpbounce" && set.skipSummary.first?.count == 2)
+        #expect(set.skipSummary.first?.reason == "unsupported option ssl_state (needs the SSL preprocessor)" && set.skipSummary.first?.count == 2)
     }
 
     static let etOpen = "../shared/data/rules"
 
-    /// The ET Open sample (20,000 rules; `flexids rules` prints the load time): the
-    /// rules this tool models load, and every skip names a reason. Runs where the workplace's shared data sits beside the
+    /// The ET Open sample (20,196 rules; `flexids rules` prints the load time): at least
+    /// 98 % load, none is malformed, and only rules that need a preprocessor this tool
+    /// does not have are skipped. Runs where the workplace's shared data sits beside the
     /// checkout (skipped, and reported as skipped, elsewhere).
     @Test(.enabled(if: FileManager.default.fileExists(atPath: "\(etOpen)/et-open-bsd.rules"), "needs ../shared/data/rules"))
     func etOpenSampleLoads() throws {
@@ -137,8 +151,8 @@ import Testing
         let v = try RuleVariables.load(path: "\(dir)/snort-vars.conf")
         let set = try RuleSet.load(paths: ["\(dir)/et-open-bsd.rules"], variables: v)
         #expect(set.rules.count + set.skipped.count > 20_000)
-        #expect(set.rules.count > 15_000, "\(set.skipSummary.prefix(5))")
-        #expect(!set.skipSummary.contains { $0.reason == "malformed" && $0.count > 100 }, "\(set.skipSummary.prefix(8))")
+        #expect(set.rules.count * 100 >= (set.rules.count + set.skipped.count) * 98, "\(set.skipSummary.prefix(5))")
+        #expect(set.skipSummary.allSatisfy { $0.reason.hasSuffix("preprocessor)") }, "\(set.skipSummary.prefix(8))")
     }
 }
 

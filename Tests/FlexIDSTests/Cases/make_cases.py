@@ -439,6 +439,74 @@ case("http-pipelined-requests",
      [[1, 198], [1, 199], [2, 200], [2, 201]])
 
 
+# base64_decode / base64_data ---------------------------------------------------------
+NTLM = b"TlRMTVNTUAABAAAAB4IIogAAAAAAAAAAAAAAAAAAAAAGAbEdAAAADw=="  # NTLMSSP negotiate
+
+
+def http_get(headers):
+    return tcp(b"GET / HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n")
+
+
+case("base64_decode-and-base64_data",
+     "base64_decode[:bytes N, offset N, relative] decodes base64 from the payload or (relative) from where "
+     "the last match ended, plus offset; bytes limits how many encoded bytes are decoded; the data is unfolded "
+     "first (a line folded with CRLF and whitespace goes on; the header's end ends it). base64_data puts the "
+     "cursor at the start of the decoded buffer for the options after it, and fails if nothing was decoded. "
+     "The manual's examples are rules 200, 201 and 204.",
+     [http_get(b"Authorization: NTLM " + NTLM + b"\r\n"),
+      http_get(b"Authorization: NTLM " + NTLM[:8] + b"\r\n " + NTLM[8:] + b"\r\n"),
+      http_get(b"Authorization: NTLM " + NTLM[:8] + b"\r\n" + NTLM[8:] + b": x\r\n"),
+      udp(b"eHggZm9vIGJhcg=="),  # "xx foo bar"
+      udp(b"!!!! ????"),
+      udp(b"X-Data: =AAA end"),
+      udp(b"X-Data: QUFB end")],
+     ['alert tcp any any -> any any (msg:"Authorization NTLM"; content:"Authorization:"; http_header; '
+      'base64_decode:bytes 12, offset 6, relative; base64_data; content:"NTLMSSP"; within:8; sid:200;)',
+      'alert tcp any any -> any any (msg:"Authorization NTLM"; content:"Authorization: NTLM"; '
+      'base64_decode:relative; base64_data; content:"NTLMSSP"; sid:201;)',
+      'alert tcp any any -> any any (msg:"decoded up to the header end"; content:"NTLM"; base64_decode:relative; '
+      'base64_data; content:"NTLMSS"; depth:6; sid:202;)',
+      'alert udp any any -> any any (msg:"undecodable"; content:"X-Data: "; base64_decode:relative; content:"end"; sid:203;)',
+      'alert udp any any -> any any (msg:"Base64 Encoded Data"; base64_decode; base64_data; content:"foo bar"; within:20; sid:204;)'],
+     [[1, 200], [1, 201], [1, 202], [2, 200], [2, 201], [2, 202], [3, 202], [4, 204], [7, 203]])
+
+# asn1 ----------------------------------------------------------------------------------
+REAL_DECIMAL = b"\x09\x82\x01\x2c\x03" + b"1" * 299  # REAL, 300 bytes, ISO 6093 (decimal) form
+REAL_BINARY = b"\x09\x82\x01\x2c\x80" + b"\x01" * 299
+case("asn1-encodings",
+     "asn1 decodes the BER data at absolute_offset (from the payload's start) or relative_offset (from the "
+     "last match) and matches if any element has an encoding it names: bitstring_overflow, a BIT STRING whose "
+     "unused-bits count exceeds its bits; double_overflow, a REAL in ASCII (decimal) form longer than 256 "
+     "bytes; oversize_length N, an element's length greater than N. Constructed elements (SEQUENCE, also "
+     "of indefinite length) are decoded into. The manual's examples are rules 212 and 213.",
+     [udp(b"\x30\x07\x02\x01\x01\x03\x02\x20\xff", dport=161),  # 32 unused bits of 8
+      udp(b"\x30\x07\x02\x01\x01\x03\x02\x07\x80", dport=161),  # 7 unused of 8: fine
+      udp(REAL_DECIMAL, dport=161),
+      udp(REAL_BINARY, dport=161),
+      udp(b"\x04\x82\x03\xe8" + b"A" * 10, dport=161),  # OCTET STRING of 1000 bytes, 10 sent
+      tcp(b"foo\x03\x02\x20\xff", dport=80),
+      tcp(b"foo\x03\x02\x07\x80", dport=80),
+      udp(b"\x30\x80\x03\x02\x20\xff\x00\x00", dport=161)],  # indefinite-length SEQUENCE
+     ['alert udp any any -> any 161 (msg:"bitstring"; asn1:bitstring_overflow, absolute_offset 0; sid:210;)',
+      'alert udp any any -> any 161 (msg:"double"; asn1:double_overflow, absolute_offset 0; sid:211;)',
+      'alert udp any any -> any 161 (msg:"Oversize SNMP Length"; asn1:oversize_length 500, absolute_offset 0; sid:212;)',
+      'alert tcp any any -> any 80 (msg:"ASN1 Relative Foo"; content:"foo"; asn1:bitstring_overflow, relative_offset 0; sid:213;)'],
+     [[1, 210], [3, 211], [5, 212], [6, 213], [8, 210]])
+
+# ftpbounce -----------------------------------------------------------------------------
+case("ftpbounce-port-to-another-host",
+     "ftpbounce detects FTP bounce attacks: a PORT command (argument h1,h2,h3,h4,p1,p2 after the match) "
+     "that names an address other than the client's own. The manual's example rule, without its flow option.",
+     [tcp(b"PORT 10,0,0,1,4,1\r\n", dport=21),
+      tcp(b"PORT 192,168,1,5,0,21\r\n", dport=21),
+      tcp(b"port 192,168,1,5,0,21\r\n", dport=21),
+      tcp(b"PORT 192,168,1\r\n", dport=21),
+      tcp(b"PORT 300,1,1,1,0,21\r\n", dport=21)],
+     ['alert tcp any any -> any 21 (msg:"FTP PORT bounce attempt"; content:"PORT"; nocase; ftpbounce; '
+      'pcre:"/^PORT/smi"; classtype:misc-attack; sid:220;)'],
+     [[2, 220], [3, 220]])
+
+
 # Snort 3 rule syntax --------------------------------------------------------------------------
 REQUEST = b"GET /evil.php HTTP/1.1\r\nHost: x\r\nUser-Agent: evil-agent\r\n\r\n"
 case("snort3-sticky-buffers-and-service-rules",

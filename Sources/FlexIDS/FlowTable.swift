@@ -17,6 +17,9 @@ public struct FlowVerdict: @unchecked Sendable {
     /// This packet started the flow, or a new session on its 5-tuple: per-flow state
     /// kept elsewhere starts over.
     public var startsSession = false
+    /// TCP: the bytes each side has sent, by sequence numbers (`stream_size`), this
+    /// packet included.
+    public var streamBytes: (client: UInt32, server: UInt32)? = nil
 }
 
 /// Per-instance TCP and UDP flow state, as far as `flow:` needs it; open addressing with
@@ -41,6 +44,23 @@ public struct FlowTable: ~Copyable {
         var proto: UInt8 = 0        // 0: empty slot
         var isIPv6 = false          // an IPv4-mapped IPv6 address is not the IPv4 host
         var state: State = []
+        var client = Sequence()     // TCP: each side's first and next sequence numbers
+        var server = Sequence()
+    }
+    /// One TCP side's sequence space as stream5 tracks it for `stream_size`: the first
+    /// number seen from it and the next it will send (only ever moved forward).
+    struct Sequence {
+        var initial: UInt32 = 0
+        var next: UInt32 = 0
+        var seen = false
+
+        mutating func advance(_ seq: UInt32, to end: UInt32) {
+            if !seen { (initial, next, seen) = (seq, end, true) } else if Int32(bitPattern: end &- next) > 0 { next = end }
+        }
+
+        /// Next less initial, as stream5 computes it (a wrapped pair is subtracted the
+        /// other way round).
+        var bytes: UInt32 { next > initial ? next - initial : initial - next }
     }
     struct State: OptionSet {
         let rawValue: UInt8
@@ -85,8 +105,9 @@ public struct FlowTable: ~Copyable {
     func bits(_ slot: Int) -> UnsafeMutablePointer<UInt64>? { flowbitWords > 0 ? flowbits + slot * flowbitWords : nil }
 
     /// Updates the flow of `frame` and says how the packet relates to it.
-    /// `senderIsServer` guesses the roles of a flow seen first mid-stream.
-    mutating func update(_ frame: ParsedFrame, _ endpoints: PacketAddresses, senderIsServer: Bool) -> FlowVerdict {
+    /// `senderIsServer` guesses the roles of a flow seen first mid-stream; `sequence` is
+    /// a TCP segment's sequence number.
+    mutating func update(_ frame: ParsedFrame, _ endpoints: PacketAddresses, sequence: UInt32 = 0, senderIsServer: Bool) -> FlowVerdict {
         let isTCP = frame.layers.contains(.tcp)
         guard isTCP || frame.layers.contains(.udp) else { return FlowVerdict(toServer: true, established: false, tracked: false) }
         let sa = endpoints.source, da = endpoints.destination
@@ -101,6 +122,15 @@ public struct FlowTable: ~Copyable {
         h ^= h >> 29
         var i = Int(truncatingIfNeeded: h) & mask
         let syn = frame.tcpFlags & 0x02 != 0, ack = frame.tcpFlags & 0x10 != 0
+        let end = sequence &+ UInt32(frame.payloadLength) &+ (syn ? 1 : 0) &+ (frame.tcpFlags & 0x01 != 0 ? 1 : 0)
+        /// The segment's sequence numbers go to its sender's side.
+        func sequenced(_ e: UnsafeMutablePointer<Entry>, fromClient: Bool, _ v: FlowVerdict) -> FlowVerdict {
+            guard isTCP else { return v }
+            if fromClient { e.pointee.client.advance(sequence, to: end) } else { e.pointee.server.advance(sequence, to: end) }
+            var v = v
+            v.streamBytes = (e.pointee.client.bytes, e.pointee.server.bytes)
+            return v
+        }
         while true {
             let e = slots + i
             if e.pointee.proto == 0 {
@@ -117,8 +147,9 @@ public struct FlowTable: ~Copyable {
                 }
                 e.pointee = Entry(low: low, high: high, ports: ports, proto: frame.ipProtocol, isIPv6: isIPv6, state: state)
                 count &+= 1
-                return FlowVerdict(toServer: senderIsClient, established: state.contains(.established), tracked: true, flowbits: bits(i),
-                                   slot: Int32(i), startsSession: true)
+                return sequenced(e, fromClient: senderIsClient,
+                                 FlowVerdict(toServer: senderIsClient, established: state.contains(.established), tracked: true,
+                                             flowbits: bits(i), slot: Int32(i), startsSession: true))
             }
             if e.pointee.low == low && e.pointee.high == high && e.pointee.ports == ports && e.pointee.isIPv6 == isIPv6 && e.pointee.proto == frame.ipProtocol {
                 var state = e.pointee.state
@@ -127,15 +158,18 @@ public struct FlowTable: ~Copyable {
                     // as the client.
                     state = senderIsLow ? [.lowSent, .clientIsLow] : [.highSent]
                     e.pointee.state = state
+                    (e.pointee.client, e.pointee.server) = (Sequence(), Sequence())
                     bits(i)?.update(repeating: 0, count: flowbitWords)
-                    return FlowVerdict(toServer: true, established: false, tracked: true, flowbits: bits(i), slot: Int32(i), startsSession: true)
+                    return sequenced(e, fromClient: true,
+                                     FlowVerdict(toServer: true, established: false, tracked: true, flowbits: bits(i), slot: Int32(i), startsSession: true))
                 }
                 if isTCP && frame.tcpFlags & 0x04 != 0 {
                     // RST: the session is over; what follows is not established.
                     state.subtract([.established, .synAckSeen])
                     e.pointee.state = state
-                    return FlowVerdict(toServer: state.contains(.clientIsLow) == senderIsLow, established: false, tracked: true,
-                                       flowbits: bits(i), slot: Int32(i))
+                    let toServer = state.contains(.clientIsLow) == senderIsLow
+                    return sequenced(e, fromClient: toServer,
+                                     FlowVerdict(toServer: toServer, established: false, tracked: true, flowbits: bits(i), slot: Int32(i)))
                 }
                 let toServer = state.contains(.clientIsLow) == senderIsLow
                 state.insert(senderIsLow ? .lowSent : .highSent)
@@ -146,7 +180,9 @@ public struct FlowTable: ~Copyable {
                     state.insert(.established)
                 }
                 e.pointee.state = state
-                return FlowVerdict(toServer: toServer, established: state.contains(.established), tracked: true, flowbits: bits(i), slot: Int32(i))
+                return sequenced(e, fromClient: toServer,
+                                 FlowVerdict(toServer: toServer, established: state.contains(.established), tracked: true,
+                                             flowbits: bits(i), slot: Int32(i)))
             }
             i = (i &+ 1) & mask
         }

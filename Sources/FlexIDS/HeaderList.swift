@@ -38,7 +38,7 @@ enum HeaderList {
         var included: [T] = [], excluded: [T] = []
         var any = false
         for leaf in try flatten(text, variables: variables) {
-            if leaf.text == "any" {
+            if leaf.text.count == 3 && leaf.text.lowercased() == "any" {  // any case, as Snort
                 guard !leaf.negated else { throw .malformed("!any matches nothing") }
                 any = true
                 continue

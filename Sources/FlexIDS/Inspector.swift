@@ -263,7 +263,8 @@ public final class Inspector {
                 : parsed.sourcePort < 1024 && parsed.destinationPort >= 1024
         }
         let endpoints = PacketAddresses(parsed, UnsafeRawPointer(frame.baseAddress!))
-        let flow = stream ?? flows.update(parsed, endpoints, senderIsServer: senderIsServer)
+        let sequence = isTCP ? UnsafeRawPointer(frame.baseAddress!).loadBE32(at: Int(parsed.l4Offset) + 4) : 0
+        let flow = stream ?? flows.update(parsed, endpoints, sequence: sequence, senderIsServer: senderIsServer)
         // ICMP rules look past the 8-byte ICMP (or ICMPv6) header, as Snort's do.
         let skip = parsed.isICMP && !parsed.layers.contains(.fragment) ? 8 : 0
         let payloadStart = min(Int(parsed.payloadOffset) + skip, frame.count)

@@ -134,6 +134,23 @@ struct PacketContext {
             guard frame.layers.contains(.ipv4), f.matches(UInt8(truncatingIfNeeded: bytes.loadBE16(at: Int(frame.l3Offset) + 6) >> 13)) else { return false }
         }
         if rule.pointee.sameIP && endpoints.source != endpoints.destination { return false }
+        if let o = rule.pointee.ipOption {
+            guard frame.layers.contains(.ipv4) else { return false }
+            let l3 = Int(frame.l3Offset), headerLength = Int(bytes.load(fromByteOffset: l3, as: UInt8.self) & 0x0F) * 4
+            let length = min(headerLength, Int(frame.frameLength) - l3) - 20
+            guard o.matches(UnsafeRawBufferPointer(start: bytes + l3 + 20, count: max(0, length))) else { return false }
+        }
+        if let t = rule.pointee.streamSize {
+            // TCP sessions the flow table tracks only, as stream5's.
+            guard let (client, server) = flow.streamBytes else { return false }
+            let holds = switch t.side {
+            case .client: t.test.matches(UInt64(client))
+            case .server: t.test.matches(UInt64(server))
+            case .both: t.test.matches(UInt64(client)) && t.test.matches(UInt64(server))
+            case .either: t.test.matches(UInt64(client)) || t.test.matches(UInt64(server))
+            }
+            guard holds else { return false }
+        }
         guard endpointsMatch(rule) else { return false }
         if let u = rule.pointee.uriLength {
             guard let r = bytes(rule.pointee.uriLengthNormalized ? .httpURI : .httpRawURI), u.matches(r.count) else { return false }
@@ -271,6 +288,12 @@ struct PacketContext {
             let target = origin + distance + value(j.postOffset)
             guard target >= 0, target <= r.count else { return false }
             return evaluate(options, index + 1, cursor: Cursor(buffer: buffer, position: target))
+        case .byteMath(let m):
+            // The cursor stays where it was.
+            guard let (n, _, _) = read(m.read, cursor),
+                  let result = m.apply(UInt32(truncatingIfNeeded: n), UInt32(truncatingIfNeeded: value(m.rvalue))) else { return false }
+            variables[m.slot] = Int(result)
+            return evaluate(options, index + 1, cursor: cursor)
         case .byteExtract(let e):
             // It moves the cursor past the bytes it read, as Snort's does.
             guard let (n, end, buffer) = read(e.read, cursor) else { return false }
@@ -347,7 +370,9 @@ struct PacketContext {
         let p = UnsafeRawBufferPointer(rebasing: data[at..<(at + r.count)])
         var n: UInt64 = 0
         var used = r.count
-        if let base = r.base {
+        if r.count == 0 {
+            // byte_jump reading nothing moves the cursor by its offset alone (as Snort's).
+        } else if let base = r.base {
             guard let (v, consumed) = Self.parseText(p, base: base) else { return nil }
             (n, used) = (v, consumed)
         } else {

@@ -124,20 +124,20 @@ extension RuleParser {
             default: throw .malformed("byte_jump: unknown argument \(argument)")
             }
         }
-        if jump.read.count == 0 && jump.from != .end { throw .malformed("byte_jump reads 0 bytes only with from_end") }
         return jump
     }
 
-    /// `byte_extract:bytes,offset,name[,...]`; defines `name` for the options after it.
+    /// `byte_extract:bytes,offset,name[,...]`; defines `name` for the options after it
+    /// (a name defined again is the same variable, given a new value, as in Snort).
     static func byteExtract(_ v: Substring, variables: inout [String]) throws(RuleError) -> ByteExtract {
         let a = arguments(v)
         guard a.count >= 3 else { throw .malformed("byte_extract needs bytes, offset and a name") }
         let name = String(a[2])
         guard isVariableName(a[2]) else { throw .malformed("byte_extract: \(name) is not a variable name") }
-        guard !variables.contains(name) else { throw .malformed("byte_extract: \(name) is defined twice") }
-        guard variables.count < maximumVariables else { throw .malformed("byte_extract: at most \(maximumVariables) variables per rule") }
+        let slot = variables.firstIndex(of: name) ?? variables.count
+        guard slot < maximumVariables else { throw .malformed("byte_extract: at most \(maximumVariables) variables per rule") }
         let (read, others) = try byteRead(count: a[0], offset: a[1], rest: a[3...], variables: variables, option: "byte_extract")
-        var extract = ByteExtract(read: read, slot: variables.count)
+        var extract = ByteExtract(read: read, slot: slot)
         if extract.read.base == 0 { extract.read.base = 10 }  // byte_extract's string is decimal by default
         for argument in others {
             let words = argument.split(whereSeparator: { $0 == " " || $0 == "\t" })
@@ -151,8 +151,67 @@ extension RuleParser {
             default: throw .malformed("byte_extract: unknown argument \(argument)")
             }
         }
-        variables.append(name)
+        if slot == variables.count { variables.append(name) }
         return extract
+    }
+
+    /// `byte_math:` keyword arguments in any order: `bytes`, `offset`, `oper`, `rvalue`,
+    /// `result` (all needed), `relative`, `endian big|little`, `string hex|dec|oct`,
+    /// `bitmask`. `result` names a variable later options use, as byte_extract's.
+    static func byteMath(_ v: Substring, variables: inout [String]) throws(RuleError) -> ByteMath {
+        var named: [Substring: Substring] = [:]
+        var relative = false
+        for argument in arguments(v) {
+            let words = argument.split(maxSplits: 1, whereSeparator: { $0 == " " || $0 == "\t" })
+            guard let key = words.first else { continue }
+            if key == "relative" && words.count == 1 { relative = true; continue }
+            if key == "dce" { throw .unsupported("byte_math:dce (needs the DCE/RPC preprocessor)") }
+            guard words.count == 2, named[key] == nil,
+                  ["bytes", "offset", "oper", "rvalue", "result", "endian", "string", "bitmask"].contains(key) else {
+                throw .malformed("byte_math: bad argument \(argument)")
+            }
+            named[key] = words[1].trimmingWhitespace
+        }
+        guard let bytes = named["bytes"], let offset = named["offset"], let oper = named["oper"], let rvalue = named["rvalue"],
+              let result = named["result"] else { throw .malformed("byte_math needs bytes, offset, oper, rvalue and result") }
+        guard let op = ByteMath.Operator(rawValue: String(oper)) else { throw .malformed("byte_math: unknown operator \(oper)") }
+        var rest: [Substring] = relative ? ["relative"] : []
+        if let e = named["endian"] {
+            guard e == "big" || e == "little" else { throw .malformed("byte_math: endian big or little, not \(e)") }
+            rest.append(e)
+        }
+        if let base = named["string"] {
+            guard ["hex", "dec", "oct"].contains(base) else { throw .malformed("byte_math: string hex, dec or oct, not \(base)") }
+            rest += ["string", base]
+        }
+        if let mask = named["bitmask"] { rest.append("bitmask \(mask)") }
+        let (read, _) = try byteRead(count: bytes, offset: offset, rest: rest[...], variables: variables, option: "byte_math")
+        let r: RuleNumber
+        if isVariableName(rvalue) {
+            r = try ruleNumber(rvalue, in: 0...0, variables: variables, option: "byte_math rvalue")
+        } else {
+            guard let n = cInteger(rvalue), (0...Int(UInt32.max)).contains(n) else { throw .malformed("byte_math: rvalue \(rvalue) is not a 32-bit number") }
+            guard !(n == 0 && op == .divide) else { throw .malformed("byte_math: division by 0") }
+            r = .constant(n)
+        }
+        guard isVariableName(result) else { throw .malformed("byte_math: \(result) is not a variable name") }
+        let slot = variables.firstIndex(of: String(result)) ?? variables.count
+        guard slot < maximumVariables else { throw .malformed("byte_math: at most \(maximumVariables) variables per rule") }
+        if slot == variables.count { variables.append(String(result)) }
+        return ByteMath(read: read, op: op, rvalue: r, slot: slot)
+    }
+
+    /// `stream_size:client|server|both|either,=|!=|<|>|<=|>=,N`.
+    static func streamSize(_ v: Substring) throws(RuleError) -> StreamSizeTest {
+        let a = arguments(v)
+        guard a.count == 3, let side = StreamSizeTest.Side(rawValue: a[0].lowercased()) else {
+            throw .malformed("stream_size needs client|server|both|either, an operator and a size, not \(v)")
+        }
+        let comparisons: [Substring: NumberTest.Comparison] = ["=": .equal, "!=": .notEqual, "<": .less, ">": .greater,
+                                                               "<=": .lessOrEqual, ">=": .greaterOrEqual]
+        guard let comparison = comparisons[a[1]] else { throw .malformed("stream_size: unknown operator \(a[1])") }
+        guard let n = cInteger(a[2]), (0...Int(UInt32.max)).contains(n) else { throw .malformed("stream_size: \(a[2]) is not a 32-bit size") }
+        return StreamSizeTest(side: side, test: NumberTest(comparison: comparison, low: UInt64(n)))
     }
 
     /// `flowbits:operation[,bits][,group]`; bits joined by `&` (all) or `|` (any), or

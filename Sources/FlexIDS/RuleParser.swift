@@ -44,6 +44,16 @@ public enum RuleParser {
             if rule.flow.direction == .toClient { rule.sourcePorts = ports } else { rule.destinationPorts = ports }
         }
         guard rule.sid > 0 else { throw .malformed("no sid") }
+        // Snort's fast-pattern matcher never looks in the base64 buffer: a fast_pattern
+        // content after base64_data is looked for in the packet, and one marked `only`
+        // is matched nowhere else (Talos writes `content:"POST /x"; fast_pattern:only;`
+        // there), so it is a content of the packet.
+        for i in rule.detection.indices {
+            if case .content(var c) = rule.detection[i], c.buffer == .base64Decoded, c.fastPattern == .only {
+                c.buffer = .raw
+                rule.detection[i] = .content(c)
+            }
+        }
         return rule
     }
 
@@ -75,6 +85,12 @@ public enum RuleParser {
         "http_header": .httpHeader, "http_raw_header": .httpHeader,
         "http_cookie": .httpCookie, "http_raw_cookie": .httpCookie, "http_client_body": .httpClientBody,
         "http_stat_code": .httpStatCode, "http_stat_msg": .httpStatMessage,
+    ]
+
+    /// Option families that read what a Snort preprocessor this tool does not have
+    /// decodes (the skip says which).
+    static let preprocessorOptions: [(prefix: String, preprocessor: String)] = [
+        ("ssl_", "SSL"), ("dce_", "DCE/RPC 2"), ("sip_", "SIP"), ("modbus_", "Modbus"), ("dnp3_", "DNP3"), ("gtp_", "GTP"),
     ]
 
     /// Snort 3 options that only label a rule.
@@ -170,11 +186,23 @@ public enum RuleParser {
         case "ftpbounce":
             guard value.isEmpty else { throw .malformed("ftpbounce takes no arguments") }
             rule.detection.append(.ftpBounce)
-        case "ssl_version", "ssl_state": throw .unsupported("\(name) (needs the SSL preprocessor)")
         case "isdataat": rule.detection.append(try dataAt(value, variables: rule.variableNames))
         case "byte_test": rule.detection.append(.byteTest(try byteTest(value, variables: rule.variableNames)))
         case "byte_jump": rule.detection.append(.byteJump(try byteJump(value, variables: rule.variableNames)))
         case "byte_extract": rule.detection.append(.byteExtract(try byteExtract(value, variables: &rule.variableNames)))
+        case "byte_math": rule.detection.append(.byteMath(try byteMath(value, variables: &rule.variableNames)))
+        case "ipopts":
+            guard rule.ipOption == nil else { throw .malformed("at most one ipopts per rule") }
+            let name = value.lowercased()
+            guard let test = name == "any" ? IPOptionTest.any : IPOptionTest.codes[name].map(IPOptionTest.code) else {
+                throw .malformed("ipopts: unknown option \(value)")
+            }
+            rule.ipOption = test
+        case "stream_size": rule.streamSize = try streamSize(value)
+        case "replace":
+            // Inline mode only: in IDS mode Snort reads the rule and replaces nothing.
+            _ = try unquote(value)
+            try modifyLastContent { _ in }
         case "flowbits":
             if value == "noalert" { rule.noAlert = true } else { rule.flowbits.append(try flowbits(value)) }
         case "detection_filter":
@@ -203,14 +231,13 @@ public enum RuleParser {
         case "distance": let n = try variable(else: position); try modifyLastContent { $0.distance = n }
         case "within": let n = try variable(else: length); try modifyLastContent { $0.within = n }
         case "fast_pattern":
-            try modifyLastContent { (c) throws(RuleError) in
-                // Snort's manual: fast pattern matches are not allowed in the base64 buffer.
-                guard c.buffer != .base64Decoded else { throw .malformed("fast_pattern on a base64_data content") }
-                c.fastPattern = value == "only" ? .only : .chosen
-            }
+            try modifyLastContent { $0.fastPattern = value == "only" ? .only : .chosen }
         case "pcre": rule.detection.append(.pcre(try pcre(value, defaultBuffer: sticky)))
         case "flow": rule.flow = try flow(value)
         default:
+            if let (_, preprocessor) = preprocessorOptions.first(where: { name.hasPrefix($0.prefix) }) {
+                throw .unsupported("\(name) (needs the \(preprocessor) preprocessor)")
+            }
             guard informational.contains(name) || syntax == .snort3 && informationalSnort3.contains(name) else { throw .unsupported(String(name)) }
         }
     }

@@ -43,6 +43,10 @@ public struct SnortRule: Sendable {
     public var fragmentBits: FlagsTest?
     /// `sameip`: source and destination addresses are equal.
     public var sameIP = false
+    /// `ipopts:`: the IPv4 header carries this option (or any).
+    public var ipOption: IPOptionTest?
+    /// `stream_size:`: the bytes the TCP session's sides have sent, by sequence numbers.
+    public var streamSize: StreamSizeTest?
     /// `flowbits:` operations in rule order: checks hold before detection; changes
     /// apply when the whole rule matched.
     public var flowbits: [Flowbits] = []
@@ -99,6 +103,9 @@ public enum DetectionOption: Sendable {
     /// `byte_extract`: a number read from the buffer goes into a variable that later
     /// options use as an offset, depth, distance, within or value.
     case byteExtract(ByteExtract)
+    /// `byte_math`: a number read from the buffer, combined with a value, goes into a
+    /// variable (the cursor stays).
+    case byteMath(ByteMath)
     /// `file_data`: later contents and pcres without a buffer of their own look at the
     /// HTTP body, starting at its first byte.
     case fileData
@@ -277,6 +284,72 @@ public struct ByteExtract: Sendable, Equatable {
     public var multiplier = 1
     /// Round the value up to a multiple of this (2 or 4); 0: no rounding.
     public var align = 0
+}
+
+/// `byte_math:bytes N, offset N, oper OP, rvalue V, result NAME[, relative][, endian big|little][, string hex|dec|oct][, bitmask M]`.
+public struct ByteMath: Sendable, Equatable {
+    public enum Operator: String, Sendable { case add = "+", subtract = "-", multiply = "*", divide = "/", shiftLeft = "<<", shiftRight = ">>" }
+    public var read: ByteRead
+    public var op: Operator
+    public var rvalue: RuleNumber
+    /// The result's variable slot (`SnortRule.variableNames`).
+    public var slot: Int
+
+    /// `value op rvalue` in 32 bits, as Snort's: nil (no match) when an addition or
+    /// multiplication overflows, a subtraction goes below 0 or a division is by 0.
+    public func apply(_ value: UInt32, _ r: UInt32) -> UInt32? {
+        switch op {
+        case .add: let (v, o) = value.addingReportingOverflow(r); return o ? nil : v
+        case .subtract: return value < r ? nil : value - r
+        case .multiply: let (v, o) = value.multipliedReportingOverflow(by: r); return o ? nil : v
+        case .divide: return r == 0 ? nil : value / r
+        case .shiftLeft: return r >= 32 ? 0 : value << r
+        case .shiftRight: return r >= 32 ? 0 : value >> r
+        }
+    }
+}
+
+/// `ipopts:rr|eol|nop|ts|sec|esec|lsrr|lsrre|ssrr|satid|any`.
+public enum IPOptionTest: Sendable, Equatable {
+    case any
+    case code(UInt8)
+
+    /// Option names and their codes.
+    public static let codes: [String: UInt8] = [
+        "eol": 0x00, "nop": 0x01, "rr": 0x07, "ts": 0x44, "sec": 0x82, "lsrr": 0x83, "lsrre": 0x84, "esec": 0x85,
+        "satid": 0x88, "ssrr": 0x89,
+    ]
+
+    /// Whether IPv4 header options `options` hold the option, read as Snort's decoder
+    /// reads them: NOP and EOL are one byte, others have a length of at least 2 within
+    /// the header; an option after an EOL is not counted (so `eol` itself never is), and
+    /// a malformed or cut option makes the header count none.
+    public func matches(_ options: UnsafeRawBufferPointer) -> Bool {
+        var i = 0, found = false, count = 0, ended = false
+        while i < options.count && count < 40 {
+            let code = options[i]
+            var length = 1
+            if code > 0x01 {
+                guard i + 1 < options.count, options[i + 1] >= 2, i + Int(options[i + 1]) <= options.count else { return false }
+                length = Int(options[i + 1])
+            }
+            if code == 0x00 { ended = true }
+            if !ended {
+                count += 1
+                if self == .any || self == .code(code) { found = true }
+            }
+            i += length
+        }
+        return found
+    }
+}
+
+/// `stream_size:client|server|both|either,OP,N`: the bytes a TCP session's client,
+/// server, both or either have sent (next sequence number less the initial one).
+public struct StreamSizeTest: Sendable, Equatable {
+    public enum Side: String, Sendable { case client, server, both, either }
+    public var side: Side
+    public var test: NumberTest
 }
 
 /// A test of one numeric header field.

@@ -1,5 +1,7 @@
+import CFlexSys
 import ArgumentParser
 import FlexCLI
+import FlexIO
 import FlexWire
 import Foundation
 
@@ -63,6 +65,13 @@ struct KVSBench: ParsableCommand {
         """)) var io: PacketIO = .socket
     @OptionGroup var dpdk: DPDKOptions
     @Option(help: "The client's IPv4 address on the DPDK link.") var clientAddress = "198.18.0.1"
+    @Flag(help: ArgumentHelp("With --io dpdk: find the server's maximum loss-free rate (MLFFR) instead of driving a closed or open loop.", discussion: """
+        Request frames are built once and replayed in paced bursts, replies only counted, so the one client \
+        thread can offer more than a server core can take; rates are bisected between 0 and the client's own \
+        maximum, each trial lasting --duration seconds. Also prints the server core's cycles per request at \
+        that rate (TSC cycles per second / MLFFR: a busy-polling server spends its whole core).
+        """)) var mlffr = false
+    @Option(help: "With --mlffr: the fraction of a trial's requests that may go unanswered.") var loss = 0.0001
     @OptionGroup var options: LoadOptions
 
     func run() throws {
@@ -88,12 +97,49 @@ struct KVSBench: ParsableCommand {
                 try l.preload()
             }
         }
+        if mlffr {
+            guard let link = l.link else { throw ValidationError("--mlffr needs --io dpdk") }
+            try searchMaximumLossFreeRate(link, format: f, workload: w)
+            return
+        }
         print("kvs: \(f.rawValue) \(server), \(options.connections) sockets x \(options.rate > 0 ? "open loop \(Int(options.rate))/s" : "depth \(options.depth)"), \(options.duration) s")
         fflush(stdout)
         let r = try l.run()
         print("kvs: \(r.summary)")
         if let link = l.link, link.sendDrops > 0 { print("kvs: \(link.sendDrops) datagrams found no mbuf or tx room (counted as timeouts)") }
     }
+}
+
+extension KVSBench {
+    func searchMaximumLossFreeRate(_ link: DPDKDatagramLink, format: WireFormat, workload: KVSWorkload) throws {
+        guard (0..<1).contains(loss) else { throw ValidationError("--loss is a fraction in [0, 1)") }
+        try DPDKEnvironment.asLcore {
+            let replay = try FrameReplay(link: link, format: format, workload: workload, sockets: options.connections)
+            print("kvs: MLFFR search, \(format.rawValue), \(options.duration) s per trial, at most \(loss * 100) % lost")
+            fflush(stdout)
+            let (best, clientMaximum) = replay.search(seconds: options.duration, tolerance: loss) { t in
+                print("kvs: trial \(t.line)")
+                fflush(stdout)
+            }
+            let hz = tscCyclesPerSecond()
+            guard let best else {
+                print("kvs: no rate passed (the server lost more than \(loss * 100) % even at the lowest rate tried)")
+                return
+            }
+            let rate = best.answeredRate
+            let bound = best.rate >= clientMaximum * 0.98 ? " (the client's maximum: the server was not saturated)" : ""
+            print(String(format: "kvs: MLFFR %.3f M requests/s", rate / 1e6) + bound
+                  + String(format: "; server core %.0f cycles/request at it (TSC %.2f GHz)", hz / rate, hz / 1e9))
+        }
+    }
+}
+
+/// The TSC's rate, measured against the monotonic clock over 200 ms.
+func tscCyclesPerSecond() -> Double {
+    let (c0, t0) = (cflex_rdtsc(), KVSLoad.nanos())
+    usleep(200_000)
+    let (c1, t1) = (cflex_rdtsc(), KVSLoad.nanos())
+    return Double(c1 &- c0) / (Double(t1 - t0) / 1e9)
 }
 
 func parseServer(_ text: String) throws -> (IPv4Address, UInt16) {

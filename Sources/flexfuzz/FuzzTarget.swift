@@ -217,6 +217,8 @@ enum Fixtures {
         alert udp any any -> any any (msg:"asn1"; asn1:bitstring_overflow, double_overflow, oversize_length 100, absolute_offset 0; sid:12;)
         alert tcp any any -> any any (msg:"asn1 relative"; content:"|30|"; asn1:oversize_length 0, relative_offset -1; sid:13;)
         alert tcp any any -> any 21 (msg:"bounce"; content:"PORT"; nocase; ftpbounce; sid:14;)
+        alert tcp any any -> any any (msg:"math"; content:"|00|"; byte_math:bytes 2, offset 0, oper <<, rvalue 3, result m, relative; byte_test:2,>,m,0,relative; stream_size:either,>,4; sid:15;)
+        alert ip any any -> any any (msg:"ipopts"; ipopts:lsrr; sid:16;)
         """
 
     nonisolated(unsafe) static let inspector: Inspector = {

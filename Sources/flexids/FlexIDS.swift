@@ -70,7 +70,7 @@ struct RuleOptions: ParsableArguments {
                 warn("warning: \(set.skipped.count - warnings) more skipped rules (--warnings -1 lists them)")
             }
             warn(String(format: "rules: loaded %d, skipped %d in %.2f s", set.rules.count, set.skipped.count, Date().timeIntervalSince(start)))
-            if !quiet { for s in set.skipSummary.prefix(8) { warn("  skipped \(s.count): \(s.reason) (first at \(s.first))") } }
+            if !quiet { for s in set.skipSummary { warn("  skipped \(s.count): \(s.reason) (first at \(s.first))") } }
             return set
         } catch {
             throw RuntimeFailure("\(error)")
@@ -118,8 +118,9 @@ struct CheckRules: ParsableCommand {
             PCRE2 with JIT (buffer flags U I H D P M C K S Y; R relative); byte_test, \
             byte_jump, byte_extract (variables usable by later options); flowbits (per flow, \
             groups); ttl, tos, id, ip_proto, fragbits, fragoffset, sameip, seq, ack, window, \
-            itype, icode, icmp_id, icmp_seq; base64_decode and base64_data; asn1; \
-            ftpbounce; tag (checked; changes no alert); flow; flags; \
+            itype, icode, icmp_id, icmp_seq, ipopts; base64_decode and base64_data; asn1; \
+            ftpbounce; byte_math; stream_size; replace (inline only: replaces nothing); tag \
+            (checked; changes no alert); flow; flags; \
             dsize; urilen; isdataat; threshold; detection_filter; msg, sid, rev, gid, \
             priority, classtype, reference. pass rules silence their packet, log rules raise \
             no alert, drop and sdrop rules are not loaded (inline only), as Snort in IDS \

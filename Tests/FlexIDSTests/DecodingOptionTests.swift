@@ -2,7 +2,8 @@
 import FlexWire
 import Testing
 
-/// The decoders behind `base64_decode`, `asn1` and `ftpbounce`, on the edges the corpus
+/// The decoders behind `base64_decode`, `asn1`, `ftpbounce`, `byte_math`, `ipopts` and
+/// `stream_size`, on the edges the corpus
 /// (`Cases/`) does not reach. Expectations follow Snort 2.9's decoders as their
 /// documentation and the manual describe them.
 @Suite struct DecodingOptionTests {
@@ -76,6 +77,49 @@ import Testing
         #expect(!asn1(ASN1Check(oversizeLength: 0), [0x04, 0x82, 0x10, 0x00, 0x00]), "oversize_length 0 matches only those")
         #expect(!asn1(bitstring, [0x04, 0x85, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0x02, 0x20, 0xFF]), "it stops the walk")
         #expect(asn1(ASN1Check(print: true), [0xFF]), "print alone holds")
+    }
+
+    @Test func byteJumpOfNoBytesMovesByItsOffset() throws {
+        let engine = try Make.engine(#"alert tcp any any -> any any (content:"AB"; byte_jump:0,2,relative; content:"CD"; within:2; sid:1;)"#)
+        #expect(Make.sids(engine, [Make.tcp("AB..CD"), Make.tcp("ABCD..")]) == [1])
+    }
+
+    @Test func byteMathFailsWhereSnortsDoes() {
+        func math(_ op: ByteMath.Operator) -> ByteMath { ByteMath(read: ByteRead(count: 1, offset: 0), op: op, rvalue: 0, slot: 0) }
+        #expect(math(.add).apply(UInt32.max - 1, 1) == UInt32.max)
+        #expect(math(.add).apply(UInt32.max, 1) == nil, "overflow")
+        #expect(math(.subtract).apply(1, 2) == nil, "below 0")
+        #expect(math(.multiply).apply(1 << 16, 1 << 16) == nil)
+        #expect(math(.multiply).apply(0, UInt32.max) == 0)
+        #expect(math(.divide).apply(7, 0) == nil)
+        #expect(math(.divide).apply(7, 2) == 3)
+        #expect(math(.shiftLeft).apply(1, 31) == 1 << 31)
+        #expect(math(.shiftRight).apply(0x80, 40) == 0)
+    }
+
+    @Test func ipOptionsAreReadAsSnortsDecoderReadsThem() {
+        func holds(_ t: IPOptionTest, _ options: [UInt8]) -> Bool { options.withUnsafeBytes { t.matches($0) } }
+        #expect(holds(.code(0x07), [0x01, 0x07, 0x07, 0x04, 0, 0, 0, 0]))
+        #expect(!holds(.code(0x07), [0x01, 0x07, 0x07, 0x04, 0, 0, 0]), "an option cut by the header's end: none counts")
+        #expect(!holds(.any, [0x83, 0x01, 0x00, 0x00]), "a length below 2: none counts")
+        #expect(!holds(.code(0x00), [0x01, 0x00, 0x00, 0x00]), "EOL itself is never counted")
+        #expect(!holds(.code(0x44), [0x00, 0x44, 0x04, 0x00]), "nor what follows it")
+        #expect(!holds(.any, [0x00, 0x00, 0x00, 0x00]))
+        #expect(holds(.any, [0x01, 0x00, 0x00, 0x00]))
+        #expect(!holds(.any, []))
+    }
+
+    @Test func streamSizeFollowsEachSidesSequenceNumbers() {
+        var s = FlowTable.Sequence()
+        s.advance(1000, to: 1001)  // SYN
+        s.advance(1001, to: 1006)
+        #expect(s.bytes == 6)
+        s.advance(1001, to: 1003)  // a retransmission moves nothing back
+        #expect(s.bytes == 6)
+        var wrapped = FlowTable.Sequence()
+        wrapped.advance(UInt32.max - 1, to: UInt32.max)
+        wrapped.advance(UInt32.max, to: 4)
+        #expect(wrapped.bytes == UInt32.max - 5, "stream5 subtracts a wrapped pair the other way round")
     }
 
     @Test func portCommandAddressIsReadAsSnortReadsIt() {

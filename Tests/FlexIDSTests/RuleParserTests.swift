@@ -78,6 +78,9 @@ import Testing
         #expect(reason(#"alert tcp any any -> any any (content:"a"; ssl_state:client_hello; sid:1;)"#) == .unsupported("ssl_state (needs the SSL preprocessor)"))
         #expect(reason(#"alert tcp any any -> any any (pcre:"/a/Q"; sid:1;)"#) == .unsupported("pcre flag Q"))
         #expect(reason(#"alert tcp any any -> any any (ssl_version:tls1.0; sid:1;)"#) == .unsupported("ssl_version (needs the SSL preprocessor)"))
+        #expect(reason(#"alert tcp any any -> any any (dce_iface:4b324fc8-1670-01d3-1278-5a47bf6ee188; sid:1;)"#)
+            == .unsupported("dce_iface (needs the DCE/RPC 2 preprocessor)"))
+        #expect(reason(#"alert udp any any -> any any (sip_method:invite; sid:1;)"#) == .unsupported("sip_method (needs the SIP preprocessor)"))
         #expect(reason(#"alert tcp $NOPE any -> any any (sid:1;)"#) == .undefinedVariable("NOPE"))
         if case .badPattern = reason(#"alert tcp any any -> any any (pcre:"/a(b/"; sid:1;)"#) {} else { Issue.record("PCRE2 should reject /a(b/") }
         for broken in [
@@ -105,19 +108,44 @@ import Testing
             #"alert tcp any any -> any any (base64_decode:offset -1; sid:1;)"#,
             #"alert tcp any any -> any any (base64_decode:size 4; sid:1;)"#,
             #"alert tcp any any -> any any (base64_decode; base64_data:x; sid:1;)"#,
-            #"alert tcp any any -> any any (base64_decode; base64_data; content:"abc"; fast_pattern; sid:1;)"#,
             #"alert tcp any any -> any any (asn1:; sid:1;)"#,
             #"alert tcp any any -> any any (asn1:oversize_length; sid:1;)"#,
             #"alert tcp any any -> any any (asn1:oversize_length -5; sid:1;)"#,
             #"alert tcp any any -> any any (asn1:bitstring_overflow, relative_offset x; sid:1;)"#,
             #"alert tcp any any -> any any (asn1:integer_overflow; sid:1;)"#,
             #"alert tcp any any -> any any (content:"PORT"; ftpbounce:yes; sid:1;)"#,
+            #"alert tcp any any -> any any (byte_math:bytes 2, offset 0, oper *, rvalue 10; sid:1;)"#,  // no result
+            #"alert tcp any any -> any any (byte_math:bytes 2, offset 0, oper %, rvalue 10, result r; sid:1;)"#,
+            #"alert tcp any any -> any any (byte_math:bytes 2, offset 0, oper /, rvalue 0, result r; sid:1;)"#,
+            #"alert tcp any any -> any any (byte_math:bytes 5, offset 0, oper +, rvalue 1, result r; sid:1;)"#,
+            #"alert tcp any any -> any any (byte_math:bytes 2, bytes 3, offset 0, oper +, rvalue 1, result r; sid:1;)"#,
+            #"alert tcp any any -> any any (byte_math:bytes 2, offset 0, oper +, rvalue nope, result r; sid:1;)"#,
+            #"alert tcp any any -> any any (ipopts:rrr; sid:1;)"#,
+            #"alert tcp any any -> any any (ipopts:rr; ipopts:ts; sid:1;)"#,
+            #"alert tcp any any -> any any (stream_size:client,>; sid:1;)"#,
+            #"alert tcp any any -> any any (stream_size:sideways,>,1; sid:1;)"#,
+            #"alert tcp any any -> any any (stream_size:client,=>,1; sid:1;)"#,
+            #"alert tcp any any -> any any (replace:"x"; sid:1;)"#,  // no content before it
         ] {
             guard case .malformed = reason(broken) else {
                 Issue.record("\(broken) should be malformed, got \(String(describing: reason(broken)))")
                 continue
             }
         }
+    }
+
+    /// Forms Talos's registered rules (2.9.20) use, which Snort loads.
+    @Test func formsSnortLoadsLoad() throws {
+        let samlRule = try parse(#"alert tcp any any -> any any (content:"SAMLResponse="; base64_decode:bytes 2500,relative; base64_data; content:"java.lang.Runtime"; content:"POST /samlLogin"; fast_pattern:only; sid:1;)"#)
+        let contents = samlRule.detection.compactMap { if case .content(let c) = $0 { c } else { nil } }
+        #expect(contents.map(\.buffer) == [.raw, .base64Decoded, .raw], "a fast_pattern:only content is the packet's")
+        #expect(samlRule.fastPattern?.bytes == Array("POST /samlLogin".utf8))
+        let uriRule = try parse(#"alert tcp any any -> any any (base64_decode; base64_data; content:"x"; content:"/PowerShell"; fast_pattern:only; http_uri; sid:1;)"#)
+        #expect(uriRule.fastPattern?.buffer == .httpURI)
+        let jump = try parse(#"alert tcp any any -> any any (content:"|FE|SMB"; byte_jump:0,-64,relative; sid:1;)"#)
+        guard case .byteJump(let j) = jump.detection[1] else { Issue.record("no byte_jump"); return }
+        #expect(j.read.count == 0 && j.read.offset == .constant(-64))
+        #expect(try parse(#"alert tcp any ANY -> any Any (content:"a"; sid:1;)"#).sourcePorts.isAny)
     }
 
     @Test func ruleSetCountsSkipsWithFileAndLine() {
@@ -218,7 +246,7 @@ func IPv4(_ a: UInt8, _ b: UInt8, _ c: UInt8, _ d: UInt8) -> UInt128 {
             (#"byte_test:2,~,1,0;"#, "operator"), (#"byte_test:5,=,1,0;"#, "1 to 4"), (#"byte_test:2,=,1,0,hex;"#, "string"),
             (#"content:"a"; distance:nope;"#, "no byte_extract"), (#"flowbits:setx,a;"#, "group"),
             (#"flowbits:set,a|b;"#, "|"), (#"ttl:300;"#, "0...255"), (#"fragbits:X;"#, "fragbits"),
-            (#"byte_jump:0,0;"#, "from_end"), (#"detection_filter:track by_src, count 2;"#, "seconds"),
+            (#"byte_jump:11,0,string;"#, "1 to 10"), (#"detection_filter:track by_src, count 2;"#, "seconds"),
         ] {
             #expect(throws: RuleError.self, "\(bad)") { try parse("alert tcp any any -> any any (\(bad) sid:1;)") }
             do { _ = try parse("alert tcp any any -> any any (\(bad) sid:1;)") } catch {

@@ -17,7 +17,7 @@ from scapy.contrib.mpls import MPLS
 from scapy.layers.inet6 import (fragment6, ICMPv6EchoRequest, IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment,
                                 IPv6ExtHdrHopByHop)
 from scapy.layers.vxlan import VXLAN
-from scapy.all import (fragment, Dot1AD, Dot1Q, GRE, HDLC, ICMP, IP, LLC, PPP, SNAP, TCP, UDP, Dot11, Dot11Beacon, Ether, Loopback,
+from scapy.all import (fragment, IPOption_LSRR, IPOption_NOP, IPOption_RR, Dot1AD, Dot1Q, GRE, HDLC, ICMP, IP, LLC, PPP, SNAP, TCP, UDP, Dot11, Dot11Beacon, Ether, Loopback,
                        RadioTap, Raw, wrpcap)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -505,6 +505,58 @@ case("ftpbounce-port-to-another-host",
      ['alert tcp any any -> any 21 (msg:"FTP PORT bounce attempt"; content:"PORT"; nocase; ftpbounce; '
       'pcre:"/^PORT/smi"; classtype:misc-attack; sid:220;)'],
      [[2, 220], [3, 220]])
+
+
+# byte_math -----------------------------------------------------------------------------
+case("byte_math-results-as-variables",
+     "byte_math: bytes, offset, oper (+ - * / << >>), rvalue, result: extracts bytes at offset (relative to "
+     "the last match with relative; string dec reads text), applies the operator with rvalue and stores the "
+     "result in the result variable, which later options use. The manual's example is rule 250: extract 2 "
+     "bytes at offset 0, multiply by 10, and use the result in byte_test.",
+     [udp(b"\x00\x05" + b"x" * 14 + b"\x00\x33"),
+      udp(b"\x00\x05" + b"x" * 14 + b"\x00\x32"),
+      udp(b"\x00\x05xxx"),
+      udp(b"len=100" + b"y" * 30),
+      udp(b"len=400" + b"y" * 30)],
+     ['alert udp any any -> any any (msg:"byte_math"; byte_math:bytes 2, offset 0, oper *, rvalue 10, result area; '
+      'byte_test:2,>,area,16; sid:250;)',
+      'alert udp any any -> any any (msg:"a quarter of len"; content:"len="; byte_math:bytes 3, offset 0, oper /, '
+      'rvalue 4, result q, relative, string dec; isdataat:q,relative; sid:251;)'],
+     [[1, 250], [4, 251]])
+
+# ipopts ------------------------------------------------------------------------------
+case("ipopts-names-an-ip-option",
+     "ipopts: rr (record route), lsrr (loose source routing), nop, ... and any (any option is set): the "
+     "IPv4 header carries that option.",
+     [Ether() / IP(src=CLIENT, dst=SERVER, options=[IPOption_RR(routers=["0.0.0.0"])]) / TCP(sport=40000, dport=80) / Raw(b"x"),
+      # ICMP: a TCP or UDP checksum over a source route covers the route's last hop, not the header's destination
+      Ether() / IP(src=CLIENT, dst=SERVER, options=[IPOption_LSRR(routers=["1.2.3.4"])]) / ICMP() / Raw(b"x"),
+      tcp(b"x"),
+      Ether() / IP(src=CLIENT, dst=SERVER, options=[IPOption_NOP()] * 4) / TCP(sport=40000, dport=80) / Raw(b"x")],
+     ['alert ip any any -> any any (msg:"record route"; ipopts:rr; sid:240;)',
+      'alert ip any any -> any any (msg:"loose source route"; ipopts:lsrr; sid:241;)',
+      'alert ip any any -> any any (msg:"any option"; ipopts:any; sid:242;)',
+      'alert ip any any -> any any (msg:"nop"; ipopts:nop; sid:243;)'],
+     [[1, 240], [1, 242], [2, 241], [2, 242], [4, 242], [4, 243]])
+
+# stream_size ---------------------------------------------------------------------------
+case("stream_size-counts-by-sequence-numbers",
+     "stream_size:<server|client|both|either>,<operator>,<number>: the number of bytes the stream's side(s) "
+     "sent, as determined by the TCP sequence numbers; both requires both sides, either one of them.",
+     session([(b"hello", 0), (b"world!", 5)], server_reply=b"ok", dport=9999),
+     ['alert tcp any any -> any any (msg:"client over 10"; stream_size:client,>,10; content:"world"; sid:230;)',
+      'alert tcp any any -> any any (msg:"client under 10"; stream_size:client,<,10; content:"hello"; sid:231;)',
+      'alert tcp any any -> any any (msg:"server under 5"; stream_size:server,<,5; content:"ok"; sid:232;)',
+      'alert tcp any any -> any any (msg:"both over 100"; stream_size:both,>,100; content:"ok"; sid:233;)',
+      'alert tcp any any -> any any (msg:"either over 10"; stream_size:either,>,10; content:"ok"; sid:234;)',
+      'alert udp any any -> any any (msg:"not a TCP stream"; stream_size:either,>=,0; sid:235;)'],
+     [[4, 231], [5, 230], [6, 232], [6, 234]])
+
+case("replace-changes-nothing-in-ids-mode",
+     "replace substitutes the matched content in inline mode only; otherwise the rule alerts as without it.",
+     [tcp(b"the secret is out")],
+     ['alert tcp any any -> any any (msg:"replace"; content:"secret"; replace:"XXXXXX"; sid:260;)'],
+     [[1, 260]])
 
 
 # Snort 3 rule syntax --------------------------------------------------------------------------

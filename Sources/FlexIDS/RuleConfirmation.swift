@@ -140,6 +140,7 @@ struct PacketContext {
             let length = min(headerLength, Int(frame.frameLength) - l3) - 20
             guard o.matches(UnsafeRawBufferPointer(start: bytes + l3 + 20, count: max(0, length))) else { return false }
         }
+        if let r = rule.pointee.rpc, !r.matches(payload, tcp: frame.layers.contains(.tcp)) { return false }
         if let t = rule.pointee.streamSize {
             // TCP sessions the flow table tracks only, as stream5's.
             guard let (client, server) = flow.streamBytes else { return false }

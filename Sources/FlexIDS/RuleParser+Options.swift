@@ -201,6 +201,21 @@ extension RuleParser {
         return ByteMath(read: read, op: op, rvalue: r, slot: slot)
     }
 
+    /// `rpc:PROGRAM[,VERSION|*[,PROCEDURE|*]]` (numbers as C's strtoul reads them).
+    static func rpc(_ v: Substring) throws(RuleError) -> RPCCallTest {
+        let a = arguments(v)
+        guard (1...3).contains(a.count) else { throw .malformed("rpc takes a program, a version and a procedure") }
+        func number(_ t: Substring, _ what: String) throws(RuleError) -> UInt32? {
+            if t == "*" && what != "program" { return nil }
+            guard let n = cInteger(t), let v = UInt32(exactly: n) else { throw .malformed("rpc: \(what) \(t) is not a 32-bit number") }
+            return v
+        }
+        var test = RPCCallTest(program: try number(a[0], "program")!)
+        if a.count > 1 { test.version = try number(a[1], "version") }
+        if a.count > 2 { test.procedure = try number(a[2], "procedure") }
+        return test
+    }
+
     /// `stream_size:client|server|both|either,=|!=|<|>|<=|>=,N`.
     static func streamSize(_ v: Substring) throws(RuleError) -> StreamSizeTest {
         let a = arguments(v)

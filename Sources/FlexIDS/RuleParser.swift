@@ -199,6 +199,7 @@ public enum RuleParser {
             }
             rule.ipOption = test
         case "stream_size": rule.streamSize = try streamSize(value)
+        case "rpc": rule.rpc = try rpc(value)
         case "replace":
             // Inline mode only: in IDS mode Snort reads the rule and replaces nothing.
             _ = try unquote(value)

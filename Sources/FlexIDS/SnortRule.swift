@@ -47,6 +47,8 @@ public struct SnortRule: Sendable {
     public var ipOption: IPOptionTest?
     /// `stream_size:`: the bytes the TCP session's sides have sent, by sequence numbers.
     public var streamSize: StreamSizeTest?
+    /// `rpc:`: the payload is an ONC RPC call to this program (version, procedure).
+    public var rpc: RPCCallTest?
     /// `flowbits:` operations in rule order: checks hold before detection; changes
     /// apply when the whole rule matched.
     public var flowbits: [Flowbits] = []
@@ -63,7 +65,7 @@ public struct SnortRule: Sendable {
 
     /// Whether the rule reads the payload (contents, pcres, byte options, sizes of
     /// data): such rules are not evaluated on IP fragments, as in Snort.
-    public var looksAtPayload: Bool { !detection.isEmpty || payloadSize != nil || uriLength != nil }
+    public var looksAtPayload: Bool { !detection.isEmpty || payloadSize != nil || uriLength != nil || rpc != nil }
 
     /// The content the multi-pattern automaton looks for: the one marked fast_pattern,
     /// else the longest non-negated content in a buffer Snort's fast-pattern matcher
@@ -341,6 +343,27 @@ public enum IPOptionTest: Sendable, Equatable {
             i += length
         }
         return found
+    }
+}
+
+/// `rpc:PROGRAM[,VERSION|*[,PROCEDURE|*]]`: an ONC RPC (RFC 5531) call, read as Snort
+/// reads it: over TCP after the 4-byte record mark (at least 28 bytes), else from the
+/// payload's start (at least 24): message type CALL (0), RPC version 2, then program,
+/// version and procedure.
+public struct RPCCallTest: Sendable, Equatable {
+    public var program: UInt32
+    public var version: UInt32?
+    public var procedure: UInt32?
+
+    public func matches(_ payload: UnsafeRawBufferPointer, tcp: Bool) -> Bool {
+        let start = tcp ? 4 : 0
+        guard payload.count >= start + 24 else { return false }
+        func word(_ i: Int) -> UInt32 {
+            let at = start + 4 * i
+            return UInt32(payload[at]) << 24 | UInt32(payload[at + 1]) << 16 | UInt32(payload[at + 2]) << 8 | UInt32(payload[at + 3])
+        }
+        return word(1) == 0 && word(2) == 2 && word(3) == program
+            && (version.map { word(4) == $0 } ?? true) && (procedure.map { word(5) == $0 } ?? true)
     }
 }
 

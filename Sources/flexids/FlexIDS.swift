@@ -119,7 +119,7 @@ struct CheckRules: ParsableCommand {
             byte_jump, byte_extract (variables usable by later options); flowbits (per flow, \
             groups); ttl, tos, id, ip_proto, fragbits, fragoffset, sameip, seq, ack, window, \
             itype, icode, icmp_id, icmp_seq, ipopts; base64_decode and base64_data; asn1; \
-            ftpbounce; byte_math; stream_size; replace (inline only: replaces nothing); tag \
+            ftpbounce; byte_math; rpc; stream_size; replace (inline only: replaces nothing); tag \
             (checked; changes no alert); flow; flags; \
             dsize; urilen; isdataat; threshold; detection_filter; msg, sid, rev, gid, \
             priority, classtype, reference. pass rules silence their packet, log rules raise \

@@ -126,6 +126,9 @@ import Testing
             #"alert tcp any any -> any any (stream_size:sideways,>,1; sid:1;)"#,
             #"alert tcp any any -> any any (stream_size:client,=>,1; sid:1;)"#,
             #"alert tcp any any -> any any (replace:"x"; sid:1;)"#,  // no content before it
+            #"alert udp any any -> any any (rpc:*; sid:1;)"#,
+            #"alert udp any any -> any any (rpc:1,2,3,4; sid:1;)"#,
+            #"alert udp any any -> any any (rpc:100000,two; sid:1;)"#,
         ] {
             guard case .malformed = reason(broken) else {
                 Issue.record("\(broken) should be malformed, got \(String(describing: reason(broken)))")

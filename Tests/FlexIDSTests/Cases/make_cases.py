@@ -134,7 +134,8 @@ case("flowbits-groups-and-combinations",
 case("icmp-fields",
      "itype/icode: N, >N, <N, min<>max (exclusive); icmp_id and icmp_seq match echo "
      "request and reply only.",
-     [icmp(type=8, id=1234, seq=7), icmp(type=4, code=0), icmp(type=3, code=3), icmp(type=13, id=1234)],
+     [icmp(type=8, id=1234, seq=7), icmp(type=4, code=0), icmp(type=3, code=3),
+      Ether() / IP(src=CLIENT, dst=SERVER) / ICMP(type=13, id=1234, seq=1, ts_ori=0, ts_rx=0, ts_tx=0) / Raw(b"ping")],  # fixed stamps
      ['alert icmp any any -> any any (msg:"echo request"; itype:8; icode:0; sid:70;)',
       'alert icmp any any -> any any (msg:"type between 3 and 5"; itype:3<>5; sid:71;)',
       'alert icmp any any -> any any (msg:"code > 2"; icode:>2; sid:72;)',
@@ -557,6 +558,24 @@ case("replace-changes-nothing-in-ids-mode",
      [tcp(b"the secret is out")],
      ['alert tcp any any -> any any (msg:"replace"; content:"secret"; replace:"XXXXXX"; sid:260;)'],
      [[1, 260]])
+
+
+# rpc -----------------------------------------------------------------------------------
+def rpc_call(program, version, procedure, msg_type=0, rpc_version=2):
+    return struct.pack(">IIIIII", 0x1234, msg_type, rpc_version, program, version, procedure) + b"\x00" * 8
+
+
+case("rpc-calls",
+     "rpc: application number, [version number|*], [procedure number|*]: the packet is an RPC call to that "
+     "application (and version and procedure; * is any). Over TCP the call follows the 4-byte record mark.",
+     [udp(rpc_call(100000, 2, 4), dport=111),
+      udp(rpc_call(100000, 3, 4), dport=111),
+      udp(rpc_call(100000, 2, 4, msg_type=1), dport=111),  # a reply
+      tcp(b"\x80\x00\x00\x28" + rpc_call(100005, 1, 1), dport=111)],
+     ['alert udp any any -> any 111 (msg:"portmap v2 dump"; rpc:100000,2,4; sid:270;)',
+      'alert ip any any -> any 111 (msg:"portmap any"; rpc:100000,*,*; sid:271;)',
+      'alert tcp any any -> any 111 (msg:"mountd"; rpc:100005,*,1; sid:272;)'],
+     [[1, 270], [1, 271], [2, 271], [4, 272]])
 
 
 # Snort 3 rule syntax --------------------------------------------------------------------------

@@ -13,7 +13,9 @@
 /// - A primitive element longer than the rest of the payload is checked, then stops the
 ///   walk; a constructed one is walked over what there is.
 /// - A primitive element of indefinite length stops the walk.
-/// - At most 256 elements (Snort's default `config asn1`) and 128 levels are walked.
+/// - An element closed by an end-of-contents element has the length of what it held.
+/// - At most 256 elements (Snort's default `config asn1`) and 128 nested constructed
+///   elements are walked; a 129th stops the walk, unchecked.
 ///
 /// Nothing is allocated: nesting is recursion, bounded by `maximumDepth`.
 extension ASN1Check {
@@ -42,13 +44,13 @@ extension ASN1Check {
         var visited = 0
 
         /// Visits the elements in `position ..< end`; inside an indefinite-length
-        /// element, until its end-of-contents element.
+        /// element, until its end-of-contents element (`.endOfContents`). `depth`:
+        /// the constructed elements around them.
         mutating func elements(until end: Int, indefinite: Bool, depth: Int) -> Outcome {
-            guard depth < ASN1Check.maximumDepth else { return .stop }
             while position < end {
                 switch element(until: end, depth: depth) {
                 case .end: continue
-                case .endOfContents where indefinite: return .end
+                case .endOfContents where indefinite: return .endOfContents
                 case .endOfContents: continue
                 case let other: return other
                 }
@@ -105,6 +107,7 @@ extension ASN1Check {
                 }
             }
             let available = end - position
+            if constructed && depth >= ASN1Check.maximumDepth { return .stop }
             // The element's own checks.
             if oversized(length) { return .match }
             if !constructed && length > 0 && available > 0 {
@@ -118,7 +121,11 @@ extension ASN1Check {
                     // Class, constructed bit, tag and length all zero: end-of-contents.
                     return identifier == 0 && first == 0 ? .endOfContents : .end
                 }
-                return elements(until: end, indefinite: true, depth: depth + 1)
+                let contentStart = position
+                let outcome = elements(until: end, indefinite: true, depth: depth + 1)
+                guard case .endOfContents = outcome else { return outcome }
+                // Closed: its length is what it held, as Snort's decoder sets it.
+                return oversized(UInt32(position - contentStart - 2)) ? .match : .end
             }
             if Int(length) > available {
                 guard constructed else { return .stop }

@@ -16,17 +16,16 @@ enum Base64Decoding {
     /// many bytes were decoded (possibly 0), or nil on an error.
     static func decode(_ input: UnsafeRawBufferPointer, limit: Int?, into output: UnsafeMutableRawBufferPointer) -> Int? {
         precondition(output.count >= input.count)
-        var unfolded = unfold(input, into: output)
-        if let limit { unfolded = min(unfolded, limit) }
-        return decodeInPlace(output, count: unfolded)
+        return decodeInPlace(output, count: unfold(input, into: output, limit: limit ?? input.count))
     }
 
-    /// Pass 1: the header line's bytes, unfolded, into `output`; returns their count.
-    static func unfold(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) -> Int {
+    /// Pass 1: the header line's bytes, unfolded, into `output`, up to `limit` of them;
+    /// returns their count.
+    static func unfold(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer, limit: Int) -> Int {
         enum LineEnd { case none, afterLF, afterCR }
         var state = LineEnd.none
         var n = 0
-        for byte in input {
+        for byte in input where n < limit {
             switch (byte, state) {
             case (0x20, .none), (0x09, .none):
                 output[n] = byte

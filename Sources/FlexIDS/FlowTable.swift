@@ -44,18 +44,23 @@ public struct FlowTable: ~Copyable {
         var proto: UInt8 = 0        // 0: empty slot
         var isIPv6 = false          // an IPv4-mapped IPv6 address is not the IPv4 host
         var state: State = []
-        var client = Sequence()     // TCP: each side's first and next sequence numbers
-        var server = Sequence()
     }
     /// One TCP side's sequence space as stream5 tracks it for `stream_size`: the first
-    /// number seen from it and the next it will send (only ever moved forward).
+    /// number seen from it and the next it will send, moved forward only by a segment
+    /// that ends within `window` of it (a segment far ahead is not believed).
     struct Sequence {
         var initial: UInt32 = 0
         var next: UInt32 = 0
         var seen = false
 
+        static let window: UInt32 = 1 << 20
+
         mutating func advance(_ seq: UInt32, to end: UInt32) {
-            if !seen { (initial, next, seen) = (seq, end, true) } else if Int32(bitPattern: end &- next) > 0 { next = end }
+            if !seen {
+                (initial, next, seen) = (seq, end, true)
+            } else if end != next && end &- next <= Self.window {
+                next = end
+            }
         }
 
         /// Next less initial, as stream5 computes it (a wrapped pair is subtracted the
@@ -72,6 +77,9 @@ public struct FlowTable: ~Copyable {
     }
 
     let slots: UnsafeMutablePointer<Entry>
+    /// Per slot, the client's and the server's TCP sequence spaces; only when a rule
+    /// reads them (`stream_size`), so other rule sets pay nothing for them.
+    let sequences: UnsafeMutablePointer<(client: Sequence, server: Sequence)>?
     /// Each slot's flowbits, `flowbitWords` words per slot, cleared when a flow (or a
     /// new session on its 5-tuple) starts.
     let flowbits: UnsafeMutablePointer<UInt64>
@@ -85,11 +93,17 @@ public struct FlowTable: ~Copyable {
 
     /// A table for up to `capacity` flows (rounded up to a power of two; the slot array
     /// is a quarter larger than that to keep probes short).
-    public init(capacity: Int, flowbits: Int = 0) {
+    public init(capacity: Int, flowbits: Int = 0, tracksSequences: Bool = false) {
         var n = 16
         while n < capacity + capacity / 4 { n <<= 1 }
         slots = .allocate(capacity: n)
         slots.initialize(repeating: Entry(), count: n)
+        if tracksSequences {
+            sequences = .allocate(capacity: n)
+            sequences!.initialize(repeating: (Sequence(), Sequence()), count: n)
+        } else {
+            sequences = nil
+        }
         flowbitWords = (flowbits + 63) / 64
         self.flowbits = .allocate(capacity: max(1, n * flowbitWords))
         self.flowbits.initialize(repeating: 0, count: max(1, n * flowbitWords))
@@ -99,6 +113,7 @@ public struct FlowTable: ~Copyable {
 
     deinit {
         slots.deallocate()
+        sequences?.deallocate()
         flowbits.deallocate()
     }
 
@@ -123,12 +138,18 @@ public struct FlowTable: ~Copyable {
         var i = Int(truncatingIfNeeded: h) & mask
         let syn = frame.tcpFlags & 0x02 != 0, ack = frame.tcpFlags & 0x10 != 0
         let end = sequence &+ UInt32(frame.payloadLength) &+ (syn ? 1 : 0) &+ (frame.tcpFlags & 0x01 != 0 ? 1 : 0)
-        /// The segment's sequence numbers go to its sender's side.
-        func sequenced(_ e: UnsafeMutablePointer<Entry>, fromClient: Bool, _ v: FlowVerdict) -> FlowVerdict {
-            guard isTCP else { return v }
-            if fromClient { e.pointee.client.advance(sequence, to: end) } else { e.pointee.server.advance(sequence, to: end) }
+        /// The segment's sequence numbers go to its sender's side; a client's SYN with
+        /// another initial number starts both sides over (a new session on the 5-tuple).
+        func sequenced(_ slot: Int, fromClient: Bool, _ v: FlowVerdict) -> FlowVerdict {
+            guard isTCP, let s = sequences.map({ $0 + slot }) else { return v }
+            if fromClient {
+                if syn && !ack && s.pointee.client.seen && s.pointee.client.initial != sequence { s.pointee = (Sequence(), Sequence()) }
+                s.pointee.client.advance(sequence, to: end)
+            } else {
+                s.pointee.server.advance(sequence, to: end)
+            }
             var v = v
-            v.streamBytes = (e.pointee.client.bytes, e.pointee.server.bytes)
+            v.streamBytes = (s.pointee.client.bytes, s.pointee.server.bytes)
             return v
         }
         while true {
@@ -147,7 +168,7 @@ public struct FlowTable: ~Copyable {
                 }
                 e.pointee = Entry(low: low, high: high, ports: ports, proto: frame.ipProtocol, isIPv6: isIPv6, state: state)
                 count &+= 1
-                return sequenced(e, fromClient: senderIsClient,
+                return sequenced(i, fromClient: senderIsClient,
                                  FlowVerdict(toServer: senderIsClient, established: state.contains(.established), tracked: true,
                                              flowbits: bits(i), slot: Int32(i), startsSession: true))
             }
@@ -158,9 +179,9 @@ public struct FlowTable: ~Copyable {
                     // as the client.
                     state = senderIsLow ? [.lowSent, .clientIsLow] : [.highSent]
                     e.pointee.state = state
-                    (e.pointee.client, e.pointee.server) = (Sequence(), Sequence())
+                    sequences?[i] = (Sequence(), Sequence())
                     bits(i)?.update(repeating: 0, count: flowbitWords)
-                    return sequenced(e, fromClient: true,
+                    return sequenced(i, fromClient: true,
                                      FlowVerdict(toServer: true, established: false, tracked: true, flowbits: bits(i), slot: Int32(i), startsSession: true))
                 }
                 if isTCP && frame.tcpFlags & 0x04 != 0 {
@@ -168,7 +189,7 @@ public struct FlowTable: ~Copyable {
                     state.subtract([.established, .synAckSeen])
                     e.pointee.state = state
                     let toServer = state.contains(.clientIsLow) == senderIsLow
-                    return sequenced(e, fromClient: toServer,
+                    return sequenced(i, fromClient: toServer,
                                      FlowVerdict(toServer: toServer, established: false, tracked: true, flowbits: bits(i), slot: Int32(i)))
                 }
                 let toServer = state.contains(.clientIsLow) == senderIsLow
@@ -180,7 +201,7 @@ public struct FlowTable: ~Copyable {
                     state.insert(.established)
                 }
                 e.pointee.state = state
-                return sequenced(e, fromClient: toServer,
+                return sequenced(i, fromClient: toServer,
                                  FlowVerdict(toServer: toServer, established: state.contains(.established), tracked: true,
                                              flowbits: bits(i), slot: Int32(i)))
             }

@@ -124,7 +124,8 @@ public final class Inspector {
     public init(engine: DetectionEngine, flowCapacity: Int = 1 << 16, profileRules: Bool = false) {
         self.engine = engine
         verifiesChecksums = engine.checksums == .all
-        flows = FlowTable(capacity: flowCapacity, flowbits: engine.flowbitCount)
+        flows = FlowTable(capacity: flowCapacity, flowbits: engine.flowbitCount,
+                          tracksSequences: engine.rules.contains { $0.streamSize != nil })
         reassembler = engine.reassemblesStreams ? StreamReassembler(slotCount: flows.slotCount) : nil
         let databases = engine.groups.compactMap(\.database)
         hyperscan = databases.isEmpty ? nil : HyperscanScratch(for: databases)

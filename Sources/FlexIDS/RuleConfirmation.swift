@@ -136,9 +136,9 @@ struct PacketContext {
         if rule.pointee.sameIP && endpoints.source != endpoints.destination { return false }
         if let o = rule.pointee.ipOption {
             guard frame.layers.contains(.ipv4) else { return false }
+            // The parsed IPv4 header lies in the frame (`ParsedFrame` checked its length).
             let l3 = Int(frame.l3Offset), headerLength = Int(bytes.load(fromByteOffset: l3, as: UInt8.self) & 0x0F) * 4
-            let length = min(headerLength, Int(frame.frameLength) - l3) - 20
-            guard o.matches(UnsafeRawBufferPointer(start: bytes + l3 + 20, count: max(0, length))) else { return false }
+            guard o.matches(UnsafeRawBufferPointer(start: bytes + l3 + 20, count: max(0, headerLength - 20))) else { return false }
         }
         if let r = rule.pointee.rpc, !r.matches(payload, tcp: frame.layers.contains(.tcp)) { return false }
         if let t = rule.pointee.streamSize {
@@ -158,7 +158,7 @@ struct PacketContext {
         }
         for f in rule.pointee.flowbits where !flowbitsHold(f) { return false }
         steps = 0
-        guard evaluate(rule.pointee.detection, 0, cursor: Cursor(buffer: .raw, position: 0)) else { return false }
+        guard evaluate(rule.pointee.detection, 0, cursor: Cursor(buffer: .raw, position: 0, isSet: false)) else { return false }
         for f in rule.pointee.flowbits { apply(f) }
         return true
     }
@@ -232,6 +232,13 @@ struct PacketContext {
     struct Cursor {
         var buffer: InspectionBuffer
         var position: Int
+        /// An option has placed it (Snort's detection pointer is set): what asn1's
+        /// relative_offset and ftpbounce need.
+        var isSet = true
+
+        /// After file_data or base64_data, options without a buffer of their own read the
+        /// decoded bytes, from their start (Snort's alternate detect buffer).
+        var isInDecodedBuffer: Bool { buffer == .fileData || buffer == .base64Decoded }
     }
 
     mutating func evaluate(_ options: [DetectionOption], _ index: Int, cursor: Cursor) -> Bool {
@@ -254,14 +261,14 @@ struct PacketContext {
             return evaluate(options, index + 1, cursor: Cursor(buffer: .base64Decoded, position: 0))
         case .asn1(let check):
             // Always the packet's payload; relative: from the cursor, which must be in it.
-            if check.relative && cursor.buffer != .raw { return false }
+            if check.relative && (cursor.buffer != .raw || !cursor.isSet) { return false }
             let start = (check.relative ? cursor.position : 0) + check.offset
             return check.holds(in: payload, from: start) && evaluate(options, index + 1, cursor: cursor)
         case .ftpBounce:
-            guard let r = bytes(cursor.buffer), let address = Self.portCommandAddress(r, from: cursor.position) else { return false }
+            guard cursor.isSet, let r = bytes(cursor.buffer), let address = Self.portCommandAddress(r, from: cursor.position) else { return false }
             return endpoints.source != IPAddressing.mapped(address) && evaluate(options, index + 1, cursor: cursor)
         case .dataAt(let offset, let relative, let negated):
-            guard let r = bytes(relative ? cursor.buffer : .raw) else { return false }
+            guard let r = bytes(relative || cursor.isInDecodedBuffer ? cursor.buffer : .raw) else { return false }
             let exists = (relative ? cursor.position : 0) + value(offset) < r.count
             return exists != negated && evaluate(options, index + 1, cursor: cursor)
         case .byteTest(let t):
@@ -308,7 +315,7 @@ struct PacketContext {
             let base = p.relative && cursor.buffer == p.buffer ? min(cursor.position, bytes.count) : 0
             let subject = UnsafeRawBufferPointer(rebasing: bytes[base...])
             // Only raw and body matches move the cursor; an HTTP-buffer pcre leaves it.
-            let moves = p.buffer == .raw || p.buffer == .fileData
+            let moves = p.buffer == .raw || p.buffer == .fileData || p.buffer == .base64Decoded
             var from = 0
             while true {
                 switch p.pattern.search(subject, from: from, scratch: scratch) {
@@ -364,16 +371,16 @@ struct PacketContext {
     /// number (unsigned 32-bit, as Snort's), where the bytes it used end, and the
     /// buffer; nil if the bytes lie outside the buffer or a text number has no digit.
     mutating func read(_ r: ByteRead, _ cursor: Cursor) -> (UInt64, Int, InspectionBuffer)? {
-        let buffer = r.relative || cursor.buffer == .fileData || cursor.buffer == .base64Decoded ? cursor.buffer : .raw
+        let buffer = r.relative || cursor.isInDecodedBuffer ? cursor.buffer : .raw
         guard let data = bytes(buffer) else { return nil }
         let at = (r.relative ? cursor.position : 0) + value(r.offset)
+        // Reading nothing (byte_jump), only where the jump lands is checked, as Snort's.
+        if r.count == 0 { return (0, at, buffer) }
         guard at >= 0, at + r.count <= data.count else { return nil }
         let p = UnsafeRawBufferPointer(rebasing: data[at..<(at + r.count)])
         var n: UInt64 = 0
         var used = r.count
-        if r.count == 0 {
-            // byte_jump reading nothing moves the cursor by its offset alone (as Snort's).
-        } else if let base = r.base {
+        if let base = r.base {
             guard let (v, consumed) = Self.parseText(p, base: base) else { return nil }
             (n, used) = (v, consumed)
         } else {

@@ -44,16 +44,10 @@ public enum RuleParser {
             if rule.flow.direction == .toClient { rule.sourcePorts = ports } else { rule.destinationPorts = ports }
         }
         guard rule.sid > 0 else { throw .malformed("no sid") }
-        // Snort's fast-pattern matcher never looks in the base64 buffer: a fast_pattern
-        // content after base64_data is looked for in the packet, and one marked `only`
-        // is matched nowhere else (Talos writes `content:"POST /x"; fast_pattern:only;`
-        // there), so it is a content of the packet.
-        for i in rule.detection.indices {
-            if case .content(var c) = rule.detection[i], c.buffer == .base64Decoded, c.fastPattern == .only {
-                c.buffer = .raw
-                rule.detection[i] = .content(c)
-            }
-        }
+        // Snort never takes a content after base64_data for the fast pattern, marked or
+        // not, and never evaluates one marked `only`: such a content is ignored (Talos
+        // writes `content:"POST /x"; fast_pattern:only;` there).
+        rule.detection.removeAll { if case .content(let c) = $0 { c.buffer == .base64Decoded && c.fastPattern == .only } else { false } }
         return rule
     }
 

@@ -69,12 +69,13 @@ public struct SnortRule: Sendable {
 
     /// The content the multi-pattern automaton looks for: the one marked fast_pattern,
     /// else the longest non-negated content in a buffer Snort's fast-pattern matcher
-    /// serves (not the method, cookie, status or base64 buffers). nil: the rule has none and is
+    /// serves (not the method, cookie or status buffers); never one after base64_data,
+    /// marked or not. nil: the rule has none and is
     /// checked for every packet of its port group.
     public var fastPattern: ContentMatch? {
-        let contents = detection.compactMap { if case .content(let c) = $0, !c.negated { c } else { nil } }
+        let contents = detection.compactMap { if case .content(let c) = $0, !c.negated, c.buffer != .base64Decoded { c } else { nil } }
         if let chosen = contents.first(where: { $0.fastPattern != .auto }) { return chosen }
-        return contents.filter { ![.httpMethod, .httpCookie, .httpStatCode, .httpStatMessage, .base64Decoded].contains($0.buffer) }
+        return contents.filter { ![.httpMethod, .httpCookie, .httpStatCode, .httpStatMessage].contains($0.buffer) }
             .max { $0.bytes.count < $1.bytes.count }
     }
 }
@@ -305,8 +306,9 @@ public struct ByteMath: Sendable, Equatable {
         case .subtract: return value < r ? nil : value - r
         case .multiply: let (v, o) = value.multipliedReportingOverflow(by: r); return o ? nil : v
         case .divide: return r == 0 ? nil : value / r
-        case .shiftLeft: return r >= 32 ? 0 : value << r
-        case .shiftRight: return r >= 32 ? 0 : value >> r
+        // Shift counts are taken mod 32, as x86 (and so Snort's C) does.
+        case .shiftLeft: return value << (r & 31)
+        case .shiftRight: return value >> (r & 31)
         }
     }
 }

@@ -1,4 +1,5 @@
 @testable import FlexIDS
+import FlexTestSupport
 import FlexWire
 import Testing
 
@@ -51,10 +52,11 @@ import Testing
         #expect(asn1(bitstring, [0x00, 0x03, 0x02, 0x20, 0xFF], from: 1))
         #expect(!asn1(bitstring, [0x03, 0x02, 0x20, 0xFF], from: 4), "no data at the offset")
         #expect(!asn1(bitstring, [0x03, 0x02, 0x20, 0xFF], from: -1))
-        // Nesting deeper than the decoder's stack, and more elements than its nodes.
-        let deep = [UInt8](repeating: 0x30, count: 1) + [0x80] + Array([[UInt8]](repeating: [0x30, 0x80], count: 200).joined())
-            + [0x03, 0x02, 0x20, 0xFF]
-        #expect(!asn1(bitstring, deep))
+        // 128 nested constructed elements are walked into; a 129th stops the walk. More
+        // elements than the decoder's nodes stop it too.
+        let nested = { (levels: Int) -> [UInt8] in Array([[UInt8]](repeating: [0x30, 0x80], count: levels).joined()) + [0x03, 0x02, 0x20, 0xFF] }
+        #expect(asn1(bitstring, nested(128)))
+        #expect(!asn1(bitstring, nested(129)))
         let many = Array([[UInt8]](repeating: [0x05, 0x00], count: 300).joined()) + [0x03, 0x02, 0x20, 0xFF]
         #expect(!asn1(bitstring, many))
         #expect(asn1(bitstring, Array([[UInt8]](repeating: [0x05, 0x00], count: 200).joined()) + [0x03, 0x02, 0x20, 0xFF]))
@@ -77,6 +79,10 @@ import Testing
         #expect(!asn1(ASN1Check(oversizeLength: 0), [0x04, 0x82, 0x10, 0x00, 0x00]), "oversize_length 0 matches only those")
         #expect(!asn1(bitstring, [0x04, 0x85, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0x02, 0x20, 0xFF]), "it stops the walk")
         #expect(asn1(ASN1Check(print: true), [0xFF]), "print alone holds")
+        let indefinite: [UInt8] = [0x30, 0x80, 0x04, 0x08] + [UInt8](repeating: 0x41, count: 8) + [0x04, 0x08]
+            + [UInt8](repeating: 0x41, count: 8) + [0x00, 0x00]
+        #expect(asn1(ASN1Check(oversizeLength: 20), indefinite), "closed by end-of-contents: the length of what it held")
+        #expect(!asn1(ASN1Check(oversizeLength: 21), indefinite))
     }
 
     @Test func byteJumpOfNoBytesMovesByItsOffset() throws {
@@ -94,7 +100,8 @@ import Testing
         #expect(math(.divide).apply(7, 0) == nil)
         #expect(math(.divide).apply(7, 2) == 3)
         #expect(math(.shiftLeft).apply(1, 31) == 1 << 31)
-        #expect(math(.shiftRight).apply(0x80, 40) == 0)
+        #expect(math(.shiftLeft).apply(5, 32) == 5, "shift counts mod 32, as x86's")
+        #expect(math(.shiftRight).apply(0x80, 33) == 0x40)
     }
 
     @Test func ipOptionsAreReadAsSnortsDecoderReadsThem() {
@@ -116,10 +123,25 @@ import Testing
         #expect(s.bytes == 6)
         s.advance(1001, to: 1003)  // a retransmission moves nothing back
         #expect(s.bytes == 6)
+        s.advance(1000 + 1 << 30, to: 1000 + 1 << 30 + 10)  // far out of the window: not believed
+        #expect(s.bytes == 6)
         var wrapped = FlowTable.Sequence()
         wrapped.advance(UInt32.max - 1, to: UInt32.max)
         wrapped.advance(UInt32.max, to: 4)
         #expect(wrapped.bytes == UInt32.max - 5, "stream5 subtracts a wrapped pair the other way round")
+    }
+
+    @Test func streamSizeStartsOverWithANewSessionAndIgnoresOtherRules() throws {
+        let rule = #"alert tcp any any -> any any (stream_size:client,>,100; content:"x"; sid:1;)"#
+        func segment(_ payload: String, _ flags: TCPHeader.Flags, seq: UInt32) -> [UInt8] {
+            try! Frames.build { try FrameBuilder.tcp(into: $0, endpoints: Make.client, payload: Array(payload.utf8), flags: flags, sequence: seq) }
+        }
+        let big = String(repeating: "x", count: 200)
+        let frames = [segment("", [.syn], seq: 1000), segment(big, [.ack, .psh], seq: 1001),  // 201 bytes: alert
+                      segment("", [.rst], seq: 1201), segment("", [.syn], seq: 90_000),      // a new session
+                      segment("x", [.ack, .psh], seq: 90_001)]                               // 2 bytes: none
+        #expect(Make.sids(try Make.engine(rule), frames) == [1])
+        #expect(Inspector(engine: try Make.engine(#"alert tcp any any -> any any (content:"x"; sid:1;)"#)).flows.sequences == nil)
     }
 
     @Test func portCommandAddressIsReadAsSnortReadsIt() {

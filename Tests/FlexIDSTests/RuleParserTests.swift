@@ -141,8 +141,10 @@ import Testing
     @Test func formsSnortLoadsLoad() throws {
         let samlRule = try parse(#"alert tcp any any -> any any (content:"SAMLResponse="; base64_decode:bytes 2500,relative; base64_data; content:"java.lang.Runtime"; content:"POST /samlLogin"; fast_pattern:only; sid:1;)"#)
         let contents = samlRule.detection.compactMap { if case .content(let c) = $0 { c } else { nil } }
-        #expect(contents.map(\.buffer) == [.raw, .base64Decoded, .raw], "a fast_pattern:only content is the packet's")
-        #expect(samlRule.fastPattern?.bytes == Array("POST /samlLogin".utf8))
+        #expect(contents.map(\.buffer) == [.raw, .base64Decoded], "Snort ignores a fast_pattern:only content after base64_data")
+        #expect(samlRule.fastPattern?.bytes == Array("SAMLResponse=".utf8), "and never takes one there as the fast pattern")
+        let marked = try parse(#"alert tcp any any -> any any (content:"ab"; base64_decode; base64_data; content:"evil"; fast_pattern; sid:1;)"#)
+        #expect(marked.fastPattern?.bytes == Array("ab".utf8))
         let uriRule = try parse(#"alert tcp any any -> any any (base64_decode; base64_data; content:"x"; content:"/PowerShell"; fast_pattern:only; http_uri; sid:1;)"#)
         #expect(uriRule.fastPattern?.buffer == .httpURI)
         let jump = try parse(#"alert tcp any any -> any any (content:"|FE|SMB"; byte_jump:0,-64,relative; sid:1;)"#)

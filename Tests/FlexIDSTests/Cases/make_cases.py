@@ -478,7 +478,8 @@ case("asn1-encodings",
      "asn1 decodes the BER data at absolute_offset (from the payload's start) or relative_offset (from the "
      "last match) and matches if any element has an encoding it names: bitstring_overflow, a BIT STRING whose "
      "unused-bits count exceeds its bits; double_overflow, a REAL in ASCII (decimal) form longer than 256 "
-     "bytes; oversize_length N, an element's length greater than N. Constructed elements (SEQUENCE, also "
+     "bytes; oversize_length N, an element's length greater than N (Snort's code: N or more; no packet here "
+     "is at the boundary). Constructed elements (SEQUENCE, also "
      "of indefinite length) are decoded into. The manual's examples are rules 212 and 213.",
      [udp(b"\x30\x07\x02\x01\x01\x03\x02\x20\xff", dport=161),  # 32 unused bits of 8
       udp(b"\x30\x07\x02\x01\x01\x03\x02\x07\x80", dport=161),  # 7 unused of 8: fine

@@ -350,6 +350,7 @@ public final class KVSServer: @unchecked Sendable {
                     (p + "receive_cycles_per_packet_median", String(w.receiveCycles.median())),
                     (p + "udp_bad_frames", String(w.badFrames.load(ordering: .relaxed))),
                     (p + "arp_answered", String(w.arpAnswered.load(ordering: .relaxed))),
+                    (p + "transmit_dropped", String(w.transmitDropped.load(ordering: .relaxed))),
                     (p + "tcp_forwarded", String(w.forwarded.load(ordering: .relaxed))),
                     (p + "tcp_forwarded_served", String(w.forwardedServed.load(ordering: .relaxed))),
                     (p + "replies_unsent", String(w.tcpSteering.droppedReplies + (w.udpSteering?.droppedReplies ?? 0)))]

@@ -45,6 +45,8 @@ final class Worker: @unchecked Sendable {
     let requests = Atomic<UInt64>(0)
     let badFrames = Atomic<UInt64>(0)
     let arpAnswered = Atomic<UInt64>(0)
+    /// Replies dropped because the port's transmit ring stayed full (`flush(full:port:)`).
+    let transmitDropped = Atomic<UInt64>(0)
     let cycles = CycleHistogram()
     /// Cycles per packet of fetching bursts from the port (kernel I/O with sockets).
     let receiveCycles = CycleHistogram()
@@ -218,7 +220,7 @@ final class Worker: @unchecked Sendable {
             }
             else if let mac = server.dpdk?.macAddress, steering.port === server.dpdk,
                     ARP.answer(inbox[i].packet.bytes, for: server.configuration.address, with: mac) {
-                if out.isFull { _ = steering.port.transmit(queue: queue, out) }
+                if out.isFull { flush(full: out, port: steering.port) }
                 out.append(inbox[i].packet)
                 arpAnswered.wrappingAdd(1, ordering: .relaxed)
             } else { finished(inbox[i].packet, done, steering.port) }
@@ -226,6 +228,17 @@ final class Worker: @unchecked Sendable {
         if !out.isEmpty { _ = steering.port.transmit(queue: queue, out) }
         if !done.isEmpty { steering.port.release(done) }
         return (n, n + served)
+    }
+
+    /// Sends a full batch of replies. If the port takes none of it (its transmit ring
+    /// stays full: a peer that does not drain it, a link that went down), the replies
+    /// are dropped and counted, so the next one always finds room and no worker waits
+    /// on one peer.
+    func flush(full batch: PacketBatch, port: any PacketPort) {
+        _ = port.transmit(queue: queue, batch)
+        guard batch.isFull else { return }
+        transmitDropped.wrappingAdd(UInt64(batch.count), ordering: .relaxed)
+        port.release(batch)
     }
 
     /// Prefetches the buckets and items the first `count` descriptors in `inbox` will

@@ -19,6 +19,9 @@ final class FrameReplay {
         var rate: Double
         var offered: UInt64 = 0
         var sent: UInt64 = 0
+        /// Offered but not sent: the transmit ring was full, or no mbuf was free.
+        var refused: UInt64 = 0
+        var noBuffer: UInt64 = 0
         var answered: UInt64 = 0
         var seconds = 0.0
 
@@ -27,8 +30,8 @@ final class FrameReplay {
         var answeredRate: Double { seconds > 0 ? Double(answered) / seconds : 0 }
 
         var line: String {
-            String(format: "%7.3f M/s offered: sent %llu, answered %llu (%.3f M/s), lost %.4f %%",
-                   rate / 1e6, sent, answered, answeredRate / 1e6, loss * 100)
+            String(format: "%7.3f M/s offered: sent %llu (ring full %llu, no mbuf %llu), answered %llu (%.3f M/s), lost %.4f %%",
+                   rate / 1e6, sent, refused, noBuffer, answered, answeredRate / 1e6, loss * 100)
         }
     }
 
@@ -67,8 +70,9 @@ final class FrameReplay {
     }
 
     /// Offers `rate` requests/s for `seconds`, then waits for stragglers until nothing
-    /// has arrived for 20 ms.
-    func trial(rate: Double, seconds: Double) -> Trial {
+    /// has arrived for 20 ms. `receiving` false: never reads (a peer that stopped
+    /// reading; what arrives stays in the ring).
+    func trial(rate: Double, seconds: Double, receiving: Bool = true) -> Trial {
         var t = Trial(rate: rate)
         let port = link.port
         let count = offsets.count - 1
@@ -95,13 +99,16 @@ final class FrameReplay {
                     let sent = port.transmit(queue: 0, out)
                     if !out.isEmpty { port.release(out) }
                     t.sent += UInt64(sent)
+                    t.refused += UInt64(n - sent)
+                    t.noBuffer += UInt64(due - n)
                     t.offered += UInt64(due)  // what found no mbuf or no room counts as offered and lost
                 }
-                t.answered += UInt64(countReplies())
+                if receiving { t.answered += UInt64(countReplies()) }
                 now = KVSLoad.nanos()
             }
         }
         t.seconds = Double(now - start) / 1e9
+        guard receiving else { return t }
         var quietSince = KVSLoad.nanos()
         while KVSLoad.nanos() - quietSince < 20_000_000 {
             let n = countReplies()
@@ -129,18 +136,22 @@ final class FrameReplay {
     }
 
     /// The highest rate at which a trial loses at most `tolerance` of what it offered,
-    /// bisected between 0 and the client's own maximum (measured first, unpaced), until
-    /// the interval is within `precision` of it. `report` sees each trial. Returns the
-    /// best passing trial (nil if none passed) and the client's maximum.
-    func search(seconds: Double, tolerance: Double, precision: Double = 0.02, report: (Trial) -> Void) -> (best: Trial?, clientMaximum: Double) {
-        let unpaced = trial(rate: 1e12, seconds: seconds)
-        let clientMaximum = unpaced.sentRate
-        report(Trial(rate: clientMaximum, offered: unpaced.sent, sent: unpaced.sent, answered: unpaced.answered, seconds: unpaced.seconds))
+    /// bisected between 0 and the client's own maximum, until the interval is within
+    /// `precision` of it. First comes an unpaced trial (`saturation`): the client sends
+    /// whenever the ring takes frames, so if the ring refused some, the server was the
+    /// limit and what it answered is its throughput at saturation. `report` sees each
+    /// trial. Returns the best passing trial (nil if none passed) and the unpaced one.
+    func search(seconds: Double, tolerance: Double, precision: Double = 0.02,
+                report: (Trial) -> Void) -> (best: Trial?, saturation: Trial) {
+        var saturation = trial(rate: 1e12, seconds: seconds)
+        saturation.rate = saturation.sentRate
+        report(saturation)
+        let clientMaximum = saturation.sentRate
         var low = 0.0, high = clientMaximum
         var best: Trial?
         let top = trial(rate: clientMaximum * 0.98, seconds: seconds)
         report(top)
-        if top.loss <= tolerance { return (top, clientMaximum) }
+        if top.loss <= tolerance { return (top, saturation) }
         high = top.rate
         while (high - low) > precision * high {
             let rate = (low + high) / 2
@@ -153,6 +164,6 @@ final class FrameReplay {
                 high = rate
             }
         }
-        return (best, clientMaximum)
+        return (best, saturation)
     }
 }

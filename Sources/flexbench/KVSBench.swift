@@ -68,10 +68,13 @@ struct KVSBench: ParsableCommand {
     @Flag(help: ArgumentHelp("With --io dpdk: find the server's maximum loss-free rate (MLFFR) instead of driving a closed or open loop.", discussion: """
         Request frames are built once and replayed in paced bursts, replies only counted, so the one client \
         thread can offer more than a server core can take; rates are bisected between 0 and the client's own \
-        maximum, each trial lasting --duration seconds. Also prints the server core's cycles per request at \
-        that rate (TSC cycles per second / MLFFR: a busy-polling server spends its whole core).
+        maximum, each trial lasting --duration seconds, after an unpaced trial that shows the throughput at \
+        saturation. Also prints the server core's cycles per request at both (TSC cycles per second / rate: a \
+        busy-polling server spends its whole core).
         """)) var mlffr = false
     @Option(help: "With --mlffr: the fraction of a trial's requests that may go unanswered.") var loss = 0.0001
+    @Flag(help: "With --io dpdk: replay requests (at --rate, else as fast as the ring takes them) for --duration and never read a reply, as a peer that stopped reading.")
+    var stopReading = false
     @OptionGroup var options: LoadOptions
 
     func run() throws {
@@ -97,9 +100,9 @@ struct KVSBench: ParsableCommand {
                 try l.preload()
             }
         }
-        if mlffr {
-            guard let link = l.link else { throw ValidationError("--mlffr needs --io dpdk") }
-            try searchMaximumLossFreeRate(link, format: f, workload: w)
+        if mlffr || stopReading {
+            guard let link = l.link else { throw ValidationError("--mlffr and --stop-reading need --io dpdk") }
+            if mlffr { try searchMaximumLossFreeRate(link, format: f, workload: w) } else { try replayWithoutReading(link, format: f, workload: w) }
             return
         }
         print("kvs: \(f.rawValue) \(server), \(options.connections) sockets x \(options.rate > 0 ? "open loop \(Int(options.rate))/s" : "depth \(options.depth)"), \(options.duration) s")
@@ -117,19 +120,34 @@ extension KVSBench {
             let replay = try FrameReplay(link: link, format: format, workload: workload, sockets: options.connections)
             print("kvs: MLFFR search, \(format.rawValue), \(options.duration) s per trial, at most \(loss * 100) % lost")
             fflush(stdout)
-            let (best, clientMaximum) = replay.search(seconds: options.duration, tolerance: loss) { t in
-                print("kvs: trial \(t.line)")
+            var first = true
+            let (best, saturation) = replay.search(seconds: options.duration, tolerance: loss) { t in
+                print("kvs: \(first ? "unpaced" : "trial  ") \(t.line)")
+                first = false
                 fflush(stdout)
             }
             let hz = tscCyclesPerSecond()
+            let rate = saturation.answeredRate
+            print(String(format: "kvs: saturation %.3f M requests/s answered; server core %.0f cycles/request (TSC %.2f GHz)",
+                         rate / 1e6, hz / rate, hz / 1e9)
+                  + (saturation.refused > 0 ? "" : " (the ring never filled: the client, not the server, was the limit)"))
             guard let best else {
                 print("kvs: no rate passed (the server lost more than \(loss * 100) % even at the lowest rate tried)")
                 return
             }
-            let rate = best.answeredRate
-            let bound = best.rate >= clientMaximum * 0.98 ? " (the client's maximum: the server was not saturated)" : ""
-            print(String(format: "kvs: MLFFR %.3f M requests/s", rate / 1e6) + bound
-                  + String(format: "; server core %.0f cycles/request at it (TSC %.2f GHz)", hz / rate, hz / 1e9))
+            let bound = best.rate >= saturation.sentRate * 0.98 ? " (the client's maximum: the server was not saturated)" : ""
+            print(String(format: "kvs: MLFFR %.3f M requests/s", best.answeredRate / 1e6) + bound
+                  + String(format: "; server core %.0f cycles/request at it", hz / best.answeredRate))
+        }
+    }
+}
+
+extension KVSBench {
+    func replayWithoutReading(_ link: DPDKDatagramLink, format: WireFormat, workload: KVSWorkload) throws {
+        try DPDKEnvironment.asLcore {
+            let replay = try FrameReplay(link: link, format: format, workload: workload, sockets: options.connections)
+            let t = replay.trial(rate: options.rate > 0 ? options.rate : 1e12, seconds: options.duration, receiving: false)
+            print("kvs: sent \(t.sent) requests in \(String(format: "%.2f", t.seconds)) s without reading a reply (ring full \(t.refused), no mbuf \(t.noBuffer))")
         }
     }
 }

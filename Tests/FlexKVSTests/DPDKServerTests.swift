@@ -146,4 +146,37 @@ import Glibc
         #expect(reply.contains("STAT worker:0:arp_answered 1"), "\(reply)")
         #expect(reply.contains("STAT worker:0:placed_sets"), "\(reply)")
     }
+
+    /// A memif peer that sends requests and never reads a reply fills the ring the
+    /// server answers on: the server drops and counts those replies (it trapped on its
+    /// full reply batch before), and serves the next client as before.
+    @Test func aMemifClientThatStopsReadingCostsRepliesNotTheServer() throws {
+        let flexkvs = try builtExecutable("flexkvs"), bench = try builtExecutable("flexbench")
+        let socketPath = "/tmp/\(Self.tag)-deaf.sock"
+        unlink(socketPath)
+        let tcpPort = UInt16(20_000 + (Int(getpid()) + 1) % 10_000)
+        let server = try ChildProcess(flexkvs, [
+            "-U", "11312", "-p", String(tcpPort), "-l", "198.18.0.2", "--steering", "key", "--io", "dpdk", "--eal",
+            "--no-huge --no-pci -m 256 --file-prefix=\(Self.tag)dsrv --log-level=3 --vdev=net_memif0,role=server,socket=\(socketPath),socket-abstract=no",
+        ])
+        defer { server.stop(); unlink(socketPath) }
+        #expect(server.waitForOutput("io dpdk", timeout: 30), "\(server.output)")
+        let client = { (extra: [String]) throws -> (Int32, String) in
+            try runProcess(bench, ["kvs", "--server", "198.18.0.2:11312", "--format", "udp-binary", "--keys", "2000", "--io", "dpdk",
+                                   "--eal", "--no-huge --no-pci -m 256 --file-prefix=\(Self.tag)dcli --log-level=3 --vdev=net_memif0,role=client,socket=\(socketPath),socket-abstract=no"]
+                           + extra, timeout: 60)
+        }
+        let (rc, out) = try client(["--stop-reading", "--no-preload", "--duration", "0.5"])
+        #expect(rc == 0, "\(out)")
+        #expect(out.contains("without reading a reply"), "\(out)")
+        #expect(server.process.isRunning, "\(server.output.suffix(2000))")
+        let c = try Client(tcp: tcpPort)
+        c.send("stats steering\r\n")
+        let stats = c.receive(until: "END\r\n")
+        let dropped = stats.split(separator: "\r\n").first { $0.contains("worker:0:transmit_dropped") }
+            .flatMap { Int($0.split(separator: " ").last ?? "") } ?? 0
+        #expect(dropped > 1000, "\(stats)")
+        let (rc2, out2) = try client(["--duration", "0.5", "--warmup", "0.1"])
+        #expect(rc2 == 0 && out2.contains("misses 0, UDP timeouts 0"), "\(out2)")
+    }
 }

@@ -23,6 +23,10 @@ static struct {
     __typeof__(hs_free_scratch) *free_scratch;
     __typeof__(hs_valid_platform) *valid_platform;
     __typeof__(hs_version) *version;
+    __typeof__(hs_stream_size) *stream_size;
+    __typeof__(hs_open_stream) *open_stream;
+    __typeof__(hs_scan_stream) *scan_stream;
+    __typeof__(hs_close_stream) *close_stream;
 } hs;
 static char reason[256] = "not loaded yet";
 static int loaded;
@@ -51,6 +55,10 @@ static void load(void) {
     RESOLVE(free_scratch, "hs_free_scratch")
     RESOLVE(valid_platform, "hs_valid_platform")
     RESOLVE(version, "hs_version")
+    RESOLVE(stream_size, "hs_stream_size")
+    RESOLVE(open_stream, "hs_open_stream")
+    RESOLVE(scan_stream, "hs_scan_stream")
+    RESOLVE(close_stream, "hs_close_stream")
 #undef RESOLVE
     if (hs.valid_platform() != HS_SUCCESS) {
         snprintf(reason, sizeof reason, "this CPU lacks the instructions Hyperscan needs (SSSE3)");
@@ -70,7 +78,7 @@ const char *chs_unavailable_reason(void) {
     return reason;
 }
 
-void *chs_compile_literals(const char *const *patterns, const size_t *lengths, unsigned int count,
+void *chs_compile_literals(const char *const *patterns, const size_t *lengths, unsigned int count, int streaming,
                            char *error, size_t error_capacity) {
     if (!chs_available()) {
         snprintf(error, error_capacity, "%s", reason);
@@ -90,7 +98,9 @@ void *chs_compile_literals(const char *const *patterns, const size_t *lengths, u
     }
     hs_database_t *db = NULL;
     hs_compile_error_t *compile_error = NULL;
-    hs_error_t rc = hs.compile_lit_multi(patterns, flags, ids, lengths, count, HS_MODE_BLOCK, NULL, &db, &compile_error);
+    hs_error_t rc = hs.compile_lit_multi(patterns, flags, ids, lengths, count,
+                                         streaming ? HS_MODE_STREAM : HS_MODE_BLOCK,
+                                         NULL, &db, &compile_error);
     free(flags);
     free(ids);
     if (rc != HS_SUCCESS) {
@@ -144,12 +154,32 @@ void chs_free_scratch(void *scratch) {
     if (scratch) hs.free_scratch(scratch);
 }
 
+size_t chs_stream_size(const void *database) {
+    size_t size = 0;
+    return hs.stream_size(database, &size) == HS_SUCCESS ? size : 0;
+}
+
+void *chs_open_stream(const void *database) {
+    hs_stream_t *stream = NULL;
+    return hs.open_stream(database, 0, &stream) == HS_SUCCESS ? stream : NULL;
+}
+
+int chs_scan_stream(void *stream, const void *data, unsigned int length, void *scratch,
+                    chs_match_handler handler, void *context) {
+    hs_error_t rc = hs.scan_stream(stream, data, length, 0, scratch, handler, context);
+    return rc == HS_SUCCESS || rc == HS_SCAN_TERMINATED ? 0 : -1;
+}
+
+void chs_close_stream(void *stream, void *scratch, chs_match_handler handler, void *context) {
+    if (stream) hs.close_stream(stream, scratch, handler, context);
+}
+
 #else  // built without Hyperscan's headers: every call reports it unavailable
 
 int chs_available(void) { return 0; }
 const char *chs_unavailable_reason(void) { return "built without Hyperscan's headers (apt-get install libhyperscan-dev)"; }
-void *chs_compile_literals(const char *const *p, const size_t *l, unsigned int c, char *error, size_t cap) {
-    (void)p; (void)l; (void)c;
+void *chs_compile_literals(const char *const *p, const size_t *l, unsigned int c, int s, char *error, size_t cap) {
+    (void)p; (void)l; (void)c; (void)s;
     snprintf(error, cap, "%s", chs_unavailable_reason());
     return NULL;
 }
@@ -165,5 +195,12 @@ void *chs_deserialize(const char *b, size_t n) { (void)b; (void)n; return NULL; 
 void chs_free_database(void *d) { (void)d; }
 void chs_free_scratch(void *s) { (void)s; }
 const char *chs_version(void) { return ""; }
+size_t chs_stream_size(const void *d) { (void)d; return 0; }
+void *chs_open_stream(const void *d) { (void)d; return NULL; }
+int chs_scan_stream(void *st, const void *data, unsigned int n, void *s, chs_match_handler h, void *c) {
+    (void)st; (void)data; (void)n; (void)s; (void)h; (void)c;
+    return -1;
+}
+void chs_close_stream(void *st, void *s, chs_match_handler h, void *c) { (void)st; (void)s; (void)h; (void)c; }
 
 #endif

@@ -41,9 +41,9 @@ public final class HyperscanDatabase: @unchecked Sendable {
         self.patternCount = patternCount
     }
 
-    /// Compiles `patterns` (pattern id = index; none may be empty); nil if Hyperscan is
-    /// unavailable or refuses them.
-    public init?(patterns: [[UInt8]]) {
+    /// Compiles `patterns` (pattern id = index; none may be empty), for block mode or
+    /// (`streaming`) for streams; nil if Hyperscan is unavailable or refuses them.
+    public init?(patterns: [[UInt8]], streaming: Bool = false) {
         precondition(patterns.allSatisfy { !$0.isEmpty }, "empty fast pattern")
         var error = [CChar](repeating: 0, count: 256)
         // Hyperscan reads the patterns during the call only.
@@ -56,7 +56,7 @@ public final class HyperscanDatabase: @unchecked Sendable {
         let pointers: [UnsafePointer<CChar>?] = copies.map { UnsafePointer($0) }
         let lengths = patterns.map(\.count)
         let compiled = pointers.withUnsafeBufferPointer { p in
-            chs_compile_literals(p.baseAddress, lengths, UInt32(patterns.count), &error, error.count)
+            chs_compile_literals(p.baseAddress, lengths, UInt32(patterns.count), streaming ? 1 : 0, &error, error.count)
         }
         guard let db = compiled else { return nil }
         database = db
@@ -75,6 +75,45 @@ public final class HyperscanDatabase: @unchecked Sendable {
         guard let base = bytes.baseAddress, bytes.count > 0 else { return 0 }
         scratch.sink.pointee.count = 0
         _ = chs_scan(database, base, UInt32(truncatingIfNeeded: bytes.count), scratch.space, recordHit, scratch.sink)
+        return scratch.sink.pointee.count
+    }
+}
+
+extension HyperscanDatabase {
+    /// Bytes of one stream's state (a streaming-mode database; 0 for a block one).
+    public var streamStateSize: Int { chs_stream_size(database) }
+}
+
+/// One stream of a streaming-mode database: a flow's bytes scanned in order, so a
+/// pattern split between two scans is still found. One thread owns it.
+final class HyperscanStream {
+    private var stream: UnsafeMutableRawPointer?
+    let database: HyperscanDatabase
+
+    /// Nil if Hyperscan could not open it (out of memory).
+    init?(_ database: HyperscanDatabase) {
+        guard let s = chs_open_stream(database.database) else { return nil }
+        stream = s
+        self.database = database
+    }
+
+    deinit { if stream != nil { chs_close_stream(stream, nil, nil, nil) } }
+
+    /// Scans the stream's next bytes; pattern ids found land in `scratch.hits` as a
+    /// block scan's do (once per stream: the patterns are single-match).
+    func scan(_ bytes: UnsafeRawBufferPointer, _ scratch: HyperscanScratch) -> Int {
+        guard let stream, let base = bytes.baseAddress, bytes.count > 0 else { return 0 }
+        scratch.sink.pointee.count = 0
+        _ = chs_scan_stream(stream, base, UInt32(truncatingIfNeeded: bytes.count), scratch.space, recordHit, scratch.sink)
+        return scratch.sink.pointee.count
+    }
+
+    /// Ends the stream (what a literal can still match at its end is reported then).
+    func close(_ scratch: HyperscanScratch) -> Int {
+        guard let s = stream else { return 0 }
+        stream = nil
+        scratch.sink.pointee.count = 0
+        chs_close_stream(s, scratch.space, recordHit, scratch.sink)
         return scratch.sink.pointee.count
     }
 }

@@ -35,7 +35,7 @@ public enum IPAddressing {
 }
 
 /// A packet's source and destination in `IPAddressing`'s form, read once per packet.
-struct PacketAddresses: Equatable {
+struct PacketAddresses: Hashable {
     var source: UInt128
     var destination: UInt128
 

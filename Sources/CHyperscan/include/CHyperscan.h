@@ -19,8 +19,9 @@ int chs_available(void);
 const char *chs_unavailable_reason(void);
 
 /// Compiles `count` literals (pattern i has id i), case-insensitive, single-match, for
-/// block-mode scanning. NULL on failure, with Hyperscan's message in `error`.
-void *chs_compile_literals(const char *const *patterns, const size_t *lengths, unsigned int count,
+/// block-mode scanning (`streaming` 0) or streaming mode. NULL on failure, with
+/// Hyperscan's message in `error`.
+void *chs_compile_literals(const char *const *patterns, const size_t *lengths, unsigned int count, int streaming,
                            char *error, size_t error_capacity);
 /// Grows `*scratch` (NULL: allocates it) so that it serves `database` too. 0 on success.
 int chs_grow_scratch(const void *database, void **scratch);
@@ -37,5 +38,12 @@ void *chs_deserialize(const char *bytes, size_t length);
 const char *chs_version(void);
 void chs_free_database(void *database);
 void chs_free_scratch(void *scratch);
+/// Streaming mode: the bytes of one stream's state; a stream (NULL on failure); a scan
+/// of its next bytes (0 on success); its close, which reports what ends there.
+size_t chs_stream_size(const void *database);
+void *chs_open_stream(const void *database);
+int chs_scan_stream(void *stream, const void *data, unsigned int length, void *scratch,
+                    chs_match_handler handler, void *context);
+void chs_close_stream(void *stream, void *scratch, chs_match_handler handler, void *context);
 
 #endif

@@ -45,6 +45,6 @@ d = b""
 while not d.endswith(b"END\r\n"):
     d += t.recv(65536)
 for line in d.decode().split("\r\n"):
-    if "cycles" in line:
+    if "cycles" in line or "transmit_dropped" in line or "replies_unsent" in line or "dropped_full" in line:
         print("mlffr: server " + line[5:])
 PY

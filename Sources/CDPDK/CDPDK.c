@@ -72,22 +72,12 @@ struct rte_mempool *cdpdk_pool_create(const char *name, unsigned count, unsigned
 
 void cdpdk_pool_free(struct rte_mempool *pool) { rte_mempool_free(pool); }
 
-/* Ports whose driver unmaps memory under the data path when the peer goes away:
- * net_memif (DPDK 23.0) marks the link down, then, in the interrupt thread and
- * without waiting for a thread inside a burst, unmaps the peer's regions that bursts
- * read. Bursts on such ports first look at the link: the unmap follows the mark by a
- * message send and several closes, far longer than a burst takes, so a burst that
- * starts on an up link is over before it (unless its thread is preempted inside). */
-static uint8_t guards_link[RTE_MAX_ETHPORTS];
-
 int cdpdk_port_configure(uint16_t port, uint16_t nrx, uint16_t ntx, uint16_t rx_desc,
                          uint16_t tx_desc, struct rte_mempool *pool, int rss,
                          const uint8_t *key, uint8_t key_len) {
     struct rte_eth_dev_info di;
     int rc = rte_eth_dev_info_get(port, &di);
     if (rc != 0) return rc;
-    if (port < RTE_MAX_ETHPORTS)
-        guards_link[port] = di.driver_name != NULL && strcmp(di.driver_name, "net_memif") == 0;
     struct rte_eth_conf conf;
     memset(&conf, 0, sizeof(conf));
     uint64_t hf = (RTE_ETH_RSS_IPV4 | RTE_ETH_RSS_NONFRAG_IPV4_TCP | RTE_ETH_RSS_NONFRAG_IPV4_UDP)
@@ -146,7 +136,6 @@ static inline void fill(struct cdpdk_packet *p, struct rte_mbuf *m) {
 uint16_t cdpdk_rx_burst(uint16_t port, uint16_t queue, struct cdpdk_packet *pkts, uint16_t n) {
     struct rte_mbuf *mbufs[MAX_BURST];
     if (n > MAX_BURST) n = MAX_BURST;
-    if (guards_link[port] && !cdpdk_link_up(port)) return 0;
     uint16_t got = rte_eth_rx_burst(port, queue, mbufs, n);
     for (uint16_t i = 0; i < got; i++) fill(&pkts[i], mbufs[i]);
     return got;
@@ -162,7 +151,6 @@ uint16_t cdpdk_tx_burst(uint16_t port, uint16_t queue, struct cdpdk_packet *pkts
         m->pkt_len = pkts[i].length;
         mbufs[i] = m;
     }
-    if (guards_link[port] && !cdpdk_link_up(port)) return 0;
     return rte_eth_tx_burst(port, queue, mbufs, n);
 }
 

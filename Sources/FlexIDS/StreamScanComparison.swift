@@ -3,9 +3,9 @@ import FlexWire
 
 /// Hyperscan's block mode against its streaming mode for the fast patterns of one TCP
 /// port group, over a trace's client data to that port: what flexids does (each segment
-/// scanned, then a PDU of two or more segments scanned whole again, as its stream
-/// reassembly flushes them at the server's answer and at the end) against one stream per
-/// flow fed each segment once in order. Only the scans are timed (TSC cycles); the
+/// scanned, then, on a port its stream reassembly serves, a PDU of two or more segments
+/// scanned whole again, as it flushes them at the server's answer and at the end)
+/// against one stream per flow fed each segment once in order. Only the scans are timed (TSC cycles); the
 /// stream state is per open flow.
 ///
 /// Segments are taken in capture order (the generated trace has them in order); a FIN
@@ -53,9 +53,10 @@ public struct StreamScanComparison {
             toServer ? (a, UInt32(f.sourcePort) << 16 | UInt32(f.destinationPort))
                      : (PacketAddresses(source: a.destination, destination: a.source), UInt32(f.destinationPort) << 16 | UInt32(f.sourcePort))
         }
+        let reassembles = StreamReassembler.clientPorts.contains(port)
         func flushPDU(_ flow: inout Flow) {
             defer { flow.pdu.removeAll(keepingCapacity: true); flow.pduSegments = 0 }
-            guard flow.pduSegments >= 2 else { return }
+            guard reassembles && flow.pduSegments >= 2 else { return }
             flow.pdu.withUnsafeBytes { b in
                 let t0 = cflex_rdtsc()
                 r.blockHits += block.scan(b, scratch)

@@ -230,12 +230,16 @@ final class Worker: @unchecked Sendable {
         return (n, n + served)
     }
 
-    /// Sends a full batch of replies. If the port takes none of it (its transmit ring
-    /// stays full: a peer that does not drain it, a link that went down), the replies
-    /// are dropped and counted, so the next one always finds room and no worker waits
-    /// on one peer.
+    /// Sends a full batch of replies. If the port takes none of it in 4 tries (its
+    /// transmit ring stays full: a peer that does not drain it, a link that went down),
+    /// the replies are dropped and counted, so the next one always finds room and no
+    /// worker waits on one peer (as the steering emulator does with its replies).
     func flush(full batch: PacketBatch, port: any PacketPort) {
-        _ = port.transmit(queue: queue, batch)
+        var attempts = 0
+        while batch.isFull && attempts < 4 {
+            _ = port.transmit(queue: queue, batch)
+            attempts += 1
+        }
         guard batch.isFull else { return }
         transmitDropped.wrappingAdd(UInt64(batch.count), ordering: .relaxed)
         port.release(batch)

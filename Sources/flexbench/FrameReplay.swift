@@ -25,7 +25,9 @@ final class FrameReplay {
         var answered: UInt64 = 0
         var seconds = 0.0
 
-        var loss: Double { offered == 0 ? 0 : Double(offered - min(answered, offered)) / Double(offered) }
+        /// What went unanswered; all of it when nothing was offered (no rate is shown to
+        /// pass by a trial that sent nothing).
+        var loss: Double { offered == 0 ? 1 : Double(offered - min(answered, offered)) / Double(offered) }
         var sentRate: Double { seconds > 0 ? Double(sent) / seconds : 0 }
         var answeredRate: Double { seconds > 0 ? Double(answered) / seconds : 0 }
 
@@ -117,7 +119,9 @@ final class FrameReplay {
         return t
     }
 
-    /// Receives a burst; returns how many of its frames are UDP from the server's port.
+    /// Receives a burst; returns how many replies it holds: UDP frames from the server's
+    /// port that start a reply (memcached's sequence number 0; a long reply's later
+    /// datagrams are not counted again).
     private func countReplies() -> Int {
         let n = link.port.receive(queue: 0, into: rx)
         guard n > 0 else { return 0 }
@@ -127,8 +131,8 @@ final class FrameReplay {
             let b = UnsafeRawBufferPointer(rx[i].bytes)
             // Ethernet, IPv4 without options, UDP from the server's port (no parse: the
             // client must stay cheaper than the server).
-            guard b.count >= 42, b[12] == 0x08, b[13] == 0x00, b[14] == 0x45, b[23] == 17,
-                  UInt16(b[34]) << 8 | UInt16(b[35]) == serverPort else { continue }
+            guard b.count >= 50, b[12] == 0x08, b[13] == 0x00, b[14] == 0x45, b[23] == 17,
+                  UInt16(b[34]) << 8 | UInt16(b[35]) == serverPort, b[44] == 0, b[45] == 0 else { continue }
             replies += 1
         }
         link.port.release(rx)
@@ -153,7 +157,8 @@ final class FrameReplay {
         report(top)
         if top.loss <= tolerance { return (top, saturation) }
         high = top.rate
-        while (high - low) > precision * high {
+        // Down to 1 % of the client's maximum: below that, no rate passes.
+        while (high - low) > precision * high && high > clientMaximum * 0.01 {
             let rate = (low + high) / 2
             let t = trial(rate: rate, seconds: seconds)
             report(t)

@@ -128,6 +128,7 @@ extension KVSBench {
             }
             let hz = tscCyclesPerSecond()
             let rate = saturation.answeredRate
+            guard rate > 0 else { throw LoadError("the server answered nothing (is it running, on the other end of the link?)") }
             print(String(format: "kvs: saturation %.3f M requests/s answered; server core %.0f cycles/request (TSC %.2f GHz)",
                          rate / 1e6, hz / rate, hz / 1e9)
                   + (saturation.refused > 0 ? "" : " (the ring never filled: the client, not the server, was the limit)"))

@@ -361,8 +361,8 @@ struct StreamScan: ParsableCommand {
         abstract: "Measure Hyperscan's streaming mode against the block mode flexids uses, on one TCP port group.",
         discussion: """
             Takes the fast patterns of the largest TCP group serving --port, compiles them for both modes, and \
-            replays the trace's TCP data to that port: block mode scans each segment and then each PDU of two or \
-            more segments again (as stream reassembly does); streaming mode feeds each segment once into its \
+            replays the trace's TCP data to that port: block mode scans each segment and then, on a port stream \
+            reassembly serves, each PDU of two or more segments again (as flexids does); streaming mode feeds each segment once into its \
             flow's stream. Prints cycles per payload byte of the scans alone, pattern hits, and the memory each \
             needs (databases; stream state per open flow).
             """)

@@ -222,7 +222,6 @@ public final class Inspector {
     /// (no transport header: that is in the first fragment only), except a first UDP
     /// fragment, which is inspected as it is.
     func inspectFragment(_ frame: UnsafeMutableRawBufferPointer, _ parsed: ParsedFrame, number: Int, timestampNanoseconds: UInt64) {
-        let base = UnsafeRawPointer(frame.baseAddress!)
         let firstUDP = parsed.ipProtocol == 17 && Defragmenter.position(parsed, UnsafeRawBufferPointer(frame)).start == 0
         let l3 = firstUDP ? parsed : (try? ParsedFrame(parsing: frame, verifyingChecksum: false, transport: false)) ?? parsed
         if let (datagram, alerted) = defragmenter.insert(frame, l3, now: timestampNanoseconds) {

@@ -83,21 +83,32 @@ enum BinaryProtocol {
 
     /// Writes a response: header, then the optional flags extras (GET), key, value and
     /// message text, straight into the session's output.
+    /// Writes a response header (24 bytes, big-endian fields) at `p`.
+    static func writeResponseHeader(at p: UnsafeMutableRawPointer, opcode: UInt8, keyLength: Int, extrasLength: Int,
+                                    status: Status, bodyLength: Int, opaque: UInt32, cas: UInt64) {
+        p.storeBytes(of: responseMagic, as: UInt8.self)
+        p.storeBytes(of: opcode, toByteOffset: 1, as: UInt8.self)
+        p.storeBytes(of: UInt16(keyLength).bigEndian, toByteOffset: 2, as: UInt16.self)
+        p.storeBytes(of: UInt8(extrasLength), toByteOffset: 4, as: UInt8.self)
+        p.storeBytes(of: 0, toByteOffset: 5, as: UInt8.self)
+        p.storeBytes(of: status.rawValue.bigEndian, toByteOffset: 6, as: UInt16.self)
+        p.storeBytes(of: UInt32(bodyLength).bigEndian, toByteOffset: 8, as: UInt32.self)
+        p.storeBytes(of: opaque.bigEndian, toByteOffset: 12, as: UInt32.self)
+        p.storeBytes(of: cas.bigEndian, toByteOffset: 16, as: UInt64.self)
+    }
+
     static func respond(_ s: Session, _ h: Header, _ status: Status, cas: UInt64 = 0, flags: UInt32? = nil,
                         key: UnsafeRawBufferPointer? = nil, value: UnsafeRawBufferPointer? = nil, number: UInt64? = nil,
                         text: StaticString? = nil) {
         let keyCount = key?.count ?? 0
         let extrasCount = flags == nil ? 0 : 4
         let valueCount = (value?.count ?? 0) + (number == nil ? 0 : 8) + (text?.utf8CodeUnitCount ?? 0)
-        s.output.append(responseMagic)
-        s.output.append(h.opcode)
-        s.writeBE16(UInt16(keyCount))
-        s.output.append(UInt8(extrasCount))
-        s.output.append(0)
-        s.writeBE16(status.rawValue)
-        s.writeBE32(UInt32(extrasCount + keyCount + valueCount))
-        s.writeBE32(h.opaque)
-        s.writeBE64(cas)
+        let start = s.output.count
+        s.output.append(contentsOf: repeatElement(0, count: headerSize))
+        s.output.withUnsafeMutableBytes {
+            writeResponseHeader(at: $0.baseAddress! + start, opcode: h.opcode, keyLength: keyCount, extrasLength: extrasCount,
+                                status: status, bodyLength: extrasCount + keyCount + valueCount, opaque: h.opaque, cas: cas)
+        }
         if let flags { s.writeBE32(flags) }
         if let key { s.write(key) }
         if let value { s.write(value) }

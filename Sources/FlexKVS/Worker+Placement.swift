@@ -6,13 +6,13 @@ import FlexWire
 /// Placed SETs (`--steering dma`): the pipeline appended binary SETs into log segments
 /// this worker's partition registered; the worker writes the item header and links it.
 extension Worker {
-    /// Stores a binary SET the pipeline placed in our segments, writing its reply (none
-    /// for SETQ) to `s`. False if the record was not ours to store as it lies (its
-    /// shard's items live in another partition, e.g. while the shard moves); the caller
-    /// then serves the frame the ordinary way.
-    func storePlaced(_ d: Descriptor, into s: Session) -> Bool {
+    /// Stores a binary SET the pipeline placed in our segments; what its reply needs.
+    /// Nil if the record was not ours to store as it lies (its shard's items live in
+    /// another partition, e.g. while the shard moves); the caller then serves the frame
+    /// the ordinary way.
+    func storePlaced(_ d: Descriptor) -> PlacementLog.StoredSet? {
         // All our placing logs belong to our partition, the one the hash must name.
-        guard let record = d.record, let partition = placements.first?.partition else { return false }
+        guard let record = d.record, let partition = placements.first?.partition else { return nil }
         let stored: PlacementLog.StoredSet? = context.store.withPartition(d.hash) { home in
             guard home === partition else { return nil }
             for log in placements {
@@ -20,14 +20,7 @@ extension Worker {
             }
             return nil
         }
-        guard let stored else { return false }
-        if stored.opcode == BinaryProtocol.Op.set.rawValue {
-            let h = BinaryProtocol.Header(opcode: stored.opcode, keyLength: 0, extrasLength: 0, bodyLength: 0,
-                                          opaque: stored.opaque, cas: 0)
-            BinaryProtocol.respond(s, h, .ok, cas: stored.cas)
-        }
-        s.commands += 1
-        return true
+        return stored
     }
 
     /// The pipeline closed one of our placing segments: adopt it, register another.

@@ -27,23 +27,33 @@ extension Worker {
             badFrames.wrappingAdd(1, ordering: .relaxed)
             return
         }
+        if d.kind == .logRecord, let stored = storePlaced(d) {
+            // A placed SET's reply is the bare 24-byte header (SETQ: none), written here
+            // without a session.
+            guard stored.opcode == BinaryProtocol.Op.set.rawValue else { return record(commands: 1, since: t0, steeringCycles) }
+            var reply: (UInt64, UInt64, UInt64) = (0, 0, 0)
+            withUnsafeMutableBytes(of: &reply) { r in
+                BinaryProtocol.writeResponseHeader(at: r.baseAddress!, opcode: stored.opcode, keyLength: 0, extrasLength: 0,
+                                                   status: .ok, bodyLength: 0, opaque: stored.opaque, cas: stored.cas)
+                record(commands: 1, since: t0, steeringCycles)
+                sendUDP(UnsafeRawBufferPointer(r), requestID: frame.requestID, to: d.packet.replyEndpoints, reusing: &request, port: udp)
+            }
+            return
+        }
         let s = udpSession
         s.reset()
-        if d.kind == .logRecord, storePlaced(d, into: s) {
-            record(commands: 1, since: t0, steeringCycles)
-        } else {
-            if d.hash != 0 { s.hashHint = d.hash }
-            s.receive(frame.request)
-            ProtocolHandler.run(s, context)
-            record(commands: s.commands, since: t0, steeringCycles)
+        if d.hash != 0 { s.hashHint = d.hash }
+        s.receive(frame.request)
+        ProtocolHandler.run(s, context)
+        record(commands: s.commands, since: t0, steeringCycles)
+        s.output.withUnsafeBytes {
+            sendUDP($0, requestID: frame.requestID, to: d.packet.replyEndpoints, reusing: &request, port: udp)
         }
-        sendUDP(s.output, requestID: frame.requestID,
-                to: d.packet.replyEndpoints, reusing: &request, port: udp)
     }
 
     /// Sends `output` as the reply datagrams to `reply`, the first one in `request`'s
     /// buffer (which is then used up).
-    func sendUDP(_ output: [UInt8], requestID: UInt16, to reply: FrameBuilder.Endpoints, reusing request: inout Packet?,
+    func sendUDP(_ output: UnsafeRawBufferPointer, requestID: UInt16, to reply: FrameBuilder.Endpoints, reusing request: inout Packet?,
                  port udp: any PacketPort) {
         let total = output.count
         let datagrams = MemcachedUDPFrame.datagrams(forReply: total)
@@ -61,7 +71,7 @@ extension Worker {
             let n = min(MemcachedUDPFrame.replyBytesPerDatagram, total - start)
             let body = p.data + FrameBuilder.udpHeadersLength
             MemcachedUDPFrame.writeHeader(at: body, requestID: requestID, sequence: i, count: datagrams)
-            output.withUnsafeBytes { (body + MemcachedUDPFrame.headerLength).copyMemory(from: $0.baseAddress! + start, byteCount: n) }
+            (body + MemcachedUDPFrame.headerLength).copyMemory(from: output.baseAddress! + start, byteCount: n)
             let length = (try? FrameBuilder.writeUDPHeaders(into: UnsafeMutableRawBufferPointer(start: p.data, count: Int(p.capacity)),
                                                             endpoints: reply, payloadLength: MemcachedUDPFrame.headerLength + n,
                                                             checksum: false)) ?? 0

@@ -143,14 +143,7 @@ struct PacketContext {
         if let r = rule.pointee.rpc, !r.matches(payload, tcp: frame.layers.contains(.tcp)) { return false }
         if let t = rule.pointee.streamSize {
             // TCP sessions the flow table tracks only, as stream5's.
-            guard let (client, server) = flow.streamBytes else { return false }
-            let holds = switch t.side {
-            case .client: t.test.matches(UInt64(client))
-            case .server: t.test.matches(UInt64(server))
-            case .both: t.test.matches(UInt64(client)) && t.test.matches(UInt64(server))
-            case .either: t.test.matches(UInt64(client)) || t.test.matches(UInt64(server))
-            }
-            guard holds else { return false }
+            guard let (client, server) = flow.streamBytes, t.matches(client: client, server: server) else { return false }
         }
         guard endpointsMatch(rule) else { return false }
         if let u = rule.pointee.uriLength {

@@ -132,12 +132,8 @@ extension RuleParser {
     static func byteExtract(_ v: Substring, variables: inout [String]) throws(RuleError) -> ByteExtract {
         let a = arguments(v)
         guard a.count >= 3 else { throw .malformed("byte_extract needs bytes, offset and a name") }
-        let name = String(a[2])
-        guard isVariableName(a[2]) else { throw .malformed("byte_extract: \(name) is not a variable name") }
-        let slot = variables.firstIndex(of: name) ?? variables.count
-        guard slot < maximumVariables else { throw .malformed("byte_extract: at most \(maximumVariables) variables per rule") }
         let (read, others) = try byteRead(count: a[0], offset: a[1], rest: a[3...], variables: variables, option: "byte_extract")
-        var extract = ByteExtract(read: read, slot: slot)
+        var extract = ByteExtract(read: read, slot: try define(a[2], in: &variables, option: "byte_extract"))
         if extract.read.base == 0 { extract.read.base = 10 }  // byte_extract's string is decimal by default
         for argument in others {
             let words = argument.split(whereSeparator: { $0 == " " || $0 == "\t" })
@@ -151,8 +147,17 @@ extension RuleParser {
             default: throw .malformed("byte_extract: unknown argument \(argument)")
             }
         }
-        if slot == variables.count { variables.append(name) }
         return extract
+    }
+
+    /// The slot of the variable `name` that byte_extract or byte_math defines: a new one,
+    /// or the one a name defined again already has (as in Snort).
+    static func define(_ name: Substring, in variables: inout [String], option: String) throws(RuleError) -> Int {
+        guard isVariableName(name) else { throw .malformed("\(option): \(name) is not a variable name") }
+        if let slot = variables.firstIndex(of: String(name)) { return slot }
+        guard variables.count < maximumVariables else { throw .malformed("\(option): at most \(maximumVariables) variables per rule") }
+        variables.append(String(name))
+        return variables.count - 1
     }
 
     /// `byte_math:` keyword arguments in any order: `bytes`, `offset`, `oper`, `rvalue`,
@@ -194,11 +199,7 @@ extension RuleParser {
             guard !(n == 0 && op == .divide) else { throw .malformed("byte_math: division by 0") }
             r = .constant(n)
         }
-        guard isVariableName(result) else { throw .malformed("byte_math: \(result) is not a variable name") }
-        let slot = variables.firstIndex(of: String(result)) ?? variables.count
-        guard slot < maximumVariables else { throw .malformed("byte_math: at most \(maximumVariables) variables per rule") }
-        if slot == variables.count { variables.append(String(result)) }
-        return ByteMath(read: read, op: op, rvalue: r, slot: slot)
+        return ByteMath(read: read, op: op, rvalue: r, slot: try define(result, in: &variables, option: "byte_math"))
     }
 
     /// `rpc:PROGRAM[,VERSION|*[,PROCEDURE|*]]` (numbers as C's strtoul reads them).

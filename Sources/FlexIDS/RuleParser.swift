@@ -165,15 +165,11 @@ public enum RuleParser {
             rule.detection.append(.fileData)
         case "pkt_data", "raw_data": sticky = .raw
         case "base64_decode":
-            guard !rule.detection.contains(where: { if case .base64Decode = $0 { true } else { false } }) else {
-                throw .malformed("at most one base64_decode per rule")
-            }
+            guard !rule.decodesBase64 else { throw .malformed("at most one base64_decode per rule") }
             rule.detection.append(.base64Decode(try base64Decode(value)))
         case "base64_data":
             guard value.isEmpty else { throw .malformed("base64_data takes no arguments") }
-            guard rule.detection.contains(where: { if case .base64Decode = $0 { true } else { false } }) else {
-                throw .malformed("base64_data needs a base64_decode before it")
-            }
+            guard rule.decodesBase64 else { throw .malformed("base64_data needs a base64_decode before it") }
             sticky = .base64Decoded
             rule.detection.append(.base64Data)
         case "asn1": rule.detection.append(.asn1(try asn1(value)))

@@ -67,6 +67,9 @@ public struct SnortRule: Sendable {
     /// data): such rules are not evaluated on IP fragments, as in Snort.
     public var looksAtPayload: Bool { !detection.isEmpty || payloadSize != nil || uriLength != nil || rpc != nil }
 
+    /// Whether the rule has a `base64_decode` (at most one, as Snort allows).
+    var decodesBase64: Bool { detection.contains { if case .base64Decode = $0 { true } else { false } } }
+
     /// The content the multi-pattern automaton looks for: the one marked fast_pattern,
     /// else the longest non-negated content in a buffer Snort's fast-pattern matcher
     /// serves (not the method, cookie or status buffers); never one after base64_data,
@@ -375,6 +378,16 @@ public struct StreamSizeTest: Sendable, Equatable {
     public enum Side: String, Sendable { case client, server, both, either }
     public var side: Side
     public var test: NumberTest
+
+    /// Whether the bytes the client and the server have sent pass the test.
+    public func matches(client: UInt32, server: UInt32) -> Bool {
+        switch side {
+        case .client: test.matches(UInt64(client))
+        case .server: test.matches(UInt64(server))
+        case .both: test.matches(UInt64(client)) && test.matches(UInt64(server))
+        case .either: test.matches(UInt64(client)) || test.matches(UInt64(server))
+        }
+    }
 }
 
 /// A test of one numeric header field.

@@ -81,8 +81,6 @@ enum BinaryProtocol {
         s.compact()
     }
 
-    /// Writes a response: header, then the optional flags extras (GET), key, value and
-    /// message text, straight into the session's output.
     /// Writes a response header (24 bytes, big-endian fields) at `p`.
     static func writeResponseHeader(at p: UnsafeMutableRawPointer, opcode: UInt8, keyLength: Int, extrasLength: Int,
                                     status: Status, bodyLength: Int, opaque: UInt32, cas: UInt64) {
@@ -97,6 +95,8 @@ enum BinaryProtocol {
         p.storeBytes(of: cas.bigEndian, toByteOffset: 16, as: UInt64.self)
     }
 
+    /// Writes a response: header, then the optional flags extras (GET), key, value and
+    /// message text, straight into the session's output.
     static func respond(_ s: Session, _ h: Header, _ status: Status, cas: UInt64 = 0, flags: UInt32? = nil,
                         key: UnsafeRawBufferPointer? = nil, value: UnsafeRawBufferPointer? = nil, number: UInt64? = nil,
                         text: StaticString? = nil) {

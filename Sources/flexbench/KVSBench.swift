@@ -1,5 +1,5 @@
-import CFlexSys
 import ArgumentParser
+import CFlexSys
 import FlexCLI
 import FlexIO
 import FlexWire
@@ -141,9 +141,7 @@ extension KVSBench {
                   + String(format: "; server core %.0f cycles/request at it", hz / best.answeredRate))
         }
     }
-}
 
-extension KVSBench {
     func replayWithoutReading(_ link: DPDKDatagramLink, format: WireFormat, workload: KVSWorkload) throws {
         try DPDKEnvironment.asLcore {
             let replay = try FrameReplay(link: link, format: format, workload: workload, sockets: options.connections)

@@ -57,11 +57,16 @@ final class DPDKDatagramLink {
         throw LoadError("\(port.name): no ARP reply from \(server.0) in 5 s")
     }
 
+    /// Client socket `socket`'s frames to the server.
+    func endpoints(socket: Int) -> FrameBuilder.Endpoints {
+        FrameBuilder.Endpoints(sourceMAC: port.macAddress, destinationMAC: serverMAC, source: address,
+                               destination: server.0, sourcePort: basePort + UInt16(socket), destinationPort: server.1)
+    }
+
     /// Sends `lengths.count` datagrams laid back to back in `payloads` from client socket
     /// `socket`.
     func send(socket: Int, payloads: UnsafeRawBufferPointer, lengths: [Int]) {
-        let endpoints = FrameBuilder.Endpoints(sourceMAC: port.macAddress, destinationMAC: serverMAC, source: address,
-                                               destination: server.0, sourcePort: basePort + UInt16(socket), destinationPort: server.1)
+        let endpoints = self.endpoints(socket: socket)
         var offset = 0
         var next = 0
         while next < lengths.count {

@@ -58,9 +58,7 @@ final class FrameReplay {
             payload.removeAll(keepingCapacity: true)
             payload += [UInt8(id >> 8), UInt8(id & 255), 0, 0, 0, 1, 0, 0]  // memcached's UDP frame header
             format.appendRequest(&payload, get: get, key: key, value: workload.value, opaque: UInt32(id))
-            let endpoints = FrameBuilder.Endpoints(sourceMAC: link.port.macAddress, destinationMAC: link.serverMAC, source: link.address,
-                                                   destination: link.server.0, sourcePort: link.basePort + UInt16(i % sockets),
-                                                   destinationPort: link.server.1)
+            let endpoints = link.endpoints(socket: i % sockets)
             let n = try frame.withUnsafeMutableBytes { f in
                 try payload.withUnsafeBytes { try FrameBuilder.udp(into: f, endpoints: endpoints, payload: $0) }
             }

@@ -29,16 +29,17 @@ run() {  # TARGET SECONDS
     local corpus=.build-fuzz/corpus/$target findings=.build-fuzz/findings/$target
     mkdir -p "$corpus" "$findings"
     # TOMLKit leaks on every document (Tests/Sanitizers/lsan.supp): checking each input for
-    # leaks would make the TOML targets crawl, so they are checked at exit only.
-    # Their RSS grows with those leaks too (1.8 GB in 5 minutes): a long campaign needs
-    # more than libFuzzer's 2 GB before the limit reports a false "oom".
-    local leaks=1 rss=2048
-    [[ $target == program || $target == storm-config ]] && { leaks=0; rss=8192; }
+    # leaks would make the TOML targets crawl, so they are checked at exit only. Their RSS
+    # grows with those leaks too (about 350 MB a minute), so they fuzz in libFuzzer's fork
+    # mode: child processes of at most a few minutes each, which free what leaked.
+    local options=(-detect_leaks=1 -rss_limit_mb=2048)
+    [[ $target == program || $target == storm-config ]] && options=(-detect_leaks=0 -rss_limit_mb=4096 -fork=1)
     echo "fuzz: $target for ${seconds}s" >&2
     LSAN_OPTIONS=suppressions=$PWD/Tests/Sanitizers/lsan.supp FLEXFUZZ_TARGET=$target "$binary" "$corpus" "Tests/Fuzz/seeds/$target" \
-        -max_total_time="$seconds" -timeout=1 -rss_limit_mb="$rss" -max_len=65536 -detect_leaks=$leaks \
+        -max_total_time="$seconds" -timeout=1 -max_len=65536 "${options[@]}" \
         -artifact_prefix="$findings/" -print_final_stats=1 2>&1 \
-        | grep -E "^(#[0-9]+[[:space:]]+(INITED|DONE)|stat::number_of_executed_units|stat::peak_rss_mb|Done|==[0-9]+==|SUMMARY|.*(ERROR|Fatal|Precondition|crash|deadly|timeout|leak))" || true
+        | grep -E "^(#[0-9]+[[:space:]]+(INITED|DONE)|#[0-9]+: cov:|stat::number_of_executed_units|stat::peak_rss_mb|Done|==[0-9]+==|SUMMARY|.*(ERROR|Fatal|Precondition|crash|deadly|timeout|leak))" \
+        | awk '/^#[0-9]+: cov:/ { last = $0; next } { print } END { if (last) print last }' || true
     # libFuzzer leaves every finding in $findings: any file there fails the run.
     if compgen -G "$findings/*" > /dev/null; then
         echo "fuzz: $target: findings in $findings:" >&2

@@ -37,14 +37,5 @@ kill -0 $server 2>/dev/null || { echo "flexkvs did not start:" >&2; cat "/tmp/fl
 echo "mlffr: flexkvs --steering $steering on cpu $server_cpu, flexbench on cpu $client_cpu, $format"
 taskset -c "$client_cpu" "$build/flexbench" kvs --server 198.18.0.2:11211 --format "$format" --io dpdk --mlffr "$@" \
     --eal "--no-huge --no-pci -m 512 --file-prefix=bench-$$ --vdev=net_memif0,role=client,socket=$sock,socket-abstract=no"
-python3 - "$stats_port" <<'PY'
-import socket, sys
-t = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
-t.sendall(b"stats steering\r\n")
-d = b""
-while not d.endswith(b"END\r\n"):
-    d += t.recv(65536)
-for line in d.decode().split("\r\n"):
-    if "cycles" in line or "transmit_dropped" in line or "replies_unsent" in line or "dropped_full" in line:
-        print("mlffr: server " + line[5:])
-PY
+python3 Scripts/kvs-stats.py "$stats_port" steering \
+    | grep -E "cycles|transmit_dropped|replies_unsent|dropped_full" | sed 's/^/mlffr: server /'

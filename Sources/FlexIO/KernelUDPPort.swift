@@ -110,7 +110,7 @@ public final class KernelUDPPort: PacketPort, @unchecked Sendable {
         // Compact the valid frames to the front; free what cannot be sent.
         for i in 0..<n {
             let p = batch[i]
-            guard let parsed = try? ParsedFrame(parsing: p.bytes, ipv6: false), parsed.layers.contains(.udp) else {
+            guard let parsed = try? ParsedFrame(parsing: p.bytes, verifyingChecksum: false, ipv6: false), parsed.layers.contains(.udp) else {
                 invalid += 1
                 pool.release(batch.packets + i, count: 1)
                 continue

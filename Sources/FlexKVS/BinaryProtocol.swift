@@ -103,13 +103,15 @@ enum BinaryProtocol {
         let keyCount = key?.count ?? 0
         let extrasCount = flags == nil ? 0 : 4
         let valueCount = (value?.count ?? 0) + (number == nil ? 0 : 8) + (text?.utf8CodeUnitCount ?? 0)
-        let start = s.output.count
-        s.output.append(contentsOf: repeatElement(0, count: headerSize))
-        s.output.withUnsafeMutableBytes {
-            writeResponseHeader(at: $0.baseAddress! + start, opcode: h.opcode, keyLength: keyCount, extrasLength: extrasCount,
+        // The header and the flags are written in place, then appended at once (one
+        // capacity check, not one per byte).
+        var head: (UInt64, UInt64, UInt64, UInt32) = (0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &head) { b in
+            writeResponseHeader(at: b.baseAddress!, opcode: h.opcode, keyLength: keyCount, extrasLength: extrasCount,
                                 status: status, bodyLength: extrasCount + keyCount + valueCount, opaque: h.opaque, cas: cas)
+            if let flags { b.storeBytes(of: flags.bigEndian, toByteOffset: headerSize, as: UInt32.self) }
+            s.write(UnsafeRawBufferPointer(rebasing: b[..<(headerSize + extrasCount)]))
         }
-        if let flags { s.writeBE32(flags) }
         if let key { s.write(key) }
         if let value { s.write(value) }
         if let number { s.writeBE64(number) }

@@ -37,7 +37,7 @@ public final class Partition: @unchecked Sendable {
     /// on every access, which is on every request): the store holds its partitions and
     /// outlives them.
     unowned(unsafe) let store: KVStore
-    var table: HashTable
+    let table: HashTable
     /// Eviction is S3-FIFO (Yang et al., SOSP '23) at segment granularity: new items
     /// enter `probation`, a FIFO of about a twentieth of the partition's segments;
     /// evicted from there, those read meanwhile move to `main` and the rest leave, their

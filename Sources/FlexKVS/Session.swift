@@ -56,14 +56,15 @@ public final class Session {
         tokenEnds.reserveCapacity(TextProtocol.maxWords)
     }
 
-    /// Forgets everything (a UDP session is reused for each datagram).
+    /// Forgets everything (a UDP session is reused for each datagram). Emptying an
+    /// array costs even when it is empty (parsing usually emptied `input` already).
     public func reset() {
         dialect = .undecided
-        input.removeAll(keepingCapacity: true)
+        if !input.isEmpty { input.removeAll(keepingCapacity: true) }
         consumed = 0
         scannedTo = 0
         pendingRetrieval = nil
-        output.removeAll(keepingCapacity: true)
+        if !output.isEmpty { output.removeAll(keepingCapacity: true) }
         swallow = 0
         closing = false
         commands = 0

@@ -13,7 +13,7 @@ extension Worker {
     /// dropped.
     func handleUDP(_ d: Descriptor, _ steeringCycles: UInt64) {
         let t0 = cflex_rdtsc()
-        guard let udp = server.udp else { return }
+        guard let udp else { return }
         if d.kind == .segmentFull {
             placementFilled(d)
             return

@@ -23,6 +23,9 @@ final class Worker: @unchecked Sendable {
     let context: KVSContext
     let tcpSteering: SteeringEmulator
     let udpSteering: SteeringEmulator?
+    /// The server's UDP port, held here too: read through the unowned server, it was
+    /// retained and released for every request.
+    let udp: (any PacketPort)?
     let tcpOut = PacketBatch(capacity: 32)
     let udpOut = PacketBatch(capacity: 32)
     /// Request buffers served this burst, returned to their port once per burst (one
@@ -81,6 +84,7 @@ final class Worker: @unchecked Sendable {
         self.queue = queue
         context = server.context
         self.forwarding = forwarding
+        udp = server.udp
         forwardPool = forwarding.map { BufferPool(bufferCount: 2 * $0.ringCapacity * max(1, $0.requests.count - 1), bufferSize: Self.forwardBufferSize) }
         inFlight = Array(repeating: 0, count: server.configuration.threads)
         toSend.reserveCapacity(64)

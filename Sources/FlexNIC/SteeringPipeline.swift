@@ -268,22 +268,8 @@ public final class SteeringPipeline: @unchecked Sendable {
             for i in Int(stages[s].actionStart)..<end {
                 let ins = instructions[i]
                 switch ins.op {
-                case .hashFourTuple:
-                    hash = frame.layers.contains(.ipv6)
-                        ? toeplitz.hashIPv6(addresses: UnsafeRawPointer(p.data) + Int(frame.l3Offset) + 8,
-                                            sourcePort: frame.sourcePort, destinationPort: frame.destinationPort)
-                        : toeplitz.hash(source: frame.sourceAddress, destination: frame.destinationAddress,
-                                        sourcePort: frame.sourcePort, destinationPort: frame.destinationPort)
-                case .hashSymmetric:
-                    hash = frame.layers.contains(.ipv6)
-                        ? toeplitz.symmetricHashIPv6(addresses: UnsafeRawPointer(p.data) + Int(frame.l3Offset) + 8,
-                                                     sourcePort: frame.sourcePort, destinationPort: frame.destinationPort)
-                        : toeplitz.symmetricHash(source: frame.sourceAddress, destination: frame.destinationAddress,
-                                                 sourcePort: frame.sourcePort, destinationPort: frame.destinationPort)
-                case .hashAddresses:
-                    hash = frame.layers.contains(.ipv6)
-                        ? toeplitz.hashIPv6(addresses: UnsafeRawPointer(p.data) + Int(frame.l3Offset) + 8, sourcePort: nil, destinationPort: nil)
-                        : toeplitz.hash(source: frame.sourceAddress, destination: frame.destinationAddress)
+                case .hashFourTuple, .hashSymmetric, .hashAddresses:
+                    hash = headerHash(ins.op, p, frame)
                 case .hashPayload:
                     let o = Int(ins.a)
                     let n = ins.b < 0 ? payloadLength &- o : Int(ins.b)
@@ -356,6 +342,31 @@ public final class SteeringPipeline: @unchecked Sendable {
         case .drop: return Verdict(kind: .drop, detail: 0xFF)
         case .slowPath: return Verdict(kind: .slowPath, hash: hashOut, payloadOffset: payloadOffset, detail: SlowPathReason.rule.rawValue)
         case .queue(let q): return Verdict(kind: .queue, queue: Int32(q), hash: hashOut, payloadOffset: payloadOffset, detail: 0xFF)
+        }
+    }
+
+    /// The Toeplitz hash of the frame's addresses (and ports) an action asks for. Out of
+    /// line: inlined, its loop-invariant parts (byte swaps, the symmetric hash's
+    /// ordering) were computed for every packet of every program, wanted or not.
+    @inline(never)
+    func headerHash(_ op: CompiledProgram.Op, _ p: Packet, _ frame: ParsedFrame) -> UInt32 {
+        let ipv6Addresses = UnsafeRawPointer(p.data) + Int(frame.l3Offset) + 8
+        let ipv6 = frame.layers.contains(.ipv6)
+        switch op {
+        case .hashFourTuple:
+            return ipv6
+                ? toeplitz.hashIPv6(addresses: ipv6Addresses, sourcePort: frame.sourcePort, destinationPort: frame.destinationPort)
+                : toeplitz.hash(source: frame.sourceAddress, destination: frame.destinationAddress,
+                                sourcePort: frame.sourcePort, destinationPort: frame.destinationPort)
+        case .hashSymmetric:
+            return ipv6
+                ? toeplitz.symmetricHashIPv6(addresses: ipv6Addresses, sourcePort: frame.sourcePort, destinationPort: frame.destinationPort)
+                : toeplitz.symmetricHash(source: frame.sourceAddress, destination: frame.destinationAddress,
+                                         sourcePort: frame.sourcePort, destinationPort: frame.destinationPort)
+        default:
+            return ipv6
+                ? toeplitz.hashIPv6(addresses: ipv6Addresses, sourcePort: nil, destinationPort: nil)
+                : toeplitz.hash(source: frame.sourceAddress, destination: frame.destinationAddress)
         }
     }
 

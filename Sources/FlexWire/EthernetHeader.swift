@@ -49,7 +49,7 @@ public struct EthernetHeader {
     public let base: UnsafeMutableRawPointer
 
     /// Views the first 14 bytes of `frame`; fails if the frame is shorter.
-    @inlinable
+    @inlinable @inline(__always)
     public init(_ frame: UnsafeMutableRawBufferPointer) throws(WireError) {
         guard frame.count >= Self.length, let b = frame.baseAddress else {
             throw .truncated(.ethernet, needed: Self.length, available: frame.count)

@@ -42,7 +42,7 @@ public struct IPv4Header {
 
     /// Views an IPv4 header at the start of `bytes`, checking version, IHL and total
     /// length against the buffer. `verifyChecksum` also checks the header checksum.
-    @inlinable
+    @inlinable @inline(__always)
     public init(_ bytes: UnsafeMutableRawBufferPointer, verifyChecksum: Bool = false) throws(WireError) {
         guard bytes.count >= Self.minimumLength, let b = bytes.baseAddress else {
             throw .truncated(.ipv4, needed: Self.minimumLength, available: bytes.count)
@@ -63,7 +63,7 @@ public struct IPv4Header {
     @inlinable var raw: UnsafeRawPointer { UnsafeRawPointer(base) }
 
     /// Header checksum check; the common 20-byte header is summed as five 32-bit words.
-    @inlinable
+    @inlinable @inline(__always)
     static func checksumVerifies(_ b: UnsafeRawPointer, headerLength: Int) -> Bool {
         guard headerLength == minimumLength else {
             var sum = InternetChecksum()

@@ -117,7 +117,7 @@ public struct ParsedFrame: Sendable {
 
     /// Parses the UDP, TCP or DCCP header at `l4` of an IP datagram ending at `end`
     /// (`ipProtocol` says which; another protocol leaves the payload at `l4`).
-    @inlinable
+    @inlinable @inline(__always)
     mutating func parseTransport(_ frame: UnsafeMutableRawBufferPointer, l4: Int, end: Int) throws(WireError) {
         let l4Bytes = UnsafeMutableRawBufferPointer(start: frame.baseAddress! + l4, count: end &- l4)
         let headerLength: Int

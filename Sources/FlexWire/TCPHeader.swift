@@ -17,7 +17,7 @@ public struct TCPHeader: PortHeader {
     /// Header length in bytes (data offset x 4).
     public let headerLength: Int
 
-    @inlinable
+    @inlinable @inline(__always)
     public init(_ bytes: UnsafeMutableRawBufferPointer) throws(WireError) {
         guard bytes.count >= Self.minimumLength, let b = bytes.baseAddress else {
             throw .truncated(.tcp, needed: Self.minimumLength, available: bytes.count)

@@ -5,7 +5,7 @@ public struct UDPHeader: PortHeader {
 
     /// Views a UDP header at the start of `bytes` (the IP payload); the UDP length must
     /// cover the header and lie within `bytes`.
-    @inlinable
+    @inlinable @inline(__always)
     public init(_ bytes: UnsafeMutableRawBufferPointer) throws(WireError) {
         guard bytes.count >= Self.length, let b = bytes.baseAddress else {
             throw .truncated(.udp, needed: Self.length, available: bytes.count)

@@ -52,8 +52,11 @@ public final class Session {
     public init() {
         input.reserveCapacity(4096)
         output.reserveCapacity(4096)
-        tokenStarts.reserveCapacity(TextProtocol.maxWords)
-        tokenEnds.reserveCapacity(TextProtocol.maxWords)
+    }
+
+    deinit {
+        tokenStarts.deallocate()
+        tokenEnds.deallocate()
     }
 
     /// Forgets everything (a UDP session is reused for each datagram). Emptying an
@@ -108,29 +111,18 @@ public final class Session {
     @inline(__always) func write(_ s: StaticString) {
         s.withUTF8Buffer { output.append(contentsOf: $0) }
     }
-    @inline(__always) func write(_ s: String) { output.append(contentsOf: s.utf8) }
+    @_disfavoredOverload @inline(__always) func write(_ s: String) { output.append(contentsOf: s.utf8) }
     @inline(__always) func write(_ b: UnsafeRawBufferPointer) { output.append(contentsOf: b) }
     /// Appends an unsigned decimal without making a String.
     @inline(__always) func write<T: BinaryInteger>(number n: T) {
-        var v = UInt64(n)
-        if v < 10 { output.append(UInt8(v) + 0x30); return }
-        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: room for 20 digits
-        withUnsafeMutableBytes(of: &digits) { d in
-            var i = 24
-            while v > 0 {
-                i -= 1
-                d[i] = UInt8(v % 10) + 0x30
-                v /= 10
-            }
-            output.append(contentsOf: UnsafeRawBufferPointer(rebasing: d[i...]))
-        }
+        LineComposer.compose(into: self) { $0.put(number: n) }
     }
 
     @inline(__always) func writeBE16(_ v: UInt16) { output.append(UInt8(v >> 8)); output.append(UInt8(v & 0xFF)) }
     @inline(__always) func writeBE32(_ v: UInt32) { writeBE16(UInt16(v >> 16)); writeBE16(UInt16(v & 0xFFFF)) }
     @inline(__always) func writeBE64(_ v: UInt64) { writeBE32(UInt32(v >> 32)); writeBE32(UInt32(v & 0xFFFF_FFFF)) }
 
-    /// Token boundaries of the command line being parsed (reused, never reallocated).
-    var tokenStarts: [Int] = []
-    var tokenEnds: [Int] = []
+    /// Token boundaries of the command line being parsed (`TextProtocol.Tokens`).
+    let tokenStarts = UnsafeMutablePointer<Int>.allocate(capacity: TextProtocol.maxWords)
+    let tokenEnds = UnsafeMutablePointer<Int>.allocate(capacity: TextProtocol.maxWords)
 }

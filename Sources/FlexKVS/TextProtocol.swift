@@ -28,31 +28,33 @@ enum TextProtocol {
     static let maxGetLine = 32 << 20
 
     /// A command line split at spaces: word i is `line[starts[i]..<ends[i]]`. The
-    /// boundaries live in the session's reused arrays.
+    /// boundaries live in the session's token buffers (no array to empty and grow per
+    /// line): a `Tokens` is valid until the next one of the same session is made.
     struct Tokens {
-        let starts: [Int]
-        let ends: [Int]
+        let starts: UnsafePointer<Int>
+        let ends: UnsafePointer<Int>
+        let count: Int
         /// Where the unsplit rest of the line starts, when it had more than `maxWords`
         /// words; nil when the whole line was split.
         let rest: Int?
         /// The end of the line (its first NUL, CR LF or LF).
         let lineEnd: Int
-        var count: Int { starts.count }
         /// memcached's token count: the words and its terminal token.
-        var ntokens: Int { starts.count + 1 }
+        var ntokens: Int { count + 1 }
 
         init(_ b: UnsafeRawBufferPointer, _ from: Int, _ to: Int, in s: Session) {
-            s.tokenStarts.removeAll(keepingCapacity: true)
-            s.tokenEnds.removeAll(keepingCapacity: true)
+            let starts = s.tokenStarts, ends = s.tokenEnds
+            var n = 0
             var rest: Int? = nil
             var start = from
             var i = from
             while i < to {
                 if b[i] == 0x20 {
                     if start < i {
-                        s.tokenStarts.append(start)
-                        s.tokenEnds.append(i)
-                        if s.tokenStarts.count == TextProtocol.maxWords {
+                        starts[n] = start
+                        ends[n] = i
+                        n += 1
+                        if n == TextProtocol.maxWords {
                             if i + 1 < to { rest = i + 1 }
                             start = to
                             break
@@ -63,11 +65,13 @@ enum TextProtocol {
                 i += 1
             }
             if start < to {
-                s.tokenStarts.append(start)
-                s.tokenEnds.append(to)
+                starts[n] = start
+                ends[n] = to
+                n += 1
             }
-            starts = s.tokenStarts
-            ends = s.tokenEnds
+            self.starts = UnsafePointer(starts)
+            self.ends = UnsafePointer(ends)
+            count = n
             self.rest = rest
             lineEnd = to
         }
@@ -365,17 +369,19 @@ enum TextProtocol {
                             reply.withUnsafeBytes { _ = table.install(hash: h, key: key, reply: $0, epoch: epoch) }
                         }
                     }
-                    s.write("VALUE ")
-                    s.write(key)
-                    s.output.append(0x20)
-                    s.write(number: it.flags)
-                    s.output.append(0x20)
-                    s.write(number: it.valueLength)
-                    if r.withCas {
-                        s.output.append(0x20)
-                        s.write(number: it.cas)
+                    LineComposer.compose(into: s) { line in
+                        line.put("VALUE ")
+                        line.put(key)
+                        line.put(byte: 0x20)
+                        line.put(number: it.flags)
+                        line.put(byte: 0x20)
+                        line.put(number: it.valueLength)
+                        if r.withCas {
+                            line.put(byte: 0x20)
+                            line.put(number: it.cas)
+                        }
+                        line.put("\r\n")
                     }
-                    s.write("\r\n")
                     s.write(UnsafeRawBufferPointer(it.value))
                     s.write("\r\n")
                 }

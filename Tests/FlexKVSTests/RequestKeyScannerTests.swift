@@ -17,8 +17,19 @@ import Testing
         #expect(scan(Array(input.utf8), binary: false) == hashes("a", "b", "c", "d", "e", "f"),
                 "the set's data block (which looks like a get) is skipped; mg stops the scan")
         #expect(scan(Array(input.utf8), binary: false, maximum: 3) == hashes("a", "b", "c"))
-        #expect(scan(Array("get a\r\nget b".utf8), binary: false) == hashes("a"), "a line not yet ended")
-        #expect(scan(Array("set k 0 0 x\r\nget b\r\n".utf8), binary: false) == hashes("k"), "a bad length stops the scan")
+        #expect(scan(Array("get a z\r\nget b".utf8), binary: false) == hashes("a", "z"), "a line not yet ended")
+        #expect(scan(Array("get j\r\nset k 0 0 x\r\nget b\r\n".utf8), binary: false) == hashes("j", "k"),
+                "a bad length stops the scan")
+        #expect(scan(Array("replace r 0 0 1\r\nx\r\nprepend p 0 0 1\r\ny\r\ntouch t 0\r\ndecr d 1\r\ngets q\r\n".utf8),
+                     binary: false) == hashes("r", "p", "t", "d", "q"))
+    }
+
+    /// One key has no misses to overlap with: nothing is returned (or hashed).
+    @Test func aLoneKeyIsNotWorthAPrefetch() {
+        #expect(scan(Array("get a\r\n".utf8), binary: false).isEmpty)
+        #expect(scan(Array("get a\r\nmg b v\r\n".utf8), binary: false).isEmpty, "the scan stops at mg")
+        #expect(scan(Array("get a b\r\n".utf8), binary: false) == hashes("a", "b"))
+        #expect(scan([0x80, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1] + [UInt8](repeating: 0, count: 12) + [0x6B], binary: true).isEmpty)
     }
 
     @Test func binaryRequestsInOrder() {

@@ -8,6 +8,13 @@ final class CompiledProgram: @unchecked Sendable {
         var fieldStart: Int32, fieldCount: Int32
         var payloadStart: Int32, payloadCount: Int32
         var actionStart: Int32, actionCount: Int32
+        /// A payload byte the stage needs (`payload[guardOffset] & guardMask ==
+        /// guardValue`), taken from its first payload pattern or byte-aligned payload
+        /// word; -1: none. It is implied by the stage's matches, so a packet failing it
+        /// skips the stage at the cost of one load (a binary request passes the text
+        /// stages so, a text one the binary stages).
+        var guardOffset: Int32 = -1
+        var guardMask: UInt8 = 0, guardValue: UInt8 = 0
     }
 
     /// Field sources: header fields by number, a payload word, or metadata.
@@ -96,7 +103,7 @@ final class CompiledProgram: @unchecked Sendable {
             return Int32(ops.count - 1)
         }
         for (i, s) in program.stages.enumerated() {
-            let stage = Stage(fieldStart: Int32(fs.count), fieldCount: 0, payloadStart: Int32(ps.count),
+            var stage = Stage(fieldStart: Int32(fs.count), fieldCount: 0, payloadStart: Int32(ps.count),
                               payloadCount: Int32(s.payload.count), actionStart: Int32(ins.count),
                               actionCount: Int32(s.actions.count))
             var fieldCount: Int32 = 0
@@ -107,6 +114,7 @@ final class CompiledProgram: @unchecked Sendable {
                 fs.append(field)
                 fieldCount += 1
             }
+            Self.setGuard(&stage, payload: s.payload, fields: fs[Int(stage.fieldStart)...])
             for p in s.payload {
                 ps.append(Payload(offset: Int32(p.offset), length: Int32(p.bytes.count), pool: Int32(bytes.count)))
                 bytes += p.bytes
@@ -196,6 +204,26 @@ final class CompiledProgram: @unchecked Sendable {
         let b = UnsafeMutableBufferPointer<T>.allocate(capacity: max(a.count, 1))
         _ = b.initialize(from: a)
         return UnsafeMutableBufferPointer(rebasing: b[0..<a.count])
+    }
+
+    /// Gives `stage` the guard byte its first payload pattern, or else its first
+    /// payload word compared exactly or under a mask (not a range, not negated), implies.
+    static func setGuard(_ stage: inout Stage, payload: [PayloadMatch], fields: ArraySlice<Field>) {
+        if let p = payload.first, let mask = p.mask.first, mask != 0 {
+            stage.guardOffset = Int32(p.offset)
+            stage.guardMask = mask
+            stage.guardValue = p.bytes[0] & mask
+            return
+        }
+        for f in fields where f.source == .payloadWord && !f.isRange && !f.negated && f.width >= 1 && f.width <= 8 {
+            let shift = UInt64(8 * (Int(f.width) - 1))  // the word's first byte is its most significant
+            let mask = UInt8(truncatingIfNeeded: f.hi >> shift)
+            guard mask != 0 else { continue }
+            stage.guardOffset = f.offset
+            stage.guardMask = mask
+            stage.guardValue = UInt8(truncatingIfNeeded: f.lo >> shift) & mask
+            return
+        }
     }
 
     static func source(_ f: MatchField) -> (Source, UInt8, Int32) {

@@ -262,6 +262,10 @@ public final class SteeringPipeline: @unchecked Sendable {
 
         let stages = code.stages, instructions = code.instructions
         for s in 0..<stages.count {
+            let g = Int(stages[s].guardOffset)
+            if g >= 0 && (g >= payloadLength || payload.load(fromByteOffset: g, as: UInt8.self) & stages[s].guardMask != stages[s].guardValue) {
+                continue
+            }
             guard matches(stages[s], frame, payload, payloadLength, st, Shape.self) else { continue }
             counters.countMatch(stage: s)
             let end = Int(stages[s].actionStart &+ stages[s].actionCount)

@@ -70,13 +70,21 @@ public struct IPv4Header {
             sum.add(bytes: b, count: headerLength)
             return sum.verifies
         }
+        return foldedSum(b) == 0xFFFF
+    }
+
+    /// The ones' complement sum of a 20-byte header's 16-bit words, in the machine's
+    /// byte order (RFC 1071: the sum does not depend on it; stored back in that order,
+    /// its complement is the checksum in network order).
+    @inlinable @inline(__always)
+    static func foldedSum(_ b: UnsafeRawPointer) -> UInt16 {
         var acc: UInt64 = 0
         for i in 0..<5 { acc &+= UInt64(b.loadUnaligned(fromByteOffset: i &* 4, as: UInt32.self)) }
         acc = (acc & 0xFFFF_FFFF) &+ (acc >> 32)
         acc = (acc & 0xFFFF) &+ (acc >> 16)
         acc = (acc & 0xFFFF) &+ (acc >> 16)
         acc = (acc & 0xFFFF) &+ (acc >> 16)
-        return acc == 0xFFFF
+        return UInt16(truncatingIfNeeded: acc)
     }
 
     public var typeOfService: UInt8 { raw.loadByte(at: 1) }
@@ -111,6 +119,10 @@ public struct IPv4Header {
     /// Recomputes the header checksum over `headerLength` bytes.
     @inlinable public func updateChecksum() {
         base.storeBE16(0, at: 10)
+        if headerLength == Self.minimumLength {
+            base.storeBytes(of: ~Self.foldedSum(base), toByteOffset: 10, as: UInt16.self)
+            return
+        }
         var sum = InternetChecksum()
         sum.add(bytes: base, count: headerLength)
         base.storeBE16(sum.value, at: 10)

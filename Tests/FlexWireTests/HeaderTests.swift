@@ -14,6 +14,29 @@ import Testing
         #expect(f.payloadLength == 7)
     }
 
+    /// The header checksum against a worked example (RFC 1071's arithmetic, the
+    /// well-known 192.168.0.1 -> 192.168.0.199 UDP header: 0xB861), with and without
+    /// options (which take the general sum, not the 20-byte one).
+    @Test func ipv4HeaderChecksumMatchesAWorkedExample() throws {
+        var header: [UInt8] = [0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xAA, 0xAA,
+                               0xC0, 0xA8, 0x00, 0x01, 0xC0, 0xA8, 0x00, 0xC7]
+        header.withUnsafeMutableBytes { IPv4Header(unchecked: $0.baseAddress!, headerLength: 20).updateChecksum() }
+        #expect(header[10] == 0xB8 && header[11] == 0x61)
+        var datagram = header + [UInt8](repeating: 0, count: 0x73 - 20)  // as long as its total length says
+        #expect(throws: Never.self) { try datagram.withUnsafeMutableBytes { _ = try IPv4Header($0, verifyChecksum: true) } }
+        datagram[13] ^= 0x01
+        #expect(throws: WireError.badChecksum(.ipv4)) { try datagram.withUnsafeMutableBytes { _ = try IPv4Header($0, verifyChecksum: true) } }
+        // With a 4-byte option (NOP NOP NOP EOL): the option words join the sum.
+        var withOptions: [UInt8] = [0x46, 0x00, 0x00, 0x77, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00,
+                                    0xC0, 0xA8, 0x00, 0x01, 0xC0, 0xA8, 0x00, 0xC7, 0x01, 0x01, 0x01, 0x00]
+        withOptions.withUnsafeMutableBytes { IPv4Header(unchecked: $0.baseAddress!, headerLength: 24).updateChecksum() }
+        // Against the sum written out here, word by word.
+        var sum: UInt32 = 0
+        for i in stride(from: 0, to: 24, by: 2) where i != 10 { sum += UInt32(withOptions[i]) << 8 | UInt32(withOptions[i + 1]) }
+        while sum > 0xFFFF { sum = (sum & 0xFFFF) + (sum >> 16) }
+        #expect(UInt16(withOptions[10]) << 8 | UInt16(withOptions[11]) == ~UInt16(sum))
+    }
+
     @Test func udpChecksumVerifiesAndDetectsCorruption() throws {
         var frame = Frames.udp(Array("payload".utf8))
         try frame.withUnsafeMutableBytes { b in

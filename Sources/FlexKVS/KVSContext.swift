@@ -27,6 +27,10 @@ public final class KVSContext: @unchecked Sendable {
     public var flushEnabled = true
     /// What `shutdown` does (memcached's -A enables it); nil: the command is refused.
     public var shutdown: (@Sendable () -> Void)?
+    /// GETs answered before they reach a worker (the pipeline's reply table, XDP):
+    /// hits memcached would have counted, so `stats` counts them in cmd_get and
+    /// get_hits (the server fills this in).
+    public var offloadedGets: () -> Int64 = { 0 }
     /// Bytes and connections as the transport counts them (the server fills this in).
     public var transport: () -> TransportCounters = { TransportCounters() }
     public struct TransportCounters {
@@ -76,7 +80,7 @@ public final class KVSContext: @unchecked Sendable {
 
     /// `stats reset`: counters start again from zero.
     func resetStats() {
-        let now = Dictionary(uniqueKeysWithValues: KVStats.Counter.allCases.map { ($0, store.total($0)) })
+        let now = Dictionary(uniqueKeysWithValues: KVStats.Counter.allCases.map { ($0, total($0)) })
         baseline.withLock { $0 = now }
         protocolErrors.store(0, ordering: .relaxed)
         resetAt.withLock { $0 = Counter.allCases.map { counters[$0.rawValue].load(ordering: .relaxed) } }
@@ -84,7 +88,12 @@ public final class KVSContext: @unchecked Sendable {
 
     /// A counter as `stats` reports it.
     func reported(_ c: KVStats.Counter) -> Int64 {
-        Self.gauges.contains(c) ? store.total(c) : store.total(c) - baseline.withLock { $0[c] ?? 0 }
+        Self.gauges.contains(c) ? total(c) : total(c) - baseline.withLock { $0[c] ?? 0 }
+    }
+
+    /// A counter over the partitions, GETs and hits with those answered before a worker.
+    func total(_ c: KVStats.Counter) -> Int64 {
+        c == .cmdGet || c == .getHits ? store.total(c) + offloadedGets() : store.total(c)
     }
 
     public init(store: KVStore, threads: Int) {

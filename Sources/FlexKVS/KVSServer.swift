@@ -246,6 +246,10 @@ public final class KVSServer: @unchecked Sendable {
             t.totalConnections = self.tcp.acceptedConnections
             return t
         }
+        context.offloadedGets = { [unowned self] in
+            let table = self.context.store.replyTable?.served.load(ordering: .relaxed) ?? 0
+            return Int64(table + (self.xdp?.counters.hits ?? 0))
+        }
     }
 
     /// A configuration the server cannot run with.

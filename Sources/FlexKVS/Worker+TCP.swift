@@ -73,7 +73,8 @@ extension Worker {
 
     func record(commands: Int, since t0: UInt64, _ steeringCycles: UInt64) {
         guard commands > 0 else { return }
-        requests.wrappingAdd(UInt64(commands), ordering: .relaxed)
+        // Only this worker writes its count: a plain store, not a locked add per request.
+        requests.store(requests.load(ordering: .relaxed) &+ UInt64(commands), ordering: .relaxed)
         cycles.record((cflex_rdtsc() &- t0 &+ steeringCycles) / UInt64(commands))
     }
 

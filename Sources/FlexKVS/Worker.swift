@@ -45,6 +45,7 @@ final class Worker: @unchecked Sendable {
     /// The one ring TCP requests arrive on (TCP stays with the accepting worker).
     let tcpInboxes: [DescriptorRing]
     let udpSession = Session()
+    /// Requests served (written by this worker only; others read it).
     let requests = Atomic<UInt64>(0)
     let badFrames = Atomic<UInt64>(0)
     let arpAnswered = Atomic<UInt64>(0)

@@ -142,7 +142,10 @@ public final class ReplyTable: @unchecked Sendable {
         let b = base(i)
         let occupied = b.load(fromByteOffset: 0, as: UInt32.self) == 1
         if !occupied && b.load(fromByteOffset: 4, as: UInt32.self) == hash { return true }
-        let n = hits[i].wrappingAdd(1, ordering: .relaxed).newValue
+        // A load and a store, not a locked add on every GET: two workers counting the
+        // same slot at once may lose a count, which only delays an install.
+        let n = hits[i].load(ordering: .relaxed) &+ 1
+        hits[i].store(n, ordering: .relaxed)
         return n >= (occupied ? displace : threshold)
     }
 

@@ -482,6 +482,27 @@ final class Client {
         #expect(table.invalidations.load(ordering: .relaxed) > 0)
     }
 
+    /// GETs the reply table answers never reach a worker, yet memcached would count
+    /// them: `stats` does too, in cmd_get and get_hits (and `stats reset` zeroes them).
+    @Test func getsTheTableAnswersCountInStats() throws {
+        let t = try TestServer(steering: .key)
+        let tcp = try Client(tcp: t.tcpPort)
+        tcp.send("set k 0 0 1\r\nv\r\nstats reset\r\n")
+        _ = tcp.receive(until: "RESET\r\n")
+        let udp = try Client(udp: t.server.udpPort!)
+        for id in 1...50 {
+            udp.send([0, UInt8(id), 0, 0, 0, 1, 0, 0] + Array("get k\r\n".utf8))
+            #expect(udp.receiveDatagram().map { Array($0.dropFirst(8)) } == Array("VALUE k 0 1\r\nv\r\nEND\r\n".utf8))
+        }
+        let served = try #require(t.server.context.store.replyTable).served.load(ordering: .relaxed)
+        #expect(served > 10, "the table answered too few GETs to test anything")
+        tcp.send("stats\r\n")
+        let stats = tcp.receive(until: "END\r\n")
+        #expect(stats.contains("STAT cmd_get 50\r\n") && stats.contains("STAT get_hits 50\r\n"), "\(stats)")
+        tcp.send("stats reset\r\nstats\r\n")
+        #expect(tcp.receive(until: "END\r\n").contains("STAT cmd_get 0\r\n"))
+    }
+
     /// The same hammer with the reply table mirrored into the XDP program on the
     /// namespace's loopback (generic XDP): GETs answered before the network stack are
     /// never older than the last acknowledged SET either.

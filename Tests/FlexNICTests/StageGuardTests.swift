@@ -21,8 +21,11 @@ import Testing
     ])
 
     @Test func guardsComeFromTheFirstPatternOrExactOrMaskedWord() throws {
-        let stages = try SteeringPipeline(program: Self.program).code.stages
-        func guardOf(_ i: Int) -> [Int] { [Int(stages[i].guardOffset), Int(stages[i].guardMask), Int(stages[i].guardValue)] }
+        let pipeline = try SteeringPipeline(program: Self.program)  // owns the compiled stages
+        func guardOf(_ i: Int) -> [Int] {
+            let stage = pipeline.code.stages[i]
+            return [Int(stage.guardOffset), Int(stage.guardMask), Int(stage.guardValue)]
+        }
         #expect(guardOf(0) == [8, 0xFF, 0x67])  // "g"
         #expect(guardOf(1) == [9, 0xEF, 0x01])  // the first word: SET or SETQ's opcode under its mask
         #expect(guardOf(2) == [2, 0xFF, 0x00])  // a 4-byte word's first byte: the high byte of 1

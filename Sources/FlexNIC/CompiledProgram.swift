@@ -206,24 +206,26 @@ final class CompiledProgram: @unchecked Sendable {
         return UnsafeMutableBufferPointer(rebasing: b[0..<a.count])
     }
 
-    /// Gives `stage` the guard byte its first payload pattern, or else its first
-    /// payload word compared exactly or under a mask (not a range, not negated), implies.
+    /// Gives `stage` a guard byte its matches imply: the first byte of a payload
+    /// pattern, or the first byte of a payload word compared exactly or under a mask
+    /// (not a range, not negated). Of those, the last one with a nonzero value: zero
+    /// bytes are common in binary headers, and later fields (an opcode, an extras
+    /// length) tell requests apart where earlier ones (a magic byte, a sequence number)
+    /// do not.
     static func setGuard(_ stage: inout Stage, payload: [PayloadMatch], fields: ArraySlice<Field>) {
-        if let p = payload.first, let mask = p.mask.first, mask != 0 {
-            stage.guardOffset = Int32(p.offset)
-            stage.guardMask = mask
-            stage.guardValue = p.bytes[0] & mask
-            return
+        var candidates: [(offset: Int32, mask: UInt8, value: UInt8)] = []
+        for p in payload {
+            if let mask = p.mask.first, mask != 0 { candidates.append((Int32(p.offset), mask, p.bytes[0] & mask)) }
         }
         for f in fields where f.source == .payloadWord && !f.isRange && !f.negated && f.width >= 1 && f.width <= 8 {
             let shift = UInt64(8 * (Int(f.width) - 1))  // the word's first byte is its most significant
             let mask = UInt8(truncatingIfNeeded: f.hi >> shift)
-            guard mask != 0 else { continue }
-            stage.guardOffset = f.offset
-            stage.guardMask = mask
-            stage.guardValue = UInt8(truncatingIfNeeded: f.lo >> shift) & mask
-            return
+            if mask != 0 { candidates.append((f.offset, mask, UInt8(truncatingIfNeeded: f.lo >> shift) & mask)) }
         }
+        guard let chosen = candidates.last(where: { $0.value != 0 }) ?? candidates.first else { return }
+        stage.guardOffset = chosen.offset
+        stage.guardMask = chosen.mask
+        stage.guardValue = chosen.value
     }
 
     static func source(_ f: MatchField) -> (Source, UInt8, Int32) {

@@ -20,15 +20,15 @@ import Testing
         Stage("range-only", fields: [FieldMatch(.payloadWord(offset: 1, width: 1), .range(0x10, 0x20))], actions: [.toQueue(4)]),
     ])
 
-    @Test func guardsComeFromTheFirstPatternOrExactOrMaskedWord() throws {
+    @Test func guardsComeFromAPatternOrAnExactOrMaskedWord() throws {
         let pipeline = try SteeringPipeline(program: Self.program)  // owns the compiled stages
         func guardOf(_ i: Int) -> [Int] {
             let stage = pipeline.code.stages[i]
             return [Int(stage.guardOffset), Int(stage.guardMask), Int(stage.guardValue)]
         }
         #expect(guardOf(0) == [8, 0xFF, 0x67])  // "g"
-        #expect(guardOf(1) == [9, 0xEF, 0x01])  // the first word: SET or SETQ's opcode under its mask
-        #expect(guardOf(2) == [2, 0xFF, 0x00])  // a 4-byte word's first byte: the high byte of 1
+        #expect(guardOf(1) == [8, 0xFF, 0x80])  // the last nonzero one: the magic byte, not the opcode's 0x01 before it
+        #expect(guardOf(2) == [2, 0xFF, 0x00])  // a 4-byte word's first byte (the high byte of 1): zero, the only one
         #expect(guardOf(3) == [0, 0xDF, 0x41])  // "A" or "a"
         #expect(guardOf(4)[0] == -1, "a range implies no byte")
     }

@@ -9,10 +9,10 @@ final class CompiledProgram: @unchecked Sendable {
         var payloadStart: Int32, payloadCount: Int32
         var actionStart: Int32, actionCount: Int32
         /// A payload byte the stage needs (`payload[guardOffset] & guardMask ==
-        /// guardValue`), taken from its first payload pattern or byte-aligned payload
-        /// word; -1: none. It is implied by the stage's matches, so a packet failing it
-        /// skips the stage at the cost of one load (a binary request passes the text
-        /// stages so, a text one the binary stages).
+        /// guardValue`; `setGuard` says which one), -1: none. It is implied by the
+        /// stage's matches, so a packet failing it skips the stage at the cost of one
+        /// load (a binary request passes the text stages so, a text one the binary
+        /// stages).
         var guardOffset: Int32 = -1
         var guardMask: UInt8 = 0, guardValue: UInt8 = 0
     }

@@ -118,9 +118,8 @@ public final class Session {
         LineComposer.compose(into: self) { $0.put(number: n) }
     }
 
-    @inline(__always) func writeBE16(_ v: UInt16) { output.append(UInt8(v >> 8)); output.append(UInt8(v & 0xFF)) }
-    @inline(__always) func writeBE32(_ v: UInt32) { writeBE16(UInt16(v >> 16)); writeBE16(UInt16(v & 0xFFFF)) }
-    @inline(__always) func writeBE64(_ v: UInt64) { writeBE32(UInt32(v >> 32)); writeBE32(UInt32(v & 0xFFFF_FFFF)) }
+    /// Appends a 64-bit number in network byte order (a binary incr/decr's value).
+    @inline(__always) func writeBE64(_ v: UInt64) { withUnsafeBytes(of: v.bigEndian) { output.append(contentsOf: $0) } }
 
     /// Token boundaries of the command line being parsed (`TextProtocol.Tokens`).
     let tokenStarts = UnsafeMutablePointer<Int>.allocate(capacity: TextProtocol.maxWords)

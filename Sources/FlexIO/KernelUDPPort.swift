@@ -25,7 +25,14 @@ public final class KernelUDPPort: PacketPort, @unchecked Sendable {
     /// different threads).
     let rxDatagrams: [UnsafeMutablePointer<cflex_datagram>]
     let txDatagrams: [UnsafeMutablePointer<cflex_datagram>]
+    /// Per queue, how many datagrams the next receive asks for: twice what the last
+    /// one got, at least `minimumReceive`, at most `burst`. At a low rate a round finds
+    /// one datagram, and taking 64 buffers from the pool, posting 64 message headers
+    /// and returning 63 buffers cost more than serving it; datagrams beyond the ask
+    /// stay in the socket for the next round (its descriptor stays readable).
+    let receiveAsks: UnsafeMutablePointer<Int>
     static let burst = 64
+    static let minimumReceive = 4
 
     /// Binds `queues` sockets to `address:port` (port 0 picks one for all queues).
     /// `receiveBufferBytes` sizes each socket's kernel receive buffer (nil: the
@@ -54,16 +61,19 @@ public final class KernelUDPPort: PacketPort, @unchecked Sendable {
         pool = BufferPool(bufferCount: bufferCount, bufferSize: bufferSize)
         rxDatagrams = (0..<queues).map { _ in .allocate(capacity: Self.burst) }
         txDatagrams = (0..<queues).map { _ in .allocate(capacity: Self.burst) }
+        receiveAsks = .allocate(capacity: queues)
+        receiveAsks.initialize(repeating: Self.burst, count: queues)
     }
 
     deinit {
         sockets.forEach { close($0) }
         rxDatagrams.forEach { $0.deallocate() }
         txDatagrams.forEach { $0.deallocate() }
+        receiveAsks.deallocate()
     }
 
     public func receive(queue: Int, into batch: PacketBatch) -> Int {
-        let want = min(batch.freeSpace, Self.burst)
+        let want = min(batch.freeSpace, receiveAsks[queue])
         let start = batch.count
         let headers = FrameBuilder.udpHeadersLength
         let got = pool.allocate(count: want, into: batch)
@@ -96,6 +106,7 @@ public final class KernelUDPPort: PacketPort, @unchecked Sendable {
         let unused = batch.count - (start + kept)
         pool.release(batch.packets + start + kept, count: unused)
         batch.count = start + kept
+        receiveAsks[queue] = min(Self.burst, max(Self.minimumReceive, 2 * n))
         counters.countReceived(packets: kept, bytes: bytes)
         counters.countReceiveDrops(truncated)
         return kept

@@ -81,10 +81,11 @@ int cflex_epoll_wait_ns(int epfd, uint64_t *tokens, uint32_t *masks, int max, ui
     struct epoll_event evs[64];
     if (max > 64) max = 64;
     struct timespec timeout = { .tv_sec = (time_t)(timeout_ns / 1000000000u), .tv_nsec = (long)(timeout_ns % 1000000000u) };
+    int forever = timeout_ns == UINT64_MAX;
     static int lacks_pwait2 = 0;
     int n = -1, fallback = __atomic_load_n(&lacks_pwait2, __ATOMIC_RELAXED);
     if (!fallback) {
-        n = epoll_pwait2(epfd, evs, max, &timeout, NULL);
+        n = epoll_pwait2(epfd, evs, max, forever ? NULL : &timeout, NULL);
         if (n < 0 && errno == ENOSYS) {
             __atomic_store_n(&lacks_pwait2, 1, __ATOMIC_RELAXED);
             fallback = 1;
@@ -92,7 +93,7 @@ int cflex_epoll_wait_ns(int epfd, uint64_t *tokens, uint32_t *masks, int max, ui
     }
     if (fallback) {
         uint64_t ms = (timeout_ns + 999999u) / 1000000u;
-        n = epoll_wait(epfd, evs, max, ms > 1000000u ? 1000000 : (int)ms);
+        n = epoll_wait(epfd, evs, max, forever ? -1 : ms > 1000000u ? 1000000 : (int)ms);
     }
     if (n < 0) return errno == EINTR ? 0 : -errno;
     for (int i = 0; i < n; i++) { tokens[i] = evs[i].data.u64; masks[i] = evs[i].events; }
@@ -178,6 +179,6 @@ int cflex_unix_listener(const char *path, unsigned mask, int backlog) {
 
 int cflex_poll_ns(struct pollfd *fds, unsigned count, uint64_t timeout_ns) {
     struct timespec timeout = { .tv_sec = (time_t)(timeout_ns / 1000000000u), .tv_nsec = (long)(timeout_ns % 1000000000u) };
-    int n = ppoll(fds, count, &timeout, NULL);
+    int n = ppoll(fds, count, timeout_ns == UINT64_MAX ? NULL : &timeout, NULL);
     return n < 0 ? -errno : n;
 }

@@ -22,7 +22,11 @@ import Synchronization
 /// 4. Then sleep in one `epoll_pwait2` on the thread's `WakeSet` member and its ports'
 ///    rx queues (an epoll set of the loop's, registered once) until one turns readable,
 ///    the round's own limit passes (`Round.sleepLimit`: a paced spout's next tuple), or
-///    `maximumSleep` does (how late a stop is seen). A port without a readiness descriptor (DPDK) cannot be slept
+///    `maximumSleep` does (how late a stop is seen, for an owner that does not wake its
+///    loops to stop). With neither (`.max`), the wait arms no timer: on a virtual
+///    machine arming and cancelling one costs about a microsecond per sleep, which at
+///    20k wakeups a second is a tenth of a request's whole cost. A port without a
+///    readiness descriptor (DPDK) cannot be slept
 ///    on: the loop naps at most `polledPortNap` and looks again, or, when that is 0,
 ///    keeps polling as a poll-mode driver does; its socket ports are then looked at
 ///    only every `socketCheckCycles` (one zero-timeout wait for all of them, not an
@@ -126,7 +130,9 @@ public final class CoreLoop {
     var averageGap: UInt64 = .max
 
     /// A loop that sleeps on `ports` (port, rx queue) and on member `member` of
-    /// `wakeups`. `maximumSleep` and `polledPortNap` are nanoseconds.
+    /// `wakeups`. `maximumSleep` and `polledPortNap` are nanoseconds; a `maximumSleep`
+    /// of `.max` sleeps until a descriptor or the wakeup member says so (the owner
+    /// must then wake the loop to stop it).
     public init(ports: [(port: any PacketPort, queue: Int)] = [], wakeups: WakeSet? = nil, member: Int = 0,
                 shared: SharedWatch? = nil, spinCycles: UInt64 = 0,
                 maximumSleep: UInt64 = 1_000_000, polledPortNap: UInt64 = 50_000, sleepsAfterWork: Bool = false) {

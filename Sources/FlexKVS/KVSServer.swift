@@ -282,6 +282,7 @@ public final class KVSServer: @unchecked Sendable {
     /// Stops the workers (and the rebalancer) and waits for them.
     public func stop() {
         guard running.exchange(false, ordering: .acquiringAndReleasing) else { return }
+        wakeups.wakeAll()  // workers sleep with no timeout
         for _ in 0..<(workers.count + (rebalances ? 1 : 0)) { finished.wait() }
         dpdk?.stop()
         xdp?.detach()

@@ -125,14 +125,16 @@ final class Worker: @unchecked Sendable {
     /// The worker's loop: it sleeps on its TCP (port 0) and UDP (port 1) queues and its
     /// wakeup, spinning a little first only with a core to spare, receives only from
     /// queues the sleep found readable, and goes to sleep straight after a round unless
-    /// requests arrive often enough to spin: the sleep is the check for more. On DPDK
-    /// it keeps polling, as a poll-mode driver does.
+    /// requests arrive often enough to spin: the sleep is the check for more. It sleeps
+    /// with no timeout: whatever needs it (requests, other workers' deliveries and
+    /// forwarded replies, `KVSServer.stop`) wakes it. On DPDK it keeps polling, as a
+    /// poll-mode driver does.
     lazy var loop: CoreLoop = {
         var ports: [(port: any PacketPort, queue: Int)] = [(server.tcp, queue)]
         if let udp = server.udp { ports.append((udp, queue)) }
         return CoreLoop(ports: ports, wakeups: server.wakeups, member: queue,
                         spinCycles: CoreLoop.spinCycles(threads: server.configuration.threads),
-                        maximumSleep: 5_000_000, polledPortNap: 0, sleepsAfterWork: true)
+                        maximumSleep: .max, polledPortNap: 0, sleepsAfterWork: true)
     }()
 
     /// Runs rounds until the server stops.

@@ -52,7 +52,8 @@ int cflex_epoll_create(void);
 int cflex_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t token);
 int cflex_epoll_wait(int epfd, uint64_t *tokens, uint32_t *masks, int max, int timeout_ms);
 /// The same with a timeout in nanoseconds (epoll_pwait2; where the kernel lacks it,
-/// epoll_wait with the timeout rounded up to milliseconds).
+/// epoll_wait with the timeout rounded up to milliseconds); UINT64_MAX waits with no
+/// timer at all.
 int cflex_epoll_wait_ns(int epfd, uint64_t *tokens, uint32_t *masks, int max, uint64_t timeout_ns);
 
 enum {
@@ -78,8 +79,8 @@ int cflex_eventfd(void);
 int cflex_eventfd_signal(int fd);
 int cflex_eventfd_drain(int fd);
 
-/// ppoll over `count` descriptors with a timeout in nanoseconds; returns how many are
-/// ready, 0 on timeout, or -errno.
+/// ppoll over `count` descriptors with a timeout in nanoseconds (UINT64_MAX: none);
+/// returns how many are ready, 0 on timeout, or -errno.
 struct pollfd;
 int cflex_poll_ns(struct pollfd *fds, unsigned count, uint64_t timeout_ns);
 

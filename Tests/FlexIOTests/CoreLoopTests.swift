@@ -2,6 +2,7 @@
 import CFlexSys
 import FlexTestSupport
 import FlexWire
+import Foundation
 import Testing
 
 #if canImport(Glibc)
@@ -93,6 +94,21 @@ import Glibc
         took = clock.measure { loop.settle(after: CoreLoop.Round(work: 1, hasMore: true)) }
         #expect(took < .milliseconds(20))
         #expect(loop.isReady(port: 0), "went round again without sleeping")
+    }
+
+    /// With no limit (`maximumSleep` and the round's both `.max`) the sleep has no
+    /// timer: it lasts until its wakeup member is woken (or a port turns readable).
+    @Test func aSleepWithNoLimitLastsUntilWoken() throws {
+        let wakeups = try WakeSet(count: 1)
+        let loop = CoreLoop(wakeups: wakeups, member: 0, maximumSleep: .max)
+        let clock = ContinuousClock()
+        let waker = Thread {
+            usleep(150_000)
+            wakeups.wake(0)
+        }
+        waker.start()
+        let took = clock.measure { loop.sleep(atMost: .max) }
+        #expect(took >= .milliseconds(140), "only the wakeup, 150 ms in, may end it")
     }
 
     /// A loop that never sleeps (a poll-mode port, no nap) receives from its polled

@@ -1,4 +1,4 @@
-import FlexIO
+@testable import FlexIO
 import FlexNIC
 import FlexTestSupport
 import FlexWire
@@ -117,6 +117,36 @@ final class TCPClient {
         #expect(batch.count == 2)
         #expect(server.statistics.receiveDrops == 1)
         server.release(batch)
+    }
+
+    /// After a lone datagram a receive asks for 4, then twice what it got, so a burst
+    /// of 100 arrives as 4, 8, 16, 32, 40, in order, none lost, every buffer returned.
+    @Test func aReceiveAsksForTwiceWhatTheLastOneGot() throws {
+        let server = try KernelUDPPort(address: .loopback, port: 0, bufferCount: 256)
+        let batch = PacketBatch(capacity: 64)
+        func receiveAll(expecting total: Int) -> (sizes: [Int], payloads: [String]) {
+            var sizes: [Int] = [], payloads: [String] = []
+            let deadline = Date().addingTimeInterval(5)
+            while payloads.count < total && Date() < deadline {
+                server.wait(queue: 0, timeoutMilliseconds: 10)
+                let n = server.receive(queue: 0, into: batch)
+                guard n > 0 else { continue }
+                sizes.append(n)
+                for i in 0..<n { payloads.append(String(decoding: batch[i].byteArray[FrameBuilder.udpHeadersLength...], as: UTF8.self)) }
+                server.release(batch)
+            }
+            return (sizes, payloads)
+        }
+        sendDatagrams([Array("lone".utf8)], to: server.port)
+        #expect(receiveAll(expecting: 1).payloads == ["lone"])
+        let burst = (0..<100).map { "datagram \($0)" }
+        sendDatagrams(burst.map { Array($0.utf8) }, to: server.port)
+        usleep(20_000)
+        let (sizes, payloads) = receiveAll(expecting: 100)
+        #expect(sizes == [4, 8, 16, 32, 40])
+        #expect(payloads == burst)
+        #expect(server.statistics.receivedPackets == 101 && server.statistics.receiveDrops == 0)
+        #expect(server.pool.available == 256)
     }
 
     /// Echo server: emulator steers TCP data to queue 0, the test thread answers each

@@ -90,6 +90,9 @@ final class Worker: @unchecked Sendable {
         inFlight = Array(repeating: 0, count: server.configuration.threads)
         toSend.reserveCapacity(64)
         let queues = server.configuration.threads
+        loop = CoreLoop(ports: [(server.tcp, queue)] + (server.udp.map { [($0, queue)] } ?? []), wakeups: server.wakeups,
+                        member: queue, spinCycles: CoreLoop.spinCycles(threads: server.configuration.threads),
+                        maximumSleep: .max, polledPortNap: 0, sleepsAfterWork: true)
         tcpSteering = SteeringEmulator(
             port: server.tcp,
             pipeline: try SteeringPipeline(program: KVSPrograms.flow(protocolNumber: 6, port: server.tcp.port, queues: queues, own: queue)),
@@ -129,13 +132,7 @@ final class Worker: @unchecked Sendable {
     /// with no timeout: whatever needs it (requests, other workers' deliveries and
     /// forwarded replies, `KVSServer.stop`) wakes it. On DPDK it keeps polling, as a
     /// poll-mode driver does.
-    lazy var loop: CoreLoop = {
-        var ports: [(port: any PacketPort, queue: Int)] = [(server.tcp, queue)]
-        if let udp = server.udp { ports.append((udp, queue)) }
-        return CoreLoop(ports: ports, wakeups: server.wakeups, member: queue,
-                        spinCycles: CoreLoop.spinCycles(threads: server.configuration.threads),
-                        maximumSleep: .max, polledPortNap: 0, sleepsAfterWork: true)
-    }()
+    let loop: CoreLoop
 
     /// Runs rounds until the server stops.
     func run() {
@@ -145,11 +142,11 @@ final class Worker: @unchecked Sendable {
     /// One round: each phase once, then one wakeup per worker it fed.
     func round() -> CoreLoop.Round {
         let tcp = serve(tcpSteering, receiving: loop.isReady(port: 0), inboxes: tcpInboxes, out: tcpOut, done: tcpDone,
-                        handle: handleTCP)
+                        udp: false)
         var work = tcp.work
         if let udpSteering {
             work += serve(udpSteering, receiving: loop.isReady(port: 1), inboxes: udpInboxes, out: udpOut, done: udpDone,
-                          handle: handleUDP).work
+                          udp: true).work
         }
         if forwarding != nil { work += serveForwarding() }
         if wakeMask != 0 {
@@ -192,9 +189,11 @@ final class Worker: @unchecked Sendable {
     /// One burst from `steering`'s port: steer it, serve what our inboxes hold (steered
     /// by us or, under key steering, by other workers), free what went to the slow path
     /// (malformed frames), send the replies. Returns the packets received from the port
-    /// (none unless `receiving`) and all the work done.
+    /// (none unless `receiving`) and all the work done. `udp` picks the request handler.
     func serve(_ steering: SteeringEmulator, receiving: Bool, inboxes: [DescriptorRing], out: PacketBatch,
-               done: PacketBatch, handle: (Descriptor, UInt64) -> Void) -> (received: Int, work: Int) {
+               done: PacketBatch, udp: Bool) -> (received: Int, work: Int) {
+        // A flag, not a handler closure: the closure's context was retained per round.
+        @inline(__always) func handle(_ d: Descriptor, _ share: UInt64) { if udp { handleUDP(d, share) } else { handleTCP(d, share) } }
         // A request's cycles count from when the pipeline sees its packet (its share of
         // the burst's steering) to when its reply is queued; the receive system call
         // before that is kernel I/O, counted apart (`receiveCycles`).

@@ -83,6 +83,7 @@ public final class SteeringPipeline: @unchecked Sendable {
         self.redirection = redirection ?? RedirectionTable(entries: program.redirectionEntries, queues: program.queues)
         toeplitz = ToeplitzHash(key: program.toeplitzKey)
         rings = (0...program.queues).map { _ in DescriptorRing(capacity: ringCapacity) }
+        slowPathRing = rings[program.queues]
         self.logs = logs
         counters = SteeringCounters(stages: program.stages.count, queues: program.queues)
         verifyL4 = program.verifyL4Checksums
@@ -103,7 +104,8 @@ public final class SteeringPipeline: @unchecked Sendable {
         stagedCount.deallocate()
     }
 
-    public var slowPathRing: DescriptorRing { rings[program.queues] }
+    /// `rings[queues]`, held apart: read per round, a subscript would retain it.
+    public let slowPathRing: DescriptorRing
 
     // MARK: Burst processing
 

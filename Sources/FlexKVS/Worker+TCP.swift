@@ -94,11 +94,15 @@ extension Worker {
             let room = Int(p.capacity) - FrameBuilder.tcpHeadersLength
             let n = min(room, total - offset)
             let last = offset + n == total
-            let length = session.output.withUnsafeBytes { b in
-                (try? FrameBuilder.tcp(into: UnsafeMutableRawBufferPointer(start: p.data, count: Int(p.capacity)),
-                                       endpoints: endpoints, payload: UnsafeRawBufferPointer(rebasing: b[offset..<(offset + n)]),
-                                       flags: last && finishing ? [.fin, .ack] : [.psh, .ack])) ?? 0
+            if n > 0 {
+                session.output.withUnsafeBytes { b in
+                    (p.data + FrameBuilder.tcpHeadersLength).copyMemory(from: b.baseAddress! + offset, byteCount: n)
+                }
             }
+            // No TCP checksum: the kernel port sends the payload on the connection's socket.
+            let length = (try? FrameBuilder.writeTCPHeaders(into: UnsafeMutableRawBufferPointer(start: p.data, count: Int(p.capacity)),
+                                                            endpoints: endpoints, payloadLength: n,
+                                                            flags: last && finishing ? [.fin, .ack] : [.psh, .ack], checksum: false)) ?? 0
             p.length = UInt32(length)
             p.flow = flow
             tcpOut[tcpOut.count - 1] = p

@@ -91,16 +91,32 @@ public enum FrameBuilder {
     public static func tcp(into buffer: UnsafeMutableRawBufferPointer, endpoints e: Endpoints,
                            payload: some Collection<UInt8>, flags: TCPHeader.Flags = [.ack, .psh],
                            sequence: UInt32 = 0, acknowledgement: UInt32 = 0) throws(WireError) -> Int {
-        let total = tcpHeadersLength + payload.count
+        try require(buffer, tcpHeadersLength + payload.count, .tcp)
+        UnsafeMutableRawBufferPointer(rebasing: buffer[tcpHeadersLength...]).copyBytes(from: payload)
+        return try writeTCPHeaders(into: buffer, endpoints: e, payloadLength: payload.count, flags: flags,
+                                   sequence: sequence, acknowledgement: acknowledgement)
+    }
+
+    /// Writes headers (no options) for a TCP segment whose `payloadLength` bytes already
+    /// sit at offset `tcpHeadersLength`. Returns the frame length. Without `checksum`
+    /// the TCP checksum is left 0: for a frame only a kernel TCP port reads, which
+    /// sends its payload on a socket (the generic `tcp` is not specialized across
+    /// modules: from the server's hot path it looked up generic metadata and copied
+    /// byte by byte).
+    @discardableResult
+    public static func writeTCPHeaders(into buffer: UnsafeMutableRawBufferPointer, endpoints e: Endpoints,
+                                       payloadLength: Int, flags: TCPHeader.Flags = [.ack, .psh], sequence: UInt32 = 0,
+                                       acknowledgement: UInt32 = 0, checksum: Bool = true) throws(WireError) -> Int {
+        let total = tcpHeadersLength + payloadLength
         try require(buffer, total, .tcp)
+        guard payloadLength <= 65_495 else { throw .inconsistent(.tcp, "payload of \(payloadLength) bytes") }
         _ = try writeEthernet(buffer, e)
         let base = buffer.baseAddress!
-        UnsafeMutableRawBufferPointer(rebasing: buffer[tcpHeadersLength...]).copyBytes(from: payload)
-        let ip = IPv4Header.write(at: base + 14, totalLength: 40 + payload.count, protocolNumber: 6,
+        let ip = IPv4Header.write(at: base + 14, totalLength: 40 + payloadLength, protocolNumber: 6,
                                   source: e.source, destination: e.destination)
         let tcp = TCPHeader.write(at: base + 34, sourcePort: e.sourcePort, destinationPort: e.destinationPort,
                                   sequence: sequence, acknowledgement: acknowledgement, flags: flags)
-        tcp.updateChecksum(ip: ip, segmentLength: 20 + payload.count)
+        if checksum { tcp.updateChecksum(ip: ip, segmentLength: 20 + payloadLength) }
         return total
     }
 

@@ -1,5 +1,7 @@
 import ArgumentParser
+import CFlexSys
 import FlexCLI
+import FlexIO
 import FlexWire
 import Foundation
 
@@ -35,6 +37,11 @@ struct Compare: ParsableCommand {
     @Option(help: "Run both servers on these CPUs (taskset list, e.g. 1).") var serverCPU: String?
     @Option(help: "Run this load generator on these CPUs (taskset list, e.g. 0).") var clientCPU: String?
     @Flag(help: "Start flexkvs with --xdp-offload lo (root; XDP answers hot UDP GETs on loopback).") var xdpOffload = false
+    @Option(help: ArgumentHelp(
+        "A thread of this client sleeps this many microseconds in a loop on the first server CPU (needs --server-cpu).",
+        discussion: "On a virtual machine a core's wakeup from a long idle costs its next task more CPU; memcached's "
+            + "maintenance threads wake its core often under load, flexkvs's do not. The same timer for both takes "
+            + "that out of the comparison. Neither server's CPU counts it; machine CPU does.")) var coreTimer: UInt32?
     @OptionGroup var options: LoadOptions
 
     func run() throws {
@@ -48,10 +55,19 @@ struct Compare: ParsableCommand {
             return f
         }
         if let clientCPU { try ServerProcess.pin(getpid(), clientCPU) }
+        if let coreTimer {
+            guard let cpu = serverCPU.flatMap({ Int32($0.prefix { $0.isNumber }) }) else {
+                throw ValidationError("--core-timer needs --server-cpu")
+            }
+            CoreThread.start(name: "core-timer") {
+                _ = cflex_pin_thread(cpu)
+                while true { usleep(coreTimer) }
+            }
+        }
         let w = options.workload()
         print("compare: \(w.keys) keys, \(w.keySize) B keys, \(w.valueSize) B values, \(options.distribution) \(options.zipf), "
               + "\(Int(options.getRatio * 100))% GET, \(options.connections) sockets x depth \(options.depth), "
-              + "\(options.duration) s per run, \(rounds) rounds A B")
+              + "\(options.duration) s per run, \(rounds) rounds A B" + (coreTimer.map { ", a \($0) us timer on the server core" } ?? ""))
         for t in threadCounts {
             for mode in modes.split(separator: ",").map(String.init) {
                 let mc = try ServerProcess(path: memcached, arguments: ["-t", "\(t)", "-p", "\(memcachedPort)", "-U", "\(memcachedPort)",

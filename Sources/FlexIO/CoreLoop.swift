@@ -25,7 +25,7 @@ import Synchronization
 ///    `maximumSleep` does (how late a stop is seen, for an owner that does not wake its
 ///    loops to stop). With neither (`.max`), the wait arms no timer: on a virtual
 ///    machine arming and cancelling one costs about a microsecond per sleep, which at
-///    20k wakeups a second is a tenth of a request's whole cost. A port without a
+///    20k wakeups a second is about 7 % of a request's whole cost. A port without a
 ///    readiness descriptor (DPDK) cannot be slept
 ///    on: the loop naps at most `polledPortNap` and looks again, or, when that is 0,
 ///    keeps polling as a poll-mode driver does; its socket ports are then looked at

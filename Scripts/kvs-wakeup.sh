@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# What a request costs a server that wakes for each one (issue 16): runs SERVER on
+# SERVER_CPU under an open-loop `flexbench kvs` load at RATE requests/s (pinned to
+# CLIENT_CPU) and prints, per request, the server's CPU time from its threads'
+# schedstat (exact, not tick-sampled), the server core's busy time (/proc/stat), and
+# context switches.
+#
+#   bash Scripts/kvs-wakeup.sh SERVER [RATE [FORMAT]]
+#     SERVER: memcached, flexkvs, or floor: a C responder that only calls epoll_wait,
+#             recvmmsg and sendmmsg (answers every binary UDP request with a 64-byte
+#             value): the kernel's share, which no server can go under here
+#     RATE: requests/s (default 20000); FORMAT: udp-binary (default; floor: only it)
+#
+# Environment: TIMER_US (a thread sleeping that long in a loop on the server core, as
+# `flexbench compare --core-timer`), SECONDS_MEASURED (4), SERVER_CPU (1), CLIENT_CPU (0),
+# BUILD (.build/release).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+server=${1:?usage: kvs-wakeup.sh memcached|flexkvs|floor [RATE [FORMAT]]}
+rate=${2:-20000}
+format=${3:-udp-binary}
+seconds=${SECONDS_MEASURED:-4}
+server_cpu=${SERVER_CPU:-1}
+client_cpu=${CLIENT_CPU:-0}
+build=${BUILD:-.build/release}
+port=23650
+work=$(mktemp -d)
+pids=()
+trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
+
+[[ $server == floor && $format != udp-binary ]] && { echo "kvs-wakeup: floor answers udp-binary only" >&2; exit 2; }
+[[ -x $build/flexbench ]] || swift build -c release --product flexbench >&2
+
+if [[ $server == floor || -n ${TIMER_US:-} ]]; then
+    cat > "$work/floor.c" <<'C'
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+enum { B = 4 };
+int main(int argc, char **argv) {
+    if (argc > 2) {  /* timer mode: sleep argv[2] microseconds in a loop */
+        struct timespec t = { 0, atol(argv[2]) * 1000 };
+        for (;;) nanosleep(&t, NULL);
+    }
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(atoi(argv[1])) };
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    if (bind(fd, (void *)&a, sizeof a)) return 1;
+    int ep = epoll_create1(0);
+    struct epoll_event ev = { .events = EPOLLIN };
+    epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+    static unsigned char in[B][2048], out[B][2048];
+    struct sockaddr_in peers[B];
+    struct mmsghdr rm[B], sm[B];
+    struct iovec riov[B], siov[B];
+    for (;;) {
+        epoll_wait(ep, &ev, 1, -1);
+        for (int i = 0; i < B; i++) {
+            riov[i] = (struct iovec){ in[i], sizeof in[i] };
+            rm[i].msg_hdr = (struct msghdr){ .msg_name = &peers[i], .msg_namelen = sizeof peers[i], .msg_iov = &riov[i], .msg_iovlen = 1 };
+        }
+        int n = recvmmsg(fd, rm, B, MSG_DONTWAIT, NULL);
+        for (int i = 0; i < n; i++) {
+            unsigned char *q = in[i] + 8, *r = out[i] + 8;  /* after the memcached UDP frame header */
+            memcpy(out[i], in[i], 8);
+            memset(r, 0, 24);
+            r[0] = 0x81, r[1] = q[1];
+            memcpy(r + 12, q + 12, 4);  /* opaque */
+            int body = (q[1] == 0x00 || q[1] == 0x09 || q[1] == 0x0c || q[1] == 0x0d) ? 4 + 64 : 0;
+            if (body) { r[4] = 4; memset(r + 24, 'v', body); }
+            r[11] = body;
+            siov[i] = (struct iovec){ out[i], 8 + 24 + body };
+            sm[i].msg_hdr = (struct msghdr){ .msg_name = &peers[i], .msg_namelen = sizeof peers[i], .msg_iov = &siov[i], .msg_iovlen = 1 };
+        }
+        if (n > 0) sendmmsg(fd, sm, n, MSG_DONTWAIT);
+    }
+}
+C
+    cc -O2 -o "$work/floor" "$work/floor.c"
+fi
+if [[ -n ${TIMER_US:-} ]]; then
+    taskset -c "$server_cpu" "$work/floor" 0 "$TIMER_US" &
+    pids+=($!)
+fi
+
+case $server in
+    memcached) taskset -c "$server_cpu" memcached -u nobody -l 127.0.0.1 -p $port -U $port -t 1 -m 256 & ;;
+    flexkvs) taskset -c "$server_cpu" "$build/flexkvs" -l 127.0.0.1 -p $port -U $port -t 1 -m 256 >/dev/null 2>&1 & ;;
+    floor) taskset -c "$server_cpu" "$work/floor" $port & ;;
+    *) echo "kvs-wakeup: no server $server" >&2; exit 2 ;;
+esac
+pid=$!
+pids+=($pid)
+sleep 1
+client=(taskset -c "$client_cpu" "$build/flexbench" kvs --server 127.0.0.1:$port --format "$format")
+[[ $server == floor ]] || "${client[@]}" --duration 1 --warmup 0.2 >/dev/null  # preload and warm up
+
+runtime() { cat /proc/$pid/task/*/schedstat | awk '{ s += $1; n += $3 } END { printf "%.0f %.0f\n", s, n }'; }
+idle() { awk '$1 == "cpu'"$server_cpu"'" { print $5 + $6 }' /proc/stat; }
+read -r ns0 sw0 < <(runtime); i0=$(idle); t0=$(date +%s.%N)
+result=$("${client[@]}" --duration "$seconds" --warmup 0 --rate "$rate" --no-preload | tail -1)
+read -r ns1 sw1 < <(runtime); i1=$(idle); t1=$(date +%s.%N)
+ops=$(sed -E 's/kvs: ([0-9]+) ops.*/\1/' <<<"$result")
+python3 - "$server" "$format" "$rate" "$ops" "$seconds" "$ns0" "$ns1" "$sw0" "$sw1" "$i0" "$i1" "$t0" "$t1" "${TIMER_US:-}" <<'PY'
+import os, sys
+name, fmt, rate, ops, secs, ns0, ns1, sw0, sw1, i0, i1, t0, t1, timer = sys.argv[1:]
+n = int(ops) * float(secs)
+hz = os.sysconf("SC_CLK_TCK")
+busy = float(t1) - float(t0) - (int(i1) - int(i0)) / hz
+print(f"kvs-wakeup: {name} {fmt} at {rate}/s{', core timer ' + timer + ' us' if timer else ''}: "
+      f"server CPU {(int(ns1) - int(ns0)) / 1e3 / n:.1f} us, core busy {busy * 1e6 / n:.1f} us, "
+      f"{(int(sw1) - int(sw0)) / n:.2f} context switches per request ({n:.0f} requests)")
+PY

@@ -163,13 +163,15 @@ public final class KernelUDPPort: PacketPort, @unchecked Sendable {
     /// nil for any other layout, which `parsedDatagram` then reads. Both give the same
     /// answer for such a frame (parsing it cost about 170 instructions a reply).
     @inline(__always) static func builtDatagram(_ p: Packet) -> Datagram? {
-        let b = UnsafeRawPointer(p.data), length = Int(p.length)
-        guard length >= FrameBuilder.udpHeadersLength, b.loadBE16(at: 12) == EthernetHeader.EtherType.ipv4.rawValue,
-              b.load(fromByteOffset: 14, as: UInt8.self) == 0x45, b.load(fromByteOffset: 23, as: UInt8.self) == 17,
-              b.loadBE16(at: 20) & 0x3FFF == 0 else { return nil }
-        let total = Int(b.loadBE16(at: 16)), udpLength = Int(b.loadBE16(at: 38))
-        guard total == length - 14, udpLength == total - 20 else { return nil }
-        return (FrameBuilder.udpHeadersLength, udpLength - 8, IPv4Address(b.loadBE32(at: 30)), b.loadBE16(at: 36))
+        let frame = p.bytes, l3 = EthernetHeader.length, l4 = l3 + IPv4Header.minimumLength
+        guard frame.count >= FrameBuilder.udpHeadersLength,
+              let eth = try? EthernetHeader(frame), eth.etherType == EthernetHeader.EtherType.ipv4.rawValue,
+              let ip = try? IPv4Header(UnsafeMutableRawBufferPointer(rebasing: frame[l3...])),
+              ip.headerLength == IPv4Header.minimumLength, ip.protocolNumber == IPv4Header.Proto.udp.rawValue,
+              !ip.isFragment, ip.totalLength == frame.count - l3 else { return nil }
+        let udp = UDPHeader(unchecked: p.data + l4)
+        guard udp.length == ip.totalLength - IPv4Header.minimumLength else { return nil }
+        return (FrameBuilder.udpHeadersLength, udp.length - UDPHeader.length, ip.destination, udp.destinationPort)
     }
 
     static func parsedDatagram(_ p: Packet) -> Datagram? {

@@ -91,7 +91,7 @@ public struct IPv4Header {
     @inlinable public var totalLength: Int { Int(raw.loadBE16(at: 2)) }
     public var identification: UInt16 { raw.loadBE16(at: 4) }
     /// Flags and fragment offset; non-zero offset or MF means a fragment.
-    public var isFragment: Bool { raw.loadBE16(at: 6) & 0x3FFF != 0 }
+    @inlinable public var isFragment: Bool { raw.loadBE16(at: 6) & 0x3FFF != 0 }
     public var timeToLive: UInt8 {
         get { raw.loadByte(at: 8) }
         nonmutating set { base.storeByte(newValue, at: 8) }

@@ -67,13 +67,13 @@ public enum RequestKeyScanner {
         while !keys.isFull, o < b.count, let newline = memchr(b.baseAddress! + o, 0x0A, b.count - o) {
             let end0 = UnsafeRawPointer(newline) - b.baseAddress!
             let end = end0 > o && b[end0 - 1] == 0x0D ? end0 - 1 : end0
-            var t = wordEnd(b, from: o, to: end)
+            var t = TextProtocol.wordEnd(b, from: o, to: end)
             guard let kind = command(UnsafeRawBufferPointer(rebasing: b[o..<t])) else { return }
             var token = 1, dataLength = -1
             while t < end && !keys.isFull {
                 while t < end && b[t] == 0x20 { t += 1 }
                 let start = t
-                t = wordEnd(b, from: t, to: end)
+                t = TextProtocol.wordEnd(b, from: t, to: end)
                 guard t > start else { break }
                 token += 1
                 if (kind == .retrieval || token == 2) && t - start <= TextProtocol.maxKeyLength {
@@ -91,13 +91,6 @@ public enum RequestKeyScanner {
                 o += dataLength + 2  // the data block and its CRLF
             }
         }
-    }
-
-    /// Where the word at `from` ends: the next space before `to`, or `to` (memchr: a
-    /// byte loop cost about 4 instructions a key byte).
-    @inline(__always) static func wordEnd(_ b: UnsafeRawBufferPointer, from: Int, to end: Int) -> Int {
-        guard from < end, let space = memchr(b.baseAddress! + from, 0x20, end - from) else { return max(from, end) }
-        return UnsafeRawPointer(space) - b.baseAddress!
     }
 
     enum Command { case retrieval, storage, keyed }

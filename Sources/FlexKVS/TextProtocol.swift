@@ -21,6 +21,13 @@ enum TextProtocol {
     static let maxKeyLength = 250
     /// Words a line is split into at a time (memcached's MAX_TOKENS less its terminal).
     static let maxWords = 23
+
+    /// Where the word at `from` ends: the next space before `to`, or `to` (memchr: a
+    /// byte loop cost about 4 instructions a key byte).
+    @inline(__always) static func wordEnd(_ b: UnsafeRawBufferPointer, from: Int, to end: Int) -> Int {
+        guard from < end, let space = memchr(b.baseAddress! + from, 0x20, end - from) else { return max(from, end) }
+        return UnsafeRawPointer(space) - b.baseAddress!
+    }
     /// Bytes a line may reach with no newline before the session ends (memcached's).
     static let maxLine = 2048
     /// Bytes a `get`/`gets` line may reach (memcached grows its buffer without bound;
@@ -48,10 +55,9 @@ enum TextProtocol {
             var rest: Int? = nil
             var start = from
             var i = from
-            // From space to space with memchr (a byte loop cost about 4 instructions a
-            // key byte).
-            while i < to, let space = memchr(b.baseAddress! + i, 0x20, to - i) {
-                i = UnsafeRawPointer(space) - b.baseAddress!
+            while i < to {
+                i = TextProtocol.wordEnd(b, from: i, to: to)
+                guard i < to else { break }
                 if start < i {
                     starts[n] = start
                     ends[n] = i

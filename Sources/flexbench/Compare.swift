@@ -56,6 +56,7 @@ struct Compare: ParsableCommand {
         }
         if let clientCPU { try ServerProcess.pin(getpid(), clientCPU) }
         if let coreTimer {
+            guard coreTimer > 0 else { throw ValidationError("--core-timer: at least 1 microsecond") }
             guard let cpu = serverCPU.flatMap({ Int32($0.prefix { $0.isNumber }) }) else {
                 throw ValidationError("--core-timer needs --server-cpu")
             }

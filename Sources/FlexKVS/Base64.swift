@@ -43,20 +43,22 @@ enum Base64 {
     }
 
     /// Appends the encoding of `bytes` to `out`.
-    static func encode(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8]) {
+    static func encode(_ bytes: UnsafeRawBufferPointer, into out: inout SessionBytes) {
         var i = 0
         while bytes.count - i >= 3 {
             let (a, b, c) = (bytes[i], bytes[i + 1], bytes[i + 2])
-            out += [alphabet[Int(a >> 2)], alphabet[Int((a & 3) << 4 | b >> 4)], alphabet[Int((b & 0xF) << 2 | c >> 6)],
-                    alphabet[Int(c & 0x3F)]]
+            out.append(alphabet[Int(a >> 2)])
+            out.append(alphabet[Int((a & 3) << 4 | b >> 4)])
+            out.append(alphabet[Int((b & 0xF) << 2 | c >> 6)])
+            out.append(alphabet[Int(c & 0x3F)])
             i += 3
         }
-        if bytes.count - i == 1 {
-            let a = bytes[i]
-            out += [alphabet[Int(a >> 2)], alphabet[Int((a & 3) << 4)], UInt8(ascii: "="), UInt8(ascii: "=")]
-        } else if bytes.count - i == 2 {
-            let (a, b) = (bytes[i], bytes[i + 1])
-            out += [alphabet[Int(a >> 2)], alphabet[Int((a & 3) << 4 | b >> 4)], alphabet[Int((b & 0xF) << 2)], UInt8(ascii: "=")]
-        }
+        let rest = bytes.count - i
+        guard rest > 0 else { return }
+        let a = bytes[i], b = rest == 2 ? bytes[i + 1] : 0
+        out.append(alphabet[Int(a >> 2)])
+        out.append(alphabet[Int((a & 3) << 4 | b >> 4)])
+        out.append(rest == 2 ? alphabet[Int((b & 0xF) << 2)] : UInt8(ascii: "="))
+        out.append(UInt8(ascii: "="))
     }
 }

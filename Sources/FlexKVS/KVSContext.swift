@@ -65,7 +65,7 @@ public final class KVSContext: @unchecked Sendable {
     @inline(__always) func logs(_ level: Int) -> Bool { verbosity.load(ordering: .relaxed) >= level }
 
     /// Logs one text command of session `id` and the first line of its reply.
-    func logCommand(_ id: UInt32, _ line: UnsafeRawBufferPointer, reply: ArraySlice<UInt8>) {
+    func logCommand(_ id: UInt32, _ line: UnsafeRawBufferPointer, reply: UnsafeRawBufferPointer) {
         logger.info("<\(id) \(String(decoding: line.prefix(256), as: UTF8.self))")
         guard !reply.isEmpty else { return }
         let end = reply.firstIndex(of: 0x0D) ?? reply.endIndex

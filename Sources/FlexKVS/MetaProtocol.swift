@@ -159,7 +159,7 @@ enum MetaProtocol {
                 ok = run(command, s, ctx, b, t, options, key: TextProtocol.token(b, t, 1))
             }
             if !ok {  // an over-long opaque: only the error is sent
-                s.output.removeSubrange(start...)
+                s.output.truncate(to: start)
                 TextProtocol.error(s, ctx, false, MetaError.opaque.line)
             }
         case 0x65: debug(s, ctx, b, t)  // me
@@ -450,7 +450,7 @@ enum MetaProtocol {
             }
             guard let (_, it) = p.lookup(key, h) else { return true }
             let start = s.output.count
-            defer { if o.quiet && !created { s.output.removeSubrange(start...) } }  // q: nothing, but flags still act
+            defer { if o.quiet && !created { s.output.truncate(to: start) } }  // q: nothing, but flags still act
             let digits = String(value)
             if o.value { s.write("VA "); s.write(number: digits.utf8.count) } else { s.write("HD") }
             for i in 2..<t.count {

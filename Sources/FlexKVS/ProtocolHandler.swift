@@ -16,7 +16,8 @@ public enum ProtocolHandler {
     /// Settles the session's dialect from its first byte; false if none has arrived.
     static func decideDialect(_ s: Session, _ ctx: KVSContext) -> Bool {
         if s.dialect == .undecided {
-            guard let first = s.input.dropFirst(s.consumed).first else { return false }
+            guard s.unparsed > 0 else { return false }
+            let first = s.input[s.consumed]
             s.dialect = first == BinaryProtocol.requestMagic && ctx.binding != .ascii ? .binary : .text
         }
         return true

@@ -26,7 +26,7 @@ struct ReplyOrder {
     }
 
     /// Puts a forwarded request's reply where its hole is. False if no such hole.
-    mutating func fill(_ sequence: UInt16, with reply: UnsafeRawBufferPointer, in output: inout [UInt8]) -> Bool {
+    mutating func fill(_ sequence: UInt16, with reply: UnsafeRawBufferPointer, in output: inout SessionBytes) -> Bool {
         guard let i = holes.firstIndex(where: { $0.sequence == sequence }) else { return false }
         output.insert(contentsOf: reply, at: holes[i].offset)
         for j in (i + 1)..<holes.count { holes[j].offset += reply.count }
@@ -35,7 +35,7 @@ struct ReplyOrder {
     }
 
     /// Bytes of output that may be sent now.
-    func sendable(_ output: [UInt8]) -> Int { holes.first?.offset ?? output.count }
+    func sendable(ofOutput count: Int) -> Int { holes.first?.offset ?? count }
 
     /// The first `n` output bytes were sent and removed.
     mutating func sent(_ n: Int) {

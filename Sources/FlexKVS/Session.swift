@@ -8,10 +8,10 @@ public final class Session {
 
     public var dialect: Dialect = .undecided
     /// Received bytes; `consumed` of them are parsed.
-    var input: [UInt8] = []
+    var input = SessionBytes(capacity: 4096)
     var consumed = 0
     /// Reply bytes to send, in order.
-    public var output: [UInt8] = []
+    public var output = SessionBytes(capacity: 4096)
     /// Bytes of an over-large value still to throw away (memcached swallows them).
     var swallow = 0
     /// Set when the client asked to close (quit) or sent garbage that ends the session.
@@ -49,25 +49,21 @@ public final class Session {
     var heldBack: Bool { output.count >= outputBudget && unparsed > 0 }
     static let tcpOutputBudget = 1 << 20
 
-    public init() {
-        input.reserveCapacity(4096)
-        output.reserveCapacity(4096)
-    }
+    public init() {}
 
     deinit {
         tokenStarts.deallocate()
         tokenEnds.deallocate()
     }
 
-    /// Forgets everything (a UDP session is reused for each datagram). Emptying an
-    /// array costs even when it is empty (parsing usually emptied `input` already).
+    /// Forgets everything (a UDP session is reused for each datagram).
     public func reset() {
         dialect = .undecided
-        if !input.isEmpty { input.removeAll(keepingCapacity: true) }
+        input.removeAll()
         consumed = 0
         scannedTo = 0
         pendingRetrieval = nil
-        if !output.isEmpty { output.removeAll(keepingCapacity: true) }
+        output.removeAll()
         swallow = 0
         closing = false
         commands = 0
@@ -86,7 +82,7 @@ public final class Session {
     /// Appends received bytes.
     public func receive(_ bytes: UnsafeRawBufferPointer) {
         if consumed > 0 && consumed == input.count {
-            input.removeAll(keepingCapacity: true)
+            input.removeAll()
             consumed = 0
             scannedTo = 0
         }
@@ -96,7 +92,7 @@ public final class Session {
     /// Drops parsed bytes when they dominate the buffer.
     func compact() {
         if consumed == input.count {
-            input.removeAll(keepingCapacity: true)
+            input.removeAll()
             consumed = 0
             scannedTo = 0
         } else if consumed > 4096 && consumed * 2 > input.count {
@@ -109,9 +105,12 @@ public final class Session {
     var unparsed: Int { input.count - consumed }
 
     @inline(__always) func write(_ s: StaticString) {
-        s.withUTF8Buffer { output.append(contentsOf: $0) }
+        s.withUTF8Buffer { output.append(contentsOf: UnsafeRawBufferPointer($0)) }
     }
-    @_disfavoredOverload @inline(__always) func write(_ s: String) { output.append(contentsOf: s.utf8) }
+    @_disfavoredOverload @inline(__always) func write(_ s: String) {
+        var s = s
+        s.withUTF8 { output.append(contentsOf: UnsafeRawBufferPointer($0)) }
+    }
     @inline(__always) func write(_ b: UnsafeRawBufferPointer) { output.append(contentsOf: b) }
     /// Appends an unsigned decimal without making a String.
     @inline(__always) func write<T: BinaryInteger>(number n: T) {

@@ -53,7 +53,7 @@ struct ForwardedRequest: BitwiseCopyable {
     }
 
     /// Replaces the request with its reply.
-    mutating func setReply(_ reply: [UInt8]) {
+    mutating func setReply(_ reply: borrowing SessionBytes) {
         let target: UnsafeMutableRawPointer
         if reply.count <= Int(buffer.capacity) {
             target = buffer.data
@@ -61,7 +61,7 @@ struct ForwardedRequest: BitwiseCopyable {
             target = .allocate(byteCount: reply.count, alignment: 8)
             spill = target
         }
-        reply.withUnsafeBytes { if $0.count > 0 { target.copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
+        reply.withUnsafeBytes { if let source = $0.baseAddress { target.copyMemory(from: source, byteCount: $0.count) } }
         buffer.length = UInt32(reply.count)
     }
 

@@ -145,9 +145,11 @@ enum TextProtocol {
     /// -vv: every command and its reply's first line; -v: only commands answered with
     /// an error.
     static func log(_ s: Session, _ ctx: KVSContext, _ line: UnsafeRawBufferPointer, replyStart: Int) {
-        let reply = s.output[min(replyStart, s.output.count)...]
-        if ctx.logs(2) || reply.starts(with: "CLIENT_ERROR".utf8) || reply.starts(with: "SERVER_ERROR".utf8) {
-            ctx.logCommand(s.logID, line, reply: reply)
+        s.output.withUnsafeBytes { output in
+            let reply = UnsafeRawBufferPointer(rebasing: output[min(replyStart, output.count)...])
+            if ctx.logs(2) || reply.starts(with: "CLIENT_ERROR".utf8) || reply.starts(with: "SERVER_ERROR".utf8) {
+                ctx.logCommand(s.logID, line, reply: reply)
+            }
         }
     }
 
@@ -155,7 +157,7 @@ enum TextProtocol {
     /// not yet sent are dropped with it (unless some are still due from other workers,
     /// whose places in the output must stay).
     static func closeAbruptly(_ s: Session) {
-        if s.order.isEmpty { s.output.removeAll(keepingCapacity: true) }
+        if s.order.isEmpty { s.output.removeAll() }
         s.closing = true
     }
 
@@ -357,7 +359,7 @@ enum TextProtocol {
                 let key = token(b, words, next)
                 next += 1
                 guard key.count <= maxKeyLength else {
-                    s.output.removeSubrange(replyStart...)
+                    s.output.truncate(to: replyStart)
                     error(s, ctx, false, "CLIENT_ERROR bad command line format\r\n")
                     return
                 }
@@ -372,7 +374,7 @@ enum TextProtocol {
                         // while a flush_all is pending or began since the item was read).
                         if let table = store.replyTable, !r.touching, !r.withCas, singleKey, it.expiry == 0, table.isHot(hash: h),
                            !store.flushPending {
-                            let reply = Array(s.output[start...]) + Array("END\r\n".utf8)
+                            let reply = s.output.withUnsafeBytes { Array($0[start...]) } + Array("END\r\n".utf8)
                             reply.withUnsafeBytes { _ = table.install(hash: h, key: key, reply: $0, epoch: epoch) }
                         }
                     }

@@ -84,7 +84,7 @@ extension Worker {
     func sendTCP(_ session: Session, flow: UInt32) {
         let port = server.tcp
         guard let endpoints = session.endpoints else { return }
-        let total = session.order.sendable(session.output)
+        let total = session.order.sendable(ofOutput: session.output.count)
         let finishing = session.closing && session.order.isEmpty
         var offset = 0
         while offset < total || (finishing && offset == total) {
@@ -109,11 +109,7 @@ extension Worker {
             offset += n
             if last { break }
         }
-        if total == session.output.count {
-            session.output.removeAll(keepingCapacity: true)
-        } else {
-            session.output.removeFirst(total)
-        }
+        session.output.removeFirst(total)
         session.order.sent(total)
         if finishing { sessions.removeValue(forKey: flow) }
     }

@@ -122,7 +122,7 @@ enum FuzzTarget: String, CaseIterable {
             offset += n
             ProtocolHandler.run(s, Fixtures.kvs)
             precondition(s.output.count < 64 << 20, "output without bound")
-            s.output.removeAll(keepingCapacity: true)
+            s.output.removeAll()
         }
     }
 

@@ -80,7 +80,7 @@ import Testing
                 offset += n
                 ProtocolHandler.run(s, ctx)
                 #expect(s.output.count < 64 << 20)
-                s.output.removeAll(keepingCapacity: true)
+                s.output.removeAll()
                 // Every complete request ran: a second run without new input does nothing.
                 let (unparsed, commands) = (s.unparsed, s.commands)
                 ProtocolHandler.run(s, ctx)

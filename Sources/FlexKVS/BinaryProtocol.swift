@@ -39,9 +39,17 @@ enum BinaryProtocol {
         var cas: UInt64
     }
 
-    static func be16(_ b: UnsafeRawBufferPointer, _ o: Int) -> UInt16 { UInt16(b[o]) << 8 | UInt16(b[o + 1]) }
-    static func be32(_ b: UnsafeRawBufferPointer, _ o: Int) -> UInt32 { UInt32(be16(b, o)) << 16 | UInt32(be16(b, o + 2)) }
-    static func be64(_ b: UnsafeRawBufferPointer, _ o: Int) -> UInt64 { UInt64(be32(b, o)) << 32 | UInt64(be32(b, o + 4)) }
+    /// Big-endian fields at offset `o` of `b` (which the caller checked holds them): one
+    /// load and a byte swap each.
+    @inline(__always) static func be16(_ b: UnsafeRawBufferPointer, _ o: Int) -> UInt16 {
+        UInt16(bigEndian: b.loadUnaligned(fromByteOffset: o, as: UInt16.self))
+    }
+    @inline(__always) static func be32(_ b: UnsafeRawBufferPointer, _ o: Int) -> UInt32 {
+        UInt32(bigEndian: b.loadUnaligned(fromByteOffset: o, as: UInt32.self))
+    }
+    @inline(__always) static func be64(_ b: UnsafeRawBufferPointer, _ o: Int) -> UInt64 {
+        UInt64(bigEndian: b.loadUnaligned(fromByteOffset: o, as: UInt64.self))
+    }
 
     /// Runs every complete request in the session's input that starts at or before
     /// input offset `through`.

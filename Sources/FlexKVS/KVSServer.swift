@@ -120,9 +120,8 @@ public final class KVSServer: @unchecked Sendable {
         // One partition per worker; the store's redirection table (its shards) is the
         // one every key-steering pipeline redirects by.
         storeConfig.partitions = c.threads
-        let store = KVStore(storeConfig)
+        let store = KVStore(storeConfig, replyTable: c.replyOffload && c.udpPort != nil ? ReplyTable(slots: 4096) : nil)
         balancer = ShardBalancer(shards: store.shards.count, workers: c.threads, policy: c.rebalancing)
-        if c.replyOffload && c.udpPort != nil { store.replyTable = ReplyTable(slots: 4096) }
         context = KVSContext(store: store, threads: c.threads)
         // Backlog: a session's budget, one reply over it, and what the pipeline had in
         // flight; beyond that the owner is at fault.

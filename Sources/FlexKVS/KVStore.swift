@@ -54,8 +54,9 @@ public final class KVStore: @unchecked Sendable {
     /// Server nanoseconds at which items stored earlier become invalid (flush_all).
     let flushDeadline = Atomic<UInt64>(0)
 
-    public init(_ c: Configuration) {
+    public init(_ c: Configuration, replyTable: ReplyTable? = nil) {
         configuration = c
+        self.replyTable = replyTable
         maxItemSize = c.maxItemSize
         var segment = max(4096, c.segmentSize)
         while segment < c.maxItemSize + ItemView.headerSize + 256 { segment <<= 1 }
@@ -102,7 +103,7 @@ public final class KVStore: @unchecked Sendable {
 
     /// Hot keys' GET replies, answered by the steering pipeline (reply offload); every
     /// change to a key invalidates its entry before the change is acknowledged.
-    public var replyTable: ReplyTable?
+    public let replyTable: ReplyTable?
 
     /// Runs `body` on the partition holding `hash`'s shard, under its lock (any worker
     /// may reach any partition: flow steering, and requests racing a shard move), and

@@ -16,7 +16,11 @@ import FlexNIC
 final class PlacementLog {
     let segments: LogSegments
     let partition: Partition
-    var pool: SegmentPool { partition.store.pool }
+    /// The partition's store's pool, item size limit and clock, held here: read
+    /// through the partition, each cost a retain and a release per SET.
+    let pool: SegmentPool
+    let maxItemSize: Int
+    let clock: ServerClock
     /// Bytes of the UDP frame header the pipeline copies before the binary header, so
     /// that length word + prefix + binary header + SET extras = an item header.
     static let recordPrefix = ItemView.headerSize - 4 - BinaryProtocol.headerSize - setExtras
@@ -37,6 +41,9 @@ final class PlacementLog {
     init(partition: Partition, count: Int) throws {
         self.partition = partition
         let pool = partition.store.pool
+        self.pool = pool
+        maxItemSize = partition.store.maxItemSize
+        clock = partition.store.clock
         let bases = try (0..<count).map { _ in
             guard let s = partition.withLock({ $0.segmentForPlacing() }) else {
                 throw KVSServer.ConfigurationError("not enough memory to register \(count) placing segments per partition; raise -m")
@@ -89,7 +96,7 @@ final class PlacementLog {
         let valueLength = body - Self.setExtras - keyLength
         guard r[0] == BinaryProtocol.requestMagic, r[4] == Self.setExtras, r.count == BinaryProtocol.headerSize + body,
               (1...TextProtocol.maxKeyLength).contains(keyLength), valueLength >= 0,
-              valueLength <= partition.store.maxItemSize, BinaryProtocol.be64(r, 16) == 0  // no CAS
+              valueLength <= maxItemSize, BinaryProtocol.be64(r, 16) == 0  // no CAS
         else {
             partition.retirePlaced(p.ref, size: p.size)
             return nil
@@ -98,7 +105,7 @@ final class PlacementLog {
         let opcode = r[1], opaque = BinaryProtocol.be32(r, 12)
         let flags = BinaryProtocol.be32(r, BinaryProtocol.headerSize), exptime = BinaryProtocol.be32(r, BinaryProtocol.headerSize + 4)
         let unique = partition.storePlaced(p.ref, keyLength: keyLength, valueLength: valueLength, hash: hash,
-                                           flags: flags, expiry: partition.store.clock.expiry(Int64(exptime)))
+                                           flags: flags, expiry: clock.expiry(Int64(exptime)))
         placed &+= 1
         return StoredSet(cas: unique, opcode: opcode, opaque: opaque)
     }

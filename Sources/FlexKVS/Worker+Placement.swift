@@ -11,16 +11,15 @@ extension Worker {
     /// another partition, e.g. while the shard moves); the caller then serves the frame
     /// the ordinary way.
     func storePlaced(_ d: Descriptor) -> PlacementLog.StoredSet? {
+        guard let record = d.record, !placements.isEmpty else { return nil }
         // All our placing logs belong to our partition, the one the hash must name.
-        guard let record = d.record, let partition = placements.first?.partition else { return nil }
-        let stored: PlacementLog.StoredSet? = context.store.withPartition(d.hash) { home in
-            guard home === partition else { return nil }
-            for log in placements {
-                if let placed = log.accept(record) { return log.storeSet(placed, hash: d.hash) }
+        return context.store.withPartition(d.hash) { home in
+            guard home === placements[0].partition else { return nil }
+            for i in placements.indices {
+                if let placed = placements[i].accept(record) { return placements[i].storeSet(placed, hash: d.hash) }
             }
             return nil
         }
-        return stored
     }
 
     /// The pipeline closed one of our placing segments: adopt it, register another.

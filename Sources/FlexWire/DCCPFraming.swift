@@ -40,8 +40,8 @@ extension FrameBuilder {
         let offset = dccpOffset(udpEncapsulated: udpEncapsulated)
         let total = offset &+ dccpLength
         try require(buffer, total, .dccp)
-        _ = try writeEthernet(buffer, e)
         let base = buffer.baseAddress!
+        writeEthernet(at: base, e)
         let ip = IPv4Header.write(at: base + 14, totalLength: total &- 14,
                                   protocolNumber: udpEncapsulated ? IPv4Header.Proto.udp.rawValue : IPv4Header.Proto.dccp.rawValue,
                                   source: e.source, destination: e.destination)

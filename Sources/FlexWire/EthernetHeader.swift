@@ -2,7 +2,7 @@
 public struct MACAddress: Hashable, Sendable, CustomStringConvertible {
     public var bytes: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8)
 
-    public init(_ b0: UInt8, _ b1: UInt8, _ b2: UInt8, _ b3: UInt8, _ b4: UInt8, _ b5: UInt8) {
+    @inlinable public init(_ b0: UInt8, _ b1: UInt8, _ b2: UInt8, _ b3: UInt8, _ b4: UInt8, _ b5: UInt8) {
         bytes = (b0, b1, b2, b3, b4, b5)
     }
 
@@ -22,13 +22,21 @@ public struct MACAddress: Hashable, Sendable, CustomStringConvertible {
         withUnsafeBytes(of: bytes) { $0.map { hex2($0) }.joined(separator: ":") }
     }
 
-    func store(to p: UnsafeMutableRawPointer) {
-        withUnsafeBytes(of: bytes) { p.copyMemory(from: $0.baseAddress!, byteCount: 6) }
+    /// Writes the 6 bytes at `p` (two stores, not a `memmove` call).
+    @inlinable @inline(__always) func store(to p: UnsafeMutableRawPointer) {
+        withUnsafeBytes(of: bytes) { b in
+            p.storeBytes(of: b.loadUnaligned(as: UInt32.self), as: UInt32.self)
+            p.storeBytes(of: b.loadUnaligned(fromByteOffset: 4, as: UInt16.self), toByteOffset: 4, as: UInt16.self)
+        }
     }
 
-    static func load(from p: UnsafeRawPointer) -> MACAddress {
-        MACAddress(p.loadByte(at: 0), p.loadByte(at: 1), p.loadByte(at: 2),
-                   p.loadByte(at: 3), p.loadByte(at: 4), p.loadByte(at: 5))
+    @inlinable @inline(__always) static func load(from p: UnsafeRawPointer) -> MACAddress {
+        var m = MACAddress(0, 0, 0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &m.bytes) { b in
+            b.storeBytes(of: p.loadUnaligned(as: UInt32.self), as: UInt32.self)
+            b.storeBytes(of: p.loadUnaligned(fromByteOffset: 4, as: UInt16.self), toByteOffset: 4, as: UInt16.self)
+        }
+        return m
     }
 }
 

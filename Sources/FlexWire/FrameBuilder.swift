@@ -43,12 +43,12 @@ public enum FrameBuilder {
         }
     }
 
-    static func writeEthernet(_ buffer: UnsafeMutableRawBufferPointer, _ e: Endpoints) throws(WireError) -> EthernetHeader {
-        let eth = try EthernetHeader(buffer)
-        eth.destination = e.destinationMAC
-        eth.source = e.sourceMAC
-        eth.etherType = EthernetHeader.EtherType.ipv4.rawValue
-        return eth
+    /// Writes an IPv4 frame's Ethernet header at `base` (the caller checked the room).
+    @inline(__always)
+    static func writeEthernet(at base: UnsafeMutableRawPointer, _ e: Endpoints) {
+        e.destinationMAC.store(to: base)
+        e.sourceMAC.store(to: base + 6)
+        base.storeBE16(EthernetHeader.EtherType.ipv4.rawValue, at: 12)
     }
 
     static func require(_ buffer: UnsafeMutableRawBufferPointer, _ needed: Int, _ layer: WireError.Layer) throws(WireError) {
@@ -64,8 +64,8 @@ public enum FrameBuilder {
         let total = udpHeadersLength + payloadLength
         try require(buffer, total, .udp)
         guard payloadLength <= 65_507 else { throw .inconsistent(.udp, "payload of \(payloadLength) bytes") }
-        _ = try writeEthernet(buffer, e)
         let base = buffer.baseAddress!
+        writeEthernet(at: base, e)
         let ip = IPv4Header.write(at: base + 14, totalLength: 28 + payloadLength, protocolNumber: 17,
                                   source: e.source, destination: e.destination)
         let udp = UDPHeader(unchecked: base + 34)
@@ -110,8 +110,8 @@ public enum FrameBuilder {
         let total = tcpHeadersLength + payloadLength
         try require(buffer, total, .tcp)
         guard payloadLength <= 65_495 else { throw .inconsistent(.tcp, "payload of \(payloadLength) bytes") }
-        _ = try writeEthernet(buffer, e)
         let base = buffer.baseAddress!
+        writeEthernet(at: base, e)
         let ip = IPv4Header.write(at: base + 14, totalLength: 40 + payloadLength, protocolNumber: 6,
                                   source: e.source, destination: e.destination)
         let tcp = TCPHeader.write(at: base + 34, sourcePort: e.sourcePort, destinationPort: e.destinationPort,
@@ -132,8 +132,8 @@ public enum FrameBuilder {
         let l4 = 34
         let total = l4 + headerLength + payload.count
         try require(buffer, total, .dccp)
-        _ = try writeEthernet(buffer, e)
         let base = buffer.baseAddress!
+        writeEthernet(at: base, e)
         UnsafeMutableRawBufferPointer(rebasing: buffer[(l4 + headerLength)...]).copyBytes(from: payload)
         let ip = IPv4Header.write(at: base + 14, totalLength: 20 + headerLength + payload.count, protocolNumber: 33,
                                   source: e.source, destination: e.destination)

@@ -38,6 +38,16 @@ import Synchronization
 /// port. After a round that did not sleep, every port is ready. Owners that ignore it
 /// lose nothing.
 ///
+/// A borrowed event set (`borrowsEventSet`): a port that waits on an epoll set of its
+/// own (a TCP port's connections) may lend it (`PacketPort.lendableEventSet`); the loop
+/// then adds its descriptors to that set and sleeps on it, and hands the port the
+/// events that are the port's (`deliverEvents`), so a wakeup for a connection is one
+/// system call, not a wait on the loop's set and then one on the port's. A round that
+/// goes on without sleeping learns readiness from one zero-timeout wait on that set,
+/// which also stands in for the port's own: an idle port costs no empty receive while
+/// another is busy. Only for a loop that is its queues' only reader (not with
+/// `shared`).
+///
 /// With `sleepsAfterWork` (an owner whose ports are all sockets, at a rate too low to
 /// spin), a round that found work is followed by the sleep, not by another round: the
 /// sleep returns at once if a descriptor is readable, so it is the check a further
@@ -108,11 +118,16 @@ public final class CoreLoop {
     let wakeupCount: Int
     let descriptorCount: Int
     let watchesPolledPort: Bool
-    /// An epoll set holding `descriptors`, each under its index as token (-1: none, or
-    /// it could not be made; the loop then sleeps in `ppoll`), and what a wait returns.
+    /// An epoll set holding `descriptors`, each under its index tagged as a loop token
+    /// (-1: none, or it could not be made; the loop then sleeps in `ppoll`), and what a
+    /// wait returns. Borrowed from `lender` (then not closed here), or the loop's own.
     let eventSet: Int32
+    let lender: (port: any PacketPort, queue: Int, index: Int)?
+    /// The descriptors the loop added to a borrowed set (taken out again at deinit).
+    let lentSetAdditions: [Int32]
     let tokens: UnsafeMutablePointer<UInt64>
     let masks: UnsafeMutablePointer<UInt32>
+    static let eventCapacity = 64
     /// Per descriptor, the port (index in `init`'s list) it belongs to; -1 for the wakeup.
     let descriptorPorts: [Int]
     /// Bit i: port i may have frames (see Readiness); the ports without a descriptor,
@@ -132,10 +147,12 @@ public final class CoreLoop {
     /// A loop that sleeps on `ports` (port, rx queue) and on member `member` of
     /// `wakeups`. `maximumSleep` and `polledPortNap` are nanoseconds; a `maximumSleep`
     /// of `.max` sleeps until a descriptor or the wakeup member says so (the owner
-    /// must then wake the loop to stop it).
+    /// must then wake the loop to stop it). With `borrowsEventSet`, the first port that
+    /// lends its event set is waited on through it (see A borrowed event set).
     public init(ports: [(port: any PacketPort, queue: Int)] = [], wakeups: WakeSet? = nil, member: Int = 0,
                 shared: SharedWatch? = nil, spinCycles: UInt64 = 0,
-                maximumSleep: UInt64 = 1_000_000, polledPortNap: UInt64 = 50_000, sleepsAfterWork: Bool = false) {
+                maximumSleep: UInt64 = 1_000_000, polledPortNap: UInt64 = 50_000, sleepsAfterWork: Bool = false,
+                borrowsEventSet: Bool = false) {
         precondition(ports.count <= 64, "at most 64 ports per loop")
         self.spinCycles = spinCycles
         self.sleepsAfterWork = sleepsAfterWork
@@ -164,20 +181,50 @@ public final class CoreLoop {
         descriptorCount = fds.count
         descriptors = .allocate(capacity: max(1, fds.count))
         for (i, fd) in fds.enumerated() { descriptors[i] = pollfd(fd: fd, events: Int16(POLLIN), revents: 0) }
-        tokens = .allocate(capacity: max(1, fds.count))
-        masks = .allocate(capacity: max(1, fds.count))
-        var set = fds.isEmpty || fds.count > 64 ? -1 : cflex_epoll_create()
-        for (i, fd) in fds.enumerated() where set >= 0 {
-            if cflex_epoll_ctl(set, Int32(CFLEX_EPOLL_ADD), fd, UInt32(CFLEX_EPOLLIN), UInt64(i)) != 0 {
-                Glibc.close(set)
-                set = -1
+        tokens = .allocate(capacity: Self.eventCapacity)
+        masks = .allocate(capacity: Self.eventCapacity)
+        var lent: (port: any PacketPort, queue: Int, index: Int)?
+        var lentSet: Int32 = -1
+        if borrowsEventSet && shared == nil {
+            for (i, (port, queue)) in ports.enumerated() {
+                if let s = port.lendableEventSet(queue: queue) { lent = (port, queue, i); lentSet = s; break }
             }
         }
+        var set = fds.isEmpty || fds.count > Self.eventCapacity ? -1 : lent != nil ? lentSet : cflex_epoll_create()
+        var added: [Int32] = []
+        for (i, fd) in fds.enumerated() where set >= 0 && fd != lentSet {
+            if cflex_epoll_ctl(set, Int32(CFLEX_EPOLL_ADD), fd, UInt32(CFLEX_EPOLLIN), Self.loopToken(i)) == 0 {
+                added.append(fd)
+                continue
+            }
+            // No event set, then: the loop sleeps in ppoll, and a lent set gets back
+            // only the port's own descriptors.
+            if lent != nil {
+                for fd in added { _ = cflex_epoll_ctl(set, Int32(CFLEX_EPOLL_DEL), fd, 0, 0) }
+            } else {
+                Glibc.close(set)
+            }
+            set = -1
+        }
         eventSet = set
+        lender = set >= 0 ? lent : nil
+        lentSetAdditions = lender != nil ? added : []
     }
 
+    /// Tokens of the loop's descriptors in its event set: their index with a tag no
+    /// port's token has (a TCP port's are connection slots, or all ones).
+    static let loopTokenTag: UInt64 = 0x4C4F_4F50 << 32
+    @inline(__always) static func loopToken(_ index: Int) -> UInt64 { loopTokenTag | UInt64(index) }
+    /// Whether `token` names one of a loop's descriptors (in a lent set, the port's are
+    /// the others).
+    @inline(__always) public static func isLoopToken(_ token: UInt64) -> Bool { token >> 32 == loopTokenTag >> 32 }
+
     deinit {
-        if eventSet >= 0 { Glibc.close(eventSet) }
+        if lender != nil {
+            for fd in lentSetAdditions { _ = cflex_epoll_ctl(eventSet, Int32(CFLEX_EPOLL_DEL), fd, 0, 0) }
+        } else if eventSet >= 0 {
+            Glibc.close(eventSet)
+        }
         descriptors.deallocate()
         tokens.deallocate()
         masks.deallocate()
@@ -209,12 +256,20 @@ public final class CoreLoop {
                 spins = averageGap < spinCycles
             }
             idleSince = 0
-            if !sleepsAfterWork || spins || watchesPolledPort { return }
+            if !sleepsAfterWork || spins || watchesPolledPort { return learnReadiness() }
         } else if spinCycles > 0 && keepsSpinning(at: cflex_rdtsc()) {
-            return
+            return learnReadiness()
         }
         if whenIdle() { return }
         sleep(atMost: r.sleepLimit)
+    }
+
+    /// Before a round that follows without a sleep, with a borrowed event set: one
+    /// zero-timeout wait says which ports are ready and gives the lender its events
+    /// (which its receive would otherwise wait for itself). Without one, every port is.
+    @inline(__always)
+    func learnReadiness() {
+        if lender != nil && !watchesPolledPort { _ = wait(nanoseconds: 0, watched: descriptorCount) }
     }
 
     /// Whether the next round should receive from port `i` of `init`'s list (see
@@ -287,16 +342,29 @@ public final class CoreLoop {
             if wakeupCount > 0 { wakeups!.drain(member) }
             return false
         }
-        let n = cflex_epoll_wait_ns(eventSet, tokens, masks, Int32(descriptorCount), ns)
+        let n = cflex_epoll_wait_ns(eventSet, tokens, masks, Int32(lender == nil ? descriptorCount : Self.eventCapacity), ns)
         guard n >= 0 else {
             if wakeupCount > 0 { wakeups!.drain(member) }
             return false
         }
         var ready = polledPorts
         var wakeupReadable = false
+        var lentEvents = 0
         for e in 0..<Int(n) {
-            let port = descriptorPorts[Int(tokens[e])]
+            let token = tokens[e]
+            guard Self.isLoopToken(token) else {
+                // The lender's: moved to the front (never past `e`) and delivered below.
+                tokens[lentEvents] = token
+                masks[lentEvents] = masks[e]
+                lentEvents &+= 1
+                continue
+            }
+            let port = descriptorPorts[Int(truncatingIfNeeded: token & 0xFFFF_FFFF)]
             if port < 0 { wakeupReadable = true } else { ready |= 1 << UInt64(port) }
+        }
+        if let lender, lentEvents > 0 {
+            ready |= 1 << UInt64(lender.index)
+            lender.port.deliverEvents(queue: lender.queue, tokens: tokens, masks: masks, count: lentEvents)
         }
         readyPorts = ready
         if wakeupReadable { wakeups!.drain(member) }

@@ -126,6 +126,15 @@ public final class KernelTCPPort: PacketPort, @unchecked Sendable {
     public var acceptedConnections: UInt64 { accepted.load(ordering: .relaxed) }
 
     public func readinessDescriptor(queue: Int) -> Int32? { queues[queue].epoll }
+    public func lendableEventSet(queue: Int) -> Int32? { queues[queue].epoll }
+
+    public func deliverEvents(queue: Int, tokens: UnsafePointer<UInt64>, masks: UnsafePointer<UInt32>, count: Int) {
+        let q = queues[queue]
+        let n = min(count, ConnectionQueue.maxEvents)
+        q.tokens.update(from: tokens, count: n)
+        q.masks.update(from: masks, count: n)
+        q.delivered = n
+    }
 
     public func wait(queue: Int, timeoutMilliseconds: Int) {
         Socket.waitReadable(queues[queue].epoll, timeoutMilliseconds: timeoutMilliseconds)
@@ -133,7 +142,13 @@ public final class KernelTCPPort: PacketPort, @unchecked Sendable {
 
     public func receive(queue: Int, into batch: PacketBatch) -> Int {
         let q = queues[queue]
-        let n = Int(max(0, cflex_epoll_wait(q.epoll, q.tokens, q.masks, 64, 0)))
+        let n: Int
+        if q.delivered > 0 {
+            n = q.delivered
+            q.delivered = 0
+        } else {
+            n = Int(max(0, cflex_epoll_wait(q.epoll, q.tokens, q.masks, Int32(ConnectionQueue.maxEvents), 0)))
+        }
         guard n > 0 || q.hasNotices.load(ordering: .relaxed) else { return 0 }
         let start = batch.count
         var bytes = 0
@@ -149,6 +164,7 @@ public final class KernelTCPPort: PacketPort, @unchecked Sendable {
             }
             for e in 0..<n {
                 let token = q.tokens[e], mask = q.masks[e]
+                if CoreLoop.isLoopToken(token) { continue }  // a loop's own descriptor, in a lent set
                 if token == Self.listenToken {
                     acceptAll(queue: queue, q, &table)
                     continue
@@ -385,8 +401,12 @@ final class ConnectionQueue: @unchecked Sendable {
     let hasNotices = Atomic<Bool>(false)
     let epoll: Int32
     let table: Mutex<ConnectionTable>
-    let tokens = UnsafeMutablePointer<UInt64>.allocate(capacity: 64)
-    let masks = UnsafeMutablePointer<UInt32>.allocate(capacity: 64)
+    /// Events of one wait on `epoll`: the receive's own, or delivered by the loop the
+    /// set is lent to (`delivered` of them, not yet taken; receiving thread only).
+    static let maxEvents = 64
+    let tokens = UnsafeMutablePointer<UInt64>.allocate(capacity: maxEvents)
+    let masks = UnsafeMutablePointer<UInt32>.allocate(capacity: maxEvents)
+    var delivered = 0
     /// A transmit run's payloads and FIN flags (used under the table's lock).
     static let maxRun = 64
     let iov = UnsafeMutablePointer<iovec>.allocate(capacity: maxRun)

@@ -33,6 +33,18 @@ public protocol PacketPort: AnyObject, Sendable {
     /// A file descriptor that polls readable when `queue` may have frames, for waiting
     /// on several ports at once; nil for ports that are polled (DPDK, memory).
     func readinessDescriptor(queue: Int) -> Int32?
+    /// An epoll set of `queue`'s own descriptors (a TCP port's connections) that the
+    /// one loop receiving from `queue` may wait on in place of its own, adding its
+    /// descriptors under tokens `CoreLoop.isLoopToken` tells apart (which the port
+    /// ignores): then one wait answers for the loop and for the port's connections,
+    /// instead of a wait on the loop's set and another on the port's. Nil: the port
+    /// has no such set, or does not lend it.
+    func lendableEventSet(queue: Int) -> Int32?
+    /// The events for `queue` a wait on its lent set returned (at most 64): the next
+    /// receive takes them in place of a wait of its own. Level-triggered: an event
+    /// never taken is returned again by the next wait, so nothing is lost if a
+    /// receive does not come.
+    func deliverEvents(queue: Int, tokens: UnsafePointer<UInt64>, masks: UnsafePointer<UInt32>, count: Int)
 }
 
 extension PacketPort {
@@ -43,6 +55,8 @@ extension PacketPort {
     }
     public func wait(queue: Int, timeoutMilliseconds: Int) {}
     public func readinessDescriptor(queue: Int) -> Int32? { nil }
+    public func lendableEventSet(queue: Int) -> Int32? { nil }
+    public func deliverEvents(queue: Int, tokens: UnsafePointer<UInt64>, masks: UnsafePointer<UInt32>, count: Int) {}
 }
 
 /// What a port counted: frames and bytes each way and what it had to drop.

@@ -92,7 +92,7 @@ final class Worker: @unchecked Sendable {
         let queues = server.configuration.threads
         loop = CoreLoop(ports: [(server.tcp, queue)] + (server.udp.map { [($0, queue)] } ?? []), wakeups: server.wakeups,
                         member: queue, spinCycles: CoreLoop.spinCycles(threads: server.configuration.threads),
-                        maximumSleep: .max, polledPortNap: 0, sleepsAfterWork: true)
+                        maximumSleep: .max, polledPortNap: 0, sleepsAfterWork: true, borrowsEventSet: true)
         tcpSteering = SteeringEmulator(
             port: server.tcp,
             pipeline: try SteeringPipeline(program: KVSPrograms.flow(protocolNumber: 6, port: server.tcp.port, queues: queues, own: queue)),

@@ -111,6 +111,56 @@ import Glibc
         #expect(took >= .milliseconds(140), "only the wakeup, 150 ms in, may end it")
     }
 
+    /// A TCP port's lent event set: the loop sleeps on it, so a connection's data wakes
+    /// the loop and reaches the port's next receive without a wait of the port's own;
+    /// a round that goes on without sleeping learns from one zero wait that only the
+    /// datagram port has something; the wakeup member still wakes the sleep; and once
+    /// the loop is gone, the set holds only the port's own descriptors again.
+    @Test func aBorrowedEventSetAnswersForTheLoopAndTheConnections() throws {
+        let tcp = try KernelTCPPort(port: 0), udp = try KernelUDPPort(port: 0)
+        let wakeups = try WakeSet(count: 1)
+        let batch = PacketBatch(capacity: 8)
+        let set = try #require(tcp.lendableEventSet(queue: 0))
+        let clock = ContinuousClock()
+        var client: TCPClient?
+        do {
+            let loop = CoreLoop(ports: [(tcp, 0), (udp, 0)], wakeups: wakeups, member: 0, maximumSleep: 2_000_000_000,
+                                borrowsEventSet: true)
+            #expect(loop.eventSet == set)
+            client = try TCPClient(port: tcp.port)
+            loop.sleep(atMost: .max)
+            #expect(loop.isReady(port: 0) && !loop.isReady(port: 1), "the listener's event, through the lent set")
+            _ = tcp.receive(queue: 0, into: batch)  // accepts
+            tcp.release(batch)
+
+            client?.send("hello")
+            loop.sleep(atMost: .max)
+            #expect(loop.isReady(port: 0) && !loop.isReady(port: 1), "the connection's data; the datagram port idle")
+            #expect(tcp.queues[0].delivered == 1, "the event went to the port")
+            #expect(tcp.receive(queue: 0, into: batch) == 1)
+            #expect(tcp.queues[0].delivered == 0, "taken by the receive")
+            let frame = batch[0]
+            #expect(Array(UnsafeRawBufferPointer(frame.bytes)[FrameBuilder.tcpHeadersLength...]) == Array("hello".utf8))
+            tcp.release(batch)
+
+            sendDatagrams([[1, 2, 3]], to: udp.port)
+            usleep(1_000)
+            loop.settle(after: CoreLoop.Round(work: 1))
+            #expect(!loop.isReady(port: 0) && loop.isReady(port: 1), "after work, without a sleep: only the datagram port")
+            #expect(udp.receive(queue: 0, into: batch) == 1)
+            udp.release(batch)
+
+            wakeups.wake(0)
+            let took = clock.measure { loop.sleep(atMost: .max) }
+            #expect(took < .milliseconds(500) && !loop.isReady(port: 0) && !loop.isReady(port: 1), "woken, nothing readable")
+        }
+        sendDatagrams([[4]], to: udp.port)
+        usleep(1_000)
+        var readable = pollfd(fd: set, events: Int16(POLLIN), revents: 0)
+        #expect(poll(&readable, 1, 0) == 0, "the loop took its descriptors out of the port's set")
+        withExtendedLifetime(client) {}
+    }
+
     /// A loop that never sleeps (a poll-mode port, no nap) receives from its polled
     /// port every round but looks at its sockets only every `socketCheckCycles`.
     @Test func aPollingLoopLooksAtItsSocketsNowAndThen() throws {

@@ -14,21 +14,24 @@ public enum RequestKeyScanner {
     /// The most bytes looked at per call.
     static let window = 16 << 10
 
-    /// Writes the hashes of up to `maximum` keys of the requests in `input` (the
-    /// session's `dialect`) to `hashes`; returns how many. Fewer than two keys are not
-    /// worth prefetching (one lookup has no misses to overlap): then it returns 0, and
-    /// a lone key is never hashed (the protocol hashes it anyway).
-    public static func hashes(in input: UnsafeRawBufferPointer, binary: Bool, into hashes: UnsafeMutablePointer<UInt32>,
-                              maximum: Int) -> Int {
+    /// Records up to `maximum` (at most `KeyHints.capacity`) keys of the requests in
+    /// `input` (the session's `dialect`), with their hashes, in `hints`; returns how
+    /// many. Fewer than two keys are not worth prefetching (one lookup has no misses to
+    /// overlap): then it returns 0, and a lone key is never hashed (the protocol hashes
+    /// it anyway).
+    public static func scan(_ input: UnsafeRawBufferPointer, binary: Bool, into hints: KeyHints,
+                     maximum: Int = KeyHints.capacity) -> Int {
         let b = UnsafeRawBufferPointer(rebasing: input.prefix(window))
-        var keys = Keys(hashes: hashes, maximum: maximum)
+        hints.removeAll()
+        var keys = Keys(hints: hints, maximum: min(maximum, KeyHints.capacity))
         binary ? binaryKeys(b, &keys) : textKeys(b, &keys)
-        return keys.found >= 2 ? keys.found : 0
+        if keys.found < 2 { hints.removeAll() }
+        return hints.count
     }
 
     /// The keys found so far: the first one's bytes are hashed only once a second shows up.
     struct Keys {
-        let hashes: UnsafeMutablePointer<UInt32>
+        let hints: KeyHints
         let maximum: Int
         var found = 0
         var first = UnsafeRawBufferPointer(start: nil, count: 0)
@@ -38,8 +41,8 @@ public enum RequestKeyScanner {
             if found == 0 {
                 first = key
             } else {
-                if found == 1 { hashes[0] = KVStore.hash(first) }
-                hashes[found] = KVStore.hash(key)
+                if found == 1 { hints.append(first, hash: KVStore.hash(first)) }
+                hints.append(key, hash: KVStore.hash(key))
             }
             found += 1
         }

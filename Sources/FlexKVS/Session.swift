@@ -19,6 +19,9 @@ public final class Session {
     /// The first key's hash as the steering pipeline computed it (key steering): the
     /// first lookup uses it instead of hashing again.
     public var hashHint: UInt32?
+    /// The keys a scan of the waiting requests hashed (TCP), while the input is as
+    /// it was scanned: forgotten whenever it changes.
+    var keyHints: KeyHints?
     /// Commands run so far (for per-request cycle accounting).
     public internal(set) var commands = 0
     /// Replies of requests forwarded to other workers, and where they go (TCP under
@@ -68,19 +71,23 @@ public final class Session {
         closing = false
         commands = 0
         hashHint = nil
+        keyHints = nil
     }
 
-    /// The hash of `key`: the pipeline's, for the first key, else computed here.
+    /// The hash of `key`: the pipeline's, for the first key, or the scan's for these
+    /// bytes, else computed here.
     @inline(__always) func hash(_ key: UnsafeRawBufferPointer) -> UInt32 {
         if let h = hashHint {
             hashHint = nil
             return h
         }
+        if let h = keyHints?.take(key) { return h }
         return KVStore.hash(key)
     }
 
     /// Appends received bytes.
     public func receive(_ bytes: UnsafeRawBufferPointer) {
+        keyHints = nil
         if consumed > 0 && consumed == input.count {
             input.removeAll()
             consumed = 0
@@ -91,6 +98,7 @@ public final class Session {
 
     /// Drops parsed bytes when they dominate the buffer.
     func compact() {
+        keyHints = nil
         if consumed == input.count {
             input.removeAll()
             consumed = 0

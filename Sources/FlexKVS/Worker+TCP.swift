@@ -42,14 +42,17 @@ extension Worker {
 
     /// Prefetches what the session's waiting requests (a pipelining client's burst) will
     /// look up, in each partition they touch, so that their cache misses overlap
-    /// instead of coming one request at a time.
+    /// instead of coming one request at a time; the protocol then takes the keys'
+    /// hashes from the scan (`KeyHints`).
     func prefetchKeys(of session: Session) {
         let n = session.input.withUnsafeBytes { input -> Int in
             let waiting = UnsafeRawBufferPointer(rebasing: input[session.consumed...])
             let binary = session.dialect == .binary || (session.dialect == .undecided && waiting.first == BinaryProtocol.requestMagic)
-            return RequestKeyScanner.hashes(in: waiting, binary: binary, into: burstHashes, maximum: 64)
+            return RequestKeyScanner.scan(waiting, binary: binary, into: keyHints)
         }
-        prefetch(burstOf: n)
+        guard n > 0 else { return }
+        session.keyHints = keyHints
+        prefetch(keyHints.hashes, count: n)
     }
 
     /// Runs the session's requests and sends their replies, again while requests were

@@ -36,6 +36,8 @@ final class Worker: @unchecked Sendable {
     /// Hashes of a burst's requests for our partition, to prefetch, and those of one
     /// partition among them.
     let burstHashes = UnsafeMutablePointer<UInt32>.allocate(capacity: 64)
+    /// The keys (and hashes) the last scan of a TCP session's requests found.
+    let keyHints = KeyHints()
     let partitionHashes = UnsafeMutablePointer<UInt32>.allocate(capacity: 64)
     var sessions: [UInt32: Session] = [:] { didSet { sessionCount.store(sessions.count, ordering: .relaxed) } }
     /// Open TCP sessions (`stats steering`: every closed connection's session is freed).
@@ -264,23 +266,23 @@ final class Worker: @unchecked Sendable {
                 n += 1
             }
         }
-        prefetch(burstOf: n)
+        prefetch(burstHashes, count: n)
     }
 
-    /// Prefetches what looking up the first `count` hashes of `burstHashes` will touch,
-    /// partition by partition, each under its lock; nothing for fewer than two (one
-    /// lookup has no misses to overlap).
-    func prefetch(burstOf count: Int) {
+    /// Prefetches what looking up the first `count` of `hashes` will touch, partition
+    /// by partition, each under its lock; nothing for fewer than two (one lookup has
+    /// no misses to overlap).
+    func prefetch(_ hashes: UnsafePointer<UInt32>, count: Int) {
         guard count > 1 else { return }
         let store = context.store
         var seen: UInt64 = 0
         for i in 0..<count {
-            let p = store.partitionIndex(for: burstHashes[i])
+            let p = store.partitionIndex(for: hashes[i])
             guard seen & (1 << UInt64(p)) == 0 else { continue }
             seen |= 1 << UInt64(p)
             var m = 0
-            for j in i..<count where store.partitionIndex(for: burstHashes[j]) == p {
-                partitionHashes[m] = burstHashes[j]
+            for j in i..<count where store.partitionIndex(for: hashes[j]) == p {
+                partitionHashes[m] = hashes[j]
                 m += 1
             }
             store.partitions[p].withLock { $0.prefetch(UnsafeBufferPointer(start: partitionHashes, count: m)) }

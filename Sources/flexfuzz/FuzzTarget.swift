@@ -106,11 +106,10 @@ enum FuzzTarget: String, CaseIterable {
     static func memcached(_ bytes: UnsafeRawBufferPointer) {
         guard let first = bytes.first else { return }
         // What a TCP worker prefetches from waiting requests, in either dialect.
+        let hints = KeyHints()
         for binary in [false, true] {
-            let found = withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 64) {
-                RequestKeyScanner.hashes(in: bytes, binary: binary, into: $0.baseAddress!, maximum: 64)
-            }
-            precondition((0...64).contains(found), "\(found) keys from a scan of at most 64")
+            let found = RequestKeyScanner.scan(bytes, binary: binary, into: hints)
+            precondition((0...KeyHints.capacity).contains(found), "\(found) keys from a scan of at most \(KeyHints.capacity)")
         }
         let s = Session()
         // The first byte sets the chunk size the stream arrives in.

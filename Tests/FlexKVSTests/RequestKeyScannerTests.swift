@@ -5,9 +5,9 @@ import Testing
 /// stopping where it cannot tell requests apart.
 @Suite struct RequestKeyScannerTests {
     func scan(_ bytes: [UInt8], binary: Bool, maximum: Int = 64) -> [UInt32] {
-        var out = [UInt32](repeating: 0, count: 64)
-        let n = bytes.withUnsafeBytes { b in out.withUnsafeMutableBufferPointer { RequestKeyScanner.hashes(in: b, binary: binary, into: $0.baseAddress!, maximum: maximum) } }
-        return Array(out[..<n])
+        let hints = KeyHints()
+        let n = bytes.withUnsafeBytes { RequestKeyScanner.scan($0, binary: binary, into: hints, maximum: maximum) }
+        return Array(UnsafeBufferPointer(start: hints.hashes, count: n))
     }
 
     func hashes(_ keys: String...) -> [UInt32] { keys.map { Array($0.utf8).withUnsafeBytes { KVStore.hash($0) } } }

@@ -16,7 +16,9 @@
 #   measured: .build/release, built first; another, e.g. an older commit's, is measured
 #   as it is; the client is always .build/release/flexbench); TOP (functions listed per
 #   server, 25); MEASURE_SECONDS (the measured run, 3); SERVER_CPU (1), CLIENT_CPU (0);
-#   KEEP (a directory that keeps the callgrind files).
+#   KEEP (a directory that keeps the callgrind files); CALLGRIND_OPTIONS (more valgrind
+#   options: --dump-instr=yes lets Scripts/callgrind-lines.py count a function's
+#   instructions per source line).
 #
 # Under valgrind a server runs about 50 times slower, so the load is a closed loop of a
 # few requests outstanding: the figures are instructions, not time.
@@ -65,7 +67,7 @@ for spec in $servers; do
         *) echo "kvs-callgrind: unknown server $name (memcached or flexkvs[:STEERING])" >&2; exit 2 ;;
     esac
     taskset -c "$server_cpu" runuser -u nobody -- env LD_PRELOAD="$preload" \
-        valgrind --tool=callgrind --compress-strings=no --callgrind-out-file="$out" "${cmd[@]}" >"$out.log" 2>&1 &
+        valgrind --tool=callgrind --compress-strings=no ${CALLGRIND_OPTIONS:-} --callgrind-out-file="$out" "${cmd[@]}" >"$out.log" 2>&1 &
     for _ in $(seq 60); do stat_requests >/dev/null 2>&1 && break; sleep 0.5; done
     vg=$(pgrep -n -f -- "--callgrind-out-file=$out " || true)  # the newest: valgrind, under runuser
     [[ -n $vg ]] || { echo "kvs-callgrind: $label did not start:" >&2; cat "$out.log" >&2; exit 1; }

@@ -163,12 +163,9 @@ public final class KernelUDPPort: PacketPort, @unchecked Sendable {
     /// nil for any other layout, which `parsedDatagram` then reads. Both give the same
     /// answer for such a frame (parsing it cost about 170 instructions a reply).
     @inline(__always) static func builtDatagram(_ p: Packet) -> Datagram? {
-        let frame = p.bytes, l3 = EthernetHeader.length, l4 = l3 + IPv4Header.minimumLength
+        let frame = p.bytes, l4 = EthernetHeader.length + IPv4Header.minimumLength
         guard frame.count >= FrameBuilder.udpHeadersLength,
-              let eth = try? EthernetHeader(frame), eth.etherType == EthernetHeader.EtherType.ipv4.rawValue,
-              let ip = try? IPv4Header(UnsafeMutableRawBufferPointer(rebasing: frame[l3...])),
-              ip.headerLength == IPv4Header.minimumLength, ip.protocolNumber == IPv4Header.Proto.udp.rawValue,
-              !ip.isFragment, ip.totalLength == frame.count - l3 else { return nil }
+              let ip = FrameBuilder.builtIPv4(frame, protocolNumber: IPv4Header.Proto.udp.rawValue) else { return nil }
         let udp = UDPHeader(unchecked: p.data + l4)
         guard udp.length == ip.totalLength - IPv4Header.minimumLength else { return nil }
         return (FrameBuilder.udpHeadersLength, udp.length - UDPHeader.length, ip.destination, udp.destinationPort)

@@ -166,9 +166,8 @@ final class Worker: @unchecked Sendable {
     /// (connections it closed or resumed), replies to send.
     var holdsWork: Bool {
         if server.tcp.holdsFrames(queue: queue) || !toSend.isEmpty { return true }
-        if !tcpSteering.pipeline.slowPathRing.isEmpty || udpSteering.map({ !$0.pipeline.slowPathRing.isEmpty }) == true {
-            return true
-        }
+        if !tcpSteering.pipeline.slowPathRing.isEmpty { return true }
+        if let udpSteering, !udpSteering.pipeline.slowPathRing.isEmpty { return true }
         for ring in tcpInboxes where !ring.isEmpty { return true }
         for ring in udpInboxes where !ring.isEmpty { return true }
         if let forwarding {

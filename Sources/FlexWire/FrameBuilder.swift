@@ -43,6 +43,21 @@ public enum FrameBuilder {
         }
     }
 
+    /// The IPv4 header of `frame` if it is laid out as this builder writes frames:
+    /// Ethernet II, IPv4 without options, unfragmented, carrying `protocolNumber`, its
+    /// total length the frame's (no padding); nil for any other layout. For readers that
+    /// take such frames at fixed offsets and parse only the others.
+    @inlinable @inline(__always)
+    public static func builtIPv4(_ frame: UnsafeMutableRawBufferPointer, protocolNumber: UInt8) -> IPv4Header? {
+        let l3 = EthernetHeader.length
+        guard frame.count >= l3 + IPv4Header.minimumLength,
+              let eth = try? EthernetHeader(frame), eth.etherType == EthernetHeader.EtherType.ipv4.rawValue,
+              let ip = try? IPv4Header(UnsafeMutableRawBufferPointer(rebasing: frame[l3...])),
+              ip.headerLength == IPv4Header.minimumLength, ip.protocolNumber == protocolNumber,
+              !ip.isFragment, ip.totalLength == frame.count - l3 else { return nil }
+        return ip
+    }
+
     /// Writes an IPv4 frame's Ethernet header at `base` (the caller checked the room).
     @inline(__always)
     static func writeEthernet(at base: UnsafeMutableRawPointer, _ e: Endpoints) {

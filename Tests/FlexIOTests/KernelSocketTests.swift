@@ -149,10 +149,34 @@ final class TCPClient {
         #expect(server.pool.available == 256)
     }
 
-    /// The transmit path's fixed-offset read of a frame agrees with the parser wherever
+    /// The transmit paths' fixed-offset read of a frame agrees with the parser wherever
     /// it answers, and answers for every frame FrameBuilder builds: 20,000 seeded
-    /// frames, most with header bytes or the length changed.
+    /// frames each for UDP and TCP, most with header bytes or the length changed.
     @Test func aBuiltFrameIsReadAsTheParserReadsIt() throws {
+        try checkFastRead(headers: FrameBuilder.udpHeadersLength,
+                          build: { try FrameBuilder.udp(into: $0, endpoints: $1, payload: $2) },
+                          agree: { p in
+                              let fast = KernelUDPPort.builtDatagram(p), parsed = KernelUDPPort.parsedDatagram(p)
+                              guard let fast else { return nil }
+                              return fast.payloadOffset == parsed?.payloadOffset && fast.payloadLength == parsed?.payloadLength
+                                  && fast.destination == parsed?.destination && fast.port == parsed?.port
+                          })
+        try checkFastRead(headers: FrameBuilder.tcpHeadersLength,
+                          build: { b, e, payload in
+                              try FrameBuilder.tcp(into: b, endpoints: e, payload: payload, flags: payload.count % 3 == 0 ? [.fin, .ack] : [.psh, .ack])
+                          },
+                          agree: { p in
+                              let fast = KernelTCPPort.builtSegment(p), parsed = KernelTCPPort.parsedSegment(p)
+                              guard let fast else { return nil }
+                              return fast.payloadOffset == parsed?.payloadOffset && fast.payloadLength == parsed?.payloadLength
+                                  && fast.fin == parsed?.fin
+                          })
+    }
+
+    /// Builds seeded frames, changes most (header bytes, length), and asks `agree`
+    /// whether the fast read agrees with the parser (nil: no fast answer).
+    func checkFastRead(headers: Int, build: (UnsafeMutableRawBufferPointer, FrameBuilder.Endpoints, [UInt8]) throws -> Int,
+                       agree: (Packet) -> Bool?) throws {
         var rng = SplitMix64(seed: 16)
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 2048, alignment: 64)
         defer { buffer.deallocate() }
@@ -163,21 +187,20 @@ final class TCPClient {
                                            destination: IPv4Address(UInt32(truncatingIfNeeded: rng.next())),
                                            sourcePort: UInt16(truncatingIfNeeded: rng.next()),
                                            destinationPort: UInt16(truncatingIfNeeded: rng.next()))
-            var length = try FrameBuilder.udp(into: buffer, endpoints: e, payload: payload)
+            var length = try build(buffer, e, payload)
             let pristine = trial % 4 == 0
             if !pristine {
                 for _ in 0...rng.next(below: 3) {
-                    buffer[rng.next(below: FrameBuilder.udpHeadersLength)] = UInt8(truncatingIfNeeded: rng.next())
+                    buffer[rng.next(below: headers)] = UInt8(truncatingIfNeeded: rng.next())
                 }
                 if rng.next(below: 2) == 0 { length = max(0, length + rng.next(below: 17) - 8) }
             }
             let p = Packet(owner: nil, data: buffer.baseAddress!, length: UInt32(length), capacity: 2048)
-            let fast = KernelUDPPort.builtDatagram(p), parsed = KernelUDPPort.parsedDatagram(p)
-            if pristine { #expect(fast != nil, "a built frame takes the fast path") }
-            if let fast {
+            let agreed = agree(p)
+            if pristine { #expect(agreed != nil, "a built frame takes the fast path") }
+            if let agreed {
                 fastAnswers += 1
-                #expect(fast.payloadOffset == parsed?.payloadOffset && fast.payloadLength == parsed?.payloadLength
-                        && fast.destination == parsed?.destination && fast.port == parsed?.port, "trial \(trial)")
+                #expect(agreed, "trial \(trial)")
             }
         }
         #expect(fastAnswers > 5_000)

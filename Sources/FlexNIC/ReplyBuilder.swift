@@ -71,17 +71,15 @@ extension SteeringPipeline {
 
     /// `replyFromTable`: on a hit, rewrites the packet into the stored reply (kept
     /// payload prefix + reply), swaps addresses and ports, fixes lengths and checksums.
-    func answerFromTable(_ p: inout Packet, _ f: ParsedFrame, hash: UInt32, keyOffset: Int, maxKeyLength: Int, keep: Int) -> Bool {
+    /// `knownKeyLength`: the key's length, if a `hashToken` of this stage found it at
+    /// `keyOffset` (with the same limit: then the search would find it again).
+    func answerFromTable(_ p: inout Packet, _ f: ParsedFrame, hash: UInt32, keyOffset: Int, maxKeyLength: Int, keep: Int,
+                         knownKeyLength: Int? = nil) -> Bool {
         guard let table = replyTable, f.layers.contains(.ipv4), f.layers.contains(.udp) else { return false }
         let payloadStart = Int(f.payloadOffset), payloadLength = Int(f.payloadLength)
         let payload = UnsafeRawPointer(p.data) + payloadStart
         guard keyOffset < payloadLength, keep <= payloadLength else { return false }
-        var n = 0
-        while keyOffset + n < payloadLength && n <= maxKeyLength {
-            let c = payload.load(fromByteOffset: keyOffset + n, as: UInt8.self)
-            if c == 0x20 || c == 0x0D || c == 0x0A { break }
-            n += 1
-        }
+        let n = knownKeyLength ?? TextToken.length(payload + keyOffset, limit: min(payloadLength - keyOffset, maxKeyLength + 1))
         // The key must end the request: "<key>\r\n" and nothing after it.
         guard n > 0, n <= maxKeyLength, keyOffset + n + 2 == payloadLength,
               payload.load(fromByteOffset: keyOffset + n, as: UInt8.self) == 0x0D,

@@ -257,6 +257,9 @@ public final class SteeringPipeline: @unchecked Sendable {
 
         var hash: UInt32 = 0
         var hashOut: UInt32 = 0
+        // The last text token hashed (`hashToken`): where it starts and how long it is,
+        // so that a reply-table lookup of the same key need not find its end again.
+        var tokenStart = -1, tokenLength = 0
         var payloadOffset: UInt16 = 0
         var queue: Int32 = -1
         let payload = UnsafeRawPointer(p.data) + Int(frame.payloadOffset)
@@ -285,15 +288,11 @@ public final class SteeringPipeline: @unchecked Sendable {
                     var o = Int(ins.a)
                     while o < payloadLength && payload.load(fromByteOffset: o, as: UInt8.self) == 0x20 { o &+= 1 }
                     guard o < payloadLength else { return .slow(.payloadOutOfRange, payloadOffset: payloadOffset) }
-                    let limit = min(payloadLength &- o, Int(ins.b) &+ 1)
-                    var n = 0
-                    while n < limit {
-                        let c = payload.load(fromByteOffset: o &+ n, as: UInt8.self)
-                        if c == 0x20 || c == 0x0D || c == 0x0A { break }
-                        n &+= 1
-                    }
+                    let n = TextToken.length(payload + o, limit: min(payloadLength &- o, Int(ins.b) &+ 1))
                     guard n > 0, n <= Int(ins.b) else { return .slow(.payloadOutOfRange, payloadOffset: payloadOffset) }
                     hash = KeyHash.hash(payload + o, count: n)
+                    tokenStart = o
+                    tokenLength = n
                 case .hashField:
                     let lengthAt = Int(ins.b), skipAt = Int(ins.c)
                     guard lengthAt &+ 2 <= payloadLength, skipAt < payloadLength else { return .slow(.payloadOutOfRange, payloadOffset: payloadOffset) }
@@ -326,7 +325,9 @@ public final class SteeringPipeline: @unchecked Sendable {
                                    detail: UInt8(truncatingIfNeeded: s),
                                    logStart: frame.payloadOffset &+ UInt16(o), logLength: UInt16(n))
                 case .replyFromTable:
-                    if answerFromTable(&p, frame, hash: hash, keyOffset: Int(ins.a), maxKeyLength: Int(ins.b), keep: Int(ins.c)) {
+                    let keyOffset = Int(ins.a)
+                    if answerFromTable(&p, frame, hash: hash, keyOffset: keyOffset, maxKeyLength: Int(ins.b), keep: Int(ins.c),
+                                       knownKeyLength: tokenStart == keyOffset ? tokenLength : nil) {
                         return Verdict(kind: .reply, detail: UInt8(truncatingIfNeeded: s))
                     }
                 case .reply:

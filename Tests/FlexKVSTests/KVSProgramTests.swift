@@ -20,6 +20,38 @@ import Testing
         }
     }
 
+    /// The reply-offload stage answers exactly a one-datagram `get <key>\r\n` whose key
+    /// the table holds (every length up to 250 bytes, the key's end found 8 bytes at a
+    /// time); any other shape, or a key it does not hold, goes on to a worker.
+    @Test func theOffloadStageAnswersOnlyAWholeGetOfAKeyItHolds() throws {
+        let table = ReplyTable(slots: 64)
+        let pipeline = try SteeringPipeline(program: KVSPrograms.key(port: 11211, queues: 2, own: 0, offload: true), replyTable: table)
+        let header: [UInt8] = [0, 1, 0, 0, 0, 1, 0, 0]
+        func steer(_ request: String) -> (SteeringPipeline.Verdict, [UInt8]) {
+            let frame = Frames.udp(header + Array(request.utf8))
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 2048, alignment: 64)
+            defer { buffer.deallocate() }
+            buffer.copyBytes(from: frame)
+            var p = Packet(owner: nil, data: buffer.baseAddress!, length: UInt32(frame.count), capacity: 2048)
+            let v = pipeline.steer(&p)
+            return (v, Array(UnsafeRawBufferPointer(p.bytes)[FrameBuilder.udpHeadersLength...]))
+        }
+        for length in [1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 250] {
+            let key = String((0..<length).map { Character(UnicodeScalar(UInt8(0x61 + $0 % 26))) })
+            let reply = Array("VALUE \(key) 0 1\r\nx\r\nEND\r\n".utf8)
+            Array(key.utf8).withUnsafeBytes { k in
+                reply.withUnsafeBytes { _ = table.install(hash: KVStore.hash(k), key: k, reply: $0, epoch: 0) }
+            }
+            let (answered, payload) = steer("get \(key)\r\n")
+            #expect(answered.kind == .reply && payload == header + reply, "a \(length)-byte key")
+            for other in ["get \(key)", "get \(key)\n", "get \(key) \r\n", "get \(key)x\r\n", "get  \(key)\r\n",
+                          "get \(key) \(key)\r\n", "gets \(key)\r\n"] {
+                #expect(steer(other).0.kind != .reply, "\(other.debugDescription)")
+            }
+        }
+        #expect(steer("get \(String(repeating: "z", count: 251))\r\n").0.kind != .reply)
+    }
+
     @Test(arguments: [false, true])
     func framesForOtherHostsTakeTheSlowPath(keySteering: Bool) throws {
         let base = keySteering ? KVSPrograms.key(port: 11211, queues: 2, own: 0, offload: false)

@@ -123,8 +123,6 @@ public final class CoreLoop {
     /// wait returns. Borrowed from `lender` (then not closed here), or the loop's own.
     let eventSet: Int32
     let lender: (port: any PacketPort, queue: Int, index: Int)?
-    /// The descriptors the loop added to a borrowed set (taken out again at deinit).
-    let lentSetAdditions: [Int32]
     let tokens: UnsafeMutablePointer<UInt64>
     let masks: UnsafeMutablePointer<UInt32>
     static let eventCapacity = 64
@@ -208,7 +206,6 @@ public final class CoreLoop {
         }
         eventSet = set
         lender = set >= 0 ? lent : nil
-        lentSetAdditions = lender != nil ? added : []
     }
 
     /// Tokens of the loop's descriptors in its event set: their index with a tag no
@@ -221,7 +218,10 @@ public final class CoreLoop {
 
     deinit {
         if lender != nil {
-            for fd in lentSetAdditions { _ = cflex_epoll_ctl(eventSet, Int32(CFLEX_EPOLL_DEL), fd, 0, 0) }
+            // A borrowed set holds every descriptor of ours but itself: take them out.
+            for i in 0..<descriptorCount where descriptors[i].fd != eventSet {
+                _ = cflex_epoll_ctl(eventSet, Int32(CFLEX_EPOLL_DEL), descriptors[i].fd, 0, 0)
+            }
         } else if eventSet >= 0 {
             Glibc.close(eventSet)
         }

@@ -26,8 +26,6 @@ public final class KeyHints {
         hashes.deallocate()
     }
 
-    var isFull: Bool { count == Self.capacity }
-
     /// Forgets every key (before a scan).
     func removeAll() {
         count = 0

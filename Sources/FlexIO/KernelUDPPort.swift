@@ -98,6 +98,9 @@ public final class KernelUDPPort: PacketPort, @unchecked Sendable {
                                                    sourcePort: peerPort, destinationPort: port)
             _ = try? FrameBuilder.writeUDPHeaders(into: frame, endpoints: endpoints, payloadLength: length, checksum: false)
             p.length = UInt32(headers + length)
+            // Kept datagrams move to the front; a dropped one's buffer takes the slot
+            // behind them and is returned below with the unused ones.
+            batch[start + i] = batch[start + kept]
             batch[start + kept] = p
             kept += 1
             bytes += length

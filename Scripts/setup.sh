@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(libdpdk-dev libpcap-dev libpcre2-dev libhyperscan-dev zlib1g-dev libbpf-dev iproute2 pkg-config python3 python3-pip)
+packages=(libdpdk-dev libpcap-dev libpcre2-dev libhyperscan-dev zlib1g-dev libbpf-dev iproute2 ethtool pkg-config python3 python3-pip)
 while read -r p; do [[ -n "$p" ]] && packages+=("$p"); done < Tests/Interop/apt-packages.txt
 missing=()
 for p in "${packages[@]}"; do

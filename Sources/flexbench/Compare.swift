@@ -11,8 +11,8 @@ struct Compare: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the same load against memcached and flexkvs, A B A B, and print ratios.",
         discussion: """
-            Starts both servers itself on loopback (ports 21211 and 21311 by default), \
-            preloads the keys, and for every thread count and wire format runs each \
+            Starts both servers itself on loopback (ports 21211 and 21311 by default) \
+            or behind a veth pair (--link veth), preloads the keys, and for every thread count and wire format runs each \
             server --rounds times alternately. Ratios are flexkvs / memcached throughput, \
             and memcached / flexkvs server CPU per request: the user and system time the \
             server process used during a run (from /proc, warm-up included) over the \
@@ -21,8 +21,12 @@ struct Compare: ParsableCommand {
             fixed load. Machine CPU per request counts every core's busy time (/proc/stat, \
             this client's included): on loopback the kernel runs a server's receive \
             path, and an XDP program (--xdp-offload), in the sender's system calls, so \
-            only this figure shows the whole cost. The machine is shared, so only figures \
-            from one invocation are compared.
+            only this figure shows the whole cost. With --link veth the servers run in a \
+            network namespace behind a veth pair whose ends receive in NAPI threads pinned \
+            to the server and client CPUs, as a NIC's queues do: server+receive CPU per \
+            request adds the server end's receive threads (and an XDP program's work) to \
+            the server's own. The machine is shared, so only figures from one invocation \
+            are compared.
             """)
 
     @Option(help: "Server thread counts to compare, comma-separated.") var threads = "1,2"
@@ -36,7 +40,12 @@ struct Compare: ParsableCommand {
     @Option(help: "flexkvs's port.") var flexkvsPort: UInt16 = 21311
     @Option(help: "Run both servers on these CPUs (taskset list, e.g. 1).") var serverCPU: String?
     @Option(help: "Run this load generator on these CPUs (taskset list, e.g. 0).") var clientCPU: String?
-    @Flag(help: "Start flexkvs with --xdp-offload lo (root; XDP answers hot UDP GETs on loopback).") var xdpOffload = false
+    @Option(help: ArgumentHelp(
+        "Where the servers listen: loopback (127.0.0.1) or veth (198.18.9.2 in a network namespace; root).",
+        discussion: "veth: each end of the pair receives in its own NAPI thread, the server end's pinned to --server-cpu "
+            + "and the client end's to --client-cpu, so neither side's receive runs in the other's send system call "
+            + "as it does on loopback.")) var link: CompareLink = .loopback
+    @Flag(help: "Start flexkvs with --xdp-offload on the server's interface (lo, or the veth end; root): XDP answers hot UDP GETs.") var xdpOffload = false
     @Option(help: ArgumentHelp(
         "A thread of this client sleeps this many microseconds in a loop on the first server CPU (needs --server-cpu).",
         discussion: "On a virtual machine a core's wakeup from a long idle costs its next task more CPU; memcached's "
@@ -65,43 +74,50 @@ struct Compare: ParsableCommand {
                 while true { usleep(coreTimer) }
             }
         }
+        let veth = link == .veth ? try VethLink(serverCPU: serverCPU, clientCPU: clientCPU) : nil
+        defer { if veth != nil { VethLink.remove() } }
+        let address = veth != nil ? VethLink.serverAddress : .loopback
         let w = options.workload()
         print("compare: \(w.keys) keys, \(w.keySize) B keys, \(w.valueSize) B values, \(options.distribution) \(options.zipf), "
               + "\(Int(options.getRatio * 100))% GET, \(options.connections) sockets x depth \(options.depth), "
-              + "\(options.duration) s per run, \(rounds) rounds A B" + (coreTimer.map { ", a \($0) us timer on the server core" } ?? ""))
+              + "\(options.duration) s per run, \(rounds) rounds A B, \(link.rawValue)" + (coreTimer.map { ", a \($0) us timer on the server core" } ?? ""))
         for t in threadCounts {
             for mode in modes.split(separator: ",").map(String.init) {
                 let mc = try ServerProcess(path: memcached, arguments: ["-t", "\(t)", "-p", "\(memcachedPort)", "-U", "\(memcachedPort)",
-                                                                        "-l", "127.0.0.1", "-m", "\(memory)", "-c", "4096"]
-                                                        + (getuid() == 0 ? ["-u", "root"] : []), port: memcachedPort, cpus: serverCPU)
+                                                                        "-l", "\(address)", "-m", "\(memory)", "-c", "4096"]
+                                                        + (getuid() == 0 ? ["-u", "root"] : []),
+                                           server: (address, memcachedPort), cpus: serverCPU, inNamespace: veth != nil)
                 defer { mc.stop() }
                 let fx: ServerProcess
                 do {
                     fx = try ServerProcess(path: flexPath, arguments: ["-t", "\(t)", "-p", "\(flexkvsPort)", "-U", "\(flexkvsPort)",
-                                                                       "-l", "127.0.0.1", "-m", "\(memory)", "-c", "4096", "--steering", mode]
-                                                                       + (xdpOffload ? ["--xdp-offload", "lo"] : []),
-                                           port: flexkvsPort, cpus: serverCPU)
+                                                                       "-l", "\(address)", "-m", "\(memory)", "-c", "4096", "--steering", mode]
+                                                                       + (xdpOffload ? ["--xdp-offload", veth != nil ? VethLink.serverInterface : "lo"] : []),
+                                           server: (address, flexkvsPort), cpus: serverCPU, inNamespace: veth != nil)
                 } catch {
                     print("compare: flexkvs --steering \(mode) -t \(t): \(error)")
                     continue
                 }
                 defer { fx.stop() }
+                try veth?.pinReceiveThreads()
                 let targets = [("memcached", memcachedPort), ("flexkvs", flexkvsPort)]
                 if !options.noPreload {
-                    for (_, port) in targets { try options.load((.loopback, port), .tcpASCII, w).preload() }
+                    for (_, port) in targets { try options.load((address, port), .tcpASCII, w).preload() }
                 }
                 for f in wireFormats {
                     var best: [String: KVSLoad.Result] = [:]
                     var sums: [String: Double] = [:]
                     var cpuPerRequest: [String: [Double]] = [:]
                     var machinePerRequest: [String: [Double]] = [:]
+                    var receivingPerRequest: [String: [Double]] = [:]
                     for round in 0..<rounds {
                         for (name, port) in targets {
                             let r: KVSLoad.Result
                             let server = name == "flexkvs" ? fx : mc
                             let cpuBefore = server.cpuSeconds, machineBefore = ServerProcess.machineBusySeconds
+                            let receiveBefore = veth?.receiveCPUSeconds ?? 0
                             do {
-                                r = try options.load((.loopback, port), f, w).run()
+                                r = try options.load((address, port), f, w).run()
                             } catch {
                                 let server = name == "flexkvs" ? fx : mc
                                 throw LoadError("\(name) round \(round + 1) (\(f.rawValue)): \(error)"
@@ -114,8 +130,15 @@ struct Compare: ParsableCommand {
                             cpuPerRequest[name, default: []].append(microseconds)
                             let machine = (ServerProcess.machineBusySeconds - machineBefore) / max(served, 1) * 1e6
                             machinePerRequest[name, default: []].append(machine)
+                            var receiving = ""
+                            if let veth {
+                                let withReceive = microseconds + (veth.receiveCPUSeconds - receiveBefore) / max(served, 1) * 1e6
+                                receivingPerRequest[name, default: []].append(withReceive)
+                                receiving = String(format: "server+receive CPU %.2f us/request, ", withReceive)
+                            }
                             print("  \(f.rawValue) t=\(t) \(name) round \(round + 1): \(r.summary), "
-                                  + String(format: "server CPU %.1f us/request, machine CPU %.1f us/request", microseconds, machine))
+                                  + String(format: "server CPU %.2f us/request, ", microseconds) + receiving
+                                  + String(format: "machine CPU %.1f us/request", machine))
                             fflush(stdout)
                         }
                     }
@@ -124,9 +147,10 @@ struct Compare: ParsableCommand {
                                  f.rawValue, t, mode, a, b, b / max(a, 1)))
                     // Per round pair (A B): memcached's CPU per request over flexkvs's.
                     let mean = { (v: [Double]) in v.reduce(0, +) / Double(max(v.count, 1)) }
-                    for (what, perRequest) in [("server", cpuPerRequest), ("machine", machinePerRequest)] {
+                    for (what, perRequest) in [("server", cpuPerRequest), ("server+receive", receivingPerRequest), ("machine", machinePerRequest)]
+                    where !perRequest.isEmpty {
                         let pairs = zip(perRequest["memcached"] ?? [], perRequest["flexkvs"] ?? []).map { $0 / max($1, 1e-9) }
-                        print(String(format: "RESULT %@ threads=%d steering=%@: %@ CPU per request memcached %.1f us, flexkvs %.1f us, "
+                        print(String(format: "RESULT %@ threads=%d steering=%@: %@ CPU per request memcached %.2f us, flexkvs %.2f us, "
                                      + "memcached/flexkvs %.2f (pairs %@)", f.rawValue, t, mode, what, mean(perRequest["memcached"] ?? []),
                                      mean(perRequest["flexkvs"] ?? []), mean(pairs), pairs.map { String(format: "%.2f", $0) }.joined(separator: ", ")))
                     }
@@ -135,7 +159,7 @@ struct Compare: ParsableCommand {
                               + "p99 \(r.latency.valueAtPercentile(99)) p99.9 \(r.latency.valueAtPercentile(99.9))")
                     }
                 }
-                if let steering = try? Self.statsSteering(port: flexkvsPort) {
+                if let steering = try? Self.statsSteering((address, flexkvsPort)) {
                     let cycles = steering.filter { $0.contains("cycles_per") }
                     print("  flexkvs server cycles/request (\(mode)): " + cycles.joined(separator: ", "))
                     let offload = steering.filter { $0.hasPrefix("xdp_") || $0.hasPrefix("reply_table_served") }
@@ -146,8 +170,8 @@ struct Compare: ParsableCommand {
     }
 
     /// `stats steering` lines from flexkvs.
-    static func statsSteering(port: UInt16) throws -> [String] {
-        let fd = try KVSLoad.connect((.loopback, port), udp: false, blocking: true)
+    static func statsSteering(_ server: (IPv4Address, UInt16)) throws -> [String] {
+        let fd = try KVSLoad.connect(server, udp: false, blocking: true)
         defer { close(fd) }
         try KVSLoad.sendAll(fd, Array("stats steering\r\n".utf8))
         var got: [UInt8] = []
@@ -159,6 +183,11 @@ struct Compare: ParsableCommand {
         }
         return String(decoding: got, as: UTF8.self).split(separator: "\r\n").map { String($0.dropFirst(5)) }
     }
+}
+
+/// Where `compare` runs the servers.
+enum CompareLink: String, ExpressibleByArgument, CaseIterable {
+    case loopback, veth
 }
 
 /// A server started for a comparison, stopped when done.
@@ -177,12 +206,13 @@ final class ServerProcess {
     let process = Process()
     let logPath: String
 
-    /// Starts `path` (on `cpus`, a taskset list, when given) and waits until it accepts
-    /// TCP connections on `port`.
-    init(path: String, arguments: [String], port: UInt16, cpus: String? = nil) throws {
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = arguments
-        logPath = NSTemporaryDirectory() + "flexbench-\(URL(fileURLWithPath: path).lastPathComponent)-\(port).log"
+    /// Starts `path` (on `cpus`, a taskset list, when given; in `VethLink`'s namespace
+    /// if `inNamespace`) and waits until it accepts TCP connections at `server`.
+    init(path: String, arguments: [String], server: (IPv4Address, UInt16), cpus: String? = nil, inNamespace: Bool = false) throws {
+        let command = inNamespace ? VethLink.inNamespace([path] + arguments) : (path: path, arguments: arguments)
+        process.executableURL = URL(fileURLWithPath: command.path)
+        process.arguments = command.arguments
+        logPath = NSTemporaryDirectory() + "flexbench-\(URL(fileURLWithPath: path).lastPathComponent)-\(server.1).log"
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = FileHandle(forWritingAtPath: logPath) ?? FileHandle.nullDevice
         process.standardOutput = log
@@ -192,17 +222,20 @@ final class ServerProcess {
         // Ready when it accepts a TCP connection (or give up after 10 s).
         let deadline = Date().addingTimeInterval(10)
         while Date() < deadline {
-            if let fd = try? KVSLoad.connect((.loopback, port), udp: false, blocking: true) { close(fd); return }
+            if let fd = try? KVSLoad.connect(server, udp: false, blocking: true) { close(fd); return }
             guard process.isRunning else { break }
             usleep(50_000)
         }
         stop()
-        throw LoadError("\(path) did not start listening on port \(port) (its output: \(logPath))")
+        throw LoadError("\(path) did not start listening at \(server.0):\(server.1) (its output: \(logPath))")
     }
 
     /// User plus system time the process has used, in seconds (/proc/PID/stat).
-    var cpuSeconds: Double {
-        guard let text = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/stat", encoding: .utf8),
+    var cpuSeconds: Double { Self.cpuSeconds(of: process.processIdentifier) }
+
+    /// User plus system time process (or thread) `pid` has used, in seconds.
+    static func cpuSeconds(of pid: Int32) -> Double {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
               let close = text.lastIndex(of: ")") else { return 0 }
         let fields = text[text.index(after: close)...].split(separator: " ")
         guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
@@ -229,11 +262,14 @@ final class ServerProcess {
         guard taskset.terminationStatus == 0 else { throw RuntimeFailure("taskset -c \(cpus) \(pid) failed") }
     }
 
+    /// Stops the server with SIGTERM, or SIGKILL if it is still running 5 s later.
     func stop() {
-        if process.isRunning {
-            process.terminate()
-            process.waitUntilExit()
-        }
+        guard process.isRunning else { return }
+        process.terminate()
+        let deadline = Date().addingTimeInterval(5)
+        while process.isRunning && Date() < deadline { usleep(10_000) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
     }
 }
 

@@ -58,7 +58,7 @@ struct HitRatio: ParsableCommand {
             for (name, path, port) in [("memcached", memcached, memcachedPort), ("flexkvs", flexPath, flexkvsPort)] {
                 let arguments = ["-t", "1", "-p", "\(port)", "-U", "0", "-l", "127.0.0.1", "-m", "\(memory)"]
                     + (name == "memcached" && getuid() == 0 ? ["-u", "root"] : [])
-                let server = try ServerProcess(path: path, arguments: arguments, port: port)
+                let server = try ServerProcess(path: path, arguments: arguments, server: (.loopback, port))
                 defer { server.stop() }
                 let client = try CacheAsideClient(port: port, workload: workload, sizes: sizes, batch: batch)
                 var rng = Xorshift(seed: seed)

@@ -49,7 +49,7 @@ struct Rebalance: ParsableCommand {
                 let servers = try [("rebalancing", basePort, 1.0), ("static", basePort + 1, 0.0)].map { name, port, interval in
                     (name, port, try ServerProcess(path: flexPath, arguments: [
                         "-t", "\(t)", "-p", "\(port)", "-U", "\(port)", "-l", "127.0.0.1", "-m", "\(memory)", "-c", "4096",
-                        "--steering", "key", "--rebalance-interval", "\(interval)"], port: port))
+                        "--steering", "key", "--rebalance-interval", "\(interval)"], server: (.loopback, port)))
                 }
                 defer { for (_, _, s) in servers { s.stop() } }
                 if !o.noPreload { for (_, port, _) in servers { try o.load((.loopback, port), .tcpASCII, w).preload() } }
@@ -82,13 +82,13 @@ struct Rebalance: ParsableCommand {
 
     /// Requests each worker has served so far.
     func workerRequests(port: UInt16, threads: Int) throws -> [UInt64] {
-        let lines = try Compare.statsSteering(port: port)
+        let lines = try Compare.statsSteering((.loopback, port))
         return (0..<threads).map { w in
             lines.first { $0.hasPrefix("worker:\(w):requests ") }.flatMap { UInt64($0.split(separator: " ").last!) } ?? 0
         }
     }
 
     func steeringValue(_ name: String, port: UInt16) throws -> String? {
-        try Compare.statsSteering(port: port).first { $0.hasPrefix(name + " ") }.map { String($0.split(separator: " ").last!) }
+        try Compare.statsSteering((.loopback, port)).first { $0.hasPrefix(name + " ") }.map { String($0.split(separator: " ").last!) }
     }
 }

@@ -6,10 +6,12 @@
 # context switches.
 #
 #   bash Scripts/kvs-wakeup.sh SERVER [RATE [FORMAT]]
-#     SERVER: memcached, flexkvs, or floor: a C responder that only calls epoll_wait,
-#             recvmmsg and sendmmsg (answers every binary UDP request with a 64-byte
-#             value): the kernel's share, which no server can go under here
-#     RATE: requests/s (default 20000); FORMAT: udp-binary (default; floor: only it)
+#     SERVER: memcached, flexkvs, or floor: a C responder that answers every binary
+#             request with a canned reply (a GET's with a 64-byte value) and only calls
+#             epoll_wait, recvmmsg and sendmmsg (UDP) or one read and one write per
+#             ready connection (TCP): the kernel's share, which no server can go under
+#     RATE: requests/s (default 20000; 0: closed loop, 4 sockets x depth 8)
+#     FORMAT: udp-binary (default), udp-ascii, tcp-binary, tcp-ascii (floor: binary only)
 #
 # Environment: TIMER_US (a thread sleeping that long in a loop on the server core, as
 # `flexbench compare --core-timer`), SECONDS_MEASURED (4), SERVER_CPU (1), CLIENT_CPU (0),
@@ -28,7 +30,7 @@ work=$(mktemp -d)
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
 
-[[ $server == floor && $format != udp-binary ]] && { echo "kvs-wakeup: floor answers udp-binary only" >&2; exit 2; }
+[[ $server == floor && $format != udp-binary && $format != tcp-binary ]] && { echo "kvs-wakeup: floor answers udp-binary and tcp-binary only" >&2; exit 2; }
 [[ -x $build/flexbench ]] || swift build -c release --product flexbench >&2
 
 if [[ $server == floor || -n ${TIMER_US:-} ]]; then
@@ -36,22 +38,35 @@ if [[ $server == floor || -n ${TIMER_US:-} ]]; then
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <time.h>
-enum { B = 4 };
-int main(int argc, char **argv) {
-    if (argc > 2) {  /* timer mode: sleep argv[2] microseconds in a loop */
-        struct timespec t = { 0, atol(argv[2]) * 1000 };
-        for (;;) nanosleep(&t, NULL);
-    }
-    int fd = socket(AF_INET, SOCK_DGRAM, 0);
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(atoi(argv[1])) };
+#include <unistd.h>
+enum { B = 4, VALUE = 64 };
+/* Writes the binary reply to request q at r (a GET's: flags and a 64-byte value), returns its length. */
+static int reply(const unsigned char *q, unsigned char *r) {
+    memset(r, 0, 24);
+    r[0] = 0x81, r[1] = q[1];
+    memcpy(r + 12, q + 12, 4);  /* opaque */
+    int body = (q[1] == 0x00 || q[1] == 0x09 || q[1] == 0x0c || q[1] == 0x0d) ? 4 + VALUE : 0;
+    if (body) { r[4] = 4; memset(r + 24, 'v', body); }
+    r[11] = body;
+    return 24 + body;
+}
+static int listening(int type, int port) {
+    int fd = socket(AF_INET, type, 0), one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
     inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    if (bind(fd, (void *)&a, sizeof a)) return 1;
-    int ep = epoll_create1(0);
+    if (bind(fd, (void *)&a, sizeof a) || (type == SOCK_STREAM && listen(fd, 128))) exit(1);
+    return fd;
+}
+/* UDP: one epoll_wait, one recvmmsg and one sendmmsg per wakeup. */
+static void udp(int port) {
+    int fd = listening(SOCK_DGRAM, port), ep = epoll_create1(0);
     struct epoll_event ev = { .events = EPOLLIN };
     epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
     static unsigned char in[B][2048], out[B][2048];
@@ -66,32 +81,71 @@ int main(int argc, char **argv) {
         }
         int n = recvmmsg(fd, rm, B, MSG_DONTWAIT, NULL);
         for (int i = 0; i < n; i++) {
-            unsigned char *q = in[i] + 8, *r = out[i] + 8;  /* after the memcached UDP frame header */
-            memcpy(out[i], in[i], 8);
-            memset(r, 0, 24);
-            r[0] = 0x81, r[1] = q[1];
-            memcpy(r + 12, q + 12, 4);  /* opaque */
-            int body = (q[1] == 0x00 || q[1] == 0x09 || q[1] == 0x0c || q[1] == 0x0d) ? 4 + 64 : 0;
-            if (body) { r[4] = 4; memset(r + 24, 'v', body); }
-            r[11] = body;
-            siov[i] = (struct iovec){ out[i], 8 + 24 + body };
+            memcpy(out[i], in[i], 8);  /* the memcached UDP frame header */
+            siov[i] = (struct iovec){ out[i], 8 + reply(in[i] + 8, out[i] + 8) };
             sm[i].msg_hdr = (struct msghdr){ .msg_name = &peers[i], .msg_namelen = sizeof peers[i], .msg_iov = &siov[i], .msg_iovlen = 1 };
         }
         if (n > 0) sendmmsg(fd, sm, n, MSG_DONTWAIT);
     }
 }
+/* TCP: per ready connection one read of every pipelined request and one write of their replies. */
+static void tcp(int port) {
+    int lfd = listening(SOCK_STREAM, port), ep = epoll_create1(0);
+    struct epoll_event ev = { .events = EPOLLIN, .data.fd = lfd }, evs[64];
+    epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev);
+    enum { CAP = 1 << 16, MAXFD = 4096 };
+    static unsigned char in[MAXFD][2048], out[CAP];
+    static int held[MAXFD];
+    for (;;) {
+        int n = epoll_wait(ep, evs, 64, -1);
+        for (int e = 0; e < n; e++) {
+            int fd = evs[e].data.fd;
+            if (fd == lfd) {
+                int c = accept4(lfd, NULL, NULL, SOCK_NONBLOCK);
+                if (c < 0 || c >= MAXFD) { if (c >= 0) close(c); continue; }
+                held[c] = 0;
+                int one = 1;
+                setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+                ev = (struct epoll_event){ .events = EPOLLIN, .data.fd = c };
+                epoll_ctl(ep, EPOLL_CTL_ADD, c, &ev);
+                continue;
+            }
+            ssize_t got = read(fd, in[fd] + held[fd], sizeof in[fd] - held[fd]);
+            if (got <= 0) { close(fd); continue; }
+            int have = held[fd] + (int)got, at = 0, w = 0;
+            while (have - at >= 24) {
+                const unsigned char *q = in[fd] + at;
+                int whole = 24 + (q[8] << 24 | q[9] << 16 | q[10] << 8 | q[11]);
+                if (have - at < whole) break;
+                w += reply(q, out + w);
+                at += whole;
+            }
+            memmove(in[fd], in[fd] + at, have - at);
+            held[fd] = have - at;
+            if (w) write(fd, out, w);
+        }
+    }
+}
+int main(int argc, char **argv) {
+    if (argc < 3) return 2;
+    if (!strcmp(argv[1], "timer")) {  /* sleep argv[2] microseconds in a loop */
+        struct timespec t = { 0, atol(argv[2]) * 1000 };
+        for (;;) nanosleep(&t, NULL);
+    }
+    if (!strcmp(argv[1], "tcp")) tcp(atoi(argv[2])); else udp(atoi(argv[2]));
+}
 C
     cc -O2 -o "$work/floor" "$work/floor.c"
 fi
 if [[ -n ${TIMER_US:-} ]]; then
-    taskset -c "$server_cpu" "$work/floor" 0 "$TIMER_US" &
+    taskset -c "$server_cpu" "$work/floor" timer "$TIMER_US" &
     pids+=($!)
 fi
 
 case $server in
     memcached) taskset -c "$server_cpu" memcached -u nobody -l 127.0.0.1 -p $port -U $port -t 1 -m 256 & ;;
     flexkvs) taskset -c "$server_cpu" "$build/flexkvs" -l 127.0.0.1 -p $port -U $port -t 1 -m 256 >/dev/null 2>&1 & ;;
-    floor) taskset -c "$server_cpu" "$work/floor" $port & ;;
+    floor) taskset -c "$server_cpu" "$work/floor" "${format%%-*}" $port & ;;
     *) echo "kvs-wakeup: no server $server" >&2; exit 2 ;;
 esac
 pid=$!
@@ -112,7 +166,7 @@ name, fmt, rate, ops, secs, ns0, ns1, sw0, sw1, i0, i1, t0, t1, timer = sys.argv
 n = int(ops) * float(secs)
 hz = os.sysconf("SC_CLK_TCK")
 busy = float(t1) - float(t0) - (int(i1) - int(i0)) / hz
-print(f"kvs-wakeup: {name} {fmt} at {rate}/s{', core timer ' + timer + ' us' if timer else ''}: "
-      f"server CPU {(int(ns1) - int(ns0)) / 1e3 / n:.1f} us, core busy {busy * 1e6 / n:.1f} us, "
+print(f"kvs-wakeup: {name} {fmt} {'closed loop' if float(rate) == 0 else 'at ' + rate + '/s'}{', core timer ' + timer + ' us' if timer else ''}: "
+      f"server CPU {(int(ns1) - int(ns0)) / 1e3 / n:.2f} us, core busy {busy * 1e6 / n:.2f} us, "
       f"{(int(sw1) - int(sw0)) / n:.2f} context switches per request ({n:.0f} requests)")
 PY

@@ -39,6 +39,13 @@ public final class SteeringPipeline: @unchecked Sendable {
     let stageCapacity: Int
     /// Packets to free at the end of a burst (dropped, ring full).
     let toRelease: PacketBatch
+    /// Per core ring, "segment full" notices a full ring refused, oldest first, sent
+    /// ahead of the next burst's descriptors: a lost notice would leave its segment
+    /// with the core for good. At most one per segment is outstanding, so
+    /// `noticeCapacity` (the most segments a queue's log has) always has room.
+    let heldNotices: UnsafeMutablePointer<Descriptor>
+    let heldNoticeCount: UnsafeMutablePointer<Int>
+    let noticeCapacity: Int
     /// Bit r is set if the last `process` call delivered to ring r (rings 0...63), so
     /// the caller can wake the consumers it fed.
     public private(set) var lastDelivered: UInt64 = 0
@@ -94,6 +101,10 @@ public final class SteeringPipeline: @unchecked Sendable {
         stagedCount = .allocate(capacity: program.queues + 1)
         stagedCount.initialize(repeating: 0, count: program.queues + 1)
         toRelease = PacketBatch(capacity: 3 * burst)
+        noticeCapacity = logs?.map(\.segmentCount).max() ?? 0
+        heldNotices = .allocate(capacity: max(1, noticeCapacity * program.queues))
+        heldNoticeCount = .allocate(capacity: program.queues + 1)
+        heldNoticeCount.initialize(repeating: 0, count: program.queues + 1)
         // Allocated last: nothing above may throw after it (a failed init runs no deinit).
         replyScratch = .allocate(byteCount: ReplyTable.capacity, alignment: 64)
     }
@@ -102,6 +113,8 @@ public final class SteeringPipeline: @unchecked Sendable {
         replyScratch.deallocate()
         staged.deallocate()
         stagedCount.deallocate()
+        heldNotices.deallocate()
+        heldNoticeCount.deallocate()
     }
 
     /// `rings[queues]`, held apart: read per round, a subscript would retain it.
@@ -113,6 +126,7 @@ public final class SteeringPipeline: @unchecked Sendable {
     /// `replies` for the caller to transmit; if `replies` is full a reply is dropped and
     /// counted. Freed packets go back to `port`.
     public func process(_ batch: PacketBatch, port: some PacketPort, replies: PacketBatch) {
+        precondition(batch.count <= stageCapacity / 2, "a burst larger than the pipeline's `burst`")
         if let placement, let flows { placement.beginBurst(flows: flows, port: port, replies: replies) }
         if code.keepsState {
             steer(batch, replies: replies, Stateful.self)
@@ -191,26 +205,45 @@ public final class SteeringPipeline: @unchecked Sendable {
     func flushStaged(port: some PacketPort) {
         lastDelivered = 0
         for r in 0...program.queues {
+            if heldNoticeCount[r] > 0 { sendHeldNotices(ring: r) }
             let c = stagedCount[r]
             guard c > 0 else { continue }
             let base = staged + r &* stageCapacity
-            let sent = rings[r].enqueue(base, count: c)
+            // Behind notices still held, so that they keep their order.
+            let sent = heldNoticeCount[r] > 0 ? 0 : rings[r].enqueue(base, count: c)
             if sent > 0 && r < 64 { lastDelivered |= 1 << UInt64(r) }
             counters.countSteered(queue: r, sent)
             if sent < c {
-                counters.countFull(queue: r, c &- sent)
+                var dropped = 0
                 for i in sent..<c {
-                    // A full ring drops the frame; log records and notices have no frame.
+                    // A full ring drops the frame (a log record's too: its bytes stay
+                    // unread in the segment); a notice waits for room.
                     // TODO(flow control): DCCP withholds the ack instead (FlexStorm).
-                    if base[i].packet.owner != nil {
-                        if toRelease.isFull { port.release(toRelease) }
-                        toRelease.append(base[i].packet)
+                    if base[i].kind == .segmentFull {
+                        heldNotices[r &* noticeCapacity &+ heldNoticeCount[r]] = base[i]
+                        heldNoticeCount[r] &+= 1
+                    } else {
+                        dropped &+= 1
+                        if base[i].packet.owner != nil {
+                            if toRelease.isFull { port.release(toRelease) }
+                            toRelease.append(base[i].packet)
+                        }
                     }
                 }
+                counters.countFull(queue: r, dropped)
             }
             stagedCount[r] = 0
         }
         if !toRelease.isEmpty { port.release(toRelease) }
+    }
+
+    /// Enqueues what ring `r` takes of its held notices; the rest move to the front.
+    func sendHeldNotices(ring r: Int) {
+        let held = heldNotices + r &* noticeCapacity, n = heldNoticeCount[r]
+        let sent = rings[r].enqueue(held, count: n)
+        if sent > 0 && r < 64 { lastDelivered |= 1 << UInt64(r) }
+        if sent < n { held.update(from: held + sent, count: n &- sent) }
+        heldNoticeCount[r] = n &- sent
     }
 
     // MARK: The program

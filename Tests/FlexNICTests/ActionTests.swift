@@ -99,6 +99,28 @@ import Testing
         #expect(h.counters.logged == 2)
     }
 
+    /// A "segment full" notice that finds its core's ring full is held and goes out,
+    /// in order, with a later burst: dropped, it would leave the segment with the core
+    /// for good, and every record after the last segment to the slow path.
+    @Test func aNoticeThatFindsTheRingFullIsDeliveredLater() throws {
+        let logs = [LogSegments(count: 2, size: 256)]
+        let p = SteeringProgram(name: "dma", queues: 1, stages: [Stage("all", actions: [.toQueue(0), .appendToLog(offset: 0, length: nil)])])
+        let h = try PipelineHarness(p, ringCapacity: 2, logs: logs)
+        let value = String(repeating: "v", count: 100)  // 104-byte records: two per segment
+        h.run((0..<2).map { _ in udpFrame(value) })      // the ring is full
+        h.run([udpFrame(value)])                         // segment 0 full: notice and record refused
+        #expect(h.counters.queueDroppedFull == [1, 0])  // the record (queue 0, then the slow path); the notice waits
+        let first = h.drain(0)
+        #expect(first.map(\.kind) == [.logRecord, .logRecord])
+        h.release(first)
+        h.run([udpFrame(value)])
+        let later = h.drain(0)
+        #expect(later.map(\.kind) == [.segmentFull, .logRecord])
+        #expect(later.first?.packet.flow == 0 && later.first?.packet.length == 2 * 104)
+        h.release(later)
+        #expect(h.port.pool.available == h.port.pool.bufferCount)
+    }
+
     @Test func fullSegmentsAreAnnouncedAndRecycled() throws {
         // One queue, two 256-byte segments; 100-byte payloads make 104-byte records
         // (4-byte length, padded to 8): two per segment.

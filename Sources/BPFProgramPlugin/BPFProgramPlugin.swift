@@ -15,10 +15,6 @@ struct BPFProgramPlugin: BuildToolPlugin {
         let directory = target.directoryURL.appending(path: "XDP")
         let sources = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
         let clang = (try? context.tool(named: "clang").url.path) ?? "clang"
-        // Whether libbpf's headers are there goes into the command's arguments, so a
-        // build after `apt-get install libbpf-dev` compiles the program instead of
-        // keeping the empty constant an earlier build wrote (the source is unchanged).
-        let headers = FileManager.default.fileExists(atPath: "/usr/include/bpf/bpf_helpers.h") ? "libbpf-headers" : "no-libbpf-headers"
         return sources.filter { $0.hasSuffix(".bpf.c") }.sorted().map { file in
             let stem = String(file.dropLast(".bpf.c".count))
             let name = stem.split(separator: "_").enumerated()
@@ -42,7 +38,7 @@ struct BPFProgramPlugin: BuildToolPlugin {
             return .buildCommand(
                 displayName: "Compiling eBPF program \(file)",
                 executable: URL(fileURLWithPath: "/bin/sh"),
-                arguments: ["-c", script, "sh", clang, source.path, object.path, output.path, name, headers],
+                arguments: ["-c", script, "sh", clang, source.path, object.path, output.path, name],
                 inputFiles: [source],
                 outputFiles: [output]
             )

@@ -53,7 +53,8 @@ public final class XDPReplyOffload: ReplyMirror, @unchecked Sendable {
             PortError("--xdp-offload \(interface): \(what) (\(String(cString: strerror(-rc))))")
         }
         guard let bytes = Data(base64Encoded: BPFObjects.kvsReplyOffload), !bytes.isEmpty else {
-            throw PortError("--xdp-offload: this flexkvs was built without its eBPF program (clang's bpf target or libbpf-dev was missing at build time)")
+            throw PortError("--xdp-offload: this flexkvs was built without its eBPF program (clang's bpf target or libbpf-dev was missing at build time; "
+                            + "after installing them, `bash Scripts/setup.sh` drops the empty program so that `swift build` makes it)")
         }
         let index = if_nametoindex(interface)
         guard index != 0 else { throw PortError("--xdp-offload \(interface): no such interface") }

@@ -22,8 +22,9 @@ struct Compare: ParsableCommand {
             this client's included): on loopback the kernel runs a server's receive \
             path, and an XDP program (--xdp-offload), in the sender's system calls, so \
             only this figure shows the whole cost. With --link veth the servers run in a \
-            network namespace behind a veth pair whose ends receive in NAPI threads pinned \
-            to the server and client CPUs, as a NIC's queues do: server+receive CPU per \
+            network namespace behind a veth pair whose ends receive in NAPI threads of \
+            their own (pinned to --server-cpu and --client-cpu when given), as a NIC's \
+            queues do: server+receive CPU per \
             request adds the server end's receive threads (and an XDP program's work) to \
             the server's own. The machine is shared, so only figures from one invocation \
             are compared.
@@ -42,9 +43,9 @@ struct Compare: ParsableCommand {
     @Option(help: "Run this load generator on these CPUs (taskset list, e.g. 0).") var clientCPU: String?
     @Option(help: ArgumentHelp(
         "Where the servers listen: loopback (127.0.0.1) or veth (198.18.9.2 in a network namespace; root).",
-        discussion: "veth: each end of the pair receives in its own NAPI thread, the server end's pinned to --server-cpu "
-            + "and the client end's to --client-cpu, so neither side's receive runs in the other's send system call "
-            + "as it does on loopback.")) var link: CompareLink = .loopback
+        discussion: "veth: each end of the pair receives in NAPI threads of its own, the server end's pinned to "
+            + "--server-cpu and the client end's to --client-cpu when given, so neither side's receive runs in the other's "
+            + "send system call as it does on loopback (Linux 5.13 or later, ethtool).")) var link: CompareLink = .loopback
     @Flag(help: "Start flexkvs with --xdp-offload on the server's interface (lo, or the veth end; root): XDP answers hot UDP GETs.") var xdpOffload = false
     @Option(help: ArgumentHelp(
         "A thread of this client sleeps this many microseconds in a loop on the first server CPU (needs --server-cpu).",
@@ -188,89 +189,6 @@ struct Compare: ParsableCommand {
 /// Where `compare` runs the servers.
 enum CompareLink: String, ExpressibleByArgument, CaseIterable {
     case loopback, veth
-}
-
-/// A server started for a comparison, stopped when done.
-/// Its output goes to a log file in the temporary directory, named when it fails.
-final class ServerProcess {
-    /// The flexkvs binary to start (`given`, or the one beside this flexbench), after
-    /// checking it and `memcached` (if one is needed) can run.
-    static func flexkvsPath(_ given: String?, memcached: String? = nil) throws -> String {
-        let path = given ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("flexkvs").path
-        for p in [memcached, path].compactMap({ $0 }) where !FileManager.default.isExecutableFile(atPath: p) {
-            throw RuntimeFailure("\(p) not found (" + (p == path ? "swift build -c release" : "apt-get install memcached") + ")")
-        }
-        return path
-    }
-
-    let process = Process()
-    let logPath: String
-
-    /// Starts `path` (on `cpus`, a taskset list, when given; in `VethLink`'s namespace
-    /// if `inNamespace`) and waits until it accepts TCP connections at `server`.
-    init(path: String, arguments: [String], server: (IPv4Address, UInt16), cpus: String? = nil, inNamespace: Bool = false) throws {
-        let command = inNamespace ? VethLink.inNamespace([path] + arguments) : (path: path, arguments: arguments)
-        process.executableURL = URL(fileURLWithPath: command.path)
-        process.arguments = command.arguments
-        logPath = NSTemporaryDirectory() + "flexbench-\(URL(fileURLWithPath: path).lastPathComponent)-\(server.1).log"
-        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
-        let log = FileHandle(forWritingAtPath: logPath) ?? FileHandle.nullDevice
-        process.standardOutput = log
-        process.standardError = log
-        try process.run()
-        if let cpus { try Self.pin(process.processIdentifier, cpus) }
-        // Ready when it accepts a TCP connection (or give up after 10 s).
-        let deadline = Date().addingTimeInterval(10)
-        while Date() < deadline {
-            if let fd = try? KVSLoad.connect(server, udp: false, blocking: true) { close(fd); return }
-            guard process.isRunning else { break }
-            usleep(50_000)
-        }
-        stop()
-        throw LoadError("\(path) did not start listening at \(server.0):\(server.1) (its output: \(logPath))")
-    }
-
-    /// User plus system time the process has used, in seconds (/proc/PID/stat).
-    var cpuSeconds: Double { Self.cpuSeconds(of: process.processIdentifier) }
-
-    /// User plus system time process (or thread) `pid` has used, in seconds.
-    static func cpuSeconds(of pid: Int32) -> Double {
-        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = text.lastIndex(of: ")") else { return 0 }
-        let fields = text[text.index(after: close)...].split(separator: " ")
-        guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
-        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
-    }
-
-    /// Busy time of every core since boot, in seconds (/proc/stat: all but idle and iowait).
-    static var machineBusySeconds: Double {
-        guard let text = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
-              let line = text.split(separator: "\n").first, line.hasPrefix("cpu ") else { return 0 }
-        let v = line.split(separator: " ").dropFirst().compactMap { Double($0) }
-        guard v.count >= 8 else { return 0 }
-        return (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / Double(sysconf(Int32(_SC_CLK_TCK)))
-    }
-
-    /// Pins process `pid` (every thread it has and will make) to `cpus` with taskset.
-    static func pin(_ pid: Int32, _ cpus: String) throws {
-        let taskset = Process()
-        taskset.executableURL = URL(fileURLWithPath: "/usr/bin/taskset")
-        taskset.arguments = ["-a", "-p", "-c", cpus, "\(pid)"]
-        taskset.standardOutput = FileHandle.nullDevice
-        try taskset.run()
-        taskset.waitUntilExit()
-        guard taskset.terminationStatus == 0 else { throw RuntimeFailure("taskset -c \(cpus) \(pid) failed") }
-    }
-
-    /// Stops the server with SIGTERM, or SIGKILL if it is still running 5 s later.
-    func stop() {
-        guard process.isRunning else { return }
-        process.terminate()
-        let deadline = Date().addingTimeInterval(5)
-        while process.isRunning && Date() < deadline { usleep(10_000) }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
-    }
 }
 
 #if canImport(Glibc)

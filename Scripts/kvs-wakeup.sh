@@ -7,7 +7,8 @@
 #
 #   bash Scripts/kvs-wakeup.sh SERVER [RATE [FORMAT]]
 #     SERVER: memcached, flexkvs, or floor: a C responder that answers every binary
-#             request with a canned reply (a GET's with a 64-byte value) and only calls
+#             request with a canned reply (a GET's with a 64-byte value, no key: what
+#             `flexbench kvs` sends and reads) and only calls
 #             epoll_wait, recvmmsg and sendmmsg (UDP) or one read and one write per
 #             ready connection (TCP): the kernel's share, which no server can go under
 #     RATE: requests/s (default 20000; 0: closed loop, 4 sockets x depth 8)
@@ -37,6 +38,7 @@ if [[ $server == floor || -n ${TIMER_US:-} ]]; then
     cat > "$work/floor.c" <<'C'
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
@@ -111,6 +113,7 @@ static void tcp(int port) {
                 continue;
             }
             ssize_t got = read(fd, in[fd] + held[fd], sizeof in[fd] - held[fd]);
+            if (got < 0 && (errno == EAGAIN || errno == EINTR)) continue;
             if (got <= 0) { close(fd); continue; }
             int have = held[fd] + (int)got, at = 0, w = 0;
             while (have - at >= 24) {
@@ -122,7 +125,11 @@ static void tcp(int port) {
             }
             memmove(in[fd], in[fd] + at, have - at);
             held[fd] = have - at;
-            if (w) write(fd, out, w);
+            for (int sent = 0; sent < w;) {  /* all of it: the client waits for every reply */
+                ssize_t k = write(fd, out + sent, w - sent);
+                if (k > 0) sent += (int)k;
+                else if (k < 0 && errno != EAGAIN && errno != EINTR) break;
+            }
         }
     }
 }

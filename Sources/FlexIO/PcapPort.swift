@@ -1,8 +1,8 @@
 import Synchronization
 
 /// A port over capture files: receive replays an Ethernet pcap once, transmit appends
-/// to another. A record longer than a buffer, or a corrupt file, is counted as a drop
-/// and ends the replay; `error` says why.
+/// to another. A record longer than a buffer is counted as a drop and skipped; a
+/// corrupt file is counted as a drop and ends the replay (`error` says why).
 public final class PcapPort: PacketPort, @unchecked Sendable {
     public let name: String
     public var rxQueueCount: Int { 1 }

@@ -220,6 +220,7 @@ public final class SteeringPipeline: @unchecked Sendable {
                     // unread in the segment); a notice waits for room.
                     // TODO(flow control): DCCP withholds the ack instead (FlexStorm).
                     if base[i].kind == .segmentFull {
+                        precondition(heldNoticeCount[r] < noticeCapacity, "more notices held than the log has segments")
                         heldNotices[r &* noticeCapacity &+ heldNoticeCount[r]] = base[i]
                         heldNoticeCount[r] &+= 1
                     } else {
@@ -242,6 +243,7 @@ public final class SteeringPipeline: @unchecked Sendable {
         let held = heldNotices + r &* noticeCapacity, n = heldNoticeCount[r]
         let sent = rings[r].enqueue(held, count: n)
         if sent > 0 && r < 64 { lastDelivered |= 1 << UInt64(r) }
+        counters.countSteered(queue: r, sent)
         if sent < n { held.update(from: held + sent, count: n &- sent) }
         heldNoticeCount[r] = n &- sent
     }

@@ -46,12 +46,14 @@ struct Rebalance: ParsableCommand {
                 let w = o.workload()
                 print("rebalance: -t \(t), \(w.keys) keys, Zipf \(z), \(Int(o.getRatio * 100))% GET, \(wire.rawValue), "
                       + "\(o.connections) sockets x depth \(o.depth), \(o.duration) s per run after \(o.warmup) s warm-up")
-                let servers = try [("rebalancing", basePort, 1.0), ("static", basePort + 1, 0.0)].map { name, port, interval in
-                    (name, port, try ServerProcess(path: flexPath, arguments: [
-                        "-t", "\(t)", "-p", "\(port)", "-U", "\(port)", "-l", "127.0.0.1", "-m", "\(memory)", "-c", "4096",
-                        "--steering", "key", "--rebalance-interval", "\(interval)"], server: (.loopback, port)))
-                }
+                var servers: [(String, UInt16, ServerProcess)] = []
+                // Stops what started even when a later server fails to.
                 defer { for (_, _, s) in servers { s.stop() } }
+                for (name, port, interval) in [("rebalancing", basePort, 1.0), ("static", basePort + 1, 0.0)] {
+                    servers.append((name, port, try ServerProcess(path: flexPath, arguments: [
+                        "-t", "\(t)", "-p", "\(port)", "-U", "\(port)", "-l", "127.0.0.1", "-m", "\(memory)", "-c", "4096",
+                        "--steering", "key", "--rebalance-interval", "\(interval)"], server: (.loopback, port))))
+                }
                 if !o.noPreload { for (_, port, _) in servers { try o.load((.loopback, port), .tcpASCII, w).preload() } }
                 var sums: [String: (ops: Double, spread: Double)] = [:]
                 for round in 0..<rounds {

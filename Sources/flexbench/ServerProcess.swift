@@ -11,10 +11,10 @@ import Glibc
 /// A server started for a comparison, stopped when done.
 /// Its output goes to a log file in the temporary directory, named when it fails.
 ///
-/// Servers run in process groups of their own, so a Ctrl-C or a SIGTERM reaches only
-/// flexbench: while any server runs, flexbench catches both, kills every server it
-/// started, deletes `VethLink`'s pair and exits. A server left running would keep its
-/// port, and the next run would measure it.
+/// Servers run in process groups of their own, so a Ctrl-C, a SIGTERM or a hangup
+/// reaches only flexbench: from the first server on, flexbench catches them, kills every
+/// server it started (and any that starts after), deletes `VethLink`'s pair and exits.
+/// A server left running would keep its port, and the next run would measure it.
 final class ServerProcess {
     /// The flexkvs binary to start (`given`, or the one beside this flexbench), after
     /// checking it and `memcached` (if one is needed) can run.
@@ -47,7 +47,16 @@ final class ServerProcess {
         process.standardError = log
         _ = Self.watchSignals
         try process.run()
-        Self.running.withLock { $0.insert(process.processIdentifier) }
+        let admitted = Self.running.withLock { state -> Bool in
+            guard !state.stopping else { return false }
+            state.pids.insert(process.processIdentifier)
+            return true
+        }
+        guard admitted else {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            throw RuntimeFailure("stopping: \(path) was not started")
+        }
         do {
             if let cpus { try Self.pin(process.processIdentifier, cpus) }
             // Ready when it accepts a TCP connection (or give up after 10 s).
@@ -91,7 +100,7 @@ final class ServerProcess {
 
     /// Stops the server with SIGTERM, or SIGKILL if it is still running 5 s later.
     func stop() {
-        defer { Self.running.withLock { _ = $0.remove(process.processIdentifier) } }
+        defer { Self.running.withLock { _ = $0.pids.remove(process.processIdentifier) } }
         guard process.isRunning else { return }
         process.terminate()
         let deadline = Date().addingTimeInterval(5)
@@ -100,20 +109,26 @@ final class ServerProcess {
         process.waitUntilExit()
     }
 
-    /// The servers started and not yet stopped.
-    static let running = Mutex<Set<Int32>>([])
+    /// The servers started and not yet stopped; once `stopping`, none is admitted.
+    static let running = Mutex<(pids: Set<Int32>, stopping: Bool)>(([], false))
 
-    /// Catches SIGINT and SIGTERM from the first server on: kills the servers, deletes
-    /// the veth pair, exits 128 + the signal.
+    /// Catches SIGINT, SIGTERM and SIGHUP from the first server on: kills the servers,
+    /// deletes the veth pair, exits 128 + the signal (with `_exit`: the main thread may
+    /// be exiting too).
     static let watchSignals: Void = {
-        for signal in [SIGINT, SIGTERM] {
+        for signal in [SIGINT, SIGTERM, SIGHUP] {
             Glibc.signal(signal, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: signal, queue: .global())
             source.setEventHandler {
-                for pid in running.withLock({ $0 }) { kill(pid, SIGKILL) }
+                let pids = running.withLock { state in
+                    state.stopping = true
+                    return state.pids
+                }
+                for pid in pids { kill(pid, SIGKILL) }
                 if VethLink.isMade.load(ordering: .relaxed) { VethLink.remove() }
                 print("flexbench: stopped by signal \(signal); its servers were killed")
-                exit(128 + signal)
+                fflush(stdout)
+                _exit(128 + signal)
             }
             source.resume()
             signalSources.withLock { $0.append(source) }

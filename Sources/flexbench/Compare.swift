@@ -12,8 +12,8 @@ struct Compare: ParsableCommand {
         abstract: "Run the same load against memcached and flexkvs, A B A B, and print ratios.",
         discussion: """
             Starts both servers itself on loopback (ports 21211 and 21311 by default) \
-            or behind a veth pair (--link veth), preloads the keys, and for every thread count and wire format runs each \
-            server --rounds times alternately. Ratios are flexkvs / memcached throughput, \
+            or behind a veth pair (--link veth), preloads the keys, and for every thread \
+            count and wire format runs each server --rounds times alternately. Ratios are flexkvs / memcached throughput, \
             and memcached / flexkvs server CPU per request: the user and system time the \
             server process used during a run (from /proc, warm-up included) over the \
             requests it served then (at the measured rate). Pin the servers and this \
@@ -24,9 +24,8 @@ struct Compare: ParsableCommand {
             only this figure shows the whole cost. With --link veth the servers run in a \
             network namespace behind a veth pair whose ends receive in NAPI threads of \
             their own (pinned to --server-cpu and --client-cpu when given), as a NIC's \
-            queues do: server+receive CPU per \
-            request adds the server end's receive threads (and an XDP program's work) to \
-            the server's own. The machine is shared, so only figures from one invocation \
+            queues do: server+receive CPU per request adds the server end's receive \
+            threads (and an XDP program's work) to the server's own. The machine is shared, so only figures from one invocation \
             are compared.
             """)
 

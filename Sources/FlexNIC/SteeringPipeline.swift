@@ -210,9 +210,7 @@ public final class SteeringPipeline: @unchecked Sendable {
             guard c > 0 else { continue }
             let base = staged + r &* stageCapacity
             // Behind notices still held, so that they keep their order.
-            let sent = heldNoticeCount[r] > 0 ? 0 : rings[r].enqueue(base, count: c)
-            if sent > 0 && r < 64 { lastDelivered |= 1 << UInt64(r) }
-            counters.countSteered(queue: r, sent)
+            let sent = heldNoticeCount[r] > 0 ? 0 : deliver(base, count: c, ring: r)
             if sent < c {
                 var dropped = 0
                 for i in sent..<c {
@@ -238,12 +236,20 @@ public final class SteeringPipeline: @unchecked Sendable {
         if !toRelease.isEmpty { port.release(toRelease) }
     }
 
+    /// Enqueues what ring `r` takes of `count` descriptors from `d`, notes the ring as
+    /// fed and counts them steered; returns how many it took.
+    @inline(__always)
+    func deliver(_ d: UnsafeMutablePointer<Descriptor>, count: Int, ring r: Int) -> Int {
+        let sent = rings[r].enqueue(d, count: count)
+        if sent > 0 && r < 64 { lastDelivered |= 1 << UInt64(r) }
+        counters.countSteered(queue: r, sent)
+        return sent
+    }
+
     /// Enqueues what ring `r` takes of its held notices; the rest move to the front.
     func sendHeldNotices(ring r: Int) {
         let held = heldNotices + r &* noticeCapacity, n = heldNoticeCount[r]
-        let sent = rings[r].enqueue(held, count: n)
-        if sent > 0 && r < 64 { lastDelivered |= 1 << UInt64(r) }
-        counters.countSteered(queue: r, sent)
+        let sent = deliver(held, count: n, ring: r)
         if sent < n { held.update(from: held + sent, count: n &- sent) }
         heldNoticeCount[r] = n &- sent
     }

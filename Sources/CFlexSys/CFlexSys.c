@@ -14,6 +14,12 @@
 #include <sys/uio.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <netinet/in.h>
+#include <netinet/udp.h>
+
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
 
 enum { CFLEX_MAX_BATCH = 256 };
 
@@ -55,6 +61,68 @@ int cflex_send_batch(int fd, struct cflex_datagram *batch, unsigned count) {
     int n = sendmmsg(fd, msgs, count, MSG_DONTWAIT);
     if (n < 0) return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -errno;
     return n;
+}
+
+/* The kernel's limits on one UDP_SEGMENT message: UDP_MAX_SEGMENTS is 64 up to Linux
+   6.2 (128 since), and the whole must fit one IPv4 datagram. */
+enum { CFLEX_MAX_SEGMENTS = 64, CFLEX_MAX_SEGMENTED_BYTES = 65507 };
+
+static int same_peer(const struct sockaddr_in *a, const struct sockaddr_in *b) {
+    return a->sin_addr.s_addr == b->sin_addr.s_addr && a->sin_port == b->sin_port;
+}
+
+int cflex_send_batch_segmented(int fd, struct cflex_datagram *batch, unsigned count, int *segmenting) {
+    if (!*segmenting) return cflex_send_batch(fd, batch, count);
+    struct mmsghdr msgs[CFLEX_MAX_BATCH];
+    struct iovec iov[CFLEX_MAX_BATCH];
+    union { char bytes[CMSG_SPACE(sizeof(uint16_t))]; struct cmsghdr aligned; } control[CFLEX_MAX_BATCH];
+    unsigned runs[CFLEX_MAX_BATCH];  /* datagrams in each message */
+    if (count > CFLEX_MAX_BATCH) count = CFLEX_MAX_BATCH;
+    unsigned m = 0;
+    for (unsigned i = 0; i < count; m++) {
+        uint32_t size = batch[i].length;
+        size_t bytes = size;
+        iov[i] = (struct iovec){ batch[i].data, size };
+        unsigned j = i + 1;
+        /* Every datagram but the run's last is `size` bytes; the last may be shorter. */
+        while (size > 0 && j < count && j - i < CFLEX_MAX_SEGMENTS && batch[j - 1].length == size
+               && batch[j].length <= size && bytes + batch[j].length <= CFLEX_MAX_SEGMENTED_BYTES
+               && same_peer(&batch[j].peer, &batch[i].peer)) {
+            iov[j] = (struct iovec){ batch[j].data, batch[j].length };
+            bytes += batch[j].length;
+            j++;
+        }
+        struct msghdr *h = &msgs[m].msg_hdr;
+        *h = (struct msghdr){ .msg_name = &batch[i].peer, .msg_namelen = sizeof(batch[i].peer),
+                              .msg_iov = &iov[i], .msg_iovlen = j - i };
+        if (j - i > 1) {
+            h->msg_control = control[m].bytes;
+            h->msg_controllen = sizeof(control[m].bytes);
+            struct cmsghdr *c = CMSG_FIRSTHDR(h);
+            c->cmsg_level = SOL_UDP;
+            c->cmsg_type = UDP_SEGMENT;
+            c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+            uint16_t segment = (uint16_t)size;
+            memcpy(CMSG_DATA(c), &segment, sizeof segment);
+        }
+        runs[m] = j - i;
+        i = j;
+    }
+    int n = sendmmsg(fd, msgs, m, MSG_DONTWAIT);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+        /* Refused segmentation (EINVAL or ENOPROTOOPT: no UDP_SEGMENT before Linux 4.18;
+           EIO: the route's device cannot checksum for the kernel; EMSGSIZE: a segment
+           longer than the path's MTU): from now on, each datagram alone. */
+        if (runs[0] > 1 && (errno == EIO || errno == EINVAL || errno == EMSGSIZE || errno == ENOPROTOOPT || errno == EOPNOTSUPP)) {
+            *segmenting = 0;
+            return cflex_send_batch(fd, batch, count);
+        }
+        return -errno;
+    }
+    unsigned sent = 0;
+    for (int k = 0; k < n; k++) sent += runs[k];
+    return (int)sent;
 }
 
 int cflex_epoll_create(void) {

@@ -10,7 +10,9 @@ import FlexWire
 /// a transmitted frame's IPv4 destination and UDP port say where its payload goes.
 ///
 /// Queue i is its own `SO_REUSEPORT` socket, so the kernel spreads flows over queues
-/// (the software counterpart of RSS). Datagrams move in `recvmmsg`/`sendmmsg` batches.
+/// (the software counterpart of RSS). Datagrams move in `recvmmsg`/`sendmmsg` batches;
+/// consecutive datagrams of a batch to one peer go as one message the kernel cuts up
+/// (`UDP_SEGMENT`), so it routes and builds them once.
 public final class KernelUDPPort: PacketPort, @unchecked Sendable {
     public let name: String
     public var rxQueueCount: Int { sockets.count }
@@ -31,6 +33,9 @@ public final class KernelUDPPort: PacketPort, @unchecked Sendable {
     /// and returning 63 buffers cost more than serving it; datagrams beyond the ask
     /// stay in the socket for the next round (its descriptor stays readable).
     let receiveAsks: UnsafeMutablePointer<Int>
+    /// Per queue, whether transmit still asks the kernel to segment runs of datagrams
+    /// (1), or sends each alone (0) because the kernel or the route refused it once.
+    let segmenting: UnsafeMutablePointer<Int32>
     static let burst = 64
     static let minimumReceive = 4
 
@@ -63,6 +68,8 @@ public final class KernelUDPPort: PacketPort, @unchecked Sendable {
         txDatagrams = (0..<queues).map { _ in .allocate(capacity: Self.burst) }
         receiveAsks = .allocate(capacity: queues)
         receiveAsks.initialize(repeating: Self.burst, count: queues)
+        segmenting = .allocate(capacity: queues)
+        segmenting.initialize(repeating: 1, count: queues)
     }
 
     deinit {
@@ -70,6 +77,7 @@ public final class KernelUDPPort: PacketPort, @unchecked Sendable {
         rxDatagrams.forEach { $0.deallocate() }
         txDatagrams.forEach { $0.deallocate() }
         receiveAsks.deallocate()
+        segmenting.deallocate()
     }
 
     public func receive(queue: Int, into batch: PacketBatch) -> Int {
@@ -142,7 +150,7 @@ public final class KernelUDPPort: PacketPort, @unchecked Sendable {
             batch.count = valid + rest
         }
         counters.countTransmitErrors(invalid)
-        let rc = cflex_send_batch(sockets[queue], d, UInt32(valid))
+        let rc = cflex_send_batch_segmented(sockets[queue], d, UInt32(valid), segmenting + queue)
         let sent: Int
         if rc < 0 {
             // A hard error (e.g. unreachable destination) fails the first datagram:

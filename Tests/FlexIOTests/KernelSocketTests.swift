@@ -107,6 +107,71 @@ final class TCPClient {
         }
     }
 
+    /// Writes one UDP frame per `(port, payload)` into `batch` from `sender`'s buffers.
+    func frames(_ datagrams: [(port: UInt16, payload: [UInt8])], from sender: KernelUDPPort, to host: IPv4Address = .loopback,
+                into batch: PacketBatch) throws {
+        #expect(sender.allocate(count: datagrams.count, into: batch) == datagrams.count)
+        for (i, d) in datagrams.enumerated() {
+            var p = batch[i]
+            let e = FrameBuilder.Endpoints(source: sender.address, destination: host, sourcePort: sender.port, destinationPort: d.port)
+            p.length = UInt32(try FrameBuilder.udp(into: UnsafeMutableRawBufferPointer(start: p.data, count: Int(p.capacity)),
+                                                   endpoints: e, payload: d.payload))
+            batch[i] = p
+        }
+    }
+
+    /// Runs of datagrams to one peer leave as one segmented message each (`UDP_SEGMENT`),
+    /// and arrive as the datagrams they were, in order: runs of equal lengths ending in a
+    /// shorter one, a longer one that must start a run of its own, runs broken by another
+    /// peer, a multi-datagram reply's 1,400-byte pieces, and an empty datagram.
+    @Test func runsToOnePeerArriveAsTheDatagramsTheyWere() throws {
+        let a = try KernelUDPPort(address: .loopback, port: 0, bufferCount: 64)
+        let b = try KernelUDPPort(address: .loopback, port: 0, bufferCount: 64)
+        let sender = try KernelUDPPort(address: .loopback, port: 0, bufferCount: 64)
+        let plan: [(KernelUDPPort, Int)] = [(a, 100), (a, 100), (a, 100), (a, 40), (b, 100), (a, 100), (a, 200),
+                                            (a, 1400), (a, 1400), (a, 1400), (a, 700), (b, 0), (b, 30), (b, 30), (b, 30)]
+        let datagrams = plan.enumerated().map { i, d in (port: d.0.port, payload: (0..<d.1).map { UInt8(truncatingIfNeeded: i &* 31 &+ $0) }) }
+        let batch = PacketBatch(capacity: 32)
+        try frames(datagrams, from: sender, into: batch)
+        #expect(sender.transmit(queue: 0, batch) == plan.count)
+        #expect(sender.segmenting[0] == 1)
+        #expect(sender.statistics.transmittedPackets == UInt64(plan.count) && sender.statistics.transmitErrors == 0)
+        #expect(sender.pool.available == 64)
+        for receiver in [a, b] {
+            let expected = datagrams.filter { $0.port == receiver.port }.map(\.payload)
+            var got: [[UInt8]] = []
+            let deadline = Date().addingTimeInterval(5)
+            while got.count < expected.count && Date() < deadline {
+                receiver.wait(queue: 0, timeoutMilliseconds: 10)
+                _ = receiver.receive(queue: 0, into: batch)
+                got += (0..<batch.count).map { Array(batch[$0].byteArray[FrameBuilder.udpHeadersLength...]) }
+                receiver.release(batch)
+            }
+            #expect(got == expected)
+        }
+    }
+
+    /// A route that refuses segmentation (here: segments longer than its MTU, which the
+    /// kernel would have to fragment) turns it off for the queue, and the batch still
+    /// leaves, each datagram alone.
+    @Test(.enabled(if: canMakeNamespaces)) func aRouteThatRefusesSegmentationGetsEachDatagramAlone() throws {
+        let ns = try NetworkNamespace("flexio-gso")
+        try ip("-n \(ns.name) link add d0 mtu 600 type veth peer name d1 mtu 600")
+        try ip("-n \(ns.name) link set d1 up")
+        try ip("-n \(ns.name) link set d0 up")
+        try ip("-n \(ns.name) addr add 198.18.11.1/24 dev d0")
+        let (sent, segmenting, statistics) = try ns.run {
+            let sender = try KernelUDPPort(address: IPv4Address(198, 18, 11, 1), port: 0, bufferCount: 16)
+            let batch = PacketBatch(capacity: 8)
+            try self.frames((0..<3).map { _ in (port: 9, payload: [UInt8](repeating: 7, count: 1000)) },
+                            from: sender, to: IPv4Address(198, 18, 11, 2), into: batch)
+            return (sender.transmit(queue: 0, batch), sender.segmenting[0], sender.statistics)
+        }
+        #expect(sent == 3)
+        #expect(segmenting == 0)
+        #expect(statistics.transmittedPackets == 3 && statistics.transmitErrors == 0)
+    }
+
     /// A datagram longer than a buffer is dropped and counted; the ones around it are
     /// delivered, and every buffer comes back to the pool exactly once (16 distinct
     /// buffers to hand out again).

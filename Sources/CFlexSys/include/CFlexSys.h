@@ -42,6 +42,14 @@ int cflex_recv_batch(int fd, struct cflex_datagram *batch, unsigned count);
 /// sendmmsg of `count` datagrams; returns how many were sent or -errno.
 int cflex_send_batch(int fd, struct cflex_datagram *batch, unsigned count);
 
+/// sendmmsg of `count` datagrams, each run of datagrams to one peer (all as long as its
+/// first, the last possibly shorter; up to 64 and 65,507 bytes) as one message with
+/// UDP_SEGMENT: the kernel routes and builds the run once and cuts it into datagrams
+/// (generic segmentation offload, Linux 4.18). While `*segmenting` is 0 it sends as
+/// `cflex_send_batch`; a kernel or route that refuses segmentation sets it to 0 and the
+/// batch goes unsegmented. Returns how many datagrams were sent, or -errno.
+int cflex_send_batch_segmented(int fd, struct cflex_datagram *batch, unsigned count, int *segmenting);
+
 /// Moves the calling thread into the network namespace at `path` (e.g.
 /// /var/run/netns/NAME); threads it starts later inherit it. 0 or -errno.
 int cflex_join_network_namespace(const char *path);

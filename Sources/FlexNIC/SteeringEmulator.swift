@@ -54,6 +54,15 @@ public final class SteeringEmulator: @unchecked Sendable {
         flushReplies()
     }
 
+    /// `steerReceived`, but the replies the program built are appended to `out`, for a
+    /// caller that sends them with its own replies on `txQueue`: one send for both
+    /// (with kernel sockets, one system call, and a client's replies stay together for
+    /// the port to send as one run). `out` needs room for the burst (`receive`'s
+    /// count); replies that find it full are dropped and counted by the pipeline.
+    public func steerReceived(replyingInto out: PacketBatch) {
+        pipeline.process(batch, port: port, replies: out)
+    }
+
     func flushReplies() {
         var attempts = 0
         while !replies.isEmpty && attempts < 4 {

@@ -64,8 +64,15 @@ int cflex_send_batch(int fd, struct cflex_datagram *batch, unsigned count) {
 }
 
 /* The kernel's limits on one UDP_SEGMENT message: UDP_MAX_SEGMENTS is 64 up to Linux
-   6.2 (128 since), and the whole must fit one IPv4 datagram. */
-enum { CFLEX_MAX_SEGMENTS = 64, CFLEX_MAX_SEGMENTED_BYTES = 65507 };
+   6.2 (128 since; kernels before the end of 2021 count the 28 header bytes against
+   64 segments' payload too), and the whole must fit one IPv4 datagram. A segmented
+   batch is at most 64 datagrams (what KernelUDPPort sends at once). */
+enum { CFLEX_MAX_SEGMENTS = 64, CFLEX_MAX_SEGMENTED_BYTES = 65507, CFLEX_MAX_SEGMENTED_BATCH = 64 };
+
+int cflex_udp_segmentation_supported(int fd) {
+    int none = 0;  /* a gso_size of 0 leaves the socket as it was */
+    return setsockopt(fd, SOL_UDP, UDP_SEGMENT, &none, sizeof none) == 0;
+}
 
 static int same_peer(const struct sockaddr_in *a, const struct sockaddr_in *b) {
     return a->sin_addr.s_addr == b->sin_addr.s_addr && a->sin_port == b->sin_port;
@@ -73,20 +80,23 @@ static int same_peer(const struct sockaddr_in *a, const struct sockaddr_in *b) {
 
 int cflex_send_batch_segmented(int fd, struct cflex_datagram *batch, unsigned count, int *segmenting) {
     if (!*segmenting) return cflex_send_batch(fd, batch, count);
-    struct mmsghdr msgs[CFLEX_MAX_BATCH];
-    struct iovec iov[CFLEX_MAX_BATCH];
-    union { char bytes[CMSG_SPACE(sizeof(uint16_t))]; struct cmsghdr aligned; } control[CFLEX_MAX_BATCH];
-    unsigned runs[CFLEX_MAX_BATCH];  /* datagrams in each message */
-    if (count > CFLEX_MAX_BATCH) count = CFLEX_MAX_BATCH;
+    struct mmsghdr msgs[CFLEX_MAX_SEGMENTED_BATCH];
+    struct iovec iov[CFLEX_MAX_SEGMENTED_BATCH];
+    union { char bytes[CMSG_SPACE(sizeof(uint16_t))]; struct cmsghdr aligned; } control[CFLEX_MAX_SEGMENTED_BATCH];
+    unsigned runs[CFLEX_MAX_SEGMENTED_BATCH];  /* datagrams in each message */
+    if (count > CFLEX_MAX_SEGMENTED_BATCH) count = CFLEX_MAX_SEGMENTED_BATCH;
     unsigned m = 0;
     for (unsigned i = 0; i < count; m++) {
         uint32_t size = batch[i].length;
         size_t bytes = size;
         iov[i] = (struct iovec){ batch[i].data, size };
         unsigned j = i + 1;
-        /* Every datagram but the run's last is `size` bytes; the last may be shorter. */
+        /* Every datagram but the run's last is `size` bytes; the last may be shorter, but
+           not empty (the kernel would send nothing for it). */
         while (size > 0 && j < count && j - i < CFLEX_MAX_SEGMENTS && batch[j - 1].length == size
-               && batch[j].length <= size && bytes + batch[j].length <= CFLEX_MAX_SEGMENTED_BYTES
+               && batch[j].length <= size && batch[j].length > 0
+               && bytes + batch[j].length <= CFLEX_MAX_SEGMENTED_BYTES
+               && bytes + batch[j].length + 28 <= (size_t)size * CFLEX_MAX_SEGMENTS
                && same_peer(&batch[j].peer, &batch[i].peer)) {
             iov[j] = (struct iovec){ batch[j].data, batch[j].length };
             bytes += batch[j].length;
@@ -111,9 +121,11 @@ int cflex_send_batch_segmented(int fd, struct cflex_datagram *batch, unsigned co
     int n = sendmmsg(fd, msgs, m, MSG_DONTWAIT);
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
-        /* Refused segmentation (EINVAL or ENOPROTOOPT: no UDP_SEGMENT before Linux 4.18;
-           EIO: the route's device cannot checksum for the kernel; EMSGSIZE: a segment
-           longer than the path's MTU): from now on, each datagram alone. */
+        /* Refused segmentation (EIO: the route's device cannot checksum for the kernel;
+           EINVAL or EMSGSIZE: a segment longer than the path's MTU): from now on, each
+           datagram alone. (A kernel without UDP_SEGMENT, before 4.18, would not refuse
+           it but send the run as one datagram: `cflex_udp_segmentation_supported` asks
+           first.) */
         if (runs[0] > 1 && (errno == EIO || errno == EINVAL || errno == EMSGSIZE || errno == ENOPROTOOPT || errno == EOPNOTSUPP)) {
             *segmenting = 0;
             return cflex_send_batch(fd, batch, count);

@@ -34,7 +34,7 @@ public final class KernelUDPPort: PacketPort, @unchecked Sendable {
     /// stay in the socket for the next round (its descriptor stays readable).
     let receiveAsks: UnsafeMutablePointer<Int>
     /// Per queue, whether transmit still asks the kernel to segment runs of datagrams
-    /// (1), or sends each alone (0) because the kernel or the route refused it once.
+    /// (1), or sends each alone (0): the kernel lacks it, or the route refused it once.
     let segmenting: UnsafeMutablePointer<Int32>
     static let burst = 64
     static let minimumReceive = 4
@@ -69,7 +69,7 @@ public final class KernelUDPPort: PacketPort, @unchecked Sendable {
         receiveAsks = .allocate(capacity: queues)
         receiveAsks.initialize(repeating: Self.burst, count: queues)
         segmenting = .allocate(capacity: queues)
-        segmenting.initialize(repeating: 1, count: queues)
+        for q in 0..<queues { (segmenting + q).initialize(to: cflex_udp_segmentation_supported(fds[q])) }
     }
 
     deinit {

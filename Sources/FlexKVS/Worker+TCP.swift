@@ -91,7 +91,7 @@ extension Worker {
         let finishing = session.closing && session.order.isEmpty
         var offset = 0
         while offset < total || (finishing && offset == total) {
-            if tcpOut.isFull { makeRoom(in: tcpOut, port: port) }
+            if tcpOut.isFull { flush(full: tcpOut, port: port) }
             guard port.allocate(count: 1, into: tcpOut) == 1 else { break }  // pool empty: counted by the port
             var p = tcpOut[tcpOut.count - 1]
             let room = Int(p.capacity) - FrameBuilder.tcpHeadersLength

@@ -59,7 +59,7 @@ extension Worker {
         let datagrams = MemcachedUDPFrame.datagrams(forReply: total)
         guard total > 0, datagrams <= Int(UInt16.max) else { return }
         for i in 0..<datagrams {
-            if udpOut.isFull { makeRoom(in: udpOut, port: udp) }
+            if udpOut.isFull { flush(full: udpOut, port: udp) }
             if let r = request {
                 udpOut.append(r)
                 request = nil

@@ -51,7 +51,7 @@ final class Worker: @unchecked Sendable {
     let requests = Atomic<UInt64>(0)
     let badFrames = Atomic<UInt64>(0)
     let arpAnswered = Atomic<UInt64>(0)
-    /// Replies dropped because the port's transmit ring stayed full (`makeRoom(_:in:port:)`).
+    /// Replies dropped because the port's transmit ring stayed full (`flush(full:port:)`).
     let transmitDropped = Atomic<UInt64>(0)
     let cycles = CycleHistogram()
     /// Cycles per packet of fetching bursts from the port (kernel I/O with sockets).
@@ -163,9 +163,10 @@ final class Worker: @unchecked Sendable {
 
     /// Whether work waits that no descriptor of ours shows: descriptors left in our
     /// rings (more than a burst), frames the TCP port keeps for its next receive
-    /// (connections it closed or resumed), replies to send.
+    /// (connections it closed or resumed), replies to send (also those a port did not
+    /// take in the round's one send).
     var holdsWork: Bool {
-        if server.tcp.holdsFrames(queue: queue) || !toSend.isEmpty { return true }
+        if server.tcp.holdsFrames(queue: queue) || !toSend.isEmpty || !udpOut.isEmpty || !tcpOut.isEmpty { return true }
         if !tcpSteering.pipeline.slowPathRing.isEmpty { return true }
         if let udpSteering, !udpSteering.pipeline.slowPathRing.isEmpty { return true }
         for ring in tcpInboxes where !ring.isEmpty { return true }
@@ -203,9 +204,9 @@ final class Worker: @unchecked Sendable {
         var share: UInt64 = 0
         if n > 0 {
             let t1 = cflex_rdtsc()
-            // The program's replies join this round's own in `out`: one send for both.
-            makeRoom(n, in: out, port: steering.port)
-            steering.steerReceived(replyingInto: out)
+            // The program's replies join this round's own in `out`, one send for both,
+            // unless `out` still holds more than the port took last round.
+            if out.freeSpace >= n { steering.steerReceived(replyingInto: out) } else { steering.steerReceived() }
             share = (cflex_rdtsc() &- t1) / UInt64(n)
             receiveCycles.record((t1 &- t0) / UInt64(n))
             wakeOthers(steering.pipeline.lastDelivered)
@@ -229,7 +230,7 @@ final class Worker: @unchecked Sendable {
             }
             else if let mac = server.dpdk?.macAddress, steering.port === server.dpdk,
                     ARP.answer(inbox[i].packet.bytes, for: server.configuration.address, with: mac) {
-                if out.isFull { makeRoom(in: out, port: steering.port) }
+                if out.isFull { flush(full: out, port: steering.port) }
                 out.append(inbox[i].packet)
                 arpAnswered.wrappingAdd(1, ordering: .relaxed)
             } else { finished(inbox[i].packet, done, steering.port) }
@@ -239,18 +240,17 @@ final class Worker: @unchecked Sendable {
         return (n, n + served)
     }
 
-    /// Sends replies from `batch` until it has room for `room` more. If the port does
-    /// not make that room in 4 tries (its transmit ring stays full: a peer that does
-    /// not drain it, a link that went down), the replies are dropped and counted, so
-    /// the next ones always find room and no worker waits on one peer (as the steering
-    /// emulator does with its replies).
-    func makeRoom(_ room: Int = 1, in batch: PacketBatch, port: any PacketPort) {
+    /// Sends a full batch of replies. If the port takes none of it in 4 tries (its
+    /// transmit ring stays full: a peer that does not drain it, a link that went down),
+    /// the replies are dropped and counted, so the next one always finds room and no
+    /// worker waits on one peer (as the steering emulator does with its replies).
+    func flush(full batch: PacketBatch, port: any PacketPort) {
         var attempts = 0
-        while batch.freeSpace < room && attempts < 4 {
+        while batch.isFull && attempts < 4 {
             _ = port.transmit(queue: queue, batch)
             attempts += 1
         }
-        guard batch.freeSpace < room else { return }
+        guard batch.isFull else { return }
         transmitDropped.wrappingAdd(UInt64(batch.count), ordering: .relaxed)
         port.release(batch)
     }

@@ -42,13 +42,18 @@ int cflex_recv_batch(int fd, struct cflex_datagram *batch, unsigned count);
 /// sendmmsg of `count` datagrams; returns how many were sent or -errno.
 int cflex_send_batch(int fd, struct cflex_datagram *batch, unsigned count);
 
-/// sendmmsg of `count` datagrams, each run of datagrams to one peer (all as long as its
-/// first, the last possibly shorter; up to 64 and 65,507 bytes) as one message with
-/// UDP_SEGMENT: the kernel routes and builds the run once and cuts it into datagrams
-/// (generic segmentation offload, Linux 4.18). While `*segmenting` is 0 it sends as
-/// `cflex_send_batch`; a kernel or route that refuses segmentation sets it to 0 and the
-/// batch goes unsegmented. Returns how many datagrams were sent, or -errno.
+/// sendmmsg of up to 64 of `count` datagrams, each run of datagrams to one peer (all as
+/// long as its first, the last possibly shorter but not empty; up to 64 and 65,507
+/// bytes) as one message with UDP_SEGMENT: the kernel routes and builds the run once and
+/// cuts it into datagrams (generic segmentation offload). While `*segmenting` is 0 it
+/// sends as `cflex_send_batch`; a route that refuses segmentation sets it to 0 and the
+/// batch goes unsegmented. Only for a socket `cflex_udp_segmentation_supported` accepts.
+/// Returns how many datagrams were sent (a prefix of the batch), or -errno.
 int cflex_send_batch_segmented(int fd, struct cflex_datagram *batch, unsigned count, int *segmenting);
+
+/// Whether the kernel knows UDP_SEGMENT (Linux 4.18) for `fd`: 1 or 0. An older one
+/// ignores the option on send and would send a run as one datagram.
+int cflex_udp_segmentation_supported(int fd);
 
 /// Moves the calling thread into the network namespace at `path` (e.g.
 /// /var/run/netns/NAME); threads it starts later inherit it. 0 or -errno.

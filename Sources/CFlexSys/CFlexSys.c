@@ -122,8 +122,8 @@ int cflex_send_batch_segmented(int fd, struct cflex_datagram *batch, unsigned co
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
         /* Refused segmentation (EIO: the route's device cannot checksum for the kernel;
-           EINVAL or EMSGSIZE: a segment longer than the path's MTU): from now on, each
-           datagram alone. (A kernel without UDP_SEGMENT, before 4.18, would not refuse
+           EINVAL or EMSGSIZE: a segment longer than the path's MTU; ENOPROTOOPT or
+           EOPNOTSUPP: a socket or protocol without it): from now on, each datagram alone. (A kernel without UDP_SEGMENT, before 4.18, would not refuse
            it but send the run as one datagram: `cflex_udp_segmentation_supported` asks
            first.) */
         if (runs[0] > 1 && (errno == EIO || errno == EINVAL || errno == EMSGSIZE || errno == ENOPROTOOPT || errno == EOPNOTSUPP)) {

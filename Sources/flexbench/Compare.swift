@@ -13,8 +13,9 @@ struct Compare: ParsableCommand {
         discussion: """
             Starts both servers itself on loopback (ports 21211 and 21311 by default) \
             or behind a veth pair (--link veth), preloads the keys, and for every thread \
-            count and wire format runs each server --rounds times alternately. Ratios are flexkvs / memcached throughput, \
-            and memcached / flexkvs server CPU per request: the user and system time the \
+            count and wire format runs each server --rounds times alternately. Ratios \
+            are flexkvs / memcached throughput, and memcached / flexkvs server CPU per \
+            request: the user and system time the \
             server process used during a run (from /proc, warm-up included) over the \
             requests it served then (at the measured rate). Pin the servers and this \
             client apart (--server-cpu, --client-cpu) and give an open-loop --rate for a \
@@ -25,8 +26,8 @@ struct Compare: ParsableCommand {
             network namespace behind a veth pair whose ends receive in NAPI threads of \
             their own (pinned to --server-cpu and --client-cpu when given), as a NIC's \
             queues do: server+receive CPU per request adds the server end's receive \
-            threads (and an XDP program's work) to the server's own. The machine is shared, so only figures from one invocation \
-            are compared.
+            threads (and an XDP program's work) to the server's own. The machine is \
+            shared, so only figures from one invocation are compared.
             """)
 
     @Option(help: "Server thread counts to compare, comma-separated.") var threads = "1,2"
@@ -119,7 +120,6 @@ struct Compare: ParsableCommand {
                             do {
                                 r = try options.load((address, port), f, w).run()
                             } catch {
-                                let server = name == "flexkvs" ? fx : mc
                                 throw LoadError("\(name) round \(round + 1) (\(f.rawValue)): \(error)"
                                     + (server.process.isRunning ? "" : "; the server exited, its output: \(server.logPath)"))
                             }

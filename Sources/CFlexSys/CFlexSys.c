@@ -2,6 +2,7 @@
 #include "CFlexSys.h"
 #include <errno.h>
 #include <malloc.h>
+#include <stdlib.h>
 #include <pthread.h>
 #include <sched.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 #include <fcntl.h>
 #include <sys/uio.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <netinet/in.h>
@@ -230,6 +232,33 @@ int cflex_eventfd_drain(int fd) {
 int cflex_malloc_tune(size_t mmap_threshold, size_t trim_threshold) {
     int ok = mallopt(M_MMAP_THRESHOLD, (int)mmap_threshold) && mallopt(M_TRIM_THRESHOLD, (int)trim_threshold);
     return ok ? 0 : -1;
+}
+
+enum { HUGE_PAGE = 2u << 20 };
+
+void *cflex_region_alloc(size_t bytes) {
+    if (bytes < HUGE_PAGE) {
+        void *p = NULL;
+        if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0) return NULL;
+        memset(p, 0, bytes);
+        return p;
+    }
+    size_t length = (bytes + HUGE_PAGE - 1) & ~(size_t)(HUGE_PAGE - 1);
+    /* Map a huge page more, then unmap the unaligned head and the tail. */
+    char *m = mmap(NULL, length + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (m == MAP_FAILED) return NULL;
+    char *start = (char *)(((uintptr_t)m + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+    if (start > m) munmap(m, (size_t)(start - m));
+    size_t tail = (size_t)(m + length + HUGE_PAGE - (start + length));
+    if (tail) munmap(start + length, tail);
+    madvise(start, length, MADV_HUGEPAGE);  /* a kernel without THP refuses: small pages, as before */
+    return start;
+}
+
+void cflex_region_free(void *region, size_t bytes) {
+    if (region == NULL) return;
+    if (bytes < HUGE_PAGE) { free(region); return; }
+    munmap(region, (bytes + HUGE_PAGE - 1) & ~(size_t)(HUGE_PAGE - 1));
 }
 
 int cflex_unix_listener(const char *path, unsigned mask, int backlog) {

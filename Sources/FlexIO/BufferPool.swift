@@ -1,3 +1,4 @@
+import CFlexSys
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -25,8 +26,7 @@ public final class BufferPool: @unchecked Sendable {
         precondition(bufferCount > 0 && bufferSize >= 64, "a pool needs buffers of at least 64 bytes")
         self.bufferCount = bufferCount
         self.bufferSize = (bufferSize + 63) & ~63
-        var p: UnsafeMutableRawPointer?
-        guard posix_memalign(&p, 64, bufferCount * self.bufferSize) == 0, let region = p else {
+        guard let region = cflex_region_alloc(bufferCount * self.bufferSize) else {
             fatalError("BufferPool: cannot allocate \(bufferCount) buffers of \(bufferSize) bytes")
         }
         self.region = region
@@ -37,7 +37,7 @@ public final class BufferPool: @unchecked Sendable {
 
     deinit {
         free.withLock { $0.slots.deallocate() }
-        Glibc.free(region)
+        cflex_region_free(region, bufferCount * bufferSize)
     }
 
     /// Buffers not handed out.

@@ -27,13 +27,12 @@ final class HashTable {
 
         init(count: Int) {
             self.count = count
-            var p: UnsafeMutableRawPointer?
-            guard posix_memalign(&p, 64, count * HashTable.bucketSize) == 0, let b = p else { fatalError("HashTable: out of memory") }
-            memset(b, 0, count * HashTable.bucketSize)
+            // Huge pages from 2 MiB on: every lookup lands on a random bucket.
+            guard let b = cflex_region_alloc(count * HashTable.bucketSize) else { fatalError("HashTable: out of memory") }
             buckets = b
         }
 
-        func release() { free(buckets) }
+        func release() { cflex_region_free(buckets, count * HashTable.bucketSize) }
     }
 
     var table: Table

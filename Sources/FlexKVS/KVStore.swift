@@ -36,6 +36,10 @@ public final class KVStore: @unchecked Sendable {
     public let pool: SegmentPool
     public let clock = ServerClock()
     public private(set) var partitions: [Partition] = []
+    /// `partitions` again, unretained, for the per-request paths (`withLockedPartition`):
+    /// the array holds every partition for the store's lifetime, and a class's `var`
+    /// array costs a retain and a release per element read.
+    let unretainedPartitions: UnsafeMutablePointer<Unmanaged<Partition>>
     /// Key steering's redirection table: shard (entry) -> the worker its requests go to.
     public let shards: RedirectionTable
     /// Shard -> the partition holding its items (equal to `shards` but during a move).
@@ -68,12 +72,15 @@ public final class KVStore: @unchecked Sendable {
         shardRequests = .allocate(capacity: shards.count * Self.counterStride)
         for s in 0..<shards.count { (homes + s).initialize(to: Atomic(shards[s])) }
         for i in 0..<(shards.count * Self.counterStride) { (shardRequests + i).initialize(to: Atomic(0)) }
+        unretainedPartitions = .allocate(capacity: count)
         partitions = (0..<count).map {
             Partition(index: $0, store: self, buckets: c.initialBuckets)
         }
+        for (i, p) in partitions.enumerated() { (unretainedPartitions + i).initialize(to: .passUnretained(p)) }
     }
 
     deinit {
+        unretainedPartitions.deallocate()
         homes.deinitialize(count: shards.count)
         homes.deallocate()
         shardRequests.deinitialize(count: shards.count * Self.counterStride)
@@ -113,7 +120,7 @@ public final class KVStore: @unchecked Sendable {
         let shard = shards.entry(for: hash)
         while true {
             let home = home(ofShard: shard)
-            let result: T? = try partitions[home].withLock { p in
+            let result: T? = try withLockedPartition(home) { p in
                 // Moved while we waited for the lock: the items are at the new home.
                 guard homes[shard].load(ordering: .relaxed) == home else { return nil }
                 let c = shard &* Self.counterStride
@@ -122,6 +129,12 @@ public final class KVStore: @unchecked Sendable {
             }
             if let result { return result }
         }
+    }
+
+    /// Runs `body` on partition `index` under its lock.
+    @inline(__always)
+    public func withLockedPartition<T>(_ index: Int, _ body: (Partition) throws -> T) rethrows -> T {
+        try unretainedPartitions[index]._withUnsafeGuaranteedRef { try $0.withLock(body) }
     }
 
     /// Moves shard `s` to `worker`: its requests are steered there from now on, and its

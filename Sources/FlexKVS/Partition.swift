@@ -52,7 +52,7 @@ public final class Partition: @unchecked Sendable {
     /// segments had closed then (`compactOne`).
     var compactionDue = true
     var closedWhenLooked = 0
-    var ghosts: GhostTable
+    let ghosts: GhostTable
     var casCounter: UInt64 = 0
     public let stats = KVStats()
     let lockWord = Atomic<Bool>(false)
@@ -115,11 +115,21 @@ public final class Partition: @unchecked Sendable {
     }
 
     /// Prefetches what looking up `hashes` will touch: first every head bucket, then
-    /// the items whose tags match (two passes, so the misses of a burst overlap).
+    /// the items whose tags match (two passes, so the misses of a burst overlap), three
+    /// cache lines of each: a small item's header, key and value span that many (the
+    /// thesis' 32-byte key and 64-byte value: 136 bytes), and the key's compare and the
+    /// value's copy would each wait for a line the first did not bring.
     /// Caller holds the lock.
     func prefetch(_ hashes: UnsafeBufferPointer<UInt32>) {
         for h in hashes { table.prefetch(h) }
-        for h in hashes { table.candidates(h) { cflex_prefetch(pointer($0)) } }
+        for h in hashes {
+            table.candidates(h) {
+                let item = pointer($0)
+                cflex_prefetch(item)
+                cflex_prefetch(item + 64)
+                cflex_prefetch(item + 128)
+            }
+        }
     }
 
     /// Why an item may no longer be served, if it may not.

@@ -1,3 +1,4 @@
+import CFlexSys
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -6,7 +7,10 @@ import Synchronization
 /// All item memory: `-m` megabytes cut into fixed-size segments, handed to partitions
 /// one at a time (a lock per segment, not per item) and returned when a partition evicts
 /// or compacts one. The region is reserved up front and touched only as segments fill,
-/// so memory in use never exceeds the limit plus the fixed tables.
+/// so memory in use never exceeds the limit plus the fixed tables. The region is advised
+/// for transparent huge pages (`cflex_region_alloc`): a request touches items scattered
+/// across it, and with 4 KiB pages each would be a TLB miss. With THP on, a segment's
+/// first touch may bring in its 2 MiB neighbour's memory too (the next segment taken).
 public final class SegmentPool: @unchecked Sendable {
     public let segmentSize: Int
     /// Segments reserved: the most `segmentLimit` can be raised to.
@@ -24,8 +28,7 @@ public final class SegmentPool: @unchecked Sendable {
         let limit = max(2, memoryLimit / segmentSize)
         segmentCount = max(limit, reserve / segmentSize)
         let bytes = segmentCount * segmentSize
-        guard let m = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0),
-              m != MAP_FAILED else { fatalError("SegmentPool: cannot reserve \(bytes) bytes") }
+        guard let m = cflex_region_alloc(bytes) else { fatalError("SegmentPool: cannot reserve \(bytes) bytes") }
         memory = m
         self.limit = Atomic(limit)
         free = Mutex((0..<Int32(segmentCount)).reversed())
@@ -34,7 +37,7 @@ public final class SegmentPool: @unchecked Sendable {
     }
 
     deinit {
-        munmap(memory, segmentCount * segmentSize)
+        cflex_region_free(memory, segmentCount * segmentSize)
         freedBytes.deinitialize(count: segmentCount)
         freedBytes.deallocate()
     }

@@ -123,7 +123,7 @@ extension Worker {
             runAndSend(s, flow: flow, since: cflex_rdtsc(), 0)  // it may have waited for these replies
         }
         toSend.removeAll(keepingCapacity: true)
-        if !tcpOut.isEmpty { _ = server.tcp.transmit(queue: queue, tcpOut) }
+        if !tcpOut.isEmpty { _ = tcpPort.transmit(queue: queue, tcpOut) }
         return work
     }
 }

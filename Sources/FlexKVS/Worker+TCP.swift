@@ -8,7 +8,7 @@ import FlexWire
 extension Worker {
     func handleTCP(_ d: Descriptor, _ steeringCycles: UInt64) {
         let t0 = cflex_rdtsc()
-        let port = server.tcp
+        let port = tcpPort
         defer { finished(d.packet, tcpDone, port) }
         // The pipeline parsed the frame (and sent malformed ones to the slow path).
         let flow = d.packet.flow
@@ -61,7 +61,7 @@ extension Worker {
     /// their arrival runs it again), or for the port to take its backlog (the port's
     /// empty frame runs it again).
     func runAndSend(_ session: Session, flow: UInt32, since t0: UInt64, _ steeringCycles: UInt64) {
-        let port = server.tcp
+        let port = tcpPort
         while true {
             let before = session.commands
             if forwarding != nil { runForwarding(session, flow: flow) } else { ProtocolHandler.run(session, context) }
@@ -85,7 +85,7 @@ extension Worker {
     /// out with another worker) as TCP frames on the connection; FIN last once a closing
     /// session has nothing more to send, and the session is forgotten.
     func sendTCP(_ session: Session, flow: UInt32) {
-        let port = server.tcp
+        let port = tcpPort
         guard let endpoints = session.endpoints else { return }
         let total = session.order.sendable(ofOutput: session.output.count)
         let finishing = session.closing && session.order.isEmpty

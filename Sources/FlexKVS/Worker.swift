@@ -23,8 +23,9 @@ final class Worker: @unchecked Sendable {
     let context: KVSContext
     let tcpSteering: SteeringEmulator
     let udpSteering: SteeringEmulator?
-    /// The server's UDP port, held here too: read through the unowned server, it was
+    /// The server's ports, held here too: read through the unowned server, each was
     /// retained and released for every request.
+    let tcpPort: KernelTCPPort
     let udp: (any PacketPort)?
     let tcpOut = PacketBatch(capacity: 32)
     let udpOut = PacketBatch(capacity: 32)
@@ -87,6 +88,7 @@ final class Worker: @unchecked Sendable {
         self.queue = queue
         context = server.context
         self.forwarding = forwarding
+        tcpPort = server.tcp
         udp = server.udp
         forwardPool = forwarding.map { BufferPool(bufferCount: 2 * $0.ringCapacity * max(1, $0.requests.count - 1), bufferSize: Self.forwardBufferSize) }
         inFlight = Array(repeating: 0, count: server.configuration.threads)
@@ -157,7 +159,7 @@ final class Worker: @unchecked Sendable {
         }
         // Polling DPDK, the loop looks at the rings every round anyway: only the TCP
         // port's held frames, or a full TCP burst (more may wait), need saying.
-        let hasMore = server.dpdk != nil ? server.tcp.holdsFrames(queue: queue) || tcp.received == tcpSteering.burst : holdsWork
+        let hasMore = server.dpdk != nil ? tcpPort.holdsFrames(queue: queue) || tcp.received == tcpSteering.burst : holdsWork
         return CoreLoop.Round(work: work, hasMore: hasMore)
     }
 
@@ -166,7 +168,7 @@ final class Worker: @unchecked Sendable {
     /// (connections it closed or resumed), replies to send (also those a port did not
     /// take in the round's one send).
     var holdsWork: Bool {
-        if server.tcp.holdsFrames(queue: queue) || !toSend.isEmpty || !udpOut.isEmpty || !tcpOut.isEmpty { return true }
+        if tcpPort.holdsFrames(queue: queue) || !toSend.isEmpty || !udpOut.isEmpty || !tcpOut.isEmpty { return true }
         if !tcpSteering.pipeline.slowPathRing.isEmpty { return true }
         if let udpSteering, !udpSteering.pipeline.slowPathRing.isEmpty { return true }
         for ring in tcpInboxes where !ring.isEmpty { return true }
@@ -287,7 +289,7 @@ final class Worker: @unchecked Sendable {
                 partitionHashes[m] = hashes[j]
                 m += 1
             }
-            store.partitions[p].withLock { $0.prefetch(UnsafeBufferPointer(start: partitionHashes, count: m)) }
+            store.withLockedPartition(p) { $0.prefetch(UnsafeBufferPointer(start: partitionHashes, count: m)) }
         }
     }
 

@@ -1,3 +1,4 @@
+import CFlexSys
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -30,8 +31,7 @@ public final class LogSegments: @unchecked Sendable {
         precondition(count >= 1 && size >= 64 && size % 64 == 0, "log segments: count >= 1, size a multiple of 64")
         segmentCount = count
         segmentSize = size
-        var p: UnsafeMutableRawPointer?
-        guard posix_memalign(&p, 64, count * size) == 0, let m = p else { fatalError("LogSegments: out of memory") }
+        guard let m = cflex_region_alloc(count * size) else { fatalError("LogSegments: out of memory") }
         memory = m
         bases = .allocate(capacity: count)
         for i in 0..<count { (bases + i).initialize(to: m + i * size) }
@@ -56,7 +56,7 @@ public final class LogSegments: @unchecked Sendable {
         armed.deinitialize(count: segmentCount)
         armed.deallocate()
         bases.deallocate()
-        free(memory)
+        if let memory { cflex_region_free(memory, segmentCount * segmentSize) }
     }
 
     /// Start of segment `i`.

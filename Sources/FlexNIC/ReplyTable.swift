@@ -1,3 +1,4 @@
+import CFlexSys
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -46,9 +47,7 @@ public final class ReplyTable: @unchecked Sendable {
         precondition(slots > 0 && slots & (slots - 1) == 0, "reply table size: a power of two")
         self.slots = slots
         mask = UInt32(slots - 1)
-        var p: UnsafeMutableRawPointer?
-        guard posix_memalign(&p, 64, slots * Self.slotSize) == 0, let m = p else { fatalError("ReplyTable: out of memory") }
-        memset(m, 0, slots * Self.slotSize)
+        guard let m = cflex_region_alloc(slots * Self.slotSize) else { fatalError("ReplyTable: out of memory") }
         memory = m
         sequences = .allocate(capacity: slots)
         locks = .allocate(capacity: slots)
@@ -64,7 +63,7 @@ public final class ReplyTable: @unchecked Sendable {
         sequences.deinitialize(count: slots); sequences.deallocate()
         locks.deinitialize(count: slots); locks.deallocate()
         hits.deinitialize(count: slots); hits.deallocate()
-        free(memory)
+        cflex_region_free(memory, slots * Self.slotSize)
     }
 
     @inline(__always) func slot(_ hash: UInt32) -> Int { Int(hash & mask) }

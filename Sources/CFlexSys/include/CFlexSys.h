@@ -17,10 +17,6 @@ static inline uint64_t cflex_rdtsc(void) {
     return ((uint64_t)hi << 32) | lo;
 #else
     return 0;
-/// libFuzzer's driver (linked only into the fuzz build, Sources/flexfuzz): runs the
-/// fuzzing loop over `callback` with libFuzzer's command line.
-int LLVMFuzzerRunDriver(int *argc, char ***argv, int (*callback)(const uint8_t *data, size_t size));
-
 #endif
 }
 
@@ -106,6 +102,15 @@ int cflex_name_thread(const char *name);
 /// (returned to the kernel on free; the threshold no longer slides up), and free heap
 /// top past `trim_threshold` bytes is given back. 0 on success.
 int cflex_malloc_tune(size_t mmap_threshold, size_t trim_threshold);
+
+/// Zeroed memory for a table or a region of buffers, `bytes` long, 64-byte aligned;
+/// NULL when none is left. From 2 MiB on it is a mapping of its own, aligned to 2 MiB,
+/// reserved rather than committed (pages appear as they are touched) and advised for
+/// transparent huge pages: random accesses across it then walk the page tables far less
+/// often (where THP is off the kernel uses small pages, as before). Smaller requests
+/// come from the heap. Free with `cflex_region_free` and the same `bytes`.
+void *cflex_region_alloc(size_t bytes);
+void cflex_region_free(void *region, size_t bytes);
 
 /// libFuzzer's driver (linked only into the fuzz build, Sources/flexfuzz): runs the
 /// fuzzing loop over `callback` with libFuzzer's command line.

@@ -162,6 +162,18 @@ public final class KernelTCPPort: PacketPort, @unchecked Sendable {
                                                        destinationPort: port), payload: 0, sequence: 0, fin: notice.closed)
                 p.pointee.flow = notice.flow
             }
+            // Buffers for every ready connection in one pool lock, those left over (the
+            // listener's and loop's events, reads that found nothing) back in one more.
+            let reservedStart = batch.count
+            var reserved = pool.allocate(count: n, into: batch)
+            if reserved == 0 && n > 1 { reserved = pool.allocate(count: min(n, pool.available), into: batch) }  // nearly spent
+            var used = 0
+            defer {
+                if used < reserved {
+                    pool.release(batch.packets + reservedStart + used, count: reserved - used)
+                    batch.count -= reserved - used
+                }
+            }
             for e in 0..<n {
                 let token = q.tokens[e], mask = q.masks[e]
                 if CoreLoop.isLoopToken(token) { continue }  // a loop's own descriptor, in a lent set
@@ -175,14 +187,12 @@ public final class KernelTCPPort: PacketPort, @unchecked Sendable {
                 // A paused connection is read only once its peer has closed (RDHUP).
                 guard table.slots[index].fd >= 0,
                       mask & UInt32(CFLEX_EPOLLIN | CFLEX_EPOLLHUP | CFLEX_EPOLLERR | CFLEX_EPOLLRDHUP) != 0,
-                      !batch.isFull, pool.allocate(count: 1, into: batch) == 1 else { continue }
-                let p = batch.packets + (batch.count - 1)
+                      used < reserved else { continue }
+                let p = batch.packets + (reservedStart + used)
                 let room = Int(p.pointee.capacity) - Self.headroom
                 let got = read(table.slots[index].fd, p.pointee.data + Self.headroom, room)
-                if got < 0 && (errno == EAGAIN || errno == EINTR) {
-                    pool.release(p, count: 1); batch.count -= 1
-                    continue
-                }
+                if got < 0 && (errno == EAGAIN || errno == EINTR) { continue }  // the buffer waits for the next one
+                used += 1
                 let payload = max(got, 0)
                 let fin = got <= 0
                 // The fields, not the slot: a copy of the slot retained its output array.

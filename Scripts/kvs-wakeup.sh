@@ -26,7 +26,7 @@
 # busy-poll the epoll set that long, EPIOCSPARAMS, Linux 6.9; PREFER_BUSY_POLL=1 too).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-server=${1:?usage: kvs-wakeup.sh memcached|flexkvs|floor [RATE [FORMAT]]}
+server=${1:?usage: kvs-wakeup.sh memcached|flexkvs|floor|floor-uring [RATE [FORMAT]]}
 rate=${2:-20000}
 format=${3:-udp-binary}
 seconds=${SECONDS_MEASURED:-4}
@@ -50,7 +50,7 @@ if [[ $link == veth ]]; then
     ip link del kwc 2>/dev/null || true  # both ends, at once (deleting the namespace is not)
     ip netns del $ns 2>/dev/null || true
     ip netns add $ns
-    trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; ip link del kwc 2>/dev/null; ip netns del kvswake 2>/dev/null || true' EXIT
+    trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; ip link del kwc 2>/dev/null || true; ip netns del kvswake 2>/dev/null || true' EXIT
     ip link add kwc type veth peer name kws netns $ns
     ip addr add 198.18.8.1/24 dev kwc
     ip netns exec $ns ip addr add 198.18.8.2/24 dev kws
@@ -58,12 +58,12 @@ if [[ $link == veth ]]; then
         i=$([[ -z $end ]] && echo kwc || echo kws)
         $end ethtool -K $i gro on tso off gso off >/dev/null
         $end ip link set $i up
-        $end sh -c "echo 1 > /sys/class/net/$i/threaded"
+        $end sh -c "echo 1 > /sys/class/net/$i/threaded" 2>/dev/null || true  # checked below
     done
     ip netns exec $ns ip link set lo up
     sleep 0.5
     for t in $(pgrep -f "napi/kwc-"); do taskset -p -c "$client_cpu" "$t" >/dev/null; done
-    napi=$(pgrep -f "napi/kws-" | tr '\n' ' ')
+    napi=$(pgrep -f "napi/kws-" | tr '\n' ' ' || true)
     for t in $napi; do taskset -p -c "$server_cpu" "$t" >/dev/null; done
     [[ -n $napi ]] || { echo "kvs-wakeup: kws has no NAPI thread (threaded NAPI: Linux 5.13 or later)" >&2; exit 1; }
     address=198.18.8.2
@@ -109,7 +109,7 @@ struct busy_poll_params { __u32 usecs; __u16 budget; __u8 prefer; __u8 pad; };
 static void busy_poll(int ep) {
     const char *us = getenv("BUSY_POLL_US");
     if (!us) return;
-    struct busy_poll_params p = { .usecs = atoi(us), .budget = 64, .prefer = getenv("PREFER_BUSY_POLL") != NULL };
+    struct busy_poll_params p = { .usecs = atoi(us), .budget = 64, .prefer = getenv("PREFER_BUSY_POLL") && atoi(getenv("PREFER_BUSY_POLL")) };
     if (ioctl(ep, _IOW(0x8A, 0x01, struct busy_poll_params), &p)) { perror("EPIOCSPARAMS"); exit(1); }
 }
 static int listening(int type, int port) {
@@ -216,14 +216,20 @@ if [[ $server == floor-uring ]]; then
 #include "reply.h"
 enum { BUFFERS = 256, BUFFER = 4096, MAXFD = 1024, GROUP = 1, ACCEPT = 0, RECEIVE = 1, SEND = 2 };
 static struct io_uring ring;
-static unsigned char held[MAXFD][2 * BUFFER], out[MAXFD][1 << 15];  /* a partial request and a buffer */
-static int heldLength[MAXFD];
+static unsigned char held[MAXFD][2 * BUFFER], out[MAXFD][1 << 16];  /* a partial request and a buffer */
+static int heldLength[MAXFD], outLength[MAXFD], sending[MAXFD];  /* replies waiting; bytes of them in flight */
+static int ready[MAXFD], readyCount;  /* connections with replies to send after this batch of completions */
 static void submit(int op, int fd, void *data, int length) {
     struct io_uring_sqe *s = io_uring_get_sqe(&ring);
     if (op == ACCEPT) io_uring_prep_multishot_accept(s, fd, NULL, NULL, 0);
     if (op == RECEIVE) { io_uring_prep_recv_multishot(s, fd, NULL, 0, 0); s->flags |= IOSQE_BUFFER_SELECT; s->buf_group = GROUP; }
     if (op == SEND) io_uring_prep_send(s, fd, data, length, 0);
     io_uring_sqe_set_data64(s, (unsigned long)fd << 2 | op);
+}
+static void send_ready(int fd) {
+    if (sending[fd] || outLength[fd] == 0) return;
+    sending[fd] = outLength[fd];
+    submit(SEND, fd, out[fd], outLength[fd]);
 }
 /* A multishot receive per connection into provided buffers, replies sent through the ring:
    one io_uring_enter per wakeup submits the sends and waits. */
@@ -260,27 +266,37 @@ int main(int argc, char **argv) {
                 if (!(c->flags & IORING_CQE_F_MORE)) submit(ACCEPT, lfd, NULL, 0);
                 continue;
             }
-            if (op == SEND) continue;
+            if (op == SEND) {  /* drop what went, send the rest (a short send, or replies added meanwhile) */
+                int sent = c->res > 0 ? c->res : sending[fd];
+                memmove(out[fd], out[fd] + sent, outLength[fd] - sent);
+                outLength[fd] -= sent;
+                sending[fd] = 0;
+                send_ready(fd);
+                continue;
+            }
             if (c->res <= 0) { if (c->res == -ENOBUFS) submit(RECEIVE, fd, NULL, 0); else close(fd); continue; }
             int id = c->flags >> IORING_CQE_BUFFER_SHIFT, have = c->res;
             unsigned char *in = memory + id * BUFFER;
             if (heldLength[fd]) { memcpy(held[fd] + heldLength[fd], in, have); in = held[fd]; have += heldLength[fd]; }
-            int at = 0, w = 0;
-            while (have - at >= 24) {
+            int at = 0, w = outLength[fd];
+            while (have - at >= 24 && w < (int)sizeof out[fd] - 24 - 4 - VALUE) {
                 const unsigned char *q = in + at;
                 int whole = 24 + (q[8] << 24 | q[9] << 16 | q[10] << 8 | q[11]);
                 if (have - at < whole) break;
                 w += reply(q, out[fd] + w);
                 at += whole;
             }
+            if (w > outLength[fd] && outLength[fd] == 0) ready[readyCount++] = fd;
+            outLength[fd] = w;
             memmove(held[fd], in + at, have - at);
             heldLength[fd] = have - at;
             io_uring_buf_ring_add(buffers, memory + id * BUFFER, BUFFER, id, io_uring_buf_ring_mask(BUFFERS), 0);
             io_uring_buf_ring_advance(buffers, 1);
-            if (w) submit(SEND, fd, out[fd], w);
             if (!(c->flags & IORING_CQE_F_MORE)) submit(RECEIVE, fd, NULL, 0);
         }
         io_uring_cq_advance(&ring, seen);
+        for (int i = 0; i < readyCount; i++) send_ready(ready[i]);  /* one send a connection */
+        readyCount = 0;
     }
 }
 C

@@ -38,7 +38,9 @@ public final class KVStore: @unchecked Sendable {
     public private(set) var partitions: [Partition] = []
     /// `partitions` again, unretained, for the per-request paths (`withLockedPartition`):
     /// the array holds every partition for the store's lifetime, and a class's `var`
-    /// array costs a retain and a release per element read.
+    /// array costs a retain and a release per element read. `partitions` is written once,
+    /// in `init` (a `var` only because each partition is made with the store); a later
+    /// write would have to refresh this too.
     let unretainedPartitions: UnsafeMutablePointer<Unmanaged<Partition>>
     /// Key steering's redirection table: shard (entry) -> the worker its requests go to.
     public let shards: RedirectionTable
@@ -134,7 +136,8 @@ public final class KVStore: @unchecked Sendable {
     /// Runs `body` on partition `index` under its lock.
     @inline(__always)
     public func withLockedPartition<T>(_ index: Int, _ body: (Partition) throws -> T) rethrows -> T {
-        try unretainedPartitions[index]._withUnsafeGuaranteedRef { try $0.withLock(body) }
+        assert(index >= 0 && index < partitions.count, "no partition \(index)")
+        return try unretainedPartitions[index]._withUnsafeGuaranteedRef { try $0.withLock(body) }
     }
 
     /// Moves shard `s` to `worker`: its requests are steered there from now on, and its

@@ -7,10 +7,12 @@ import Synchronization
 /// All item memory: `-m` megabytes cut into fixed-size segments, handed to partitions
 /// one at a time (a lock per segment, not per item) and returned when a partition evicts
 /// or compacts one. The region is reserved up front and touched only as segments fill,
-/// so memory in use never exceeds the limit plus the fixed tables. The region is advised
-/// for transparent huge pages (`cflex_region_alloc`): a request touches items scattered
-/// across it, and with 4 KiB pages each would be a TLB miss. With THP on, a segment's
-/// first touch may bring in its 2 MiB neighbour's memory too (the next segment taken).
+/// so memory in use never exceeds the limit plus the fixed tables. Segments of whole huge
+/// pages (2 MiB or larger) get transparent huge pages (`cflex_region_alloc`): a request
+/// touches items scattered across the region, and with 4 KiB pages each would be a TLB
+/// miss. Smaller segments do not: giving one back would split its huge page, and the
+/// kernel may fill the hole again (khugepaged), so an evicted segment would go on
+/// costing memory.
 public final class SegmentPool: @unchecked Sendable {
     public let segmentSize: Int
     /// Segments reserved: the most `segmentLimit` can be raised to.
@@ -29,6 +31,7 @@ public final class SegmentPool: @unchecked Sendable {
         segmentCount = max(limit, reserve / segmentSize)
         let bytes = segmentCount * segmentSize
         guard let m = cflex_region_alloc(bytes) else { fatalError("SegmentPool: cannot reserve \(bytes) bytes") }
+        if bytes >= 2 << 20 && segmentSize % (2 << 20) != 0 { madvise(m, bytes, MADV_NOHUGEPAGE) }  // (smaller: from the heap)
         memory = m
         self.limit = Atomic(limit)
         free = Mutex((0..<Int32(segmentCount)).reversed())

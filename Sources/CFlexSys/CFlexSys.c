@@ -125,9 +125,9 @@ int cflex_send_batch_segmented(int fd, struct cflex_datagram *batch, unsigned co
         if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
         /* Refused segmentation (EIO: the route's device cannot checksum for the kernel;
            EINVAL or EMSGSIZE: a segment longer than the path's MTU; ENOPROTOOPT or
-           EOPNOTSUPP: a socket or protocol without it): from now on, each datagram alone. (A kernel without UDP_SEGMENT, before 4.18, would not refuse
-           it but send the run as one datagram: `cflex_udp_segmentation_supported` asks
-           first.) */
+           EOPNOTSUPP: a socket or protocol without it): from now on, each datagram
+           alone. (A kernel without UDP_SEGMENT, before 4.18, would not refuse it but
+           send the run as one datagram: `cflex_udp_segmentation_supported` asks first.) */
         if (runs[0] > 1 && (errno == EIO || errno == EINVAL || errno == EMSGSIZE || errno == ENOPROTOOPT || errno == EOPNOTSUPP)) {
             *segmenting = 0;
             return cflex_send_batch(fd, batch, count);
@@ -234,9 +234,9 @@ int cflex_malloc_tune(size_t mmap_threshold, size_t trim_threshold) {
     return ok ? 0 : -1;
 }
 
-enum { HUGE_PAGE = 2u << 20 };
+enum { HUGE_PAGE = CFLEX_HUGE_PAGE };
 
-void *cflex_region_alloc(size_t bytes) {
+void *cflex_region_alloc(size_t bytes, int huge_pages) {
     if (bytes < HUGE_PAGE) {
         void *p = NULL;
         if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0) return NULL;
@@ -251,7 +251,7 @@ void *cflex_region_alloc(size_t bytes) {
     if (start > m) munmap(m, (size_t)(start - m));
     size_t tail = (size_t)(m + length + HUGE_PAGE - (start + length));
     if (tail) munmap(start + length, tail);
-    madvise(start, length, MADV_HUGEPAGE);  /* a kernel without THP refuses: small pages, as before */
+    madvise(start, length, huge_pages ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);  /* a kernel without THP refuses: small pages */
     return start;
 }
 

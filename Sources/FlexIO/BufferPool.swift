@@ -26,7 +26,7 @@ public final class BufferPool: @unchecked Sendable {
         precondition(bufferCount > 0 && bufferSize >= 64, "a pool needs buffers of at least 64 bytes")
         self.bufferCount = bufferCount
         self.bufferSize = (bufferSize + 63) & ~63
-        guard let region = cflex_region_alloc(bufferCount * self.bufferSize) else {
+        guard let region = cflex_region_alloc(bufferCount * self.bufferSize, 1) else {
             fatalError("BufferPool: cannot allocate \(bufferCount) buffers of \(bufferSize) bytes")
         }
         self.region = region
@@ -46,11 +46,21 @@ public final class BufferPool: @unchecked Sendable {
     /// Appends `count` empty packets to `batch` (all or none); returns how many.
     /// `headroom` bytes are left in front of `data` for headers written later.
     public func allocate(count: Int, into batch: PacketBatch, headroom: Int = 0) -> Int {
+        take(count, into: batch, headroom: headroom, partly: false)
+    }
+
+    /// Appends up to `count` empty packets to `batch`, as many as the pool holds;
+    /// returns how many.
+    public func allocate(upTo count: Int, into batch: PacketBatch, headroom: Int = 0) -> Int {
+        take(count, into: batch, headroom: headroom, partly: true)
+    }
+
+    func take(_ count: Int, into batch: PacketBatch, headroom: Int, partly: Bool) -> Int {
         precondition(headroom < bufferSize)
-        let n = min(count, batch.freeSpace)
-        guard n > 0 else { return 0 }
-        let got: Bool = free.withLock { stack in
-            guard stack.top >= n else { return false }
+        let wanted = min(count, batch.freeSpace)
+        guard wanted > 0 else { return 0 }
+        let n: Int = free.withLock { stack in
+            let n = partly ? min(wanted, stack.top) : (stack.top >= wanted ? wanted : 0)
             for i in 0..<n {
                 let index = Int(stack.slots[stack.top - 1 - i])
                 let base = region + index &* bufferSize
@@ -58,9 +68,8 @@ public final class BufferPool: @unchecked Sendable {
                     owner: base, data: base + headroom, length: 0, capacity: UInt32(bufferSize - headroom))
             }
             stack.top -= n
-            return true
+            return n
         }
-        guard got else { return 0 }
         batch.count += n
         return n
     }

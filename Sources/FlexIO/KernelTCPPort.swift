@@ -165,8 +165,7 @@ public final class KernelTCPPort: PacketPort, @unchecked Sendable {
             // Buffers for every ready connection in one pool lock, those left over (the
             // listener's and loop's events, reads that found nothing) back in one more.
             let reservedStart = batch.count
-            var reserved = pool.allocate(count: n, into: batch)
-            if reserved == 0 && n > 1 { reserved = pool.allocate(count: min(n, pool.available), into: batch) }  // nearly spent
+            let reserved = pool.allocate(upTo: n, into: batch)
             var used = 0
             defer {
                 if used < reserved {

@@ -21,7 +21,7 @@ final class GhostTable {
         var bits: UInt32 = 10
         while 1 << bits < capacity { bits += 1 }
         count = 1 << bits
-        guard let memory = cflex_region_alloc(count * 4) else { fatalError("GhostTable: out of memory") }
+        guard let memory = cflex_region_alloc(count * 4, 1) else { fatalError("GhostTable: out of memory") }
         slots = memory.bindMemory(to: UInt32.self, capacity: count)
         shift = 32 - bits
     }

@@ -28,7 +28,7 @@ final class HashTable {
         init(count: Int) {
             self.count = count
             // Huge pages from 2 MiB on: every lookup lands on a random bucket.
-            guard let b = cflex_region_alloc(count * HashTable.bucketSize) else { fatalError("HashTable: out of memory") }
+            guard let b = cflex_region_alloc(count * HashTable.bucketSize, 1) else { fatalError("HashTable: out of memory") }
             buckets = b
         }
 

@@ -30,8 +30,8 @@ public final class SegmentPool: @unchecked Sendable {
         let limit = max(2, memoryLimit / segmentSize)
         segmentCount = max(limit, reserve / segmentSize)
         let bytes = segmentCount * segmentSize
-        guard let m = cflex_region_alloc(bytes) else { fatalError("SegmentPool: cannot reserve \(bytes) bytes") }
-        if bytes >= 2 << 20 && segmentSize % (2 << 20) != 0 { madvise(m, bytes, MADV_NOHUGEPAGE) }  // (smaller: from the heap)
+        let wholeHugePages = segmentSize % Int(CFLEX_HUGE_PAGE) == 0
+        guard let m = cflex_region_alloc(bytes, wholeHugePages ? 1 : 0) else { fatalError("SegmentPool: cannot reserve \(bytes) bytes") }
         memory = m
         self.limit = Atomic(limit)
         free = Mutex((0..<Int32(segmentCount)).reversed())

@@ -31,7 +31,7 @@ public final class LogSegments: @unchecked Sendable {
         precondition(count >= 1 && size >= 64 && size % 64 == 0, "log segments: count >= 1, size a multiple of 64")
         segmentCount = count
         segmentSize = size
-        guard let m = cflex_region_alloc(count * size) else { fatalError("LogSegments: out of memory") }
+        guard let m = cflex_region_alloc(count * size, 1) else { fatalError("LogSegments: out of memory") }
         memory = m
         bases = .allocate(capacity: count)
         for i in 0..<count { (bases + i).initialize(to: m + i * size) }

@@ -47,7 +47,7 @@ public final class ReplyTable: @unchecked Sendable {
         precondition(slots > 0 && slots & (slots - 1) == 0, "reply table size: a power of two")
         self.slots = slots
         mask = UInt32(slots - 1)
-        guard let m = cflex_region_alloc(slots * Self.slotSize) else { fatalError("ReplyTable: out of memory") }
+        guard let m = cflex_region_alloc(slots * Self.slotSize, 1) else { fatalError("ReplyTable: out of memory") }
         memory = m
         sequences = .allocate(capacity: slots)
         locks = .allocate(capacity: slots)

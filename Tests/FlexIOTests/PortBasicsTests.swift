@@ -36,6 +36,21 @@ import Testing
         #expect(pool.available == 8 && a.isEmpty)
     }
 
+    @Test func bufferPoolGivesWhatItHasWhenAskedUpToACount() {
+        let pool = BufferPool(bufferCount: 8, bufferSize: 100)
+        let a = PacketBatch(capacity: 16)
+        #expect(pool.allocate(upTo: 6, into: a) == 6)
+        #expect(pool.allocate(upTo: 6, into: a) == 2)  // only 2 left
+        #expect(pool.allocate(upTo: 1, into: a) == 0)
+        #expect(a.count == 8 && Set((0..<8).map { a[$0].data }).count == 8)
+        let small = PacketBatch(capacity: 3)
+        pool.release(a)
+        #expect(pool.allocate(upTo: 6, into: small) == 3)  // the batch's room bounds it too
+        #expect(pool.available == 5)
+        pool.release(small)
+        #expect(pool.available == 8)
+    }
+
     @Test func memoryPortCountsAndBoundsMemory() {
         let port = MemoryPort(bufferCount: 4, bufferSize: 256)
         for i in 0..<6 { port.inject(Frames.udp([UInt8(i)])) }

@@ -103,13 +103,20 @@ int cflex_name_thread(const char *name);
 /// top past `trim_threshold` bytes is given back. 0 on success.
 int cflex_malloc_tune(size_t mmap_threshold, size_t trim_threshold);
 
+/// A transparent huge page's size (x86-64): `cflex_region_alloc` maps regions from this
+/// size on, aligned to it.
+#define CFLEX_HUGE_PAGE 2097152
+
 /// Zeroed memory for a table or a region of buffers, `bytes` long, 64-byte aligned;
-/// NULL when none is left. From 2 MiB on it is a mapping of its own, aligned to 2 MiB,
-/// reserved rather than committed (pages appear as they are touched) and advised for
-/// transparent huge pages: random accesses across it then walk the page tables far less
-/// often (where THP is off the kernel uses small pages, as before). Smaller requests
-/// come from the heap. Free with `cflex_region_free` and the same `bytes`.
-void *cflex_region_alloc(size_t bytes);
+/// NULL when none is left. From CFLEX_HUGE_PAGE on it is a mapping of its own, aligned
+/// to that, reserved rather than committed (pages appear as they are touched) and, with
+/// `huge_pages`, advised for transparent huge pages: random accesses across it then
+/// walk the page tables far less often (where THP is off the kernel uses small pages).
+/// Without, it is advised against them, even where THP is `always`: for memory given
+/// back in pieces smaller than a huge page, which would split it and which khugepaged
+/// may fill again. Smaller requests come from the heap. Free with `cflex_region_free`
+/// and the same `bytes`.
+void *cflex_region_alloc(size_t bytes, int huge_pages);
 void cflex_region_free(void *region, size_t bytes);
 
 /// libFuzzer's driver (linked only into the fuzz build, Sources/flexfuzz): runs the

@@ -19,7 +19,8 @@
 #
 # Environment: TIMER_US (a thread sleeping that long in a loop on the server core, as
 # `flexbench compare --core-timer`), SECONDS_MEASURED (4), SERVER_CPU (1), CLIENT_CPU (0),
-# BUILD (.build/release); LINK=veth (root) runs the server in a network namespace
+# BUILD (.build/release), CLIENT_ARGS (more `flexbench kvs` options, e.g. `--connections
+# 16 --depth 1`: sixteen clients that do not pipeline); LINK=veth (root) runs the server in a network namespace
 # behind a veth pair whose ends receive in NAPI threads pinned to the server's and the
 # client's CPU, as `flexbench compare --link veth` does, and adds the server end's
 # receive threads to the server's CPU ("server+receive"); BUSY_POLL_US (floor, TCP:
@@ -320,7 +321,7 @@ pids+=($launcher)
 sleep 1
 # The server itself (ip netns exec and taskset exec into it; the pid stays the same).
 pid=$launcher
-client=(taskset -c "$client_cpu" "$build/flexbench" kvs --server $address:$port --format "$format")
+client=(taskset -c "$client_cpu" "$build/flexbench" kvs --server $address:$port --format "$format" ${CLIENT_ARGS:-})
 [[ $server == floor* ]] || "${client[@]}" --duration 1 --warmup 0.2 >/dev/null  # preload and warm up
 
 runtime() { cat /proc/$pid/task/*/schedstat | awk '{ s += $1; n += $3 } END { printf "%.0f %.0f\n", s, n }'; }

@@ -40,7 +40,7 @@ final class Worker: @unchecked Sendable {
     /// The keys (and hashes) the last scan of a TCP session's requests found.
     let keyHints = KeyHints()
     let partitionHashes = UnsafeMutablePointer<UInt32>.allocate(capacity: 64)
-    var sessions: [UInt32: Session] = [:] { didSet { sessionCount.store(sessions.count, ordering: .relaxed) } }
+    var sessions = SessionTable() { didSet { sessionCount.store(sessions.count, ordering: .relaxed) } }
     /// Open TCP sessions (`stats steering`: every closed connection's session is freed).
     let sessionCount = Atomic<Int>(0)
     /// Rings other workers' UDP pipelines (and ours) fill for this worker.

@@ -35,6 +35,13 @@ public final class ReplyTable: @unchecked Sendable {
     public let served = Atomic<UInt64>(0)
     public let installs = Atomic<UInt64>(0)
     public let invalidations = Atomic<UInt64>(0)
+    /// Valid slots, counted under each slot's lock: raised before a slot turns valid,
+    /// lowered after it turns invalid, so it is never below the slots that are. To a
+    /// writer ordered after a key's install (it holds the key's partition, as the
+    /// install did), it is at least 1 while that reply is in the table: `invalidate`
+    /// skips the slot's cache line when it reads 0, as in a workload that never
+    /// installs (binary and TCP GETs).
+    let valid = Atomic<Int>(0)
     /// Counts `invalidateAll` calls: an install whose caller read the item before one
     /// began is refused (see `install`).
     public let epoch = Atomic<UInt64>(0)
@@ -113,11 +120,12 @@ public final class ReplyTable: @unchecked Sendable {
     /// Drops the reply for `key`, if its slot holds it. Call before acknowledging any
     /// change to the key.
     public func invalidate(hash: UInt32, key: UnsafeRawBufferPointer) {
+        guard valid.load(ordering: .relaxed) > 0 else { return }
         let i = slot(hash)
         let b = base(i)
         // Cheap check first: a slot holding another key needs no write.
         guard b.load(fromByteOffset: 0, as: UInt32.self) == 1, b.load(fromByteOffset: 4, as: UInt32.self) == hash else { return }
-        write(i) { $0.storeBytes(of: UInt32(0), toByteOffset: 0, as: UInt32.self) }
+        write(i, clear)
         invalidations.wrappingAdd(1, ordering: .relaxed)
     }
 
@@ -126,9 +134,14 @@ public final class ReplyTable: @unchecked Sendable {
     /// here) or sees the new epoch (and is refused).
     public func invalidateAll() {
         epoch.wrappingAdd(1, ordering: .sequentiallyConsistent)
-        for i in 0..<slots {
-            write(i) { $0.storeBytes(of: UInt32(0), toByteOffset: 0, as: UInt32.self) }
-        }
+        for i in 0..<slots { write(i, clear) }
+    }
+
+    /// Makes a slot invalid (its lock held), counting it off `valid` if it was valid.
+    func clear(_ b: UnsafeMutableRawPointer) {
+        guard b.load(fromByteOffset: 0, as: UInt32.self) == 1 else { return }
+        b.storeBytes(of: UInt32(0), toByteOffset: 0, as: UInt32.self)
+        valid.wrappingSubtract(1, ordering: .relaxed)
     }
 
     /// Counts a core-served access to `hash`'s slot; true once it is worth installing:
@@ -165,6 +178,7 @@ public final class ReplyTable: @unchecked Sendable {
             b.storeBytes(of: UInt32(reply.count), toByteOffset: 12, as: UInt32.self)
             (b + 32).copyMemory(from: key.baseAddress!, byteCount: key.count)
             (b + 32 + key.count).copyMemory(from: reply.baseAddress!, byteCount: reply.count)
+            if b.load(fromByteOffset: 0, as: UInt32.self) != 1 { valid.wrappingAdd(1, ordering: .relaxed) }
             b.storeBytes(of: UInt32(1), toByteOffset: 0, as: UInt32.self)
             mirror?.install(key: key, reply: reply)
         }

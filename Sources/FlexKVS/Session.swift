@@ -21,7 +21,9 @@ public final class Session {
     public var hashHint: UInt32?
     /// The keys a scan of the waiting requests hashed (TCP), while the input is as
     /// it was scanned: forgotten whenever it changes.
-    var keyHints: KeyHints?
+    /// Not counted: the worker that sets it owns it and outlives its sessions (a
+    /// reference counted here cost a retain and a release on every received frame).
+    var keyHints: Unmanaged<KeyHints>?
     /// Commands run so far (for per-request cycle accounting).
     public internal(set) var commands = 0
     /// Replies of requests forwarded to other workers, and where they go (TCP under
@@ -81,7 +83,7 @@ public final class Session {
             hashHint = nil
             return h
         }
-        if let h = keyHints?.take(key) { return h }
+        if let h = keyHints?._withUnsafeGuaranteedRef({ $0.take(key) }) { return h }
         return KVStore.hash(key)
     }
 

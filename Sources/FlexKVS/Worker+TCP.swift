@@ -45,13 +45,14 @@ extension Worker {
     /// instead of coming one request at a time; the protocol then takes the keys'
     /// hashes from the scan (`KeyHints`).
     func prefetchKeys(of session: Session) {
+        let consumed = session.consumed, dialect = session.dialect, hints = Unmanaged.passUnretained(keyHints)
         let n = session.input.withUnsafeBytes { input -> Int in
-            let waiting = UnsafeRawBufferPointer(rebasing: input[session.consumed...])
-            let binary = session.dialect == .binary || (session.dialect == .undecided && waiting.first == BinaryProtocol.requestMagic)
-            return RequestKeyScanner.scan(waiting, binary: binary, into: keyHints)
+            let waiting = UnsafeRawBufferPointer(rebasing: input[consumed...])
+            let binary = dialect == .binary || (dialect == .undecided && waiting.first == BinaryProtocol.requestMagic)
+            return hints._withUnsafeGuaranteedRef { RequestKeyScanner.scan(waiting, binary: binary, into: $0) }
         }
         guard n > 0 else { return }
-        session.keyHints = keyHints
+        session.keyHints = hints
         prefetch(keyHints.hashes, count: n)
     }
 

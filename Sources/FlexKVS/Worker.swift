@@ -294,7 +294,7 @@ final class Worker: @unchecked Sendable {
     }
 
     /// Queues a served request's buffer for release at the end of the burst.
-    @inline(__always) func finished(_ p: Packet, _ done: PacketBatch, _ port: any PacketPort) {
+    @inline(__always) func finished<Port: PacketPort>(_ p: Packet, _ done: PacketBatch, _ port: Port) {
         if done.isFull { port.release(done) }
         done.append(p)
     }

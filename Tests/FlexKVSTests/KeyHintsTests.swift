@@ -44,13 +44,13 @@ import Testing
             #expect(RequestKeyScanner.scan(UnsafeRawBufferPointer(rebasing: b[s.consumed...]), binary: false, into: hints) == 2)
         }
         for i in 0..<hints.count { hints.hashes[i] &+= 1 }  // wrong on purpose
-        s.keyHints = hints
+        s.keyHints = Unmanaged.passUnretained(hints)
         ProtocolHandler.run(s, ctx)
         #expect(s.output.text == "END\r\nEND\r\n", "looked up by the hints' (wrong) hashes")
         #expect(s.keyHints == nil, "forgotten once the input was compacted")
 
         s.output.removeAll()
-        s.keyHints = hints
+        s.keyHints = Unmanaged.passUnretained(hints)
         request.withUnsafeBytes { s.receive($0) }
         #expect(s.keyHints == nil, "forgotten when bytes arrive")
         ProtocolHandler.run(s, ctx)
@@ -102,7 +102,7 @@ import Testing
             b.input.withUnsafeBytes { input in
                 _ = RequestKeyScanner.scan(UnsafeRawBufferPointer(rebasing: input[b.consumed...]), binary: false, into: hints)
             }
-            b.keyHints = hints
+            b.keyHints = Unmanaged.passUnretained(hints)
             ProtocolHandler.run(b, hinted)
             #expect(a.output.text == b.output.text, "offset \(offset)")
             if a.output.text != b.output.text { return }

@@ -14,15 +14,16 @@
 #             or floor-uring: the TCP floor on io_uring (liburing-dev): a multishot
 #             receive per connection into a ring of provided buffers, replies sent
 #             through the ring, DEFER_TASKRUN (one io_uring_enter a wakeup)
-#     RATE: requests/s (default 20000; 0: closed loop, 4 sockets x depth 8)
+#     RATE: requests/s (default 20000; 0: closed loop, flexbench's 4 sockets x depth 8
+#           unless CLIENT_ARGS says otherwise)
 #     FORMAT: udp-binary (default), udp-ascii, tcp-binary, tcp-ascii (floor: binary only)
 #
 # Environment: TIMER_US (a thread sleeping that long in a loop on the server core, as
 # `flexbench compare --core-timer`), SECONDS_MEASURED (4), SERVER_CPU (1), CLIENT_CPU (0),
 # BUILD (.build/release), CLIENT_ARGS (more `flexbench kvs` options, e.g. `--connections
-# 16 --depth 1`: sixteen clients that do not pipeline); LINK=veth (root) runs the server in a network namespace
-# behind a veth pair whose ends receive in NAPI threads pinned to the server's and the
-# client's CPU, as `flexbench compare --link veth` does, and adds the server end's
+# 16 --depth 1`: sixteen clients that do not pipeline); LINK=veth (root) runs the server
+# in a network namespace behind a veth pair whose ends receive in NAPI threads pinned to
+# the server's and the client's CPU, as `flexbench compare --link veth` does, and adds the server end's
 # receive threads to the server's CPU ("server+receive"); BUSY_POLL_US (floor, TCP:
 # busy-poll the epoll set that long, EPIOCSPARAMS, Linux 6.9; PREFER_BUSY_POLL=1 too).
 set -euo pipefail

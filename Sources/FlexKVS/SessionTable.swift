@@ -26,7 +26,8 @@ struct SessionTable {
             guard let newValue else { removeValue(forKey: flow); return }
             let (q, i) = Self.place(flow)
             if i >= queues[q].count {
-                queues[q].append(contentsOf: repeatElement(Entry(0, nil), count: max(i + 1, 2 * queues[q].count) - queues[q].count))
+                let grown = min(1 << 16, max(i + 1, 2 * queues[q].count))
+                queues[q].append(contentsOf: repeatElement(Entry(0, nil), count: grown - queues[q].count))
             }
             if queues[q][i].session == nil { count += 1 }
             queues[q][i] = (flow, newValue)

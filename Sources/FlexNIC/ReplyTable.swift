@@ -40,7 +40,7 @@ public final class ReplyTable: @unchecked Sendable {
     /// writer ordered after a key's install (it holds the key's partition, as the
     /// install did), it is at least 1 while that reply is in the table: `invalidate`
     /// skips the slot's cache line when it reads 0, as in a workload that never
-    /// installs (binary and TCP GETs).
+    /// installs (only text GETs do).
     let valid = Atomic<Int>(0)
     /// Counts `invalidateAll` calls: an install whose caller read the item before one
     /// began is refused (see `install`).

@@ -2,7 +2,9 @@
 import Testing
 
 /// The worker's sessions by flow id (queue, generation, slot), checked against a
-/// dictionary, the structure it replaced, under seeded opens, closes and slot reuse.
+/// dictionary (the structure it replaced) under seeded opens, closes and slot reuse.
+/// One difference is by design, and the model has it too: a new connection in a slot
+/// replaces the old connection's session (the old one is closed, its FIN not yet seen).
 @Suite struct SessionTableTests {
     func flow(queue: Int, generation: Int, slot: Int) -> UInt32 {
         UInt32(queue) << 28 | UInt32(generation & 0xFFF) << 16 | UInt32(slot)
@@ -21,6 +23,13 @@ import Testing
         // Another queue's flow with the same slot and generation is another connection.
         table[flow(queue: 0, generation: 2, slot: 70)] = a
         #expect(table[new] == nil && table.count == 1)
+        // The first flow id of all (an empty entry's id) and the last slot of a queue.
+        let first = flow(queue: 0, generation: 0, slot: 0), last = flow(queue: 15, generation: 0xFFF, slot: 0xFFFF)
+        #expect(table[first] == nil)
+        table[first] = b
+        table[last] = b
+        #expect(table[first] === b && table[last] === b && table.count == 3)
+        #expect(table.removeValue(forKey: first) === b && table[first] == nil && table.count == 2)
     }
 
     @Test func seededOpensAndClosesAgreeWithADictionary() {

@@ -220,6 +220,7 @@ public final class KernelTCPPort: PacketPort, @unchecked Sendable {
         TCPHeader.write(at: base + 34, sourcePort: e.sourcePort, destinationPort: e.destinationPort, sequence: sequence,
                         flags: fin ? [.fin, .ack] : [.psh, .ack])
         p.pointee.length = UInt32(Self.headroom + payload)
+        p.pointee.flags.insert(.headerChecksumGood)
     }
 
     func acceptAll(queue: Int, _ q: ConnectionQueue, _ table: inout ConnectionTable) {

@@ -106,6 +106,7 @@ public final class KernelUDPPort: PacketPort, @unchecked Sendable {
                                                    sourcePort: peerPort, destinationPort: port)
             _ = try? FrameBuilder.writeUDPHeaders(into: frame, endpoints: endpoints, payloadLength: length, checksum: false)
             p.length = UInt32(headers + length)
+            p.flags.insert(.headerChecksumGood)
             // Kept datagrams move to the front; a dropped one's buffer takes the slot
             // behind them and is returned below with the unused ones.
             batch[start + i] = batch[start + kept]

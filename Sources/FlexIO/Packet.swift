@@ -30,6 +30,10 @@ public struct Packet: BitwiseCopyable, @unchecked Sendable {
         public static let multiSegment = Flags(rawValue: 2)
         /// The datagram was longer than the buffer and was cut.
         public static let truncated = Flags(rawValue: 4)
+        /// The frame's IPv4 header checksum is known to be right, so a parser need not
+        /// check it: a kernel port wrote the header itself, as a NIC marks a header it
+        /// verified (DPDK's `RTE_MBUF_F_RX_IP_CKSUM_GOOD`).
+        public static let headerChecksumGood = Flags(rawValue: 8)
     }
 
     @inlinable

@@ -286,7 +286,9 @@ public final class SteeringPipeline: @unchecked Sendable {
     @inline(__always)
     func steer<Shape: ProgramShape>(_ p: inout Packet, _: Shape.Type) -> Verdict {
         let frame: ParsedFrame
-        do { frame = try ParsedFrame(parsing: p.bytes, ipv6: code.parsesIPv6) } catch { return .slow(.malformed) }
+        do {
+            frame = try ParsedFrame(parsing: p.bytes, verifyingChecksum: !p.flags.contains(.headerChecksumGood), ipv6: code.parsesIPv6)
+        } catch { return .slow(.malformed) }
         // The packet keeps its header offsets in a byte each (as an mbuf's l2_len and
         // l3_len): a longer IPv6 extension chain goes to the slow path.
         guard frame.l4Offset <= UInt8.max else { return .slow(.malformed) }

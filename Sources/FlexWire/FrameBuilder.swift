@@ -114,7 +114,7 @@ public enum FrameBuilder {
 
     /// Writes headers (no options) for a TCP segment whose `payloadLength` bytes already
     /// sit at offset `tcpHeadersLength`. Returns the frame length. Without `checksum`
-    /// the TCP checksum is left 0: for a frame only a kernel TCP port reads, which
+    /// the TCP and IPv4 header checksums are left 0: for a frame only a kernel TCP port reads, which
     /// sends its payload on a socket (the generic `tcp` is not specialized across
     /// modules: from the server's hot path it looked up generic metadata and copied
     /// byte by byte).
@@ -128,7 +128,7 @@ public enum FrameBuilder {
         let base = buffer.baseAddress!
         writeEthernet(at: base, e)
         let ip = IPv4Header.write(at: base + 14, totalLength: 40 + payloadLength, protocolNumber: 6,
-                                  source: e.source, destination: e.destination)
+                                  source: e.source, destination: e.destination, checksum: checksum)
         let tcp = TCPHeader.write(at: base + 34, sourcePort: e.sourcePort, destinationPort: e.destinationPort,
                                   sequence: sequence, acknowledgement: acknowledgement, flags: flags)
         if checksum { tcp.updateChecksum(ip: ip, segmentLength: 20 + payloadLength) }

@@ -138,11 +138,13 @@ public struct IPv4Header {
         return sum
     }
 
-    /// Writes a fresh 20-byte header (no options) at `base` and returns it.
+    /// Writes a fresh 20-byte header (no options) at `base` and returns it; without
+    /// `checksum` its checksum is left 0 (a frame that never leaves this process).
     @discardableResult
     public static func write(
         at base: UnsafeMutableRawPointer, totalLength: Int, protocolNumber: UInt8,
-        source: IPv4Address, destination: IPv4Address, ttl: UInt8 = 64, identification: UInt16 = 0
+        source: IPv4Address, destination: IPv4Address, ttl: UInt8 = 64, identification: UInt16 = 0,
+        checksum: Bool = true
     ) -> IPv4Header {
         base.storeByte(0x45, at: 0)
         base.storeByte(0, at: 1)
@@ -154,7 +156,7 @@ public struct IPv4Header {
         base.storeBE32(source.value, at: 12)
         base.storeBE32(destination.value, at: 16)
         let h = IPv4Header(unchecked: base, headerLength: 20)
-        h.updateChecksum()
+        if checksum { h.updateChecksum() } else { base.storeBE16(0, at: 10) }
         return h
     }
 

@@ -112,6 +112,24 @@ import Testing
         #expect(h.counters.stageMatched == [1])  // malformed frames reach no stage
     }
 
+    /// A frame whose port vouches for its IPv4 header (`headerChecksumGood`: a kernel
+    /// port wrote it, or a NIC verified it) is not checked again; any other is.
+    @Test func aHeaderThePortVouchesForIsNotCheckedAgain() throws {
+        let h = try PipelineHarness(SteeringProgram(name: "t", queues: 1, stages: [Stage("all", actions: [.toQueue(0)])]))
+        var bad = udpFrame("hello")
+        bad[24] ^= 0xFF  // IPv4 header checksum
+        _ = h.port.inject(bad)
+        _ = h.port.inject(bad)
+        #expect(h.port.receive(queue: 0, into: h.batch) == 2)
+        h.batch.packets[1].flags.insert(.headerChecksumGood)
+        h.pipeline.process(h.batch, port: h.port, replies: h.replies)
+        let slow = h.drain(1), steered = h.drain(0)
+        #expect(slow.count == 1 && slow.first?.detail == SlowPathReason.malformed.rawValue)
+        #expect(steered.count == 1 && steered.first?.packet.flags.contains(.headerChecksumGood) == true)
+        h.release(slow + steered)
+        #expect(h.port.pool.available == h.port.pool.bufferCount)
+    }
+
     @Test func badL4ChecksumIsCaughtWhenVerifying() throws {
         let h = try PipelineHarness(SteeringProgram(name: "t", queues: 1, stages: [Stage("all", actions: [.toQueue(0)])],
                                                     verifyL4Checksums: true))

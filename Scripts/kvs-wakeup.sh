@@ -23,9 +23,10 @@
 # BUILD (.build/release), CLIENT_ARGS (more `flexbench kvs` options, e.g. `--connections
 # 16 --depth 1`: sixteen clients that do not pipeline); LINK=veth (root) runs the server
 # in a network namespace behind a veth pair whose ends receive in NAPI threads pinned to
-# the server's and the client's CPU, as `flexbench compare --link veth` does, and adds the server end's
-# receive threads to the server's CPU ("server+receive"); BUSY_POLL_US (floor, TCP:
-# busy-poll the epoll set that long, EPIOCSPARAMS, Linux 6.9; PREFER_BUSY_POLL=1 too).
+# the server's and the client's CPU, as `flexbench compare --link veth` does, and adds
+# the server end's receive threads to the server's CPU ("server+receive"); BUSY_POLL_US
+# (floor, TCP: busy-poll the epoll set that long, EPIOCSPARAMS, Linux 6.9;
+# PREFER_BUSY_POLL=1 too).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 server=${1:?usage: kvs-wakeup.sh memcached|flexkvs|floor|floor-uring [RATE [FORMAT]]}

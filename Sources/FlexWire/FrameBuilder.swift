@@ -114,10 +114,10 @@ public enum FrameBuilder {
 
     /// Writes headers (no options) for a TCP segment whose `payloadLength` bytes already
     /// sit at offset `tcpHeadersLength`. Returns the frame length. Without `checksum`
-    /// the TCP and IPv4 header checksums are left 0: for a frame only a kernel TCP port reads, which
-    /// sends its payload on a socket (the generic `tcp` is not specialized across
-    /// modules: from the server's hot path it looked up generic metadata and copied
-    /// byte by byte).
+    /// the TCP and IPv4 header checksums are left 0: for a frame only a kernel TCP port
+    /// reads, which sends its payload on a socket (the generic `tcp` is not
+    /// specialized across modules: from the server's hot path it looked up generic
+    /// metadata and copied byte by byte).
     @discardableResult
     public static func writeTCPHeaders(into buffer: UnsafeMutableRawBufferPointer, endpoints e: Endpoints,
                                        payloadLength: Int, flags: TCPHeader.Flags = [.ack, .psh], sequence: UInt32 = 0,

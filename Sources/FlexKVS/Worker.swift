@@ -184,9 +184,9 @@ final class Worker: @unchecked Sendable {
     /// Idle housekeeping: compacts one segment of this worker's partition (then goes
     /// round again), or refills the log segments placed SETs are waiting for.
     func compactOrRefill() -> Bool {
-        let partition = context.store.partitions[queue % context.store.partitions.count]
-        if partition.withLock({ $0.compactOne() }) { return true }
-        for p in placements where !p.waiting.isEmpty { partition.withLock { _ in p.refill() } }
+        let store = context.store, own = queue % store.partitions.count
+        if store.withLockedPartition(own, { $0.compactOne() }) { return true }
+        for p in placements where !p.waiting.isEmpty { store.withLockedPartition(own) { _ in p.refill() } }
         return false
     }
 

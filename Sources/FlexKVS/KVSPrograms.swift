@@ -47,9 +47,14 @@ public enum KVSPrograms {
     /// (first) key, write the hash into the descriptor, redirect to the owning worker.
     /// Requests without a key (stats, version, ...) stay with this worker.
     ///
-    /// With `placing`, binary SETs (and SETQs) in one datagram are also appended to the
-    /// owning worker's log segments from the frame header's last 4 bytes on, which puts
-    /// the key 40 bytes after the record's start: an item's layout (`PlacementLog`).
+    /// With `placing` (dma steering), binary SETs (and SETQs) in one datagram are also
+    /// appended to the owning worker's log segments from the frame header's last 4 bytes
+    /// on, which puts the key 40 bytes after the record's start: an item's layout
+    /// (`PlacementLog`). And binary GETs without extras in one datagram match a stage of
+    /// their own, `parsedGetStage`, whose index the descriptor carries (`detail`): the
+    /// owning worker answers them from the item without running the protocol
+    /// (`Worker.serveParsedGet`), as the thesis' GET fast path (figure 5.1) hands the core
+    /// a parsed request.
     public static func key(port: UInt16, queues: Int, own: Int, offload: Bool, placing: Bool = false) -> SteeringProgram {
         let header = MemcachedUDPFrame.headerLength
         let binaryKey = HashInput.payloadField(offset: header + BinaryProtocol.headerSize, lengthAt: header + 2, skipAt: header + 4)
@@ -69,6 +74,13 @@ public enum KVSPrograms {
                            FieldMatch(.payloadWord(offset: header + 4, width: 1), .exact(8))],  // flags + expiry
                   actions: [.hash(binaryKey), .writeHash, .redirect,
                             .appendToLog(offset: header - PlacementLog.recordPrefix, length: nil)]),
+            .init(parsedGetStage,
+                  fields: [FieldMatch(.destinationPort, .exact(UInt64(port))),
+                           FieldMatch(.payloadWord(offset: MemcachedUDPFrame.sequenceAndCountOffset, width: 4), .exact(1)),  // sequence 0 of 1 datagram
+                           FieldMatch(.payloadWord(offset: header, width: 1), .exact(UInt64(BinaryProtocol.requestMagic))),
+                           FieldMatch(.payloadWord(offset: header + 1, width: 1), .exact(UInt64(BinaryProtocol.Op.get.rawValue))),
+                           FieldMatch(.payloadWord(offset: header + 4, width: 1), .exact(0))],  // no extras
+                  actions: [.hash(binaryKey), .writeHash, .redirect]),
         ] : []) + [
             .init("binary", fields: [FieldMatch(.destinationPort, .exact(UInt64(port))),
                                      FieldMatch(.payloadWord(offset: header, width: 1), .exact(UInt64(BinaryProtocol.requestMagic)))],
@@ -77,6 +89,10 @@ public enum KVSPrograms {
                   actions: [.toQueue(own)]),
         ])
     }
+
+    /// The name of dma steering's stage for binary GETs the worker answers without the
+    /// protocol handler (`key(placing: true)`).
+    static let parsedGetStage = "binary-get-parsed"
 
     /// `program` with every stage also requiring the frame to be addressed to `address`
     /// (on an Ethernet link the port sees other hosts' traffic and ARP; those frames

@@ -351,6 +351,8 @@ public final class KVSServer: @unchecked Sendable {
                     (p + "tcp_sessions", String(w.sessionCount.load(ordering: .relaxed))),
                     (p + "cycles_per_request_median", String(w.cycles.median())),
                     (p + "cycles_per_request_p90", String(w.cycles.percentile(0.9))),
+                    (p + "core_cycles_per_request_median", String(w.coreCycles.median())),
+                    (p + "core_cycles_per_request_p90", String(w.coreCycles.percentile(0.9))),
                     (p + "receive_cycles_per_packet_median", String(w.receiveCycles.median())),
                     (p + "udp_bad_frames", String(w.badFrames.load(ordering: .relaxed))),
                     (p + "arp_answered", String(w.arpAnswered.load(ordering: .relaxed))),

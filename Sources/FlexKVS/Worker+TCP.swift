@@ -79,7 +79,9 @@ extension Worker {
         guard commands > 0 else { return }
         // Only this worker writes its count: a plain store, not a locked add per request.
         requests.store(requests.load(ordering: .relaxed) &+ UInt64(commands), ordering: .relaxed)
-        cycles.record((cflex_rdtsc() &- t0 &+ steeringCycles) / UInt64(commands))
+        let own = (cflex_rdtsc() &- t0) / UInt64(commands)
+        coreCycles.record(own)
+        cycles.record(own &+ steeringCycles / UInt64(commands))
     }
 
     /// Sends the session's reply bytes that are in order (up to the first reply still

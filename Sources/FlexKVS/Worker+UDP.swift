@@ -27,6 +27,7 @@ extension Worker {
             badFrames.wrappingAdd(1, ordering: .relaxed)
             return
         }
+        // A request's cycles count until its reply is queued (the thesis' measure).
         if d.kind == .logRecord, let stored = storePlaced(d) {
             // A placed SET's reply is the bare 24-byte header (SETQ: none), written here
             // without a session.
@@ -35,20 +36,22 @@ extension Worker {
             withUnsafeMutableBytes(of: &reply) { r in
                 BinaryProtocol.writeResponseHeader(at: r.baseAddress!, opcode: stored.opcode, keyLength: 0, extrasLength: 0,
                                                    status: .ok, bodyLength: 0, opaque: stored.opaque, cas: stored.cas)
-                record(commands: 1, since: t0, steeringCycles)
                 sendUDP(UnsafeRawBufferPointer(r), requestID: frame.requestID, to: d.packet.replyEndpoints, reusing: &request, port: udp)
             }
-            return
+            return record(commands: 1, since: t0, steeringCycles)
+        }
+        if d.kind == .packet, d.detail == parsedGetStage, serveParsedGet(d, frame, reusing: &request, port: udp) {
+            return record(commands: 1, since: t0, steeringCycles)
         }
         let s = udpSession
         s.reset()
         if d.hash != 0 { s.hashHint = d.hash }
         s.receive(frame.request)
         ProtocolHandler.run(s, context)
-        record(commands: s.commands, since: t0, steeringCycles)
         s.output.withUnsafeBytes {
             sendUDP($0, requestID: frame.requestID, to: d.packet.replyEndpoints, reusing: &request, port: udp)
         }
+        record(commands: s.commands, since: t0, steeringCycles)
     }
 
     /// Sends `output` as the reply datagrams to `reply`, the first one in `request`'s
@@ -69,14 +72,22 @@ extension Worker {
             var p = udpOut[udpOut.count - 1]
             let start = i * MemcachedUDPFrame.replyBytesPerDatagram
             let n = min(MemcachedUDPFrame.replyBytesPerDatagram, total - start)
-            let body = p.data + FrameBuilder.udpHeadersLength
-            MemcachedUDPFrame.writeHeader(at: body, requestID: requestID, sequence: i, count: datagrams)
-            (body + MemcachedUDPFrame.headerLength).copyMemory(from: output.baseAddress! + start, byteCount: n)
-            let length = (try? FrameBuilder.writeUDPHeaders(into: UnsafeMutableRawBufferPointer(start: p.data, count: Int(p.capacity)),
-                                                            endpoints: reply, payloadLength: MemcachedUDPFrame.headerLength + n,
-                                                            checksum: false)) ?? 0
-            p.length = UInt32(length)
+            (p.data + FrameBuilder.udpHeadersLength + MemcachedUDPFrame.headerLength)
+                .copyMemory(from: output.baseAddress! + start, byteCount: n)
+            frameReply(&p, bodyLength: n, requestID: requestID, sequence: i, count: datagrams, to: reply)
             udpOut[udpOut.count - 1] = p
         }
+    }
+
+    /// Writes the headers of reply datagram `sequence` of `count` (Ethernet, IPv4, UDP
+    /// and memcached's frame header) around the `bodyLength` reply bytes already in `p`
+    /// after them, and sets its length.
+    @inline(__always)
+    func frameReply(_ p: inout Packet, bodyLength: Int, requestID: UInt16, sequence: Int, count: Int, to reply: FrameBuilder.Endpoints) {
+        MemcachedUDPFrame.writeHeader(at: p.data + FrameBuilder.udpHeadersLength, requestID: requestID, sequence: sequence, count: count)
+        let length = (try? FrameBuilder.writeUDPHeaders(into: UnsafeMutableRawBufferPointer(start: p.data, count: Int(p.capacity)),
+                                                        endpoints: reply, payloadLength: MemcachedUDPFrame.headerLength + bodyLength,
+                                                        checksum: false)) ?? 0
+        p.length = UInt32(length)
     }
 }

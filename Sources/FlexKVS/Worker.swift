@@ -48,13 +48,22 @@ final class Worker: @unchecked Sendable {
     /// The one ring TCP requests arrive on (TCP stays with the accepting worker).
     let tcpInboxes: [DescriptorRing]
     let udpSession = Session()
+    /// The index of the UDP program's stage for binary GETs the pipeline parsed (dma
+    /// steering; `serveParsedGet`), as a descriptor's `detail` names it; nil without it.
+    let parsedGetStage: UInt8?
     /// Requests served (written by this worker only; others read it).
     let requests = Atomic<UInt64>(0)
     let badFrames = Atomic<UInt64>(0)
     let arpAnswered = Atomic<UInt64>(0)
     /// Replies dropped because the port's transmit ring stayed full (`flush(full:port:)`).
     let transmitDropped = Atomic<UInt64>(0)
+    /// Cycles per request, from when the pipeline sees the packet (the request's share of
+    /// its burst's steering) to when the reply is queued.
     let cycles = CycleHistogram()
+    /// The same without the steering share: the core's own cycles, what it would spend
+    /// with the pipeline in a NIC (the thesis' measure: from when the stack sees the
+    /// request to when its reply is queued; the emulated NIC ran on other cores there).
+    let coreCycles = CycleHistogram()
     /// Cycles per packet of fetching bursts from the port (kernel I/O with sockets).
     let receiveCycles = CycleHistogram()
 
@@ -115,6 +124,7 @@ final class Worker: @unchecked Sendable {
             let pipeline = try SteeringPipeline(program: program, redirection: server.context.store.shards, logs: logs, replyTable: table)
             return SteeringEmulator(port: udp, pipeline: pipeline, rxQueue: queue, txQueue: queue)
         }
+        parsedGetStage = udpSteering?.pipeline.program.stages.firstIndex { $0.name == KVSPrograms.parsedGetStage }.map { UInt8($0) }
     }
 
     deinit {

@@ -11,8 +11,8 @@ import Testing
 @Suite struct KVSProgramTests {
     static let server = Frames.endpoints.destination
 
-    func verdict(_ program: SteeringProgram, _ frame: [UInt8]) throws -> SteeringPipeline.Verdict {
-        let pipeline = try SteeringPipeline(program: program)
+    func verdict(_ program: SteeringProgram, _ frame: [UInt8], logs: [LogSegments]? = nil) throws -> SteeringPipeline.Verdict {
+        let pipeline = try SteeringPipeline(program: program, logs: logs)
         var bytes = frame
         return bytes.withUnsafeMutableBytes { b in
             var p = Packet(owner: nil, data: b.baseAddress!, length: UInt32(b.count), capacity: UInt32(b.count))
@@ -50,6 +50,31 @@ import Testing
             }
         }
         #expect(steer("get \(String(repeating: "z", count: 251))\r\n").0.kind != .reply)
+    }
+
+    /// dma steering's program hands the worker a lone binary GET through its own stage,
+    /// whose index the descriptor carries (`Worker.serveParsedGet` answers those); any
+    /// other binary request, or a GET in a datagram of several, takes the ordinary
+    /// binary stage. Key steering's program has no such stage.
+    @Test func onlyALoneBinaryGetTakesTheParsedGetStage() throws {
+        let dma = KVSPrograms.key(port: 11211, queues: 2, own: 0, offload: false, placing: true)
+        let parsed = try #require(dma.stages.firstIndex { $0.name == KVSPrograms.parsedGetStage })
+        let binary = try #require(dma.stages.firstIndex { $0.name == "binary" })
+        #expect(!KVSPrograms.key(port: 11211, queues: 2, own: 0, offload: false).stages.contains { $0.name == KVSPrograms.parsedGetStage })
+        func request(opcode: UInt8, extras: [UInt8] = [], key: String = "k1", count: UInt8 = 1) -> [UInt8] {
+            let k = Array(key.utf8), body = extras.count + k.count
+            return [0, 9, 0, 0, 0, count, 0, 0, 0x80, opcode, 0, UInt8(k.count), UInt8(extras.count), 0, 0, 0, 0, 0, 0, UInt8(body)]
+                + [UInt8](repeating: 0, count: 12) + extras + k
+        }
+        let logs = [LogSegments(count: 1, size: 4096), LogSegments(count: 1, size: 4096)]
+        let get = try verdict(dma, Frames.udp(request(opcode: 0x00)), logs: logs)
+        #expect(get.kind == .queue && Int(get.detail) == parsed && get.hash == Array("k1".utf8).withUnsafeBytes { KVStore.hash($0) })
+        for (other, shape) in [(request(opcode: 0x09), "GETQ"), (request(opcode: 0x0C), "GETK"),
+                               (request(opcode: 0x00, extras: [0, 0, 0, 0]), "GET with extras"),
+                               (request(opcode: 0x00, count: 2), "the first of two datagrams")] {
+            let v = try verdict(dma, Frames.udp(other), logs: logs)
+            #expect(v.kind == .queue && Int(v.detail) == binary, "\(shape)")
+        }
     }
 
     @Test(arguments: [false, true])

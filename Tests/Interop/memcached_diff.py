@@ -30,6 +30,12 @@ Framing, without sleeps:
              total 1, reserved 0) + command + `mn\\r\\n`; the reply datagrams
              with our request id are reassembled (by sequence number within
              each reply's run of datagrams) until the payload ends with MN.
+  udpbin     binary over UDP (not in the default --protocols; not with udp:
+             after a binary request over UDP that it answers "Invalid arguments",
+             memcached 1.6.18 runs only the first command of every later text
+             datagram, so udp's `mn` is never answered), one datagram
+             per op, most a lone request (no sentinel: that would make it two),
+             reassembled as for udp until the last request's response has arrived.
   A connection closed by the server is recorded as the bytes received plus
   `<CLOSED>`; no progress for 1 s (0.3 s for UDP) as `<TIMEOUT>`; either way
   the next op reconnects. The per-op transcript (request, reply, marker) of
@@ -152,12 +158,12 @@ def help_of(path):
 class Target:
     """One server under test plus its client connections and CAS memory."""
 
-    def __init__(self, name, path):
+    def __init__(self, name, path, extra_args=()):
         self.name = name
         self.path = path
         self.port = free_port()
         args = [path, "-p", str(self.port), "-U", str(self.port), "-l", "127.0.0.1",
-                "-m", "64", "-I", "1m", "-t", "1", "-c", "1024"]
+                "-m", "64", "-I", "1m", "-t", "1", "-c", "1024"] + list(extra_args)
         help_text = help_of(path)
         if os.geteuid() == 0 and re.search(rb"(^|\s)-u[,\s]", help_text):
             args += ["-u", "root"]
@@ -240,9 +246,9 @@ class Step:
     __slots__ = ("proto", "parts", "mn", "key", "stats", "opaque_keys", "udp_hdr", "sentinel")
 
     def __init__(self, proto, parts, mn=0, key=None, stats=False, opaque_keys=None, udp_hdr=None):
-        self.proto = proto          # text | meta | binary | udp
+        self.proto = proto          # text | meta | binary | udp | udpbin
         self.parts = parts          # bytes / CasRef
-        self.mn = mn                # `mn` commands inside the request (text/meta/udp)
+        self.mn = mn                # `mn` commands inside the request (text/meta/udp); udpbin: the last request's opaque
         self.key = key              # key for CAS tracking (meta)
         self.stats = stats
         self.opaque_keys = opaque_keys or {}
@@ -400,9 +406,30 @@ class UdpJob:
                 continue
             self.last = now
             self.dgrams.append((rid, seq, total, d[8:]))
-        payload = b"".join(p for _, _, _, p in self.dgrams)
-        if payload.endswith(MN) and count_mn(payload) >= self.mn + 1:
+        if self.complete():
             self.finish("ok", sel)
+
+    def complete(self):
+        payload = b"".join(p for _, _, _, p in self.dgrams)
+        return payload.endswith(MN) and count_mn(payload) >= self.mn + 1
+
+
+class UdpBinJob(UdpJob):
+    """Binary requests in one datagram (no NOOP sentinel, which would put a second
+    request in it): done once the whole response to the last request (its opaque in
+    `mn`; it must not be quiet) has arrived."""
+
+    def complete(self):
+        payload = self.assemble()
+        off = 0
+        while len(payload) - off >= 24 and payload[off] == 0x81:
+            body, opaque = struct.unpack_from(">II", payload, off + 8)
+            if len(payload) - off < 24 + body:
+                break
+            off += 24 + body
+            if opaque == self.mn:
+                return True
+        return False
 
 
 def run_jobs(jobs):
@@ -651,7 +678,7 @@ def track_cas(target, step, buf):
                 target.last_cas[step.key] = int(m.group(1))
             for m in ME_CAS_RE.finditer(buf):
                 target.last_cas[step.key] = int(m.group(1))
-    elif step.proto == "binary":
+    elif step.proto in ("binary", "udpbin"):
         b = bytes(buf)
         off = 0
         while len(b) - off >= 24:
@@ -710,7 +737,7 @@ class Gen:
         self.r = random.Random(seed)
         self.protocols = protocols
         self.opaque = 0x1000
-        weights = {"text": 35, "meta": 25, "binary": 30, "udp": 10}
+        weights = {"text": 35, "meta": 25, "binary": 30, "udp": 10, "udpbin": 10}
         self.pw = [(p, weights[p]) for p in protocols]
 
     # -- helpers
@@ -1221,6 +1248,49 @@ class Gen:
         return self.U("gat", b"gat %d %s\r\n" % (self.exptime(), key))
 
 
+    # -- binary over UDP: one datagram per op, most of them a lone request (the shape
+    # flexkvs's dma steering parses in its pipeline and answers without its protocol
+    # handler), so no NOOP sentinel; the last request's reply ends the exchange.
+    def UB(self, shape, packets):
+        step = self.bstep(packets)
+        step.proto = "udpbin"
+        step.mn = packets[-1][1]
+        return Op("udpbin:" + shape, "udpbin", [step])
+
+    def gen_udpbin(self):
+        r = self.r
+        x = r.random()
+        key = self.key(big=False)
+        if x < 0.40:
+            return self.UB("get", [self.bpk(0x00, key)])
+        if x < 0.43:
+            return self.UB("get missing", [self.bpk(0x00, b"missing%d" % r.randrange(5))])
+        if x < 0.48:
+            name, pk = self.pick([
+                ("get with extras", lambda: self.bpk(0x00, key, extras=b"\x00\x00\x00\x00")),
+                ("get with value", lambda: self.bpk(0x00, key, value=b"abc")),
+                ("get without key", lambda: self.bpk(0x00)),
+                ("get overlong key", lambda: self.bpk(0x00, KEY251)),
+            ])
+            return self.UB("bad " + name, [pk()])
+        if x < 0.70:
+            val = self.value(key, small=True)
+            if self.chance(0.15):
+                val = clean(bytes([r.randrange(97, 123)]) * r.randint(1300, 4000))
+            return self.UB("set", [self.bpk(0x01, key, extras=self.store_extras(), value=val)])
+        if x < 0.75:
+            return self.UB("setq+get", [self.bpk(0x11, key, extras=self.store_extras(), value=self.value(key, small=True)),
+                                        self.bpk(0x00, key)])
+        if x < 0.83:
+            return self.UB("delete", [self.bpk(0x04, key)])
+        if x < 0.90:
+            return self.UB("getk", [self.bpk(0x0C, key)])
+        # (memcached drops what follows a miss's error reply in a datagram: no GET
+        # before the last request)
+        keys = [self.key(big=False) for _ in range(r.randint(1, 4))]
+        return self.UB("getq batch", [self.bpk(0x09, k) for k in keys] + [self.bpk(0x00, key)])
+
+
 # ----------------------------------------------------------------------------
 # runner
 
@@ -1251,6 +1321,8 @@ class Runner:
             elif step.proto == "binary":
                 noop = bin_packet(0x0A, opaque=opaque_sentinel)[0]
                 jobs.append(TcpJob(t, "binary", req + noop, binary_done(opaque_sentinel)))
+            elif step.proto == "udpbin":
+                jobs.append(UdpBinJob(t, struct.pack(">HHHH", self.reqid, 0, 1, 0) + req, self.reqid, step.mn))
             else:
                 seq, total = step.udp_hdr or (0, 1)
                 hdr = struct.pack(">HHHH", self.reqid, seq, total, 0)
@@ -1261,7 +1333,7 @@ class Runner:
             buf = bytes(j.buf)
             if j.status == "timeout":
                 t.timeout_shapes[getattr(self, "cur_shape", "?")] += 1
-            if step.proto == "udp":
+            if step.proto in ("udp", "udpbin"):
                 t.old_reqids.add(self.reqid)
                 if j.status == "timeout":
                     t.timeouts += 1
@@ -1274,7 +1346,7 @@ class Runner:
                     t.drop(step.proto)
             track_cas(t, step, buf)
             res.append((req, buf, j.status))
-        if step.proto == "udp":
+        if step.proto in ("udp", "udpbin"):
             self.reqid = (self.reqid + 1) & 0xFFFF
             if self.reqid == 0:
                 for t in self.targets:
@@ -1293,7 +1365,7 @@ class Runner:
         for k in (0, 1):
             n = Norm()
             for step, req, buf, status in trans[k]:
-                if step.proto == "binary":
+                if step.proto in ("binary", "udpbin"):
                     norm_binary(buf, n)
                 else:
                     norm_text(buf, n, stats=step.stats)
@@ -1307,7 +1379,7 @@ class Runner:
         """After a difference: delete the keys the op touched on both servers."""
         keys = set()
         for step, req, _buf, _status in trans:
-            if step.proto == "binary":
+            if step.proto in ("binary", "udpbin"):
                 off = 0
                 while len(req) - off >= 24 and req[off] == 0x80:
                     kl, el = struct.unpack_from(">HB", req, off + 2)
@@ -1359,7 +1431,9 @@ def main():
     ap.add_argument("--memcached", required=True)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--ops", type=int, default=10000)
-    ap.add_argument("--protocols", default="text,meta,binary,udp")
+    ap.add_argument("--protocols", default="text,meta,binary,udp",
+                    help="comma-separated: text, meta, binary, udp (text over UDP), udpbin (binary over UDP)")
+    ap.add_argument("--flexkvs-args", default="", help="more flexkvs options, e.g. '--steering dma'")
     ap.add_argument("--report")
     ap.add_argument("--max-diffs", type=int, default=0, help="stop after N differences (0: no limit)")
     ap.add_argument("--no-resync", action="store_true", help="do not delete the op's keys on both servers after a difference")
@@ -1368,15 +1442,18 @@ def main():
     args = ap.parse_args()
     protocols = [p.strip() for p in args.protocols.split(",") if p.strip()]
     for p in protocols:
-        if p not in ("text", "meta", "binary", "udp"):
+        if p not in ("text", "meta", "binary", "udp", "udpbin"):
             ap.error("unknown protocol %r" % p)
+    if "udp" in protocols and "udpbin" in protocols:
+        ap.error("udp and udpbin cannot be mixed: after a binary error over UDP memcached runs only the first "
+                 "command of a text datagram")
 
     signal.signal(signal.SIGTERM, _sig)
     signal.signal(signal.SIGINT, _sig)
     t0 = time.monotonic()
     try:
         mc = Target("memcached", args.memcached)
-        fx = Target("flexkvs", args.flexkvs)
+        fx = Target("flexkvs", args.flexkvs, args.flexkvs_args.split())
     except (RuntimeError, OSError) as e:
         print("error: %s" % e, file=sys.stderr)
         return 2

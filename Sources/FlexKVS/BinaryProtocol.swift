@@ -89,6 +89,9 @@ enum BinaryProtocol {
         s.compact()
     }
 
+    /// The message of a key not found (a GETK miss carries the key instead), as memcached words it.
+    static let notFound: StaticString = "Not found"
+
     /// Writes a response header (24 bytes, big-endian fields) at `p`.
     static func writeResponseHeader(at p: UnsafeMutableRawPointer, opcode: UInt8, keyLength: Int, extrasLength: Int,
                                     status: Status, bodyLength: Int, opaque: UInt32, cas: UInt64) {
@@ -174,7 +177,7 @@ enum BinaryProtocol {
                         value: UnsafeRawBufferPointer(it.value))
                 return true
             }
-            if !found && !op.isQuiet { respond(s, h, .keyNotFound, key: withKey ? key : nil, text: withKey ? nil : "Not found") }
+            if !found && !op.isQuiet { respond(s, h, .keyNotFound, key: withKey ? key : nil, text: withKey ? nil : notFound) }
 
         case .set, .setQ, .add, .addQ, .replace, .replaceQ, .append, .appendQ, .prepend, .prependQ:
             let isConcat = op == .append || op == .appendQ || op == .prepend || op == .prependQ
@@ -197,9 +200,9 @@ enum BinaryProtocol {
             case .notStored:
                 if mode == .add { respond(s, h, .keyExists, text: "Data exists for key.") }
                 else if isConcat { respond(s, h, .notStored, text: "Not stored.") }
-                else { respond(s, h, .keyNotFound, text: "Not found") }
+                else { respond(s, h, .keyNotFound, text: notFound) }
             case .exists: respond(s, h, .keyExists, text: "Data exists for key.")
-            case .notFound: respond(s, h, .keyNotFound, text: "Not found")
+            case .notFound: respond(s, h, .keyNotFound, text: notFound)
             case .tooLarge: ctx.count(.storeTooLarge); respond(s, h, .valueTooLarge, text: "Too large.")
             case .outOfMemory: ctx.count(.storeNoMemory); respond(s, h, .outOfMemory, text: "Out of memory")
             }
@@ -214,7 +217,7 @@ enum BinaryProtocol {
             switch status {
             case .ok: if !op.isQuiet { respond(s, h, .ok) }
             case .keyExists: respond(s, h, .keyExists, text: "Data exists for key.")
-            default: respond(s, h, .keyNotFound, text: "Not found")
+            default: respond(s, h, .keyNotFound, text: notFound)
             }
 
         case .increment, .incrementQ, .decrement, .decrementQ:
@@ -225,7 +228,7 @@ enum BinaryProtocol {
             let r = store.withPartition(hash) { $0.delta(key, hash: hash, increment: up, by: amount, initial: create, cas: h.cas) }
             switch r {
             case .value(let v, let cas): if !op.isQuiet { respond(s, h, .ok, cas: cas, number: v) }
-            case .notFound: respond(s, h, .keyNotFound, text: "Not found")
+            case .notFound: respond(s, h, .keyNotFound, text: notFound)
             case .nonNumeric: respond(s, h, .nonNumeric, text: "Non-numeric server-side value for incr or decr")
             case .exists: respond(s, h, .keyExists, text: "Data exists for key.")
             }
@@ -238,7 +241,7 @@ enum BinaryProtocol {
                 respond(s, h, .ok, cas: it.cas, flags: it.flags)
                 return true
             }
-            if !found { respond(s, h, .keyNotFound, text: "Not found") }
+            if !found { respond(s, h, .keyNotFound, text: notFound) }
 
         case .flush, .flushQ:
             guard extras.count == 0 || extras.count == 4 else { invalid(); return }
@@ -264,10 +267,10 @@ enum BinaryProtocol {
                 case "detail on": ctx.detailEnabled.store(true, ordering: .relaxed); lines = []
                 case "detail off": ctx.detailEnabled.store(false, ordering: .relaxed); lines = []
                 case "detail dump": lines = []
-                default: respond(s, h, .keyNotFound, text: "Not found"); return
+                default: respond(s, h, .keyNotFound, text: notFound); return
                 }
             } else if let report = ctx.statsReport(name) { lines = report }
-            else { respond(s, h, .keyNotFound, text: "Not found"); return }
+            else { respond(s, h, .keyNotFound, text: notFound); return }
             for (k, v) in lines {
                 Array(k.utf8).withUnsafeBytes { kb in Array(v.utf8).withUnsafeBytes { respond(s, h, .ok, key: kb, value: $0) } }
             }

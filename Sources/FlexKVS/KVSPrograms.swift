@@ -50,7 +50,8 @@ public enum KVSPrograms {
     /// With `placing` (dma steering), binary SETs (and SETQs) in one datagram are also
     /// appended to the owning worker's log segments from the frame header's last 4 bytes
     /// on, which puts the key 40 bytes after the record's start: an item's layout
-    /// (`PlacementLog`). And binary GETs without extras in one datagram match a stage of
+    /// (`PlacementLog`). And binary GETs without extras alone in their datagram (sequence
+    /// 0 of 1) match a stage of
     /// their own, `parsedGetStage`, whose index the descriptor carries (`detail`): the
     /// owning worker answers them from the item without running the protocol
     /// (`Worker.serveParsedGet`), as the thesis' GET fast path (figure 5.1) hands the core
@@ -58,6 +59,15 @@ public enum KVSPrograms {
     public static func key(port: UInt16, queues: Int, own: Int, offload: Bool, placing: Bool = false) -> SteeringProgram {
         let header = MemcachedUDPFrame.headerLength
         let binaryKey = HashInput.payloadField(offset: header + BinaryProtocol.headerSize, lengthAt: header + 2, skipAt: header + 4)
+        // A binary request alone in its datagram (sequence 0 of 1): `opcode` and the
+        // extras length as given.
+        func loneBinary(opcode: FieldPattern, extrasLength: UInt64) -> [FieldMatch] {
+            [FieldMatch(.destinationPort, .exact(UInt64(port))),
+             FieldMatch(.payloadWord(offset: MemcachedUDPFrame.sequenceAndCountOffset, width: 4), .exact(1)),
+             FieldMatch(.payloadWord(offset: header, width: 1), .exact(UInt64(BinaryProtocol.requestMagic))),
+             FieldMatch(.payloadWord(offset: header + 1, width: 1), opcode),
+             FieldMatch(.payloadWord(offset: header + 4, width: 1), .exact(extrasLength))]
+        }
         func text(_ command: String) -> SteeringProgram.Stage {
             .init("ascii-\(command)", payload: [PayloadMatch(offset: header, text: command + " ")],
                   actions: [.hash(.payloadToken(offset: header + command.utf8.count + 1, maxLength: TextProtocol.maxKeyLength)),
@@ -66,20 +76,10 @@ public enum KVSPrograms {
         return SteeringProgram(name: "kvs-udp-key", queues: queues, stages: [udpPayload(port: port)] + (offload ? [offloadStage(then: [.writeHash, .redirect])] : []) + [
             text("get"), text("gets"), text("set"), text("delete"),
         ] + (placing ? [
-            .init("binary-set-placed",
-                  fields: [FieldMatch(.destinationPort, .exact(UInt64(port))),
-                           FieldMatch(.payloadWord(offset: MemcachedUDPFrame.sequenceAndCountOffset, width: 4), .exact(1)),  // sequence 0 of 1 datagram
-                           FieldMatch(.payloadWord(offset: header, width: 1), .exact(UInt64(BinaryProtocol.requestMagic))),
-                           FieldMatch(.payloadWord(offset: header + 1, width: 1), .masked(0x01, mask: 0xEF)),  // SET, SETQ
-                           FieldMatch(.payloadWord(offset: header + 4, width: 1), .exact(8))],  // flags + expiry
+            .init("binary-set-placed", fields: loneBinary(opcode: .masked(0x01, mask: 0xEF), extrasLength: 8),  // SET, SETQ; flags + expiry
                   actions: [.hash(binaryKey), .writeHash, .redirect,
                             .appendToLog(offset: header - PlacementLog.recordPrefix, length: nil)]),
-            .init(parsedGetStage,
-                  fields: [FieldMatch(.destinationPort, .exact(UInt64(port))),
-                           FieldMatch(.payloadWord(offset: MemcachedUDPFrame.sequenceAndCountOffset, width: 4), .exact(1)),  // sequence 0 of 1 datagram
-                           FieldMatch(.payloadWord(offset: header, width: 1), .exact(UInt64(BinaryProtocol.requestMagic))),
-                           FieldMatch(.payloadWord(offset: header + 1, width: 1), .exact(UInt64(BinaryProtocol.Op.get.rawValue))),
-                           FieldMatch(.payloadWord(offset: header + 4, width: 1), .exact(0))],  // no extras
+            .init(parsedGetStage, fields: loneBinary(opcode: .exact(UInt64(BinaryProtocol.Op.get.rawValue)), extrasLength: 0),
                   actions: [.hash(binaryKey), .writeHash, .redirect]),
         ] : []) + [
             .init("binary", fields: [FieldMatch(.destinationPort, .exact(UInt64(port))),

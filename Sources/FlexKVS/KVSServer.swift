@@ -210,6 +210,9 @@ public final class KVSServer: @unchecked Sendable {
             guard c.udpPort != nil else {
                 throw ConfigurationError("--steering dma places binary UDP SETs: enable UDP (-U PORT)")
             }
+            guard c.binding != .ascii else {
+                throw ConfigurationError("--steering dma places binary UDP SETs and answers binary GETs: it cannot run with -B ascii")
+            }
             let placing = Self.placingSegments(threads: c.threads) * c.threads
             let quota = Partition.quota(of: store)
             guard quota >= placing + 2 else {
@@ -363,7 +366,8 @@ public final class KVSServer: @unchecked Sendable {
             if !w.placements.isEmpty {
                 out += [(p + "placed_sets", String(w.placements.reduce(0) { $0 + $1.placed })),
                         (p + "placed_records_lost", String(w.placements.reduce(0) { $0 + $1.lost })),
-                        (p + "placed_segments_adopted", String(w.placements.reduce(0) { $0 + $1.adopted }))]
+                        (p + "placed_segments_adopted", String(w.placements.reduce(0) { $0 + $1.adopted })),
+                        (p + "parsed_gets", String(w.parsedGets.load(ordering: .relaxed)))]
             }
             for (i, m) in c.stageMatched.enumerated() { out.append((p + "stage:\(i):matched", String(m))) }
         }

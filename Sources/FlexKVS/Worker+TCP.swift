@@ -66,9 +66,9 @@ extension Worker {
         while true {
             let before = session.commands
             if forwarding != nil { runForwarding(session, flow: flow) } else { ProtocolHandler.run(session, context) }
-            record(commands: session.commands - before, since: t0, steeringCycles)
-            let heldBack = session.heldBack, pending = session.output.count
+            let ran = session.commands - before, heldBack = session.heldBack, pending = session.output.count
             sendTCP(session, flow: flow)
+            record(commands: ran, since: t0, steeringCycles)
             guard heldBack, session.output.count < pending, sessions[flow] != nil else { break }
             if !tcpOut.isEmpty { _ = port.transmit(queue: queue, tcpOut) }
             if port.isBackpressured(queue: queue, flow: flow) { break }

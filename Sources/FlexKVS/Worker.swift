@@ -51,6 +51,8 @@ final class Worker: @unchecked Sendable {
     /// The index of the UDP program's stage for binary GETs the pipeline parsed (dma
     /// steering; `serveParsedGet`), as a descriptor's `detail` names it; nil without it.
     let parsedGetStage: UInt8?
+    /// GETs answered that way (written by this worker only).
+    let parsedGets = Atomic<UInt64>(0)
     /// Requests served (written by this worker only; others read it).
     let requests = Atomic<UInt64>(0)
     let badFrames = Atomic<UInt64>(0)

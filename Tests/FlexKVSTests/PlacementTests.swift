@@ -115,13 +115,20 @@ func binarySetDatagram(key: String, value: [UInt8], opcode: UInt8 = 0x01, opaque
         #expect(p.stats[.compactedItems] > 0)
     }
 
-    @Test func tooLittleMemoryForPlacingIsAClearError() {
+    /// Too little memory, no UDP, or `-B ascii` (under which a binary request is text,
+    /// but dma's pipeline places binary SETs and parses binary GETs).
+    @Test func aConfigurationDmaCannotServeIsAClearError() throws {
         var c = KVServerConfig.dma(threads: 2)
         c.store.memoryLimit = 4 << 20
         #expect(throws: KVSServer.ConfigurationError.self) { try KVSServer(c) }
-        c.udpPort = nil
         c.store.memoryLimit = 64 << 20
+        c.udpPort = nil
         #expect(throws: KVSServer.ConfigurationError.self) { try KVSServer(c) }
+        c.udpPort = 0
+        c.binding = .ascii
+        #expect(throws: KVSServer.ConfigurationError.self) { try KVSServer(c) }
+        c.binding = .auto
+        try KVSServer(c).stop()
     }
 }
 
@@ -200,6 +207,8 @@ enum KVServerConfig {
         #expect(total("placed_sets") == 4001)  // the SETQ too; not the CAS or the short one
         #expect(total("placed_segments_adopted") > 20)
         #expect(total("placed_records_lost") == 0)
+        // The binary GETs above, each alone in its datagram, took the parsed GET path.
+        #expect(total("parsed_gets") >= 202)
         #expect(total("STAT evictions") > 0)
     }
 }

@@ -243,16 +243,17 @@ class CasRef:
 
 
 class Step:
-    __slots__ = ("proto", "parts", "mn", "key", "stats", "opaque_keys", "udp_hdr", "sentinel")
+    __slots__ = ("proto", "parts", "mn", "key", "stats", "opaque_keys", "udp_hdr", "sentinel", "last_opaque")
 
     def __init__(self, proto, parts, mn=0, key=None, stats=False, opaque_keys=None, udp_hdr=None):
         self.proto = proto          # text | meta | binary | udp | udpbin
         self.parts = parts          # bytes / CasRef
-        self.mn = mn                # `mn` commands inside the request (text/meta/udp); udpbin: the last request's opaque
+        self.mn = mn                # `mn` commands inside the request (text/meta/udp)
         self.key = key              # key for CAS tracking (meta)
         self.stats = stats
         self.opaque_keys = opaque_keys or {}
         self.udp_hdr = udp_hdr      # (seq, total) override
+        self.last_opaque = None     # udpbin: the opaque of the datagram's last request, whose reply ends it
 
     def build(self, target):
         return b"".join(p.resolve(target) if isinstance(p, CasRef) else p for p in self.parts)
@@ -416,8 +417,12 @@ class UdpJob:
 
 class UdpBinJob(UdpJob):
     """Binary requests in one datagram (no NOOP sentinel, which would put a second
-    request in it): done once the whole response to the last request (its opaque in
-    `mn`; it must not be quiet) has arrived."""
+    request in it): done once the whole response to the last request (its opaque
+    `last_opaque`; it must not be quiet) has arrived."""
+
+    def __init__(self, target, out, reqid, last_opaque):
+        super().__init__(target, out, reqid, 0)
+        self.last_opaque = last_opaque
 
     def complete(self):
         payload = self.assemble()
@@ -427,7 +432,7 @@ class UdpBinJob(UdpJob):
             if len(payload) - off < 24 + body:
                 break
             off += 24 + body
-            if opaque == self.mn:
+            if opaque == self.last_opaque:
                 return True
         return False
 
@@ -1254,7 +1259,7 @@ class Gen:
     def UB(self, shape, packets):
         step = self.bstep(packets)
         step.proto = "udpbin"
-        step.mn = packets[-1][1]
+        step.last_opaque = packets[-1][1]
         return Op("udpbin:" + shape, "udpbin", [step])
 
     def gen_udpbin(self):
@@ -1322,7 +1327,7 @@ class Runner:
                 noop = bin_packet(0x0A, opaque=opaque_sentinel)[0]
                 jobs.append(TcpJob(t, "binary", req + noop, binary_done(opaque_sentinel)))
             elif step.proto == "udpbin":
-                jobs.append(UdpBinJob(t, struct.pack(">HHHH", self.reqid, 0, 1, 0) + req, self.reqid, step.mn))
+                jobs.append(UdpBinJob(t, struct.pack(">HHHH", self.reqid, 0, 1, 0) + req, self.reqid, step.last_opaque))
             else:
                 seq, total = step.udp_hdr or (0, 1)
                 hdr = struct.pack(">HHHH", self.reqid, seq, total, 0)
@@ -1416,13 +1421,19 @@ def signature(norm):
     return s if len(s) <= 110 else s[:110] + "..."
 
 
-def stat_names(target, sub):
+def stat_lines(target, sub):
+    """(name, value) of each STAT line `stats SUB` prints, in order."""
     step = Step("text", [b"stats%s\r\n" % sub])
     job = TcpJob(target, "text", step.build(target) + b"mn\r\n", text_done(1))
     run_jobs([job])
     if job.status != "ok":
         target.drop("text")
-    return [m.group(1).decode("latin-1") for m in re.finditer(rb"^STAT (\S+)", bytes(job.buf), re.M)]
+    return [(m.group(1).decode("latin-1"), m.group(2).decode("latin-1"))
+            for m in re.finditer(rb"^STAT (\S+) ?([^\r\n]*)", bytes(job.buf), re.M)]
+
+
+def stat_names(target, sub):
+    return [name for name, _ in stat_lines(target, sub)]
 
 
 def main():
@@ -1434,6 +1445,9 @@ def main():
     ap.add_argument("--protocols", default="text,meta,binary,udp",
                     help="comma-separated: text, meta, binary, udp (text over UDP), udpbin (binary over UDP)")
     ap.add_argument("--flexkvs-args", default="", help="more flexkvs options, e.g. '--steering dma'")
+    ap.add_argument("--flexkvs-stat", action="append", default=[], metavar="NAME",
+                    help="print flexkvs's `stats steering` NAME summed over workers at the end (e.g. parsed_gets: "
+                         "that a path was taken)")
     ap.add_argument("--report")
     ap.add_argument("--max-diffs", type=int, default=0, help="stop after N differences (0: no limit)")
     ap.add_argument("--no-resync", action="store_true", help="do not delete the op's keys on both servers after a difference")
@@ -1508,9 +1522,13 @@ def main():
             name = "stats" + sub.decode()
             missing[name] = [n for n in a if n not in b]
             extra[name] = sorted(b - set(a))
+    steering = stat_lines(fx, b" steering") if crashed is None and args.flexkvs_stat else []
     elapsed = time.monotonic() - t0
 
     out = []
+    for name in args.flexkvs_stat:
+        total = sum(int(v) for n, v in steering if (n == name or n.endswith(":" + name)) and v.isdigit())
+        out.append("flexkvs %s=%d" % (name, total))
     out.append("")
     out.append("== divergence classes (shape: count, first op) ==")
     for shape, g in sorted(groups.items(), key=lambda kv: (-kv[1]["count"], kv[0])):

@@ -67,7 +67,7 @@ struct FlexKVSCommand: ParsableCommand {
         drops (and counts) other traffic. TCP stays on kernel sockets at 127.0.0.1.
         """)) var io: PacketIO?
     @OptionGroup var dpdk: DPDKOptions
-    @Option(help: "Steering: flow (by 4-tuple), key (to the key's shard's worker; TCP requests forwarded), dma (key + binary UDP SETs placed in the owner's log; needs -U).") var steering: KVSServer.Steering?
+    @Option(help: "Steering: flow (by 4-tuple), key (to the key's shard's worker; TCP requests forwarded), dma (key + binary UDP SETs placed in the owner's log and lone binary UDP GETs answered without the protocol handler; needs -U, not with -B ascii).") var steering: KVSServer.Steering?
     @Option(help: "With key or dma steering and -t 2 or more: seconds between rebalancing rounds, which move shards from a worker carrying clearly more than its share of requests to the idlest (0: never move; default 1). Moves show in `stats steering`.") var rebalanceInterval: Double?
     @Option(help: "TOML file with these settings (Configs/flexkvs.toml).") var config: String?
     @Flag(help: "Do not answer hot keys' UDP GETs from the pipeline's reply table.") var noReplyOffload = false

@@ -42,6 +42,8 @@ public final class KVStore: @unchecked Sendable {
     /// in `init` (a `var` only because each partition is made with the store); a later
     /// write would have to refresh this too.
     let unretainedPartitions: UnsafeMutablePointer<Unmanaged<Partition>>
+    /// `partitions.count`, read without the array.
+    public let partitionCount: Int
     /// Key steering's redirection table: shard (entry) -> the worker its requests go to.
     public let shards: RedirectionTable
     /// Shard -> the partition holding its items (equal to `shards` but during a move).
@@ -75,6 +77,7 @@ public final class KVStore: @unchecked Sendable {
         for s in 0..<shards.count { (homes + s).initialize(to: Atomic(shards[s])) }
         for i in 0..<(shards.count * Self.counterStride) { (shardRequests + i).initialize(to: Atomic(0)) }
         unretainedPartitions = .allocate(capacity: count)
+        partitionCount = count
         partitions = (0..<count).map {
             Partition(index: $0, store: self, buckets: c.initialBuckets)
         }
@@ -136,7 +139,7 @@ public final class KVStore: @unchecked Sendable {
     /// Runs `body` on partition `index` under its lock.
     @inline(__always)
     public func withLockedPartition<T>(_ index: Int, _ body: (Partition) throws -> T) rethrows -> T {
-        assert(index >= 0 && index < partitions.count, "no partition \(index)")
+        assert(index >= 0 && index < partitionCount, "no partition \(index)")
         return try unretainedPartitions[index]._withUnsafeGuaranteedRef { try $0.withLock(body) }
     }
 

@@ -327,7 +327,7 @@ public final class Partition: @unchecked Sendable {
     @inline(__always) func nextCAS() -> UInt64 {
         guard store.configuration.casEnabled else { return 0 }  // -C: memcached reports 0
         casCounter += 1
-        return casCounter &* UInt64(store.partitions.count) &+ UInt64(index) &+ 1
+        return casCounter &* UInt64(store.partitionCount) &+ UInt64(index) &+ 1
     }
 
     /// Points the table at a new item, retiring the one it replaces.

@@ -23,6 +23,9 @@ final class Worker: @unchecked Sendable {
     let context: KVSContext
     let tcpSteering: SteeringEmulator
     let udpSteering: SteeringEmulator?
+    /// `udpSteering` again, unretained, for the round (an optional's binding was retained
+    /// and released on every round).
+    let unretainedUDPSteering: Unmanaged<SteeringEmulator>?
     /// The server's ports, held here too: read through the unowned server, each was
     /// retained and released for every request.
     let tcpPort: KernelTCPPort
@@ -43,10 +46,27 @@ final class Worker: @unchecked Sendable {
     var sessions = SessionTable() { didSet { sessionCount.store(sessions.count, ordering: .relaxed) } }
     /// Open TCP sessions (`stats steering`: every closed connection's session is freed).
     let sessionCount = Atomic<Int>(0)
-    /// Rings other workers' UDP pipelines (and ours) fill for this worker.
-    var udpInboxes: [DescriptorRing] = []
-    /// The one ring TCP requests arrive on (TCP stays with the accepting worker).
-    let tcpInboxes: [DescriptorRing]
+    /// Rings other workers' UDP pipelines (and ours) fill for this worker (set by the
+    /// server once every worker exists), mirrored unretained in `inboxes`.
+    var udpInboxes: [DescriptorRing] = [] {
+        didSet {
+            precondition(udpInboxes.count < Self.inboxCapacity, "more UDP pipelines than inbox slots")
+            for (i, ring) in udpInboxes.enumerated() { inboxes[1 + i] = .passUnretained(ring) }
+            udpInboxCount = udpInboxes.count
+        }
+    }
+    /// The rings a round reads, unretained (read through an array each ring was retained
+    /// and released on every round): `inboxes[0]` is the one TCP requests arrive on (TCP
+    /// stays with the accepting worker; `tcpSteering`'s pipeline owns it), then the
+    /// `udpInboxCount` of `udpInboxes`, which that array keeps alive.
+    let inboxes = UnsafeMutablePointer<Unmanaged<DescriptorRing>>.allocate(capacity: Worker.inboxCapacity)
+    var udpInboxCount = 0
+    static let inboxCapacity = 65
+    /// The server's wakeups, held here: read through the unowned server, the set was
+    /// retained for every wake.
+    let wakeups: WakeSet
+    /// Whether the server polls a DPDK port (never sleeping) rather than kernel sockets.
+    let polls: Bool
     let udpSession = Session()
     /// The index of the UDP program's stage for binary GETs the pipeline parsed (dma
     /// steering; `serveParsedGet`), as a descriptor's `detail` names it; nil without it.
@@ -113,7 +133,9 @@ final class Worker: @unchecked Sendable {
             pipeline: try SteeringPipeline(program: KVSPrograms.flow(protocolNumber: 6, port: server.tcp.port, queues: queues, own: queue)),
             rxQueue: queue, txQueue: queue)
         let table = server.context.store.replyTable
-        tcpInboxes = [tcpSteering.pipeline.rings[queue]]
+        inboxes[0] = .passUnretained(tcpSteering.pipeline.rings[queue])
+        wakeups = server.wakeups
+        polls = server.dpdk != nil
         udpSteering = try server.udp.map { udp in
             let port = server.udpPort ?? 0
             var program = server.configuration.steering != .flow
@@ -126,10 +148,12 @@ final class Worker: @unchecked Sendable {
             let pipeline = try SteeringPipeline(program: program, redirection: server.context.store.shards, logs: logs, replyTable: table)
             return SteeringEmulator(port: udp, pipeline: pipeline, rxQueue: queue, txQueue: queue)
         }
+        unretainedUDPSteering = udpSteering.map { .passUnretained($0) }
         parsedGetStage = udpSteering?.pipeline.program.stages.firstIndex { $0.name == KVSPrograms.parsedGetStage }.map { UInt8($0) }
     }
 
     deinit {
+        inboxes.deallocate()
         inbox.deallocate()
         forwardInbox.deallocate()
         burstHashes.deallocate()
@@ -157,12 +181,14 @@ final class Worker: @unchecked Sendable {
 
     /// One round: each phase once, then one wakeup per worker it fed.
     func round() -> CoreLoop.Round {
-        let tcp = serve(tcpSteering, receiving: loop.isReady(port: 0), inboxes: tcpInboxes, out: tcpOut, done: tcpDone,
-                        udp: false)
+        let tcp = serve(tcpSteering, receiving: loop.isReady(port: 0), inboxes: UnsafeBufferPointer(start: inboxes, count: 1),
+                        out: tcpOut, done: tcpDone, udp: false)
         var work = tcp.work
-        if let udpSteering {
-            work += serve(udpSteering, receiving: loop.isReady(port: 1), inboxes: udpInboxes, out: udpOut, done: udpDone,
-                          udp: true).work
+        if let udp = unretainedUDPSteering {
+            work += udp._withUnsafeGuaranteedRef {
+                serve($0, receiving: loop.isReady(port: 1), inboxes: UnsafeBufferPointer(start: inboxes + 1, count: udpInboxCount),
+                      out: udpOut, done: udpDone, udp: true).work
+            }
         }
         if forwarding != nil { work += serveForwarding() }
         if wakeMask != 0 {
@@ -171,7 +197,7 @@ final class Worker: @unchecked Sendable {
         }
         // Polling DPDK, the loop looks at the rings every round anyway: only the TCP
         // port's held frames, or a full TCP burst (more may wait), need saying.
-        let hasMore = server.dpdk != nil ? tcpPort.holdsFrames(queue: queue) || tcp.received == tcpSteering.burst : holdsWork
+        let hasMore = polls ? tcpPort.holdsFrames(queue: queue) || tcp.received == tcpSteering.burst : holdsWork
         return CoreLoop.Round(work: work, hasMore: hasMore)
     }
 
@@ -183,8 +209,7 @@ final class Worker: @unchecked Sendable {
         if tcpPort.holdsFrames(queue: queue) || !toSend.isEmpty || !udpOut.isEmpty || !tcpOut.isEmpty { return true }
         if !tcpSteering.pipeline.slowPathRing.isEmpty { return true }
         if let udpSteering, !udpSteering.pipeline.slowPathRing.isEmpty { return true }
-        for ring in tcpInboxes where !ring.isEmpty { return true }
-        for ring in udpInboxes where !ring.isEmpty { return true }
+        for i in 0..<(1 + udpInboxCount) where !inboxes[i]._withUnsafeGuaranteedRef({ $0.isEmpty }) { return true }
         if let forwarding {
             for other in 0..<forwarding.requests.count where other != queue {
                 if !forwarding.requests[other][queue].isEmpty || !forwarding.replies[other][queue].isEmpty { return true }
@@ -196,7 +221,7 @@ final class Worker: @unchecked Sendable {
     /// Idle housekeeping: compacts one segment of this worker's partition (then goes
     /// round again), or refills the log segments placed SETs are waiting for.
     func compactOrRefill() -> Bool {
-        let store = context.store, own = queue % store.partitions.count
+        let store = context.store, own = queue % store.partitionCount
         if store.withLockedPartition(own, { $0.compactOne() }) { return true }
         for p in placements where !p.waiting.isEmpty { store.withLockedPartition(own) { _ in p.refill() } }
         return false
@@ -206,7 +231,7 @@ final class Worker: @unchecked Sendable {
     /// by us or, under key steering, by other workers), free what went to the slow path
     /// (malformed frames), send the replies. Returns the packets received from the port
     /// (none unless `receiving`) and all the work done. `udp` picks the request handler.
-    func serve(_ steering: SteeringEmulator, receiving: Bool, inboxes: [DescriptorRing], out: PacketBatch,
+    func serve(_ steering: SteeringEmulator, receiving: Bool, inboxes: UnsafeBufferPointer<Unmanaged<DescriptorRing>>, out: PacketBatch,
                done: PacketBatch, udp: Bool) -> (received: Int, work: Int) {
         // A flag, not a handler closure: the closure's context was retained per round.
         @inline(__always) func handle(_ d: Descriptor, _ share: UInt64) { if udp { handleUDP(d, share) } else { handleTCP(d, share) } }
@@ -227,7 +252,7 @@ final class Worker: @unchecked Sendable {
         }
         var served = 0
         for ring in inboxes {
-            let got = ring.dequeue(into: inbox, maximum: 64)
+            let got = ring._withUnsafeGuaranteedRef { $0.dequeue(into: inbox, maximum: 64) }
             if got > 1 { prefetchLookups(got) }
             for i in 0..<got { handle(inbox[i], share) }
             served += got
@@ -313,5 +338,5 @@ final class Worker: @unchecked Sendable {
 
     /// Signals the workers whose rings the last burst fed (once per burst, not per
     /// request), so none sleeps on a request steered to it.
-    func wakeOthers(_ delivered: UInt64) { server.wakeups.wake(mask: delivered, except: queue) }
+    func wakeOthers(_ delivered: UInt64) { wakeups.wake(mask: delivered, except: queue) }
 }

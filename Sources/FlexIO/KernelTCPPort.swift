@@ -40,6 +40,9 @@ public final class KernelTCPPort: PacketPort, @unchecked Sendable {
     /// The Unix domain socket listened on, if this port is one.
     public private(set) var unixPath: String?
     let queues: [ConnectionQueue]
+    /// `queues` again, unretained, for the calls a worker makes every round (an element
+    /// read through the array cost a retain and a release each).
+    let unretainedQueues: UnretainedReferences<ConnectionQueue>
     let pool: BufferPool
     let counters = PortCounters()
     /// Connections refused for being over `maxConnections`, and closed for unread output.
@@ -102,6 +105,7 @@ public final class KernelTCPPort: PacketPort, @unchecked Sendable {
             throw error
         }
         queues = made
+        unretainedQueues = UnretainedReferences(made)
         self.address = address
         self.port = port
         self.maxConnections = maxConnections
@@ -114,6 +118,7 @@ public final class KernelTCPPort: PacketPort, @unchecked Sendable {
     }
 
     deinit {
+        unretainedQueues.deallocate()
         queues.forEach { $0.closeAll() }
         if let unixPath { unlink(unixPath) }
     }
@@ -129,7 +134,10 @@ public final class KernelTCPPort: PacketPort, @unchecked Sendable {
     public func lendableEventSet(queue: Int) -> Int32? { queues[queue].epoll }
 
     public func deliverEvents(queue: Int, tokens: UnsafePointer<UInt64>, masks: UnsafePointer<UInt32>, count: Int) {
-        let q = queues[queue]
+        unretainedQueues.with(queue) { deliverEvents($0, tokens: tokens, masks: masks, count: count) }
+    }
+
+    func deliverEvents(_ q: ConnectionQueue, tokens: UnsafePointer<UInt64>, masks: UnsafePointer<UInt32>, count: Int) {
         let n = min(count, ConnectionQueue.maxEvents)
         q.tokens.update(from: tokens, count: n)
         q.masks.update(from: masks, count: n)
@@ -141,7 +149,10 @@ public final class KernelTCPPort: PacketPort, @unchecked Sendable {
     }
 
     public func receive(queue: Int, into batch: PacketBatch) -> Int {
-        let q = queues[queue]
+        unretainedQueues.with(queue) { receive($0, queue: queue, into: batch) }
+    }
+
+    func receive(_ q: ConnectionQueue, queue: Int, into batch: PacketBatch) -> Int {
         let n: Int
         if q.delivered > 0 {
             n = q.delivered
@@ -276,11 +287,14 @@ public final class KernelTCPPort: PacketPort, @unchecked Sendable {
     /// reply is many frames: one system call, not one per frame); what the socket does
     /// not take is kept in order, with the backpressure and overrun rules above.
     public func transmit(queue: Int, _ batch: PacketBatch) -> Int {
+        unretainedQueues.with(queue) { transmit($0, batch) }
+    }
+
+    func transmit(_ q: ConnectionQueue, _ batch: PacketBatch) -> Int {
         let n = batch.count
         var bytes = 0
         var errors = 0
-        queues[queue].table.withLock { table in
-            let q = queues[queue]
+        q.table.withLock { table in
             var i = 0
             while i < n {
                 let flow = batch[i].flow
@@ -352,7 +366,7 @@ public final class KernelTCPPort: PacketPort, @unchecked Sendable {
 
     /// Whether queue `queue` keeps frames for its next receive that its readiness
     /// descriptor does not show (connections the port closed or resumed).
-    public func holdsFrames(queue: Int) -> Bool { queues[queue].hasNotices.load(ordering: .relaxed) }
+    public func holdsFrames(queue: Int) -> Bool { unretainedQueues.with(queue) { $0.hasNotices.load(ordering: .relaxed) } }
 
     /// Where a frame's TCP payload lies, and whether it carries FIN. Checksums are not
     /// looked at (nor always written: only the payload goes on the socket).

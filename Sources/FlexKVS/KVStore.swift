@@ -1,3 +1,4 @@
+import FlexIO
 import FlexNIC
 import Foundation
 import Synchronization
@@ -40,8 +41,8 @@ public final class KVStore: @unchecked Sendable {
     /// the array holds every partition for the store's lifetime, and a class's `var`
     /// array costs a retain and a release per element read. `partitions` is written once,
     /// in `init` (a `var` only because each partition is made with the store); a later
-    /// write would have to refresh this too.
-    let unretainedPartitions: UnsafeMutablePointer<Unmanaged<Partition>>
+    /// write would have to refresh this and `partitionCount` too.
+    let unretainedPartitions: UnretainedReferences<Partition>
     /// `partitions.count`, read without the array.
     public let partitionCount: Int
     /// Key steering's redirection table: shard (entry) -> the worker its requests go to.
@@ -76,12 +77,12 @@ public final class KVStore: @unchecked Sendable {
         shardRequests = .allocate(capacity: shards.count * Self.counterStride)
         for s in 0..<shards.count { (homes + s).initialize(to: Atomic(shards[s])) }
         for i in 0..<(shards.count * Self.counterStride) { (shardRequests + i).initialize(to: Atomic(0)) }
-        unretainedPartitions = .allocate(capacity: count)
+        unretainedPartitions = UnretainedReferences(capacity: count)
         partitionCount = count
         partitions = (0..<count).map {
             Partition(index: $0, store: self, buckets: c.initialBuckets)
         }
-        for (i, p) in partitions.enumerated() { (unretainedPartitions + i).initialize(to: .passUnretained(p)) }
+        for (i, p) in partitions.enumerated() { unretainedPartitions.set(i, p) }
     }
 
     deinit {
@@ -140,7 +141,7 @@ public final class KVStore: @unchecked Sendable {
     @inline(__always)
     public func withLockedPartition<T>(_ index: Int, _ body: (Partition) throws -> T) rethrows -> T {
         assert(index >= 0 && index < partitionCount, "no partition \(index)")
-        return try unretainedPartitions[index]._withUnsafeGuaranteedRef { try $0.withLock(body) }
+        return try unretainedPartitions.with(index) { try $0.withLock(body) }
     }
 
     /// Moves shard `s` to `worker`: its requests are steered there from now on, and its

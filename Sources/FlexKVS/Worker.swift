@@ -46,26 +46,27 @@ final class Worker: @unchecked Sendable {
     var sessions = SessionTable() { didSet { sessionCount.store(sessions.count, ordering: .relaxed) } }
     /// Open TCP sessions (`stats steering`: every closed connection's session is freed).
     let sessionCount = Atomic<Int>(0)
-    /// Rings other workers' UDP pipelines (and ours) fill for this worker (set by the
-    /// server once every worker exists), mirrored unretained in `inboxes`.
+    /// Rings other workers' UDP pipelines (and ours) fill for this worker, mirrored
+    /// unretained in `inboxes`. Set once, by the server once every worker exists and
+    /// before any worker thread starts (a later write would race the rounds' reads).
     var udpInboxes: [DescriptorRing] = [] {
         didSet {
-            precondition(udpInboxes.count < Self.inboxCapacity, "more UDP pipelines than inbox slots")
-            for (i, ring) in udpInboxes.enumerated() { inboxes[1 + i] = .passUnretained(ring) }
+            precondition(oldValue.isEmpty, "a worker's UDP inboxes are set once")
+            precondition(udpInboxes.count < inboxes.capacity, "more UDP pipelines than inbox slots")
+            for (i, ring) in udpInboxes.enumerated() { inboxes.set(1 + i, ring) }
             udpInboxCount = udpInboxes.count
         }
     }
     /// The rings a round reads, unretained (read through an array each ring was retained
-    /// and released on every round): `inboxes[0]` is the one TCP requests arrive on (TCP
-    /// stays with the accepting worker; `tcpSteering`'s pipeline owns it), then the
-    /// `udpInboxCount` of `udpInboxes`, which that array keeps alive.
-    let inboxes = UnsafeMutablePointer<Unmanaged<DescriptorRing>>.allocate(capacity: Worker.inboxCapacity)
+    /// and released on every round): slot 0 holds the one TCP requests arrive on (TCP
+    /// stays with the accepting worker; `tcpSteering`'s pipeline owns it), slots 1 to
+    /// `udpInboxCount` those of `udpInboxes`, which that array keeps alive.
+    let inboxes = UnretainedReferences<DescriptorRing>(capacity: 65)
     var udpInboxCount = 0
-    static let inboxCapacity = 65
     /// The server's wakeups, held here: read through the unowned server, the set was
     /// retained for every wake.
     let wakeups: WakeSet
-    /// Whether the server polls a DPDK port (never sleeping) rather than kernel sockets.
+    /// Whether UDP arrives on a polled DPDK port (the loop never sleeps).
     let polls: Bool
     let udpSession = Session()
     /// The index of the UDP program's stage for binary GETs the pipeline parsed (dma
@@ -133,7 +134,7 @@ final class Worker: @unchecked Sendable {
             pipeline: try SteeringPipeline(program: KVSPrograms.flow(protocolNumber: 6, port: server.tcp.port, queues: queues, own: queue)),
             rxQueue: queue, txQueue: queue)
         let table = server.context.store.replyTable
-        inboxes[0] = .passUnretained(tcpSteering.pipeline.rings[queue])
+        inboxes.set(0, tcpSteering.pipeline.rings[queue])
         wakeups = server.wakeups
         polls = server.dpdk != nil
         udpSteering = try server.udp.map { udp in
@@ -181,13 +182,11 @@ final class Worker: @unchecked Sendable {
 
     /// One round: each phase once, then one wakeup per worker it fed.
     func round() -> CoreLoop.Round {
-        let tcp = serve(tcpSteering, receiving: loop.isReady(port: 0), inboxes: UnsafeBufferPointer(start: inboxes, count: 1),
-                        out: tcpOut, done: tcpDone, udp: false)
+        let tcp = serve(tcpSteering, receiving: loop.isReady(port: 0), inboxes: 0..<1, out: tcpOut, done: tcpDone, udp: false)
         var work = tcp.work
         if let udp = unretainedUDPSteering {
             work += udp._withUnsafeGuaranteedRef {
-                serve($0, receiving: loop.isReady(port: 1), inboxes: UnsafeBufferPointer(start: inboxes + 1, count: udpInboxCount),
-                      out: udpOut, done: udpDone, udp: true).work
+                serve($0, receiving: loop.isReady(port: 1), inboxes: 1..<(1 + udpInboxCount), out: udpOut, done: udpDone, udp: true).work
             }
         }
         if forwarding != nil { work += serveForwarding() }
@@ -209,7 +208,7 @@ final class Worker: @unchecked Sendable {
         if tcpPort.holdsFrames(queue: queue) || !toSend.isEmpty || !udpOut.isEmpty || !tcpOut.isEmpty { return true }
         if !tcpSteering.pipeline.slowPathRing.isEmpty { return true }
         if let udpSteering, !udpSteering.pipeline.slowPathRing.isEmpty { return true }
-        for i in 0..<(1 + udpInboxCount) where !inboxes[i]._withUnsafeGuaranteedRef({ $0.isEmpty }) { return true }
+        for i in 0..<(1 + udpInboxCount) where !inboxes.with(i, { $0.isEmpty }) { return true }
         if let forwarding {
             for other in 0..<forwarding.requests.count where other != queue {
                 if !forwarding.requests[other][queue].isEmpty || !forwarding.replies[other][queue].isEmpty { return true }
@@ -227,11 +226,12 @@ final class Worker: @unchecked Sendable {
         return false
     }
 
-    /// One burst from `steering`'s port: steer it, serve what our inboxes hold (steered
-    /// by us or, under key steering, by other workers), free what went to the slow path
-    /// (malformed frames), send the replies. Returns the packets received from the port
-    /// (none unless `receiving`) and all the work done. `udp` picks the request handler.
-    func serve(_ steering: SteeringEmulator, receiving: Bool, inboxes: UnsafeBufferPointer<Unmanaged<DescriptorRing>>, out: PacketBatch,
+    /// One burst from `steering`'s port: steer it, serve what the inbox rings in `slots`
+    /// hold (steered by us or, under key steering, by other workers), free what went to
+    /// the slow path (malformed frames), send the replies. Returns the packets received
+    /// from the port (none unless `receiving`) and all the work done. `udp` picks the
+    /// request handler.
+    func serve(_ steering: SteeringEmulator, receiving: Bool, inboxes slots: Range<Int>, out: PacketBatch,
                done: PacketBatch, udp: Bool) -> (received: Int, work: Int) {
         // A flag, not a handler closure: the closure's context was retained per round.
         @inline(__always) func handle(_ d: Descriptor, _ share: UInt64) { if udp { handleUDP(d, share) } else { handleTCP(d, share) } }
@@ -251,8 +251,8 @@ final class Worker: @unchecked Sendable {
             wakeOthers(steering.pipeline.lastDelivered)
         }
         var served = 0
-        for ring in inboxes {
-            let got = ring._withUnsafeGuaranteedRef { $0.dequeue(into: inbox, maximum: 64) }
+        for slot in slots {
+            let got = inboxes.with(slot) { $0.dequeue(into: inbox, maximum: 64) }
             if got > 1 { prefetchLookups(got) }
             for i in 0..<got { handle(inbox[i], share) }
             served += got

@@ -114,6 +114,8 @@ public final class KVSServer: @unchecked Sendable {
     let balancerLock = NSLock()
 
     public init(_ c: Configuration) throws {
+        // A worker's wakeups and steering verdicts are 64-bit masks over the workers.
+        guard (1...64).contains(c.threads) else { throw ConfigurationError("threads must be 1...64, not \(c.threads)") }
         configuration = c
         wakeups = try WakeSet(count: c.threads)
         var storeConfig = c.store

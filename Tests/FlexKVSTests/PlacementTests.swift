@@ -116,7 +116,8 @@ func binarySetDatagram(key: String, value: [UInt8], opcode: UInt8 = 0x01, opaque
     }
 
     /// Too little memory, no UDP, or `-B ascii` (under which a binary request is text,
-    /// but dma's pipeline places binary SETs and parses binary GETs).
+    /// but dma's pipeline places binary SETs and parses binary GETs); and, under any
+    /// steering, more than 64 threads (the workers' masks are 64 bits).
     @Test func aConfigurationDmaCannotServeIsAClearError() throws {
         var c = KVServerConfig.dma(threads: 2)
         c.store.memoryLimit = 4 << 20
@@ -128,6 +129,9 @@ func binarySetDatagram(key: String, value: [UInt8], opcode: UInt8 = 0x01, opaque
         c.binding = .ascii
         #expect(throws: KVSServer.ConfigurationError.self) { try KVSServer(c) }
         c.binding = .auto
+        c.threads = 65
+        #expect(throws: KVSServer.ConfigurationError.self) { try KVSServer(c) }
+        c.threads = 2
         try KVSServer(c).stop()
     }
 }

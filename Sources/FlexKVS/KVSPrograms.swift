@@ -51,11 +51,10 @@ public enum KVSPrograms {
     /// appended to the owning worker's log segments from the frame header's last 4 bytes
     /// on, which puts the key 40 bytes after the record's start: an item's layout
     /// (`PlacementLog`). And binary GETs without extras alone in their datagram (sequence
-    /// 0 of 1) match a stage of
-    /// their own, `parsedGetStage`, whose index the descriptor carries (`detail`): the
-    /// owning worker answers them from the item without running the protocol
-    /// (`Worker.serveParsedGet`), as the thesis' GET fast path (figure 5.1) hands the core
-    /// a parsed request.
+    /// 0 of 1) match a stage of their own, `parsedGetStage`, whose index the descriptor
+    /// carries (`detail`): the owning worker answers them from the item without running
+    /// the protocol (`Worker.serveParsedGet`), as the thesis' GET fast path (figure 5.1)
+    /// hands the core a parsed request.
     public static func key(port: UInt16, queues: Int, own: Int, offload: Bool, placing: Bool = false) -> SteeringProgram {
         let header = MemcachedUDPFrame.headerLength
         let binaryKey = HashInput.payloadField(offset: header + BinaryProtocol.headerSize, lengthAt: header + 2, skipAt: header + 4)

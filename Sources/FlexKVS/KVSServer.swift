@@ -113,9 +113,14 @@ public final class KVSServer: @unchecked Sendable {
     var balancer: ShardBalancer
     let balancerLock = NSLock()
 
+    /// Worker threads a server may run: a worker's wakeups and steering verdicts are
+    /// 64-bit masks over the workers.
+    public static let threadLimit = 64
+
     public init(_ c: Configuration) throws {
-        // A worker's wakeups and steering verdicts are 64-bit masks over the workers.
-        guard (1...64).contains(c.threads) else { throw ConfigurationError("threads must be 1...64, not \(c.threads)") }
+        guard (1...Self.threadLimit).contains(c.threads) else {
+            throw ConfigurationError("threads must be 1...\(Self.threadLimit), not \(c.threads)")
+        }
         configuration = c
         wakeups = try WakeSet(count: c.threads)
         var storeConfig = c.store

@@ -61,7 +61,7 @@ final class Worker: @unchecked Sendable {
     /// and released on every round): slot 0 holds the one TCP requests arrive on (TCP
     /// stays with the accepting worker; `tcpSteering`'s pipeline owns it), slots 1 to
     /// `udpInboxCount` those of `udpInboxes`, which that array keeps alive.
-    let inboxes = UnretainedReferences<DescriptorRing>(capacity: 65)
+    let inboxes = UnretainedReferences<DescriptorRing>(capacity: 1 + KVSServer.threadLimit)
     var udpInboxCount = 0
     /// The server's wakeups, held here: read through the unowned server, the set was
     /// retained for every wake.

@@ -143,7 +143,7 @@ struct FlexKVSCommand: ParsableCommand {
         c.tcpPort = UInt16(tcp)
         c.udpPort = udp == 0 ? nil : UInt16(udp)  // memcached's -U 0: UDP off
         c.threads = threads ?? file.threads ?? 1
-        guard (1...64).contains(c.threads) else { throw ValidationError("-t must be 1...64") }
+        guard (1...KVSServer.threadLimit).contains(c.threads) else { throw ValidationError("-t must be 1...\(KVSServer.threadLimit)") }
         let megabytes = memory ?? file.memory_mb ?? 64
         guard megabytes >= 1 else { throw ValidationError("-m must be at least 1") }
         c.store.memoryLimit = megabytes << 20

@@ -19,7 +19,8 @@
 #     FORMAT: udp-binary (default), udp-ascii, tcp-binary, tcp-ascii (floor: binary only)
 #
 # Environment: TIMER_US (a thread sleeping that long in a loop on the server core, as
-# `flexbench compare --core-timer`), SECONDS_MEASURED (4), SERVER_CPU (1), CLIENT_CPU (0),
+# `flexbench compare --core-timer`), FLEXKVS_ARGS (more flexkvs options, e.g. `--no-warm-cores`),
+# SECONDS_MEASURED (4), SERVER_CPU (1), CLIENT_CPU (0),
 # BUILD (.build/release), CLIENT_ARGS (more `flexbench kvs` options, e.g. `--connections
 # 16 --depth 1`: sixteen clients that do not pipeline); LINK=veth (root) runs the server
 # in a network namespace behind a veth pair whose ends receive in NAPI threads pinned to
@@ -313,7 +314,7 @@ fi
 export FLOOR_ADDRESS=$address
 case $server in
     memcached) "${run[@]}" taskset -c "$server_cpu" memcached -u nobody -l $address -p $port -U $port -t 1 -m 256 & ;;
-    flexkvs) "${run[@]}" taskset -c "$server_cpu" "$build/flexkvs" -l $address -p $port -U $port -t 1 -m 256 >/dev/null 2>&1 & ;;
+    flexkvs) "${run[@]}" taskset -c "$server_cpu" "$build/flexkvs" -l $address -p $port -U $port -t 1 -m 256 ${FLEXKVS_ARGS:-} >/dev/null 2>&1 & ;;
     floor) "${run[@]}" taskset -c "$server_cpu" "$work/floor" "${format%%-*}" $port & ;;
     floor-uring) "${run[@]}" taskset -c "$server_cpu" "$work/floor-uring" $port & ;;
     *) echo "kvs-wakeup: no server $server" >&2; exit 2 ;;

@@ -199,6 +199,8 @@ int cflex_pin_thread(int cpu) {
     return -rc;
 }
 
+int cflex_current_cpu(void) { return sched_getcpu(); }
+
 int cflex_name_thread(const char *name) {
     char short_name[16];
     strncpy(short_name, name, sizeof(short_name) - 1);

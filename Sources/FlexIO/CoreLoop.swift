@@ -110,6 +110,8 @@ public final class CoreLoop {
     public let maximumSleep: UInt64
     public let polledPortNap: UInt64
     public let sleepsAfterWork: Bool
+    /// Told of every sleep (see `CoreWarmer`).
+    let warmer: CoreWarmer?
     let wakeups: WakeSet?
     let member: Int
     let shared: SharedWatch?
@@ -146,12 +148,14 @@ public final class CoreLoop {
     /// `wakeups`. `maximumSleep` and `polledPortNap` are nanoseconds; a `maximumSleep`
     /// of `.max` sleeps until a descriptor or the wakeup member says so (the owner
     /// must then wake the loop to stop it). With `borrowsEventSet`, the first port that
-    /// lends its event set is waited on through it (see A borrowed event set).
+    /// lends its event set is waited on through it (see A borrowed event set). A
+    /// `warmer` is told of each sleep; its thread is the owner's to run.
     public init(ports: [(port: any PacketPort, queue: Int)] = [], wakeups: WakeSet? = nil, member: Int = 0,
                 shared: SharedWatch? = nil, spinCycles: UInt64 = 0,
                 maximumSleep: UInt64 = 1_000_000, polledPortNap: UInt64 = 50_000, sleepsAfterWork: Bool = false,
-                borrowsEventSet: Bool = false) {
+                borrowsEventSet: Bool = false, warmer: CoreWarmer? = nil) {
         precondition(ports.count <= 64, "at most 64 ports per loop")
+        self.warmer = warmer
         self.spinCycles = spinCycles
         self.sleepsAfterWork = sleepsAfterWork
         self.maximumSleep = maximumSleep
@@ -328,6 +332,7 @@ public final class CoreLoop {
             if wakeupCount > 0 { wakeups!.drain(member) }
         } else {
             _ = wait(nanoseconds: ns, watched: watched)
+            warmer?.noteSleep()
         }
         if holdsTurn { shared!.holder.store(-1, ordering: .releasing) }
     }

@@ -80,6 +80,9 @@ public final class KVSServer: @unchecked Sendable {
         /// Online rebalancing under key and dma steering with more than one thread
         /// (interval 0: off; it is off with -M, where moving items could fail).
         public var rebalancing = ShardBalancer.Policy()
+        /// A `CoreWarmer` thread per worker on kernel sockets: at moderate rates it
+        /// makes the worker's wakeups cheaper (see `CoreWarmer`).
+        public var warmsCores = true
         public init() {}
     }
 
@@ -277,6 +280,14 @@ public final class KVSServer: @unchecked Sendable {
             }
             t.name = "flexkvs-worker-\(w.queue)"
             t.start()
+            if let warmer = w.warmer {
+                let t = Thread {
+                    warmer.run()
+                    self.finished.signal()
+                }
+                t.name = "flexkvs-warm-\(w.queue)"
+                t.start()
+            }
         }
         if rebalances {
             let t = Thread { [self] in
@@ -288,11 +299,12 @@ public final class KVSServer: @unchecked Sendable {
         }
     }
 
-    /// Stops the workers (and the rebalancer) and waits for them.
+    /// Stops the workers (with their warmers, and the rebalancer) and waits for them.
     public func stop() {
         guard running.exchange(false, ordering: .acquiringAndReleasing) else { return }
         wakeups.wakeAll()  // workers sleep with no timeout
-        for _ in 0..<(workers.count + (rebalances ? 1 : 0)) { finished.wait() }
+        for w in workers { w.warmer?.stop() }
+        for _ in 0..<(workers.count + workers.filter { $0.warmer != nil }.count + (rebalances ? 1 : 0)) { finished.wait() }
         dpdk?.stop()
         xdp?.detach()
     }
@@ -369,7 +381,8 @@ public final class KVSServer: @unchecked Sendable {
                     (p + "transmit_dropped", String(w.transmitDropped.load(ordering: .relaxed))),
                     (p + "tcp_forwarded", String(w.forwarded.load(ordering: .relaxed))),
                     (p + "tcp_forwarded_served", String(w.forwardedServed.load(ordering: .relaxed))),
-                    (p + "replies_unsent", String(w.tcpSteering.droppedReplies + (w.udpSteering?.droppedReplies ?? 0)))]
+                    (p + "replies_unsent", String(w.tcpSteering.droppedReplies + (w.udpSteering?.droppedReplies ?? 0))),
+                    (p + "core_warm_rounds", w.warmer.map { String($0.warmRounds.load(ordering: .relaxed)) } ?? "off")]
             if !w.placements.isEmpty {
                 out += [(p + "placed_sets", String(w.placements.reduce(0) { $0 + $1.placed })),
                         (p + "placed_records_lost", String(w.placements.reduce(0) { $0 + $1.lost })),

@@ -126,9 +126,11 @@ final class Worker: @unchecked Sendable {
         inFlight = Array(repeating: 0, count: server.configuration.threads)
         toSend.reserveCapacity(64)
         let queues = server.configuration.threads
+        // Polling DPDK, the loop never sleeps: nothing to warm.
+        warmer = server.configuration.warmsCores && server.dpdk == nil ? try CoreWarmer() : nil
         loop = CoreLoop(ports: [(server.tcp, queue)] + (server.udp.map { [($0, queue)] } ?? []), wakeups: server.wakeups,
                         member: queue, spinCycles: CoreLoop.spinCycles(threads: server.configuration.threads),
-                        maximumSleep: .max, polledPortNap: 0, sleepsAfterWork: true, borrowsEventSet: true)
+                        maximumSleep: .max, polledPortNap: 0, sleepsAfterWork: true, borrowsEventSet: true, warmer: warmer)
         tcpSteering = SteeringEmulator(
             port: server.tcp,
             pipeline: try SteeringPipeline(program: KVSPrograms.flow(protocolNumber: 6, port: server.tcp.port, queues: queues, own: queue)),
@@ -174,6 +176,9 @@ final class Worker: @unchecked Sendable {
     /// forwarded replies, `KVSServer.stop`) wakes it. On DPDK it keeps polling, as a
     /// poll-mode driver does.
     let loop: CoreLoop
+    /// Wakes on the loop's core while the loop sleeps often (`KVSServer.Configuration.warmsCores`);
+    /// its thread is the server's.
+    let warmer: CoreWarmer?
 
     /// Runs rounds until the server stops.
     func run() {

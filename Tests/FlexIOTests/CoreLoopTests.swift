@@ -179,4 +179,51 @@ import Glibc
         loop.settle(after: CoreLoop.Round(work: 1, hasMore: true))
         #expect(loop.isReady(port: 1), "a round that holds more looks everywhere")
     }
+
+    /// The warmer's policy: it keeps the core warm (sleeps `period`) while its loop
+    /// sleeps `minimumRate` times a second or more, else doubles its sleep up to
+    /// `longestSleep`, and comes back to `period` as soon as the rate does.
+    @Test func aWarmerKeepsUpWithAFastLoopAndBacksOffFromASlowOne() {
+        let period = CoreWarmer.period, rate = CoreWarmer.minimumRate
+        let atRate = rate * period / 1_000_000_000  // the loop's sleeps in one period at the rate
+        #expect(CoreWarmer.nextSleep(current: period, sleeps: atRate, elapsed: period) == (period, true))
+        #expect(CoreWarmer.nextSleep(current: period, sleeps: atRate - 1, elapsed: period) == (2 * period, false))
+        var sleep = period
+        for _ in 0..<12 { sleep = CoreWarmer.nextSleep(current: sleep, sleeps: 0, elapsed: sleep).sleep }
+        #expect(sleep == CoreWarmer.longestSleep, "an idle loop: the longest sleep, no longer")
+        let longest = CoreWarmer.longestSleep
+        #expect(CoreWarmer.nextSleep(current: longest, sleeps: rate * longest / 1_000_000_000, elapsed: longest) == (period, true),
+                "the rate is back: the period at once")
+        #expect(CoreWarmer.nextSleep(current: period, sleeps: 1, elapsed: 0).warm, "no time passed: no division by zero")
+        #expect(!CoreWarmer.nextSleep(current: period, sleeps: 0, elapsed: 0).warm)
+    }
+
+    /// A loop that sleeps often tells its warmer, which then keeps warm
+    /// rounds and knows the loop's CPU; `stop` ends the warmer's run at once, even in
+    /// its longest sleep.
+    @Test func aWarmerHearsItsLoopAndStops() throws {
+        let warmer = try CoreWarmer()
+        let wakeups = try WakeSet(count: 1)
+        let loop = CoreLoop(wakeups: wakeups, member: 0, maximumSleep: .max, warmer: warmer)
+        let done = DispatchSemaphore(value: 0)
+        Thread {
+            warmer.run()
+            done.signal()
+        }.start()
+        let clock = ContinuousClock(), start = clock.now
+        while warmer.warmRounds.load(ordering: .relaxed) < 2 && clock.now - start < .seconds(5) {
+            wakeups.wake(0)
+            loop.sleep(atMost: .max)  // returns at once: woken
+        }
+        #expect(warmer.warmRounds.load(ordering: .relaxed) >= 2, "a loop waking this often is kept warm")
+        #expect(warmer.loopCPU.load(ordering: .relaxed) >= 0)
+        #expect(warmer.loopSleeps.load(ordering: .relaxed) > 0)
+
+        usleep(200_000)  // the loop went quiet: the warmer backs off to its longest sleep
+        let stopped = clock.measure {
+            warmer.stop()
+            done.wait()
+        }
+        #expect(stopped < .milliseconds(50), "stop wakes the warmer")
+    }
 }

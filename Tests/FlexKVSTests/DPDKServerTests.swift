@@ -107,6 +107,7 @@ import Glibc
         }, uniquingKeysWith: { a, _ in a })
         #expect(counters["worker:0:requests", default: 0] > 0 && counters["worker:1:requests", default: 0] > 0, "\(stats)")
         #expect(counters["worker:0:arp_answered", default: 0] + counters["worker:1:arp_answered", default: 0] >= 1, "\(stats)")
+        #expect(stats.contains("STAT worker:0:core_warm_rounds off\r\n"), "a polling worker never sleeps: no warmer")
         #expect(server.stop(signal: SIGINT) == 0, "\(server.output)")
         #expect(server.output.contains("flexkvs: stopped"))
     }

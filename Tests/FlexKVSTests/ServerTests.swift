@@ -380,6 +380,8 @@ final class Client {
         let crossed = lines.filter { $0.contains("steered_to_others") }.compactMap { Int($0.split(separator: " ").last!) }.reduce(0, +)
         #expect(crossed > 0, "no request crossed workers: \(lines)")
         #expect(lines.contains { $0.hasPrefix("STAT mode key") })
+        let warm = lines.filter { $0.hasPrefix("STAT worker:") && $0.contains(":core_warm_rounds ") }
+        #expect(warm.count == 2 && warm.allSatisfy { Int($0.split(separator: " ").last!) != nil }, "each worker on sockets has a warmer: \(warm)")
     }
 
     /// More requests for the other worker than it may have in flight from one origin

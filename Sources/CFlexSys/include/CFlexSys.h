@@ -95,6 +95,8 @@ int cflex_poll_ns(struct pollfd *fds, unsigned count, uint64_t timeout_ns);
 
 /// Pins the calling thread to `cpu`; returns 0 or -errno.
 int cflex_pin_thread(int cpu);
+/// The CPU the calling thread runs on (sched_getcpu: the vDSO, a few ns), or -1.
+int cflex_current_cpu(void);
 /// Names the calling thread (the first 15 bytes of `name`); returns 0 or -errno.
 int cflex_name_thread(const char *name);
 

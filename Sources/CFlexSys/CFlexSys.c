@@ -201,6 +201,11 @@ int cflex_pin_thread(int cpu) {
 
 int cflex_current_cpu(void) { return sched_getcpu(); }
 
+int cflex_schedule_when_idle(void) {
+    struct sched_param p = { .sched_priority = 0 };
+    return sched_setscheduler(0, SCHED_IDLE, &p) == 0 ? 0 : -errno;
+}
+
 int cflex_name_thread(const char *name) {
     char short_name[16];
     strncpy(short_name, name, sizeof(short_name) - 1);

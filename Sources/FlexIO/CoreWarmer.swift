@@ -27,6 +27,8 @@ import Synchronization
 ///   saves, are left alone (`nextSleep`). A loop that sleeps after every round
 ///   (`sleepsAfterWork`) keeps it on in a closed loop too, 500 wakeups a second.
 /// - Before it sleeps it moves to the CPU the loop last ran on, if it is not there.
+/// - It runs in SCHED_IDLE, so it never preempts the loop (the effect is the same:
+///   11.0 against 11.0 to 11.6 us in the measurement above).
 ///
 /// Threading: `noteSleep` is called by the loop's thread only; `run` on the warmer's
 /// own thread; `stop` from any. Relaxed atomics: the warmer only samples.
@@ -44,8 +46,8 @@ public final class CoreWarmer: Sendable {
     let loopSleeps = Atomic<UInt64>(0)
     let loopCPU = Atomic<Int32>(-1)
     let running = Atomic<Bool>(true)
-    /// Rounds after which the warmer slept `period`: about the milliseconds it kept the
-    /// core warm.
+    /// Rounds after which the warmer slept `period`: the core was kept warm for about
+    /// `period` times this.
     public let warmRounds = Atomic<UInt64>(0)
     let stopSignal: WakeSet
 
@@ -62,22 +64,25 @@ public final class CoreWarmer: Sendable {
     }
 
     /// The warmer's next sleep (ns) after one of `current` in which its loop slept
-    /// `sleeps` times over `elapsed` ns, and whether it keeps the core warm.
+    /// `sleeps` times over `elapsed` ns, and whether it keeps the core warm. Exact for
+    /// every input: the rate is compared in full width, the doubling saturates.
     public static func nextSleep(current: UInt64, sleeps: UInt64, elapsed: UInt64) -> (sleep: UInt64, warm: Bool) {
-        if sleeps.multipliedReportingOverflow(by: 1_000_000_000).partialValue >= minimumRate &* max(elapsed, 1) {
-            return (period, true)
-        }
-        return (min(max(current, period) &* 2, longestSleep), false)
+        let seen = sleeps.multipliedFullWidth(by: 1_000_000_000), needed = minimumRate.multipliedFullWidth(by: max(elapsed, 1))
+        if (seen.high, seen.low) >= (needed.high, needed.low) { return (period, true) }
+        return (current >= longestSleep / 2 ? longestSleep : max(current, period) * 2, false)
     }
 
-    /// Runs the warmer's rounds until `stop` (on a thread of the caller's).
+    /// Runs the warmer's rounds until `stop` (on a thread of the caller's). A warmer
+    /// may run again after it stopped; one `run` at a time.
     public func run() {
+        _ = cflex_schedule_when_idle()  // never ahead of the loop: a wakeup while it runs waits
         let loop = CoreLoop(wakeups: stopSignal, member: 0, maximumSleep: .max)
         var seen = loopSleeps.load(ordering: .relaxed)
-        var since = Self.now()
+        var since = monotonicNanoseconds()
         var sleep = Self.period
+        var refused: Int32 = -1  // a CPU the warmer may not move to (a cpuset's), until the loop moves
         loop.run(while: { running.load(ordering: .relaxed) }) {
-            let count = loopSleeps.load(ordering: .relaxed), now = Self.now()
+            let count = loopSleeps.load(ordering: .relaxed), now = monotonicNanoseconds()
             let next = Self.nextSleep(current: sleep, sleeps: count &- seen, elapsed: now &- since)
             seen = count
             since = now
@@ -85,21 +90,16 @@ public final class CoreWarmer: Sendable {
             if next.warm {
                 warmRounds.store(warmRounds.load(ordering: .relaxed) &+ 1, ordering: .relaxed)
                 let cpu = loopCPU.load(ordering: .relaxed)
-                if cpu >= 0 && cpu != cflex_current_cpu() { _ = cflex_pin_thread(cpu) }  // a cpuset may refuse: then it stays
+                if cpu >= 0 && cpu != refused && cpu != cflex_current_cpu() && cflex_pin_thread(cpu) != 0 { refused = cpu }
             }
             return CoreLoop.Round(work: 0, sleepLimit: sleep)
         }
+        running.store(true, ordering: .relaxed)
     }
 
     /// Makes `run` return (at once, if it sleeps).
     public func stop() {
         running.store(false, ordering: .relaxed)
         stopSignal.wake(0)
-    }
-
-    static func now() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
     }
 }

@@ -86,6 +86,10 @@ public final class KVSServer: @unchecked Sendable {
         public init() {}
     }
 
+    /// Whether the workers have core warmers: asked for, and they sleep (polling DPDK,
+    /// they never do).
+    var warmsCores: Bool { configuration.warmsCores && dpdk == nil }
+
     /// Whether the server moves shards between workers as their load changes.
     public var rebalances: Bool {
         configuration.steering != .flow && configuration.threads > 1 && configuration.rebalancing.interval > 0
@@ -214,6 +218,7 @@ public final class KVSServer: @unchecked Sendable {
             ("segment_size", String(store.pool.segmentSize)), ("steering", c.steering.rawValue),
             ("io", dpdk == nil ? "socket" : "dpdk"), ("reply_offload", store.replyTable == nil ? "no" : "yes"),
             ("xdp_offload", xdp.map { "\($0.interface) (\($0.mode))" } ?? "no"),
+            ("warm_cores", warmsCores ? "yes" : "no"),
         ]
         // dma: partition q registers segments with every worker w's pipeline.
         if c.steering == .dma {

@@ -1,3 +1,4 @@
+import FlexIO
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -15,18 +16,12 @@ public struct ServerClock: Sendable {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
         startUnix = Int64(ts.tv_sec)
-        startMonotonic = Self.monotonicNanos()
-    }
-
-    static func monotonicNanos() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+        startMonotonic = monotonicNanoseconds()
     }
 
     /// Nanoseconds since the server started (strictly increasing between calls that are
     /// a nanosecond apart; used to order stores and flushes).
-    public var nanos: UInt64 { Self.monotonicNanos() - startMonotonic + 1 }
+    public var nanos: UInt64 { monotonicNanoseconds() - startMonotonic + 1 }
 
     /// Where `seconds` starts: memcached's relative clock reads 62 at start (its
     /// process_started lies 62 s back), so the relative times meta commands print (an

@@ -126,8 +126,7 @@ final class Worker: @unchecked Sendable {
         inFlight = Array(repeating: 0, count: server.configuration.threads)
         toSend.reserveCapacity(64)
         let queues = server.configuration.threads
-        // Polling DPDK, the loop never sleeps: nothing to warm.
-        warmer = server.configuration.warmsCores && server.dpdk == nil ? try CoreWarmer() : nil
+        warmer = server.warmsCores ? try CoreWarmer() : nil
         loop = CoreLoop(ports: [(server.tcp, queue)] + (server.udp.map { [($0, queue)] } ?? []), wakeups: server.wakeups,
                         member: queue, spinCycles: CoreLoop.spinCycles(threads: server.configuration.threads),
                         maximumSleep: .max, polledPortNap: 0, sleepsAfterWork: true, borrowsEventSet: true, warmer: warmer)

@@ -50,8 +50,9 @@ struct Compare: ParsableCommand {
     @Option(help: ArgumentHelp(
         "A thread of this client sleeps this many microseconds in a loop on the first server CPU (needs --server-cpu).",
         discussion: "On a virtual machine a core's wakeup from a long idle costs its next task more CPU; memcached's "
-            + "maintenance threads wake its core often under load, flexkvs's do not. The same timer for both takes "
-            + "that out of the comparison. Neither server's CPU counts it; machine CPU does.")) var coreTimer: UInt32?
+            + "LRU maintainer wakes its core often under load, and so do flexkvs's core warmers (unless --no-warm-cores). "
+            + "The same timer for both takes the servers' own threads out of the comparison. Neither server's CPU counts "
+            + "it; machine CPU does.")) var coreTimer: UInt32?
     @OptionGroup var options: LoadOptions
 
     func run() throws {

@@ -77,7 +77,7 @@ final class FrameReplay {
         let port = link.port
         let count = offsets.count - 1
         var next = 0
-        let start = KVSLoad.nanos()
+        let start = monotonicNanoseconds()
         let end = start + UInt64(seconds * 1e9)
         var now = start
         // Frames go out in bursts, as a NIC's would come in: as many as 20 us of the rate
@@ -104,15 +104,15 @@ final class FrameReplay {
                     t.offered += UInt64(due)  // what found no mbuf or no room counts as offered and lost
                 }
                 if receiving { t.answered += UInt64(countReplies()) }
-                now = KVSLoad.nanos()
+                now = monotonicNanoseconds()
             }
         }
         t.seconds = Double(now - start) / 1e9
         guard receiving else { return t }
-        var quietSince = KVSLoad.nanos()
-        while KVSLoad.nanos() - quietSince < 20_000_000 {
+        var quietSince = monotonicNanoseconds()
+        while monotonicNanoseconds() - quietSince < 20_000_000 {
             let n = countReplies()
-            if n > 0 { t.answered += UInt64(n); quietSince = KVSLoad.nanos() }
+            if n > 0 { t.answered += UInt64(n); quietSince = monotonicNanoseconds() }
         }
         return t
     }

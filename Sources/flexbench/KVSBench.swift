@@ -153,9 +153,9 @@ extension KVSBench {
 
 /// The TSC's rate, measured against the monotonic clock over 200 ms.
 func tscCyclesPerSecond() -> Double {
-    let (c0, t0) = (cflex_rdtsc(), KVSLoad.nanos())
+    let (c0, t0) = (cflex_rdtsc(), monotonicNanoseconds())
     usleep(200_000)
-    let (c1, t1) = (cflex_rdtsc(), KVSLoad.nanos())
+    let (c1, t1) = (cflex_rdtsc(), monotonicNanoseconds())
     return Double(c1 &- c0) / (Double(t1 - t0) / 1e9)
 }
 

@@ -57,12 +57,6 @@ struct KVSLoad {
         }
     }
 
-    static func nanos() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-    }
-
     /// Stores every key once over TCP (text protocol, noreply, then a fence).
     func preload() throws {
         let c = try Self.connect(server, udp: false, blocking: true)
@@ -96,7 +90,7 @@ struct KVSLoad {
         let perThread = max(1, connections / threads)
         let outcomes = Mutex<(results: [Result], failure: String?)>(([], nil))
         let group = DispatchGroup()
-        let start = Self.nanos()
+        let start = monotonicNanoseconds()
         let measureFrom = start + UInt64(warmup * 1e9)
         let end = measureFrom + UInt64(duration * 1e9)
         for t in 0..<threads {
@@ -156,9 +150,9 @@ struct KVSLoad {
         var result = Result()
         var fds = conns.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
         let interval = rate > 0 ? UInt64(1e9 / (rate / Double(threads))) : 0
-        var nextSend = Self.nanos()
+        var nextSend = monotonicNanoseconds()
         var roundRobin = 0
-        var lastSweep = Self.nanos()
+        var lastSweep = monotonicNanoseconds()
         var buf = [UInt8](repeating: 0, count: 1 << 16)
         // UDP receive: 64 datagram buffers for recvmmsg.
         let rxArena = UnsafeMutableRawPointer.allocate(byteCount: 64 * 2048, alignment: 64)
@@ -249,7 +243,7 @@ struct KVSLoad {
         }
 
         while true {
-            let now = Self.nanos()
+            let now = monotonicNanoseconds()
             if now >= end { break }
             if preloading && nextPreload == workload.keys && conns.allSatisfy({ $0.inflight == 0 }) { break }
             if interval == 0 {
@@ -273,7 +267,7 @@ struct KVSLoad {
             }
             if let link {
                 // Kernel bypass: poll the port (no sockets, no sleeping).
-                let t = Self.nanos()
+                let t = monotonicNanoseconds()
                 link.receive { socket, d in if socket < conns.count { received(conns[socket], d, at: t) } }
             } else {
                 _ = poll(&fds, nfds_t(fds.count), interval > 0 ? 0 : 1)
@@ -281,7 +275,7 @@ struct KVSLoad {
             for (i, c) in conns.enumerated() where fds[i].revents & Int16(POLLIN) != 0 {
                 if format.isUDP {
                     let n = Int(max(0, cflex_recv_batch(c.fd, rxDatagrams, 64)))
-                    let t = Self.nanos()
+                    let t = monotonicNanoseconds()
                     for k in 0..<n {
                         received(c, UnsafeRawBufferPointer(start: rxDatagrams[k].data, count: Int(rxDatagrams[k].length)), at: t)
                     }
@@ -290,7 +284,7 @@ struct KVSLoad {
                 let n = recv(c.fd, &buf, buf.count, Int32(MSG_DONTWAIT))
                 if n == 0 { throw LoadError("the server closed a connection") }
                 guard n > 0 else { continue }
-                let t = Self.nanos()
+                let t = monotonicNanoseconds()
                 c.input += buf[..<n]
                 var hit = false
                 while let len = c.input.withUnsafeBytes({ format.responseLength($0, from: c.parsed, hit: &hit) }) {

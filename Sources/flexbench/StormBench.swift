@@ -1,5 +1,6 @@
 import ArgumentParser
 import FlexCLI
+import FlexIO
 import FlexStorm
 import Foundation
 

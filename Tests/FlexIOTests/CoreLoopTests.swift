@@ -195,12 +195,15 @@ import Glibc
         #expect(CoreWarmer.nextSleep(current: longest, sleeps: rate * longest / 1_000_000_000, elapsed: longest) == (period, true),
                 "the rate is back: the period at once")
         #expect(CoreWarmer.nextSleep(current: period, sleeps: 1, elapsed: 0).warm, "no time passed: no division by zero")
+        #expect(CoreWarmer.nextSleep(current: .max, sleeps: 0, elapsed: 1).sleep == CoreWarmer.longestSleep, "the doubling saturates")
+        #expect(!CoreWarmer.nextSleep(current: period, sleeps: 1, elapsed: .max).warm, "a long stop (SIGSTOP) is no high rate")
+        #expect(CoreWarmer.nextSleep(current: period, sleeps: .max, elapsed: .max).warm)
         #expect(!CoreWarmer.nextSleep(current: period, sleeps: 0, elapsed: 0).warm)
     }
 
-    /// A loop that sleeps often tells its warmer, which then keeps warm
-    /// rounds and knows the loop's CPU; `stop` ends the warmer's run at once, even in
-    /// its longest sleep.
+    /// A loop that sleeps often tells its warmer, which then keeps warm rounds and
+    /// knows the loop's CPU; once the loop is quiet it keeps none; `stop` ends the
+    /// warmer's run in its long sleep, and the warmer may run again.
     @Test func aWarmerHearsItsLoopAndStops() throws {
         let warmer = try CoreWarmer()
         let wakeups = try WakeSet(count: 1)
@@ -219,11 +222,17 @@ import Glibc
         #expect(warmer.loopCPU.load(ordering: .relaxed) >= 0)
         #expect(warmer.loopSleeps.load(ordering: .relaxed) > 0)
 
-        usleep(200_000)  // the loop went quiet: the warmer backs off to its longest sleep
-        let stopped = clock.measure {
-            warmer.stop()
-            done.wait()
-        }
-        #expect(stopped < .milliseconds(50), "stop wakes the warmer")
+        usleep(200_000)  // the loop went quiet: the warmer backs off toward its longest sleep
+        let before = warmer.warmRounds.load(ordering: .relaxed)
+        usleep(200_000)
+        #expect(warmer.warmRounds.load(ordering: .relaxed) == before, "a quiet loop is not kept warm")
+        warmer.stop()
+        #expect(done.wait(timeout: .now() + 2) == .success, "stop ends the run")
+        Thread {  // and it may run again
+            warmer.run()
+            done.signal()
+        }.start()
+        warmer.stop()
+        #expect(done.wait(timeout: .now() + 2) == .success)
     }
 }

@@ -20,8 +20,9 @@ final class TestServer {
     /// TCP and UDP on ephemeral ports.
     init(threads: Int = 2, steering: KVSServer.Steering = .flow, memoryMB: Int = 32, maxItem: Int = 1 << 20,
          segmentSize: Int = 1 << 20, maxConnections: Int = 64, rebalanceInterval: Double = 0,
-         address: IPv4Address = .loopback, xdpOffload: String? = nil) throws {
+         address: IPv4Address = .loopback, xdpOffload: String? = nil, warmsCores: Bool = true) throws {
         var c = KVSServer.Configuration()
+        c.warmsCores = warmsCores
         c.address = address
         c.xdpOffload = xdpOffload
         c.tcpPort = 0
@@ -382,6 +383,19 @@ final class Client {
         #expect(lines.contains { $0.hasPrefix("STAT mode key") })
         let warm = lines.filter { $0.hasPrefix("STAT worker:") && $0.contains(":core_warm_rounds ") }
         #expect(warm.count == 2 && warm.allSatisfy { Int($0.split(separator: " ").last!) != nil }, "each worker on sockets has a warmer: \(warm)")
+        tcp.send("stats settings\r\n")
+        #expect(tcp.receive(until: "END\r\n").contains("STAT warm_cores yes\r\n"))
+    }
+
+    /// `warmsCores` off (`--no-warm-cores`): no warmer, and the stats say so.
+    @Test func coreWarmersCanBeTurnedOff() throws {
+        let t = try TestServer(threads: 1, warmsCores: false)
+        let tcp = try Client(tcp: t.tcpPort)
+        tcp.send("stats steering\r\n")
+        var out = tcp.receive(until: "END\r\n")
+        tcp.send("stats settings\r\n")
+        out += tcp.receive(until: "END\r\n")
+        #expect(out.contains("STAT worker:0:core_warm_rounds off\r\n") && out.contains("STAT warm_cores no\r\n"), "\(out)")
     }
 
     /// More requests for the other worker than it may have in flight from one origin

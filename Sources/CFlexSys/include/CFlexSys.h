@@ -97,6 +97,8 @@ int cflex_poll_ns(struct pollfd *fds, unsigned count, uint64_t timeout_ns);
 int cflex_pin_thread(int cpu);
 /// The CPU the calling thread runs on (sched_getcpu: the vDSO, a few ns), or -1.
 int cflex_current_cpu(void);
+/// Puts the calling thread in SCHED_IDLE (it runs only when nothing else would); 0 or -errno.
+int cflex_schedule_when_idle(void);
 /// Names the calling thread (the first 15 bytes of `name`); returns 0 or -errno.
 int cflex_name_thread(const char *name);
 

@@ -2,8 +2,9 @@
 import Glibc
 #endif
 
-/// Nanoseconds of CLOCK_MONOTONIC: the time base of tuple timestamps. Every process
-/// and network namespace on a machine shares it.
+/// Nanoseconds of CLOCK_MONOTONIC: the time base of Storm tuples' timestamps, the KVS
+/// server's clock, the load generators' schedules and a core warmer's rates. Every
+/// process and network namespace on a machine shares it.
 @inline(__always)
 public func monotonicNanoseconds() -> UInt64 {
     var ts = timespec()

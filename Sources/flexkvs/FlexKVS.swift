@@ -136,6 +136,12 @@ struct FlexKVSCommand: ParsableCommand {
                 throw RuntimeFailure("\(config): line \(e.source.begin.line): \(e.description)")
             } catch let e as UnexpectedKeysError {
                 throw RuntimeFailure("\(config): unknown setting(s) \(e.keys.keys.sorted().joined(separator: ", "))")
+            } catch let DecodingError.keyNotFound(key, _) {
+                // Every setting is optional: TOMLKit reports one of the wrong type as not found.
+                throw RuntimeFailure("\(config): \(key.stringValue) has a value of the wrong type (Configs/flexkvs.toml shows each setting's)")
+            } catch let DecodingError.typeMismatch(_, context) {
+                let key = context.codingPath.map(\.stringValue).joined(separator: ".")
+                throw RuntimeFailure("\(config): \(key) has a value of the wrong type (Configs/flexkvs.toml shows each setting's)")
             } catch {
                 throw RuntimeFailure("\(config): \(error)")
             }

@@ -117,3 +117,53 @@ def test_flush_all_refused_with_F():
     finally:
         proc.kill()
         proc.wait()
+
+
+def settings(port):
+    """`stats settings` as a dict."""
+    reply = ask(port, b"stats settings\r\n", b"END\r\n").decode()
+    return dict(line.split(" ", 2)[1:] for line in reply.split("\r\n") if line.startswith("STAT "))
+
+
+@pytest.mark.parametrize("extra, file_text, warm", [
+    ([], None, "yes"),
+    (["--no-warm-cores"], None, "no"),
+    ([], "warm_cores = false\nthreads = 2\n", "no"),
+])
+def test_config_file_and_flags(tmp_path, extra, file_text, warm):
+    """The shipped config serves as documented (a flag on the command line wins over
+    the file: -p, -U); a file of one's own sets what it names."""
+    config = Path(__file__).resolve().parents[2] / "Configs" / "flexkvs.toml"
+    if file_text is not None:
+        config = tmp_path / "flexkvs.toml"
+        config.write_text(file_text)
+    port = free_port()
+    argv = [str(flexkvs_path()), "--config", str(config), "-p", str(port), "-U", "0"] + extra
+    if os.geteuid() == 0:
+        argv += ["-u", "root"]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        assert wait_until(lambda: serves(port)), proc.stderr.read().decode() if proc.poll() is not None else "not serving"
+        s = settings(port)
+        assert s["tcpport"] == str(port) and s["udpport"] == "0"
+        assert s["warm_cores"] == warm
+        assert s["num_threads"] == ("2" if file_text and "threads = 2" in file_text else "1")
+        assert s["maxbytes"] == str(64 << 20)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+
+
+@pytest.mark.parametrize("file_text, message", [
+    ('threads = "two"\n', "threads has a value of the wrong type"),
+    ("warm_cores = 1\n", "warm_cores has a value of the wrong type"),
+    ("colour = 3\n", "unknown setting(s) colour"),
+    ("threads = 0\n", "-t must be 1...64"),
+])
+def test_config_file_errors_name_the_setting(tmp_path, file_text, message):
+    config = tmp_path / "bad.toml"
+    config.write_text(file_text)
+    r = subprocess.run([str(flexkvs_path()), "--config", str(config), "-p", str(free_port())],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+    assert r.returncode != 0
+    assert message in r.stderr.decode(), r.stderr.decode()

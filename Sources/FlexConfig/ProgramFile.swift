@@ -61,7 +61,8 @@ public enum ProgramFile {
             let keys = e.keys.keys.sorted().joined(separator: ", ")
             throw ProgramError("\(source): unknown key(s) \(keys)")
         } catch let DecodingError.keyNotFound(key, ctx) {
-            throw ProgramError("\(source): missing \(path(ctx.codingPath + [key]))")
+            // TOMLKit reports a key of the wrong type as not found too.
+            throw ProgramError("\(source): missing \(path(ctx.codingPath + [key])), or its value is of the wrong type")
         } catch let DecodingError.typeMismatch(_, ctx) {
             throw ProgramError("\(source): wrong type at \(path(ctx.codingPath)): \(ctx.debugDescription)")
         } catch {

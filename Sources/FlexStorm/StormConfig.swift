@@ -130,8 +130,12 @@ public struct StormConfig: Sendable {
             let keys = e.keys.keys.sorted()
             throw StormConfigError("\(source):\(lines.firstLine(withKey: keys.first ?? "")): unknown key(s) \(keys.joined(separator: ", "))")
         } catch let DecodingError.keyNotFound(key, ctx) {
-            let at = lines.line(of: ctx.codingPath)
-            throw StormConfigError("\(source):\(at): missing `\(key.stringValue)`")
+            // TOMLKit reports a key of the wrong type as not found too.
+            let at = lines.line(of: ctx.codingPath + [key])
+            if at > 0 && SourceLines.assigns(lines.lines[at - 1].trimmingCharacters(in: .whitespaces), key.stringValue) {
+                throw StormConfigError("\(source):\(at): `\(key.stringValue)` has a value of the wrong type")
+            }
+            throw StormConfigError("\(source):\(lines.line(of: ctx.codingPath)): missing `\(key.stringValue)`")
         } catch let DecodingError.typeMismatch(_, ctx) {
             throw StormConfigError("\(source):\(lines.line(of: ctx.codingPath)): wrong type for `\(ctx.codingPath.last?.stringValue ?? "?")`")
         } catch {
@@ -270,9 +274,9 @@ struct SourceLines {
     /// The line of a decoding path like `worker[2].node`.
     func line(of path: [CodingKey]) -> Int {
         guard let table = path.first?.stringValue else { return 0 }
-        let index = path.dropFirst().first?.intValue ?? 0
-        let key = path.dropFirst(2).first?.stringValue ?? ""
-        return line(table: table, index: index, key: key, array: path.dropFirst().first?.intValue != nil)
+        let index = path.dropFirst().first?.intValue  // `[[table]]`s are indexed, a `[table]` is not
+        let key = path.dropFirst(index == nil ? 1 : 2).first?.stringValue ?? ""
+        return line(table: table, index: index ?? 0, key: key, array: index != nil)
     }
 
     static func assigns(_ line: String, _ key: String) -> Bool {

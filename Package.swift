@@ -80,7 +80,7 @@ let package = Package(
         .target(name: "FlexIDS", dependencies: ["FlexNIC", "FlexIO", "FlexWire", "CPCRE2", "CHyperscan", "CZlib", "CFlexSys"], swiftSettings: hotPath),
         .target(
             name: "FlexStorm",
-            dependencies: ["FlexNIC", "FlexIO", "FlexWire", "FlexConfig", "CFlexSys", .product(name: "TOMLKit", package: "TOMLKit")],
+            dependencies: ["FlexNIC", "FlexIO", "FlexWire", "FlexConfig", "CFlexSys"],
             swiftSettings: hotPath
         ),
 
@@ -94,7 +94,6 @@ let package = Package(
             dependencies: [
                 "FlexKVS", "FlexCLI", "FlexConfig", "FlexNIC", "FlexIO", "FlexWire", "CFlexSys", .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "TOMLKit", package: "TOMLKit"),
             ]
         ),
         .executableTarget(

@@ -1,7 +1,6 @@
 import FlexNIC
 import FlexWire
 import Foundation
-import TOMLKit
 
 /// Reads and writes a `SteeringProgram` as TOML (the files in `Configs/steering/`,
 /// which `flexbench programs` writes from the programs the servers build). Format:
@@ -53,18 +52,6 @@ public enum ProgramFile {
         let file: FileModel
         do {
             file = try TOMLInput.decode(FileModel.self, from: text)
-        } catch let e as TOMLInputError {
-            throw ProgramError("\(source): \(e)")
-        } catch let e as TOMLParseError {
-            throw ProgramError("\(source): line \(e.source.begin.line), column \(e.source.begin.column): \(e.description)")
-        } catch let e as UnexpectedKeysError {
-            let keys = e.keys.keys.sorted().joined(separator: ", ")
-            throw ProgramError("\(source): unknown key(s) \(keys)")
-        } catch let DecodingError.keyNotFound(key, ctx) {
-            // TOMLKit reports a key of the wrong type as not found too.
-            throw ProgramError("\(source): missing \(path(ctx.codingPath + [key])), or its value is of the wrong type")
-        } catch let DecodingError.typeMismatch(_, ctx) {
-            throw ProgramError("\(source): wrong type at \(path(ctx.codingPath)): \(ctx.debugDescription)")
         } catch {
             throw ProgramError("\(source): \(error)")
         }
@@ -94,10 +81,6 @@ public enum ProgramFile {
             dccpInUDP: file.dccp_in_udp ?? false)
         try program.validate(label: source)
         return program
-    }
-
-    static func path(_ keys: [CodingKey]) -> String {
-        keys.map { $0.intValue.map { "[\($0 + 1)]" } ?? $0.stringValue }.joined(separator: ".")
     }
 
     struct FileModel: Decodable {

@@ -10,10 +10,16 @@ import TOMLKit
 /// documents pass unchanged, hostile ones get an error with their line.
 public enum TOMLInput {
     /// Checks `text`, then decodes it strictly (unknown keys are errors): how every
-    /// TOML document in the project is read. Errors are `TOMLInputError` or TOMLKit's.
-    public static func decode<T: Decodable>(_ type: T.Type, from text: String) throws -> T {
+    /// TOML document in the project is read. Every error, the parser's and the
+    /// decoder's too, is a `TOMLInputError` naming the key and, where the text shows
+    /// it, the line.
+    public static func decode<T: Decodable>(_ type: T.Type, from text: String) throws(TOMLInputError) -> T {
         try check(text)
-        return try TOMLDecoder(strictDecoding: true).decode(type, from: text)
+        do {
+            return try TOMLDecoder(strictDecoding: true).decode(type, from: text)
+        } catch {
+            throw TOMLInputError(decoding: error, of: TOMLSourceLines(text))
+        }
     }
 
     /// Throws, naming the line, at the first key or character TOML does not allow.
@@ -176,9 +182,59 @@ public enum TOMLInput {
     }
 }
 
-/// A TOML document with a key or character TOML does not allow where it stands.
+/// A TOML document that could not be read: a key or character TOML does not allow, a
+/// syntax error, an unknown or missing key, a value of the wrong type.
 public struct TOMLInputError: Error, CustomStringConvertible, Sendable {
+    /// 1-based; 0 when the text does not show where (a missing key of the top table).
     public let line: Int
     public let problem: String
-    public var description: String { "line \(line): \(problem)" }
+    public var description: String { line > 0 ? "line \(line): \(problem)" : problem }
+}
+
+extension TOMLInputError {
+    /// TOMLKit's error, with the line it concerns found in `lines` (its decoded values
+    /// carry no positions).
+    init(decoding error: any Error, of lines: TOMLSourceLines) {
+        switch error {
+        case let e as TOMLParseError:
+            self.init(line: e.source.begin.line, problem: e.description)
+        case let e as UnexpectedKeysError:
+            let keys = e.keys.sorted { $0.key < $1.key }
+            let first = keys.first.map { lines.line(of: $0.value + [TOMLKey($0.key)]) } ?? 0
+            self.init(line: first, problem: "unknown key(s) \(keys.map { Self.name($0.value + [TOMLKey($0.key)]) }.joined(separator: ", "))")
+        case let DecodingError.keyNotFound(key, context):
+            // TOMLKit reports a key of the wrong type as not found too: the text tells which.
+            // (Its context's path may already end with the key.)
+            let path = context.codingPath.last?.stringValue == key.stringValue ? context.codingPath : context.codingPath + [key]
+            if let at = lines.assignment(of: path) {
+                self.init(line: at, problem: "`\(Self.name(path))` has a value of the wrong type")
+            } else {
+                self.init(line: lines.line(of: Array(path.dropLast())), problem: "missing `\(Self.name(path))`")
+            }
+        case let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context):
+            self.init(line: lines.line(of: context.codingPath), problem: "`\(Self.name(context.codingPath))` has a value of the wrong type")
+        case let DecodingError.dataCorrupted(context):
+            self.init(line: lines.line(of: context.codingPath), problem: "`\(Self.name(context.codingPath))`: \(context.debugDescription)")
+        default:
+            self.init(line: 0, problem: "\(error)")
+        }
+    }
+
+    /// A decoding path as a user writes it: `stage[2].action` (tables counted from 1).
+    static func name(_ path: [any CodingKey]) -> String {
+        var name = ""
+        for key in path {
+            if let index = key.intValue { name += "[\(index + 1)]" } else { name += name.isEmpty ? key.stringValue : ".\(key.stringValue)" }
+        }
+        return name
+    }
+}
+
+/// A key by name, to extend a decoding path.
+struct TOMLKey: CodingKey {
+    var stringValue: String
+    var intValue: Int? { nil }
+    init(_ name: String) { stringValue = name }
+    init?(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { nil }
 }

@@ -1,7 +1,6 @@
 import FlexConfig
 import Foundation
 import FlexWire
-import TOMLKit
 
 /// A FlexStorm cluster: the topology's parameters, the nodes and their addresses, and
 /// which node runs each worker, read from one TOML file (`Configs/storm-*.toml`):
@@ -118,28 +117,12 @@ public struct StormConfig: Sendable {
 
     /// Parses and checks a config; errors name `source` and the line.
     public static func parse(_ text: String, source: String = "<config>") throws -> StormConfig {
-        let lines = SourceLines(text)
+        let lines = TOMLSourceLines(text)
         let file: FileModel
         do {
             file = try TOMLInput.decode(FileModel.self, from: text)
-        } catch let e as TOMLInputError {
-            throw StormConfigError("\(source):\(e.line): \(e)")
-        } catch let e as TOMLParseError {
-            throw StormConfigError("\(source):\(e.source.begin.line): \(e.description)")
-        } catch let e as UnexpectedKeysError {
-            let keys = e.keys.keys.sorted()
-            throw StormConfigError("\(source):\(lines.firstLine(withKey: keys.first ?? "")): unknown key(s) \(keys.joined(separator: ", "))")
-        } catch let DecodingError.keyNotFound(key, ctx) {
-            // TOMLKit reports a key of the wrong type as not found too.
-            let at = lines.line(of: ctx.codingPath + [key])
-            if at > 0 && SourceLines.assigns(lines.lines[at - 1].trimmingCharacters(in: .whitespaces), key.stringValue) {
-                throw StormConfigError("\(source):\(at): `\(key.stringValue)` has a value of the wrong type")
-            }
-            throw StormConfigError("\(source):\(lines.line(of: ctx.codingPath)): missing `\(key.stringValue)`")
-        } catch let DecodingError.typeMismatch(_, ctx) {
-            throw StormConfigError("\(source):\(lines.line(of: ctx.codingPath)): wrong type for `\(ctx.codingPath.last?.stringValue ?? "?")`")
         } catch {
-            throw StormConfigError("\(source): \(error)")
+            throw StormConfigError(error.line > 0 ? "\(source):\(error.line): \(error.problem)" : "\(source): \(error.problem)")
         }
 
         var c = StormConfig()
@@ -238,49 +221,4 @@ public struct StormConfig: Sendable {
 public struct StormConfigError: Error, CustomStringConvertible, Sendable {
     public let description: String
     public init(_ description: String) { self.description = description }
-}
-
-/// Finds the line a TOML key was written on, for error messages (TOMLKit's decoded
-/// values carry no positions).
-struct SourceLines {
-    let lines: [Substring]
-    init(_ text: String) { lines = text.split(separator: "\n", omittingEmptySubsequences: false) }
-
-    /// The line of `key` inside the `index`-th `[[table]]` (or the `[table]`), or of
-    /// the table header itself if the key is absent; 1-based, 0 if not found.
-    func line(table: String, index: Int, key: String, array: Bool = true) -> Int {
-        let header = array ? "[[\(table)]]" : "[\(table)]"
-        var seen = -1
-        var start: Int?
-        for (i, l) in lines.enumerated() where l.trimmingCharacters(in: .whitespaces).hasPrefix(header) {
-            seen += 1
-            if seen == index { start = i; break }
-        }
-        guard let start else { return 0 }
-        var i = start + 1
-        while i < lines.count {
-            let t = lines[i].trimmingCharacters(in: .whitespaces)
-            if t.hasPrefix("[") { break }
-            if Self.assigns(t, key) { return i + 1 }
-            i += 1
-        }
-        return start + 1
-    }
-
-    func firstLine(withKey key: String) -> Int {
-        (lines.firstIndex { Self.assigns($0.trimmingCharacters(in: .whitespaces), key) } ?? -1) + 1
-    }
-
-    /// The line of a decoding path like `worker[2].node`.
-    func line(of path: [CodingKey]) -> Int {
-        guard let table = path.first?.stringValue else { return 0 }
-        let index = path.dropFirst().first?.intValue  // `[[table]]`s are indexed, a `[table]` is not
-        let key = path.dropFirst(index == nil ? 1 : 2).first?.stringValue ?? ""
-        return line(table: table, index: index ?? 0, key: key, array: index != nil)
-    }
-
-    static func assigns(_ line: String, _ key: String) -> Bool {
-        guard !key.isEmpty, line.hasPrefix(key) else { return false }
-        return line.dropFirst(key.count).trimmingCharacters(in: .whitespaces).hasPrefix("=")
-    }
 }

@@ -249,7 +249,10 @@ import Testing
     @Test(arguments: [
         ("queues = 1\n[[stage]\n", "line 2"),                                   // TOML syntax
         ("queues = 1\nbogus = 3\n", "unknown key"),                             // typo
-        ("name = \"x\"\n", "missing queues"),
+        ("name = \"x\"\n", "bad.toml: missing `queues`"),
+        ("queues = \"one\"\n", "bad.toml: line 1: `queues` has a value of the wrong type"),
+        ("queues = 1\n[[stage]]\nname = 3\nactions = [\"drop\"]\n", "bad.toml: line 3: `stage[1].name` has a value of the wrong type"),
+        ("queues = 1\n[[stage]]\nactions = [\"drop\"]\ncolour = 3\n", "bad.toml: line 4: unknown key(s) stage[1].colour"),
         ("queues = 1\n[[stage]]\nname = \"s\"\nactions = [\"teleport\"]\n", "stage 1 (s): cannot read action \"teleport\""),
         ("queues = 1\n[[stage]]\nmatch = { colour = 3 }\nactions = [\"drop\"]\n", "unknown match field \"colour\""),
         ("queues = 1\n[[stage]]\nmatch = { dst_port = 70000 }\nactions = [\"drop\"]\n", "does not fit 16 bits"),

@@ -59,9 +59,9 @@ import Testing
         ("top_n = 5", "top_n = 5\nsend_window = 100", ":3:", "power of two"),
         ("name = \"b\"", "name = \"a\"", ":11:", "defined twice"),
         ("top_n = 5", "top_n = 5\ncolour = 3", ":3:", "unknown key"),
-        ("top_n = 5", "top_n = \"five\"", ":2:", "`top_n` has a value of the wrong type"),
-        ("port = 7100\n\n[[worker]]", "port = \"x\"\n\n[[worker]]", ":13:", "`port` has a value of the wrong type"),
-        ("port = 7100\n\n[[worker]]", "\n\n[[worker]]", ":10:", "missing `port`"),
+        ("top_n = 5", "top_n = \"five\"", ":2:", "`topology.top_n` has a value of the wrong type"),
+        ("port = 7100\n\n[[worker]]", "port = \"x\"\n\n[[worker]]", ":13:", "`node[2].port` has a value of the wrong type"),
+        ("port = 7100\n\n[[worker]]", "\n\n[[worker]]", ":10:", "missing `node[2].port`"),
         ("top_n = 5", "top_n = [", ":3:", "parsing"),  // the parser notices on the next line
         ("kind = \"total\"", "kind = \"ranker\"", "", "exactly one total ranker"),
     ])

@@ -155,9 +155,9 @@ def test_config_file_and_flags(tmp_path, extra, file_text, warm):
 
 
 @pytest.mark.parametrize("file_text, message", [
-    ('threads = "two"\n', "threads has a value of the wrong type"),
-    ("warm_cores = 1\n", "warm_cores has a value of the wrong type"),
-    ("colour = 3\n", "unknown setting(s) colour"),
+    ('threads = "two"\n', "bad.toml: line 1: `threads` has a value of the wrong type"),
+    ("tcp_port = 11211\nwarm_cores = 1\n", "bad.toml: line 2: `warm_cores` has a value of the wrong type"),
+    ("\ncolour = 3\n", "bad.toml: line 2: unknown key(s) colour"),
     ("threads = 0\n", "-t must be 1...64"),
 ])
 def test_config_file_errors_name_the_setting(tmp_path, file_text, message):

@@ -199,9 +199,8 @@ extension TOMLInputError {
         case let e as TOMLParseError:
             self.init(line: e.source.begin.line, problem: e.description)
         case let e as UnexpectedKeysError:
-            let keys = e.keys.sorted { $0.key < $1.key }
-            let first = keys.first.map { lines.line(of: $0.value + [TOMLKey($0.key)]) } ?? 0
-            self.init(line: first, problem: "unknown key(s) \(keys.map { Self.name($0.value + [TOMLKey($0.key)]) }.joined(separator: ", "))")
+            let paths = e.keys.sorted { $0.key < $1.key }.map { $0.value + [TOMLKey($0.key)] }
+            self.init(line: paths.first.map(lines.line(of:)) ?? 0, problem: "unknown key(s) \(paths.map(Self.name).joined(separator: ", "))")
         case let DecodingError.keyNotFound(key, context):
             // TOMLKit reports a key of the wrong type as not found too: the text tells which.
             // (Its context's path may already end with the key.)
